@@ -1,0 +1,94 @@
+//! The desired state the runtime reconciles into the database: job specs (what should
+//! fire, and when) and task policies (how runs of a task execute), resolved from the
+//! macro's defaults, `jobs.toml` and the scheduler-wide defaults.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::schedule::Schedule;
+
+/// Where a job was declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobSource {
+    /// `schedule`/`interval_minutes` on `#[kairos::task]` (possibly overridden in config).
+    Code,
+    /// A `[[jobs]]` entry in `jobs.toml`.
+    Config,
+    /// Created at run time through the API or CLI.
+    Api,
+}
+
+impl JobSource {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobSource::Code => "code",
+            JobSource::Config => "config",
+            JobSource::Api => "api",
+        }
+    }
+}
+
+/// A job as declared: upserted by name into the `jobs` table at start-up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSpec {
+    /// Unique job name (a task's own schedule uses the task's name).
+    pub name: String,
+    /// The task it runs.
+    pub task: String,
+    /// When it fires.
+    pub schedule: Schedule,
+    /// Params passed to every run.
+    pub params: Value,
+    /// A disabled job stays in the table but never fires.
+    pub enabled: bool,
+    /// Priority of the runs it fires; `None` uses the task's.
+    pub priority: Option<i32>,
+    /// Where it was declared.
+    pub source: JobSource,
+}
+
+/// How runs of one task execute, after every default and override is applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskPolicy {
+    /// Runs of this task allowed at once (across the node).
+    pub max_instances: Option<u32>,
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// Base delay of the exponential backoff.
+    pub retry_delay: Duration,
+    /// Limit of one attempt.
+    pub timeout: Duration,
+    /// Lower runs first.
+    pub priority: i32,
+    /// Named queue.
+    pub queue: Option<String>,
+}
+
+/// Scheduler-wide defaults for what a task leaves unset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Defaults {
+    /// Default limit of one attempt.
+    pub timeout: Duration,
+    /// Default retries.
+    pub max_retries: u32,
+    /// Default base retry delay.
+    pub retry_delay: Duration,
+    /// Default time zone of cron jobs.
+    pub timezone: crate::schedule::Tz,
+    /// Default priority.
+    pub priority: i32,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            timeout: Duration::from_secs(30 * 60),
+            max_retries: 0,
+            retry_delay: Duration::from_secs(10),
+            timezone: crate::schedule::Tz::UTC,
+            priority: 0,
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! kairos: persistent, cluster-safe cron and background-run scheduler.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod clock;
+pub mod config;
+pub mod job;
+pub mod task;
+
+/// Schedules: cron expressions, intervals, one-off times, durations.
+pub mod schedule {
+    pub use kairos_schedule::*;
+}
+
+pub use kairos_macros::task;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use task::{FailedRun, Registry, TaskContext, TaskDef, TaskError};
+
+/// Not public API. Used by code that `#[kairos::task]` generates.
+#[doc(hidden)]
+pub mod __private {
+    pub use futures::future::BoxFuture;
+    pub use inventory;
+    pub use serde_json;
+    pub use std::boxed::Box;
+    pub use std::time::Duration;
+}

@@ -1,0 +1,289 @@
+//! Tasks: the registered async functions, their defaults, the context a run sees,
+//! and the registry that collects them from `#[kairos::task]` through `inventory`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// What a handler returns: the run's JSON result (if any) or why it failed.
+pub type TaskOutcome = Result<Option<Value>, TaskError>;
+
+/// The type-erased entry point the macro generates for each task.
+pub type Handler = fn(TaskContext, Value) -> BoxFuture<'static, TaskOutcome>;
+
+/// A task's failure callback, called once after its final attempt failed.
+pub type FailureHook = fn(FailedRun) -> BoxFuture<'static, ()>;
+
+/// Why a handler did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TaskError {
+    /// The run's params could not be turned into the function's arguments.
+    /// Permanent: retrying would fail the same way.
+    InvalidParams(String),
+    /// The function returned an error (its `Display` text). Retried per policy.
+    Failed(String),
+}
+
+impl TaskError {
+    /// Whether retrying could change the outcome.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, TaskError::InvalidParams(_))
+    }
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskError::InvalidParams(m) => write!(f, "invalid params: {m}"),
+            TaskError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+/// A task as registered by `#[kairos::task]`: a handler plus its defaults.
+///
+/// Built by the macro in a `const` context, hence plain fields and fn pointers.
+/// Every `Option` left `None` falls back to `jobs.toml`'s `[scheduler]` defaults.
+#[derive(Clone, Copy)]
+pub struct TaskDef {
+    /// Unique task name (defaults to the function name).
+    pub name: &'static str,
+    /// Cron expression (5 or 6 fields, or a `@macro`), if the task is scheduled by cron.
+    pub schedule: Option<&'static str>,
+    /// IANA time zone for `schedule`.
+    pub timezone: Option<&'static str>,
+    /// Fixed interval, if the task is scheduled by interval.
+    pub interval: Option<Duration>,
+    /// How many runs of this task may run at once.
+    pub max_instances: Option<u32>,
+    /// How many times a failed run is retried.
+    pub max_retries: Option<u32>,
+    /// Base delay of the exponential retry backoff.
+    pub retry_delay: Option<Duration>,
+    /// How long one attempt may run before it is cancelled as `timed_out`.
+    pub timeout: Option<Duration>,
+    /// Lower runs first.
+    pub priority: Option<i32>,
+    /// Named queue the task's runs belong to.
+    pub queue: Option<&'static str>,
+    /// Called after the final attempt failed.
+    pub on_failure: Option<FailureHook>,
+    /// The generated entry point.
+    pub handler: Handler,
+    /// Where the task is defined (`file:line`), for duplicate-name reports.
+    pub location: &'static str,
+}
+
+impl fmt::Debug for TaskDef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskDef")
+            .field("name", &self.name)
+            .field("schedule", &self.schedule)
+            .field("timezone", &self.timezone)
+            .field("interval", &self.interval)
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TaskDef {
+    /// A task with only a name and a handler; every default comes from the scheduler.
+    /// Useful for registering tasks by hand (tests, plugins) instead of with the macro.
+    pub const fn new(name: &'static str, handler: Handler, location: &'static str) -> Self {
+        TaskDef {
+            name,
+            schedule: None,
+            timezone: None,
+            interval: None,
+            max_instances: None,
+            max_retries: None,
+            retry_delay: None,
+            timeout: None,
+            priority: None,
+            queue: None,
+            on_failure: None,
+            handler,
+            location,
+        }
+    }
+}
+
+inventory::collect!(TaskDef);
+
+/// What a failure callback learns about the run that failed for good.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct FailedRun {
+    /// The run's id.
+    pub run_id: i64,
+    /// The task's name.
+    pub task: String,
+    /// The job that fired the run, if any.
+    pub job_id: Option<i64>,
+    /// The attempt that failed last (1-based).
+    pub attempt: u32,
+    /// The final error text.
+    pub error: String,
+    /// The run's params.
+    pub params: Value,
+}
+
+/// What a running task knows about its run, and how it learns it should stop.
+#[derive(Debug, Clone)]
+pub struct TaskContext {
+    inner: Arc<ContextInner>,
+}
+
+#[derive(Debug)]
+struct ContextInner {
+    run_id: i64,
+    task: String,
+    job_id: Option<i64>,
+    scheduled_for: DateTime<Utc>,
+    attempt: u32,
+    cancel: CancellationToken,
+}
+
+impl TaskContext {
+    /// Builds a context; the runtime does this for every attempt.
+    pub fn new(
+        run_id: i64,
+        task: impl Into<String>,
+        job_id: Option<i64>,
+        scheduled_for: DateTime<Utc>,
+        attempt: u32,
+        cancel: CancellationToken,
+    ) -> Self {
+        TaskContext {
+            inner: Arc::new(ContextInner {
+                run_id,
+                task: task.into(),
+                job_id,
+                scheduled_for,
+                attempt,
+                cancel,
+            }),
+        }
+    }
+
+    /// The run's id.
+    pub fn run_id(&self) -> i64 {
+        self.inner.run_id
+    }
+    /// The task's name.
+    pub fn task(&self) -> &str {
+        &self.inner.task
+    }
+    /// The job that fired this run, if a job did.
+    pub fn job_id(&self) -> Option<i64> {
+        self.inner.job_id
+    }
+    /// The nominal time of the slot (for a job) or the requested start (for a one-off run).
+    /// With the attempt it makes a stable idempotency key.
+    pub fn scheduled_for(&self) -> DateTime<Utc> {
+        self.inner.scheduled_for
+    }
+    /// 1 for the first attempt, 2 for the first retry, ...
+    pub fn attempt(&self) -> u32 {
+        self.inner.attempt
+    }
+    /// True once the run was cancelled or the node is shutting down.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancel.is_cancelled()
+    }
+    /// Completes when the run is cancelled; select on it to stop cooperatively.
+    pub async fn cancelled(&self) {
+        self.inner.cancel.cancelled().await
+    }
+}
+
+/// Two tasks registered under one name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "task name `{name}` is registered twice: at {first} and at {second}; give one of them another `name = \"...\"`"
+)]
+pub struct DuplicateTask {
+    /// The name both use.
+    pub name: String,
+    /// Where the first is defined.
+    pub first: String,
+    /// Where the second is defined.
+    pub second: String,
+}
+
+/// The tasks a node can run, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    tasks: HashMap<&'static str, TaskDef>,
+}
+
+impl Registry {
+    /// Every task registered with `#[kairos::task]` in the program.
+    pub fn from_inventory() -> Result<Self, DuplicateTask> {
+        Self::from_tasks(inventory::iter::<TaskDef>.into_iter().copied())
+    }
+
+    /// A registry of exactly these tasks.
+    pub fn from_tasks(tasks: impl IntoIterator<Item = TaskDef>) -> Result<Self, DuplicateTask> {
+        let mut reg = Registry::default();
+        for t in tasks {
+            reg.insert(t)?;
+        }
+        Ok(reg)
+    }
+
+    /// Adds one task, refusing a second task of the same name.
+    pub fn insert(&mut self, task: TaskDef) -> Result<(), DuplicateTask> {
+        if let Some(prev) = self.tasks.get(task.name) {
+            // Sort the two locations so the message does not depend on link order.
+            let (a, b) = if prev.location <= task.location {
+                (prev.location, task.location)
+            } else {
+                (task.location, prev.location)
+            };
+            return Err(DuplicateTask {
+                name: task.name.to_string(),
+                first: a.to_string(),
+                second: b.to_string(),
+            });
+        }
+        self.tasks.insert(task.name, task);
+        Ok(())
+    }
+
+    /// The task of this name.
+    pub fn get(&self, name: &str) -> Option<&TaskDef> {
+        self.tasks.get(name)
+    }
+
+    /// All tasks, sorted by name.
+    pub fn tasks(&self) -> Vec<&TaskDef> {
+        let mut v: Vec<_> = self.tasks.values().collect();
+        v.sort_by_key(|t| t.name);
+        v
+    }
+
+    /// All task names, sorted.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v: Vec<_> = self.tasks.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Number of tasks.
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// True when no task is registered.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+}
