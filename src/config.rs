@@ -79,7 +79,24 @@ impl Config {
         &self,
         registry: &Registry,
     ) -> Result<(Vec<JobSpec>, HashMap<String, TaskPolicy>), ConfigError> {
-        let _ = registry;
-        Ok((Vec::new(), HashMap::new()))
+        let d = &self.defaults;
+        let policies = registry
+            .tasks()
+            .into_iter()
+            .map(|t| {
+                (
+                    t.name.to_string(),
+                    TaskPolicy {
+                        max_instances: t.max_instances,
+                        max_retries: t.max_retries.unwrap_or(d.max_retries),
+                        retry_delay: t.retry_delay.unwrap_or(d.retry_delay),
+                        timeout: t.timeout.unwrap_or(d.timeout),
+                        priority: t.priority.unwrap_or(d.priority),
+                        queue: t.queue.map(str::to_string),
+                    },
+                )
+            })
+            .collect();
+        Ok((Vec::new(), policies))
     }
 }

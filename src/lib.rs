@@ -4,6 +4,9 @@
 pub mod clock;
 pub mod config;
 pub mod job;
+pub mod runtime;
+pub mod store;
+pub mod suggest;
 pub mod task;
 
 /// Schedules: cron expressions, intervals, one-off times, durations.
@@ -14,6 +17,8 @@ pub mod schedule {
 pub use kairos_macros::task;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use runtime::{Enqueue, Scheduler, SchedulerBuilder, SchedulerHandle};
+pub use store::{Job, Run, RunFilter, RunStatus};
 pub use task::{FailedRun, Registry, TaskContext, TaskDef, TaskError};
 
 /// Not public API. Used by code that `#[kairos::task]` generates.

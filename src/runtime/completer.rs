@@ -1,0 +1,80 @@
+//! The completer: writes attempt outcomes back in batches (one transaction for
+//! everything finished since the last write), then runs failure callbacks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::{Done, Msg, Shared};
+use crate::store::Completion;
+
+/// Outcomes written per transaction at most.
+const COMPLETE_BATCH: usize = 2048;
+
+pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg>) {
+    let mut batch = Vec::with_capacity(COMPLETE_BATCH);
+    let mut flushes = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Done(d) => batch.push(d),
+                Msg::Flush(tx) => flushes.push(tx),
+            }
+            if batch.len() < COMPLETE_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() {
+            write(&shared, &mut batch).await;
+        }
+        for tx in flushes.drain(..) {
+            let _ = tx.send(());
+        }
+    }
+}
+
+async fn write(shared: &Shared, batch: &mut Vec<Done>) {
+    let completions: Vec<Completion> = batch.iter().map(|d| d.completion.clone()).collect();
+    // A database outage must not lose outcomes: keep trying (the runs stay `running`
+    // and leased meanwhile, so no other node takes them).
+    let mut wait = Duration::from_millis(50);
+    loop {
+        match shared
+            .store
+            .complete(&shared.node.id, &completions, shared.clock.now())
+            .await
+        {
+            Ok(_) => break,
+            Err(e) => {
+                tracing::error!(error = %e, runs = completions.len(), "cannot record run outcomes; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    let retried = completions
+        .iter()
+        .any(|c| matches!(c, Completion::Retry { .. }));
+    for done in batch.drain(..) {
+        if let Some(failed) = done.failed {
+            if let Some(hook) = shared.registry.get(&failed.task).and_then(|t| t.on_failure) {
+                tokio::spawn(async move {
+                    let run_id = failed.run_id;
+                    if let Err(panic) =
+                        futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(hook(failed)))
+                            .await
+                    {
+                        let _ = panic;
+                        tracing::error!(run_id, "on_failure callback panicked");
+                    }
+                });
+            }
+        }
+    }
+    if retried {
+        // The dispatcher may be asleep until a later run_at than the retry's.
+        shared.wake_dispatcher.notify_one();
+    }
+}

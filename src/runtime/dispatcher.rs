@@ -1,0 +1,83 @@
+//! The dispatcher: claims due runs in batches while there are free worker slots and
+//! starts each on the executor. It sleeps until the earliest queued `run_at`, a
+//! completion frees a slot, or an enqueue wakes it; it never polls on a timer.
+
+use std::sync::Arc;
+
+use super::{Shared, executor};
+
+/// Runs claimed per transaction at most.
+const CLAIM_BATCH: usize = 512;
+
+pub(super) async fn run(shared: Arc<Shared>) {
+    loop {
+        let woken = shared.wake_dispatcher.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        if shared.shutdown.is_cancelled() {
+            return;
+        }
+        let free = shared.workers.available_permits().min(CLAIM_BATCH);
+        let mut sleep_until = None;
+        if free > 0 {
+            let now = shared.clock.now();
+            match shared
+                .store
+                .claim(
+                    &shared.node.id,
+                    now,
+                    now,
+                    free,
+                    shared.lease,
+                    &shared.claim_limits,
+                )
+                .await
+            {
+                Ok(claimed) => {
+                    let n = claimed.len();
+                    for run in claimed {
+                        let permit = shared
+                            .workers
+                            .clone()
+                            .try_acquire_owned()
+                            .expect("only the dispatcher takes worker permits");
+                        let s = shared.clone();
+                        tokio::spawn(async move {
+                            executor::execute(s, run).await;
+                            drop(permit);
+                        });
+                    }
+                    if n == free {
+                        // Possibly more due: claim again at once.
+                        continue;
+                    }
+                    match shared.store.next_queued_at().await {
+                        // Due runs remain but none could be claimed (instance limits):
+                        // a completion will wake us.
+                        Ok(Some(t)) if t <= now => {}
+                        Ok(next) => sleep_until = next,
+                        Err(e) => {
+                            tracing::error!(error = %e, "dispatcher: database error");
+                            sleep_until = Some(now + chrono::Duration::seconds(1));
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "dispatcher: claim failed; retrying in 1s");
+                    sleep_until = Some(now + chrono::Duration::seconds(1));
+                }
+            }
+        }
+        let sleep = async {
+            match sleep_until {
+                Some(t) => shared.clock.sleep_until(t).await,
+                None => futures::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            _ = woken => {}
+            _ = sleep => {}
+        }
+    }
+}

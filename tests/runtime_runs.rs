@@ -1,0 +1,327 @@
+//! End-to-end runs through an embedded node: enqueue, execute, record results, retry
+//! with persisted backoff, time out, fail permanently, panic, cancel, and respect
+//! instance limits; on SQLite and (when configured) PostgreSQL.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use kairos::task::TaskOutcome;
+use kairos::{
+    Enqueue, ManualClock, Registry, RunStatus, Scheduler, TaskContext, TaskDef, TaskError,
+};
+use serde_json::{Value, json};
+
+fn t0() -> DateTime<Utc> {
+    "2026-03-01T12:00:00Z".parse().unwrap()
+}
+
+fn echo(_: TaskContext, params: Value) -> BoxFuture<'static, TaskOutcome> {
+    Box::pin(async move { Ok(Some(json!({ "echo": params }))) })
+}
+
+fn always_fails(_: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
+    Box::pin(async { Err(TaskError::Failed("boom".into())) })
+}
+
+fn bad_params(_: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
+    Box::pin(async { Err(TaskError::InvalidParams("missing parameter `x`".into())) })
+}
+
+fn panics(_: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
+    Box::pin(async { panic!("kaboom") })
+}
+
+fn hangs(ctx: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
+    Box::pin(async move {
+        ctx.cancelled().await;
+        Err(TaskError::Failed("stopped".into()))
+    })
+}
+
+static SLOW_ACTIVE: AtomicUsize = AtomicUsize::new(0);
+static SLOW_PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn slow(_: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
+    Box::pin(async {
+        let now = SLOW_ACTIVE.fetch_add(1, Ordering::SeqCst) + 1;
+        SLOW_PEAK.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        SLOW_ACTIVE.fetch_sub(1, Ordering::SeqCst);
+        Ok(None)
+    })
+}
+
+fn registry() -> Registry {
+    Registry::from_tasks([
+        TaskDef::new("echo", echo, "tests/runtime_runs.rs"),
+        TaskDef {
+            max_retries: Some(2),
+            retry_delay: Some(Duration::from_secs(10)),
+            ..TaskDef::new("always_fails", always_fails, "tests/runtime_runs.rs")
+        },
+        TaskDef {
+            max_retries: Some(5),
+            ..TaskDef::new("bad_params", bad_params, "tests/runtime_runs.rs")
+        },
+        TaskDef::new("panics", panics, "tests/runtime_runs.rs"),
+        TaskDef {
+            timeout: Some(Duration::from_secs(60)),
+            ..TaskDef::new("hangs", hangs, "tests/runtime_runs.rs")
+        },
+        TaskDef {
+            max_instances: Some(2),
+            ..TaskDef::new("slow", slow, "tests/runtime_runs.rs")
+        },
+    ])
+    .unwrap()
+}
+
+async fn start(
+    url: &str,
+    clock: ManualClock,
+) -> (kairos::SchedulerHandle, tokio::task::JoinHandle<()>) {
+    let sched = Scheduler::builder()
+        .database_url(url)
+        .registry(registry())
+        .clock(clock)
+        .max_workers(8)
+        .shutdown_grace(Duration::from_secs(1))
+        .build()
+        .await
+        .expect("build scheduler");
+    let handle = sched.handle();
+    let task = tokio::spawn(async move { sched.run().await.expect("run") });
+    (handle, task)
+}
+
+#[tokio::test]
+async fn runs_succeed_and_store_their_result() {
+    for db in common::databases("runs_succeed_and_store_their_result").await {
+        let clock = ManualClock::new(t0());
+        let (h, task) = start(&db.url, clock.clone()).await;
+        let id = h
+            .enqueue(Enqueue::new("echo").params(json!({"doc": "a"})))
+            .await
+            .unwrap();
+        let run = common::wait_status(h.store(), id, RunStatus::Succeeded).await;
+        assert_eq!(
+            run.result,
+            Some(json!({"echo": {"doc": "a"}})),
+            "{}",
+            db.name
+        );
+        assert_eq!(run.attempt, 1);
+        assert_eq!(run.started_at, Some(t0()));
+        assert_eq!(run.finished_at, Some(t0()));
+        assert_eq!(run.error, None);
+        h.shutdown();
+        task.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn failures_retry_with_persisted_backoff_then_fail() {
+    for db in common::databases("failures_retry_with_persisted_backoff_then_fail").await {
+        let clock = ManualClock::new(t0());
+        let (h, task) = start(&db.url, clock.clone()).await;
+        let id = h.enqueue(Enqueue::new("always_fails")).await.unwrap();
+        // First attempt fails; the retry is persisted as the run's next run_at.
+        common::wait_until("retry queued", || async {
+            let r = h.run(id).await.unwrap();
+            r.status == RunStatus::Queued && r.attempt == 1
+        })
+        .await;
+        let r = h.run(id).await.unwrap();
+        assert_eq!(r.error.as_deref(), Some("boom"));
+        let delay = r.run_at - t0();
+        assert!(
+            delay >= chrono::Duration::milliseconds(7500)
+                && delay < chrono::Duration::milliseconds(12500),
+            "first backoff {delay} not around 10s"
+        );
+        // Nothing runs before the backoff elapses.
+        clock.advance(Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(h.run(id).await.unwrap().attempt, 1);
+        clock.advance(Duration::from_secs(8));
+        common::wait_until("second attempt", || async {
+            let r = h.run(id).await.unwrap();
+            r.status == RunStatus::Queued && r.attempt == 2
+        })
+        .await;
+        let r = h.run(id).await.unwrap();
+        let delay = r.run_at - clock_now(&clock);
+        assert!(
+            delay >= chrono::Duration::seconds(15),
+            "second backoff {delay} should double"
+        );
+        clock.advance(Duration::from_secs(30));
+        let r = common::wait_status(h.store(), id, RunStatus::Failed).await;
+        assert_eq!(r.attempt, 3, "{}: 1 attempt + 2 retries", db.name);
+        h.shutdown();
+        task.await.unwrap();
+    }
+}
+
+fn clock_now(c: &ManualClock) -> DateTime<Utc> {
+    use kairos::Clock;
+    c.now()
+}
+
+#[tokio::test]
+async fn invalid_params_unknown_tasks_and_panics_fail_without_crashing() {
+    for db in common::databases("invalid_params_unknown_tasks_and_panics").await {
+        let clock = ManualClock::new(t0());
+        let (h, task) = start(&db.url, clock.clone()).await;
+        let bad = h.enqueue(Enqueue::new("bad_params")).await.unwrap();
+        let r = common::wait_status(h.store(), bad, RunStatus::Failed).await;
+        assert_eq!(r.attempt, 1, "invalid params are not retried");
+        assert_eq!(
+            r.error.as_deref(),
+            Some("invalid params: missing parameter `x`")
+        );
+        let p = h.enqueue(Enqueue::new("panics")).await.unwrap();
+        let r = common::wait_status(h.store(), p, RunStatus::Failed).await;
+        assert_eq!(r.error.as_deref(), Some("panicked: kaboom"));
+        // The node survives and still runs work.
+        let ok = h.enqueue(Enqueue::new("echo")).await.unwrap();
+        common::wait_status(h.store(), ok, RunStatus::Succeeded).await;
+        let err = h
+            .enqueue(Enqueue::new("ecko"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("did you mean `echo`"), "{err}");
+        let err = h
+            .enqueue(Enqueue::new("echo").params(json!([1, 2])))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("must be a JSON object"), "{err}");
+        h.shutdown();
+        task.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn timeouts_are_measured_on_the_clock() {
+    for db in common::databases("timeouts_are_measured_on_the_clock").await {
+        let clock = ManualClock::new(t0());
+        let (h, task) = start(&db.url, clock.clone()).await;
+        let id = h.enqueue(Enqueue::new("hangs")).await.unwrap();
+        common::wait_status(h.store(), id, RunStatus::Running).await;
+        clock.advance(Duration::from_secs(61));
+        let r = common::wait_status(h.store(), id, RunStatus::TimedOut).await;
+        assert_eq!(r.error.as_deref(), Some("timed out after 1m"));
+        h.shutdown();
+        task.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn cancel_queued_and_running_runs() {
+    for db in common::databases("cancel_queued_and_running_runs").await {
+        let clock = ManualClock::new(t0());
+        let (h, task) = start(&db.url, clock.clone()).await;
+        let later = h
+            .enqueue(Enqueue::new("echo").delay(Duration::from_secs(3600)))
+            .await
+            .unwrap();
+        assert_eq!(
+            h.cancel_run(later).await.unwrap(),
+            kairos::store::CancelOutcome::Cancelled
+        );
+        assert_eq!(h.run(later).await.unwrap().status, RunStatus::Cancelled);
+        let running = h.enqueue(Enqueue::new("hangs")).await.unwrap();
+        common::wait_status(h.store(), running, RunStatus::Running).await;
+        assert_eq!(
+            h.cancel_run(running).await.unwrap(),
+            kairos::store::CancelOutcome::Requested
+        );
+        let r = common::wait_status(h.store(), running, RunStatus::Cancelled).await;
+        assert_eq!(r.attempt, 1);
+        h.shutdown();
+        task.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn max_instances_limits_concurrent_runs_of_a_task() {
+    let db = common::sqlite();
+    let clock = ManualClock::new(t0());
+    let (h, task) = start(&db.url, clock.clone()).await;
+    let ids = h
+        .enqueue_many((0..8).map(|_| Enqueue::new("slow")).collect())
+        .await
+        .unwrap();
+    for id in ids {
+        common::wait_status(h.store(), id, RunStatus::Succeeded).await;
+    }
+    assert_eq!(SLOW_PEAK.load(Ordering::SeqCst), 2);
+    h.shutdown();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn priorities_order_claims_lower_first() {
+    let db = common::sqlite();
+    let store = kairos::store::Store::connect(&db.url).await.unwrap();
+    let mk = |p: i32| kairos::store::NewRun {
+        task: "echo".into(),
+        params: json!({}),
+        run_at: t0(),
+        priority: p,
+        queue: None,
+        max_retries: 0,
+        retry_delay: Duration::from_secs(1),
+        timeout: Duration::from_secs(1),
+    };
+    let ids = store
+        .enqueue(&[mk(5), mk(1), mk(3), mk(1)], t0())
+        .await
+        .unwrap();
+    let claimed = store
+        .claim(
+            "n1",
+            t0(),
+            t0(),
+            3,
+            Duration::from_secs(60),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let order: Vec<i64> = claimed.iter().map(|c| c.id).collect();
+    assert_eq!(order, vec![ids[1], ids[3], ids[2]]);
+    // Fencing: a completion for the wrong attempt or node changes nothing.
+    let stale = kairos::store::Completion::Succeeded {
+        id: ids[1],
+        attempt: 7,
+        result: None,
+    };
+    assert_eq!(store.complete("n1", &[stale], t0()).await.unwrap(), 0);
+    let other = kairos::store::Completion::Succeeded {
+        id: ids[1],
+        attempt: 1,
+        result: None,
+    };
+    assert_eq!(
+        store.complete("n2", &[other.clone()], t0()).await.unwrap(),
+        0
+    );
+    assert_eq!(store.complete("n1", &[other], t0()).await.unwrap(), 1);
+    assert_eq!(
+        store.run(ids[1]).await.unwrap().status,
+        RunStatus::Succeeded
+    );
+}
+
+#[allow(dead_code)]
+fn _assert_send(h: kairos::SchedulerHandle) -> impl Send {
+    Arc::new(h)
+}
