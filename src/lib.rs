@@ -1,6 +1,7 @@
 //! kairos: persistent, cluster-safe cron and background-run scheduler.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod job;

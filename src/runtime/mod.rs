@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use builder::{BuildError, DATABASE_URL_ENV, SchedulerBuilder};
 pub use handle::{Enqueue, HandleError, SchedulerHandle};
+pub(crate) use handle::json_type as json_type_name;
 
 use crate::clock::Clock;
 use crate::job::{Defaults, TaskPolicy};
