@@ -3,11 +3,11 @@
 //!
 //! This module owns everything about the file:
 //!
-//! - [`model`]: the parsed, validated model ([`Config`], [`TaskOverride`], [`JobEntry`])
+//! - `model`: the parsed, validated model ([`Config`], [`TaskOverride`], [`JobEntry`])
 //!   and the parser that builds it from the span-preserving TOML tree. Every cron
 //!   expression, time zone and duration is checked here, with the schedule crate's
 //!   messages, so a bad file fails at load time rather than when a job first fires.
-//! - [`resolve`](Config::resolve): checks the config against the [`Registry`] (unknown
+//! - `resolve` ([`Config::resolve`]): checks the config against the [`Registry`] (unknown
 //!   tasks, with a "did you mean" suggestion; job names clashing with a task's own job)
 //!   and merges config > macro > `[scheduler]` defaults into [`JobSpec`]s and
 //!   [`TaskPolicy`]s.
@@ -289,8 +289,10 @@ mod tests {
         let text = "a\nbé = 1\n";
         assert_eq!(Pos::of_offset(text, 0), Pos { line: 1, column: 1 });
         assert_eq!(Pos::of_offset(text, 2), Pos { line: 2, column: 1 });
-        // "é" is two bytes but one column.
-        assert_eq!(Pos::of_offset(text, 5), Pos { line: 2, column: 4 });
+        // "é" (bytes 3..5) is two bytes but one column: the space after it is column 3.
+        assert_eq!(Pos::of_offset(text, 5), Pos { line: 2, column: 3 });
+        // An offset inside "é" rounds down to its start.
+        assert_eq!(Pos::of_offset(text, 4), Pos { line: 2, column: 2 });
         assert_eq!(Pos::of_offset(text, 100), Pos { line: 3, column: 1 });
     }
 

@@ -355,8 +355,14 @@ impl TableCx<'_> {
         let expr = self.string(e)?;
         // The zone does not affect validity; resolution binds the real one.
         CronSchedule::parse(expr, Tz::UTC).map_err(|err| {
-            self.cx
-                .err(&e.span(), format!("{}: {err}; {CRON_HINT}", self.what(e)))
+            self.cx.err(
+                &e.span(),
+                format!(
+                    "{}: {}; {CRON_HINT}",
+                    self.what(e),
+                    err.to_string().trim_end_matches('.')
+                ),
+            )
         })?;
         Ok(expr.to_string())
     }
@@ -371,12 +377,14 @@ impl TableCx<'_> {
                 dt.to_string()
             }
             DeValue::Datetime(dt) => {
+                let lacks = if dt.date.is_some() && dt.time.is_some() {
+                    "has no UTC offset"
+                } else {
+                    "is not a full date and time"
+                };
                 return Err(self.cx.err(
                     &e.span(),
-                    format!(
-                        "{} is `{dt}`, which lacks a date, a time or a UTC offset; {hint}",
-                        self.what(e)
-                    ),
+                    format!("{} is `{dt}`, which {lacks}; {hint}", self.what(e)),
                 ));
             }
             DeValue::String(s) => s.to_string(),
@@ -465,7 +473,13 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     let cx = Cx { text, file };
     let doc = DeTable::parse(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
-        cx.err(&span, format!("invalid TOML: {}", e.message().trim_end()))
+        let message = e.message().trim_end();
+        let hint = if message.contains("duplicate key") {
+            "; a key or table may appear only once (write `[[jobs]]` for each job)"
+        } else {
+            ""
+        };
+        cx.err(&span, format!("invalid TOML: {message}{hint}"))
     })?;
     let mut config = Config {
         file: Some(file.to_string()),
