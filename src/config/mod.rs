@@ -3,8 +3,8 @@
 //!
 //! This module owns everything about the file:
 //!
-//! - `model`: the parsed, validated model ([`Config`], [`TaskOverride`], [`JobEntry`])
-//!   and the parser that builds it from the span-preserving TOML tree. Every cron
+//! - `model`: the parsed, validated model ([`Config`], [`TaskOverride`], [`JobEntry`]).
+//! - `parse`: the parser that builds it from the span-preserving TOML tree. Every cron
 //!   expression, time zone and duration is checked here, with the schedule crate's
 //!   messages, so a bad file fails at load time rather than when a job first fires.
 //! - `resolve` ([`Config::resolve`]): checks the config against the [`Registry`] (unknown
@@ -54,6 +54,7 @@
 //! ```
 
 mod model;
+mod parse;
 mod resolve;
 
 use std::collections::{BTreeMap, HashMap};
@@ -170,7 +171,7 @@ impl Config {
     /// `[[jobs]]` name uniqueness. What needs the task registry is checked by
     /// [`Config::resolve`].
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-        model::parse(text, file)
+        parse::parse(text, file)
     }
 
     /// Job specs (from the macro, `[tasks.*]` and `[[jobs]]`, sorted by name) and the
