@@ -20,7 +20,7 @@ pub struct Located<T> {
 }
 
 /// When a job declared in the config fires, as written (the zone of a cron expression
-/// is bound by [`Config::resolve`]).
+/// is bound by [`Config::resolve`](super::Config::resolve)).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Trigger {
