@@ -1,0 +1,305 @@
+//! `jobs.toml`: the configuration model, loading with `file:line:column` errors, and the
+//! resolution of the task registry plus the config into job specs and task policies.
+//!
+//! This module owns everything about the file:
+//!
+//! - `model`: the parsed, validated model ([`Config`], [`TaskOverride`], [`JobEntry`]).
+//! - `parse`: the parser that builds it from the span-preserving TOML tree. Every cron
+//!   expression, time zone and duration is checked here, with the schedule crate's
+//!   messages, so a bad file fails at load time rather than when a job first fires.
+//! - `resolve` ([`Config::resolve`]): checks the config against the [`Registry`] (unknown
+//!   tasks, with a "did you mean" suggestion; job names clashing with a task's own job)
+//!   and merges config > macro > `[scheduler]` defaults into [`JobSpec`]s and
+//!   [`TaskPolicy`]s.
+//!
+//! Every error that concerns a place in the file is a [`ConfigError::Invalid`] naming
+//! the file, the 1-based line and column of the offending key or value, what is wrong
+//! and how to fix it:
+//!
+//! ```text
+//! jobs.toml:12:8: unknown task `sync_emial`; did you mean `sync_emails`? registered tasks: daily_report, sync_emails
+//! ```
+//!
+//! The file format:
+//!
+//! ```toml
+//! [scheduler]
+//! database_url = "sqlite://kairos.db"
+//! max_workers = 16
+//! default_timeout = "30m"
+//! max_retries = 0
+//! retry_delay = "10s"
+//! timezone = "UTC"          # default zone of cron jobs
+//! shutdown_grace = "30s"
+//!
+//! [tasks.sync_emails]       # overrides of a registered task's #[kairos::task] values
+//! schedule = "*/5 * * * *"  # or interval = "15m" (not both)
+//! timezone = "Europe/Paris"
+//! enabled = false           # the task's own job does not fire (enqueued runs still run)
+//! max_instances = 1
+//! max_retries = 3
+//! retry_delay = "1m"
+//! timeout = "5m"
+//! priority = 5
+//! queue = "mail"
+//!
+//! [[jobs]]                  # extra schedules of a registered task
+//! name = "report_eu"        # required, unique across all jobs
+//! task = "daily_report"
+//! schedule = "0 7 * * MON-FRI"  # exactly one of schedule / interval / at (RFC 3339)
+//! timezone = "Europe/Berlin"
+//! params = { region = "eu" }
+//! enabled = true
+//! priority = 2
+//! ```
+
+mod model;
+mod parse;
+mod resolve;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::job::{Defaults, JobSpec, TaskPolicy};
+use crate::task::Registry;
+
+pub use model::{JobEntry, Located, TaskOverride, Trigger};
+
+/// Why `jobs.toml` was rejected.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is read but wrong at a place.
+    #[error("{file}:{line}:{column}: {message}")]
+    Invalid {
+        /// The file name.
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column (in characters).
+        column: usize,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// A problem not tied to one place in the file (e.g. an invalid schedule on a task
+    /// registered by hand).
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A 1-based line and column (in characters) in `jobs.toml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Pos {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, counted in characters.
+    pub column: usize,
+}
+
+impl Pos {
+    /// The position of byte `offset` in `text` (clamped to the text, rounded down to a
+    /// character boundary).
+    pub fn of_offset(text: &str, offset: usize) -> Pos {
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let before = &text[..offset];
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        Pos {
+            line: before.matches('\n').count() + 1,
+            column: before[line_start..].chars().count() + 1,
+        }
+    }
+}
+
+impl fmt::Display for Pos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.column)
+    }
+}
+
+/// The `[scheduler]` table, minus the defaults that go to [`Config::defaults`].
+#[derive(Debug, Clone, Default)]
+pub struct SchedulerConfig {
+    /// Database URL (`database_url`).
+    pub database_url: Option<String>,
+    /// Runs executing at once on a node (`max_workers`, at least 1).
+    pub max_workers: Option<usize>,
+    /// How long shutdown waits for running runs (`shutdown_grace`).
+    pub shutdown_grace: Option<std::time::Duration>,
+}
+
+/// A parsed and validated `jobs.toml`. [`Config::default()`] means "no file".
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// `[scheduler]`.
+    pub scheduler: SchedulerConfig,
+    /// Scheduler-wide defaults: `[scheduler]` `default_timeout`, `max_retries`,
+    /// `retry_delay` and `timezone` over [`Defaults::default()`].
+    pub defaults: Defaults,
+    /// `[tasks.<name>]` overrides, by task name.
+    pub tasks: BTreeMap<String, TaskOverride>,
+    /// `[[jobs]]` entries, in file order.
+    pub jobs: Vec<JobEntry>,
+    /// The file name used in errors; `None` when the config did not come from a file.
+    pub file: Option<String>,
+}
+
+impl Config {
+    /// Reads and parses a file; errors name the file as `path` displays.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates the text of a `jobs.toml`; `file` names it in errors.
+    ///
+    /// Checks syntax, keys, value types, cron expressions, time zones, durations and
+    /// `[[jobs]]` name uniqueness. What needs the task registry is checked by
+    /// [`Config::resolve`].
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        parse::parse(text, file)
+    }
+
+    /// Job specs (from the macro, `[tasks.*]` and `[[jobs]]`, sorted by name) and the
+    /// policy of every registered task, checked against the registry.
+    ///
+    /// Precedence is `[tasks.<name>]` > `#[kairos::task]` > [`Config::defaults`]. A
+    /// task's own job is named after the task and exists when the task has a cron
+    /// `schedule` or an `interval` from either source (a config `schedule` replaces a
+    /// macro `interval` and vice versa).
+    pub fn resolve(
+        &self,
+        registry: &Registry,
+    ) -> Result<(Vec<JobSpec>, HashMap<String, TaskPolicy>), ConfigError> {
+        resolve::resolve(self, registry)
+    }
+
+    /// The file name used in errors (`jobs.toml` when there is none).
+    fn file_name(&self) -> &str {
+        self.file.as_deref().unwrap_or("jobs.toml")
+    }
+
+    /// An [`ConfigError::Invalid`] at `pos` in this config's file.
+    fn invalid(&self, pos: Pos, message: impl Into<String>) -> ConfigError {
+        invalid(self.file_name(), pos, message)
+    }
+}
+
+fn invalid(file: &str, pos: Pos, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        file: file.to_string(),
+        line: pos.line,
+        column: pos.column,
+        message: message.into(),
+    }
+}
+
+/// Optimal-string-alignment edit distance (Levenshtein plus adjacent transpositions).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    // Three rows: i-2, i-1, i.
+    let mut prev2 = vec![0; b.len() + 1];
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for i in 1..=a.len() {
+        cur[0] = i;
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(prev2[j - 2] + 1);
+            }
+            cur[j] = d;
+        }
+        std::mem::swap(&mut prev2, &mut prev);
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+/// The candidate closest to `input`, if it is close enough to be a likely typo.
+fn closest<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (input.chars().count() / 3).max(1);
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(input, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map(|(_, c)| c)
+}
+
+/// `; did you mean `x`?` when a candidate is close, else the empty string.
+fn did_you_mean<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    closest(input, candidates)
+        .map(|c| format!("; did you mean `{c}`?"))
+        .unwrap_or_default()
+}
+
+/// Names joined with ", ", at most `max` of them and then "and N more".
+fn list_names<'a>(names: impl IntoIterator<Item = &'a str>, max: usize) -> String {
+    let names: Vec<&str> = names.into_iter().collect();
+    if names.len() <= max {
+        names.join(", ")
+    } else {
+        format!(
+            "{}, and {} more",
+            names[..max].join(", "),
+            names.len() - max
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance_counts_transpositions_as_one() {
+        assert_eq!(edit_distance("", ""), 0);
+        assert_eq!(edit_distance("abc", ""), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("emial", "email"), 1);
+        assert_eq!(edit_distance("sync_emial", "sync_emails"), 2);
+    }
+
+    #[test]
+    fn closest_only_suggests_near_names() {
+        let names = ["sync_emails", "daily_report"];
+        assert_eq!(closest("sync_emial", names), Some("sync_emails"));
+        assert_eq!(closest("daily_reprot", names), Some("daily_report"));
+        assert_eq!(closest("cleanup", names), None);
+    }
+
+    #[test]
+    fn pos_counts_lines_and_characters() {
+        let text = "a\nbé = 1\n";
+        assert_eq!(Pos::of_offset(text, 0), Pos { line: 1, column: 1 });
+        assert_eq!(Pos::of_offset(text, 2), Pos { line: 2, column: 1 });
+        // "é" (bytes 3..5) is two bytes but one column: the space after it is column 3.
+        assert_eq!(Pos::of_offset(text, 5), Pos { line: 2, column: 3 });
+        // An offset inside "é" rounds down to its start.
+        assert_eq!(Pos::of_offset(text, 4), Pos { line: 2, column: 2 });
+        assert_eq!(Pos::of_offset(text, 100), Pos { line: 3, column: 1 });
+    }
+
+    #[test]
+    fn list_names_truncates() {
+        assert_eq!(list_names(["a", "b"], 5), "a, b");
+        assert_eq!(list_names(["a", "b", "c"], 2), "a, b, and 1 more");
+    }
+}

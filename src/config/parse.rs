@@ -1,0 +1,662 @@
+//! The parser that builds a [`Config`] from toml's span-preserving tree ([`DeTable`]).
+//!
+//! Walking the tree by hand (rather than deriving `Deserialize`) keeps the span of every
+//! key and value, so each error points at the offending token and can say how to fix
+//! it: unknown keys list the valid ones with a "did you mean", type errors show an
+//! example, and cron expressions, zones and durations are checked here with the
+//! schedule crate's messages.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::model::{JobEntry, Located, TaskOverride, Trigger};
+use super::{Config, ConfigError, Pos, did_you_mean, invalid, list_names};
+use crate::schedule::{self, CronSchedule, Tz};
+
+/// Valid keys of a table with an example line for each, used in messages.
+type Keys = &'static [(&'static str, &'static str)];
+
+const TOP_KEYS: Keys = &[
+    ("scheduler", "[scheduler]"),
+    ("tasks", "[tasks.<task name>]"),
+    ("jobs", "[[jobs]]"),
+];
+
+const SCHEDULER_KEYS: Keys = &[
+    ("database_url", "database_url = \"sqlite://kairos.db\""),
+    ("max_workers", "max_workers = 16"),
+    ("default_timeout", "default_timeout = \"30m\""),
+    ("max_retries", "max_retries = 3"),
+    ("retry_delay", "retry_delay = \"10s\""),
+    ("timezone", "timezone = \"UTC\""),
+    ("shutdown_grace", "shutdown_grace = \"30s\""),
+];
+
+const TASK_KEYS: Keys = &[
+    ("schedule", "schedule = \"*/5 * * * *\""),
+    ("interval", "interval = \"15m\""),
+    ("timezone", "timezone = \"Europe/Paris\""),
+    ("enabled", "enabled = false"),
+    ("max_instances", "max_instances = 1"),
+    ("max_retries", "max_retries = 3"),
+    ("retry_delay", "retry_delay = \"1m\""),
+    ("timeout", "timeout = \"5m\""),
+    ("priority", "priority = 5"),
+    ("queue", "queue = \"mail\""),
+];
+
+const JOB_KEYS: Keys = &[
+    ("name", "name = \"report_eu\""),
+    ("task", "task = \"daily_report\""),
+    ("schedule", "schedule = \"0 7 * * MON-FRI\""),
+    ("interval", "interval = \"15m\""),
+    ("at", "at = 2025-06-01T09:00:00Z"),
+    ("timezone", "timezone = \"Europe/Berlin\""),
+    ("params", "params = { region = \"eu\" }"),
+    ("enabled", "enabled = true"),
+    ("priority", "priority = 2"),
+];
+
+const CRON_HINT: &str = "write 5 fields `minute hour day-of-month month day-of-week` such as \
+    `0 7 * * MON-FRI`, 6 fields with seconds first, or one of @hourly, @daily, @weekly, \
+    @monthly, @yearly";
+
+/// The text being parsed, to turn spans into errors.
+struct Cx<'a> {
+    text: &'a str,
+    file: &'a str,
+}
+
+impl Cx<'_> {
+    fn pos(&self, span: &Range<usize>) -> Pos {
+        Pos::of_offset(self.text, span.start)
+    }
+
+    fn err(&self, span: &Range<usize>, message: impl Into<String>) -> ConfigError {
+        invalid(self.file, self.pos(span), message)
+    }
+}
+
+/// One key of a table: its name, and the spans of the key and of the value.
+struct Entry<'a, 'i> {
+    key: &'a str,
+    key_span: Range<usize>,
+    value: &'a Spanned<DeValue<'i>>,
+}
+
+impl Entry<'_, '_> {
+    fn span(&self) -> Range<usize> {
+        self.value.span()
+    }
+}
+
+/// The entries of `table` in file order, refusing keys not in `valid`.
+/// `table_name` names the table in messages (`None` for the document root).
+fn entries<'a, 'i>(
+    cx: &Cx<'_>,
+    table: &'a DeTable<'i>,
+    valid: Keys,
+    table_name: Option<&str>,
+) -> Result<Vec<Entry<'a, 'i>>, ConfigError> {
+    let mut out: Vec<Entry<'a, 'i>> = table
+        .iter()
+        .map(|(k, v)| Entry {
+            key: k.get_ref().as_ref(),
+            key_span: k.span(),
+            value: v,
+        })
+        .collect();
+    out.sort_by_key(|e| e.key_span.start);
+    for e in &out {
+        if !valid.iter().any(|(k, _)| *k == e.key) {
+            let names = valid.iter().map(|(k, _)| *k);
+            let hint = did_you_mean(e.key, names.clone());
+            let sep = if hint.is_empty() { ";" } else { "" };
+            let message = match table_name {
+                None => format!(
+                    "unknown top-level key `{}`{hint}{sep} a jobs.toml holds only {}",
+                    e.key,
+                    valid
+                        .iter()
+                        .map(|(_, ex)| *ex)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+                Some(t) => format!(
+                    "unknown key `{}` in {t}{hint}{sep} valid keys: {}",
+                    e.key,
+                    list_names(names, usize::MAX),
+                ),
+            };
+            return Err(cx.err(&e.key_span, message));
+        }
+    }
+    Ok(out)
+}
+
+/// The example line of `key` in `keys`.
+fn example(keys: Keys, key: &str) -> &'static str {
+    keys.iter()
+        .find(|(k, _)| *k == key)
+        .map_or("", |(_, ex)| *ex)
+}
+
+/// A parsing context for the keys of one table.
+struct TableCx<'a> {
+    cx: &'a Cx<'a>,
+    /// e.g. `[tasks.sync_emails]`.
+    name: String,
+    keys: Keys,
+}
+
+impl TableCx<'_> {
+    fn what(&self, e: &Entry<'_, '_>) -> String {
+        format!("`{}` in {}", e.key, self.name)
+    }
+
+    fn type_err(&self, e: &Entry<'_, '_>, expected: &str) -> ConfigError {
+        self.cx.err(
+            &e.span(),
+            format!(
+                "{} must be {expected}, found {}; write e.g. `{}`",
+                self.what(e),
+                article(e.value.get_ref().type_str()),
+                example(self.keys, e.key),
+            ),
+        )
+    }
+
+    fn string<'v>(&self, e: &'v Entry<'_, '_>) -> Result<&'v str, ConfigError> {
+        match e.value.get_ref() {
+            DeValue::String(s) => Ok(s.as_ref()),
+            _ => Err(self.type_err(e, "a string")),
+        }
+    }
+
+    fn non_empty(&self, e: &Entry<'_, '_>) -> Result<String, ConfigError> {
+        let s = self.string(e)?;
+        if s.trim().is_empty() {
+            return Err(self.cx.err(
+                &e.span(),
+                format!(
+                    "{} is empty; write e.g. `{}`",
+                    self.what(e),
+                    example(self.keys, e.key)
+                ),
+            ));
+        }
+        if s.trim() != s {
+            return Err(self.cx.err(
+                &e.span(),
+                format!(
+                    "{} has leading or trailing spaces; write `\"{}\"`",
+                    self.what(e),
+                    s.trim()
+                ),
+            ));
+        }
+        Ok(s.to_string())
+    }
+
+    fn boolean(&self, e: &Entry<'_, '_>) -> Result<bool, ConfigError> {
+        match e.value.get_ref() {
+            DeValue::Boolean(b) => Ok(*b),
+            _ => Err(self.type_err(e, "`true` or `false`")),
+        }
+    }
+
+    /// An integer in `min..=max`; `range_hint` explains the bounds.
+    fn int(
+        &self,
+        e: &Entry<'_, '_>,
+        min: i64,
+        max: i64,
+        range_hint: &str,
+    ) -> Result<i64, ConfigError> {
+        let DeValue::Integer(i) = e.value.get_ref() else {
+            return Err(self.type_err(e, "an integer"));
+        };
+        match i64::from_str_radix(i.as_str(), i.radix()) {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(self.cx.err(
+                &e.span(),
+                format!("{} is {i}, out of range: {range_hint}", self.what(e)),
+            )),
+        }
+    }
+
+    fn u32(&self, e: &Entry<'_, '_>, min: u32, range_hint: &str) -> Result<u32, ConfigError> {
+        self.int(e, min.into(), u32::MAX.into(), range_hint)
+            .map(|n| n as u32)
+    }
+
+    fn priority(&self, e: &Entry<'_, '_>) -> Result<i32, ConfigError> {
+        self.int(
+            e,
+            i32::MIN.into(),
+            i32::MAX.into(),
+            "use a 32-bit integer (lower runs first)",
+        )
+        .map(|n| n as i32)
+    }
+
+    fn duration(&self, e: &Entry<'_, '_>, allow_zero: bool) -> Result<Duration, ConfigError> {
+        let DeValue::String(s) = e.value.get_ref() else {
+            return Err(self.type_err(e, "a duration string"));
+        };
+        let d = schedule::parse_duration(s)
+            .map_err(|err| self.cx.err(&e.span(), format!("{}: {err}", self.what(e))))?;
+        if d.is_zero() && !allow_zero {
+            return Err(self.cx.err(
+                &e.span(),
+                format!(
+                    "{} must be greater than zero; write e.g. `{}`",
+                    self.what(e),
+                    example(self.keys, e.key)
+                ),
+            ));
+        }
+        Ok(d)
+    }
+
+    fn timezone(&self, e: &Entry<'_, '_>) -> Result<Located<Tz>, ConfigError> {
+        let name = self.string(e)?;
+        let tz = schedule::parse_timezone(name).map_err(|err| {
+            let zones = chrono_tz::TZ_VARIANTS.iter().map(|z| z.name());
+            self.cx.err(
+                &e.span(),
+                format!("{}: {err}{}", self.what(e), did_you_mean(name, zones)),
+            )
+        })?;
+        Ok(Located {
+            value: tz,
+            pos: self.cx.pos(&e.span()),
+        })
+    }
+
+    fn cron(&self, e: &Entry<'_, '_>) -> Result<String, ConfigError> {
+        let expr = self.string(e)?;
+        // The zone does not affect validity; resolution binds the real one.
+        CronSchedule::parse(expr, Tz::UTC).map_err(|err| {
+            self.cx.err(
+                &e.span(),
+                format!(
+                    "{}: {}; {CRON_HINT}",
+                    self.what(e),
+                    err.to_string().trim_end_matches('.')
+                ),
+            )
+        })?;
+        Ok(expr.to_string())
+    }
+
+    fn at(&self, e: &Entry<'_, '_>) -> Result<DateTime<Utc>, ConfigError> {
+        let hint = "write an RFC 3339 time with an offset, e.g. `at = 2025-06-01T09:00:00Z` or \
+                    `at = 2025-06-01T09:00:00+02:00`";
+        let text = match e.value.get_ref() {
+            DeValue::Datetime(dt)
+                if dt.date.is_some() && dt.time.is_some() && dt.offset.is_some() =>
+            {
+                dt.to_string()
+            }
+            DeValue::Datetime(dt) => {
+                let lacks = if dt.date.is_some() && dt.time.is_some() {
+                    "has no UTC offset"
+                } else {
+                    "is not a full date and time"
+                };
+                return Err(self.cx.err(
+                    &e.span(),
+                    format!("{} is `{dt}`, which {lacks}; {hint}", self.what(e)),
+                ));
+            }
+            DeValue::String(s) => s.to_string(),
+            _ => return Err(self.type_err(e, "a date-time")),
+        };
+        DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|err| {
+                self.cx.err(
+                    &e.span(),
+                    format!(
+                        "{} is not a valid time `{text}` ({err}); {hint}",
+                        self.what(e)
+                    ),
+                )
+            })
+    }
+
+    fn params(&self, e: &Entry<'_, '_>) -> Result<Value, ConfigError> {
+        if !matches!(e.value.get_ref(), DeValue::Table(_)) {
+            return Err(self.type_err(e, "a table (its keys become the run's JSON params)"));
+        }
+        to_json(self.cx, e.value)
+    }
+
+    fn located<T>(&self, e: &Entry<'_, '_>, value: T) -> Located<T> {
+        Located {
+            value,
+            pos: self.cx.pos(&e.span()),
+        }
+    }
+}
+
+/// "an integer", "a string", ...
+fn article(type_name: &str) -> String {
+    let a = if type_name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{a} {type_name}")
+}
+
+/// A TOML value as JSON (date-times become their RFC 3339 text).
+fn to_json(cx: &Cx<'_>, v: &Spanned<DeValue<'_>>) -> Result<Value, ConfigError> {
+    Ok(match v.get_ref() {
+        DeValue::String(s) => Value::String(s.to_string()),
+        DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
+            Ok(n) => Value::from(n),
+            Err(_) => {
+                return Err(cx.err(
+                    &v.span(),
+                    format!("integer {i} does not fit in 64 bits; write it as a string"),
+                ));
+            }
+        },
+        DeValue::Float(f) => {
+            let n: Option<f64> = f.as_str().parse().ok();
+            match n.and_then(serde_json::Number::from_f64) {
+                Some(n) => Value::Number(n),
+                None => {
+                    return Err(cx.err(
+                        &v.span(),
+                        format!("float {f} cannot be a JSON param (JSON has no NaN or infinity); write it as a string"),
+                    ));
+                }
+            }
+        }
+        DeValue::Boolean(b) => Value::Bool(*b),
+        DeValue::Datetime(dt) => Value::String(dt.to_string()),
+        DeValue::Array(a) => {
+            Value::Array(a.iter().map(|x| to_json(cx, x)).collect::<Result<_, _>>()?)
+        }
+        DeValue::Table(t) => {
+            let mut map = serde_json::Map::new();
+            for (k, x) in t {
+                map.insert(k.get_ref().to_string(), to_json(cx, x)?);
+            }
+            Value::Object(map)
+        }
+    })
+}
+
+/// Parses and validates a whole document.
+pub(super) fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+    let cx = Cx { text, file };
+    let doc = DeTable::parse(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let message = e.message().trim_end();
+        let hint = if message.contains("duplicate key") {
+            "; a key or table may appear only once (write `[[jobs]]` for each job)"
+        } else {
+            ""
+        };
+        cx.err(&span, format!("invalid TOML: {message}{hint}"))
+    })?;
+    let mut config = Config {
+        file: Some(file.to_string()),
+        ..Config::default()
+    };
+    for e in entries(&cx, doc.get_ref(), TOP_KEYS, None)? {
+        match e.key {
+            "scheduler" => parse_scheduler(&cx, &e, &mut config)?,
+            "tasks" => parse_tasks(&cx, &e, &mut config)?,
+            "jobs" => parse_jobs(&cx, &e, &mut config)?,
+            _ => unreachable!("entries() refuses other keys"),
+        }
+    }
+    Ok(config)
+}
+
+fn parse_scheduler(cx: &Cx<'_>, e: &Entry<'_, '_>, config: &mut Config) -> Result<(), ConfigError> {
+    let DeValue::Table(table) = e.value.get_ref() else {
+        return Err(cx.err(
+            &e.span(),
+            "`scheduler` must be a table; write `[scheduler]` on its own line, followed by keys \
+             such as `max_workers = 16`",
+        ));
+    };
+    let t = TableCx {
+        cx,
+        name: "[scheduler]".to_string(),
+        keys: SCHEDULER_KEYS,
+    };
+    for e in entries(cx, table, SCHEDULER_KEYS, Some("[scheduler]"))? {
+        match e.key {
+            "database_url" => config.scheduler.database_url = Some(t.non_empty(&e)?),
+            "max_workers" => {
+                config.scheduler.max_workers =
+                    Some(
+                        t.u32(&e, 1, "use at least 1 (runs executing at once on a node)")? as usize,
+                    )
+            }
+            "default_timeout" => config.defaults.timeout = t.duration(&e, false)?,
+            "max_retries" => config.defaults.max_retries = t.u32(&e, 0, "use 0 or more")?,
+            "retry_delay" => config.defaults.retry_delay = t.duration(&e, true)?,
+            "timezone" => config.defaults.timezone = t.timezone(&e)?.value,
+            "shutdown_grace" => config.scheduler.shutdown_grace = Some(t.duration(&e, true)?),
+            _ => unreachable!("entries() refuses other keys"),
+        }
+    }
+    Ok(())
+}
+
+fn parse_tasks(cx: &Cx<'_>, e: &Entry<'_, '_>, config: &mut Config) -> Result<(), ConfigError> {
+    let DeValue::Table(table) = e.value.get_ref() else {
+        return Err(cx.err(
+            &e.span(),
+            "`tasks` must hold one table per task; write `[tasks.<task name>]` followed by the \
+             values to override, e.g. `max_retries = 3`",
+        ));
+    };
+    let mut names: Vec<_> = table.iter().collect();
+    names.sort_by_key(|(k, _)| k.span().start);
+    for (key, value) in names {
+        let name: &str = key.get_ref().as_ref();
+        let DeValue::Table(body) = value.get_ref() else {
+            return Err(cx.err(
+                &value.span(),
+                format!(
+                    "`tasks.{name}` must be a table of overrides; write `[tasks.{name}]` followed \
+                     by keys such as `max_retries = 3`"
+                ),
+            ));
+        };
+        let table_name = format!("[tasks.{name}]");
+        let t = TableCx {
+            cx,
+            name: table_name.clone(),
+            keys: TASK_KEYS,
+        };
+        let mut o = TaskOverride {
+            pos: cx.pos(&key.span()),
+            ..TaskOverride::default()
+        };
+        let mut trigger_key = "";
+        for e in entries(cx, body, TASK_KEYS, Some(&table_name))? {
+            match e.key {
+                "schedule" | "interval" => {
+                    if let Some(prev) = &o.trigger {
+                        return Err(cx.err(
+                            &e.key_span,
+                            format!(
+                                "{table_name} sets both `{trigger_key}` (at {}) and `{}`; keep one: \
+                                 a cron `schedule` or a fixed `interval`",
+                                prev.pos, e.key
+                            ),
+                        ));
+                    }
+                    let trigger = if e.key == "schedule" {
+                        Trigger::Cron(t.cron(&e)?)
+                    } else {
+                        Trigger::Every(t.duration(&e, false)?)
+                    };
+                    trigger_key = e.key;
+                    o.trigger = Some(t.located(&e, trigger));
+                }
+                "timezone" => o.timezone = Some(t.timezone(&e)?),
+                "enabled" => o.enabled = Some(t.boolean(&e)?),
+                "max_instances" => {
+                    o.max_instances =
+                        Some(t.u32(&e, 1, "use at least 1, or leave it out for no limit")?)
+                }
+                "max_retries" => o.max_retries = Some(t.u32(&e, 0, "use 0 or more")?),
+                "retry_delay" => o.retry_delay = Some(t.duration(&e, true)?),
+                "timeout" => o.timeout = Some(t.duration(&e, false)?),
+                "priority" => o.priority = Some(t.priority(&e)?),
+                "queue" => o.queue = Some(t.non_empty(&e)?),
+                _ => unreachable!("entries() refuses other keys"),
+            }
+        }
+        if let (
+            Some(tz),
+            Some(Located {
+                value: Trigger::Every(_),
+                ..
+            }),
+        ) = (&o.timezone, &o.trigger)
+        {
+            return Err(invalid(
+                cx.file,
+                tz.pos,
+                format!(
+                    "`timezone` in {table_name} only applies to a cron `schedule`, but this task runs \
+                     on an `interval`; remove `timezone`"
+                ),
+            ));
+        }
+        config.tasks.insert(name.to_string(), o);
+    }
+    Ok(())
+}
+
+fn parse_jobs(cx: &Cx<'_>, e: &Entry<'_, '_>, config: &mut Config) -> Result<(), ConfigError> {
+    let not_array = "`jobs` must be an array of tables; write each job as a `[[jobs]]` section \
+                     (note the double brackets) with `name`, `task` and a `schedule`";
+    let DeValue::Array(items) = e.value.get_ref() else {
+        return Err(cx.err(&e.span(), not_array));
+    };
+    let mut seen: HashMap<String, Pos> = HashMap::new();
+    for item in items.iter() {
+        let DeValue::Table(body) = item.get_ref() else {
+            return Err(cx.err(&item.span(), not_array));
+        };
+        let job = parse_job(cx, &item.span(), body)?;
+        if let Some(first) = seen.get(&job.name.value) {
+            return Err(invalid(
+                cx.file,
+                job.name.pos,
+                format!(
+                    "job name `{}` is already used by the [[jobs]] entry at {first}; give each job \
+                     a unique `name`",
+                    job.name.value
+                ),
+            ));
+        }
+        seen.insert(job.name.value.clone(), job.name.pos);
+        config.jobs.push(job);
+    }
+    Ok(())
+}
+
+fn parse_job(
+    cx: &Cx<'_>,
+    span: &Range<usize>,
+    body: &DeTable<'_>,
+) -> Result<JobEntry, ConfigError> {
+    let t = TableCx {
+        cx,
+        name: "[[jobs]]".to_string(),
+        keys: JOB_KEYS,
+    };
+    let mut name = None;
+    let mut task = None;
+    let mut trigger: Option<(&str, Located<Trigger>)> = None;
+    let mut timezone = None;
+    let mut params = Value::Object(serde_json::Map::new());
+    let mut enabled = true;
+    let mut priority = None;
+    for e in entries(cx, body, JOB_KEYS, Some("[[jobs]]"))? {
+        match e.key {
+            "name" => name = Some(t.located(&e, t.non_empty(&e)?)),
+            "task" => task = Some(t.located(&e, t.non_empty(&e)?)),
+            "schedule" | "interval" | "at" => {
+                if let Some((prev_key, prev)) = &trigger {
+                    return Err(cx.err(
+                        &e.key_span,
+                        format!(
+                            "this [[jobs]] entry sets both `{prev_key}` (at {}) and `{}`; keep \
+                             exactly one of `schedule` (cron), `interval` or `at` (one-off)",
+                            prev.pos, e.key
+                        ),
+                    ));
+                }
+                let value = match e.key {
+                    "schedule" => Trigger::Cron(t.cron(&e)?),
+                    "interval" => Trigger::Every(t.duration(&e, false)?),
+                    _ => Trigger::Once(t.at(&e)?),
+                };
+                trigger = Some((e.key, t.located(&e, value)));
+            }
+            "timezone" => timezone = Some(t.timezone(&e)?),
+            "params" => params = t.params(&e)?,
+            "enabled" => enabled = t.boolean(&e)?,
+            "priority" => priority = Some(t.priority(&e)?),
+            _ => unreachable!("entries() refuses other keys"),
+        }
+    }
+    let missing =
+        |key: &str, fix: &str| cx.err(span, format!("this [[jobs]] entry has no `{key}`; {fix}"));
+    let name = name.ok_or_else(|| {
+        missing(
+            "name",
+            "add `name = \"...\"`, a name unique across all jobs",
+        )
+    })?;
+    let task = task.ok_or_else(|| missing("task", "add `task = \"<registered task name>\"`"))?;
+    let (trigger_key, trigger) = trigger.ok_or_else(|| {
+        missing(
+            "schedule",
+            "add one of `schedule = \"0 7 * * *\"` (cron), `interval = \"15m\"` or \
+             `at = 2025-06-01T09:00:00Z` (one-off)",
+        )
+    })?;
+    if let (Some(tz), false) = (&timezone, trigger_key == "schedule") {
+        return Err(invalid(
+            cx.file,
+            tz.pos,
+            format!(
+                "`timezone` in [[jobs]] `{}` only applies to a cron `schedule`, but this job uses \
+                 `{trigger_key}`; remove `timezone`",
+                name.value
+            ),
+        ));
+    }
+    Ok(JobEntry {
+        pos: cx.pos(span),
+        name,
+        task,
+        trigger,
+        timezone,
+        params,
+        enabled,
+        priority,
+    })
+}

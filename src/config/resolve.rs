@@ -1,0 +1,242 @@
+//! Resolution of a parsed [`Config`] against the task [`Registry`] into the desired
+//! state: one [`JobSpec`] per job (each scheduled task's own job, then every
+//! `[[jobs]]` entry) and one [`TaskPolicy`] per registered task.
+//!
+//! Precedence everywhere is `[tasks.<name>]` > `#[kairos::task]` > the `[scheduler]`
+//! defaults ([`Config::defaults`]). Errors that concern the file point at the key or
+//! value; errors in a task registered by hand (the macro checks its own at compile
+//! time) are [`ConfigError::Other`] naming the task's location.
+
+use std::collections::HashMap;
+
+use super::{Config, ConfigError, Located, Pos, TaskOverride, Trigger, did_you_mean, list_names};
+use crate::job::{JobSource, JobSpec, TaskPolicy};
+use crate::schedule::{self, CronSchedule, Schedule, Tz};
+use crate::task::{Registry, TaskDef};
+
+/// See [`Config::resolve`].
+pub(super) fn resolve(
+    config: &Config,
+    registry: &Registry,
+) -> Result<(Vec<JobSpec>, HashMap<String, TaskPolicy>), ConfigError> {
+    check_task_names(config, registry)?;
+
+    let mut jobs = Vec::new();
+    let mut policies = HashMap::new();
+    for task in registry.tasks() {
+        let o = config.tasks.get(task.name);
+        policies.insert(task.name.to_string(), policy(config, task, o));
+        if let Some(job) = own_job(config, task, o)? {
+            jobs.push(job);
+        }
+    }
+
+    let own_jobs: HashMap<String, ()> = jobs.iter().map(|j| (j.name.clone(), ())).collect();
+    for entry in &config.jobs {
+        let name = &entry.name.value;
+        if own_jobs.contains_key(name) {
+            let origin = match config.tasks.get(name).and_then(|o| o.trigger.as_ref()) {
+                Some(t) => format!("[tasks.{name}] at {}", t.pos),
+                None => format!(
+                    "#[kairos::task] at {}",
+                    registry.get(name).map_or("?", |t| t.location)
+                ),
+            };
+            return Err(config.invalid(
+                entry.name.pos,
+                format!(
+                    "job name `{name}` is already the name of task `{name}`'s own job (scheduled \
+                     by {origin}); give this [[jobs]] entry another `name`, e.g. `{name}_2`"
+                ),
+            ));
+        }
+        let schedule = match &entry.trigger.value {
+            Trigger::Cron(expr) => {
+                let tz = entry
+                    .timezone
+                    .as_ref()
+                    .map_or(config.defaults.timezone, |t| t.value);
+                cron(config, expr, tz, entry.trigger.pos)?
+            }
+            Trigger::Every(d) => Schedule::Every(*d),
+            Trigger::Once(t) => Schedule::Once(*t),
+        };
+        jobs.push(JobSpec {
+            name: name.clone(),
+            task: entry.task.value.clone(),
+            schedule,
+            params: entry.params.clone(),
+            enabled: entry.enabled,
+            priority: entry.priority,
+            source: JobSource::Config,
+        });
+    }
+
+    jobs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((jobs, policies))
+}
+
+/// Every task named by `[tasks.<name>]` or `[[jobs]] task = ...` must be registered;
+/// the first unknown one (in file order) is reported with the closest registered name.
+fn check_task_names(config: &Config, registry: &Registry) -> Result<(), ConfigError> {
+    let mut refs: Vec<(Pos, &str)> = config
+        .tasks
+        .iter()
+        .map(|(name, o)| (o.pos, name.as_str()))
+        .chain(
+            config
+                .jobs
+                .iter()
+                .map(|j| (j.task.pos, j.task.value.as_str())),
+        )
+        .collect();
+    refs.sort();
+    let names = registry.names();
+    for (pos, name) in refs {
+        if registry.get(name).is_some() {
+            continue;
+        }
+        let message = if names.is_empty() {
+            format!(
+                "unknown task `{name}`: no task is registered; annotate an async fn with \
+                 `#[kairos::task]` and make sure its crate is linked into this program"
+            )
+        } else {
+            let hint = did_you_mean(name, names.iter().copied());
+            let sep = if hint.is_empty() { ";" } else { "" };
+            format!(
+                "unknown task `{name}`{hint}{sep} registered tasks: {}",
+                list_names(names.iter().copied(), 20)
+            )
+        };
+        return Err(config.invalid(pos, message));
+    }
+    Ok(())
+}
+
+/// config > macro > defaults, field by field.
+fn policy(config: &Config, task: &TaskDef, o: Option<&TaskOverride>) -> TaskPolicy {
+    let d = &config.defaults;
+    TaskPolicy {
+        max_instances: o.and_then(|o| o.max_instances).or(task.max_instances),
+        max_retries: o
+            .and_then(|o| o.max_retries)
+            .or(task.max_retries)
+            .unwrap_or(d.max_retries),
+        retry_delay: o
+            .and_then(|o| o.retry_delay)
+            .or(task.retry_delay)
+            .unwrap_or(d.retry_delay),
+        timeout: o
+            .and_then(|o| o.timeout)
+            .or(task.timeout)
+            .unwrap_or(d.timeout),
+        priority: o
+            .and_then(|o| o.priority)
+            .or(task.priority)
+            .unwrap_or(d.priority),
+        queue: o
+            .and_then(|o| o.queue.clone())
+            .or(task.queue.map(str::to_string)),
+    }
+}
+
+/// The task's own job, named after the task, if the config or the macro schedules it.
+fn own_job(
+    config: &Config,
+    task: &TaskDef,
+    o: Option<&TaskOverride>,
+) -> Result<Option<JobSpec>, ConfigError> {
+    let config_tz = o.and_then(|o| o.timezone.as_ref());
+    let schedule = match o.and_then(|o| o.trigger.as_ref()) {
+        Some(Located {
+            value: Trigger::Cron(expr),
+            pos,
+        }) => cron(config, expr, task_timezone(config, task, config_tz)?, *pos)?,
+        Some(Located {
+            value: Trigger::Every(d),
+            ..
+        }) => Schedule::Every(*d),
+        Some(Located {
+            value: Trigger::Once(t),
+            ..
+        }) => Schedule::Once(*t),
+        None => match (task.schedule, task.interval) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Other(format!(
+                    "task `{}` (at {}) sets both a cron schedule and an interval; keep one",
+                    task.name, task.location
+                )));
+            }
+            (Some(expr), None) => {
+                let tz = task_timezone(config, task, config_tz)?;
+                Schedule::Cron(CronSchedule::parse(expr, tz).map_err(|e| {
+                    ConfigError::Other(format!("task `{}` (at {}): {e}", task.name, task.location))
+                })?)
+            }
+            (None, Some(d)) if d.is_zero() => {
+                return Err(ConfigError::Other(format!(
+                    "task `{}` (at {}) has a zero interval; use a positive one",
+                    task.name, task.location
+                )));
+            }
+            (None, Some(d)) => Schedule::Every(d),
+            (None, None) => {
+                if let Some(tz) = config_tz {
+                    return Err(config.invalid(
+                        tz.pos,
+                        format!(
+                            "`timezone` in [tasks.{0}] has no effect: task `{0}` has no cron \
+                             schedule; add `schedule = \"...\"` or remove `timezone`",
+                            task.name
+                        ),
+                    ));
+                }
+                return Ok(None);
+            }
+        },
+    };
+    if let (Some(tz), false) = (config_tz, matches!(schedule, Schedule::Cron(_))) {
+        return Err(config.invalid(
+            tz.pos,
+            format!(
+                "`timezone` in [tasks.{0}] only applies to a cron schedule, but task `{0}` runs \
+                 on an interval; remove `timezone` or set `schedule = \"...\"`",
+                task.name
+            ),
+        ));
+    }
+    Ok(Some(JobSpec {
+        name: task.name.to_string(),
+        task: task.name.to_string(),
+        schedule,
+        params: serde_json::Value::Object(serde_json::Map::new()),
+        enabled: o.and_then(|o| o.enabled).unwrap_or(true),
+        priority: None,
+        source: JobSource::Code,
+    }))
+}
+
+/// The zone of a task's cron schedule: config > macro > `[scheduler] timezone`.
+fn task_timezone(
+    config: &Config,
+    task: &TaskDef,
+    config_tz: Option<&Located<Tz>>,
+) -> Result<Tz, ConfigError> {
+    if let Some(tz) = config_tz {
+        return Ok(tz.value);
+    }
+    match task.timezone {
+        Some(name) => schedule::parse_timezone(name).map_err(|e| {
+            ConfigError::Other(format!("task `{}` (at {}): {e}", task.name, task.location))
+        }),
+        None => Ok(config.defaults.timezone),
+    }
+}
+
+/// A cron expression from the file (already validated by the parser) bound to `tz`.
+fn cron(config: &Config, expr: &str, tz: Tz, pos: Pos) -> Result<Schedule, ConfigError> {
+    CronSchedule::parse(expr, tz)
+        .map(Schedule::Cron)
+        .map_err(|e| config.invalid(pos, e.to_string()))
+}
