@@ -16,6 +16,9 @@
 //!   a fall-back runs once, on the first pass;
 //! * any other entry fires at every instant whose local wall-clock time matches: on both
 //!   passes of a repeated hour, and never inside a gap.
+//!
+//! The search assumes a zone never turns its clock back by more than 3 hours at once
+//! (true of every IANA zone in use; the largest modern shifts are 2 hours).
 
 use std::fmt;
 
@@ -191,68 +194,111 @@ impl CronSchedule {
     /// The first fire time strictly after `after`, or `None` if there is none (before the
     /// year 5000).
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let tz = self.tz;
+        let ahead = self.next_in_wall_order(after);
+        let behind = if self.fixed_time {
+            None
+        } else {
+            self.second_pass_behind(after)
+        };
+        match (ahead, behind) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The first fire time after `after` among wall-clock times later than `after`'s.
+    ///
+    /// Wall-clock matches are taken in order and mapped to instants; the first one that
+    /// yields an instant after `after` yields the earliest (first-pass instants grow with
+    /// the wall clock, and a second-pass instant is only returned when `after` is itself
+    /// in the second pass, where every first-pass instant is already past).
+    fn next_in_wall_order(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let local_after = after.with_timezone(&self.tz).naive_local();
+        let mut cursor = truncate_to_second(local_after) + TimeDelta::seconds(1);
+        loop {
+            let wall = self.cron.find_next_occurrence(&cursor, true).ok()?;
+            match self.tz.from_local_datetime(&wall) {
+                LocalResult::Single(t) => {
+                    let t = t.with_timezone(&Utc);
+                    if t > after {
+                        return Some(t);
+                    }
+                }
+                LocalResult::Ambiguous(first, second) => {
+                    let (first, second) = (first.with_timezone(&Utc), second.with_timezone(&Utc));
+                    if first > after {
+                        return Some(first);
+                    }
+                    if !self.fixed_time && second > after {
+                        return Some(second);
+                    }
+                }
+                LocalResult::None => {
+                    let end = self.end_of_gap(wall);
+                    if self.fixed_time {
+                        // Runs once, at the first instant after the gap.
+                        if let Some(end) = end.filter(|&e| e > after) {
+                            return Some(end);
+                        }
+                    } else if let Some(end) = end {
+                        // Nothing fires inside a gap: resume at its end.
+                        cursor = end.with_timezone(&self.tz).naive_local();
+                        continue;
+                    }
+                }
+            }
+            cursor = wall + TimeDelta::seconds(1);
+        }
+    }
+
+    /// For entries that fire on both passes of a repeated hour: when the clock goes back
+    /// within the next 3 hours and the repeated wall-clock range starts at or before
+    /// `after`'s wall-clock time, the second pass of those times is still ahead. Returns
+    /// its first match, if any.
+    fn second_pass_behind(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let offset = |t: DateTime<Utc>| -> i64 {
             i64::from(
-                tz.offset_from_utc_datetime(&t.naive_utc())
+                self.tz
+                    .offset_from_utc_datetime(&t.naive_utc())
                     .fix()
                     .local_minus_utc(),
             )
         };
-        let secs = TimeDelta::seconds;
-        // Wall-clock times are searched in order, starting early enough that a clock
-        // going back within the next hours (repeating wall-clock times that are still in
-        // the future) is covered. Assumes no zone goes back by more than 3 hours at once.
-        let start_offset = offset(after).min(offset(after + secs(3 * 3600)));
-        let start = truncate_to_second(after.naive_utc() + secs(start_offset));
-        let mut cursor = start;
-        let mut best: Option<DateTime<Utc>> = None;
-        loop {
-            let Ok(wall) = self.cron.find_next_occurrence(&cursor, true) else {
-                return best;
-            };
-            if let Some(b) = best {
-                // Instants only come out of wall-clock order around a fall-back: a
-                // later wall-clock time can only map before `b` if the offset dropped
-                // between them. Bound that drop: by the actual offsets when `b` is close
-                // (at most one transition in between), by 3 hours otherwise.
-                let drop = if b - after <= TimeDelta::hours(6) {
-                    (offset(after) - offset(b)).max(0)
-                } else {
-                    3 * 3600
-                };
-                if wall > b.naive_utc() + secs(offset(b) + drop) {
-                    return best;
-                }
-            }
-            for instant in self.instants(wall) {
-                if instant > after && best.is_none_or(|b| instant < b) {
-                    best = Some(instant);
-                }
-            }
-            cursor = wall + secs(1);
+        let start =
+            DateTime::<Utc>::from_naive_utc_and_offset(truncate_to_second(after.naive_utc()), Utc);
+        let window = 3 * 3600;
+        let (old, new) = (offset(start), offset(start + TimeDelta::seconds(window)));
+        if new >= old {
+            return None;
         }
-    }
-
-    /// The instants a matching wall-clock time fires at.
-    fn instants(&self, wall: NaiveDateTime) -> Vec<DateTime<Utc>> {
-        match self.tz.from_local_datetime(&wall) {
-            LocalResult::Single(t) => vec![t.with_timezone(&Utc)],
-            LocalResult::Ambiguous(first, second) => {
-                if self.fixed_time {
-                    vec![first.with_timezone(&Utc)]
-                } else {
-                    vec![first.with_timezone(&Utc), second.with_timezone(&Utc)]
-                }
-            }
-            LocalResult::None => {
-                if self.fixed_time {
-                    self.end_of_gap(wall).into_iter().collect()
-                } else {
-                    Vec::new()
-                }
+        // Bisect to the transition: the first second with the new offset.
+        let (mut lo, mut hi) = (0i64, window);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if offset(start + TimeDelta::seconds(mid)) == old {
+                lo = mid;
+            } else {
+                hi = mid;
             }
         }
+        let transition = start.naive_utc() + TimeDelta::seconds(hi);
+        let fold_start = transition + TimeDelta::seconds(new);
+        let fold_end = transition + TimeDelta::seconds(old);
+        let local_after = after.naive_utc() + TimeDelta::seconds(old);
+        if fold_start > local_after {
+            // The whole repeated range is still ahead on the wall clock.
+            return None;
+        }
+        let wall = self.cron.find_next_occurrence(&fold_start, true).ok()?;
+        if wall > local_after || wall >= fold_end {
+            // Later wall-clock times are found by `next_in_wall_order`.
+            return None;
+        }
+        self.tz
+            .from_local_datetime(&wall)
+            .latest()
+            .map(|t| t.with_timezone(&Utc))
+            .filter(|&t| t > after)
     }
 
     /// The first instant after the gap containing the (non-existent) wall-clock `wall`.
