@@ -164,6 +164,19 @@ impl CronSchedule {
             .build()
             .parse(&pattern)
             .map_err(|e| invalid(format!("not accepted by the cron engine: {e}")))?;
+        // Day rules can combine into a date that never comes (`0 0 */10 2 MON#5`: the
+        // fifth Monday of February is the 29th). Dates repeat within 400 years, so a
+        // match-free search (croner gives up at year 5000) means never.
+        let epoch = chrono::NaiveDate::from_ymd_opt(2000, 1, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .expect("valid date");
+        if cron.find_next_occurrence(&epoch, true).is_err() {
+            return Err(invalid(
+                "the day-of-month, month and day-of-week fields never match together, so the \
+                 job would never run"
+                    .to_string(),
+            ));
+        }
         let fixed_time = [sec, min, hour]
             .iter()
             .all(|f| f.bytes().all(|b| b.is_ascii_digit()));
@@ -468,6 +481,15 @@ fn normalize_field(raw: &str, field: Field) -> Result<String, String> {
     let day_field = matches!(field, Field::DayOfMonth | Field::DayOfWeek);
     if upper == "?" && day_field {
         return Ok("*".to_string());
+    }
+    if field == Field::DayOfMonth {
+        let items: Vec<&str> = upper.split(',').collect();
+        if items.contains(&"L") && items.contains(&"LW") {
+            // croner would read `L,LW` as `LW` alone.
+            return Err(format!(
+                "`{raw}` combines `L` and `LW`; use one of them (or two entries)"
+            ));
+        }
     }
     let mut items = Vec::new();
     for item in upper.split(',') {
@@ -1071,6 +1093,8 @@ mod tests {
         assert!(reason("0 0 1-5W * *").contains("`W` takes a single day"));
         assert!(reason("0 0 30 2 *").contains("never occurs"));
         assert!(reason("0 0 31 4,6 *").contains("never occurs"));
+        assert!(reason("0 0 */10 2 MON#5").contains("never match together"));
+        assert!(reason("0 0 L,LW * *").contains("combines `L` and `LW`"));
         // ...but not when day-of-week can still match, or some month has the day.
         assert!(CronSchedule::parse("0 0 30 2 MON", Tz::UTC).is_ok());
         assert!(CronSchedule::parse("0 0 29 2 *", Tz::UTC).is_ok());

@@ -4,9 +4,10 @@
 //! This crate is shared by the runtime and by `kairos-macros`, so an expression the
 //! macro accepts at compile time is exactly one the scheduler can run.
 //!
-//! * [`cron`](crate::CronSchedule) — parsing and next-fire-time search (module `cron`);
-//! * [`parse_duration`] / [`format_duration`] — the duration syntax (module `duration`);
-//! * this file — the [`Schedule`] enum, time zones and the shared error type.
+//! This file owns the [`Schedule`] enum, time zone parsing and the shared
+//! [`ScheduleError`]; the `cron` module owns [`CronSchedule`] (parsing and the
+//! next-fire-time search with Debian cron's day and DST rules), and the `duration` module
+//! owns [`parse_duration`], [`parse_interval`] and [`format_duration`].
 
 mod cron;
 mod duration;
@@ -46,7 +47,7 @@ pub enum ScheduleError {
 }
 
 /// When a job fires.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Schedule {
     /// On each match of a cron expression.
     Cron(CronSchedule),
