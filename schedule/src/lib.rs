@@ -4,12 +4,22 @@
 //! This crate is shared by the runtime and by `kairos-macros`, so an expression the
 //! macro accepts at compile time is exactly one the scheduler can run.
 //!
-//! PLACEHOLDER: the real implementation replaces this file.
+//! This file owns the [`Schedule`] enum, time zone parsing and the shared
+//! [`ScheduleError`]; the `cron` module owns [`CronSchedule`] (parsing and the
+//! next-fire-time search with Debian cron's day and DST rules), and the `duration` module
+//! owns [`parse_duration`], [`parse_interval`] and [`format_duration`].
 
+mod cron;
+mod duration;
+
+use std::fmt;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 pub use chrono_tz::Tz;
+
+pub use crate::cron::CronSchedule;
+pub use crate::duration::{format_duration, parse_duration, parse_interval};
 
 /// Why a schedule, zone or duration was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -20,11 +30,11 @@ pub enum ScheduleError {
     InvalidCron {
         /// The expression as given.
         expr: String,
-        /// What is wrong, naming the field.
+        /// What is wrong, naming the field and how to fix it.
         reason: String,
     },
     /// The time zone is not an IANA zone name.
-    #[error("unknown time zone `{0}`: use an IANA name such as `Europe/Paris` or `UTC`")]
+    #[error("unknown time zone `{0}`: {hint}", hint = timezone_hint(.0))]
     UnknownTimezone(String),
     /// The duration does not parse.
     #[error("invalid duration `{input}`: {reason}")]
@@ -36,61 +46,13 @@ pub enum ScheduleError {
     },
 }
 
-/// A parsed cron expression bound to a time zone.
-#[derive(Debug, Clone)]
-pub struct CronSchedule {
-    expr: String,
-    tz: Tz,
-    cron: croner::Cron,
-}
-
-impl PartialEq for CronSchedule {
-    fn eq(&self, other: &Self) -> bool {
-        self.expr == other.expr && self.tz == other.tz
-    }
-}
-
-impl CronSchedule {
-    /// Parses `expr` (5 or 6 fields, or `@hourly` ...) to be evaluated in `tz`.
-    pub fn parse(expr: &str, tz: Tz) -> Result<Self, ScheduleError> {
-        let cron = croner::parser::CronParser::builder()
-            .seconds(croner::parser::Seconds::Optional)
-            .build()
-            .parse(expr)
-            .map_err(|e| ScheduleError::InvalidCron {
-                expr: expr.to_string(),
-                reason: e.to_string(),
-            })?;
-        Ok(CronSchedule {
-            expr: expr.to_string(),
-            tz,
-            cron,
-        })
-    }
-    /// The expression as written.
-    pub fn expr(&self) -> &str {
-        &self.expr
-    }
-    /// The zone it is evaluated in.
-    pub fn timezone(&self) -> Tz {
-        self.tz
-    }
-    /// The first fire time strictly after `after`.
-    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let local = after.with_timezone(&self.tz);
-        self.cron
-            .find_next_occurrence(&local, false)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
-    }
-}
-
 /// When a job fires.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Schedule {
     /// On each match of a cron expression.
     Cron(CronSchedule),
-    /// Every fixed interval, counted from the job's anchor (its first slot).
+    /// Every fixed interval, counted from the job's anchor (its first slot). A zero
+    /// interval never fires (parse intervals with [`parse_interval`], which rejects it).
     Every(Duration),
     /// Once, at this instant.
     Once(DateTime<Utc>),
@@ -98,71 +60,177 @@ pub enum Schedule {
 
 impl Schedule {
     /// The first slot strictly after `after`. `anchor` is the first slot of an interval
-    /// job (slots are `anchor + k * interval`); cron and one-off schedules ignore it.
+    /// job (slots are `anchor + k * interval`, so the anchor itself when
+    /// `after < anchor`); cron and one-off schedules ignore it.
     pub fn next_after(&self, anchor: DateTime<Utc>, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
             Schedule::Cron(c) => c.next_after(after),
-            Schedule::Every(d) => {
-                let step = chrono::Duration::from_std(*d)
-                    .ok()?
-                    .num_milliseconds()
-                    .max(1);
-                let diff = (after - anchor).num_milliseconds();
-                let k = if diff < 0 { 0 } else { diff / step + 1 };
-                Some(anchor + chrono::Duration::milliseconds(k * step))
-            }
+            Schedule::Every(d) => next_slot(*d, anchor, after),
             Schedule::Once(t) => (*t > after).then_some(*t),
         }
     }
 }
 
-/// Parses an IANA zone name.
+/// `anchor + k * step` for the smallest `k >= 0` that is strictly after `after`.
+fn next_slot(step: Duration, anchor: DateTime<Utc>, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    if after < anchor {
+        return Some(anchor);
+    }
+    let step = i128::try_from(step.as_nanos()).ok()?;
+    if step == 0 {
+        return None;
+    }
+    let diff = after - anchor;
+    let diff = i128::from(diff.num_seconds()) * 1_000_000_000 + i128::from(diff.subsec_nanos());
+    let k = diff / step + 1;
+    let offset = k.checked_mul(step)?;
+    let secs = i64::try_from(offset / 1_000_000_000).ok()?;
+    let nanos = i64::try_from(offset % 1_000_000_000).ok()?;
+    let delta = chrono::TimeDelta::try_seconds(secs)?
+        .checked_add(&chrono::TimeDelta::nanoseconds(nanos))?;
+    anchor.checked_add_signed(delta)
+}
+
+impl fmt::Display for Schedule {
+    /// `cron "0 0 * * *" (Asia/Shanghai)`, `every 15m`, `once at 2026-03-08T07:00:00Z`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Schedule::Cron(c) => c.fmt(f),
+            Schedule::Every(d) => write!(f, "every {}", format_duration(*d)),
+            Schedule::Once(t) => write!(
+                f,
+                "once at {}",
+                t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+            ),
+        }
+    }
+}
+
+/// Parses an IANA zone name (`Europe/Paris`, `America/New_York`, `UTC`); surrounding
+/// whitespace is ignored, case is not (the error suggests the right spelling).
 pub fn parse_timezone(name: &str) -> Result<Tz, ScheduleError> {
-    name.parse::<Tz>()
+    name.trim()
+        .parse::<Tz>()
         .map_err(|_| ScheduleError::UnknownTimezone(name.to_string()))
 }
 
-/// Parses `"500ms"`, `"30s"`, `"10m"`, `"2h"`, `"1d"` and sums such as `"1h30m"`.
-pub fn parse_duration(input: &str) -> Result<Duration, ScheduleError> {
-    let bad = |reason: &str| ScheduleError::InvalidDuration {
-        input: input.to_string(),
-        reason: reason.to_string(),
-    };
-    let s = input.trim();
-    if s.is_empty() {
-        return Err(bad(
-            "empty; write a number and a unit such as `30s`, `10m` or `2h`",
-        ));
+/// The help text for an unknown zone: a close match if there is an obvious one.
+fn timezone_hint(name: &str) -> String {
+    let wanted = name.trim();
+    let close = chrono_tz::TZ_VARIANTS
+        .iter()
+        .map(|tz| tz.name())
+        .find(|n| n.eq_ignore_ascii_case(wanted))
+        .or_else(|| {
+            // A bare city (`paris`) or a `_`-less spelling (`new york`).
+            let norm = |s: &str| s.to_ascii_lowercase().replace([' ', '_'], "");
+            let w = norm(wanted);
+            if w.is_empty() {
+                return None;
+            }
+            let mut hits = chrono_tz::TZ_VARIANTS
+                .iter()
+                .map(|tz| tz.name())
+                .filter(|n| norm(n) == w || n.rsplit('/').next().is_some_and(|c| norm(c) == w));
+            let first = hits.next()?;
+            hits.next().is_none().then_some(first)
+        });
+    match close {
+        Some(n) => format!("did you mean `{n}`? (IANA names are case-sensitive)"),
+        None => "use an IANA name such as `Europe/Paris`, `America/New_York` or `UTC`".to_string(),
     }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-        if digits == 0 {
-            return Err(bad("expected a number; write e.g. `30s`, `10m`, `1h30m`"));
-        }
-        let n: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| bad("number too large"))?;
-        rest = &rest[digits..];
-        let unit_len = rest.len()
-            - rest
-                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
-                .len();
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let d = match unit {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
-            "d" => Duration::from_secs(n * 86400),
-            "" => return Err(bad("missing unit; use ms, s, m, h or d (e.g. `30s`)")),
-            _ => return Err(bad("unknown unit; use ms, s, m, h or d")),
-        };
-        total += d;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
-    Ok(total)
+
+    #[test]
+    fn interval_slots_are_anchored() {
+        let anchor = utc("2026-01-01T00:00:00Z");
+        let every = Schedule::Every(Duration::from_secs(900));
+        assert_eq!(
+            every.next_after(anchor, utc("2025-12-31T00:00:00Z")),
+            Some(anchor)
+        );
+        assert_eq!(
+            every.next_after(anchor, anchor),
+            Some(utc("2026-01-01T00:15:00Z"))
+        );
+        assert_eq!(
+            every.next_after(anchor, utc("2026-01-01T00:14:59.999Z")),
+            Some(utc("2026-01-01T00:15:00Z"))
+        );
+        assert_eq!(
+            every.next_after(anchor, utc("2026-01-01T00:15:00Z")),
+            Some(utc("2026-01-01T00:30:00Z"))
+        );
+        assert_eq!(
+            every.next_after(anchor, utc("2026-03-01T10:07:00Z")),
+            Some(utc("2026-03-01T10:15:00Z"))
+        );
+        let sub = Schedule::Every(Duration::from_micros(1500));
+        assert_eq!(
+            sub.next_after(anchor, anchor + chrono::TimeDelta::microseconds(1500)),
+            Some(anchor + chrono::TimeDelta::microseconds(3000))
+        );
+        assert_eq!(
+            Schedule::Every(Duration::ZERO).next_after(anchor, anchor),
+            None
+        );
+    }
+
+    #[test]
+    fn once_is_strictly_after() {
+        let t = utc("2026-05-01T12:00:00Z");
+        let once = Schedule::Once(t);
+        assert_eq!(once.next_after(t, utc("2026-05-01T11:59:59Z")), Some(t));
+        assert_eq!(once.next_after(t, t), None);
+        assert_eq!(once.next_after(t, utc("2027-01-01T00:00:00Z")), None);
+    }
+
+    #[test]
+    fn display() {
+        let c = CronSchedule::parse("0 0 * * *", Tz::Asia__Shanghai).unwrap();
+        assert_eq!(
+            Schedule::Cron(c).to_string(),
+            "cron \"0 0 * * *\" (Asia/Shanghai)"
+        );
+        assert_eq!(
+            Schedule::Every(Duration::from_secs(900)).to_string(),
+            "every 15m"
+        );
+        assert_eq!(
+            Schedule::Every(Duration::from_secs(5400)).to_string(),
+            "every 1h30m"
+        );
+        assert_eq!(
+            Schedule::Once(Utc.with_ymd_and_hms(2026, 3, 8, 7, 0, 0).unwrap()).to_string(),
+            "once at 2026-03-08T07:00:00Z"
+        );
+    }
+
+    #[test]
+    fn timezones() {
+        assert_eq!(parse_timezone("Europe/Paris").unwrap(), Tz::Europe__Paris);
+        assert_eq!(parse_timezone(" UTC ").unwrap(), Tz::UTC);
+        let e = parse_timezone("europe/paris").unwrap_err();
+        assert_eq!(e, ScheduleError::UnknownTimezone("europe/paris".into()));
+        assert!(
+            e.to_string().contains("did you mean `Europe/Paris`?"),
+            "{e}"
+        );
+        let e = parse_timezone("new york").unwrap_err().to_string();
+        assert!(e.contains("did you mean `America/New_York`?"), "{e}");
+        let e = parse_timezone("Mars/Olympus").unwrap_err().to_string();
+        assert!(e.contains("IANA name such as `Europe/Paris`"), "{e}");
+        assert!(e.starts_with("unknown time zone `Mars/Olympus`"), "{e}");
+    }
 }
 
 impl std::fmt::Display for Schedule {
