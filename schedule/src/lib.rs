@@ -232,26 +232,3 @@ mod tests {
         assert!(e.starts_with("unknown time zone `Mars/Olympus`"), "{e}");
     }
 }
-
-impl std::fmt::Display for Schedule {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Schedule::Cron(c) => write!(f, "cron \"{}\" ({})", c.expr(), c.timezone().name()),
-            Schedule::Every(d) => write!(f, "every {}s", d.as_secs()),
-            Schedule::Once(t) => write!(f, "once at {}", t.to_rfc3339()),
-        }
-    }
-}
-
-/// Formats a duration in the syntax `parse_duration` reads.
-pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms % 1000 != 0 {
-        return format!("{ms}ms");
-    }
-    let s = ms / 1000;
-    if s % 60 == 0 {
-        return format!("{}m", s / 60);
-    }
-    format!("{s}s")
-}
