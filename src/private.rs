@@ -13,8 +13,9 @@ use serde::Serialize;
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde_json::{Map, Value};
 
-use crate::task::{TaskError, TaskOutcome};
+use crate::task::TaskError;
 
+pub use crate::task::{FailedRun, TaskContext, TaskDef, TaskOutcome};
 pub use futures::future::BoxFuture;
 pub use inventory;
 pub use serde_json;
@@ -333,6 +334,8 @@ mod tests {
     }
 
     #[test]
+    // Written as the generated code does: the explicit `&` picks the impl.
+    #[allow(clippy::needless_borrow)]
     fn outcomes() {
         use super::{ResultKind as _, ValueKind as _};
         let unit = ();
