@@ -43,6 +43,28 @@ where
     Box::pin(fut)
 }
 
+/// Builds a [`FailedRun`], for tests of `on_failure` functions outside kairos.
+///
+/// `FailedRun` is `#[non_exhaustive]` and has no public constructor; this stands in until
+/// it has one.
+pub fn failed_run(
+    run_id: i64,
+    task: &str,
+    job_id: Option<i64>,
+    attempt: u32,
+    error: &str,
+    params: Value,
+) -> FailedRun {
+    FailedRun {
+        run_id,
+        task: task.to_string(),
+        job_id,
+        attempt,
+        error: error.to_string(),
+        params,
+    }
+}
+
 /// Reads a run's params into a task's arguments, one by name, collecting every problem
 /// so a single `InvalidParams` error can list them all.
 #[derive(Debug)]
