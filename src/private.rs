@@ -8,6 +8,7 @@
 
 use std::fmt::{self, Display};
 use std::future::Future;
+use std::marker::PhantomData;
 
 use serde::Serialize;
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
@@ -225,10 +226,24 @@ impl<'de> Deserializer<'de> for Missing {
 }
 
 // The return value is turned into an outcome by autoref specialization: the generated
-// code calls `(&out).kairos_kind().outcome(out)`. Method lookup tries `&R` before `&&R`,
-// so a `Result` (which implements `ResultKind` on itself) wins over the `Serialize`
-// fallback (implemented on references). That way `anyhow::Result<T>` reports its error
-// and a plain `T` is stored, with no way for the macro to see through type aliases.
+// code calls `(&&&Kind::of(&out)).kairos_kind().outcome(out)`. Method lookup tries the
+// receiver `&&&Kind<R>` first, then `&&Kind<R>`, then `&Kind<R>`, so a `Result`
+// (`ResultKind`, implemented on `&&Kind<Result>`) wins over a plain `Serialize` value
+// (`ValueKind` on `&Kind<T>`), which wins over anything else (`OtherKind` on `Kind<T>`),
+// whose `outcome` fails to compile with a message saying what a task may return. (The
+// `Kind` wrapper keeps the blanket impls from matching at the wrong level, as they would
+// on bare references.) That way `anyhow::Result<T>` reports its error and a
+// plain `T` is stored, without the macro having to see through type aliases.
+
+/// Carries a return value's type for the `kairos_kind` lookup.
+pub struct Kind<T>(PhantomData<T>);
+
+impl<T> Kind<T> {
+    /// The `Kind` of `value`'s type.
+    pub fn of(_value: &T) -> Self {
+        Kind(PhantomData)
+    }
+}
 
 /// Marks a return value handled as `Result<T, E>`.
 #[derive(Debug, Clone, Copy)]
@@ -238,10 +253,11 @@ pub struct ResultTag;
 #[derive(Debug, Clone, Copy)]
 pub struct ValueTag;
 
+/// Marks a return value a task cannot have.
+#[derive(Debug, Clone, Copy)]
+pub struct OtherTag;
+
 /// Selects [`ResultTag`] for `Result<T: Serialize, E: Display>`.
-#[diagnostic::on_unimplemented(
-    message = "a task must return `()`, a `Serialize` value, or `Result<T, E>` with `T: Serialize` and `E: Display`"
-)]
 pub trait ResultKind {
     /// The tag whose `outcome` converts this value.
     fn kairos_kind(&self) -> ResultTag {
@@ -249,12 +265,9 @@ pub trait ResultKind {
     }
 }
 
-impl<T: Serialize, E: Display> ResultKind for Result<T, E> {}
+impl<T: Serialize, E: Display> ResultKind for &&Kind<Result<T, E>> {}
 
 /// Selects [`ValueTag`] for any other `Serialize` value.
-#[diagnostic::on_unimplemented(
-    message = "a task must return `()`, a `Serialize` value, or `Result<T, E>` with `T: Serialize` and `E: Display`"
-)]
 pub trait ValueKind {
     /// The tag whose `outcome` converts this value.
     fn kairos_kind(&self) -> ValueTag {
@@ -262,7 +275,32 @@ pub trait ValueKind {
     }
 }
 
-impl<T: Serialize> ValueKind for &T {}
+impl<T: Serialize> ValueKind for &Kind<T> {}
+
+/// Selects [`OtherTag`] for everything else.
+pub trait OtherKind {
+    /// The tag whose `outcome` reports the error.
+    fn kairos_kind(&self) -> OtherTag {
+        OtherTag
+    }
+}
+
+impl<T> OtherKind for Kind<T> {}
+
+/// Implemented by no type: the bound that explains a bad return type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be returned by a kairos task",
+    label = "a task returns `()`, a `Serialize` value, or `Result<T, E>` with `T: Serialize` and `E: Display`",
+    note = "derive `serde::Serialize` for the value, or implement `Display` for the error type"
+)]
+pub trait TaskReturn {}
+
+impl OtherTag {
+    /// Does not compile: `T` is not a type a task may return.
+    pub fn outcome<T: TaskReturn>(self, _out: T) -> TaskOutcome {
+        unreachable!("no type implements TaskReturn")
+    }
+}
 
 impl ResultTag {
     /// `Ok(v)` stores `v` (nothing for `()`); `Err(e)` fails with `e`'s text, including
@@ -356,26 +394,38 @@ mod tests {
     }
 
     #[test]
-    // Written as the generated code does: the explicit `&` picks the impl.
+    // The `&`s look needless but are how the generated code picks the impl.
     #[allow(clippy::needless_borrow)]
     fn outcomes() {
         use super::{ResultKind as _, ValueKind as _};
         let unit = ();
-        assert_eq!((&unit).kairos_kind().outcome(unit), Ok(None));
+        assert_eq!((&&&Kind::of(&unit)).kairos_kind().outcome(unit), Ok(None));
         let n = 5;
-        assert_eq!((&n).kairos_kind().outcome(n), Ok(Some(json!(5))));
+        assert_eq!(
+            (&&&Kind::of(&n)).kairos_kind().outcome(n),
+            Ok(Some(json!(5)))
+        );
         let ok: Result<(), String> = Ok(());
-        assert_eq!((&ok).kairos_kind().outcome(ok), Ok(None));
+        assert_eq!((&&&Kind::of(&ok)).kairos_kind().outcome(ok), Ok(None));
         let ok: Result<Vec<u8>, String> = Ok(vec![1]);
-        assert_eq!((&ok).kairos_kind().outcome(ok), Ok(Some(json!([1]))));
+        assert_eq!(
+            (&&&Kind::of(&ok)).kairos_kind().outcome(ok),
+            Ok(Some(json!([1])))
+        );
+        // A `Result` that is also `Serialize` is still handled as a `Result`.
+        let err: Result<u8, String> = Err("no".into());
+        assert_eq!(
+            (&&&Kind::of(&err)).kairos_kind().outcome(err),
+            Err(TaskError::Failed("no".into()))
+        );
         let err: anyhow::Result<u8> = Err(anyhow::anyhow!("inner").context("outer"));
         assert_eq!(
-            (&err).kairos_kind().outcome(err),
+            (&&&Kind::of(&err)).kairos_kind().outcome(err),
             Err(TaskError::Failed("outer: inner".into()))
         );
         let bad: std::collections::HashMap<(u8, u8), u8> = [((1, 2), 3)].into();
         assert!(matches!(
-            (&bad).kairos_kind().outcome(bad),
+            (&&&Kind::of(&bad)).kairos_kind().outcome(bad),
             Err(TaskError::Failed(m)) if m.starts_with("cannot serialize result: ")
         ));
     }

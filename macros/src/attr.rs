@@ -50,7 +50,10 @@ pub(crate) struct Attrs {
 }
 
 /// Parses the attribute's arguments, reporting every problem found, not just the first.
-pub(crate) fn parse(args: TokenStream) -> syn::Result<Attrs> {
+///
+/// Also returns the keys that did parse, so that their values can still be validated
+/// (and their problems reported in the same build) when other keys are wrong.
+pub(crate) fn parse(args: TokenStream) -> (Attrs, Option<syn::Error>) {
     let mut attrs = Attrs::default();
     let mut errors: Option<syn::Error> = None;
     let parser = syn::meta::parser(|meta| {
@@ -63,11 +66,10 @@ pub(crate) fn parse(args: TokenStream) -> syn::Result<Attrs> {
         }
         Ok(())
     });
-    parser.parse2(args)?;
-    match errors {
-        Some(e) => Err(e),
-        None => Ok(attrs),
+    if let Err(e) = parser.parse2(args) {
+        push(&mut errors, e);
     }
+    (attrs, errors)
 }
 
 /// Adds `e` to the errors reported together.
@@ -242,13 +244,20 @@ mod tests {
     use super::*;
     use quote::quote;
 
+    fn ok(args: TokenStream) -> Attrs {
+        match parse(args) {
+            (a, None) => a,
+            (_, Some(e)) => panic!("{e}"),
+        }
+    }
+
     fn err(args: TokenStream) -> String {
-        parse(args).unwrap_err().to_string()
+        parse(args).1.unwrap().to_string()
     }
 
     #[test]
     fn parses_every_key() {
-        let a = parse(quote!(
+        let a = ok(quote!(
             name = "n",
             schedule = "0 0 * * *",
             timezone = "UTC",
@@ -260,8 +269,7 @@ mod tests {
             priority = -4,
             queue = "q",
             on_failure = crate::hooks::notify,
-        ))
-        .unwrap();
+        ));
         assert_eq!(a.name.unwrap().value(), "n");
         assert_eq!(a.schedule.unwrap().value(), "0 0 * * *");
         assert_eq!(a.timezone.unwrap().value(), "UTC");
@@ -279,7 +287,7 @@ mod tests {
 
     #[test]
     fn empty_is_all_defaults() {
-        let a = parse(TokenStream::new()).unwrap();
+        let a = ok(TokenStream::new());
         assert!(a.name.is_none() && a.schedule.is_none() && a.on_failure.is_none());
     }
 
@@ -313,7 +321,8 @@ mod tests {
 
     #[test]
     fn reports_all_errors_together() {
-        let e = parse(quote!(bogus = 1, queue = 2, name = "ok")).unwrap_err();
-        assert_eq!(e.into_iter().count(), 2);
+        let (a, e) = parse(quote!(bogus = 1, queue = 2, name = "ok"));
+        assert_eq!(e.unwrap().into_iter().count(), 2);
+        assert_eq!(a.name.unwrap().value(), "ok", "good keys are kept");
     }
 }

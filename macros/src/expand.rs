@@ -48,15 +48,15 @@ pub(crate) fn expand(task: &Task, func: &ItemFn) -> TokenStream {
     }
 
     // Spanned on the return type so a return value that is neither `Serialize` nor a
-    // `Result` is reported there.
+    // `Result` is reported there. See `kairos::__private` for how `kairos_kind` picks.
     let out_span = match &func.sig.output {
         ReturnType::Default => fn_ident.span(),
         ReturnType::Type(_, ty) => ty.span(),
     };
     let outcome = quote_spanned! {out_span=>
         #[allow(unused_imports)]
-        use #private::{ResultKind as _, ValueKind as _};
-        (&__out).kairos_kind().outcome(__out)
+        use #private::{OtherKind as _, ResultKind as _, ValueKind as _};
+        (&&&#private::Kind::of(&__out)).kairos_kind().outcome(__out)
     };
     let call = quote_spanned! {fn_ident.span()=>
         #private::handler(async move {

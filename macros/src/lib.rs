@@ -174,25 +174,21 @@ fn task_impl(
         Err(e) => {
             let e = syn::Error::new(
                 e.span(),
-                format!("#[kairos::task] goes on an `async fn`: {e}"),
+                "#[kairos::task] applies only to an `async fn` (a free function, not a \
+                 struct, impl or other item)",
             );
             return with_error(item, e);
         }
     };
-    // Check the function even when the keys are bad, to report everything at once.
-    let attrs = attr::parse(args);
-    let attrs = match attrs {
-        Ok(a) => a,
-        Err(mut e) => {
-            if let Err(fe) = valid::validate(attr::Attrs::default(), &func) {
-                e.combine(fe);
-            }
-            return with_error(item, e);
+    // Validate even when some keys did not parse, to report every problem at once.
+    let (attrs, errors) = attr::parse(args);
+    match (valid::validate(attrs, &func), errors) {
+        (Ok(task), None) => expand::expand(&task, &func),
+        (Ok(_), Some(e)) | (Err(e), None) => with_error(item, e),
+        (Err(e), Some(mut all)) => {
+            all.combine(e);
+            with_error(item, all)
         }
-    };
-    match valid::validate(attrs, &func) {
-        Ok(task) => expand::expand(&task, &func),
-        Err(e) => with_error(item, e),
     }
 }
 

@@ -5,9 +5,7 @@
 //! Schedules, zones and durations are checked with `kairos_schedule`, the parser the
 //! runtime uses, so the macro accepts exactly what the scheduler can run.
 
-use proc_macro2::Span;
 use quote::ToTokens;
-use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ItemFn, LitStr, Pat, Path, Type};
 
 use crate::attr::{Attrs, Int, push};
@@ -252,8 +250,8 @@ fn check_signature(func: &ItemFn) -> syn::Result<()> {
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
         push(
             &mut errors,
-            syn::Error::new(
-                generics_span(func),
+            syn::Error::new_spanned(
+                &sig.generics,
                 "a task function cannot be generic: the scheduler calls it with params \
                  deserialized from JSON, so every parameter needs a concrete type",
             ),
@@ -283,17 +281,6 @@ fn check_signature(func: &ItemFn) -> syn::Result<()> {
     match errors {
         Some(e) => Err(e),
         None => Ok(()),
-    }
-}
-
-fn generics_span(func: &ItemFn) -> Span {
-    let g = &func.sig.generics;
-    match (g.lt_token, g.gt_token) {
-        (Some(lt), Some(gt)) => lt.span.join(gt.span).unwrap_or(lt.span),
-        _ => g
-            .where_clause
-            .as_ref()
-            .map_or_else(|| func.sig.ident.span(), |w| w.span()),
     }
 }
 
@@ -414,7 +401,10 @@ mod tests {
     use quote::quote;
 
     fn run(args: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> syn::Result<Task> {
-        let attrs = crate::attr::parse(args)?;
+        let (attrs, errors) = crate::attr::parse(args);
+        if let Some(e) = errors {
+            return Err(e);
+        }
         validate(attrs, &syn::parse2(item).unwrap())
     }
 
