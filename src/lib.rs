@@ -22,12 +22,6 @@ pub use runtime::{Enqueue, Scheduler, SchedulerBuilder, SchedulerHandle};
 pub use store::{Job, Run, RunFilter, RunStatus};
 pub use task::{FailedRun, Registry, TaskContext, TaskDef, TaskError};
 
-/// Not public API. Used by code that `#[kairos::task]` generates.
 #[doc(hidden)]
-pub mod __private {
-    pub use futures::future::BoxFuture;
-    pub use inventory;
-    pub use serde_json;
-    pub use std::boxed::Box;
-    pub use std::time::Duration;
-}
+#[path = "private.rs"]
+pub mod __private;

@@ -1,8 +1,200 @@
-//! The `#[kairos::task]` attribute. PLACEHOLDER: the real implementation replaces this file.
+//! The `#[kairos::task]` attribute. Use it through the `kairos` crate, which re-exports
+//! it and provides the types the generated code uses.
+//!
+//! The macro works in stages: `attr` parses the `key = value` list, `valid` checks what
+//! it means (cron expressions, zones and durations with the runtime's own parser) and
+//! what the function looks like, and `expand` generates the registration. On any error the
+//! function is emitted unchanged next to the errors, so the rest of the crate still
+//! compiles and IDEs keep working.
+
 use proc_macro::TokenStream;
 
-/// Registers an async function as a kairos task.
+mod attr;
+mod expand;
+mod valid;
+
+/// Registers an `async fn` as a kairos task.
+///
+/// The function stays as written (you can still call it directly); the attribute adds a
+/// hidden handler that the scheduler calls with a run's context and JSON params, and
+/// registers the task's [`TaskDef`] so `Registry::from_inventory()` finds it.
+///
+/// # Keys
+///
+/// All keys are optional. A key left out falls back to the `[scheduler]` defaults of
+/// `jobs.toml`.
+///
+/// | key | value | `TaskDef` field |
+/// |---|---|---|
+/// | `name` | `"sync_emails"`; defaults to the function's name | `name` |
+/// | `schedule` | cron expression: 5 or 6 fields, or `@daily`, `@hourly`, ... | `schedule` |
+/// | `timezone` | IANA zone for `schedule`, such as `"Europe/Paris"`; needs `schedule` | `timezone` |
+/// | `interval_minutes` | whole minutes, at least 1; not with `schedule` | `interval` |
+/// | `max_instances` | runs of this task at once, at least 1 | `max_instances` |
+/// | `max_retries` | retries after a failed attempt | `max_retries` |
+/// | `retry_delay` | duration such as `"30s"`, `"5m"`, `"1h30m"`: base of the backoff | `retry_delay` |
+/// | `timeout` | duration after which an attempt is cancelled as timed out | `timeout` |
+/// | `priority` | `i32`, lower runs first; may be negative | `priority` |
+/// | `queue` | name of the queue the task's runs go to | `queue` |
+/// | `on_failure` | path to an `async fn(kairos::FailedRun)`, called after the final failed attempt | `on_failure` |
+///
+/// Cron expressions, zones and durations are checked at compile time by the same parser
+/// the scheduler uses, as are conflicting keys, unknown or repeated keys, and the shape of
+/// the function; errors point at the offending token.
+///
+/// # Parameters and result
+///
+/// - A parameter of type `TaskContext` or `&TaskContext` (under any path) receives the
+///   run's context.
+/// - Every other parameter is read by name from the run's params, which must be a JSON
+///   object (or `null` when there are none), and deserialized with serde. An `Option`
+///   parameter may be left out. A missing, ill-typed or unknown key fails the run with
+///   `TaskError::InvalidParams`, which is not retried.
+/// - The function may return `()`, any `Serialize` value, or `Result<T, E>` with
+///   `T: Serialize` and `E: Display` (such as `anyhow::Result<T>`). The value is stored
+///   as the run's JSON result; `()`, `Ok(())` and other values that serialize to `null`
+///   store none. `Err(e)` fails the run with `format!("{e:#}")`, which includes an
+///   `anyhow` context chain, and is retried per `max_retries`.
+///
+/// # Example
+///
+/// ```
+/// use kairos::{FailedRun, TaskContext};
+///
+/// #[derive(serde::Serialize)]
+/// struct Report {
+///     pages: u32,
+/// }
+///
+/// #[kairos::task(timeout = "30m", max_retries = 5, retry_delay = "10m",
+///                priority = 1, max_instances = 2, on_failure = notify_admin)]
+/// async fn process_document(ctx: TaskContext, doc_id: String) -> anyhow::Result<Report> {
+///     if ctx.is_cancelled() {
+///         anyhow::bail!("cancelled before {doc_id} was read");
+///     }
+///     Ok(Report { pages: 3 })
+/// }
+///
+/// async fn notify_admin(run: FailedRun) {
+///     eprintln!("run {} of {} failed: {}", run.run_id, run.task, run.error);
+/// }
+///
+/// #[kairos::task(schedule = "0 0 * * *", timezone = "Asia/Shanghai", max_instances = 1)]
+/// async fn daily_report() {}
+///
+/// # fn main() {
+/// let registry = kairos::Registry::from_inventory().unwrap();
+/// let task = registry.get("process_document").unwrap();
+/// assert_eq!(task.max_retries, Some(5));
+/// assert!(task.on_failure.is_some());
+/// assert_eq!(registry.get("daily_report").unwrap().timezone, Some("Asia/Shanghai"));
+/// # }
+/// ```
+///
+/// `process_document` above expands to the function itself, plus roughly:
+///
+/// ```no_run,standalone_crate
+/// # use kairos::{FailedRun, TaskContext, TaskDef, TaskError};
+/// # use kairos::task::TaskOutcome;
+/// # use futures::future::BoxFuture;
+/// # use std::time::Duration;
+/// # #[derive(serde::Serialize)] struct Report { pages: u32 }
+/// # async fn process_document(ctx: TaskContext, doc_id: String) -> anyhow::Result<Report> {
+/// #     Ok(Report { pages: 3 })
+/// # }
+/// # async fn notify_admin(run: FailedRun) {}
+/// fn handler(ctx: TaskContext, params: serde_json::Value) -> BoxFuture<'static, TaskOutcome> {
+///     // Read `doc_id` by name. (The real handler also rejects unknown keys and lists
+///     // every problem in one error.)
+///     let doc_id: String = match params.get("doc_id").cloned().map(serde_json::from_value) {
+///         Some(Ok(v)) => v,
+///         _ => {
+///             let e = TaskError::InvalidParams("missing parameter `doc_id` (String)".into());
+///             return Box::pin(async move { Err(e) });
+///         }
+///     };
+///     Box::pin(async move {
+///         match process_document(ctx, doc_id).await {
+///             Ok(report) => Ok(Some(serde_json::to_value(report).unwrap())),
+///             Err(e) => Err(TaskError::Failed(format!("{e:#}"))),
+///         }
+///     })
+/// }
+///
+/// fn on_failure(run: FailedRun) -> BoxFuture<'static, ()> {
+///     Box::pin(notify_admin(run))
+/// }
+///
+/// inventory::submit! {
+///     TaskDef {
+///         timeout: Some(Duration::from_secs(30 * 60)),
+///         max_retries: Some(5),
+///         retry_delay: Some(Duration::from_secs(10 * 60)),
+///         priority: Some(1),
+///         max_instances: Some(2),
+///         on_failure: Some(on_failure),
+///         ..TaskDef::new("process_document", handler, concat!(file!(), ":", line!()))
+///     }
+/// }
+/// # fn main() {}
+/// ```
+///
+/// # Errors at compile time
+///
+/// ```compile_fail
+/// #[kairos::task(schedule = "0 0 * * *", interval_minutes = 15)] // use either, not both
+/// async fn both() {}
+/// # fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// #[kairos::task(schedule = "0 25 * * *")] // there is no hour 25
+/// async fn bad_cron() {}
+/// # fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// #[kairos::task] // the `async` keyword is missing
+/// fn not_async() {}
+/// # fn main() {}
+/// ```
+///
+/// [`TaskDef`]: https://docs.rs/kairos/latest/kairos/task/struct.TaskDef.html
 #[proc_macro_attribute]
-pub fn task(_attr: TokenStream, item: TokenStream) -> TokenStream {
-    item
+pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
+    task_impl(args.into(), item.into()).into()
+}
+
+fn task_impl(
+    args: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+) -> proc_macro2::TokenStream {
+    let func: syn::ItemFn = match syn::parse2(item.clone()) {
+        Ok(f) => f,
+        Err(e) => {
+            let e = syn::Error::new(
+                e.span(),
+                "#[kairos::task] applies only to an `async fn` (a free function, not a \
+                 struct, impl or other item)",
+            );
+            return with_error(item, e);
+        }
+    };
+    // Validate even when some keys did not parse, to report every problem at once.
+    let (attrs, errors) = attr::parse(args);
+    match (valid::validate(attrs, &func), errors) {
+        (Ok(task), None) => expand::expand(&task, &func),
+        (Ok(_), Some(e)) | (Err(e), None) => with_error(item, e),
+        (Err(e), Some(mut all)) => {
+            all.combine(e);
+            with_error(item, all)
+        }
+    }
+}
+
+/// The item unchanged plus the errors, so the rest of the crate keeps compiling.
+fn with_error(item: proc_macro2::TokenStream, e: syn::Error) -> proc_macro2::TokenStream {
+    let mut out = item;
+    out.extend(e.into_compile_error());
+    out
 }

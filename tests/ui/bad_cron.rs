@@ -1,0 +1,4 @@
+#[kairos::task(schedule = "0 25 * * *")]
+async fn nightly() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[kairos::task(retry_delay = "5 minutes")]
+async fn flaky() {}
+
+fn main() {}

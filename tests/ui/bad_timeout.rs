@@ -1,0 +1,4 @@
+#[kairos::task(timeout = "30")]
+async fn slow() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[kairos::task]
+struct NotATask;
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[kairos::task]
+fn sync_emails() {}
+
+fn main() {}

@@ -1,0 +1,8 @@
+struct Mailer;
+
+impl Mailer {
+    #[kairos::task]
+    async fn sync(&self) {}
+}
+
+fn main() {}

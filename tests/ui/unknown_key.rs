@@ -1,0 +1,4 @@
+#[kairos::task(max_retry = 3)]
+async fn typo() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[kairos::task(schedule = "0 0 * * *", timezone = "Europe/Pariss")]
+async fn daily() {}
+
+fn main() {}

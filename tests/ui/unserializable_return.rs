@@ -1,0 +1,8 @@
+struct Report;
+
+#[kairos::task]
+async fn report() -> Report {
+    Report
+}
+
+fn main() {}
