@@ -1,0 +1,106 @@
+//! The kairos quickstart: an application with a cron job, an interval job, a task with
+//! params enqueued at start, and a flaky task that fails, retries and ends in its
+//! `on_failure` callback. It runs the embedded scheduler on the SQLite default
+//! (`kairos.db` in the working directory) until Ctrl-C.
+//!
+//! ```text
+//! cargo run --example quickstart
+//! # in another terminal, while it runs:
+//! cargo run -- jobs list
+//! cargo run -- runs list --limit 10
+//! cargo run -- jobs pause heartbeat
+//! ```
+//!
+//! Set `KAIROS_QUICKSTART_SECONDS=N` to stop by itself after N seconds.
+
+use std::time::Duration;
+
+use kairos::{Enqueue, FailedRun, Scheduler, TaskContext};
+use serde::Serialize;
+
+/// Every five seconds, by a 6-field cron expression (seconds first).
+#[kairos::task(name = "heartbeat", schedule = "*/5 * * * * *")]
+async fn heartbeat(ctx: TaskContext) -> anyhow::Result<()> {
+    tracing::info!(slot = %ctx.scheduled_for(), "heartbeat");
+    Ok(())
+}
+
+/// Hourly by the macro; `jobs.toml` overrides it to every 20 seconds.
+#[kairos::task(interval_minutes = 60, timeout = "10s")]
+async fn cleanup() -> anyhow::Result<usize> {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(3) // the number of files removed becomes the run's JSON result
+}
+
+/// What `report` stores as its result.
+#[derive(Serialize)]
+struct Report {
+    region: String,
+    rows: u32,
+}
+
+/// Scheduled twice by `[[jobs]]` in jobs.toml, with different params.
+#[kairos::task(name = "report", max_instances = 2)]
+async fn report(region: String) -> anyhow::Result<Report> {
+    Ok(Report { rows: region.len() as u32 * 100, region })
+}
+
+/// A one-off task with params, enqueued at start.
+#[kairos::task(name = "send_welcome_email", priority = 1, max_retries = 2)]
+async fn send_welcome_email(ctx: TaskContext, user_id: u64, email: String) -> anyhow::Result<()> {
+    tracing::info!(run_id = ctx.run_id(), user_id, %email, "sending welcome email");
+    Ok(())
+}
+
+/// Fails every attempt: kairos retries it with backoff, then calls `alert_ops`.
+#[kairos::task(name = "flaky_sync", max_retries = 2, retry_delay = "1s", on_failure = alert_ops)]
+async fn flaky_sync(ctx: TaskContext) -> anyhow::Result<()> {
+    anyhow::bail!("upstream returned 503 on attempt {}", ctx.attempt())
+}
+
+async fn alert_ops(run: FailedRun) {
+    tracing::error!(
+        run_id = run.run_id,
+        task = %run.task,
+        attempts = run.attempt,
+        error = %run.error,
+        "on_failure: paging the on-call engineer"
+    );
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn".into()),
+        )
+        .init();
+
+    let scheduler = Scheduler::builder().config_file("jobs.toml").build().await?;
+    let handle = scheduler.handle();
+
+    handle
+        .enqueue(
+            Enqueue::new("send_welcome_email")
+                .params(serde_json::json!({ "user_id": 42, "email": "ada@example.com" })),
+        )
+        .await?;
+    handle
+        .enqueue(Enqueue::new("send_welcome_email").params(serde_json::json!({ "user_id": 7 })))
+        .await?; // missing `email`: a permanent failure, not retried
+    handle
+        .enqueue(Enqueue::new("flaky_sync").delay(Duration::from_secs(2)))
+        .await?;
+
+    if let Some(secs) = std::env::var("KAIROS_QUICKSTART_SECONDS").ok().and_then(|s| s.parse().ok()) {
+        let h = handle.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            h.shutdown();
+        });
+    }
+    tracing::info!("kairos quickstart running on kairos.db; press Ctrl-C to stop");
+    scheduler.run_until_signal().await?;
+    Ok(())
+}
