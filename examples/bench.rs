@@ -32,10 +32,10 @@ fn noop(_: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
 
 fn probe(_: TaskContext, params: Value) -> BoxFuture<'static, TaskOutcome> {
     let now = Instant::now();
-    if let Some(i) = params.get("i").and_then(Value::as_u64) {
-        if let Some(slot) = STARTS.lock().unwrap().get_mut(i as usize) {
-            *slot = Some(now);
-        }
+    if let Some(i) = params.get("i").and_then(Value::as_u64)
+        && let Some(slot) = STARTS.lock().unwrap().get_mut(i as usize)
+    {
+        *slot = Some(now);
     }
     Box::pin(async { Ok(None) })
 }
@@ -62,7 +62,9 @@ fn args() -> Args {
             "--runs" => a.runs = val().parse().expect("--runs N"),
             "--workers" => a.workers = val().parse().expect("--workers N"),
             "--batch" => a.batch = val().parse().expect("--batch N"),
-            other => panic!("unknown flag {other}; use --database sqlite|URL --runs N --workers N --batch N"),
+            other => panic!(
+                "unknown flag {other}; use --database sqlite|URL --runs N --workers N --batch N"
+            ),
         }
     }
     a
@@ -106,12 +108,16 @@ async fn main() -> anyhow::Result<()> {
     let mut left = a.runs;
     while left > 0 {
         let n = left.min(a.batch);
-        h.enqueue_many((0..n).map(|_| Enqueue::new("noop")).collect()).await?;
+        h.enqueue_many((0..n).map(|_| Enqueue::new("noop")).collect())
+            .await?;
         left -= n;
     }
     let enqueue_secs = t.elapsed().as_secs_f64();
     let enqueue_rate = a.runs as f64 / enqueue_secs;
-    println!("enqueued {} runs in {:.3}s ({:.0}/s)", a.runs, enqueue_secs, enqueue_rate);
+    println!(
+        "enqueued {} runs in {:.3}s ({:.0}/s)",
+        a.runs, enqueue_secs, enqueue_rate
+    );
 
     let run = tokio::spawn(sched.run());
     let t = Instant::now();
@@ -132,7 +138,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let drain_secs = t.elapsed().as_secs_f64();
     let rate = a.runs as f64 / drain_secs;
-    println!("completed {} runs in {:.3}s ({:.0}/s)", a.runs, drain_secs, rate);
+    println!(
+        "completed {} runs in {:.3}s ({:.0}/s)",
+        a.runs, drain_secs, rate
+    );
 
     // Phase 2: enqueue→start latency with idle workers.
     const PROBES: usize = 200;
@@ -140,7 +149,8 @@ async fn main() -> anyhow::Result<()> {
     let mut sent = Vec::with_capacity(PROBES);
     for i in 0..PROBES {
         let t0 = Instant::now();
-        h.enqueue(Enqueue::new("probe").params(json!({ "i": i }))).await?;
+        h.enqueue(Enqueue::new("probe").params(json!({ "i": i })))
+            .await?;
         sent.push(t0);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -153,7 +163,12 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
-    println!("start latency over {} runs: p50 {:.3} ms, p99 {:.3} ms", lat.len(), pct(0.5), pct(0.99));
+    println!(
+        "start latency over {} runs: p50 {:.3} ms, p99 {:.3} ms",
+        lat.len(),
+        pct(0.5),
+        pct(0.99)
+    );
 
     h.shutdown();
     run.await??;

@@ -42,7 +42,10 @@ struct Report {
 /// Scheduled twice by `[[jobs]]` in jobs.toml, with different params.
 #[kairos::task(name = "report", max_instances = 2)]
 async fn report(region: String) -> anyhow::Result<Report> {
-    Ok(Report { rows: region.len() as u32 * 100, region })
+    Ok(Report {
+        rows: region.len() as u32 * 100,
+        region,
+    })
 }
 
 /// A one-off task with params, enqueued at start.
@@ -77,7 +80,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
 
-    let scheduler = Scheduler::builder().config_file("jobs.toml").build().await?;
+    let scheduler = Scheduler::builder()
+        .config_file("jobs.toml")
+        .build()
+        .await?;
     let handle = scheduler.handle();
 
     handle
@@ -93,7 +99,10 @@ async fn main() -> anyhow::Result<()> {
         .enqueue(Enqueue::new("flaky_sync").delay(Duration::from_secs(2)))
         .await?;
 
-    if let Some(secs) = std::env::var("KAIROS_QUICKSTART_SECONDS").ok().and_then(|s| s.parse().ok()) {
+    if let Some(secs) = std::env::var("KAIROS_QUICKSTART_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
         let h = handle.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(secs)).await;

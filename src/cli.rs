@@ -11,12 +11,18 @@ use serde_json::{Value, json};
 
 use crate::config::Config;
 use crate::schedule::{CronSchedule, format_duration, parse_duration, parse_timezone};
-use crate::store::{CancelOutcome, Job, NewRun, Run, RunFilter, RunStatus, Store, DEFAULT_DATABASE_URL};
+use crate::store::{
+    CancelOutcome, DEFAULT_DATABASE_URL, Job, NewRun, Run, RunFilter, RunStatus, Store,
+};
 use crate::task::Registry;
 
 /// Command-line arguments of the admin CLI.
 #[derive(Debug, Parser)]
-#[command(name = "kairos", version, about = "Inspect and steer kairos jobs and runs")]
+#[command(
+    name = "kairos",
+    version,
+    about = "Inspect and steer kairos jobs and runs"
+)]
 pub struct Cli {
     /// Database URL (sqlite://file.db or postgres://...). Default: [scheduler]
     /// database_url in the config file, else sqlite://kairos.db.
@@ -195,7 +201,13 @@ pub async fn execute(
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let json_out = cli.json;
-    if let Command::Cron(CronCmd::Next { expr, tz, from, count }) = &cli.command {
+    if let Command::Cron(CronCmd::Next {
+        expr,
+        tz,
+        from,
+        count,
+    }) = &cli.command
+    {
         return cron_next(expr, tz, from.as_deref(), *count, now, out);
     }
     let config = if cli.config.exists() {
@@ -226,7 +238,11 @@ pub async fn execute(
         Command::Jobs(JobsCmd::Show { name }) => {
             let job = store.job(&name).await?;
             let runs = store
-                .runs(&RunFilter { job_id: Some(job.id), limit: Some(10), ..Default::default() })
+                .runs(&RunFilter {
+                    job_id: Some(job.id),
+                    limit: Some(10),
+                    ..Default::default()
+                })
                 .await?;
             if json_out {
                 let mut j = job_json(&job);
@@ -240,11 +256,21 @@ pub async fn execute(
         }
         Command::Jobs(JobsCmd::Pause { name }) => {
             let job = store.set_job_paused(&name, true, now).await?;
-            report(out, json_out, &job_json(&job), format!("paused job `{name}`"))?;
+            report(
+                out,
+                json_out,
+                &job_json(&job),
+                format!("paused job `{name}`"),
+            )?;
         }
         Command::Jobs(JobsCmd::Resume { name }) => {
             let job = store.set_job_paused(&name, false, now).await?;
-            report(out, json_out, &job_json(&job), format!("resumed job `{name}`"))?;
+            report(
+                out,
+                json_out,
+                &job_json(&job),
+                format!("resumed job `{name}`"),
+            )?;
         }
         Command::Jobs(JobsCmd::Trigger { name }) => {
             let job = store.job(&name).await?;
@@ -254,13 +280,31 @@ pub async fn execute(
                 run.priority = p;
             }
             match store.trigger_job(&job, run, now).await? {
-                Some(id) => report(out, json_out, &json!({"run_id": id}), format!("triggered job `{name}`: run {id}"))?,
-                None => return Err(CliError::new(format!("job `{name}` was already triggered at this instant"))),
+                Some(id) => report(
+                    out,
+                    json_out,
+                    &json!({"run_id": id}),
+                    format!("triggered job `{name}`: run {id}"),
+                )?,
+                None => {
+                    return Err(CliError::new(format!(
+                        "job `{name}` was already triggered at this instant"
+                    )));
+                }
             }
         }
-        Command::Runs(RunsCmd::List { status, task, limit }) => {
+        Command::Runs(RunsCmd::List {
+            status,
+            task,
+            limit,
+        }) => {
             let runs = store
-                .runs(&RunFilter { status, task, job_id: None, limit: Some(limit) })
+                .runs(&RunFilter {
+                    status,
+                    task,
+                    job_id: None,
+                    limit: Some(limit),
+                })
                 .await?;
             if json_out {
                 w(out, to_json(&runs.iter().map(run_json).collect::<Vec<_>>()))?;
@@ -285,7 +329,9 @@ pub async fn execute(
                     "cancel_requested",
                 ),
                 CancelOutcome::AlreadyFinished(s) => {
-                    return Err(CliError::new(format!("run {id} already finished ({s}); nothing to cancel")));
+                    return Err(CliError::new(format!(
+                        "run {id} already finished ({s}); nothing to cancel"
+                    )));
                 }
             };
             report(out, json_out, &json!({"run_id": id, "outcome": state}), msg)?;
@@ -316,7 +362,11 @@ pub async fn execute(
                 out,
                 json_out,
                 &json!({"run_id": id, "task": run.task, "run_at": run.run_at}),
-                format!("enqueued run {id} of `{}` for {}", run.task, rfc3339(run.run_at)),
+                format!(
+                    "enqueued run {id} of `{}` for {}",
+                    run.task,
+                    rfc3339(run.run_at)
+                ),
             )?;
         }
         Command::Tasks(TasksCmd::List) => {
@@ -331,7 +381,9 @@ pub async fn execute(
                             t.name.clone(),
                             t.priority.to_string(),
                             t.max_retries.to_string(),
-                            format_duration(std::time::Duration::from_millis(t.retry_delay_ms as u64)),
+                            format_duration(std::time::Duration::from_millis(
+                                t.retry_delay_ms as u64,
+                            )),
                             format_duration(std::time::Duration::from_millis(t.timeout_ms as u64)),
                             t.max_instances.map_or("-".into(), |m| m.to_string()),
                             t.queue.clone().unwrap_or_else(|| "-".into()),
@@ -342,7 +394,16 @@ pub async fn execute(
                 w(
                     out,
                     table(
-                        &["TASK", "PRIORITY", "RETRIES", "RETRY_DELAY", "TIMEOUT", "MAX_INSTANCES", "QUEUE", "DEFINED AT"],
+                        &[
+                            "TASK",
+                            "PRIORITY",
+                            "RETRIES",
+                            "RETRY_DELAY",
+                            "TIMEOUT",
+                            "MAX_INSTANCES",
+                            "QUEUE",
+                            "DEFINED AT",
+                        ],
                         rows,
                     ),
                 )?;
@@ -372,9 +433,17 @@ async fn new_run(
         timeout,
     };
     if registry.get(task).is_some() {
-        let (_, policies) = config.resolve(registry).map_err(|e| CliError::new(e.to_string()))?;
+        let (_, policies) = config
+            .resolve(registry)
+            .map_err(|e| CliError::new(e.to_string()))?;
         if let Some(p) = policies.get(task) {
-            return Ok(base(p.priority, p.max_retries, p.retry_delay, p.timeout, p.queue.clone()));
+            return Ok(base(
+                p.priority,
+                p.max_retries,
+                p.retry_delay,
+                p.timeout,
+                p.queue.clone(),
+            ));
         }
     }
     let tasks = store.tasks().await?;
@@ -394,7 +463,10 @@ async fn new_run(
             names.extend(registry.names());
             names.sort_unstable();
             names.dedup();
-            Err(CliError::new(format!("unknown task `{task}`{}", crate::suggest::hint(task, names))))
+            Err(CliError::new(format!(
+                "unknown task `{task}`{}",
+                crate::suggest::hint(task, names)
+            )))
         }
     }
 }
@@ -416,7 +488,8 @@ fn cron_next(
     for _ in 0..count {
         match cron.next_after(t) {
             Some(n) => {
-                writeln!(out, "{}", n.with_timezone(&tz).to_rfc3339()).map_err(|e| CliError::new(e.to_string()))?;
+                writeln!(out, "{}", n.with_timezone(&tz).to_rfc3339())
+                    .map_err(|e| CliError::new(e.to_string()))?;
                 t = n;
             }
             None => break,
@@ -428,7 +501,11 @@ fn cron_next(
 fn parse_time(s: &str, flag: &str) -> Result<DateTime<Utc>, CliError> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| CliError::new(format!("{flag}: `{s}` is not an RFC3339 time ({e}); write e.g. 2026-01-31T09:00:00Z")))
+        .map_err(|e| {
+            CliError::new(format!(
+                "{flag}: `{s}` is not an RFC3339 time ({e}); write e.g. 2026-01-31T09:00:00Z"
+            ))
+        })
 }
 
 fn report(out: &mut dyn Write, json_out: bool, j: &Value, text: String) -> Result<(), CliError> {
@@ -511,7 +588,10 @@ fn jobs_table(jobs: &[Job]) -> String {
             ]
         })
         .collect();
-    table(&["JOB", "TASK", "SCHEDULE", "STATE", "NEXT RUN", "LAST FIRED"], rows)
+    table(
+        &["JOB", "TASK", "SCHEDULE", "STATE", "NEXT RUN", "LAST FIRED"],
+        rows,
+    )
 }
 
 fn runs_table(runs: &[Run]) -> String {
@@ -532,7 +612,17 @@ fn runs_table(runs: &[Run]) -> String {
         })
         .collect();
     table(
-        &["ID", "TASK", "JOB", "STATUS", "ATTEMPT", "PRI", "SCHEDULED FOR", "FINISHED", "ERROR"],
+        &[
+            "ID",
+            "TASK",
+            "JOB",
+            "STATUS",
+            "ATTEMPT",
+            "PRI",
+            "SCHEDULED FOR",
+            "FINISHED",
+            "ERROR",
+        ],
         rows,
     )
 }
@@ -545,12 +635,19 @@ fn job_detail(j: &Job) -> String {
         ("params", j.params.to_string()),
         ("enabled", j.enabled.to_string()),
         ("paused", j.paused.to_string()),
-        ("priority", j.priority.map_or("(task's)".into(), |p| p.to_string())),
+        (
+            "priority",
+            j.priority.map_or("(task's)".into(), |p| p.to_string()),
+        ),
         ("source", j.source.clone()),
         ("next run", opt_time(j.next_run_at)),
         ("last fired", opt_time(j.last_fired_at)),
     ];
-    fields.iter().map(|(k, v)| format!("{k:<12} {v}")).collect::<Vec<_>>().join("\n")
+    fields
+        .iter()
+        .map(|(k, v)| format!("{k:<12} {v}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn run_detail(r: &Run) -> String {
@@ -568,10 +665,17 @@ fn run_detail(r: &Run) -> String {
         ("started", opt_time(r.started_at)),
         ("finished", opt_time(r.finished_at)),
         ("node", r.node_id.clone().unwrap_or_else(|| "-".into())),
-        ("result", r.result.as_ref().map_or("-".into(), |v| v.to_string())),
+        (
+            "result",
+            r.result.as_ref().map_or("-".into(), |v| v.to_string()),
+        ),
         ("error", r.error.clone().unwrap_or_else(|| "-".into())),
     ];
-    fields.iter().map(|(k, v)| format!("{k:<14} {v}")).collect::<Vec<_>>().join("\n")
+    fields
+        .iter()
+        .map(|(k, v)| format!("{k:<14} {v}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn truncate(s: &str, n: usize) -> String {

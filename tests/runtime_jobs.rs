@@ -39,7 +39,10 @@ fn spec(name: &str, schedule: Schedule) -> JobSpec {
     }
 }
 
-async fn node(url: &str, clock: &ManualClock) -> (kairos::SchedulerHandle, tokio::task::JoinHandle<()>) {
+async fn node(
+    url: &str,
+    clock: &ManualClock,
+) -> (kairos::SchedulerHandle, tokio::task::JoinHandle<()>) {
     let s = Scheduler::builder()
         .database_url(url)
         .registry(registry())
@@ -55,7 +58,11 @@ async fn node(url: &str, clock: &ManualClock) -> (kairos::SchedulerHandle, tokio
 async fn slots(store: &Store, job: &str) -> Vec<DateTime<Utc>> {
     let job = store.job(job).await.unwrap();
     let mut v: Vec<_> = store
-        .runs(&RunFilter { job_id: Some(job.id), limit: Some(1000), ..Default::default() })
+        .runs(&RunFilter {
+            job_id: Some(job.id),
+            limit: Some(1000),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_iter()
@@ -66,7 +73,10 @@ async fn slots(store: &Store, job: &str) -> Vec<DateTime<Utc>> {
 }
 
 async fn wait_slots(store: &Store, job: &str, n: usize) -> Vec<DateTime<Utc>> {
-    common::wait_until(&format!("{n} runs of {job}"), || async { slots(store, job).await.len() >= n }).await;
+    common::wait_until(&format!("{n} runs of {job}"), || async {
+        slots(store, job).await.len() >= n
+    })
+    .await;
     slots(store, job).await
 }
 
@@ -76,7 +86,13 @@ async fn two_nodes_fire_each_slot_exactly_once() {
         let clock = ManualClock::new(t0());
         let store = Store::connect(&db.url).await.unwrap();
         store
-            .sync_jobs(&[spec("every_minute", Schedule::Every(Duration::from_secs(60)))], t0())
+            .sync_jobs(
+                &[spec(
+                    "every_minute",
+                    Schedule::Every(Duration::from_secs(60)),
+                )],
+                t0(),
+            )
             .await
             .unwrap();
         let (a, ta) = node(&db.url, &clock).await;
@@ -86,9 +102,17 @@ async fn two_nodes_fire_each_slot_exactly_once() {
             let got = wait_slots(&store, "every_minute", k).await;
             assert_eq!(got.len(), k, "{}: slot {k} fired twice", db.name);
         }
-        let expected: Vec<_> = (1..=5).map(|k| t0() + chrono::Duration::minutes(k)).collect();
+        let expected: Vec<_> = (1..=5)
+            .map(|k| t0() + chrono::Duration::minutes(k))
+            .collect();
         assert_eq!(slots(&store, "every_minute").await, expected, "{}", db.name);
-        for id in store.runs(&RunFilter::default()).await.unwrap().iter().map(|r| r.id) {
+        for id in store
+            .runs(&RunFilter::default())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+        {
             common::wait_status(&store, id, RunStatus::Succeeded).await;
         }
         a.shutdown();
@@ -105,13 +129,22 @@ async fn cron_job_fires_at_zone_local_times() {
     let store = Store::connect(&db.url).await.unwrap();
     let tz: Tz = "Asia/Shanghai".parse().unwrap();
     let cron = Schedule::Cron(CronSchedule::parse("0 0 * * *", tz).unwrap());
-    store.sync_jobs(&[spec("midnight_shanghai", cron)], clock_now(&clock)).await.unwrap();
+    store
+        .sync_jobs(&[spec("midnight_shanghai", cron)], clock_now(&clock))
+        .await
+        .unwrap();
     let (h, t) = node(&db.url, &clock).await;
     clock.advance(Duration::from_secs(60));
     let got = wait_slots(&store, "midnight_shanghai", 1).await;
-    assert_eq!(got, vec!["2026-03-01T16:00:00Z".parse::<DateTime<Utc>>().unwrap()]);
+    assert_eq!(
+        got,
+        vec!["2026-03-01T16:00:00Z".parse::<DateTime<Utc>>().unwrap()]
+    );
     let job = store.job("midnight_shanghai").await.unwrap();
-    assert_eq!(job.next_run_at, Some("2026-03-02T16:00:00Z".parse().unwrap()));
+    assert_eq!(
+        job.next_run_at,
+        Some("2026-03-02T16:00:00Z".parse().unwrap())
+    );
     h.shutdown();
     t.await.unwrap();
 }
@@ -127,7 +160,13 @@ async fn missed_slots_coalesce_into_one_run() {
     let clock = ManualClock::new(t0());
     let store = Store::connect(&db.url).await.unwrap();
     store
-        .sync_jobs(&[spec("every_minute", Schedule::Every(Duration::from_secs(60)))], t0())
+        .sync_jobs(
+            &[spec(
+                "every_minute",
+                Schedule::Every(Duration::from_secs(60)),
+            )],
+            t0(),
+        )
         .await
         .unwrap();
     // No node runs for ten and a half minutes.
@@ -151,7 +190,13 @@ async fn pause_from_another_process_stops_firing_and_resume_restarts_it() {
         let clock = ManualClock::new(t0());
         let store = Store::connect(&db.url).await.unwrap();
         store
-            .sync_jobs(&[spec("every_minute", Schedule::Every(Duration::from_secs(60)))], t0())
+            .sync_jobs(
+                &[spec(
+                    "every_minute",
+                    Schedule::Every(Duration::from_secs(60)),
+                )],
+                t0(),
+            )
             .await
             .unwrap();
         let (h, t) = node(&db.url, &clock).await;
@@ -159,11 +204,20 @@ async fn pause_from_another_process_stops_firing_and_resume_restarts_it() {
         wait_slots(&store, "every_minute", 1).await;
         // A separate connection, as the CLI would open.
         let cli = Store::connect(&db.url).await.unwrap();
-        cli.set_job_paused("every_minute", true, t0()).await.unwrap();
+        cli.set_job_paused("every_minute", true, t0())
+            .await
+            .unwrap();
         clock.advance(Duration::from_secs(180));
         tokio::time::sleep(Duration::from_millis(700)).await;
-        assert_eq!(slots(&store, "every_minute").await.len(), 1, "{}: paused job fired", db.name);
-        cli.set_job_paused("every_minute", false, t0()).await.unwrap();
+        assert_eq!(
+            slots(&store, "every_minute").await.len(),
+            1,
+            "{}: paused job fired",
+            db.name
+        );
+        cli.set_job_paused("every_minute", false, t0())
+            .await
+            .unwrap();
         // The node notices within its watch interval and coalesces the paused slots.
         let got = wait_slots(&store, "every_minute", 2).await;
         assert_eq!(got[1], t0() + chrono::Duration::minutes(4), "{}", db.name);
@@ -178,7 +232,10 @@ async fn trigger_runs_a_job_now() {
     let clock = ManualClock::new(t0());
     let store = Store::connect(&db.url).await.unwrap();
     store
-        .sync_jobs(&[spec("hourly", Schedule::Every(Duration::from_secs(3600)))], t0())
+        .sync_jobs(
+            &[spec("hourly", Schedule::Every(Duration::from_secs(3600)))],
+            t0(),
+        )
         .await
         .unwrap();
     let (h, t) = node(&db.url, &clock).await;

@@ -311,7 +311,10 @@ async fn priorities_order_claims_lower_first() {
         result: None,
     };
     assert_eq!(
-        store.complete("n2", &[other.clone()], t0()).await.unwrap(),
+        store
+            .complete("n2", std::slice::from_ref(&other), t0())
+            .await
+            .unwrap(),
         0
     );
     assert_eq!(store.complete("n1", &[other], t0()).await.unwrap(), 1);

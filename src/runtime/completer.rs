@@ -58,20 +58,17 @@ async fn write(shared: &Shared, batch: &mut Vec<Done>) {
         .iter()
         .any(|c| matches!(c, Completion::Retry { .. }));
     for done in batch.drain(..) {
-        if let Some(failed) = done.failed {
-            if let Some(hook) = shared.registry.get(&failed.task).and_then(|t| t.on_failure) {
-                tokio::spawn(async move {
-                    let run_id = failed.run_id;
-                    if let Err(panic) =
-                        futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(hook(failed)))
-                            .await
-                    {
-                        let _ = panic;
-                        tracing::error!(run_id, "on_failure callback panicked");
-                    }
-                });
+        let Some(failed) = done.failed else { continue };
+        let Some(hook) = shared.registry.get(&failed.task).and_then(|t| t.on_failure) else {
+            continue;
+        };
+        tokio::spawn(async move {
+            let run_id = failed.run_id;
+            let call = std::panic::AssertUnwindSafe(hook(failed));
+            if futures::FutureExt::catch_unwind(call).await.is_err() {
+                tracing::error!(run_id, "on_failure callback panicked");
             }
-        }
+        });
     }
     if retried {
         // The dispatcher may be asleep until a later run_at than the retry's.

@@ -24,8 +24,8 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 pub use builder::{BuildError, DATABASE_URL_ENV, SchedulerBuilder};
-pub use handle::{Enqueue, HandleError, SchedulerHandle};
 pub(crate) use handle::json_type as json_type_name;
+pub use handle::{Enqueue, HandleError, SchedulerHandle};
 
 use crate::clock::Clock;
 use crate::job::{Defaults, TaskPolicy};
@@ -71,17 +71,14 @@ pub(crate) struct Shared {
 impl Shared {
     /// The effective policy of a task, or the defaults for a task this node lacks.
     fn policy(&self, task: &str) -> TaskPolicy {
-        self.policies
-            .get(task)
-            .cloned()
-            .unwrap_or_else(|| TaskPolicy {
-                max_instances: None,
-                max_retries: self.defaults.max_retries,
-                retry_delay: self.defaults.retry_delay,
-                timeout: self.defaults.timeout,
-                priority: self.defaults.priority,
-                queue: None,
-            })
+        self.policies.get(task).cloned().unwrap_or(TaskPolicy {
+            max_instances: None,
+            max_retries: self.defaults.max_retries,
+            retry_delay: self.defaults.retry_delay,
+            timeout: self.defaults.timeout,
+            priority: self.defaults.priority,
+            queue: None,
+        })
     }
 }
 

@@ -36,7 +36,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "watcher: cannot read change counter"),
         }
-        if n % HEARTBEAT_EVERY == 0 {
+        if n.is_multiple_of(HEARTBEAT_EVERY) {
             maintain(&shared).await;
         }
     }
