@@ -339,7 +339,7 @@ fn bad_duration() {
         &[
             "`default_timeout` in [scheduler]",
             "invalid duration `5x`",
-            "use ms, s, m, h or d",
+            "use d, h, m, s or ms",
         ],
     );
     assert_error(

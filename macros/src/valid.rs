@@ -478,7 +478,9 @@ mod tests {
                 quote!(schedule = "@daily", timezone = "Mars/Base"),
                 f.clone()
             ),
-            ["unknown time zone `Mars/Base`: use an IANA name such as `Europe/Paris` or `UTC`"]
+            [
+                "unknown time zone `Mars/Base`: use an IANA name such as `Europe/Paris`, `America/New_York` or `UTC`"
+            ]
         );
         assert_eq!(
             err(quote!(schedule = "@daily", interval_minutes = 5), f.clone()),

@@ -298,36 +298,37 @@ impl Store {
         }
         let txn = self.db.begin_with_options(write_txn()).await?;
         let mut matched = 0usize;
-        // Plain successes (no result) are the common case: one statement for all.
-        let plain: Vec<(i64, i32)> = done
-            .iter()
-            .filter_map(|c| match c {
-                Completion::Succeeded {
-                    id,
-                    attempt,
-                    result: None,
-                } => Some((*id, *attempt)),
-                _ => None,
-            })
-            .collect();
-        for chunk in plain.chunks(INSERT_CHUNK) {
-            let mut values = vec![Value::from(ms(now)), Value::from(node.to_string())];
-            let mut pairs = Vec::with_capacity(chunk.len());
-            for (id, attempt) in chunk {
-                let n = values.len();
-                pairs.push(format!("(${}, ${})", n + 1, n + 2));
-                values.push(Value::from(*id));
-                values.push(Value::from(*attempt));
+        // Plain successes (no result) are the common case: one statement per distinct
+        // attempt number (almost always just one), matching ids through the primary key.
+        let mut plain: std::collections::BTreeMap<i32, Vec<i64>> = Default::default();
+        for c in done {
+            if let Completion::Succeeded {
+                id,
+                attempt,
+                result: None,
+            } = c
+            {
+                plain.entry(*attempt).or_default().push(*id);
             }
-            let sql = format!(
-                "UPDATE kairos_runs SET status = 'succeeded', finished_at = $1, lease_until = NULL, \
-                 error = NULL WHERE node_id = $2 AND status = 'running' AND (id, attempt) IN (VALUES {})",
-                pairs.join(", ")
-            );
-            matched += txn
-                .execute_raw(self.stmt(&sql, values))
-                .await?
-                .rows_affected() as usize;
+        }
+        for (attempt, ids) in &plain {
+            for chunk in ids.chunks(INSERT_CHUNK) {
+                let mut values = vec![
+                    Value::from(ms(now)),
+                    Value::from(node.to_string()),
+                    Value::from(*attempt),
+                ];
+                values.extend(chunk.iter().map(|id| Value::from(*id)));
+                let sql = format!(
+                    "UPDATE kairos_runs SET status = 'succeeded', finished_at = $1, lease_until = NULL, \
+                     error = NULL WHERE id IN ({}) AND node_id = $2 AND attempt = $3 AND status = 'running'",
+                    placeholders(4, chunk.len())
+                );
+                matched += txn
+                    .execute_raw(self.stmt(&sql, values))
+                    .await?
+                    .rows_affected() as usize;
+            }
         }
         for c in done {
             let (sql, values): (&str, Vec<Value>) = match c {
