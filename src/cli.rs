@@ -343,7 +343,7 @@ pub async fn execute(
             if !params.is_object() {
                 return Err(CliError::new(format!(
                     "--params must be a JSON object of parameter names to values, got {}",
-                    crate::runtime::json_type_name(&params)
+                    crate::task::json_kind(&params)
                 )));
             }
             let mut run = new_run(&store, registry, &config, &args.task, now).await?;

@@ -44,28 +44,6 @@ where
     Box::pin(fut)
 }
 
-/// Builds a [`FailedRun`], for tests of `on_failure` functions outside kairos.
-///
-/// `FailedRun` is `#[non_exhaustive]` and has no public constructor; this stands in until
-/// it has one.
-pub fn failed_run(
-    run_id: i64,
-    task: &str,
-    job_id: Option<i64>,
-    attempt: u32,
-    error: &str,
-    params: Value,
-) -> FailedRun {
-    FailedRun {
-        run_id,
-        task: task.to_string(),
-        job_id,
-        attempt,
-        error: error.to_string(),
-        params,
-    }
-}
-
 /// Reads a run's params into a task's arguments, one by name, collecting every problem
 /// so a single `InvalidParams` error can list them all.
 #[derive(Debug)]
@@ -90,13 +68,13 @@ impl Params {
                 errors.push(if names.is_empty() {
                     format!(
                         "the task takes no parameters, so params must be null or {{}}; got {}",
-                        kind(&other)
+                        crate::task::json_kind(&other)
                     )
                 } else {
                     format!(
                         "params must be a JSON object with the keys {}; got {}",
                         names.join(", "),
-                        kind(&other)
+                        crate::task::json_kind(&other)
                     )
                 });
                 Map::new()
@@ -172,18 +150,6 @@ pub fn take_param<T: DeserializeOwned>(
         None => T::deserialize(Missing).map_err(|_| {
             TaskError::InvalidParams(format!("missing parameter `{name}` ({type_name})"))
         }),
-    }
-}
-
-/// A JSON value's kind with an article, for messages.
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

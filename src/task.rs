@@ -135,6 +135,27 @@ pub struct FailedRun {
     pub params: Value,
 }
 
+impl FailedRun {
+    /// A failed run as the runtime reports it; useful to test `on_failure` functions.
+    pub fn new(
+        run_id: i64,
+        task: impl Into<String>,
+        job_id: Option<i64>,
+        attempt: u32,
+        error: impl Into<String>,
+        params: Value,
+    ) -> Self {
+        FailedRun {
+            run_id,
+            task: task.into(),
+            job_id,
+            attempt,
+            error: error.into(),
+            params,
+        }
+    }
+}
+
 /// What a running task knows about its run, and how it learns it should stop.
 #[derive(Debug, Clone)]
 pub struct TaskContext {
@@ -285,5 +306,17 @@ impl Registry {
     /// True when no task is registered.
     pub fn is_empty(&self) -> bool {
         self.tasks.is_empty()
+    }
+}
+
+/// A JSON value's kind with an article ("an array"), for error messages.
+pub(crate) fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }

@@ -146,7 +146,7 @@ async fn on_failure_calls_the_users_fn() {
     let hook = task("everything").on_failure.unwrap();
     // `FailedRun` is `#[non_exhaustive]` and has no public constructor yet, so outside
     // kairos only the hidden helper can build one.
-    let run = kairos::__private::failed_run(7, "everything", None, 3, "boom", Value::Null);
+    let run = kairos::FailedRun::new(7, "everything", None, 3, "boom", Value::Null);
     hook(run).await;
     assert_eq!(FAILURES.load(Ordering::SeqCst), 1);
 }

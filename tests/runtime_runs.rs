@@ -43,6 +43,26 @@ fn hangs(ctx: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
     })
 }
 
+static HOOK_CALLS: std::sync::Mutex<Vec<(i64, u32, String)>> = std::sync::Mutex::new(Vec::new());
+
+fn record_failure(run: kairos::FailedRun) -> BoxFuture<'static, ()> {
+    Box::pin(async move {
+        HOOK_CALLS
+            .lock()
+            .unwrap()
+            .push((run.run_id, run.attempt, run.error));
+    })
+}
+
+fn fails_then_hook(ctx: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
+    Box::pin(async move {
+        Err(TaskError::Failed(format!(
+            "attempt {} failed",
+            ctx.attempt()
+        )))
+    })
+}
+
 static SLOW_ACTIVE: AtomicUsize = AtomicUsize::new(0);
 static SLOW_PEAK: AtomicUsize = AtomicUsize::new(0);
 
@@ -74,6 +94,12 @@ fn registry() -> Registry {
             ..TaskDef::new("hangs", hangs, "tests/runtime_runs.rs")
         },
         TaskDef {
+            max_retries: Some(1),
+            retry_delay: Some(Duration::from_secs(1)),
+            on_failure: Some(record_failure),
+            ..TaskDef::new("fails_then_hook", fails_then_hook, "tests/runtime_runs.rs")
+        },
+        TaskDef {
             max_instances: Some(2),
             ..TaskDef::new("slow", slow, "tests/runtime_runs.rs")
         },
@@ -90,7 +116,7 @@ async fn start(
         .registry(registry())
         .clock(clock)
         .max_workers(8)
-        .shutdown_grace(Duration::from_secs(1))
+        .shutdown_grace(Duration::from_millis(200))
         .build()
         .await
         .expect("build scheduler");
@@ -327,4 +353,122 @@ async fn priorities_order_claims_lower_first() {
 #[allow(dead_code)]
 fn _assert_send(h: kairos::SchedulerHandle) -> impl Send {
     Arc::new(h)
+}
+
+#[tokio::test]
+async fn on_failure_runs_once_after_the_final_attempt() {
+    let db = common::sqlite();
+    let clock = ManualClock::new(t0());
+    let (h, task) = start(&db.url, clock.clone()).await;
+    let id = h.enqueue(Enqueue::new("fails_then_hook")).await.unwrap();
+    common::wait_until("retry queued", || async {
+        let r = h.run(id).await.unwrap();
+        r.status == RunStatus::Queued && r.attempt == 1
+    })
+    .await;
+    assert!(
+        HOOK_CALLS.lock().unwrap().iter().all(|(r, _, _)| *r != id),
+        "hook must wait for the final attempt"
+    );
+    clock.advance(Duration::from_secs(5));
+    common::wait_status(h.store(), id, RunStatus::Failed).await;
+    common::wait_until("hook called", || async {
+        HOOK_CALLS.lock().unwrap().iter().any(|(r, _, _)| *r == id)
+    })
+    .await;
+    let calls: Vec<_> = HOOK_CALLS
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| c.0 == id)
+        .cloned()
+        .collect();
+    assert_eq!(calls, vec![(id, 2, "attempt 2 failed".to_string())]);
+    h.shutdown();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_releases_unfinished_runs_to_the_queue() {
+    for db in common::databases("shutdown_releases_unfinished_runs").await {
+        let clock = ManualClock::new(t0());
+        let (h, task) = start(&db.url, clock.clone()).await;
+        let id = h.enqueue(Enqueue::new("hangs")).await.unwrap();
+        common::wait_status(h.store(), id, RunStatus::Running).await;
+        let finished = h.enqueue(Enqueue::new("echo")).await.unwrap();
+        common::wait_status(h.store(), finished, RunStatus::Succeeded).await;
+        h.shutdown();
+        task.await.unwrap();
+        let store = kairos::store::Store::connect(&db.url).await.unwrap();
+        let r = store.run(id).await.unwrap();
+        assert_eq!(r.status, RunStatus::Queued, "{}", db.name);
+        assert_eq!(
+            r.attempt, 0,
+            "{}: a released attempt does not count",
+            db.name
+        );
+        assert_eq!(r.node_id, None);
+        assert_eq!(
+            store.run(finished).await.unwrap().status,
+            RunStatus::Succeeded
+        );
+    }
+}
+
+#[tokio::test]
+async fn expired_leases_put_runs_of_dead_nodes_back_in_the_queue() {
+    for db in common::databases("expired_leases_requeue").await {
+        let store = kairos::store::Store::connect(&db.url).await.unwrap();
+        let run = kairos::store::NewRun {
+            task: "echo".into(),
+            params: json!({}),
+            run_at: t0(),
+            priority: 0,
+            queue: None,
+            max_retries: 0,
+            retry_delay: Duration::from_secs(1),
+            timeout: Duration::from_secs(60),
+        };
+        let ids = store.enqueue(&[run.clone(), run], t0()).await.unwrap();
+        let lease = Duration::from_secs(30);
+        let none = Default::default();
+        store
+            .claim("dead", t0(), t0(), 1, lease, &none)
+            .await
+            .unwrap();
+        store
+            .claim("alive", t0(), t0(), 1, lease, &none)
+            .await
+            .unwrap();
+        let later = t0() + chrono::Duration::seconds(31);
+        store
+            .renew_leases("alive", later + chrono::Duration::seconds(30))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.requeue_expired(later).await.unwrap(),
+            1,
+            "{}",
+            db.name
+        );
+        let dead = store.run(ids[0]).await.unwrap();
+        assert_eq!(
+            (dead.status, dead.node_id.as_deref()),
+            (RunStatus::Queued, None)
+        );
+        assert!(dead.error.unwrap().contains("lease expired"));
+        assert_eq!(store.run(ids[1]).await.unwrap().status, RunStatus::Running);
+        // The stale worker cannot complete the run it lost; the next claim is attempt 2.
+        let stale = kairos::store::Completion::Succeeded {
+            id: ids[0],
+            attempt: 1,
+            result: None,
+        };
+        assert_eq!(store.complete("dead", &[stale], later).await.unwrap(), 0);
+        let again = store
+            .claim("alive", later, later, 1, lease, &none)
+            .await
+            .unwrap();
+        assert_eq!((again[0].id, again[0].attempt), (ids[0], 2));
+    }
 }

@@ -54,9 +54,6 @@ async fn write(shared: &Shared, batch: &mut Vec<Done>) {
             }
         }
     }
-    let retried = completions
-        .iter()
-        .any(|c| matches!(c, Completion::Retry { .. }));
     for done in batch.drain(..) {
         let Some(failed) = done.failed else { continue };
         let Some(hook) = shared.registry.get(&failed.task).and_then(|t| t.on_failure) else {
@@ -70,8 +67,7 @@ async fn write(shared: &Shared, batch: &mut Vec<Done>) {
             }
         });
     }
-    if retried {
-        // The dispatcher may be asleep until a later run_at than the retry's.
-        shared.wake_dispatcher.notify_one();
-    }
+    // Claims count the runs the database shows as running, and a retry may be due
+    // before the time the dispatcher sleeps until: either way it should look again.
+    shared.wake_dispatcher.notify_one();
 }

@@ -68,16 +68,8 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 }
             }
         }
-        let sleep = async {
-            match sleep_until {
-                Some(t) => shared.clock.sleep_until(t).await,
-                None => futures::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = shared.shutdown.cancelled() => return,
-            _ = woken => {}
-            _ = sleep => {}
+        if !shared.idle(sleep_until, woken).await {
+            return;
         }
     }
 }

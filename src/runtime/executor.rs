@@ -13,7 +13,7 @@ use tracing::Instrument;
 use super::retry::{backoff, should_retry};
 use super::{Done, Shared};
 use crate::store::{ClaimedRun, Completion, RunStatus};
-use crate::task::{FailedRun, TaskContext, TaskError};
+use crate::task::{FailedRun, TaskContext};
 
 /// Why a running attempt's token was cancelled.
 pub(super) const CANCEL_OPERATOR: u8 = 1;
@@ -66,7 +66,9 @@ async fn attempt(
     reason: Arc<AtomicU8>,
 ) -> Done {
     let attempt = u32::try_from(run.attempt).unwrap_or(1);
-    let started = shared.clock.now();
+    // Measured from the claim, not from when this task got scheduled: the attempt's
+    // time starts when the database says it started.
+    let started = run.started_at;
     let fail = |error: String, status: RunStatus, permanent: bool| -> Done {
         let max_retries = u32::try_from(run.max_retries).unwrap_or(0);
         if status != RunStatus::Cancelled && should_retry(attempt, max_retries, permanent) {
@@ -86,13 +88,16 @@ async fn attempt(
         }
         tracing::error!(%error, status = %status, "run failed");
         Done {
-            failed: (status != RunStatus::Cancelled).then(|| FailedRun {
-                run_id: run.id,
-                task: run.task.clone(),
-                job_id: run.job_id,
-                attempt,
-                error: error.clone(),
-                params: serde_json::from_str(&run.params).unwrap_or_default(),
+            failed: (status != RunStatus::Cancelled).then(|| {
+                let params = serde_json::from_str(&run.params).unwrap_or_default();
+                FailedRun::new(
+                    run.id,
+                    run.task.clone(),
+                    run.job_id,
+                    attempt,
+                    error.clone(),
+                    params,
+                )
             }),
             completion: Completion::Finished {
                 id: run.id,
@@ -144,25 +149,32 @@ async fn attempt(
         _ = token.cancelled() => None,
     };
     let result = match result {
-        Some(r) => r,
-        None => {
-            // Cancelled: give the task a moment to stop on its own, then drop it.
-            let late = tokio::time::timeout(CANCEL_GRACE, &mut fut).await.ok();
-            if reason.load(Ordering::SeqCst) == CANCEL_SHUTDOWN {
-                tracing::info!("released at shutdown");
-                return Done {
-                    completion: Completion::Released {
-                        id: run.id,
-                        attempt: run.attempt,
-                    },
-                    failed: None,
-                };
-            }
-            match late {
-                Some(r) => r,
-                None => return fail("cancelled by operator".into(), RunStatus::Cancelled, true),
-            }
+        Some(r) => Some(r),
+        // Cancelled: give the task a moment to stop on its own, then drop it.
+        None => tokio::time::timeout(CANCEL_GRACE, &mut fut).await.ok(),
+    };
+    // A task that saw the cancellation (through either branch above) and did not
+    // succeed ends as the canceller decided: released to the queue at shutdown,
+    // cancelled for an operator.
+    let succeeded = matches!(result, Some(Ok(Ok(_))));
+    match reason.load(Ordering::SeqCst) {
+        CANCEL_SHUTDOWN if !succeeded => {
+            tracing::info!("released at shutdown");
+            return Done {
+                completion: Completion::Released {
+                    id: run.id,
+                    attempt: run.attempt,
+                },
+                failed: None,
+            };
         }
+        CANCEL_OPERATOR if !succeeded => {
+            return fail("cancelled by operator".into(), RunStatus::Cancelled, true);
+        }
+        _ => {}
+    }
+    let Some(result) = result else {
+        return fail("cancelled".into(), RunStatus::Cancelled, true);
     };
     match result {
         Ok(Ok(value)) => {
@@ -181,12 +193,7 @@ async fn attempt(
         }
         Ok(Err(e)) => {
             let permanent = e.is_permanent();
-            let status = if reason.load(Ordering::SeqCst) == CANCEL_OPERATOR {
-                RunStatus::Cancelled
-            } else {
-                RunStatus::Failed
-            };
-            fail(error_text(e), status, permanent)
+            fail(e.to_string(), RunStatus::Failed, permanent)
         }
         Err(panic) => {
             let msg = panic
@@ -197,8 +204,4 @@ async fn attempt(
             fail(format!("panicked: {msg}"), RunStatus::Failed, false)
         }
     }
-}
-
-fn error_text(e: TaskError) -> String {
-    e.to_string()
 }

@@ -102,7 +102,7 @@ impl SchedulerHandle {
             other => {
                 return Err(HandleError::ParamsNotObject {
                     task: e.task,
-                    got: json_type(&other),
+                    got: crate::task::json_kind(&other),
                 });
             }
         };
@@ -233,16 +233,5 @@ impl SchedulerHandle {
     /// Asks the node to shut down gracefully; `run()` returns when it has.
     pub fn shutdown(&self) {
         self.shared.shutdown.cancel();
-    }
-}
-
-pub(crate) fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }

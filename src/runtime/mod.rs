@@ -17,14 +17,16 @@ pub mod retry;
 mod watcher;
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 pub use builder::{BuildError, DATABASE_URL_ENV, SchedulerBuilder};
-pub(crate) use handle::json_type as json_type_name;
 pub use handle::{Enqueue, HandleError, SchedulerHandle};
 
 use crate::clock::Clock;
@@ -69,6 +71,23 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Waits until `deadline` on the clock (forever if none), a wake-up, or shutdown.
+    /// Returns false on shutdown. `woken` is created (and enabled) before the work
+    /// that decided the deadline, so a wake-up sent meanwhile is not lost.
+    async fn idle(&self, deadline: Option<DateTime<Utc>>, woken: Pin<&mut Notified<'_>>) -> bool {
+        let sleep = async {
+            match deadline {
+                Some(t) => self.clock.sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.shutdown.cancelled() => false,
+            _ = woken => true,
+            _ = sleep => true,
+        }
+    }
+
     /// The effective policy of a task, or the defaults for a task this node lacks.
     fn policy(&self, task: &str) -> TaskPolicy {
         self.policies.get(task).cloned().unwrap_or(TaskPolicy {

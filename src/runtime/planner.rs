@@ -59,16 +59,8 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 Some(shared.clock.now() + chrono::Duration::seconds(1))
             }
         };
-        let sleep = async {
-            match next {
-                Some(t) => shared.clock.sleep_until(t).await,
-                None => futures::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = shared.shutdown.cancelled() => return,
-            _ = woken => {}
-            _ = sleep => {}
+        if !shared.idle(next, woken).await {
+            return;
         }
     }
 }

@@ -351,30 +351,11 @@ impl Store {
                     continue;
                 }
             }
-            let r = &p.run;
-            let row = txn
-                .query_one_raw(self.stmt(
-                    "INSERT INTO kairos_runs (task, job_id, params, priority, queue, run_at, scheduled_for, \
-                     max_retries, retry_delay_ms, timeout_ms, created_at, status, attempt, cancel_requested) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'queued', 0, false) \
-                     ON CONFLICT (job_id, scheduled_for) DO NOTHING RETURNING id",
-                    [
-                        Value::from(r.task.clone()),
-                        Value::from(p.job_id),
-                        Value::from(r.params.to_string()),
-                        Value::from(r.priority),
-                        Value::from(r.queue.clone()),
-                        Value::from(ms(r.run_at)),
-                        Value::from(ms(p.slot)),
-                        Value::from(r.max_retries as i32),
-                        Value::from(duration_ms(r.retry_delay)),
-                        Value::from(duration_ms(r.timeout)),
-                        Value::from(ms(now)),
-                    ],
-                ))
+            let row = self
+                .insert_job_run(&txn, p.job_id, &p.run, p.slot, now)
                 .await?;
             out.push(match row {
-                Some(r) => FireOutcome::Fired(r.try_get_by_index(0)?),
+                Some(id) => FireOutcome::Fired(id),
                 None => FireOutcome::Lost,
             });
         }
@@ -382,8 +363,9 @@ impl Store {
         Ok(out)
     }
 
-    /// Enqueues a run of the job now, outside its schedule ("run now"). Its slot is
-    /// `now`, so triggering twice in the same millisecond yields one run.
+    /// Enqueues `run` (built from the job: its task, params and priority) now, outside
+    /// the schedule ("run now"). Its slot is `now`, so triggering twice in the same
+    /// millisecond yields one run.
     pub async fn trigger_job(
         &self,
         job: &Job,
@@ -391,28 +373,42 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<i64>, StoreError> {
         let txn = self.db.begin_with_options(write_txn()).await?;
-        let row = txn
+        let id = self.insert_job_run(&txn, job.id, &run, now, now).await?;
+        bump(&txn, self).await?;
+        txn.commit().await?;
+        Ok(id)
+    }
+
+    /// Inserts the run of one slot of a job; `None` when that slot already has a run.
+    async fn insert_job_run<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        job_id: i64,
+        r: &NewRun,
+        slot: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<i64>, StoreError> {
+        let row = conn
             .query_one_raw(self.stmt(
                 "INSERT INTO kairos_runs (task, job_id, params, priority, queue, run_at, scheduled_for, \
                  max_retries, retry_delay_ms, timeout_ms, created_at, status, attempt, cancel_requested) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10, 'queued', 0, false) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'queued', 0, false) \
                  ON CONFLICT (job_id, scheduled_for) DO NOTHING RETURNING id",
                 [
-                    Value::from(job.task.clone()),
-                    Value::from(job.id),
-                    Value::from(job.params.to_string()),
-                    Value::from(run.priority),
-                    Value::from(run.queue.clone()),
-                    Value::from(ms(now)),
-                    Value::from(run.max_retries as i32),
-                    Value::from(duration_ms(run.retry_delay)),
-                    Value::from(duration_ms(run.timeout)),
+                    Value::from(r.task.clone()),
+                    Value::from(job_id),
+                    Value::from(r.params.to_string()),
+                    Value::from(r.priority),
+                    Value::from(r.queue.clone()),
+                    Value::from(ms(r.run_at)),
+                    Value::from(ms(slot)),
+                    Value::from(r.max_retries as i32),
+                    Value::from(duration_ms(r.retry_delay)),
+                    Value::from(duration_ms(r.timeout)),
                     Value::from(ms(now)),
                 ],
             ))
             .await?;
-        bump(&txn, self).await?;
-        txn.commit().await?;
         Ok(match row {
             Some(r) => Some(r.try_get_by_index(0)?),
             None => None,

@@ -42,6 +42,8 @@ pub struct ClaimedRun {
     pub retry_delay_ms: i64,
     /// Limit of this attempt, ms.
     pub timeout_ms: i64,
+    /// When this attempt was claimed (its `started_at`).
+    pub started_at: DateTime<Utc>,
 }
 
 /// How one attempt ended, to be written back.
@@ -276,6 +278,7 @@ impl Store {
                     max_retries: r.try_get_by_index(6)?,
                     retry_delay_ms: r.try_get_by_index(7)?,
                     timeout_ms: r.try_get_by_index(8)?,
+                    started_at: now,
                 })
             })
             .collect::<Result<Vec<_>, sea_orm::DbErr>>()?;
