@@ -246,7 +246,7 @@ mod m20261126_000001_init {
                 "CREATE INDEX IF NOT EXISTS kairos_runs_claim ON kairos_runs (priority, run_at, id) WHERE status = 'queued'",
                 "CREATE INDEX IF NOT EXISTS kairos_runs_due ON kairos_runs (run_at) WHERE status = 'queued'",
                 "CREATE INDEX IF NOT EXISTS kairos_runs_running ON kairos_runs (node_id, task) WHERE status = 'running'",
-                "CREATE INDEX IF NOT EXISTS kairos_runs_finished ON kairos_runs (status, finished_at)",
+                "CREATE INDEX IF NOT EXISTS kairos_runs_finished ON kairos_runs (status, finished_at) WHERE finished_at IS NOT NULL",
                 "CREATE INDEX IF NOT EXISTS kairos_runs_task ON kairos_runs (task, id)",
                 "CREATE INDEX IF NOT EXISTS kairos_jobs_next ON kairos_jobs (next_run_at) WHERE enabled AND NOT paused",
                 "CREATE INDEX IF NOT EXISTS kairos_run_logs_run ON kairos_run_logs (run_id, id)",

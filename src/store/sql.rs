@@ -1,5 +1,12 @@
-//! Statement building shared by the queries: kairos writes SQL with `$1`-style
-//! placeholders, which both sqlx-sqlite and sqlx-postgres bind by position.
+//! Statement building shared by the queries. kairos writes SQL with `$1`-style
+//! placeholders; for SQLite they are rewritten to anonymous `?` with the values laid
+//! out in order of appearance.
+//!
+//! Why: SQLite looks a named or numbered parameter up with a linear scan of the
+//! statement's parameter list, and sqlx asks for every parameter's name when binding,
+//! so binding n numbered parameters costs O(n²). With the thousands of parameters of a
+//! batched insert or claim that dominated the whole run time; anonymous `?` parameters
+//! have no names to scan.
 
 use sea_orm::{DbBackend, Statement, Value};
 
@@ -7,7 +14,41 @@ pub(crate) fn stmt<I>(backend: DbBackend, sql: &str, values: I) -> Statement
 where
     I: IntoIterator<Item = Value>,
 {
+    let values: Vec<Value> = values.into_iter().collect();
+    if backend != DbBackend::Sqlite {
+        return Statement::from_sql_and_values(backend, sql, values);
+    }
+    let (sql, values) = positional(sql, &values);
     Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// Rewrites `$N` placeholders to `?`, repeating values that are referenced twice.
+/// kairos's SQL has no `$` inside string literals, so a plain scan suffices.
+fn positional(sql: &str, values: &[Value]) -> (String, Vec<Value>) {
+    let mut out = String::with_capacity(sql.len());
+    let mut ordered = Vec::with_capacity(values.len());
+    let bytes = sql.as_bytes();
+    let mut i = 0;
+    let mut copied = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'$' && i + 1 < bytes.len() && bytes[i + 1].is_ascii_digit() {
+            let start = i + 1;
+            let mut end = start;
+            while end < bytes.len() && bytes[end].is_ascii_digit() {
+                end += 1;
+            }
+            let n: usize = sql[start..end].parse().expect("placeholder number");
+            out.push_str(&sql[copied..i]);
+            out.push('?');
+            ordered.push(values[n - 1].clone());
+            i = end;
+            copied = end;
+        } else {
+            i += 1;
+        }
+    }
+    out.push_str(&sql[copied..]);
+    (out, ordered)
 }
 
 /// `$start, $start+1, ...` for `n` values, e.g. for an `IN (...)` list.
@@ -21,4 +62,36 @@ pub(crate) fn placeholders(start: usize, n: usize) -> String {
         s.push_str(&(start + i).to_string());
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_placeholders_become_positional_in_order_of_use() {
+        let values = [Value::from(10), Value::from(20), Value::from(30)];
+        let (sql, v) = positional(
+            "UPDATE t SET a = $2, b = $1 WHERE c = $3 OR d = $2",
+            &values,
+        );
+        assert_eq!(sql, "UPDATE t SET a = ?, b = ? WHERE c = ? OR d = ?");
+        assert_eq!(
+            v,
+            vec![
+                Value::from(20),
+                Value::from(10),
+                Value::from(30),
+                Value::from(20)
+            ]
+        );
+    }
+
+    #[test]
+    fn multi_digit_numbers_and_text_after_the_last_placeholder() {
+        let values: Vec<Value> = (1..=12).map(Value::from).collect();
+        let (sql, v) = positional("VALUES ($12, $1) RETURNING id", &values);
+        assert_eq!(sql, "VALUES (?, ?) RETURNING id");
+        assert_eq!(v, vec![Value::from(12), Value::from(1)]);
+    }
 }
