@@ -147,10 +147,12 @@ async fn main() -> anyhow::Result<()> {
     const PROBES: usize = 200;
     *STARTS.lock().unwrap() = vec![None; PROBES];
     let mut sent = Vec::with_capacity(PROBES);
+    let mut calls = Vec::with_capacity(PROBES);
     for i in 0..PROBES {
         let t0 = Instant::now();
         h.enqueue(Enqueue::new("probe").params(json!({ "i": i })))
             .await?;
+        calls.push(t0.elapsed().as_secs_f64() * 1000.0);
         sent.push(t0);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -163,6 +165,11 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
+    calls.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "enqueue call (one run, its own transaction): p50 {:.3} ms",
+        calls[calls.len() / 2]
+    );
     println!(
         "start latency over {} runs: p50 {:.3} ms, p99 {:.3} ms",
         lat.len(),

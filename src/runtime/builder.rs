@@ -178,6 +178,7 @@ impl SchedulerBuilder {
             wake_planner: Notify::new(),
             wake_dispatcher: Notify::new(),
             shutdown: CancellationToken::new(),
+            started: std::sync::atomic::AtomicBool::new(false),
             running: Mutex::new(HashMap::new()),
             completions: tx,
         };

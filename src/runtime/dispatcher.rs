@@ -58,16 +58,18 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 Ok(claimed) => {
                     let n = claimed.len();
                     for run in claimed {
-                        let permit = shared
-                            .workers
-                            .clone()
-                            .try_acquire_owned()
-                            .expect("only the dispatcher takes worker permits");
-                        let s = shared.clone();
-                        tokio::spawn(async move {
-                            executor::execute(s, run).await;
-                            drop(permit);
-                        });
+                        // Permits are taken only here and by the handle's fast path,
+                        // which takes its own before inserting; `free` was counted
+                        // before the claim, so a permit can be missing only if the fast
+                        // path took one meanwhile: then the run waits for a slot.
+                        let permit = match shared.workers.clone().try_acquire_owned() {
+                            Ok(p) => p,
+                            Err(_) => match shared.workers.clone().acquire_owned().await {
+                                Ok(p) => p,
+                                Err(_) => return,
+                            },
+                        };
+                        executor::spawn(shared.clone(), run, permit);
                     }
                     if n == free {
                         // Possibly more due: claim again at once.

@@ -30,7 +30,20 @@ pub(super) struct Running {
 /// How long a cancelled task may take to notice `ctx.cancelled()` before it is dropped.
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
-pub(super) async fn execute(shared: Arc<Shared>, run: ClaimedRun) {
+/// Runs a claimed attempt on its own task, holding a worker slot until its outcome is
+/// handed to the completer.
+pub(super) fn spawn(
+    shared: Arc<Shared>,
+    run: ClaimedRun,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    tokio::spawn(async move {
+        execute(shared, run).await;
+        drop(permit);
+    });
+}
+
+async fn execute(shared: Arc<Shared>, run: ClaimedRun) {
     let token = CancellationToken::new();
     let reason = Arc::new(AtomicU8::new(0));
     shared.running.lock().expect("running map poisoned").insert(

@@ -136,9 +136,42 @@ impl SchedulerHandle {
             .into_iter()
             .map(|e| self.new_run(e, now))
             .collect::<Result<Vec<_>, _>>()?;
+        if let [run] = runs.as_slice()
+            && let Some(id) = self.start_now(run, now).await?
+        {
+            return Ok(vec![id]);
+        }
         let ids = self.shared.store.enqueue(&runs, now).await?;
         self.shared.wake_dispatcher.notify_one();
         Ok(ids)
+    }
+
+    /// The fast path for one run due now on a running node with an idle worker: it is
+    /// inserted already claimed and starts without waiting for the dispatcher. Runs of
+    /// tasks with an instance limit take the normal path, where the limit is counted.
+    async fn start_now(
+        &self,
+        run: &NewRun,
+        now: DateTime<Utc>,
+    ) -> Result<Option<i64>, HandleError> {
+        let s = &self.shared;
+        if run.run_at > now
+            || !s.started.load(std::sync::atomic::Ordering::SeqCst)
+            || s.shutdown.is_cancelled()
+            || s.policy(&run.task).max_instances.is_some()
+        {
+            return Ok(None);
+        }
+        let Ok(permit) = s.workers.clone().try_acquire_owned() else {
+            return Ok(None);
+        };
+        let claimed = s
+            .store
+            .enqueue_claimed(run, &s.node.id, now, s.lease)
+            .await?;
+        let id = claimed.id;
+        super::executor::spawn(s.clone(), claimed, permit);
+        Ok(Some(id))
     }
 
     /// Pauses a job: its slots pass without runs until resumed.

@@ -66,6 +66,8 @@ pub(crate) struct Shared {
     wake_planner: Notify,
     wake_dispatcher: Notify,
     shutdown: CancellationToken,
+    /// True while `run()` drives the node; the enqueue fast path needs its loops.
+    started: std::sync::atomic::AtomicBool,
     running: Mutex<HashMap<i64, executor::Running>>,
     completions: mpsc::UnboundedSender<Msg>,
 }
@@ -142,8 +144,14 @@ impl Scheduler {
         let planner = tokio::spawn(planner::run(shared.clone()));
         let dispatcher = tokio::spawn(dispatcher::run(shared.clone()));
         let watcher = tokio::spawn(watcher::run(shared.clone()));
+        shared
+            .started
+            .store(true, std::sync::atomic::Ordering::SeqCst);
 
         shared.shutdown.cancelled().await;
+        shared
+            .started
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         let _ = tokio::join!(planner, dispatcher, watcher);
         tracing::info!("shutting down: waiting for running runs");
         let max = shared.node.max_workers as u32;

@@ -1,5 +1,5 @@
 //! The watcher: notices changes made by other processes (the CLI, other nodes) through
-//! the store's change counter, applies cancel requests to local runs, beats the node's
+//! the store's change marker, applies cancel requests to local runs, beats the node's
 //! heartbeat, renews its leases and re-queues runs whose node's lease expired.
 
 use std::sync::Arc;
@@ -16,7 +16,7 @@ pub(super) const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 const HEARTBEAT_EVERY: u32 = 20;
 
 pub(super) async fn run(shared: Arc<Shared>) {
-    let mut seq = shared.store.change_seq().await.unwrap_or(0);
+    let mut seen = shared.store.change_marker().await.unwrap_or((0, 0));
     let mut ticker = tokio::time::interval(WATCH_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut n: u32 = 0;
@@ -26,9 +26,9 @@ pub(super) async fn run(shared: Arc<Shared>) {
             _ = ticker.tick() => {}
         }
         n = n.wrapping_add(1);
-        match shared.store.change_seq().await {
-            Ok(s) if s != seq => {
-                seq = s;
+        match shared.store.change_marker().await {
+            Ok(m) if m != seen => {
+                seen = m;
                 shared.wake_planner.notify_one();
                 shared.wake_dispatcher.notify_one();
                 apply_cancel_requests(&shared).await;

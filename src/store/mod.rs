@@ -116,16 +116,25 @@ impl Store {
         self.backend
     }
 
-    /// A counter every mutation from any process bumps; a node polls it to notice
-    /// changes made by the CLI or other nodes.
-    pub async fn change_seq(&self) -> Result<i64, StoreError> {
+    /// What changed in the database since a node last looked: a counter every
+    /// mutation of jobs or runs bumps (pause, resume, trigger, cancel), and the highest
+    /// run id (new runs, enqueued by any process). A node polls it to notice work and
+    /// commands from the CLI and other nodes.
+    pub async fn change_marker(&self) -> Result<(i64, i64), StoreError> {
         let row = self
             .db
-            .query_one_raw(self.stmt("SELECT value FROM kairos_meta WHERE key = 'change_seq'", []))
+            .query_one_raw(self.stmt(
+                "SELECT (SELECT value FROM kairos_meta WHERE key = 'change_seq'), \
+                 (SELECT MAX(id) FROM kairos_runs)",
+                [],
+            ))
             .await?;
         Ok(match row {
-            Some(r) => r.try_get_by_index::<i64>(0)?,
-            None => 0,
+            Some(r) => (
+                r.try_get_by_index::<Option<i64>>(0)?.unwrap_or(0),
+                r.try_get_by_index::<Option<i64>>(1)?.unwrap_or(0),
+            ),
+            None => (0, 0),
         })
     }
 

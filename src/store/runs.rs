@@ -128,39 +128,114 @@ impl Store {
         runs: &[NewRun],
         now: DateTime<Utc>,
     ) -> Result<Vec<i64>, StoreError> {
+        // Other nodes notice new runs through MAX(id) (see `change_marker`), so an
+        // enqueue is just the insert: one statement, or one transaction for big batches.
+        if runs.len() <= INSERT_CHUNK {
+            return self
+                .insert_runs(&self.db, runs, "'queued', 0", &[], now)
+                .await;
+        }
         let txn = self.db.begin_with_options(write_txn()).await?;
         let mut ids = Vec::with_capacity(runs.len());
         for chunk in runs.chunks(INSERT_CHUNK) {
-            let mut values = Vec::with_capacity(chunk.len() * 11);
-            let mut rows = Vec::with_capacity(chunk.len());
-            for r in chunk {
-                let n = values.len();
-                rows.push(format!("({}, 'queued', 0, false)", placeholders(n + 1, 10)));
-                values.extend([
-                    Value::from(r.task.clone()),
-                    Value::from(r.params.to_string()),
-                    Value::from(r.priority),
-                    Value::from(r.queue.clone()),
-                    Value::from(ms(r.run_at)),
-                    Value::from(ms(r.run_at)),
-                    Value::from(r.max_retries as i32),
-                    Value::from(duration_ms(r.retry_delay)),
-                    Value::from(duration_ms(r.timeout)),
-                    Value::from(ms(now)),
-                ]);
-            }
-            let sql = format!(
-                "INSERT INTO kairos_runs (task, params, priority, queue, run_at, scheduled_for, \
-                 max_retries, retry_delay_ms, timeout_ms, created_at, status, attempt, cancel_requested) \
-                 VALUES {} RETURNING id",
-                rows.join(", ")
+            ids.extend(
+                self.insert_runs(&txn, chunk, "'queued', 0", &[], now)
+                    .await?,
             );
-            for row in txn.query_all_raw(self.stmt(&sql, values)).await? {
-                ids.push(row.try_get_by_index::<i64>(0)?);
-            }
         }
-        bump(&txn, self).await?;
         txn.commit().await?;
+        Ok(ids)
+    }
+
+    /// Inserts one run already claimed by `node`: the fast path for work enqueued on a
+    /// node with an idle worker, which then needs no separate claim.
+    pub async fn enqueue_claimed(
+        &self,
+        run: &NewRun,
+        node: &str,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> Result<ClaimedRun, StoreError> {
+        let extra = [
+            Value::from(node.to_string()),
+            Value::from(ms(now)),
+            Value::from(ms(now) + duration_ms(lease)),
+        ];
+        let id = self
+            .insert_runs(
+                &self.db,
+                std::slice::from_ref(run),
+                "'running', 1",
+                &extra,
+                now,
+            )
+            .await?[0];
+        Ok(ClaimedRun {
+            id,
+            task: run.task.clone(),
+            job_id: None,
+            params: run.params.to_string(),
+            attempt: 1,
+            scheduled_for: run.run_at,
+            max_retries: run.max_retries as i32,
+            retry_delay_ms: duration_ms(run.retry_delay),
+            timeout_ms: duration_ms(run.timeout),
+            started_at: now,
+        })
+    }
+
+    /// One multi-row INSERT. `state` is the SQL for `status, attempt`; `owner`, when
+    /// given, is `node_id, started_at, lease_until` for runs inserted as running.
+    async fn insert_runs<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        runs: &[NewRun],
+        state: &str,
+        owner: &[Value],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let per_row = 10 + owner.len();
+        let mut values = Vec::with_capacity(runs.len() * per_row);
+        let mut rows = Vec::with_capacity(runs.len());
+        for r in runs {
+            let n = values.len();
+            rows.push(format!(
+                "({}, {state}, false)",
+                placeholders(n + 1, per_row)
+            ));
+            values.extend([
+                Value::from(r.task.clone()),
+                Value::from(r.params.to_string()),
+                Value::from(r.priority),
+                Value::from(r.queue.clone()),
+                Value::from(ms(r.run_at)),
+                Value::from(ms(r.run_at)),
+                Value::from(r.max_retries as i32),
+                Value::from(duration_ms(r.retry_delay)),
+                Value::from(duration_ms(r.timeout)),
+                Value::from(ms(now)),
+            ]);
+            values.extend(owner.iter().cloned());
+        }
+        let owner_cols = if owner.is_empty() {
+            ""
+        } else {
+            "node_id, started_at, lease_until, "
+        };
+        let sql = format!(
+            "INSERT INTO kairos_runs (task, params, priority, queue, run_at, scheduled_for, \
+             max_retries, retry_delay_ms, timeout_ms, created_at, {owner_cols}status, attempt, cancel_requested) \
+             VALUES {} RETURNING id",
+            rows.join(", ")
+        );
+        let mut ids = conn
+            .query_all_raw(self.stmt(&sql, values))
+            .await?
+            .iter()
+            .map(|row| row.try_get_by_index::<i64>(0))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Ids grow in VALUES order; RETURNING does not promise an order.
+        ids.sort_unstable();
         Ok(ids)
     }
 
