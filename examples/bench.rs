@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use kairos::task::TaskOutcome;
-use kairos::{Enqueue, Registry, RunStatus, Scheduler, TaskContext, TaskDef};
+use kairos::{Enqueue, Registry, Scheduler, TaskContext, TaskDef};
 use serde_json::{Value, json};
 
 static DONE: AtomicUsize = AtomicUsize::new(0);
@@ -126,12 +126,8 @@ async fn main() -> anyhow::Result<()> {
         if DONE.load(Ordering::Relaxed) < a.runs {
             continue;
         }
-        let counts = h.store().run_counts().await?;
-        let open: i64 = counts
-            .iter()
-            .filter(|(s, _)| matches!(s, RunStatus::Queued | RunStatus::Running))
-            .map(|(_, n)| n)
-            .sum();
+        let (queued, running) = h.store().open_run_counts().await?;
+        let open = queued + running;
         if open == 0 {
             break;
         }

@@ -638,6 +638,23 @@ impl Store {
         Ok(runs)
     }
 
+    /// How many runs are queued and how many running. Reads only the partial indexes
+    /// of unfinished runs, so it stays cheap however many finished runs are kept.
+    pub async fn open_run_counts(&self) -> Result<(i64, i64), StoreError> {
+        let row = self
+            .db
+            .query_one_raw(self.stmt(
+                "SELECT (SELECT COUNT(*) FROM kairos_runs WHERE status = 'queued'), \
+                 (SELECT COUNT(*) FROM kairos_runs WHERE status = 'running')",
+                [],
+            ))
+            .await?;
+        Ok(match row {
+            Some(r) => (r.try_get_by_index(0)?, r.try_get_by_index(1)?),
+            None => (0, 0),
+        })
+    }
+
     /// Counts of runs by status.
     pub async fn run_counts(&self) -> Result<Vec<(RunStatus, i64)>, StoreError> {
         let rows = self
