@@ -1,5 +1,53 @@
 //! kairos: persistent, cluster-safe cron and background-run scheduler.
-#![cfg_attr(docsrs, feature(doc_cfg))]
+//!
+//! Annotate async functions with [`#[kairos::task]`](macro@task), embed a
+//! [`Scheduler`] in the application, and kairos fires their schedules exactly once per
+//! slot, runs them with timeouts, retries and limits, and records every run in the
+//! database (SQLite by default, PostgreSQL for several nodes).
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use kairos::{Enqueue, Scheduler, TaskContext};
+//!
+//! /// Every fifteen minutes, retried up to three times.
+//! #[kairos::task(interval_minutes = 15, max_retries = 3, retry_delay = "1m")]
+//! async fn sync_emails(ctx: TaskContext) -> anyhow::Result<()> {
+//!     println!("attempt {} of the slot {}", ctx.attempt(), ctx.scheduled_for());
+//!     Ok(())
+//! }
+//!
+//! /// At midnight in Shanghai; `region` comes from the run's JSON params.
+//! #[kairos::task(schedule = "0 0 * * *", timezone = "Asia/Shanghai", timeout = "10m")]
+//! async fn daily_report(region: String) -> anyhow::Result<u32> {
+//!     Ok(region.len() as u32)
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> anyhow::Result<()> {
+//!     let scheduler = Scheduler::builder()
+//!         .database_url("sqlite://kairos.db")
+//!         .config_file("jobs.toml")
+//!         .max_workers(8)
+//!         .build()
+//!         .await?;
+//!     let handle = scheduler.handle();
+//!     handle
+//!         .enqueue(
+//!             Enqueue::new("daily_report")
+//!                 .params(serde_json::json!({ "region": "eu" }))
+//!                 .delay(Duration::from_secs(30)),
+//!         )
+//!         .await?;
+//!     // Until Ctrl-C or SIGTERM; then running runs get a grace period.
+//!     scheduler.run_until_signal().await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The pieces: [`task`] (registry and context), [`schedule`] (cron, intervals,
+//! durations), [`config`] (`jobs.toml`), [`store`] (tables and queries), [`runtime`]
+//! (planner, dispatcher, executor), [`cli`] (the admin CLI), [`clock`] (real and manual
+//! time).
 
 pub mod cli;
 pub mod clock;

@@ -320,3 +320,40 @@ pub(crate) fn json_kind(v: &Value) -> &'static str {
         Value::Object(_) => "an object",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(_: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
+        Box::pin(async { Ok(None) })
+    }
+
+    #[test]
+    fn duplicate_names_are_refused_with_both_locations() {
+        let err = Registry::from_tasks([
+            TaskDef::new("sync", h, "src/b.rs:20"),
+            TaskDef::new("other", h, "src/c.rs:1"),
+            TaskDef::new("sync", h, "src/a.rs:10"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.name, "sync");
+        assert_eq!(
+            (err.first.as_str(), err.second.as_str()),
+            ("src/a.rs:10", "src/b.rs:20")
+        );
+        assert!(
+            err.to_string()
+                .contains("registered twice: at src/a.rs:10 and at src/b.rs:20")
+        );
+    }
+
+    #[test]
+    fn registry_lists_tasks_by_name() {
+        let reg =
+            Registry::from_tasks([TaskDef::new("b", h, "x"), TaskDef::new("a", h, "y")]).unwrap();
+        assert_eq!(reg.names(), ["a", "b"]);
+        assert_eq!(reg.get("a").map(|t| t.location), Some("y"));
+        assert!(reg.get("c").is_none());
+    }
+}

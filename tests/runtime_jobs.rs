@@ -248,3 +248,76 @@ async fn trigger_runs_a_job_now() {
     h.shutdown();
     t.await.unwrap();
 }
+
+#[tokio::test]
+async fn build_reconciles_macro_and_config_jobs_into_the_table() {
+    let db = common::sqlite();
+    let clock = ManualClock::new(t0());
+    let registry = Registry::from_tasks([
+        TaskDef {
+            schedule: Some("0 * * * *"),
+            ..TaskDef::new("tick", noop, "tests/runtime_jobs.rs:1")
+        },
+        TaskDef {
+            interval: Some(Duration::from_secs(600)),
+            ..TaskDef::new("sweep", noop, "tests/runtime_jobs.rs:2")
+        },
+    ])
+    .unwrap();
+    let text = r#"
+[tasks.sweep]
+enabled = false
+
+[[jobs]]
+name = "tick_eu"
+task = "tick"
+schedule = "30 6 * * *"
+timezone = "Europe/Berlin"
+params = { region = "eu" }
+"#;
+    let build = |config: kairos::config::Config| {
+        Scheduler::builder()
+            .database_url(&db.url)
+            .registry(registry.clone())
+            .clock(clock.clone())
+            .config(config)
+            .build()
+    };
+    let config = kairos::config::Config::parse(text, "jobs.toml").unwrap();
+    build(config).await.unwrap();
+    let store = Store::connect(&db.url).await.unwrap();
+    let jobs = store.jobs().await.unwrap();
+    let summary: Vec<_> = jobs
+        .iter()
+        .map(|j| {
+            (
+                j.name.as_str(),
+                j.task.as_str(),
+                j.enabled,
+                j.source.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("sweep", "sweep", false, "code"),
+            ("tick", "tick", true, "code"),
+            ("tick_eu", "tick", true, "config"),
+        ]
+    );
+    let eu = store.job("tick_eu").await.unwrap();
+    assert_eq!(eu.params, json!({"region": "eu"}));
+    assert_eq!(
+        eu.next_run_at,
+        Some("2026-03-02T05:30:00Z".parse().unwrap())
+    );
+    assert_eq!(
+        store.job("tick").await.unwrap().next_run_at,
+        Some("2026-03-01T13:00:00Z".parse().unwrap())
+    );
+    // Removing the [[jobs]] entry disables the job but keeps it.
+    build(kairos::config::Config::default()).await.unwrap();
+    let eu = store.job("tick_eu").await.unwrap();
+    assert!(!eu.enabled);
+}
