@@ -564,6 +564,10 @@ impl Store {
                 [Value::from(ms(now))],
             ))
             .await?;
+        if res.rows_affected() > 0 {
+            // Re-queued runs keep their ids: tell idle nodes through the counter.
+            bump(&self.db, self).await?;
+        }
         Ok(res.rows_affected())
     }
 
