@@ -12,7 +12,7 @@ use kairos::job::{JobSource, JobSpec};
 use kairos::schedule::{CronSchedule, Schedule, Tz};
 use kairos::store::Store;
 use kairos::task::TaskOutcome;
-use kairos::{ManualClock, Registry, RunFilter, RunStatus, Scheduler, TaskContext, TaskDef};
+use kairos::{Clock, ManualClock, Registry, RunFilter, RunStatus, Scheduler, TaskContext, TaskDef};
 use serde_json::{Value, json};
 
 fn t0() -> DateTime<Utc> {
@@ -37,6 +37,14 @@ fn spec(name: &str, schedule: Schedule) -> JobSpec {
         priority: None,
         source: JobSource::Api,
     }
+}
+
+/// A store holding one interval job, `every_minute`, anchored at `t0()`.
+async fn minute_job(url: &str) -> Store {
+    let store = Store::connect(url).await.unwrap();
+    let every_minute = spec("every_minute", Schedule::Every(Duration::from_secs(60)));
+    store.sync_jobs(&[every_minute], t0()).await.unwrap();
+    store
 }
 
 async fn node(
@@ -84,17 +92,7 @@ async fn wait_slots(store: &Store, job: &str, n: usize) -> Vec<DateTime<Utc>> {
 async fn two_nodes_fire_each_slot_exactly_once() {
     for db in common::databases("two_nodes_fire_each_slot_exactly_once").await {
         let clock = ManualClock::new(t0());
-        let store = Store::connect(&db.url).await.unwrap();
-        store
-            .sync_jobs(
-                &[spec(
-                    "every_minute",
-                    Schedule::Every(Duration::from_secs(60)),
-                )],
-                t0(),
-            )
-            .await
-            .unwrap();
+        let store = minute_job(&db.url).await;
         let (a, ta) = node(&db.url, &clock).await;
         let (b, tb) = node(&db.url, &clock).await;
         for k in 1..=5 {
@@ -130,7 +128,7 @@ async fn cron_job_fires_at_zone_local_times() {
     let tz: Tz = "Asia/Shanghai".parse().unwrap();
     let cron = Schedule::Cron(CronSchedule::parse("0 0 * * *", tz).unwrap());
     store
-        .sync_jobs(&[spec("midnight_shanghai", cron)], clock_now(&clock))
+        .sync_jobs(&[spec("midnight_shanghai", cron)], clock.now())
         .await
         .unwrap();
     let (h, t) = node(&db.url, &clock).await;
@@ -149,26 +147,11 @@ async fn cron_job_fires_at_zone_local_times() {
     t.await.unwrap();
 }
 
-fn clock_now(c: &ManualClock) -> DateTime<Utc> {
-    use kairos::Clock;
-    c.now()
-}
-
 #[tokio::test]
 async fn missed_slots_coalesce_into_one_run() {
     let db = common::sqlite();
     let clock = ManualClock::new(t0());
-    let store = Store::connect(&db.url).await.unwrap();
-    store
-        .sync_jobs(
-            &[spec(
-                "every_minute",
-                Schedule::Every(Duration::from_secs(60)),
-            )],
-            t0(),
-        )
-        .await
-        .unwrap();
+    let store = minute_job(&db.url).await;
     // No node runs for ten and a half minutes.
     clock.advance(Duration::from_secs(630));
     let (h, t) = node(&db.url, &clock).await;
@@ -188,17 +171,7 @@ async fn missed_slots_coalesce_into_one_run() {
 async fn pause_from_another_process_stops_firing_and_resume_restarts_it() {
     for db in common::databases("pause_from_another_process").await {
         let clock = ManualClock::new(t0());
-        let store = Store::connect(&db.url).await.unwrap();
-        store
-            .sync_jobs(
-                &[spec(
-                    "every_minute",
-                    Schedule::Every(Duration::from_secs(60)),
-                )],
-                t0(),
-            )
-            .await
-            .unwrap();
+        let store = minute_job(&db.url).await;
         let (h, t) = node(&db.url, &clock).await;
         clock.advance(Duration::from_secs(60));
         wait_slots(&store, "every_minute", 1).await;

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -12,7 +11,7 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use kairos::task::TaskOutcome;
 use kairos::{
-    Enqueue, ManualClock, Registry, RunStatus, Scheduler, TaskContext, TaskDef, TaskError,
+    Clock, Enqueue, ManualClock, Registry, RunStatus, Scheduler, TaskContext, TaskDef, TaskError,
 };
 use serde_json::{Value, json};
 
@@ -181,7 +180,7 @@ async fn failures_retry_with_persisted_backoff_then_fail() {
         })
         .await;
         let r = h.run(id).await.unwrap();
-        let delay = r.run_at - clock_now(&clock);
+        let delay = r.run_at - clock.now();
         assert!(
             delay >= chrono::Duration::seconds(15),
             "second backoff {delay} should double"
@@ -192,11 +191,6 @@ async fn failures_retry_with_persisted_backoff_then_fail() {
         h.shutdown();
         task.await.unwrap();
     }
-}
-
-fn clock_now(c: &ManualClock) -> DateTime<Utc> {
-    use kairos::Clock;
-    c.now()
 }
 
 #[tokio::test]
@@ -348,11 +342,6 @@ async fn priorities_order_claims_lower_first() {
         store.run(ids[1]).await.unwrap().status,
         RunStatus::Succeeded
     );
-}
-
-#[allow(dead_code)]
-fn _assert_send(h: kairos::SchedulerHandle) -> impl Send {
-    Arc::new(h)
 }
 
 #[tokio::test]

@@ -658,26 +658,6 @@ impl Store {
             None => (0, 0),
         })
     }
-
-    /// Counts of runs by status.
-    pub async fn run_counts(&self) -> Result<Vec<(RunStatus, i64)>, StoreError> {
-        let rows = self
-            .db
-            .query_all_raw(self.stmt(
-                "SELECT status, COUNT(*) FROM kairos_runs GROUP BY status",
-                [],
-            ))
-            .await?;
-        let mut out = Vec::new();
-        for r in rows {
-            let s: String = r.try_get_by_index(0)?;
-            if let Ok(st) = s.parse() {
-                out.push((st, r.try_get_by_index(1)?));
-            }
-        }
-        out.sort_by_key(|(s, _)| RunStatus::ALL.iter().position(|x| x == s));
-        Ok(out)
-    }
 }
 
 /// Write transactions take SQLite's write lock up front: a deferred transaction that
