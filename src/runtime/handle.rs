@@ -158,7 +158,7 @@ impl SchedulerHandle {
         if run.run_at > now
             || !s.started.load(std::sync::atomic::Ordering::SeqCst)
             || s.shutdown.is_cancelled()
-            || s.policy(&run.task).max_instances.is_some()
+            || s.claim_limits.max_instances.contains_key(&run.task)
         {
             return Ok(None);
         }

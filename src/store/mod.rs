@@ -12,7 +12,6 @@ mod runs;
 mod sql;
 mod types;
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -166,20 +165,4 @@ pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
 
 pub(crate) fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-impl FromStr for RunStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        RunStatus::ALL
-            .iter()
-            .copied()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown run status `{s}`; use one of: {}",
-                    RunStatus::ALL.map(|s| s.as_str()).join(", ")
-                )
-            })
-    }
 }

@@ -1,6 +1,8 @@
 //! The store's public records: jobs and runs as the API and CLI see them, with real
 //! times and enums instead of the raw columns.
 
+use std::str::FromStr;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -52,6 +54,22 @@ impl RunStatus {
     /// True once the run can no longer change.
     pub fn is_finished(self) -> bool {
         !matches!(self, RunStatus::Queued | RunStatus::Running)
+    }
+}
+
+impl FromStr for RunStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RunStatus::ALL
+            .iter()
+            .copied()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown run status `{s}`; use one of: {}",
+                    RunStatus::ALL.map(|s| s.as_str()).join(", ")
+                )
+            })
     }
 }
 
