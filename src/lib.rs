@@ -68,7 +68,7 @@ pub use kairos_macros::task;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use runtime::{Enqueue, Scheduler, SchedulerBuilder, SchedulerHandle};
 pub use store::{Job, Run, RunFilter, RunStatus};
-pub use task::{FailedRun, Registry, TaskContext, TaskDef, TaskError};
+pub use task::{FailedRun, Misfire, Overlap, ParamDef, Registry, TaskContext, TaskDef, TaskError};
 
 #[doc(hidden)]
 #[path = "private.rs"]

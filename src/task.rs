@@ -47,6 +47,108 @@ impl fmt::Display for TaskError {
     }
 }
 
+/// What a job does with slots it missed (no node ran, or the job was paused) by more
+/// than its `misfire_grace`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Misfire {
+    /// Missed slots are skipped (recorded as `skipped`, reason `misfire` or `paused`).
+    Skip,
+    /// One run stands for all missed slots, stamped with the latest of them; the others
+    /// are recorded as `coalesced` into it. The default.
+    #[default]
+    RunOnce,
+    /// The missed slots run, oldest first, at most `max_catch_up` of them (the most
+    /// recent ones when more were missed; the older ones are skipped).
+    CatchUp,
+}
+
+impl Misfire {
+    /// Every policy.
+    pub const ALL: [Misfire; 3] = [Misfire::Skip, Misfire::RunOnce, Misfire::CatchUp];
+
+    /// The name used in `jobs.toml`, the macro, the CLI and the database.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Misfire::Skip => "skip",
+            Misfire::RunOnce => "run_once",
+            Misfire::CatchUp => "catch_up",
+        }
+    }
+}
+
+/// What a job does when a slot comes while `max_instances` of its runs are already
+/// queued or running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Overlap {
+    /// The slot passes without a run (recorded as `skipped`, reason `overlap`). The
+    /// default.
+    #[default]
+    Skip,
+    /// The run is queued anyway and starts when an instance is free.
+    Queue,
+    /// The running runs of the job are cancelled, then the new one starts.
+    Replace,
+}
+
+impl Overlap {
+    /// Every policy.
+    pub const ALL: [Overlap; 3] = [Overlap::Skip, Overlap::Queue, Overlap::Replace];
+
+    /// The name used in `jobs.toml`, the macro, the CLI and the database.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Overlap::Skip => "skip",
+            Overlap::Queue => "queue",
+            Overlap::Replace => "replace",
+        }
+    }
+}
+
+macro_rules! named_enum {
+    ($t:ident, $what:literal) => {
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $t {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                $t::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| {
+                    format!(
+                        concat!("unknown ", $what, " policy `{}`; use one of: {}"),
+                        s,
+                        $t::ALL.map(|p| p.as_str()).join(", ")
+                    )
+                })
+            }
+        }
+    };
+}
+
+named_enum!(Misfire, "misfire");
+named_enum!(Overlap, "overlap");
+
+/// One parameter of a task function, as `#[kairos::task]` publishes it so params can be
+/// checked where a run is enqueued, not only when it executes.
+#[derive(Debug, Clone, Copy)]
+pub struct ParamDef {
+    /// The parameter's name: the key in the run's JSON params.
+    pub name: &'static str,
+    /// Its Rust type as written (`String`, `Option<u32>`).
+    pub rust_type: &'static str,
+    /// False for `Option<T>` parameters, which may be left out.
+    pub required: bool,
+    /// The JSON Schema of its values (`{}` when the type has none kairos knows).
+    pub schema: fn() -> Value,
+}
+
+/// Checks a run's params against a task's parameters without running it.
+pub type ParamsCheck = fn(&Value) -> Result<(), TaskError>;
+
 /// A task as registered by `#[kairos::task]`: a handler plus its defaults.
 ///
 /// Built by the macro in a `const` context, hence plain fields and fn pointers.
@@ -75,6 +177,21 @@ pub struct TaskDef {
     pub queue: Option<&'static str>,
     /// Called after the final attempt failed.
     pub on_failure: Option<FailureHook>,
+    /// Missed-slot policy of the task's own job.
+    pub misfire: Option<Misfire>,
+    /// With `misfire = catch_up`, how many missed slots run at most.
+    pub max_catch_up: Option<u32>,
+    /// How late a slot may be found and still run as an ordinary (late) slot.
+    pub misfire_grace: Option<Duration>,
+    /// What the task's own job does when `max_instances` runs are already active.
+    pub overlap: Option<Overlap>,
+    /// How the task's own cron job treats daylight-saving gaps and overlaps.
+    pub dst: Option<crate::schedule::DstPolicy>,
+    /// The function's parameters (besides `TaskContext`), in order; `None` when
+    /// unknown (a task registered by hand), so any JSON object is accepted.
+    pub params: Option<&'static [ParamDef]>,
+    /// Checks params exactly as the handler will read them; `None` when unknown.
+    pub check_params: Option<ParamsCheck>,
     /// The generated entry point.
     pub handler: Handler,
     /// Where the task is defined (`file:line`), for duplicate-name reports.
@@ -109,6 +226,13 @@ impl TaskDef {
             priority: None,
             queue: None,
             on_failure: None,
+            misfire: None,
+            max_catch_up: None,
+            misfire_grace: None,
+            overlap: None,
+            dst: None,
+            params: None,
+            check_params: None,
             handler,
             location,
         }

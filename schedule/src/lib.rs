@@ -46,6 +46,60 @@ pub enum ScheduleError {
     },
 }
 
+/// How a cron job treats wall-clock times that a daylight-saving change skips (the
+/// spring-forward gap) or repeats (the fall-back overlap).
+///
+/// An entry is *wildcard* when its second, minute or hour field starts with `*`
+/// (Debian's `MIN_STAR`/`HR_STAR`, extended to the seconds field); every other entry,
+/// ranges and lists included, is *fixed-time*.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum DstPolicy {
+    /// Debian cron's rule (the default): a fixed-time entry whose time falls in a gap
+    /// runs at the first instant after the gap, and one repeated by a fall-back runs
+    /// once; a wildcard entry fires on both passes of a repeated hour and never inside
+    /// a gap.
+    #[default]
+    Debian,
+    /// Times inside a gap do not run, and a repeated time runs once (on the first
+    /// pass), whatever the entry: never run at a time the wall clock did not show,
+    /// never twice.
+    Skip,
+    /// Times inside a gap run at the first instant after it, and repeated times run on
+    /// both passes, whatever the entry: never miss a wall-clock match.
+    Both,
+}
+
+impl DstPolicy {
+    /// Every policy, in the order the docs list them.
+    pub const ALL: [DstPolicy; 3] = [DstPolicy::Debian, DstPolicy::Skip, DstPolicy::Both];
+
+    /// The name used in `jobs.toml`, the macro and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DstPolicy::Debian => "debian",
+            DstPolicy::Skip => "skip",
+            DstPolicy::Both => "both",
+        }
+    }
+}
+
+impl fmt::Display for DstPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for DstPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        DstPolicy::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| format!("unknown dst policy `{s}`; use one of: debian, skip, both"))
+    }
+}
+
 /// When a job fires.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Schedule {
