@@ -239,6 +239,35 @@ impl TaskDef {
     }
 }
 
+impl TaskDef {
+    /// The JSON Schema of the task's params: an object with one property per parameter,
+    /// `required` listing those that are not `Option`, and no other keys. A task
+    /// registered by hand (no [`TaskDef::params`]) accepts any object.
+    pub fn params_schema(&self) -> Value {
+        let Some(params) = self.params else {
+            return serde_json::json!({ "type": "object" });
+        };
+        let mut properties = serde_json::Map::new();
+        let mut required = Vec::new();
+        for p in params {
+            let mut schema = (p.schema)();
+            if let Value::Object(m) = &mut schema {
+                m.insert("x-rust-type".into(), Value::from(p.rust_type));
+            }
+            properties.insert(p.name.to_string(), schema);
+            if p.required {
+                required.push(Value::from(p.name));
+            }
+        }
+        serde_json::json!({
+            "type": "object",
+            "properties": properties,
+            "required": required,
+            "additionalProperties": false,
+        })
+    }
+}
+
 inventory::collect!(TaskDef);
 
 /// What a failure callback learns about the run that failed for good.
