@@ -26,7 +26,7 @@ use chrono::{DateTime, Duration as TimeDelta, LocalResult, NaiveDateTime, Offset
 use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds, Year};
 
-use crate::ScheduleError;
+use crate::{ScheduleError, quote};
 
 /// The cron fields, in the order of a 6-field expression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -379,7 +379,8 @@ fn normalize(expr: &str) -> Result<Normalized, String> {
             None => {
                 let names: Vec<&str> = MACROS.iter().map(|(n, _)| *n).collect();
                 return Err(format!(
-                    "unknown macro `{trimmed}`; use one of {}",
+                    "unknown macro {}; use one of {}",
+                    quote(trimmed),
                     names.join(" ")
                 ));
             }
@@ -477,6 +478,7 @@ fn expand(item: &str, kind: Field) -> Option<Vec<u32>> {
 
 /// Checks one field and rewrites names and `?` into numbers and `*`.
 fn normalize_field(raw: &str, field: Field) -> Result<String, String> {
+    let shown = quote(raw);
     let upper = raw.to_ascii_uppercase();
     let day_field = matches!(field, Field::DayOfMonth | Field::DayOfWeek);
     if upper == "?" && day_field {
@@ -487,7 +489,7 @@ fn normalize_field(raw: &str, field: Field) -> Result<String, String> {
         if items.contains(&"L") && items.contains(&"LW") {
             // croner would read `L,LW` as `LW` alone.
             return Err(format!(
-                "`{raw}` combines `L` and `LW`; use one of them (or two entries)"
+                "{shown} combines `L` and `LW`; use one of them (or two entries)"
             ));
         }
     }
@@ -495,7 +497,7 @@ fn normalize_field(raw: &str, field: Field) -> Result<String, String> {
     for item in upper.split(',') {
         if item.is_empty() {
             return Err(format!(
-                "`{raw}` has an empty list item; remove the stray comma"
+                "{shown} has an empty list item; remove the stray comma"
             ));
         }
         items.push(normalize_item(item, field)?);
@@ -504,6 +506,7 @@ fn normalize_field(raw: &str, field: Field) -> Result<String, String> {
 }
 
 fn normalize_item(item: &str, field: Field) -> Result<String, String> {
+    let shown = quote(item);
     // Day-of-month extensions.
     if field == Field::DayOfMonth {
         if item == "L" || item == "LW" {
@@ -512,7 +515,7 @@ fn normalize_item(item: &str, field: Field) -> Result<String, String> {
         if let Some(day) = item.strip_suffix('W') {
             if day.contains(['-', '/', '*']) {
                 return Err(format!(
-                    "`{item}`: `W` takes a single day (e.g. `15W`, the weekday nearest the 15th)"
+                    "{shown}: `W` takes a single day (e.g. `15W`, the weekday nearest the 15th)"
                 ));
             }
             let d = value(day, field, false)?;
@@ -530,15 +533,15 @@ fn normalize_item(item: &str, field: Field) -> Result<String, String> {
         }
         if let Some((day, nth)) = item.split_once('#') {
             if day.contains(['-', '/', '*']) {
-                return Err(format!("`{item}`: `#` takes a single day (e.g. `FRI#2`)"));
+                return Err(format!("{shown}: `#` takes a single day (e.g. `FRI#2`)"));
             }
             let d = value(day, field, false)?;
             let k: u32 = nth.parse().map_err(|_| {
-                format!("`{item}`: the occurrence after `#` must be 1-5 (e.g. `FRI#2`)")
+                format!("{shown}: the occurrence after `#` must be 1-5 (e.g. `FRI#2`)")
             })?;
             if !(1..=5).contains(&k) {
                 return Err(format!(
-                    "`{item}`: the occurrence after `#` must be 1-5 (e.g. `FRI#2`)"
+                    "{shown}: the occurrence after `#` must be 1-5 (e.g. `FRI#2`)"
                 ));
             }
             return Ok(format!("{d}#{k}"));
@@ -546,7 +549,7 @@ fn normalize_item(item: &str, field: Field) -> Result<String, String> {
         if let Some(day) = item.strip_suffix('L') {
             if day.contains(['-', '/', '*']) {
                 return Err(format!(
-                    "`{item}`: `L` takes a single day (e.g. `5L`, last Friday)"
+                    "{shown}: `L` takes a single day (e.g. `5L`, last Friday)"
                 ));
             }
             let d = value(day, field, false)?;
@@ -555,16 +558,16 @@ fn normalize_item(item: &str, field: Field) -> Result<String, String> {
     }
     if item.contains('#') {
         return Err(format!(
-            "`{item}`: `#` is only allowed in day-of-week (e.g. `FRI#2`)"
+            "{shown}: `#` is only allowed in day-of-week (e.g. `FRI#2`)"
         ));
     }
     let (base, step) = match item.split_once('/') {
         Some((base, step)) => {
             let n: u32 = step.parse().map_err(|_| {
-                format!("`{item}`: the step after `/` must be a positive number (e.g. `*/15`)")
+                format!("{shown}: the step after `/` must be a positive number (e.g. `*/15`)")
             })?;
             if n == 0 {
-                return Err(format!("`{item}`: the step must be at least 1"));
+                return Err(format!("{shown}: the step must be at least 1"));
             }
             (base, Some(n))
         }
@@ -577,7 +580,8 @@ fn normalize_item(item: &str, field: Field) -> Result<String, String> {
         let hi = value(b, field, true)?;
         if lo > hi {
             return Err(format!(
-                "`{item}`: the range `{a}-{b}` is reversed; write the smaller value first"
+                "{shown}: the range {} is reversed; write the smaller value first",
+                quote(&format!("{a}-{b}"))
             ));
         }
         format!("{lo}-{hi}")
@@ -587,7 +591,7 @@ fn normalize_item(item: &str, field: Field) -> Result<String, String> {
             let (_, hi) = field.range();
             let hi = if field == Field::DayOfWeek { 6 } else { hi };
             return Err(format!(
-                "`{item}`: a step needs a range; write `{v}-{hi}/{}` or `*/{}`",
+                "{shown}: a step needs a range; write `{v}-{hi}/{}` or `*/{}`",
                 step.unwrap_or(1),
                 step.unwrap_or(1)
             ));
@@ -603,6 +607,7 @@ fn normalize_item(item: &str, field: Field) -> Result<String, String> {
 /// Parses one value of `field`: a number in range or, for months and days, a name.
 /// `SUN` at the end of a range is 7, so `FRI-SUN` works.
 fn value(text: &str, field: Field, range_end: bool) -> Result<u32, String> {
+    let shown = quote(text);
     let (lo, hi) = field.range();
     if text.is_empty() {
         return Err(format!(
@@ -613,7 +618,7 @@ fn value(text: &str, field: Field, range_end: bool) -> Result<u32, String> {
     if text.bytes().all(|b| b.is_ascii_digit()) {
         return match text.parse::<u32>() {
             Ok(v) if (lo..=hi).contains(&v) => Ok(v),
-            _ => Err(format!("`{text}` is out of range {lo}-{hi}")),
+            _ => Err(format!("{shown} is out of range {lo}-{hi}")),
         };
     }
     if let Some(i) = field.names().iter().position(|n| *n == text) {
@@ -632,7 +637,7 @@ fn value(text: &str, field: Field, range_end: bool) -> Result<u32, String> {
         _ => String::new(),
     };
     Err(format!(
-        "`{text}` is not valid; expected {}{hint}",
+        "{shown} is not valid; expected {}{hint}",
         field.value_help()
     ))
 }
@@ -1104,6 +1109,47 @@ mod tests {
         assert_eq!(
             full,
             "invalid cron expression `0 25 * * *`: field 2 (hour) `25` is out of range 0-23"
+        );
+    }
+
+    #[test]
+    fn long_input_is_shortened_in_messages() {
+        let check = |expr: String, field_part: &str| {
+            let e = CronSchedule::parse(&expr, Tz::UTC).unwrap_err();
+            let ScheduleError::InvalidCron { expr: kept, .. } = &e else {
+                panic!("{e:?}");
+            };
+            assert_eq!(kept, &expr, "the error keeps the whole input");
+            let msg = e.to_string();
+            assert!(msg.chars().count() < 400, "{} chars: {msg}", msg.len());
+            let n = expr.chars().count();
+            assert!(msg.contains(&format!("…` ({n} characters): ")), "{msg}");
+            assert!(msg.contains(field_part), "{msg}");
+        };
+        check(
+            format!("0 0 * * * {}", "1".repeat(10_000)),
+            "field 6 (day-of-week) `1111",
+        );
+        check(format!("@{}", "x".repeat(10_000)), "unknown macro `@xxx");
+        check(
+            format!("{} * * * *", "1,".repeat(5_000)),
+            "(10000 characters) has an empty list item",
+        );
+        check(
+            format!("0 9{}-1 * * *", "0".repeat(10_000)),
+            "field 2 (hour) `9000",
+        );
+        check(
+            format!("0 {} * * *", "é".repeat(9_000)),
+            "(9000 characters)",
+        );
+        // Short input is shown whole.
+        let msg = CronSchedule::parse("0 0 * * * x", Tz::UTC)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("invalid cron expression `0 0 * * * x`: "),
+            "{msg}"
         );
     }
 

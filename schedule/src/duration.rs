@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use crate::ScheduleError;
+use crate::{ScheduleError, quote};
 
 /// Units from largest to smallest, with their length in nanoseconds.
 const UNITS: [(&str, u128); 7] = [
@@ -52,7 +52,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, ScheduleError> {
             return Err(bad(if c == '-' {
                 "negative durations are not allowed".to_string()
             } else {
-                format!("expected a number at `{rest}`; {UNIT_HELP}")
+                format!("expected a number at {}; {UNIT_HELP}", quote(rest))
             }));
         }
         let number = &rest[..digits];
@@ -69,10 +69,10 @@ pub fn parse_duration(input: &str) -> Result<Duration, ScheduleError> {
         let unit = &rest[..unit_len];
         rest = rest[unit_len..].trim_start();
         if unit.is_empty() {
-            return Err(bad(format!("`{number}` has no unit; {UNIT_HELP}")));
+            return Err(bad(format!("{} has no unit; {UNIT_HELP}", quote(number))));
         }
         let Some(index) = UNITS.iter().position(|(u, _)| *u == unit) else {
-            return Err(bad(format!("unknown unit `{unit}`; {UNIT_HELP}")));
+            return Err(bad(format!("unknown unit {}; {UNIT_HELP}", quote(unit))));
         };
         if let Some(last) = last_unit
             && index <= last
@@ -86,7 +86,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, ScheduleError> {
         last_unit = Some(index);
         let n: u128 = number
             .parse()
-            .map_err(|_| bad(format!("`{number}` is too large")))?;
+            .map_err(|_| bad(format!("{} is too large", quote(number))))?;
         total = n
             .checked_mul(UNITS[index].1)
             .and_then(|v| total.checked_add(v))
@@ -191,6 +191,25 @@ mod tests {
         assert!(reason("999999999999999999999d").contains("too large"));
         let e = parse_duration("10x").unwrap_err().to_string();
         assert!(e.starts_with("invalid duration `10x`: unknown unit"), "{e}");
+    }
+
+    #[test]
+    fn long_input_is_shortened_in_messages() {
+        for input in [
+            format!("{}s", "1".repeat(10_000)),
+            "x".repeat(10_000),
+            format!("1{}", "y".repeat(10_000)),
+            "1".repeat(10_000),
+        ] {
+            let msg = parse_duration(&input).unwrap_err().to_string();
+            assert!(msg.chars().count() < 400, "{msg}");
+            assert!(
+                msg.contains("…` (10001 characters)") || msg.contains("…` (10000 characters)"),
+                "{msg}"
+            );
+        }
+        let msg = parse_duration(&"x".repeat(10_000)).unwrap_err().to_string();
+        assert!(msg.contains("expected a number at `xxx"), "{msg}");
     }
 
     #[test]

@@ -25,25 +25,44 @@ pub use crate::duration::{format_duration, parse_duration, parse_interval};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ScheduleError {
-    /// The cron expression does not parse.
-    #[error("invalid cron expression `{expr}`: {reason}")]
+    /// The cron expression does not parse. The message shows at most 80 characters
+    /// of the expression (and its length when it is longer).
+    #[error("invalid cron expression {}: {reason}", quote(.expr))]
     InvalidCron {
         /// The expression as given.
         expr: String,
         /// What is wrong, naming the field and how to fix it.
         reason: String,
     },
-    /// The time zone is not an IANA zone name.
-    #[error("unknown time zone `{0}`: {hint}", hint = timezone_hint(.0))]
+    /// The time zone is not an IANA zone name. The message shows at most 80 characters
+    /// of the name.
+    #[error("unknown time zone {}: {hint}", quote(.0), hint = timezone_hint(.0))]
     UnknownTimezone(String),
-    /// The duration does not parse.
-    #[error("invalid duration `{input}`: {reason}")]
+    /// The duration does not parse. The message shows at most 80 characters of the
+    /// text.
+    #[error("invalid duration {}: {reason}", quote(.input))]
     InvalidDuration {
         /// The text as given.
         input: String,
         /// What is wrong.
         reason: String,
     },
+}
+
+/// How many characters of rejected input an error message shows: enough to recognise it,
+/// while a pasted file or a runaway generated string still gives a one-line message.
+const ECHO_LIMIT: usize = 80;
+
+/// `text` in backticks for an error message: whole if it has at most [`ECHO_LIMIT`]
+/// characters, else its start, `…` and its length (``"`0 0 * * * xxxx…` (10000
+/// characters)"``).
+pub(crate) fn quote(text: &str) -> String {
+    let len = text.chars().count();
+    if len <= ECHO_LIMIT {
+        return format!("`{text}`");
+    }
+    let head: String = text.chars().take(ECHO_LIMIT - 1).collect();
+    format!("`{head}…` ({len} characters)")
 }
 
 /// How a cron job treats wall-clock times that a daylight-saving change skips (the
@@ -284,5 +303,24 @@ mod tests {
         let e = parse_timezone("Mars/Olympus").unwrap_err().to_string();
         assert!(e.contains("IANA name such as `Europe/Paris`"), "{e}");
         assert!(e.starts_with("unknown time zone `Mars/Olympus`"), "{e}");
+        let long = format!("Europe/{}", "x".repeat(10_000));
+        let e = parse_timezone(&long).unwrap_err();
+        assert_eq!(e, ScheduleError::UnknownTimezone(long));
+        let e = e.to_string();
+        assert!(e.chars().count() < 300, "{e}");
+        assert!(e.starts_with("unknown time zone `Europe/xxx"), "{e}");
+        assert!(e.contains("…` (10007 characters): use an IANA name"), "{e}");
+    }
+
+    #[test]
+    fn quote_keeps_80_characters() {
+        let exact = "a".repeat(80);
+        assert_eq!(quote(&exact), format!("`{exact}`"));
+        let long = "é".repeat(81);
+        assert_eq!(
+            quote(&long),
+            format!("`{}…` (81 characters)", "é".repeat(79))
+        );
+        assert_eq!(quote(""), "``");
     }
 }
