@@ -70,6 +70,19 @@ impl Field {
         }
     }
 
+    /// How many values one cycle of the field has, and what the cycle is: a step restarts
+    /// with every cycle.
+    fn cycle(self) -> (u32, &'static str) {
+        match self {
+            Field::Second => (60, "minute"),
+            Field::Minute => (60, "hour"),
+            Field::Hour => (24, "day"),
+            Field::DayOfMonth => (31, "month"),
+            Field::Month => (12, "year"),
+            Field::DayOfWeek => (7, "week"),
+        }
+    }
+
     fn names(self) -> &'static [&'static str] {
         match self {
             Field::Month => &[
@@ -568,6 +581,24 @@ fn normalize_item(item: &str, field: Field) -> Result<String, String> {
             })?;
             if n == 0 {
                 return Err(format!("{shown}: the step must be at least 1"));
+            }
+            // Steps restart with each cycle of the field (`*/45` in minutes is :00 and :45
+            // every hour), so a step longer than the cycle picks only the first value and
+            // does not mean what it says (`*/90` is hourly, not every 90 minutes).
+            // Vixie/Debian cron's `get_range` and cronsim only reject a zero step; cronie
+            // accepts any step but warns when it exceeds the span it steps over (`*/60`:
+            // "Step size 60 higher than possible maximum of 59"). We reject what is
+            // certainly a mistake, a step longer than the field's cycle, and keep a step
+            // of exactly one cycle (`*/60`, `0 */24`, `*/7` in day-of-week): it selects
+            // the first value only, once per hour, day or week, which is what it is
+            // written to say.
+            let (cycle, unit) = field.cycle();
+            if n > cycle {
+                let (lo, hi) = field.range();
+                return Err(format!(
+                    "{shown}: the step {n} is larger than the field's range {lo}-{hi}; steps \
+                     restart every {unit}, so use at most {cycle}"
+                ));
             }
             (base, Some(n))
         }
@@ -1110,6 +1141,38 @@ mod tests {
             full,
             "invalid cron expression `0 25 * * *`: field 2 (hour) `25` is out of range 0-23"
         );
+    }
+
+    #[test]
+    fn steps_longer_than_the_field_are_rejected() {
+        assert_eq!(
+            reason("*/61 * * * *"),
+            "field 1 (minute) `*/61`: the step 61 is larger than the field's range 0-59; \
+             steps restart every hour, so use at most 60"
+        );
+        assert!(reason("*/61 * * * * *").starts_with("field 1 (second) `*/61`: the step 61"));
+        assert!(reason("0-30/61 * * * *").starts_with("field 1 (minute) `0-30/61`"));
+        assert!(reason("0 */25 * * *").starts_with("field 2 (hour) `*/25`: the step 25"));
+        assert!(reason("0 0 */32 * *").starts_with("field 3 (day-of-month) `*/32`"));
+        assert!(reason("0 0 * */13 *").starts_with("field 4 (month) `*/13`"));
+        assert!(reason("0 0 * * */8").contains("restart every week, so use at most 7"));
+        assert!(reason("0 0 * * 1,*/8").starts_with("field 5 (day-of-week) `*/8`"));
+        // One full cycle selects the first value only, which is what it says.
+        assert_eq!(
+            next_n("*/60 * * * *", Tz::UTC, T0, 2),
+            next_n("0 * * * *", Tz::UTC, T0, 2)
+        );
+        assert_eq!(
+            next_n("0 */24 * * *", Tz::UTC, T0, 2),
+            next_n("0 0 * * *", Tz::UTC, T0, 2)
+        );
+        assert_eq!(
+            next_n("0 0 * * */7", Tz::UTC, T0, 2),
+            next_n("0 0 * * 0", Tz::UTC, T0, 2)
+        );
+        for ok in ["0 0 */31 * *", "0 0 1 */12 *", "*/60 * * * * *"] {
+            assert!(CronSchedule::parse(ok, Tz::UTC).is_ok(), "{ok}");
+        }
     }
 
     #[test]
