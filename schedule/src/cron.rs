@@ -11,11 +11,26 @@
 //! * if day-of-month or day-of-week *starts with* `*` (`*`, `*/2`), a day must match both
 //!   (so only the other one restricts); otherwise it matches if either matches (Vixie's
 //!   `DOM_STAR`/`DOW_STAR` rule);
-//! * a *fixed-time* entry (second, minute and hour each a single number) that falls in a
-//!   spring-forward gap runs once at the first instant after the gap, and one repeated by
-//!   a fall-back runs once, on the first pass;
-//! * any other entry fires at every instant whose local wall-clock time matches: on both
-//!   passes of a repeated hour, and never inside a gap.
+//! * an entry is *wildcard* when its second, minute or hour field starts with `*`, and
+//!   *fixed-time* otherwise. This is Debian cron's rule (its `MIN_STAR`/`HR_STAR` flags
+//!   look at the first character of the field only), extended to the seconds field, so
+//!   ranges, lists and steps that start with a number are fixed-time: `30 2 * * *`,
+//!   `0 1-3 * * *`, `30 2,14 * * *`, `0 1-5/2 * * *`, `@daily`, and in 6-field form
+//!   `0 30 2 * * *`; while `*/15 * * * *`, `0 * * * *` (`@hourly`), `*/20 2 * * *` and
+//!   `*/10 30 2 * * *` (every 10 seconds of 02:30) are wildcard;
+//! * a fixed-time entry whose times fall in a spring-forward gap runs once at the first
+//!   instant after the gap, and one repeated by a fall-back runs once, on the first
+//!   pass; a wildcard entry fires at every instant whose local wall-clock time matches:
+//!   on both passes of a repeated hour, and never inside a gap.
+//!
+//! "Once at the first instant after the gap" holds however many of an entry's times the
+//! gap swallowed (`0,30 2 * * *` in a one-hour gap), and also when the entry matches that
+//! first instant itself (`0 2,3 * * *` when 02:00 jumps to 03:00): a schedule is a
+//! sequence of instants, and an instant fires once. Debian's own daemon differs here in
+//! a way no instant sequence can express: its "DST begins" branch in `cron.c` calls
+//! `find_jobs(minute, doWild = FALSE, doNonWild = TRUE)` for each skipped minute and for
+//! the current one, running the job queue in between, so such an entry runs once per
+//! matching minute, back to back.
 //!
 //! The search assumes a zone never turns its clock back by more than 3 hours at once
 //! (true of every IANA zone in use; the largest modern shifts are 2 hours).
@@ -134,7 +149,7 @@ pub struct CronSchedule {
     tz: Tz,
     /// Boxed: the matcher is large and `Schedule` is passed around by value.
     cron: std::sync::Arc<croner::Cron>,
-    /// Second, minute and hour are single numbers: the DST gap/overlap rule applies.
+    /// Debian's fixed-time entry: no second, minute or hour field starts with `*`.
     fixed_time: bool,
 }
 
@@ -190,9 +205,10 @@ impl CronSchedule {
                     .to_string(),
             ));
         }
-        let fixed_time = [sec, min, hour]
-            .iter()
-            .all(|f| f.bytes().all(|b| b.is_ascii_digit()));
+        // Debian's `MIN_STAR`/`HR_STAR`: the first character decides, before the field is
+        // read, so `*/5` is wildcard and `0-59` is not. Normalising leaves a leading `*`
+        // where the user wrote one (only day fields rewrite `?`).
+        let fixed_time = ![sec, min, hour].iter().any(|f| f.starts_with('*'));
         Ok(CronSchedule {
             expr: expr.to_string(),
             tz,
@@ -211,8 +227,13 @@ impl CronSchedule {
         self.tz
     }
 
-    /// Whether second, minute and hour are single values, so that a time skipped by a
-    /// spring-forward runs right after the gap and a repeated one runs once.
+    /// Whether this is a *fixed-time* entry by Debian cron's rule: none of its second,
+    /// minute and hour fields starts with `*`. Ranges, lists and steps count as fixed
+    /// when they start with a number (`0 1-3 * * *`, `30 2,14 * * *`, `0 1-5/2 * * *`);
+    /// `*/20 2 * * *` and `0 * * * *` are wildcard. In the 6-field form the seconds
+    /// field counts too: `*/10 30 2 * * *` (every 10 s of 02:30) is wildcard,
+    /// `0 30 2 * * *` is fixed. A fixed-time entry runs after a spring-forward gap that
+    /// swallowed its time and once in a repeated hour.
     pub fn is_fixed_time(&self) -> bool {
         self.fixed_time
     }
@@ -1034,19 +1055,39 @@ mod tests {
             next_n("0 * * * *", BERLIN, "2026-03-29T00:30:00Z", 2),
             ["2026-03-29T01:00:00Z", "2026-03-29T02:00:00Z"]
         );
-        // A range of hours is not a fixed time: 02:30 is skipped.
+        // A `*` minute makes a range of hours wildcard: 02:00 and 02:30 are skipped...
         assert_eq!(
-            next_n("30 1-3 * * *", NY, "2026-03-08T06:00:00Z", 2),
-            ["2026-03-08T06:30:00Z", "2026-03-08T07:30:00Z"]
+            next_n("*/30 1-3 * * *", NY, "2026-03-08T06:00:00Z", 3),
+            [
+                "2026-03-08T06:30:00Z",
+                "2026-03-08T07:00:00Z",
+                "2026-03-08T07:30:00Z"
+            ]
         );
-        // ...and fires on both passes at fall-back.
+        // ...and 01:00 and 01:30 fire on both passes at fall-back.
         assert_eq!(
-            next_n("30 1-3 * * *", NY, "2026-11-01T05:00:00Z", 3),
+            next_n("*/30 1-3 * * *", NY, "2026-11-01T04:50:00Z", 5),
+            [
+                "2026-11-01T05:00:00Z",
+                "2026-11-01T05:30:00Z",
+                "2026-11-01T06:00:00Z",
+                "2026-11-01T06:30:00Z",
+                "2026-11-01T07:00:00Z"
+            ]
+        );
+        // A `*/30` seconds field makes a 6-field entry wildcard.
+        assert_eq!(
+            next_n("*/30 30 1 * * *", NY, "2026-11-01T05:00:00Z", 4),
             [
                 "2026-11-01T05:30:00Z",
+                "2026-11-01T05:30:30Z",
                 "2026-11-01T06:30:00Z",
-                "2026-11-01T07:30:00Z"
+                "2026-11-01T06:30:30Z"
             ]
+        );
+        assert_eq!(
+            next_n("*/30 30 2 * * *", NY, "2026-03-08T00:00:00Z", 1),
+            ["2026-03-09T06:30:00Z"]
         );
         // Every second through the overlap is continuous in UTC.
         let s = CronSchedule::parse("* * * * * *", NY).unwrap();
@@ -1062,27 +1103,135 @@ mod tests {
 
     #[test]
     fn fixed_time_detection() {
-        assert!(
-            CronSchedule::parse("30 2 * * *", NY)
-                .unwrap()
-                .is_fixed_time()
+        let fixed = |expr: &str| CronSchedule::parse(expr, NY).unwrap().is_fixed_time();
+        // Debian: fixed unless the minute or hour field (or here the seconds field)
+        // starts with `*`; ranges, lists and steps starting with a number are fixed.
+        for expr in [
+            "30 2 * * *",
+            "@daily",
+            "@weekly",
+            "30 1-3 * * *",
+            "0,30 2 * * *",
+            "0 1-5/2 * * *",
+            "30 2,14 * * *",
+            "0-59 0-23 * * *",
+            "0 30 2 * * *",
+            "0,30 30 2 * * *",
+        ] {
+            assert!(fixed(expr), "{expr} should be fixed-time");
+        }
+        for expr in [
+            "@hourly",
+            "* * * * *",
+            "*/20 2 * * *",
+            "0 */2 * * *",
+            "0-59 * * * *",
+            "* 30 2 * * *",
+            "*/10 30 2 * * *",
+            "0 30 * * * *",
+        ] {
+            assert!(!fixed(expr), "{expr} should be wildcard");
+        }
+    }
+
+    const LONDON: Tz = Tz::Europe__London;
+
+    #[test]
+    fn fixed_time_ranges_and_lists_follow_debian() {
+        // London 2026-10-25: 01:00-02:00 happens at 00:00Z (BST) and 01:00Z (GMT).
+        // `0 1-3` is fixed-time: 01:00 local runs once, on the first pass.
+        assert_eq!(
+            next_n("0 1-3 * * *", LONDON, "2026-10-24T23:30:00Z", 3),
+            [
+                "2026-10-25T00:00:00Z",
+                "2026-10-25T02:00:00Z",
+                "2026-10-25T03:00:00Z"
+            ]
         );
-        assert!(CronSchedule::parse("@daily", NY).unwrap().is_fixed_time());
-        assert!(!CronSchedule::parse("@hourly", NY).unwrap().is_fixed_time());
-        assert!(
-            !CronSchedule::parse("30 1-3 * * *", NY)
-                .unwrap()
-                .is_fixed_time()
+        // London 2026-03-29: 01:00 GMT jumps to 02:00 BST (01:00Z). 01:00 runs at the
+        // end of the gap, and 02:00, which is that same instant, does not run twice.
+        assert_eq!(
+            next_n("0 1-3 * * *", LONDON, "2026-03-28T23:30:00Z", 3),
+            [
+                "2026-03-29T01:00:00Z",
+                "2026-03-29T02:00:00Z",
+                "2026-03-30T00:00:00Z"
+            ]
         );
-        assert!(
-            !CronSchedule::parse("0,30 2 * * *", NY)
-                .unwrap()
-                .is_fixed_time()
+        // New York 2026-03-08: both 02:00 and 02:30 fall in the gap; one run after it.
+        assert_eq!(
+            next_n("0,30 2 * * *", NY, "2026-03-08T05:00:00Z", 3),
+            [
+                "2026-03-08T07:00:00Z",
+                "2026-03-09T06:00:00Z",
+                "2026-03-09T06:30:00Z"
+            ]
         );
-        assert!(
-            !CronSchedule::parse("* 30 2 * * *", NY)
-                .unwrap()
-                .is_fixed_time()
+        // Steps starting with a number are fixed too: 01:30 and 03:30 around the gap.
+        assert_eq!(
+            next_n("30 1-5/2 * * *", NY, "2026-03-08T06:00:00Z", 3),
+            [
+                "2026-03-08T06:30:00Z",
+                "2026-03-08T07:30:00Z",
+                "2026-03-08T09:30:00Z"
+            ]
+        );
+        assert_eq!(
+            next_n("30 1-3 * * *", NY, "2026-03-08T06:00:00Z", 3),
+            [
+                "2026-03-08T06:30:00Z",
+                "2026-03-08T07:00:00Z",
+                "2026-03-08T07:30:00Z"
+            ]
+        );
+        assert_eq!(
+            next_n("30 1-3 * * *", NY, "2026-11-01T05:00:00Z", 3),
+            [
+                "2026-11-01T05:30:00Z",
+                "2026-11-01T07:30:00Z",
+                "2026-11-01T08:30:00Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn fixed_time_ranges_in_half_hour_and_0245_gaps() {
+        // Chatham 2026-09-27: 02:45 +12:45 jumps to 03:45 +13:45 (2026-09-26T14:00Z).
+        // 03:00 is in the gap and runs at its end.
+        let chatham = Tz::Pacific__Chatham;
+        assert_eq!(
+            next_n("0 1-3 * * *", chatham, "2026-09-26T12:00:00Z", 4),
+            [
+                "2026-09-26T12:15:00Z",
+                "2026-09-26T13:15:00Z",
+                "2026-09-26T14:00:00Z",
+                "2026-09-27T11:15:00Z"
+            ]
+        );
+        // Lord Howe 2026-10-04: 02:00 +10:30 jumps to 02:30 +11 (2026-10-03T15:30Z).
+        let lord_howe = Tz::Australia__Lord_Howe;
+        assert_eq!(
+            next_n("0 1-3 * * *", lord_howe, "2026-10-03T14:00:00Z", 3),
+            [
+                "2026-10-03T14:30:00Z",
+                "2026-10-03T15:30:00Z",
+                "2026-10-03T16:00:00Z"
+            ]
+        );
+        // 02:15 is in the gap, 02:45 is not.
+        assert_eq!(
+            next_n("15,45 2 * * *", lord_howe, "2026-10-03T14:00:00Z", 2),
+            ["2026-10-03T15:30:00Z", "2026-10-03T15:45:00Z"]
+        );
+        // Lord Howe 2026-04-05: 02:00 +11 goes back to 01:30 +10:30 (2026-04-04T15:00Z),
+        // repeating 01:30-02:00; a fixed 01:45 runs on the first pass only.
+        assert_eq!(
+            next_n("45 1,2 * * *", lord_howe, "2026-04-04T14:00:00Z", 3),
+            [
+                "2026-04-04T14:45:00Z",
+                "2026-04-04T16:15:00Z",
+                "2026-04-05T15:15:00Z"
+            ]
         );
     }
 
