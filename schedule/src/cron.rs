@@ -18,10 +18,15 @@
 //!   `0 1-3 * * *`, `30 2,14 * * *`, `0 1-5/2 * * *`, `@daily`, and in 6-field form
 //!   `0 30 2 * * *`; while `*/15 * * * *`, `0 * * * *` (`@hourly`), `*/20 2 * * *` and
 //!   `*/10 30 2 * * *` (every 10 seconds of 02:30) are wildcard;
-//! * a fixed-time entry whose times fall in a spring-forward gap runs once at the first
-//!   instant after the gap, and one repeated by a fall-back runs once, on the first
-//!   pass; a wildcard entry fires at every instant whose local wall-clock time matches:
-//!   on both passes of a repeated hour, and never inside a gap.
+//! * with the default [`DstPolicy::Debian`], a fixed-time entry whose times fall in a
+//!   spring-forward gap runs once at the first instant after the gap, and one repeated
+//!   by a fall-back runs once, on the first pass; a wildcard entry fires at every instant
+//!   whose local wall-clock time matches: on both passes of a repeated hour, and never
+//!   inside a gap;
+//! * [`DstPolicy::Skip`] treats every entry alike: nothing runs for a time inside a gap,
+//!   and a repeated time runs on the first pass only;
+//! * [`DstPolicy::Both`] treats every entry alike too: a gap's matching times run once at
+//!   the first instant after it, and repeated times run on both passes.
 //!
 //! "Once at the first instant after the gap" holds however many of an entry's times the
 //! gap swallowed (`0,30 2 * * *` in a one-hour gap), and also when the entry matches that
@@ -41,7 +46,7 @@ use chrono::{DateTime, Duration as TimeDelta, LocalResult, NaiveDateTime, Offset
 use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds, Year};
 
-use crate::{ScheduleError, quote};
+use crate::{DstPolicy, ScheduleError, quote};
 
 /// The cron fields, in the order of a 6-field expression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,20 +156,26 @@ pub struct CronSchedule {
     cron: std::sync::Arc<croner::Cron>,
     /// Debian's fixed-time entry: no second, minute or hour field starts with `*`.
     fixed_time: bool,
+    dst: DstPolicy,
 }
 
 impl PartialEq for CronSchedule {
     fn eq(&self, other: &Self) -> bool {
-        self.expr == other.expr && self.tz == other.tz
+        self.expr == other.expr && self.tz == other.tz && self.dst == other.dst
     }
 }
 
 impl Eq for CronSchedule {}
 
 impl fmt::Display for CronSchedule {
-    /// `cron "0 0 * * *" (Asia/Shanghai)`.
+    /// `cron "0 0 * * *" (Asia/Shanghai)`, with ` dst=skip` or ` dst=both` appended when
+    /// the policy is not the default.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cron \"{}\" ({})", self.expr, self.tz.name())
+        write!(f, "cron \"{}\" ({})", self.expr, self.tz.name())?;
+        if self.dst != DstPolicy::Debian {
+            write!(f, " dst={}", self.dst)?;
+        }
+        Ok(())
     }
 }
 
@@ -214,6 +225,7 @@ impl CronSchedule {
             tz,
             cron: std::sync::Arc::new(cron),
             fixed_time,
+            dst: DstPolicy::Debian,
         })
     }
 
@@ -227,25 +239,56 @@ impl CronSchedule {
         self.tz
     }
 
+    /// The same schedule with another daylight saving policy (the default is
+    /// [`DstPolicy::Debian`]).
+    pub fn with_dst(mut self, dst: DstPolicy) -> Self {
+        self.dst = dst;
+        self
+    }
+
+    /// How it treats times that a daylight saving change skips or repeats.
+    pub fn dst(&self) -> DstPolicy {
+        self.dst
+    }
+
     /// Whether this is a *fixed-time* entry by Debian cron's rule: none of its second,
     /// minute and hour fields starts with `*`. Ranges, lists and steps count as fixed
     /// when they start with a number (`0 1-3 * * *`, `30 2,14 * * *`, `0 1-5/2 * * *`);
     /// `*/20 2 * * *` and `0 * * * *` are wildcard. In the 6-field form the seconds
     /// field counts too: `*/10 30 2 * * *` (every 10 s of 02:30) is wildcard,
-    /// `0 30 2 * * *` is fixed. A fixed-time entry runs after a spring-forward gap that
-    /// swallowed its time and once in a repeated hour.
+    /// `0 30 2 * * *` is fixed. Under [`DstPolicy::Debian`] a fixed-time entry runs
+    /// after a spring-forward gap that swallowed its time and once in a repeated hour;
+    /// the other policies treat every entry alike.
     pub fn is_fixed_time(&self) -> bool {
         self.fixed_time
+    }
+
+    /// Whether wall-clock matches inside a spring-forward gap run at the gap's end.
+    fn runs_gap_times(&self) -> bool {
+        match self.dst {
+            DstPolicy::Debian => self.fixed_time,
+            DstPolicy::Skip => false,
+            DstPolicy::Both => true,
+        }
+    }
+
+    /// Whether wall-clock matches repeated by a fall-back run on the second pass too.
+    fn runs_second_pass(&self) -> bool {
+        match self.dst {
+            DstPolicy::Debian => !self.fixed_time,
+            DstPolicy::Skip => false,
+            DstPolicy::Both => true,
+        }
     }
 
     /// The first fire time strictly after `after`, or `None` if there is none (before the
     /// year 5000).
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let ahead = self.next_in_wall_order(after);
-        let behind = if self.fixed_time {
-            None
-        } else {
+        let behind = if self.runs_second_pass() {
             self.second_pass_behind(after)
+        } else {
+            None
         };
         match (ahead, behind) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -257,8 +300,10 @@ impl CronSchedule {
     ///
     /// Wall-clock matches are taken in order and mapped to instants; the first one that
     /// yields an instant after `after` yields the earliest (first-pass instants grow with
-    /// the wall clock, and a second-pass instant is only returned when `after` is itself
-    /// in the second pass, where every first-pass instant is already past).
+    /// the wall clock, a gap's times all map to its end, which is the instant of the
+    /// first wall-clock time after them, and a second-pass instant is only returned when
+    /// `after` is itself in the second pass, where every first-pass instant is already
+    /// past).
     fn next_in_wall_order(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let local_after = after.with_timezone(&self.tz).naive_local();
         let mut cursor = truncate_to_second(local_after) + TimeDelta::seconds(1);
@@ -276,19 +321,19 @@ impl CronSchedule {
                     if first > after {
                         return Some(first);
                     }
-                    if !self.fixed_time && second > after {
+                    if self.runs_second_pass() && second > after {
                         return Some(second);
                     }
                 }
                 LocalResult::None => {
-                    let end = self.end_of_gap(wall);
-                    if self.fixed_time {
-                        // Runs once, at the first instant after the gap.
-                        if let Some(end) = end.filter(|&e| e > after) {
+                    if let Some(end) = self.end_of_gap(wall) {
+                        if self.runs_gap_times() && end > after {
+                            // Once at the first instant after the gap, however many of the
+                            // gap's times match and whether or not `end`'s own time does:
+                            // the next search starts after `end`, past the whole gap.
                             return Some(end);
                         }
-                    } else if let Some(end) = end {
-                        // Nothing fires inside a gap: resume at its end.
+                        // Nothing (more) runs for this gap: resume at its end.
                         cursor = end.with_timezone(&self.tz).naive_local();
                         continue;
                     }
@@ -707,6 +752,19 @@ mod tests {
     /// The next `n` fire times of `expr` in `tz` strictly after `from`, as RFC3339 UTC.
     fn next_n(expr: &str, tz: Tz, from: &str, n: usize) -> Vec<String> {
         let c = CronSchedule::parse(expr, tz).unwrap_or_else(|e| panic!("{e}"));
+        let mut t = utc(from);
+        let mut out = Vec::new();
+        for _ in 0..n {
+            t = c.next_after(t).expect("a next time");
+            out.push(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        }
+        out
+    }
+
+    fn next_n_with(expr: &str, tz: Tz, dst: DstPolicy, from: &str, n: usize) -> Vec<String> {
+        let c = CronSchedule::parse(expr, tz)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_dst(dst);
         let mut t = utc(from);
         let mut out = Vec::new();
         for _ in 0..n {
@@ -1233,6 +1291,96 @@ mod tests {
                 "2026-04-05T15:15:00Z"
             ]
         );
+    }
+
+    #[test]
+    fn dst_policy_skip() {
+        let skip = |expr: &str, tz: Tz, from: &str, n: usize| {
+            next_n_with(expr, tz, DstPolicy::Skip, from, n)
+        };
+        // A fixed time in the gap does not run that day.
+        assert_eq!(
+            skip("30 2 * * *", NY, "2026-03-07T12:00:00Z", 2),
+            ["2026-03-09T06:30:00Z", "2026-03-10T06:30:00Z"]
+        );
+        // A wildcard entry's repeated times run on the first pass only.
+        assert_eq!(
+            skip("*/30 * * * *", NY, "2026-11-01T04:50:00Z", 4),
+            [
+                "2026-11-01T05:00:00Z",
+                "2026-11-01T05:30:00Z",
+                "2026-11-01T07:00:00Z",
+                "2026-11-01T07:30:00Z"
+            ]
+        );
+        // ...also when the search starts inside the second pass.
+        assert_eq!(
+            skip("*/30 * * * *", NY, "2026-11-01T06:10:00Z", 1),
+            ["2026-11-01T07:00:00Z"]
+        );
+        assert_eq!(
+            skip("30 1 * * *", NY, "2026-10-31T12:00:00Z", 2),
+            ["2026-11-01T05:30:00Z", "2026-11-02T06:30:00Z"]
+        );
+    }
+
+    #[test]
+    fn dst_policy_both() {
+        let both = |expr: &str, tz: Tz, from: &str, n: usize| {
+            next_n_with(expr, tz, DstPolicy::Both, from, n)
+        };
+        // A wildcard entry's gap times (02:00, 02:30) run once, at the end of the gap.
+        assert_eq!(
+            both("*/30 * * * *", NY, "2026-03-08T06:20:00Z", 3),
+            [
+                "2026-03-08T06:30:00Z",
+                "2026-03-08T07:00:00Z",
+                "2026-03-08T07:30:00Z"
+            ]
+        );
+        // 02:00 in the gap and 03:00 right after it are one run.
+        assert_eq!(
+            both("0 * * * *", BERLIN, "2026-03-29T00:30:00Z", 2),
+            ["2026-03-29T01:00:00Z", "2026-03-29T02:00:00Z"]
+        );
+        // A fixed time runs on both passes of the repeated hour.
+        assert_eq!(
+            both("30 1 * * *", NY, "2026-10-31T12:00:00Z", 3),
+            [
+                "2026-11-01T05:30:00Z",
+                "2026-11-01T06:30:00Z",
+                "2026-11-02T06:30:00Z"
+            ]
+        );
+        assert_eq!(
+            both("30 1 * * *", NY, "2026-11-01T05:45:00Z", 1),
+            ["2026-11-01T06:30:00Z"]
+        );
+        // A fixed time in the gap still runs after it.
+        assert_eq!(
+            both("30 2 * * *", NY, "2026-03-07T12:00:00Z", 1),
+            ["2026-03-08T07:00:00Z"]
+        );
+    }
+
+    #[test]
+    fn dst_policy_is_part_of_the_schedule() {
+        let base = CronSchedule::parse("0 0 * * *", Tz::Asia__Shanghai).unwrap();
+        assert_eq!(base.dst(), DstPolicy::Debian);
+        assert_eq!(base.to_string(), "cron \"0 0 * * *\" (Asia/Shanghai)");
+        let skip = base.clone().with_dst(DstPolicy::Skip);
+        assert_eq!(skip.dst(), DstPolicy::Skip);
+        assert_eq!(
+            skip.to_string(),
+            "cron \"0 0 * * *\" (Asia/Shanghai) dst=skip"
+        );
+        assert_eq!(
+            base.clone().with_dst(DstPolicy::Both).to_string(),
+            "cron \"0 0 * * *\" (Asia/Shanghai) dst=both"
+        );
+        assert_ne!(skip, base);
+        assert_eq!(skip.clone().with_dst(DstPolicy::Debian), base);
+        assert_eq!(skip, base.with_dst(DstPolicy::Skip));
     }
 
     #[test]

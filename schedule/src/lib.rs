@@ -78,13 +78,18 @@ pub enum DstPolicy {
     /// runs at the first instant after the gap, and one repeated by a fall-back runs
     /// once; a wildcard entry fires on both passes of a repeated hour and never inside
     /// a gap.
+    ///
+    /// An entry runs once after a gap however many of its times the gap held
+    /// (`0,30 2 * * *` in a one-hour gap), where Debian's daemon runs it once per
+    /// skipped match, back to back.
     #[default]
     Debian,
     /// Times inside a gap do not run, and a repeated time runs once (on the first
     /// pass), whatever the entry: never run at a time the wall clock did not show,
     /// never twice.
     Skip,
-    /// Times inside a gap run at the first instant after it, and repeated times run on
+    /// Times inside a gap run at the first instant after it (once, however many match,
+    /// and not again if the entry also matches that instant), and repeated times run on
     /// both passes, whatever the entry: never miss a wall-clock match.
     Both,
 }
