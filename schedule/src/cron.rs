@@ -282,7 +282,7 @@ impl CronSchedule {
     }
 
     /// The first fire time strictly after `after`, or `None` if there is none (before the
-    /// year 5000).
+    /// year 5000, or within the range of dates chrono represents).
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let ahead = self.next_in_wall_order(after);
         let behind = if self.runs_second_pass() {
@@ -305,8 +305,9 @@ impl CronSchedule {
     /// `after` is itself in the second pass, where every first-pass instant is already
     /// past).
     fn next_in_wall_order(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let local_after = after.with_timezone(&self.tz).naive_local();
-        let mut cursor = truncate_to_second(local_after) + TimeDelta::seconds(1);
+        let local_after = self.local(after)?;
+        let mut cursor =
+            truncate_to_second(local_after).checked_add_signed(TimeDelta::seconds(1))?;
         loop {
             let wall = self.cron.find_next_occurrence(&cursor, true).ok()?;
             match self.tz.from_local_datetime(&wall) {
@@ -334,13 +335,20 @@ impl CronSchedule {
                             return Some(end);
                         }
                         // Nothing (more) runs for this gap: resume at its end.
-                        cursor = end.with_timezone(&self.tz).naive_local();
+                        cursor = self.local(end)?;
                         continue;
                     }
                 }
             }
-            cursor = wall + TimeDelta::seconds(1);
+            cursor = wall.checked_add_signed(TimeDelta::seconds(1))?;
         }
+    }
+
+    /// `t`'s wall-clock time in the zone, or `None` past the last date chrono represents
+    /// (`DateTime::naive_local` panics there).
+    fn local(&self, t: DateTime<Utc>) -> Option<NaiveDateTime> {
+        let offset = self.tz.offset_from_utc_datetime(&t.naive_utc()).fix();
+        t.naive_utc().checked_add_offset(offset)
     }
 
     /// For entries that fire on both passes of a repeated hour: when the clock goes back
@@ -356,10 +364,11 @@ impl CronSchedule {
                     .local_minus_utc(),
             )
         };
+        let seconds = |t: DateTime<Utc>, k: i64| t.checked_add_signed(TimeDelta::seconds(k));
         let start =
             DateTime::<Utc>::from_naive_utc_and_offset(truncate_to_second(after.naive_utc()), Utc);
         let window = 3 * 3600;
-        let (old, new) = (offset(start), offset(start + TimeDelta::seconds(window)));
+        let (old, new) = (offset(start), offset(seconds(start, window)?));
         if new >= old {
             return None;
         }
@@ -367,16 +376,18 @@ impl CronSchedule {
         let (mut lo, mut hi) = (0i64, window);
         while hi - lo > 1 {
             let mid = lo + (hi - lo) / 2;
-            if offset(start + TimeDelta::seconds(mid)) == old {
+            if offset(seconds(start, mid)?) == old {
                 lo = mid;
             } else {
                 hi = mid;
             }
         }
-        let transition = start.naive_utc() + TimeDelta::seconds(hi);
-        let fold_start = transition + TimeDelta::seconds(new);
-        let fold_end = transition + TimeDelta::seconds(old);
-        let local_after = after.naive_utc() + TimeDelta::seconds(old);
+        let transition = seconds(start, hi)?.naive_utc();
+        let fold_start = transition.checked_add_signed(TimeDelta::seconds(new))?;
+        let fold_end = transition.checked_add_signed(TimeDelta::seconds(old))?;
+        let local_after = after
+            .naive_utc()
+            .checked_add_signed(TimeDelta::seconds(old))?;
         if fold_start > local_after {
             // The whole repeated range is still ahead on the wall clock.
             return None;
@@ -396,7 +407,7 @@ impl CronSchedule {
     /// The first instant after the gap containing the (non-existent) wall-clock `wall`.
     fn end_of_gap(&self, wall: NaiveDateTime) -> Option<DateTime<Utc>> {
         let exists = |k: i64| {
-            let t = wall + TimeDelta::seconds(k);
+            let t = wall.checked_add_signed(TimeDelta::seconds(k))?;
             match self.tz.from_local_datetime(&t) {
                 LocalResult::Single(x) | LocalResult::Ambiguous(x, _) => Some(x),
                 LocalResult::None => None,
@@ -425,7 +436,7 @@ impl CronSchedule {
 }
 
 fn truncate_to_second(t: NaiveDateTime) -> NaiveDateTime {
-    t - TimeDelta::nanoseconds(i64::from(chrono::Timelike::nanosecond(&t)))
+    chrono::Timelike::with_nanosecond(&t, 0).unwrap_or(t)
 }
 
 /// An expression reduced to six numeric fields croner reads unambiguously.

@@ -19,7 +19,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 pub use chrono_tz::Tz;
 
 pub use crate::cron::CronSchedule;
-pub use crate::duration::{format_duration, parse_duration, parse_interval};
+pub use crate::duration::{MAX_DURATION, format_duration, parse_duration, parse_interval};
 
 /// Why a schedule, zone or duration was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,8 +38,8 @@ pub enum ScheduleError {
     /// of the name.
     #[error("unknown time zone {}: {hint}", quote(.0), hint = timezone_hint(.0))]
     UnknownTimezone(String),
-    /// The duration does not parse. The message shows at most 80 characters of the
-    /// text.
+    /// The duration does not parse, or is longer than [`MAX_DURATION`]. The message
+    /// shows at most 80 characters of the text.
     #[error("invalid duration {}: {reason}", quote(.input))]
     InvalidDuration {
         /// The text as given.
@@ -327,5 +327,69 @@ mod tests {
             format!("`{}…` (81 characters)", "é".repeat(79))
         );
         assert_eq!(quote(""), "``");
+    }
+
+    #[test]
+    fn next_after_never_panics_at_the_edges() {
+        let min = DateTime::<Utc>::MIN_UTC;
+        let max = DateTime::<Utc>::MAX_UTC;
+        let epoch = DateTime::<Utc>::UNIX_EPOCH;
+        let now = utc("2026-03-08T07:00:00Z");
+        let instants = [
+            min,
+            min + chrono::TimeDelta::days(1),
+            epoch,
+            now,
+            max - chrono::TimeDelta::days(1),
+            max,
+        ];
+        let mut schedules = vec![
+            Schedule::Every(Duration::from_nanos(1)),
+            Schedule::Every(Duration::from_secs(1)),
+            Schedule::Every(MAX_DURATION),
+            Schedule::Every(Duration::from_secs(u64::MAX)),
+            Schedule::Every(Duration::MAX),
+            Schedule::Every(Duration::ZERO),
+            Schedule::Once(min),
+            Schedule::Once(max),
+        ];
+        for tz in [
+            Tz::UTC,
+            Tz::Pacific__Kiritimati,
+            Tz::Pacific__Pago_Pago,
+            Tz::America__New_York,
+        ] {
+            for expr in ["* * * * * *", "0 0 * * *", "0 0 29 2 *", "*/30 * * * *"] {
+                for dst in DstPolicy::ALL {
+                    let c = CronSchedule::parse(expr, tz).unwrap().with_dst(dst);
+                    schedules.push(Schedule::Cron(c));
+                }
+            }
+        }
+        for s in &schedules {
+            // Only interval slots depend on the anchor.
+            let anchors: &[DateTime<Utc>] = match s {
+                Schedule::Every(_) => &instants,
+                _ => &[now],
+            };
+            for &anchor in anchors {
+                for after in instants {
+                    if let Some(next) = s.next_after(anchor, after) {
+                        assert!(next > after, "{s} from {anchor} after {after}: {next}");
+                    }
+                }
+            }
+        }
+        // The largest step from the earliest anchor lands past the last date: no slot.
+        let huge = Schedule::Every(Duration::MAX);
+        assert_eq!(huge.next_after(min, min), None);
+        assert_eq!(
+            Schedule::Every(MAX_DURATION).next_after(now, now),
+            Some(now + chrono::TimeDelta::from_std(MAX_DURATION).unwrap())
+        );
+        assert_eq!(
+            Schedule::Every(Duration::from_secs(1)).next_after(max, max),
+            None
+        );
     }
 }
