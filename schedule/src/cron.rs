@@ -11,11 +11,31 @@
 //! * if day-of-month or day-of-week *starts with* `*` (`*`, `*/2`), a day must match both
 //!   (so only the other one restricts); otherwise it matches if either matches (Vixie's
 //!   `DOM_STAR`/`DOW_STAR` rule);
-//! * a *fixed-time* entry (second, minute and hour each a single number) that falls in a
-//!   spring-forward gap runs once at the first instant after the gap, and one repeated by
-//!   a fall-back runs once, on the first pass;
-//! * any other entry fires at every instant whose local wall-clock time matches: on both
-//!   passes of a repeated hour, and never inside a gap.
+//! * an entry is *wildcard* when its second, minute or hour field starts with `*`, and
+//!   *fixed-time* otherwise. This is Debian cron's rule (its `MIN_STAR`/`HR_STAR` flags
+//!   look at the first character of the field only), extended to the seconds field, so
+//!   ranges, lists and steps that start with a number are fixed-time: `30 2 * * *`,
+//!   `0 1-3 * * *`, `30 2,14 * * *`, `0 1-5/2 * * *`, `@daily`, and in 6-field form
+//!   `0 30 2 * * *`; while `*/15 * * * *`, `0 * * * *` (`@hourly`), `*/20 2 * * *` and
+//!   `*/10 30 2 * * *` (every 10 seconds of 02:30) are wildcard;
+//! * with the default [`DstPolicy::Debian`], a fixed-time entry whose times fall in a
+//!   spring-forward gap runs once at the first instant after the gap, and one repeated
+//!   by a fall-back runs once, on the first pass; a wildcard entry fires at every instant
+//!   whose local wall-clock time matches: on both passes of a repeated hour, and never
+//!   inside a gap;
+//! * [`DstPolicy::Skip`] treats every entry alike: nothing runs for a time inside a gap,
+//!   and a repeated time runs on the first pass only;
+//! * [`DstPolicy::Both`] treats every entry alike too: a gap's matching times run once at
+//!   the first instant after it, and repeated times run on both passes.
+//!
+//! "Once at the first instant after the gap" holds however many of an entry's times the
+//! gap swallowed (`0,30 2 * * *` in a one-hour gap), and also when the entry matches that
+//! first instant itself (`0 2,3 * * *` when 02:00 jumps to 03:00): a schedule is a
+//! sequence of instants, and an instant fires once. Debian's own daemon differs here in
+//! a way no instant sequence can express: its "DST begins" branch in `cron.c` calls
+//! `find_jobs(minute, doWild = FALSE, doNonWild = TRUE)` for each skipped minute and for
+//! the current one, running the job queue in between, so such an entry runs once per
+//! matching minute, back to back.
 //!
 //! The search assumes a zone never turns its clock back by more than 3 hours at once
 //! (true of every IANA zone in use; the largest modern shifts are 2 hours).
@@ -26,7 +46,7 @@ use chrono::{DateTime, Duration as TimeDelta, LocalResult, NaiveDateTime, Offset
 use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds, Year};
 
-use crate::ScheduleError;
+use crate::{DstPolicy, ScheduleError, quote};
 
 /// The cron fields, in the order of a 6-field expression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +87,19 @@ impl Field {
             Field::DayOfMonth => (1, 31),
             Field::Month => (1, 12),
             Field::DayOfWeek => (0, 7),
+        }
+    }
+
+    /// How many values one cycle of the field has, and what the cycle is: a step restarts
+    /// with every cycle.
+    fn cycle(self) -> (u32, &'static str) {
+        match self {
+            Field::Second => (60, "minute"),
+            Field::Minute => (60, "hour"),
+            Field::Hour => (24, "day"),
+            Field::DayOfMonth => (31, "month"),
+            Field::Month => (12, "year"),
+            Field::DayOfWeek => (7, "week"),
         }
     }
 
@@ -121,22 +154,28 @@ pub struct CronSchedule {
     tz: Tz,
     /// Boxed: the matcher is large and `Schedule` is passed around by value.
     cron: std::sync::Arc<croner::Cron>,
-    /// Second, minute and hour are single numbers: the DST gap/overlap rule applies.
+    /// Debian's fixed-time entry: no second, minute or hour field starts with `*`.
     fixed_time: bool,
+    dst: DstPolicy,
 }
 
 impl PartialEq for CronSchedule {
     fn eq(&self, other: &Self) -> bool {
-        self.expr == other.expr && self.tz == other.tz
+        self.expr == other.expr && self.tz == other.tz && self.dst == other.dst
     }
 }
 
 impl Eq for CronSchedule {}
 
 impl fmt::Display for CronSchedule {
-    /// `cron "0 0 * * *" (Asia/Shanghai)`.
+    /// `cron "0 0 * * *" (Asia/Shanghai)`, with ` dst=skip` or ` dst=both` appended when
+    /// the policy is not the default.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cron \"{}\" ({})", self.expr, self.tz.name())
+        write!(f, "cron \"{}\" ({})", self.expr, self.tz.name())?;
+        if self.dst != DstPolicy::Debian {
+            write!(f, " dst={}", self.dst)?;
+        }
+        Ok(())
     }
 }
 
@@ -177,25 +216,17 @@ impl CronSchedule {
                     .to_string(),
             ));
         }
-        let fixed_time = [sec, min, hour]
-            .iter()
-            .all(|f| f.bytes().all(|b| b.is_ascii_digit()));
+        // Debian's `MIN_STAR`/`HR_STAR`: the first character decides, before the field is
+        // read, so `*/5` is wildcard and `0-59` is not. Normalising leaves a leading `*`
+        // where the user wrote one (only day fields rewrite `?`).
+        let fixed_time = ![sec, min, hour].iter().any(|f| f.starts_with('*'));
         Ok(CronSchedule {
             expr: expr.to_string(),
             tz,
             cron: std::sync::Arc::new(cron),
             fixed_time,
+            dst: DstPolicy::Debian,
         })
-    }
-
-    /// The same schedule with another daylight-saving policy.
-    pub fn with_dst(self, _dst: crate::DstPolicy) -> Self {
-        self
-    }
-
-    /// Its daylight-saving policy.
-    pub fn dst(&self) -> crate::DstPolicy {
-        crate::DstPolicy::Debian
     }
 
     /// The expression as written.
@@ -208,20 +239,56 @@ impl CronSchedule {
         self.tz
     }
 
-    /// Whether second, minute and hour are single values, so that a time skipped by a
-    /// spring-forward runs right after the gap and a repeated one runs once.
+    /// The same schedule with another daylight saving policy (the default is
+    /// [`DstPolicy::Debian`]).
+    pub fn with_dst(mut self, dst: DstPolicy) -> Self {
+        self.dst = dst;
+        self
+    }
+
+    /// How it treats times that a daylight saving change skips or repeats.
+    pub fn dst(&self) -> DstPolicy {
+        self.dst
+    }
+
+    /// Whether this is a *fixed-time* entry by Debian cron's rule: none of its second,
+    /// minute and hour fields starts with `*`. Ranges, lists and steps count as fixed
+    /// when they start with a number (`0 1-3 * * *`, `30 2,14 * * *`, `0 1-5/2 * * *`);
+    /// `*/20 2 * * *` and `0 * * * *` are wildcard. In the 6-field form the seconds
+    /// field counts too: `*/10 30 2 * * *` (every 10 s of 02:30) is wildcard,
+    /// `0 30 2 * * *` is fixed. Under [`DstPolicy::Debian`] a fixed-time entry runs
+    /// after a spring-forward gap that swallowed its time and once in a repeated hour;
+    /// the other policies treat every entry alike.
     pub fn is_fixed_time(&self) -> bool {
         self.fixed_time
     }
 
+    /// Whether wall-clock matches inside a spring-forward gap run at the gap's end.
+    fn runs_gap_times(&self) -> bool {
+        match self.dst {
+            DstPolicy::Debian => self.fixed_time,
+            DstPolicy::Skip => false,
+            DstPolicy::Both => true,
+        }
+    }
+
+    /// Whether wall-clock matches repeated by a fall-back run on the second pass too.
+    fn runs_second_pass(&self) -> bool {
+        match self.dst {
+            DstPolicy::Debian => !self.fixed_time,
+            DstPolicy::Skip => false,
+            DstPolicy::Both => true,
+        }
+    }
+
     /// The first fire time strictly after `after`, or `None` if there is none (before the
-    /// year 5000).
+    /// year 5000, or within the range of dates chrono represents).
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let ahead = self.next_in_wall_order(after);
-        let behind = if self.fixed_time {
-            None
-        } else {
+        let behind = if self.runs_second_pass() {
             self.second_pass_behind(after)
+        } else {
+            None
         };
         match (ahead, behind) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -233,11 +300,14 @@ impl CronSchedule {
     ///
     /// Wall-clock matches are taken in order and mapped to instants; the first one that
     /// yields an instant after `after` yields the earliest (first-pass instants grow with
-    /// the wall clock, and a second-pass instant is only returned when `after` is itself
-    /// in the second pass, where every first-pass instant is already past).
+    /// the wall clock, a gap's times all map to its end, which is the instant of the
+    /// first wall-clock time after them, and a second-pass instant is only returned when
+    /// `after` is itself in the second pass, where every first-pass instant is already
+    /// past).
     fn next_in_wall_order(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let local_after = after.with_timezone(&self.tz).naive_local();
-        let mut cursor = truncate_to_second(local_after) + TimeDelta::seconds(1);
+        let local_after = self.local(after)?;
+        let mut cursor =
+            truncate_to_second(local_after).checked_add_signed(TimeDelta::seconds(1))?;
         loop {
             let wall = self.cron.find_next_occurrence(&cursor, true).ok()?;
             match self.tz.from_local_datetime(&wall) {
@@ -252,26 +322,33 @@ impl CronSchedule {
                     if first > after {
                         return Some(first);
                     }
-                    if !self.fixed_time && second > after {
+                    if self.runs_second_pass() && second > after {
                         return Some(second);
                     }
                 }
                 LocalResult::None => {
-                    let end = self.end_of_gap(wall);
-                    if self.fixed_time {
-                        // Runs once, at the first instant after the gap.
-                        if let Some(end) = end.filter(|&e| e > after) {
+                    if let Some(end) = self.end_of_gap(wall) {
+                        if self.runs_gap_times() && end > after {
+                            // Once at the first instant after the gap, however many of the
+                            // gap's times match and whether or not `end`'s own time does:
+                            // the next search starts after `end`, past the whole gap.
                             return Some(end);
                         }
-                    } else if let Some(end) = end {
-                        // Nothing fires inside a gap: resume at its end.
-                        cursor = end.with_timezone(&self.tz).naive_local();
+                        // Nothing (more) runs for this gap: resume at its end.
+                        cursor = self.local(end)?;
                         continue;
                     }
                 }
             }
-            cursor = wall + TimeDelta::seconds(1);
+            cursor = wall.checked_add_signed(TimeDelta::seconds(1))?;
         }
+    }
+
+    /// `t`'s wall-clock time in the zone, or `None` past the last date chrono represents
+    /// (`DateTime::naive_local` panics there).
+    fn local(&self, t: DateTime<Utc>) -> Option<NaiveDateTime> {
+        let offset = self.tz.offset_from_utc_datetime(&t.naive_utc()).fix();
+        t.naive_utc().checked_add_offset(offset)
     }
 
     /// For entries that fire on both passes of a repeated hour: when the clock goes back
@@ -287,10 +364,11 @@ impl CronSchedule {
                     .local_minus_utc(),
             )
         };
+        let seconds = |t: DateTime<Utc>, k: i64| t.checked_add_signed(TimeDelta::seconds(k));
         let start =
             DateTime::<Utc>::from_naive_utc_and_offset(truncate_to_second(after.naive_utc()), Utc);
         let window = 3 * 3600;
-        let (old, new) = (offset(start), offset(start + TimeDelta::seconds(window)));
+        let (old, new) = (offset(start), offset(seconds(start, window)?));
         if new >= old {
             return None;
         }
@@ -298,16 +376,18 @@ impl CronSchedule {
         let (mut lo, mut hi) = (0i64, window);
         while hi - lo > 1 {
             let mid = lo + (hi - lo) / 2;
-            if offset(start + TimeDelta::seconds(mid)) == old {
+            if offset(seconds(start, mid)?) == old {
                 lo = mid;
             } else {
                 hi = mid;
             }
         }
-        let transition = start.naive_utc() + TimeDelta::seconds(hi);
-        let fold_start = transition + TimeDelta::seconds(new);
-        let fold_end = transition + TimeDelta::seconds(old);
-        let local_after = after.naive_utc() + TimeDelta::seconds(old);
+        let transition = seconds(start, hi)?.naive_utc();
+        let fold_start = transition.checked_add_signed(TimeDelta::seconds(new))?;
+        let fold_end = transition.checked_add_signed(TimeDelta::seconds(old))?;
+        let local_after = after
+            .naive_utc()
+            .checked_add_signed(TimeDelta::seconds(old))?;
         if fold_start > local_after {
             // The whole repeated range is still ahead on the wall clock.
             return None;
@@ -327,7 +407,7 @@ impl CronSchedule {
     /// The first instant after the gap containing the (non-existent) wall-clock `wall`.
     fn end_of_gap(&self, wall: NaiveDateTime) -> Option<DateTime<Utc>> {
         let exists = |k: i64| {
-            let t = wall + TimeDelta::seconds(k);
+            let t = wall.checked_add_signed(TimeDelta::seconds(k))?;
             match self.tz.from_local_datetime(&t) {
                 LocalResult::Single(x) | LocalResult::Ambiguous(x, _) => Some(x),
                 LocalResult::None => None,
@@ -356,7 +436,7 @@ impl CronSchedule {
 }
 
 fn truncate_to_second(t: NaiveDateTime) -> NaiveDateTime {
-    t - TimeDelta::nanoseconds(i64::from(chrono::Timelike::nanosecond(&t)))
+    chrono::Timelike::with_nanosecond(&t, 0).unwrap_or(t)
 }
 
 /// An expression reduced to six numeric fields croner reads unambiguously.
@@ -389,7 +469,8 @@ fn normalize(expr: &str) -> Result<Normalized, String> {
             None => {
                 let names: Vec<&str> = MACROS.iter().map(|(n, _)| *n).collect();
                 return Err(format!(
-                    "unknown macro `{trimmed}`; use one of {}",
+                    "unknown macro {}; use one of {}",
+                    quote(trimmed),
                     names.join(" ")
                 ));
             }
@@ -487,6 +568,7 @@ fn expand(item: &str, kind: Field) -> Option<Vec<u32>> {
 
 /// Checks one field and rewrites names and `?` into numbers and `*`.
 fn normalize_field(raw: &str, field: Field) -> Result<String, String> {
+    let shown = quote(raw);
     let upper = raw.to_ascii_uppercase();
     let day_field = matches!(field, Field::DayOfMonth | Field::DayOfWeek);
     if upper == "?" && day_field {
@@ -497,7 +579,7 @@ fn normalize_field(raw: &str, field: Field) -> Result<String, String> {
         if items.contains(&"L") && items.contains(&"LW") {
             // croner would read `L,LW` as `LW` alone.
             return Err(format!(
-                "`{raw}` combines `L` and `LW`; use one of them (or two entries)"
+                "{shown} combines `L` and `LW`; use one of them (or two entries)"
             ));
         }
     }
@@ -505,7 +587,7 @@ fn normalize_field(raw: &str, field: Field) -> Result<String, String> {
     for item in upper.split(',') {
         if item.is_empty() {
             return Err(format!(
-                "`{raw}` has an empty list item; remove the stray comma"
+                "{shown} has an empty list item; remove the stray comma"
             ));
         }
         items.push(normalize_item(item, field)?);
@@ -514,6 +596,7 @@ fn normalize_field(raw: &str, field: Field) -> Result<String, String> {
 }
 
 fn normalize_item(item: &str, field: Field) -> Result<String, String> {
+    let shown = quote(item);
     // Day-of-month extensions.
     if field == Field::DayOfMonth {
         if item == "L" || item == "LW" {
@@ -522,7 +605,7 @@ fn normalize_item(item: &str, field: Field) -> Result<String, String> {
         if let Some(day) = item.strip_suffix('W') {
             if day.contains(['-', '/', '*']) {
                 return Err(format!(
-                    "`{item}`: `W` takes a single day (e.g. `15W`, the weekday nearest the 15th)"
+                    "{shown}: `W` takes a single day (e.g. `15W`, the weekday nearest the 15th)"
                 ));
             }
             let d = value(day, field, false)?;
@@ -540,15 +623,15 @@ fn normalize_item(item: &str, field: Field) -> Result<String, String> {
         }
         if let Some((day, nth)) = item.split_once('#') {
             if day.contains(['-', '/', '*']) {
-                return Err(format!("`{item}`: `#` takes a single day (e.g. `FRI#2`)"));
+                return Err(format!("{shown}: `#` takes a single day (e.g. `FRI#2`)"));
             }
             let d = value(day, field, false)?;
             let k: u32 = nth.parse().map_err(|_| {
-                format!("`{item}`: the occurrence after `#` must be 1-5 (e.g. `FRI#2`)")
+                format!("{shown}: the occurrence after `#` must be 1-5 (e.g. `FRI#2`)")
             })?;
             if !(1..=5).contains(&k) {
                 return Err(format!(
-                    "`{item}`: the occurrence after `#` must be 1-5 (e.g. `FRI#2`)"
+                    "{shown}: the occurrence after `#` must be 1-5 (e.g. `FRI#2`)"
                 ));
             }
             return Ok(format!("{d}#{k}"));
@@ -556,7 +639,7 @@ fn normalize_item(item: &str, field: Field) -> Result<String, String> {
         if let Some(day) = item.strip_suffix('L') {
             if day.contains(['-', '/', '*']) {
                 return Err(format!(
-                    "`{item}`: `L` takes a single day (e.g. `5L`, last Friday)"
+                    "{shown}: `L` takes a single day (e.g. `5L`, last Friday)"
                 ));
             }
             let d = value(day, field, false)?;
@@ -565,16 +648,34 @@ fn normalize_item(item: &str, field: Field) -> Result<String, String> {
     }
     if item.contains('#') {
         return Err(format!(
-            "`{item}`: `#` is only allowed in day-of-week (e.g. `FRI#2`)"
+            "{shown}: `#` is only allowed in day-of-week (e.g. `FRI#2`)"
         ));
     }
     let (base, step) = match item.split_once('/') {
         Some((base, step)) => {
             let n: u32 = step.parse().map_err(|_| {
-                format!("`{item}`: the step after `/` must be a positive number (e.g. `*/15`)")
+                format!("{shown}: the step after `/` must be a positive number (e.g. `*/15`)")
             })?;
             if n == 0 {
-                return Err(format!("`{item}`: the step must be at least 1"));
+                return Err(format!("{shown}: the step must be at least 1"));
+            }
+            // Steps restart with each cycle of the field (`*/45` in minutes is :00 and :45
+            // every hour), so a step longer than the cycle picks only the first value and
+            // does not mean what it says (`*/90` is hourly, not every 90 minutes).
+            // Vixie/Debian cron's `get_range` and cronsim only reject a zero step; cronie
+            // accepts any step but warns when it exceeds the span it steps over (`*/60`:
+            // "Step size 60 higher than possible maximum of 59"). We reject what is
+            // certainly a mistake, a step longer than the field's cycle, and keep a step
+            // of exactly one cycle (`*/60`, `0 */24`, `*/7` in day-of-week): it selects
+            // the first value only, once per hour, day or week, which is what it is
+            // written to say.
+            let (cycle, unit) = field.cycle();
+            if n > cycle {
+                let (lo, hi) = field.range();
+                return Err(format!(
+                    "{shown}: the step {n} is larger than the field's range {lo}-{hi}; steps \
+                     restart every {unit}, so use at most {cycle}"
+                ));
             }
             (base, Some(n))
         }
@@ -587,7 +688,8 @@ fn normalize_item(item: &str, field: Field) -> Result<String, String> {
         let hi = value(b, field, true)?;
         if lo > hi {
             return Err(format!(
-                "`{item}`: the range `{a}-{b}` is reversed; write the smaller value first"
+                "{shown}: the range {} is reversed; write the smaller value first",
+                quote(&format!("{a}-{b}"))
             ));
         }
         format!("{lo}-{hi}")
@@ -597,7 +699,7 @@ fn normalize_item(item: &str, field: Field) -> Result<String, String> {
             let (_, hi) = field.range();
             let hi = if field == Field::DayOfWeek { 6 } else { hi };
             return Err(format!(
-                "`{item}`: a step needs a range; write `{v}-{hi}/{}` or `*/{}`",
+                "{shown}: a step needs a range; write `{v}-{hi}/{}` or `*/{}`",
                 step.unwrap_or(1),
                 step.unwrap_or(1)
             ));
@@ -613,6 +715,7 @@ fn normalize_item(item: &str, field: Field) -> Result<String, String> {
 /// Parses one value of `field`: a number in range or, for months and days, a name.
 /// `SUN` at the end of a range is 7, so `FRI-SUN` works.
 fn value(text: &str, field: Field, range_end: bool) -> Result<u32, String> {
+    let shown = quote(text);
     let (lo, hi) = field.range();
     if text.is_empty() {
         return Err(format!(
@@ -623,7 +726,7 @@ fn value(text: &str, field: Field, range_end: bool) -> Result<u32, String> {
     if text.bytes().all(|b| b.is_ascii_digit()) {
         return match text.parse::<u32>() {
             Ok(v) if (lo..=hi).contains(&v) => Ok(v),
-            _ => Err(format!("`{text}` is out of range {lo}-{hi}")),
+            _ => Err(format!("{shown} is out of range {lo}-{hi}")),
         };
     }
     if let Some(i) = field.names().iter().position(|n| *n == text) {
@@ -642,7 +745,7 @@ fn value(text: &str, field: Field, range_end: bool) -> Result<u32, String> {
         _ => String::new(),
     };
     Err(format!(
-        "`{text}` is not valid; expected {}{hint}",
+        "{shown} is not valid; expected {}{hint}",
         field.value_help()
     ))
 }
@@ -660,6 +763,19 @@ mod tests {
     /// The next `n` fire times of `expr` in `tz` strictly after `from`, as RFC3339 UTC.
     fn next_n(expr: &str, tz: Tz, from: &str, n: usize) -> Vec<String> {
         let c = CronSchedule::parse(expr, tz).unwrap_or_else(|e| panic!("{e}"));
+        let mut t = utc(from);
+        let mut out = Vec::new();
+        for _ in 0..n {
+            t = c.next_after(t).expect("a next time");
+            out.push(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        }
+        out
+    }
+
+    fn next_n_with(expr: &str, tz: Tz, dst: DstPolicy, from: &str, n: usize) -> Vec<String> {
+        let c = CronSchedule::parse(expr, tz)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_dst(dst);
         let mut t = utc(from);
         let mut out = Vec::new();
         for _ in 0..n {
@@ -1008,19 +1124,39 @@ mod tests {
             next_n("0 * * * *", BERLIN, "2026-03-29T00:30:00Z", 2),
             ["2026-03-29T01:00:00Z", "2026-03-29T02:00:00Z"]
         );
-        // A range of hours is not a fixed time: 02:30 is skipped.
+        // A `*` minute makes a range of hours wildcard: 02:00 and 02:30 are skipped...
         assert_eq!(
-            next_n("30 1-3 * * *", NY, "2026-03-08T06:00:00Z", 2),
-            ["2026-03-08T06:30:00Z", "2026-03-08T07:30:00Z"]
+            next_n("*/30 1-3 * * *", NY, "2026-03-08T06:00:00Z", 3),
+            [
+                "2026-03-08T06:30:00Z",
+                "2026-03-08T07:00:00Z",
+                "2026-03-08T07:30:00Z"
+            ]
         );
-        // ...and fires on both passes at fall-back.
+        // ...and 01:00 and 01:30 fire on both passes at fall-back.
         assert_eq!(
-            next_n("30 1-3 * * *", NY, "2026-11-01T05:00:00Z", 3),
+            next_n("*/30 1-3 * * *", NY, "2026-11-01T04:50:00Z", 5),
+            [
+                "2026-11-01T05:00:00Z",
+                "2026-11-01T05:30:00Z",
+                "2026-11-01T06:00:00Z",
+                "2026-11-01T06:30:00Z",
+                "2026-11-01T07:00:00Z"
+            ]
+        );
+        // A `*/30` seconds field makes a 6-field entry wildcard.
+        assert_eq!(
+            next_n("*/30 30 1 * * *", NY, "2026-11-01T05:00:00Z", 4),
             [
                 "2026-11-01T05:30:00Z",
+                "2026-11-01T05:30:30Z",
                 "2026-11-01T06:30:00Z",
-                "2026-11-01T07:30:00Z"
+                "2026-11-01T06:30:30Z"
             ]
+        );
+        assert_eq!(
+            next_n("*/30 30 2 * * *", NY, "2026-03-08T00:00:00Z", 1),
+            ["2026-03-09T06:30:00Z"]
         );
         // Every second through the overlap is continuous in UTC.
         let s = CronSchedule::parse("* * * * * *", NY).unwrap();
@@ -1036,28 +1172,226 @@ mod tests {
 
     #[test]
     fn fixed_time_detection() {
-        assert!(
-            CronSchedule::parse("30 2 * * *", NY)
-                .unwrap()
-                .is_fixed_time()
+        let fixed = |expr: &str| CronSchedule::parse(expr, NY).unwrap().is_fixed_time();
+        // Debian: fixed unless the minute or hour field (or here the seconds field)
+        // starts with `*`; ranges, lists and steps starting with a number are fixed.
+        for expr in [
+            "30 2 * * *",
+            "@daily",
+            "@weekly",
+            "30 1-3 * * *",
+            "0,30 2 * * *",
+            "0 1-5/2 * * *",
+            "30 2,14 * * *",
+            "0-59 0-23 * * *",
+            "0 30 2 * * *",
+            "0,30 30 2 * * *",
+        ] {
+            assert!(fixed(expr), "{expr} should be fixed-time");
+        }
+        for expr in [
+            "@hourly",
+            "* * * * *",
+            "*/20 2 * * *",
+            "0 */2 * * *",
+            "0-59 * * * *",
+            "* 30 2 * * *",
+            "*/10 30 2 * * *",
+            "0 30 * * * *",
+        ] {
+            assert!(!fixed(expr), "{expr} should be wildcard");
+        }
+    }
+
+    const LONDON: Tz = Tz::Europe__London;
+
+    #[test]
+    fn fixed_time_ranges_and_lists_follow_debian() {
+        // London 2026-10-25: 01:00-02:00 happens at 00:00Z (BST) and 01:00Z (GMT).
+        // `0 1-3` is fixed-time: 01:00 local runs once, on the first pass.
+        assert_eq!(
+            next_n("0 1-3 * * *", LONDON, "2026-10-24T23:30:00Z", 3),
+            [
+                "2026-10-25T00:00:00Z",
+                "2026-10-25T02:00:00Z",
+                "2026-10-25T03:00:00Z"
+            ]
         );
-        assert!(CronSchedule::parse("@daily", NY).unwrap().is_fixed_time());
-        assert!(!CronSchedule::parse("@hourly", NY).unwrap().is_fixed_time());
-        assert!(
-            !CronSchedule::parse("30 1-3 * * *", NY)
-                .unwrap()
-                .is_fixed_time()
+        // London 2026-03-29: 01:00 GMT jumps to 02:00 BST (01:00Z). 01:00 runs at the
+        // end of the gap, and 02:00, which is that same instant, does not run twice.
+        assert_eq!(
+            next_n("0 1-3 * * *", LONDON, "2026-03-28T23:30:00Z", 3),
+            [
+                "2026-03-29T01:00:00Z",
+                "2026-03-29T02:00:00Z",
+                "2026-03-30T00:00:00Z"
+            ]
         );
-        assert!(
-            !CronSchedule::parse("0,30 2 * * *", NY)
-                .unwrap()
-                .is_fixed_time()
+        // New York 2026-03-08: both 02:00 and 02:30 fall in the gap; one run after it.
+        assert_eq!(
+            next_n("0,30 2 * * *", NY, "2026-03-08T05:00:00Z", 3),
+            [
+                "2026-03-08T07:00:00Z",
+                "2026-03-09T06:00:00Z",
+                "2026-03-09T06:30:00Z"
+            ]
         );
-        assert!(
-            !CronSchedule::parse("* 30 2 * * *", NY)
-                .unwrap()
-                .is_fixed_time()
+        // Steps starting with a number are fixed too: 01:30 and 03:30 around the gap.
+        assert_eq!(
+            next_n("30 1-5/2 * * *", NY, "2026-03-08T06:00:00Z", 3),
+            [
+                "2026-03-08T06:30:00Z",
+                "2026-03-08T07:30:00Z",
+                "2026-03-08T09:30:00Z"
+            ]
         );
+        assert_eq!(
+            next_n("30 1-3 * * *", NY, "2026-03-08T06:00:00Z", 3),
+            [
+                "2026-03-08T06:30:00Z",
+                "2026-03-08T07:00:00Z",
+                "2026-03-08T07:30:00Z"
+            ]
+        );
+        assert_eq!(
+            next_n("30 1-3 * * *", NY, "2026-11-01T05:00:00Z", 3),
+            [
+                "2026-11-01T05:30:00Z",
+                "2026-11-01T07:30:00Z",
+                "2026-11-01T08:30:00Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn fixed_time_ranges_in_half_hour_and_0245_gaps() {
+        // Chatham 2026-09-27: 02:45 +12:45 jumps to 03:45 +13:45 (2026-09-26T14:00Z).
+        // 03:00 is in the gap and runs at its end.
+        let chatham = Tz::Pacific__Chatham;
+        assert_eq!(
+            next_n("0 1-3 * * *", chatham, "2026-09-26T12:00:00Z", 4),
+            [
+                "2026-09-26T12:15:00Z",
+                "2026-09-26T13:15:00Z",
+                "2026-09-26T14:00:00Z",
+                "2026-09-27T11:15:00Z"
+            ]
+        );
+        // Lord Howe 2026-10-04: 02:00 +10:30 jumps to 02:30 +11 (2026-10-03T15:30Z).
+        let lord_howe = Tz::Australia__Lord_Howe;
+        assert_eq!(
+            next_n("0 1-3 * * *", lord_howe, "2026-10-03T14:00:00Z", 3),
+            [
+                "2026-10-03T14:30:00Z",
+                "2026-10-03T15:30:00Z",
+                "2026-10-03T16:00:00Z"
+            ]
+        );
+        // 02:15 is in the gap, 02:45 is not.
+        assert_eq!(
+            next_n("15,45 2 * * *", lord_howe, "2026-10-03T14:00:00Z", 2),
+            ["2026-10-03T15:30:00Z", "2026-10-03T15:45:00Z"]
+        );
+        // Lord Howe 2026-04-05: 02:00 +11 goes back to 01:30 +10:30 (2026-04-04T15:00Z),
+        // repeating 01:30-02:00; a fixed 01:45 runs on the first pass only.
+        assert_eq!(
+            next_n("45 1,2 * * *", lord_howe, "2026-04-04T14:00:00Z", 3),
+            [
+                "2026-04-04T14:45:00Z",
+                "2026-04-04T16:15:00Z",
+                "2026-04-05T15:15:00Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn dst_policy_skip() {
+        let skip = |expr: &str, tz: Tz, from: &str, n: usize| {
+            next_n_with(expr, tz, DstPolicy::Skip, from, n)
+        };
+        // A fixed time in the gap does not run that day.
+        assert_eq!(
+            skip("30 2 * * *", NY, "2026-03-07T12:00:00Z", 2),
+            ["2026-03-09T06:30:00Z", "2026-03-10T06:30:00Z"]
+        );
+        // A wildcard entry's repeated times run on the first pass only.
+        assert_eq!(
+            skip("*/30 * * * *", NY, "2026-11-01T04:50:00Z", 4),
+            [
+                "2026-11-01T05:00:00Z",
+                "2026-11-01T05:30:00Z",
+                "2026-11-01T07:00:00Z",
+                "2026-11-01T07:30:00Z"
+            ]
+        );
+        // ...also when the search starts inside the second pass.
+        assert_eq!(
+            skip("*/30 * * * *", NY, "2026-11-01T06:10:00Z", 1),
+            ["2026-11-01T07:00:00Z"]
+        );
+        assert_eq!(
+            skip("30 1 * * *", NY, "2026-10-31T12:00:00Z", 2),
+            ["2026-11-01T05:30:00Z", "2026-11-02T06:30:00Z"]
+        );
+    }
+
+    #[test]
+    fn dst_policy_both() {
+        let both = |expr: &str, tz: Tz, from: &str, n: usize| {
+            next_n_with(expr, tz, DstPolicy::Both, from, n)
+        };
+        // A wildcard entry's gap times (02:00, 02:30) run once, at the end of the gap.
+        assert_eq!(
+            both("*/30 * * * *", NY, "2026-03-08T06:20:00Z", 3),
+            [
+                "2026-03-08T06:30:00Z",
+                "2026-03-08T07:00:00Z",
+                "2026-03-08T07:30:00Z"
+            ]
+        );
+        // 02:00 in the gap and 03:00 right after it are one run.
+        assert_eq!(
+            both("0 * * * *", BERLIN, "2026-03-29T00:30:00Z", 2),
+            ["2026-03-29T01:00:00Z", "2026-03-29T02:00:00Z"]
+        );
+        // A fixed time runs on both passes of the repeated hour.
+        assert_eq!(
+            both("30 1 * * *", NY, "2026-10-31T12:00:00Z", 3),
+            [
+                "2026-11-01T05:30:00Z",
+                "2026-11-01T06:30:00Z",
+                "2026-11-02T06:30:00Z"
+            ]
+        );
+        assert_eq!(
+            both("30 1 * * *", NY, "2026-11-01T05:45:00Z", 1),
+            ["2026-11-01T06:30:00Z"]
+        );
+        // A fixed time in the gap still runs after it.
+        assert_eq!(
+            both("30 2 * * *", NY, "2026-03-07T12:00:00Z", 1),
+            ["2026-03-08T07:00:00Z"]
+        );
+    }
+
+    #[test]
+    fn dst_policy_is_part_of_the_schedule() {
+        let base = CronSchedule::parse("0 0 * * *", Tz::Asia__Shanghai).unwrap();
+        assert_eq!(base.dst(), DstPolicy::Debian);
+        assert_eq!(base.to_string(), "cron \"0 0 * * *\" (Asia/Shanghai)");
+        let skip = base.clone().with_dst(DstPolicy::Skip);
+        assert_eq!(skip.dst(), DstPolicy::Skip);
+        assert_eq!(
+            skip.to_string(),
+            "cron \"0 0 * * *\" (Asia/Shanghai) dst=skip"
+        );
+        assert_eq!(
+            base.clone().with_dst(DstPolicy::Both).to_string(),
+            "cron \"0 0 * * *\" (Asia/Shanghai) dst=both"
+        );
+        assert_ne!(skip, base);
+        assert_eq!(skip.clone().with_dst(DstPolicy::Debian), base);
+        assert_eq!(skip, base.with_dst(DstPolicy::Skip));
     }
 
     #[test]
@@ -1114,6 +1448,79 @@ mod tests {
         assert_eq!(
             full,
             "invalid cron expression `0 25 * * *`: field 2 (hour) `25` is out of range 0-23"
+        );
+    }
+
+    #[test]
+    fn steps_longer_than_the_field_are_rejected() {
+        assert_eq!(
+            reason("*/61 * * * *"),
+            "field 1 (minute) `*/61`: the step 61 is larger than the field's range 0-59; \
+             steps restart every hour, so use at most 60"
+        );
+        assert!(reason("*/61 * * * * *").starts_with("field 1 (second) `*/61`: the step 61"));
+        assert!(reason("0-30/61 * * * *").starts_with("field 1 (minute) `0-30/61`"));
+        assert!(reason("0 */25 * * *").starts_with("field 2 (hour) `*/25`: the step 25"));
+        assert!(reason("0 0 */32 * *").starts_with("field 3 (day-of-month) `*/32`"));
+        assert!(reason("0 0 * */13 *").starts_with("field 4 (month) `*/13`"));
+        assert!(reason("0 0 * * */8").contains("restart every week, so use at most 7"));
+        assert!(reason("0 0 * * 1,*/8").starts_with("field 5 (day-of-week) `*/8`"));
+        // One full cycle selects the first value only, which is what it says.
+        assert_eq!(
+            next_n("*/60 * * * *", Tz::UTC, T0, 2),
+            next_n("0 * * * *", Tz::UTC, T0, 2)
+        );
+        assert_eq!(
+            next_n("0 */24 * * *", Tz::UTC, T0, 2),
+            next_n("0 0 * * *", Tz::UTC, T0, 2)
+        );
+        assert_eq!(
+            next_n("0 0 * * */7", Tz::UTC, T0, 2),
+            next_n("0 0 * * 0", Tz::UTC, T0, 2)
+        );
+        for ok in ["0 0 */31 * *", "0 0 1 */12 *", "*/60 * * * * *"] {
+            assert!(CronSchedule::parse(ok, Tz::UTC).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn long_input_is_shortened_in_messages() {
+        let check = |expr: String, field_part: &str| {
+            let e = CronSchedule::parse(&expr, Tz::UTC).unwrap_err();
+            let ScheduleError::InvalidCron { expr: kept, .. } = &e else {
+                panic!("{e:?}");
+            };
+            assert_eq!(kept, &expr, "the error keeps the whole input");
+            let msg = e.to_string();
+            assert!(msg.chars().count() < 400, "{} chars: {msg}", msg.len());
+            let n = expr.chars().count();
+            assert!(msg.contains(&format!("…` ({n} characters): ")), "{msg}");
+            assert!(msg.contains(field_part), "{msg}");
+        };
+        check(
+            format!("0 0 * * * {}", "1".repeat(10_000)),
+            "field 6 (day-of-week) `1111",
+        );
+        check(format!("@{}", "x".repeat(10_000)), "unknown macro `@xxx");
+        check(
+            format!("{} * * * *", "1,".repeat(5_000)),
+            "(10000 characters) has an empty list item",
+        );
+        check(
+            format!("0 9{}-1 * * *", "0".repeat(10_000)),
+            "field 2 (hour) `9000",
+        );
+        check(
+            format!("0 {} * * *", "é".repeat(9_000)),
+            "(9000 characters)",
+        );
+        // Short input is shown whole.
+        let msg = CronSchedule::parse("0 0 * * * x", Tz::UTC)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("invalid cron expression `0 0 * * * x`: "),
+            "{msg}"
         );
     }
 

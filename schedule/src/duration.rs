@@ -6,11 +6,13 @@
 //! most once, optionally separated by spaces; surrounding whitespace is ignored. Units:
 //! `d` (86 400 s), `h`, `m`, `s`, `ms`, `us`, `ns`. A zero duration (`"0s"`) is accepted
 //! because zero is a meaningful delay or grace period; [`parse_interval`] is the variant
-//! for repeat intervals and rejects it.
+//! for repeat intervals and rejects it. Nothing longer than [`MAX_DURATION`] (100 years)
+//! is accepted: no schedule needs more, and adding a longer one to a date can overflow
+//! the date types.
 
 use std::time::Duration;
 
-use crate::ScheduleError;
+use crate::{ScheduleError, quote};
 
 /// Units from largest to smallest, with their length in nanoseconds.
 const UNITS: [(&str, u128); 7] = [
@@ -23,13 +25,23 @@ const UNITS: [(&str, u128); 7] = [
     ("ns", 1),
 ];
 
+/// The longest duration [`parse_duration`] accepts: 100 years of 365 days (`36500d`).
+///
+/// Delays computed elsewhere (a retry backoff, an interval times a count) can be checked
+/// against it before they are added to a date.
+pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
+
+/// The reason given for a duration over [`MAX_DURATION`].
+const TOO_LONG: &str = "too long; at most 100 years (36500d)";
+
 const UNIT_HELP: &str = "use d, h, m, s or ms (e.g. `30s`, `10m`, `1h30m`)";
 
 /// Parses `"500ms"`, `"30s"`, `"10m"`, `"2h"`, `"1d"` and sums such as `"1h30m"`.
 ///
 /// Units must go from largest to smallest and appear at most once (`"1h30m"`, not
 /// `"30m1h"`), so every duration has one spelling and [`format_duration`] is its inverse.
-/// `"0s"` is accepted; use [`parse_interval`] where zero makes no sense.
+/// `"0s"` is accepted; use [`parse_interval`] where zero makes no sense. Durations longer
+/// than [`MAX_DURATION`] (100 years) are rejected.
 pub fn parse_duration(input: &str) -> Result<Duration, ScheduleError> {
     let bad = |reason: String| ScheduleError::InvalidDuration {
         input: input.to_string(),
@@ -52,7 +64,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, ScheduleError> {
             return Err(bad(if c == '-' {
                 "negative durations are not allowed".to_string()
             } else {
-                format!("expected a number at `{rest}`; {UNIT_HELP}")
+                format!("expected a number at {}; {UNIT_HELP}", quote(rest))
             }));
         }
         let number = &rest[..digits];
@@ -69,10 +81,10 @@ pub fn parse_duration(input: &str) -> Result<Duration, ScheduleError> {
         let unit = &rest[..unit_len];
         rest = rest[unit_len..].trim_start();
         if unit.is_empty() {
-            return Err(bad(format!("`{number}` has no unit; {UNIT_HELP}")));
+            return Err(bad(format!("{} has no unit; {UNIT_HELP}", quote(number))));
         }
         let Some(index) = UNITS.iter().position(|(u, _)| *u == unit) else {
-            return Err(bad(format!("unknown unit `{unit}`; {UNIT_HELP}")));
+            return Err(bad(format!("unknown unit {}; {UNIT_HELP}", quote(unit))));
         };
         if let Some(last) = last_unit
             && index <= last
@@ -84,17 +96,16 @@ pub fn parse_duration(input: &str) -> Result<Duration, ScheduleError> {
             )));
         }
         last_unit = Some(index);
-        let n: u128 = number
-            .parse()
-            .map_err(|_| bad(format!("`{number}` is too large")))?;
+        // A number too big for u128 is far over the limit too.
+        let n: u128 = number.parse().map_err(|_| bad(TOO_LONG.to_string()))?;
         total = n
             .checked_mul(UNITS[index].1)
             .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| bad("the duration is too large".to_string()))?;
+            .filter(|&t| t <= MAX_DURATION.as_nanos())
+            .ok_or_else(|| bad(TOO_LONG.to_string()))?;
     }
-    let secs = u64::try_from(total / 1_000_000_000)
-        .map_err(|_| bad("the duration is too large".to_string()))?;
-    // The remainder is below 10^9, so it fits.
+    // At most MAX_DURATION, so the seconds fit in u64 and the remainder is below 10^9.
+    let secs = (total / 1_000_000_000) as u64;
     let nanos = (total % 1_000_000_000) as u32;
     Ok(Duration::new(secs, nanos))
 }
@@ -187,10 +198,69 @@ mod tests {
         assert!(reason("1.5h").contains("fractions"));
         assert!(reason("30m1h").contains("largest to smallest"));
         assert!(reason("1h1h").contains("largest to smallest"));
-        assert!(reason("99999999999999999999999999999999999999999d").contains("too large"));
-        assert!(reason("999999999999999999999d").contains("too large"));
+        assert_eq!(
+            reason("99999999999999999999999999999999999999999d"),
+            "too long; at most 100 years (36500d)"
+        );
+        assert_eq!(
+            reason("999999999999999999999d"),
+            "too long; at most 100 years (36500d)"
+        );
         let e = parse_duration("10x").unwrap_err().to_string();
         assert!(e.starts_with("invalid duration `10x`: unknown unit"), "{e}");
+    }
+
+    #[test]
+    fn at_most_100_years() {
+        assert_eq!(
+            parse_duration("100000000d").unwrap_err().to_string(),
+            "invalid duration `100000000d`: too long; at most 100 years (36500d)"
+        );
+        assert_eq!(parse_duration("36500d").unwrap(), MAX_DURATION);
+        assert_eq!(parse_duration("876000h").unwrap(), MAX_DURATION);
+        assert_eq!(MAX_DURATION.as_secs(), 100 * 365 * 86_400);
+        for over in [
+            "36500d1ns",
+            "36501d",
+            "876001h",
+            "3153600000001ms",
+            "36499d24h1s",
+        ] {
+            assert_eq!(
+                reason(over),
+                "too long; at most 100 years (36500d)",
+                "{over}"
+            );
+        }
+        assert!(parse_interval("36501d").is_err());
+        assert_eq!(format_duration(MAX_DURATION), "36500d");
+        let almost = MAX_DURATION - Duration::from_nanos(1);
+        assert_eq!(parse_duration(&format_duration(almost)).unwrap(), almost);
+        // The longest duration can be added to any date kairos will see.
+        let far = chrono::DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z").unwrap();
+        assert!(
+            far.checked_add_signed(chrono::TimeDelta::from_std(MAX_DURATION).unwrap())
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn long_input_is_shortened_in_messages() {
+        for input in [
+            format!("{}s", "1".repeat(10_000)),
+            "x".repeat(10_000),
+            format!("1{}", "y".repeat(10_000)),
+            "1".repeat(10_000),
+        ] {
+            let msg = parse_duration(&input).unwrap_err().to_string();
+            assert!(msg.chars().count() < 400, "{msg}");
+            assert!(
+                msg.contains("…` (10001 characters)") || msg.contains("…` (10000 characters)"),
+                "{msg}"
+            );
+        }
+        let msg = parse_duration(&"x".repeat(10_000)).unwrap_err().to_string();
+        assert!(msg.contains("expected a number at `xxx"), "{msg}");
     }
 
     #[test]

@@ -19,31 +19,50 @@ use chrono::{DateTime, SecondsFormat, Utc};
 pub use chrono_tz::Tz;
 
 pub use crate::cron::CronSchedule;
-pub use crate::duration::{format_duration, parse_duration, parse_interval};
+pub use crate::duration::{MAX_DURATION, format_duration, parse_duration, parse_interval};
 
 /// Why a schedule, zone or duration was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ScheduleError {
-    /// The cron expression does not parse.
-    #[error("invalid cron expression `{expr}`: {reason}")]
+    /// The cron expression does not parse. The message shows at most 80 characters
+    /// of the expression (and its length when it is longer).
+    #[error("invalid cron expression {}: {reason}", quote(.expr))]
     InvalidCron {
         /// The expression as given.
         expr: String,
         /// What is wrong, naming the field and how to fix it.
         reason: String,
     },
-    /// The time zone is not an IANA zone name.
-    #[error("unknown time zone `{0}`: {hint}", hint = timezone_hint(.0))]
+    /// The time zone is not an IANA zone name. The message shows at most 80 characters
+    /// of the name.
+    #[error("unknown time zone {}: {hint}", quote(.0), hint = timezone_hint(.0))]
     UnknownTimezone(String),
-    /// The duration does not parse.
-    #[error("invalid duration `{input}`: {reason}")]
+    /// The duration does not parse, or is longer than [`MAX_DURATION`]. The message
+    /// shows at most 80 characters of the text.
+    #[error("invalid duration {}: {reason}", quote(.input))]
     InvalidDuration {
         /// The text as given.
         input: String,
         /// What is wrong.
         reason: String,
     },
+}
+
+/// How many characters of rejected input an error message shows: enough to recognise it,
+/// while a pasted file or a runaway generated string still gives a one-line message.
+const ECHO_LIMIT: usize = 80;
+
+/// `text` in backticks for an error message: whole if it has at most [`ECHO_LIMIT`]
+/// characters, else its start, `…` and its length (``"`0 0 * * * xxxx…` (10000
+/// characters)"``).
+pub(crate) fn quote(text: &str) -> String {
+    let len = text.chars().count();
+    if len <= ECHO_LIMIT {
+        return format!("`{text}`");
+    }
+    let head: String = text.chars().take(ECHO_LIMIT - 1).collect();
+    format!("`{head}…` ({len} characters)")
 }
 
 /// How a cron job treats wall-clock times that a daylight-saving change skips (the
@@ -59,13 +78,18 @@ pub enum DstPolicy {
     /// runs at the first instant after the gap, and one repeated by a fall-back runs
     /// once; a wildcard entry fires on both passes of a repeated hour and never inside
     /// a gap.
+    ///
+    /// An entry runs once after a gap however many of its times the gap held
+    /// (`0,30 2 * * *` in a one-hour gap), where Debian's daemon runs it once per
+    /// skipped match, back to back.
     #[default]
     Debian,
     /// Times inside a gap do not run, and a repeated time runs once (on the first
     /// pass), whatever the entry: never run at a time the wall clock did not show,
     /// never twice.
     Skip,
-    /// Times inside a gap run at the first instant after it, and repeated times run on
+    /// Times inside a gap run at the first instant after it (once, however many match,
+    /// and not again if the entry also matches that instant), and repeated times run on
     /// both passes, whatever the entry: never miss a wall-clock match.
     Both,
 }
@@ -284,5 +308,88 @@ mod tests {
         let e = parse_timezone("Mars/Olympus").unwrap_err().to_string();
         assert!(e.contains("IANA name such as `Europe/Paris`"), "{e}");
         assert!(e.starts_with("unknown time zone `Mars/Olympus`"), "{e}");
+        let long = format!("Europe/{}", "x".repeat(10_000));
+        let e = parse_timezone(&long).unwrap_err();
+        assert_eq!(e, ScheduleError::UnknownTimezone(long));
+        let e = e.to_string();
+        assert!(e.chars().count() < 300, "{e}");
+        assert!(e.starts_with("unknown time zone `Europe/xxx"), "{e}");
+        assert!(e.contains("…` (10007 characters): use an IANA name"), "{e}");
+    }
+
+    #[test]
+    fn quote_keeps_80_characters() {
+        let exact = "a".repeat(80);
+        assert_eq!(quote(&exact), format!("`{exact}`"));
+        let long = "é".repeat(81);
+        assert_eq!(
+            quote(&long),
+            format!("`{}…` (81 characters)", "é".repeat(79))
+        );
+        assert_eq!(quote(""), "``");
+    }
+
+    #[test]
+    fn next_after_never_panics_at_the_edges() {
+        let min = DateTime::<Utc>::MIN_UTC;
+        let max = DateTime::<Utc>::MAX_UTC;
+        let epoch = DateTime::<Utc>::UNIX_EPOCH;
+        let now = utc("2026-03-08T07:00:00Z");
+        let instants = [
+            min,
+            min + chrono::TimeDelta::days(1),
+            epoch,
+            now,
+            max - chrono::TimeDelta::days(1),
+            max,
+        ];
+        let mut schedules = vec![
+            Schedule::Every(Duration::from_nanos(1)),
+            Schedule::Every(Duration::from_secs(1)),
+            Schedule::Every(MAX_DURATION),
+            Schedule::Every(Duration::from_secs(u64::MAX)),
+            Schedule::Every(Duration::MAX),
+            Schedule::Every(Duration::ZERO),
+            Schedule::Once(min),
+            Schedule::Once(max),
+        ];
+        for tz in [
+            Tz::UTC,
+            Tz::Pacific__Kiritimati,
+            Tz::Pacific__Pago_Pago,
+            Tz::America__New_York,
+        ] {
+            for expr in ["* * * * * *", "0 0 * * *", "0 0 29 2 *", "*/30 * * * *"] {
+                for dst in DstPolicy::ALL {
+                    let c = CronSchedule::parse(expr, tz).unwrap().with_dst(dst);
+                    schedules.push(Schedule::Cron(c));
+                }
+            }
+        }
+        for s in &schedules {
+            // Only interval slots depend on the anchor.
+            let anchors: &[DateTime<Utc>] = match s {
+                Schedule::Every(_) => &instants,
+                _ => &[now],
+            };
+            for &anchor in anchors {
+                for after in instants {
+                    if let Some(next) = s.next_after(anchor, after) {
+                        assert!(next > after, "{s} from {anchor} after {after}: {next}");
+                    }
+                }
+            }
+        }
+        // The largest step from the earliest anchor lands past the last date: no slot.
+        let huge = Schedule::Every(Duration::MAX);
+        assert_eq!(huge.next_after(min, min), None);
+        assert_eq!(
+            Schedule::Every(MAX_DURATION).next_after(now, now),
+            Some(now + chrono::TimeDelta::from_std(MAX_DURATION).unwrap())
+        );
+        assert_eq!(
+            Schedule::Every(Duration::from_secs(1)).next_after(max, max),
+            None
+        );
     }
 }
