@@ -6,6 +6,8 @@
 //! wraps its items in `const _: () = { ... };` so two tasks in one module never clash.
 //! The work (reading params, converting results) lives in `kairos::__private`, not here.
 
+use std::time::Duration;
+
 use proc_macro2::TokenStream;
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
@@ -105,7 +107,13 @@ pub(crate) fn expand(task: &Task, func: &ItemFn) -> TokenStream {
             quote!(#field: ::core::option::Option::Some(#v),)
         })
     };
-    let duration_ms = |ms: Option<u64>| ms.map(|ms| quote!(#private::Duration::from_millis(#ms)));
+    // Exact, so that sub-millisecond durations (`"500us"`) are not rounded to zero.
+    let duration = |d: Option<Duration>| {
+        d.map(|d| {
+            let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+            quote!(#private::Duration::new(#secs, #nanos))
+        })
+    };
     let fields = [
         some(task.schedule.as_ref().map(lit), "schedule"),
         some(task.timezone.as_ref().map(lit), "timezone"),
@@ -116,8 +124,8 @@ pub(crate) fn expand(task: &Task, func: &ItemFn) -> TokenStream {
         ),
         some(task.max_instances.map(lit), "max_instances"),
         some(task.max_retries.map(lit), "max_retries"),
-        some(duration_ms(task.retry_delay_ms), "retry_delay"),
-        some(duration_ms(task.timeout_ms), "timeout"),
+        some(duration(task.retry_delay), "retry_delay"),
+        some(duration(task.timeout), "timeout"),
         some(task.priority.map(lit), "priority"),
         some(task.queue.as_ref().map(lit), "queue"),
     ];

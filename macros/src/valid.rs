@@ -5,6 +5,8 @@
 //! Schedules, zones and durations are checked with `kairos_schedule`, the parser the
 //! runtime uses, so the macro accepts exactly what the scheduler can run.
 
+use std::time::Duration;
+
 use quote::ToTokens;
 use syn::{FnArg, Ident, ItemFn, LitStr, Pat, Path, Type};
 
@@ -19,8 +21,8 @@ pub(crate) struct Task {
     pub(crate) interval_secs: Option<u64>,
     pub(crate) max_instances: Option<u32>,
     pub(crate) max_retries: Option<u32>,
-    pub(crate) retry_delay_ms: Option<u64>,
-    pub(crate) timeout_ms: Option<u64>,
+    pub(crate) retry_delay: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
     pub(crate) priority: Option<i32>,
     pub(crate) queue: Option<String>,
     pub(crate) on_failure: Option<Path>,
@@ -155,11 +157,11 @@ pub(crate) fn validate(attrs: Attrs, func: &ItemFn) -> syn::Result<Task> {
         None => None,
     };
 
-    let retry_delay_ms = duration(&attrs.retry_delay, "retry_delay", false).unwrap_or_else(|e| {
+    let retry_delay = duration(&attrs.retry_delay, "retry_delay", false).unwrap_or_else(|e| {
         check(Err(e));
         None
     });
-    let timeout_ms = duration(&attrs.timeout, "timeout", true).unwrap_or_else(|e| {
+    let timeout = duration(&attrs.timeout, "timeout", true).unwrap_or_else(|e| {
         check(Err(e));
         None
     });
@@ -185,8 +187,8 @@ pub(crate) fn validate(attrs: Attrs, func: &ItemFn) -> syn::Result<Task> {
             interval_secs,
             max_instances,
             max_retries,
-            retry_delay_ms,
-            timeout_ms,
+            retry_delay,
+            timeout,
             priority,
             queue,
             on_failure: attrs.on_failure,
@@ -219,8 +221,8 @@ fn int_in_range(int: &Int, key: &str, min: u64, max: u64) -> syn::Result<u64> {
     Ok(n)
 }
 
-/// Parses a duration key to milliseconds.
-fn duration(lit: &Option<LitStr>, key: &str, nonzero: bool) -> syn::Result<Option<u64>> {
+/// Parses a duration key.
+fn duration(lit: &Option<LitStr>, key: &str, nonzero: bool) -> syn::Result<Option<Duration>> {
     let Some(lit) = lit else { return Ok(None) };
     let d = kairos_schedule::parse_duration(&lit.value())
         .map_err(|e| syn::Error::new(lit.span(), format!("{key}: {e}")))?;
@@ -230,9 +232,7 @@ fn duration(lit: &Option<LitStr>, key: &str, nonzero: bool) -> syn::Result<Optio
             format!("{key} must be longer than zero; remove `{key}` for no limit"),
         ));
     }
-    u64::try_from(d.as_millis())
-        .map(Some)
-        .map_err(|_| syn::Error::new(lit.span(), format!("{key} is too long")))
+    Ok(Some(d))
 }
 
 fn check_signature(func: &ItemFn) -> syn::Result<()> {
@@ -439,8 +439,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.name, "daily");
-        assert_eq!(t.retry_delay_ms, Some(90_000));
-        assert_eq!(t.timeout_ms, Some(7_200_000));
+        assert_eq!(t.retry_delay, Some(Duration::from_secs(90)));
+        assert_eq!(t.timeout, Some(Duration::from_secs(7_200)));
         assert_eq!(t.priority, Some(-3));
         assert_eq!(t.max_retries, Some(0));
         assert!(matches!(t.params[0], Param::Context { by_ref: false }));
@@ -462,6 +462,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.interval_secs, Some(900));
+        let t = run(
+            quote!(timeout = "500us"),
+            quote!(
+                async fn f() {}
+            ),
+        )
+        .unwrap();
+        assert_eq!(t.timeout, Some(Duration::from_micros(500)));
     }
 
     #[test]
