@@ -16,7 +16,8 @@ use serde_json::{Map, Value};
 
 use crate::task::TaskError;
 
-pub use crate::task::{FailedRun, TaskContext, TaskDef, TaskOutcome};
+pub use crate::task::{FailedRun, Misfire, Overlap, ParamDef, TaskContext, TaskDef, TaskOutcome};
+pub use kairos_schedule::DstPolicy;
 pub use futures::future::BoxFuture;
 pub use inventory;
 pub use serde_json;

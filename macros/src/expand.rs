@@ -108,6 +108,12 @@ pub(crate) fn expand(task: &Task, func: &ItemFn) -> TokenStream {
         })
     };
     // Exact, so that sub-millisecond durations (`"500us"`) are not rounded to zero.
+    let variant = |ty: TokenStream, v: Option<&str>| {
+        v.map(|v| {
+            let v = format_ident!("{}", v);
+            quote!(#private::#ty::#v)
+        })
+    };
     let duration = |d: Option<Duration>| {
         d.map(|d| {
             let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
@@ -128,6 +134,11 @@ pub(crate) fn expand(task: &Task, func: &ItemFn) -> TokenStream {
         some(duration(task.timeout), "timeout"),
         some(task.priority.map(lit), "priority"),
         some(task.queue.as_ref().map(lit), "queue"),
+        some(variant(quote!(Misfire), task.misfire), "misfire"),
+        some(task.max_catch_up.map(lit), "max_catch_up"),
+        some(duration(task.misfire_grace), "misfire_grace"),
+        some(variant(quote!(Overlap), task.overlap), "overlap"),
+        some(variant(quote!(DstPolicy), task.dst), "dst"),
     ];
     let fields = fields.into_iter().flatten();
 

@@ -37,10 +37,15 @@ mod valid;
 /// | `priority` | `i32`, lower runs first; may be negative | `priority` |
 /// | `queue` | name of the queue the task's runs go to | `queue` |
 /// | `on_failure` | path to an `async fn(kairos::FailedRun)`, called after the final failed attempt | `on_failure` |
+/// | `misfire` | what the task's job does with slots missed by more than `misfire_grace`: `"skip"`, `"run_once"` or `"catch_up"` | `misfire` |
+/// | `max_catch_up` | with `misfire = "catch_up"` only: how many missed slots run at most, at least 1 | `max_catch_up` |
+/// | `misfire_grace` | duration such as `"30s"` (zero allowed): how late a slot may still run as an ordinary one | `misfire_grace` |
+/// | `overlap` | what a slot does while `max_instances` runs are active: `"skip"`, `"queue"` or `"replace"` | `overlap` |
+/// | `dst` | how `schedule` treats daylight-saving gaps and repeats: `"debian"`, `"skip"` or `"both"`; needs `schedule` | `dst` |
 ///
 /// Cron expressions, zones and durations are checked at compile time by the same parser
-/// the scheduler uses, as are conflicting keys, unknown or repeated keys, and the shape of
-/// the function; errors point at the offending token.
+/// the scheduler uses, as are policy names, conflicting keys, unknown or repeated keys,
+/// and the shape of the function; errors point at the offending token.
 ///
 /// # Parameters and result
 ///
@@ -79,7 +84,8 @@ mod valid;
 ///     eprintln!("run {} of {} failed: {}", run.run_id, run.task, run.error);
 /// }
 ///
-/// #[kairos::task(schedule = "0 0 * * *", timezone = "Asia/Shanghai", max_instances = 1)]
+/// #[kairos::task(schedule = "0 0 * * *", timezone = "Asia/Shanghai", max_instances = 1,
+///                misfire = "catch_up", max_catch_up = 7, dst = "skip")]
 /// async fn daily_report() {}
 ///
 /// # fn main() {
@@ -87,7 +93,9 @@ mod valid;
 /// let task = registry.get("process_document").unwrap();
 /// assert_eq!(task.max_retries, Some(5));
 /// assert!(task.on_failure.is_some());
-/// assert_eq!(registry.get("daily_report").unwrap().timezone, Some("Asia/Shanghai"));
+/// let daily = registry.get("daily_report").unwrap();
+/// assert_eq!(daily.timezone, Some("Asia/Shanghai"));
+/// assert_eq!(daily.misfire, Some(kairos::Misfire::CatchUp));
 /// # }
 /// ```
 ///
