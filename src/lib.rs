@@ -54,6 +54,7 @@ pub mod clock;
 pub mod config;
 pub mod job;
 pub mod runtime;
+mod schema_check;
 pub mod store;
 pub mod suggest;
 pub mod task;

@@ -2,23 +2,29 @@
 //!
 //! Owns everything the generated code calls: the re-exports it needs (so users never add
 //! `serde_json`, `inventory` or `futures` themselves), reading a run's JSON params into
-//! the function's arguments by name, and turning the function's return value into a
-//! [`TaskOutcome`]. Keeping this logic here, not in the expansion, keeps the generated
-//! code small and lets it be tested like any other code.
+//! the function's arguments by name (for a run, and for the check at the door that gives
+//! the same verdict without running), the JSON Schema and the `required` flag published
+//! for each parameter, and turning the function's return value into a [`TaskOutcome`].
+//! Keeping this logic here, not in the expansion, keeps the generated code small and
+//! lets it be tested like any other code.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt::{self, Display};
 use std::future::Future;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
-use crate::task::TaskError;
-
-pub use crate::task::{FailedRun, TaskContext, TaskDef, TaskOutcome};
+pub use crate::task::{
+    FailedRun, Misfire, Overlap, ParamDef, TaskContext, TaskDef, TaskError, TaskOutcome,
+};
 pub use futures::future::BoxFuture;
 pub use inventory;
+pub use kairos_schedule::DstPolicy;
 pub use serde_json;
 pub use std::boxed::Box;
 pub use std::time::Duration;
@@ -34,6 +40,25 @@ where
 /// A handler future that fails at once, for params that do not fit the function.
 pub fn rejected(err: TaskError) -> BoxFuture<'static, TaskOutcome> {
     Box::pin(async move { Err(err) })
+}
+
+/// Runs a task: `read` is what the generated `__kairos_read` made of the run's params,
+/// either a starter that calls the function with the run's context, or why the params do
+/// not fit it.
+pub fn start<S>(read: Result<S, TaskError>, ctx: TaskContext) -> BoxFuture<'static, TaskOutcome>
+where
+    S: FnOnce(TaskContext) -> BoxFuture<'static, TaskOutcome>,
+{
+    match read {
+        Ok(start) => start(ctx),
+        Err(e) => rejected(e),
+    }
+}
+
+/// The verdict of `__kairos_read` on a run's params, without running the task: the same
+/// reading as [`start`]'s, so the check at the door and the run agree, messages included.
+pub fn verdict<S>(read: Result<S, TaskError>) -> Result<(), TaskError> {
+    read.map(|_| ())
 }
 
 /// Boxes the future of an `on_failure` function.
@@ -188,6 +213,179 @@ impl<'de> Deserializer<'de> for Missing {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
         byte_buf unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
         identifier ignored_any
+    }
+}
+
+// Whether a parameter may be left out, as a `const` (a `ParamDef` is built in a static):
+// `ParamType::<T>::REQUIRED` resolves to the inherent constant (`false`) when `T` is an
+// `Option<_>`, under any path or alias, and to the `Required` trait's (`true`) otherwise,
+// since inherent associated items win over trait ones. At run time a missing parameter
+// is decided by `T::deserialize(Missing)`, which accepts exactly the types whose
+// `Deserialize` reads a missing value as `None`; that is `Option` and any wrapper that
+// defers to it (such as a `#[serde(transparent)]` newtype of an `Option`). A `const`
+// cannot call `deserialize`, so such wrappers are published as required though a run may
+// leave them out; `check_params` and the run still agree.
+
+/// Carries a parameter's type for the `REQUIRED` lookup.
+pub struct ParamType<T: ?Sized>(PhantomData<T>);
+
+impl<T> ParamType<Option<T>> {
+    /// An `Option` parameter may be left out.
+    pub const REQUIRED: bool = false;
+}
+
+/// `REQUIRED` for every parameter type that is not an `Option`.
+pub trait Required {
+    /// Any other parameter must be given.
+    const REQUIRED: bool = true;
+}
+
+impl<T: ?Sized> Required for ParamType<T> {}
+
+// A parameter's JSON Schema is picked by autoref specialization, like the return value's
+// outcome below: the generated code calls `(&&SchemaOf::<T>::new()).kairos_schema()`,
+// which finds `KnownSchema` (on `&SchemaOf<T>`) when `T: ParamSchema`, and `AnySchema`
+// (on `SchemaOf<T>`, one autoderef further) for every other type, whose schema `{}`
+// accepts any value. Other types are still checked exactly, by serde, in `check_params`;
+// the schema is for where only it is available (the admin CLI).
+
+/// Carries a parameter's type for the `kairos_schema` lookup.
+pub struct SchemaOf<T: ?Sized>(PhantomData<T>);
+
+impl<T: ?Sized> SchemaOf<T> {
+    /// The `SchemaOf` type `T`.
+    pub const fn new() -> Self {
+        SchemaOf(PhantomData)
+    }
+}
+
+impl<T: ?Sized> Default for SchemaOf<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Selects the schema of a type kairos knows.
+pub trait KnownSchema {
+    /// `T`'s [`ParamSchema`].
+    fn kairos_schema(&self) -> Value;
+}
+
+impl<T: ParamSchema + ?Sized> KnownSchema for &SchemaOf<T> {
+    fn kairos_schema(&self) -> Value {
+        T::param_schema()
+    }
+}
+
+/// Selects `{}` (any value) for every other type.
+pub trait AnySchema {
+    /// `{}`.
+    fn kairos_schema(&self) -> Value {
+        Value::Object(Map::new())
+    }
+}
+
+impl<T: ?Sized> AnySchema for SchemaOf<T> {}
+
+/// A parameter type whose JSON Schema kairos knows: one that accepts exactly the JSON
+/// values serde reads into the type, using only the keywords `schema_check` handles.
+/// Every schema is a JSON object.
+pub trait ParamSchema {
+    /// The type's JSON Schema.
+    fn param_schema() -> Value;
+}
+
+macro_rules! schema {
+    ($($t:ty),* => $schema:expr) => {
+        $(impl ParamSchema for $t {
+            fn param_schema() -> Value {
+                $schema
+            }
+        })*
+    };
+}
+
+macro_rules! bounded_integers {
+    ($($t:ty),*) => {
+        $(schema!($t => json!({
+            "type": "integer",
+            "minimum": <$t>::MIN,
+            "maximum": <$t>::MAX,
+        }));)*
+    };
+}
+
+bounded_integers!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
+// Every integer a JSON value holds fits these.
+schema!(u128 => json!({ "type": "integer", "minimum": 0 }));
+schema!(i128 => json!({ "type": "integer" }));
+schema!(bool => json!({ "type": "boolean" }));
+schema!(f32, f64 => json!({ "type": "number" }));
+schema!(String, str => json!({ "type": "string" }));
+schema!(char => json!({ "type": "string", "minLength": 1, "maxLength": 1 }));
+schema!(Value => json!({}));
+schema!(Map<String, Value> => json!({ "type": "object" }));
+schema!(DateTime<Utc> => json!({ "type": "string", "format": "date-time" }));
+
+impl<T: ParamSchema> ParamSchema for Option<T> {
+    fn param_schema() -> Value {
+        json!({ "anyOf": [T::param_schema(), { "type": "null" }] })
+    }
+}
+
+impl<T: ParamSchema + ?Sized> ParamSchema for Box<T> {
+    fn param_schema() -> Value {
+        T::param_schema()
+    }
+}
+
+impl<T: ParamSchema + ?Sized> ParamSchema for Arc<T> {
+    fn param_schema() -> Value {
+        T::param_schema()
+    }
+}
+
+fn array_of<T: ParamSchema>() -> Value {
+    json!({ "type": "array", "items": T::param_schema() })
+}
+
+fn object_of<T: ParamSchema>() -> Value {
+    json!({ "type": "object", "additionalProperties": T::param_schema() })
+}
+
+impl<T: ParamSchema> ParamSchema for Vec<T> {
+    fn param_schema() -> Value {
+        array_of::<T>()
+    }
+}
+
+impl<T: ParamSchema> ParamSchema for VecDeque<T> {
+    fn param_schema() -> Value {
+        array_of::<T>()
+    }
+}
+
+impl<T: ParamSchema, S> ParamSchema for HashSet<T, S> {
+    fn param_schema() -> Value {
+        array_of::<T>()
+    }
+}
+
+impl<T: ParamSchema> ParamSchema for BTreeSet<T> {
+    fn param_schema() -> Value {
+        array_of::<T>()
+    }
+}
+
+impl<T: ParamSchema, S> ParamSchema for HashMap<String, T, S> {
+    fn param_schema() -> Value {
+        object_of::<T>()
+    }
+}
+
+impl<T: ParamSchema> ParamSchema for BTreeMap<String, T> {
+    fn param_schema() -> Value {
+        object_of::<T>()
     }
 }
 
@@ -356,6 +554,156 @@ mod tests {
             Err(invalid(
                 "the task takes no parameters, so params must be null or {}; got a string"
             ))
+        );
+    }
+
+    /// What the generated code computes for a parameter of type `$t`: (required, schema).
+    macro_rules! param {
+        ($t:ty) => {{
+            #[allow(unused_imports)]
+            use super::{AnySchema as _, KnownSchema as _, Required as _};
+            const REQUIRED: bool = ParamType::<$t>::REQUIRED;
+            (REQUIRED, (&&SchemaOf::<$t>::new()).kairos_schema())
+        }};
+    }
+
+    /// Whether the run accepts a missing `$t`, as `take_param` decides.
+    fn accepts_missing<T: DeserializeOwned>() -> bool {
+        T::deserialize(Missing).is_ok()
+    }
+
+    #[test]
+    fn required_is_false_exactly_for_option() {
+        type MaybeCount = Option<u32>;
+        assert!(param!(u32).0 && !accepts_missing::<u32>());
+        assert!(param!(String).0 && !accepts_missing::<String>());
+        assert!(param!(Value).0 && !accepts_missing::<Value>());
+        assert!(param!(Vec<Option<u8>>).0 && !accepts_missing::<Vec<Option<u8>>>());
+        assert!(!param!(Option<u32>).0 && accepts_missing::<Option<u32>>());
+        assert!(!param!(std::option::Option<Vec<String>>).0);
+        assert!(!param!(MaybeCount).0 && accepts_missing::<MaybeCount>());
+        assert!(!param!(Option<Option<u8>>).0 && accepts_missing::<Option<Option<u8>>>());
+
+        // The documented gap: a wrapper that defers to `Option` may be missing at run
+        // time but is published as required.
+        #[derive(serde::Deserialize)]
+        #[serde(transparent)]
+        struct Wrapper(#[allow(dead_code)] Option<u8>);
+        assert!(param!(Wrapper).0 && accepts_missing::<Wrapper>());
+    }
+
+    #[test]
+    fn schemas_of_known_types() {
+        assert_eq!(param!(bool).1, json!({"type": "boolean"}));
+        assert_eq!(
+            param!(u8).1,
+            json!({"type": "integer", "minimum": 0, "maximum": 255})
+        );
+        assert_eq!(
+            param!(i32).1,
+            json!({"type": "integer", "minimum": i32::MIN, "maximum": i32::MAX})
+        );
+        assert_eq!(
+            param!(u64).1,
+            json!({"type": "integer", "minimum": 0, "maximum": u64::MAX})
+        );
+        assert_eq!(
+            param!(i64).1,
+            json!({"type": "integer", "minimum": i64::MIN, "maximum": i64::MAX})
+        );
+        assert_eq!(param!(u128).1, json!({"type": "integer", "minimum": 0}));
+        assert_eq!(param!(f32).1, json!({"type": "number"}));
+        assert_eq!(param!(String).1, json!({"type": "string"}));
+        assert_eq!(param!(Box<str>).1, json!({"type": "string"}));
+        assert_eq!(
+            param!(char).1,
+            json!({"type": "string", "minLength": 1, "maxLength": 1})
+        );
+        assert_eq!(
+            param!(Option<String>).1,
+            json!({"anyOf": [{"type": "string"}, {"type": "null"}]})
+        );
+        let array_of_bools = json!({"type": "array", "items": {"type": "boolean"}});
+        assert_eq!(param!(Vec<bool>).1, array_of_bools);
+        assert_eq!(param!(VecDeque<bool>).1, array_of_bools);
+        assert_eq!(param!(HashSet<bool>).1, array_of_bools);
+        assert_eq!(param!(BTreeSet<bool>).1, array_of_bools);
+        let map_of_strings = json!({"type": "object", "additionalProperties": {"type": "string"}});
+        assert_eq!(param!(HashMap<String, String>).1, map_of_strings);
+        assert_eq!(param!(BTreeMap<String, String>).1, map_of_strings);
+        assert_eq!(param!(Box<String>).1, json!({"type": "string"}));
+        assert_eq!(param!(Arc<String>).1, json!({"type": "string"}));
+        assert_eq!(param!(Value).1, json!({}));
+        assert_eq!(param!(Map<String, Value>).1, json!({"type": "object"}));
+        assert_eq!(
+            param!(DateTime<Utc>).1,
+            json!({"type": "string", "format": "date-time"})
+        );
+        assert_eq!(
+            param!(Option<Vec<Option<u8>>>).1,
+            json!({"anyOf": [
+                {"type": "array", "items": {"anyOf": [
+                    {"type": "integer", "minimum": 0, "maximum": 255},
+                    {"type": "null"},
+                ]}},
+                {"type": "null"},
+            ]})
+        );
+    }
+
+    #[test]
+    fn other_types_accept_any_value() {
+        #[derive(serde::Deserialize)]
+        struct Custom {}
+        assert_eq!(param!(Custom).1, json!({}));
+        // Known containers of unknown types too: only top-level types are picked.
+        assert_eq!(param!(Vec<Custom>).1, json!({}));
+        assert_eq!(param!(HashMap<u32, String>).1, json!({}));
+        assert_eq!(param!(Option<Custom>).1, json!({}));
+        assert!(!param!(Option<Custom>).0);
+    }
+
+    #[test]
+    fn start_and_verdict_agree() {
+        fn read(
+            params: Value,
+        ) -> Result<impl FnOnce(TaskContext) -> BoxFuture<'static, TaskOutcome>, TaskError>
+        {
+            let mut p = Params::new(params, &["n"]);
+            let n = p.take::<u32>("n", "u32");
+            p.finish()?;
+            let n = n.unwrap();
+            Ok(move |_ctx: TaskContext| handler(async move { Ok(Some(json!(n))) }))
+        }
+        let ctx = || {
+            TaskContext::new(
+                1,
+                "t",
+                None,
+                Utc::now(),
+                1,
+                tokio_util::sync::CancellationToken::new(),
+            )
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for params in [
+            json!({"n": 3}),
+            json!({"n": -1}),
+            json!({}),
+            json!({"n": 1, "m": 2}),
+        ] {
+            let run = rt.block_on(start(read(params.clone()), ctx()));
+            assert_eq!(
+                verdict(read(params.clone())),
+                run.clone().map(|_| ()),
+                "{params}"
+            );
+        }
+        assert_eq!(
+            rt.block_on(start(read(json!({"n": 3})), ctx())),
+            Ok(Some(json!(3)))
         );
     }
 

@@ -1,12 +1,16 @@
 //! Behaviour of tasks defined with `#[kairos::task]`: what lands in the registered
-//! `TaskDef`, how params are read, and how return values become outcomes.
+//! `TaskDef` (policies, published params and their schema), how params are read and
+//! checked, and how return values become outcomes.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use kairos::{FailedRun, Registry, TaskContext, TaskDef, TaskError};
-use serde::Serialize;
+use kairos::schedule::DstPolicy;
+use kairos::{FailedRun, Misfire, Overlap, Registry, TaskContext, TaskDef, TaskError};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +29,34 @@ async fn record_failure(run: FailedRun) {
     FAILURES.fetch_add(1, Ordering::SeqCst);
 }
 
+#[kairos::task(
+    schedule = "30 2 * * *",
+    timezone = "Europe/Paris",
+    misfire = "catch_up",
+    max_catch_up = 12,
+    misfire_grace = "1m30s",
+    overlap = "queue",
+    dst = "both"
+)]
+async fn policies() {}
+
+#[kairos::task(
+    schedule = "@daily",
+    misfire = "skip",
+    overlap = "replace",
+    dst = "skip",
+    misfire_grace = "0s"
+)]
+async fn other_policies() {}
+
+#[kairos::task(
+    schedule = "@daily",
+    misfire = "run_once",
+    overlap = "skip",
+    dst = "debian"
+)]
+async fn default_policies() {}
+
 #[kairos::task(interval_minutes = 15)]
 async fn every_quarter_hour(ctx: TaskContext) -> u32 {
     ctx.attempt()
@@ -40,6 +72,32 @@ async fn with_params(
 ) -> anyhow::Result<Value> {
     assert_eq!(ctx.run_id(), by_ref.run_id());
     Ok(json!({"doc_id": doc_id, "count": count, "note": note, "task": ctx.task()}))
+}
+
+#[derive(Deserialize)]
+struct Custom {
+    #[allow(dead_code)]
+    a: u8,
+}
+
+type MaybeCount = Option<i64>;
+
+#[kairos::task]
+#[allow(clippy::too_many_arguments)]
+async fn typed(
+    region: String,
+    ctx: &TaskContext,
+    count: Option<u32>,
+    tags: Vec<String>,
+    at: chrono::DateTime<chrono::Utc>,
+    limits: HashMap<String, u8>,
+    extra: serde_json::Value,
+    custom: Custom,
+    maybe: MaybeCount,
+    label: Cow<'_, str>,
+) -> String {
+    let _ = (ctx, count, tags, at, limits, extra, custom.a, maybe);
+    format!("{region}/{label}")
 }
 
 #[derive(Serialize)]
@@ -114,8 +172,16 @@ fn defaults_and_name() {
     assert_eq!(t.priority, None);
     assert_eq!(t.queue, None);
     assert!(t.on_failure.is_none());
+    assert_eq!(t.misfire, None);
+    assert_eq!(t.max_catch_up, None);
+    assert_eq!(t.misfire_grace, None);
+    assert_eq!(t.overlap, None);
+    assert_eq!(t.dst, None);
+    // A task without parameters publishes that it takes none.
+    assert_eq!(t.params.map(<[_]>::len), Some(0));
+    assert!(t.check_params.is_some());
     // The location is the line of the function's name, in this file.
-    assert_eq!(t.location, concat!(file!(), ":14"));
+    assert_eq!(t.location, concat!(file!(), ":18"));
     assert!(
         registry().get("every_key").is_none(),
         "`name` replaces the fn name"
@@ -138,6 +204,157 @@ fn every_key_lands_in_task_def() {
     assert_eq!(
         task("every_quarter_hour").interval,
         Some(Duration::from_secs(15 * 60))
+    );
+}
+
+#[test]
+fn policies_land_in_task_def() {
+    let t = task("policies");
+    assert_eq!(t.misfire, Some(Misfire::CatchUp));
+    assert_eq!(t.max_catch_up, Some(12));
+    assert_eq!(t.misfire_grace, Some(Duration::from_secs(90)));
+    assert_eq!(t.overlap, Some(Overlap::Queue));
+    assert_eq!(t.dst, Some(DstPolicy::Both));
+
+    let t = task("other_policies");
+    assert_eq!(t.misfire, Some(Misfire::Skip));
+    assert_eq!(t.max_catch_up, None);
+    assert_eq!(t.misfire_grace, Some(Duration::ZERO));
+    assert_eq!(t.overlap, Some(Overlap::Replace));
+    assert_eq!(t.dst, Some(DstPolicy::Skip));
+
+    let t = task("default_policies");
+    assert_eq!(t.misfire, Some(Misfire::RunOnce));
+    assert_eq!(t.overlap, Some(Overlap::Skip));
+    assert_eq!(t.dst, Some(DstPolicy::Debian));
+    assert_eq!(t.misfire_grace, None);
+}
+
+#[test]
+fn params_are_published_in_order() {
+    let params = task("typed").params.unwrap();
+    let published: Vec<(&str, &str, bool)> = params
+        .iter()
+        .map(|p| (p.name, p.rust_type, p.required))
+        .collect();
+    assert_eq!(
+        published,
+        [
+            ("region", "String", true),
+            ("count", "Option<u32>", false),
+            ("tags", "Vec<String>", true),
+            ("at", "chrono::DateTime<chrono::Utc>", true),
+            ("limits", "HashMap<String, u8>", true),
+            ("extra", "serde_json::Value", true),
+            ("custom", "Custom", true),
+            // An alias of `Option` is optional too: decided by type, not by spelling.
+            ("maybe", "MaybeCount", false),
+            ("label", "Cow<'_, str>", true),
+        ]
+    );
+}
+
+#[test]
+fn params_schema_of_several_types() {
+    assert_eq!(
+        task("typed").params_schema(),
+        json!({
+            "type": "object",
+            "properties": {
+                "region": {"type": "string", "x-rust-type": "String"},
+                "count": {
+                    "anyOf": [
+                        {"type": "integer", "minimum": 0, "maximum": u32::MAX},
+                        {"type": "null"},
+                    ],
+                    "x-rust-type": "Option<u32>",
+                },
+                "tags": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "x-rust-type": "Vec<String>",
+                },
+                "at": {
+                    "type": "string",
+                    "format": "date-time",
+                    "x-rust-type": "chrono::DateTime<chrono::Utc>",
+                },
+                "limits": {
+                    "type": "object",
+                    "additionalProperties": {"type": "integer", "minimum": 0, "maximum": 255},
+                    "x-rust-type": "HashMap<String, u8>",
+                },
+                "extra": {"x-rust-type": "serde_json::Value"},
+                // Types kairos does not know accept any value in the schema.
+                "custom": {"x-rust-type": "Custom"},
+                "maybe": {
+                    "anyOf": [
+                        {"type": "integer", "minimum": i64::MIN, "maximum": i64::MAX},
+                        {"type": "null"},
+                    ],
+                    "x-rust-type": "MaybeCount",
+                },
+                "label": {"x-rust-type": "Cow<'_, str>"},
+            },
+            "required": ["region", "tags", "at", "limits", "extra", "custom", "label"],
+            "additionalProperties": false,
+        })
+    );
+    assert_eq!(
+        task("plain").params_schema(),
+        json!({"type": "object", "properties": {}, "required": [], "additionalProperties": false})
+    );
+}
+
+#[tokio::test]
+async fn check_params_gives_the_runs_verdict() {
+    let good = json!({
+        "region": "eu", "tags": ["a"], "at": "2024-05-01T12:00:00Z", "limits": {"x": 1},
+        "extra": [null], "custom": {"a": 1}, "label": "l",
+    });
+    let check = task("typed").check_params.unwrap();
+    assert_eq!(check(&good), Ok(()));
+    assert_eq!(call("typed", good).await, Ok(Some(json!("eu/l"))));
+
+    let cases = [
+        ("with_params", json!({"doc_id": "d1", "count": 3})),
+        ("with_params", json!({"count": 3})),
+        (
+            "with_params",
+            json!({"doc_id": "d1", "count": "x", "dco_id": 1}),
+        ),
+        ("with_params", json!(["d1", 3])),
+        ("plain", json!({"x": 1})),
+        ("plain", Value::Null),
+        (
+            "typed",
+            json!({"region": 5, "tags": [], "at": "tomorrow", "limits": {}, "extra": 1,
+                   "custom": {"b": 1}, "label": "l"}),
+        ),
+    ];
+    for (name, params) in cases {
+        let check = task(name).check_params.unwrap();
+        let verdict = check(&params);
+        let run = call(name, params.clone()).await.map(|_| ());
+        assert_eq!(verdict, run, "{name} with {params}");
+    }
+    assert_eq!(
+        (task("with_params").check_params.unwrap())(&json!({"count": 3})),
+        Err(TaskError::InvalidParams(
+            "missing parameter `doc_id` (String)".into()
+        ))
+    );
+    assert_eq!(
+        (task("typed").check_params.unwrap())(&json!({
+            "region": 5, "tags": [], "at": "tomorrow", "limits": {}, "extra": 1,
+            "custom": {"b": 1}, "label": "l",
+        })),
+        Err(TaskError::InvalidParams(
+            "parameter `region`: invalid type: integer `5`, expected a string; \
+             parameter `at`: input contains invalid characters; \
+             parameter `custom`: missing field `a`"
+                .into()
+        ))
     );
 }
 

@@ -20,6 +20,11 @@ pub(crate) const KEYS: &[&str] = &[
     "priority",
     "queue",
     "on_failure",
+    "misfire",
+    "max_catch_up",
+    "misfire_grace",
+    "overlap",
+    "dst",
 ];
 
 /// An integer key's value with the span of its literal (sign included).
@@ -47,6 +52,11 @@ pub(crate) struct Attrs {
     pub(crate) priority: Option<Int>,
     pub(crate) queue: Option<LitStr>,
     pub(crate) on_failure: Option<Path>,
+    pub(crate) misfire: Option<LitStr>,
+    pub(crate) max_catch_up: Option<Int>,
+    pub(crate) misfire_grace: Option<LitStr>,
+    pub(crate) overlap: Option<LitStr>,
+    pub(crate) dst: Option<LitStr>,
 }
 
 /// Parses the attribute's arguments, reporting every problem found, not just the first.
@@ -134,6 +144,27 @@ impl Attrs {
                 meta,
             ),
             "on_failure" => set(&mut self.on_failure, path_value(meta)?, meta),
+            "misfire" => set(
+                &mut self.misfire,
+                str_value(meta, "misfire = \"catch_up\"")?,
+                meta,
+            ),
+            "max_catch_up" => set(
+                &mut self.max_catch_up,
+                int_value(meta, "max_catch_up = 10")?,
+                meta,
+            ),
+            "misfire_grace" => set(
+                &mut self.misfire_grace,
+                str_value(meta, "misfire_grace = \"30s\"")?,
+                meta,
+            ),
+            "overlap" => set(
+                &mut self.overlap,
+                str_value(meta, "overlap = \"queue\"")?,
+                meta,
+            ),
+            "dst" => set(&mut self.dst, str_value(meta, "dst = \"skip\"")?, meta),
             _ => Err(unknown(meta)),
         }
     }
@@ -269,6 +300,11 @@ mod tests {
             priority = -4,
             queue = "q",
             on_failure = crate::hooks::notify,
+            misfire = "catch_up",
+            max_catch_up = 4,
+            misfire_grace = "30s",
+            overlap = "queue",
+            dst = "both",
         ));
         assert_eq!(a.name.unwrap().value(), "n");
         assert_eq!(a.schedule.unwrap().value(), "0 0 * * *");
@@ -283,6 +319,11 @@ mod tests {
         assert_eq!(p.lit.base10_digits(), "4");
         assert_eq!(a.queue.unwrap().value(), "q");
         assert_eq!(a.on_failure.unwrap().segments.len(), 3);
+        assert_eq!(a.misfire.unwrap().value(), "catch_up");
+        assert_eq!(a.max_catch_up.unwrap().lit.base10_digits(), "4");
+        assert_eq!(a.misfire_grace.unwrap().value(), "30s");
+        assert_eq!(a.overlap.unwrap().value(), "queue");
+        assert_eq!(a.dst.unwrap().value(), "both");
     }
 
     #[test]
@@ -312,6 +353,14 @@ mod tests {
         assert_eq!(
             err(quote!(on_failure = "notify")),
             "expected the path of an `async fn(kairos::FailedRun)`: write `on_failure = notify_admin`"
+        );
+        assert_eq!(
+            err(quote!(misfire = run_once)),
+            "expected a string literal: write `misfire = \"catch_up\"`"
+        );
+        assert_eq!(
+            err(quote!(max_catch_up = "3")),
+            "expected an integer literal: write `max_catch_up = 10`"
         );
         assert_eq!(
             err(quote!(timeout)),

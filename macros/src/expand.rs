@@ -1,10 +1,13 @@
-//! Code generation: the user's function unchanged, plus a hidden handler that reads the
-//! run's params and converts the return value, an `on_failure` wrapper, and the
-//! `inventory::submit!` of the task's `TaskDef`.
+//! Code generation: the user's function unchanged, plus a hidden reader of the run's
+//! params shared by the handler (which then calls the function and converts its return
+//! value) and the params check, one schema fn per parameter, an `on_failure` wrapper,
+//! and the `inventory::submit!` of the task's `TaskDef`.
 //!
 //! Generated code names only `::kairos::...` paths, so users need no other crate, and
 //! wraps its items in `const _: () = { ... };` so two tasks in one module never clash.
 //! The work (reading params, converting results) lives in `kairos::__private`, not here.
+
+use std::time::Duration;
 
 use proc_macro2::TokenStream;
 use quote::{ToTokens, format_ident, quote, quote_spanned};
@@ -22,6 +25,8 @@ pub(crate) fn expand(task: &Task, func: &ItemFn) -> TokenStream {
     let mut reads = Vec::new();
     let mut unwraps = Vec::new();
     let mut call_args = Vec::new();
+    let mut schema_fns = Vec::new();
+    let mut param_defs = Vec::new();
     for (i, p) in task.params.iter().enumerate() {
         match p {
             Param::Context { by_ref: false } => call_args.push(quote!(__ctx.clone())),
@@ -43,6 +48,27 @@ pub(crate) fn expand(task: &Task, func: &ItemFn) -> TokenStream {
                     };
                 });
                 call_args.push(quote!(#var));
+
+                let schema_fn = format_ident!("__kairos_schema{}", i);
+                schema_fns.push(quote! {
+                    fn #schema_fn() -> #private::serde_json::Value {
+                        #[allow(unused_imports)]
+                        use #private::{AnySchema as _, KnownSchema as _};
+                        (&&#private::SchemaOf::<#ty>::new()).kairos_schema()
+                    }
+                });
+                param_defs.push(quote! {
+                    #private::ParamDef {
+                        name: #name,
+                        rust_type: #type_name,
+                        required: {
+                            #[allow(unused_imports)]
+                            use #private::Required as _;
+                            #private::ParamType::<#ty>::REQUIRED
+                        },
+                        schema: #schema_fn,
+                    }
+                });
             }
         }
     }
@@ -65,19 +91,38 @@ pub(crate) fn expand(task: &Task, func: &ItemFn) -> TokenStream {
         })
     };
 
-    let handler = quote! {
+    // One reading of the params for both the run and the check at the door, so both give
+    // the same verdict: the handler starts what it returns, the check drops it.
+    let read = quote! {
+        fn __kairos_read(
+            __params: #private::serde_json::Value,
+        ) -> ::core::result::Result<
+            impl ::core::ops::FnOnce(
+                #private::TaskContext,
+            ) -> #private::BoxFuture<'static, #private::TaskOutcome>,
+            #private::TaskError,
+        > {
+            let mut __params = #private::Params::new(__params, &[#(#names),*]);
+            #(#reads)*
+            __params.finish()?;
+            #(#unwraps)*
+            ::core::result::Result::Ok(move |__ctx: #private::TaskContext| #call)
+        }
+
         fn __kairos_handler(
             __ctx: #private::TaskContext,
             __params: #private::serde_json::Value,
         ) -> #private::BoxFuture<'static, #private::TaskOutcome> {
-            let mut __params = #private::Params::new(__params, &[#(#names),*]);
-            #(#reads)*
-            if let ::core::result::Result::Err(e) = __params.finish() {
-                return #private::rejected(e);
-            }
-            #(#unwraps)*
-            #call
+            #private::start(__kairos_read(__params), __ctx)
         }
+
+        fn __kairos_check(
+            __params: &#private::serde_json::Value,
+        ) -> ::core::result::Result<(), #private::TaskError> {
+            #private::verdict(__kairos_read(::core::clone::Clone::clone(__params)))
+        }
+
+        #(#schema_fns)*
     };
 
     let (on_failure_fn, on_failure_field) = match &task.on_failure {
@@ -105,7 +150,19 @@ pub(crate) fn expand(task: &Task, func: &ItemFn) -> TokenStream {
             quote!(#field: ::core::option::Option::Some(#v),)
         })
     };
-    let duration_ms = |ms: Option<u64>| ms.map(|ms| quote!(#private::Duration::from_millis(#ms)));
+    // Exact, so that sub-millisecond durations (`"500us"`) are not rounded to zero.
+    let variant = |ty: TokenStream, v: Option<&str>| {
+        v.map(|v| {
+            let v = format_ident!("{}", v);
+            quote!(#private::#ty::#v)
+        })
+    };
+    let duration = |d: Option<Duration>| {
+        d.map(|d| {
+            let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+            quote!(#private::Duration::new(#secs, #nanos))
+        })
+    };
     let fields = [
         some(task.schedule.as_ref().map(lit), "schedule"),
         some(task.timezone.as_ref().map(lit), "timezone"),
@@ -116,10 +173,15 @@ pub(crate) fn expand(task: &Task, func: &ItemFn) -> TokenStream {
         ),
         some(task.max_instances.map(lit), "max_instances"),
         some(task.max_retries.map(lit), "max_retries"),
-        some(duration_ms(task.retry_delay_ms), "retry_delay"),
-        some(duration_ms(task.timeout_ms), "timeout"),
+        some(duration(task.retry_delay), "retry_delay"),
+        some(duration(task.timeout), "timeout"),
         some(task.priority.map(lit), "priority"),
         some(task.queue.as_ref().map(lit), "queue"),
+        some(variant(quote!(Misfire), task.misfire), "misfire"),
+        some(task.max_catch_up.map(lit), "max_catch_up"),
+        some(duration(task.misfire_grace), "misfire_grace"),
+        some(variant(quote!(Overlap), task.overlap), "overlap"),
+        some(variant(quote!(DstPolicy), task.dst), "dst"),
     ];
     let fields = fields.into_iter().flatten();
 
@@ -132,12 +194,14 @@ pub(crate) fn expand(task: &Task, func: &ItemFn) -> TokenStream {
         #func
 
         const _: () = {
-            #handler
+            #read
             #on_failure_fn
             #private::inventory::submit! {
                 #private::TaskDef {
                     #(#fields)*
                     #on_failure_field
+                    params: ::core::option::Option::Some(&[#(#param_defs),*]),
+                    check_params: ::core::option::Option::Some(__kairos_check),
                     ..#private::TaskDef::new(#name, __kairos_handler, #location)
                 }
             }

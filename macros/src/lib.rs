@@ -37,10 +37,15 @@ mod valid;
 /// | `priority` | `i32`, lower runs first; may be negative | `priority` |
 /// | `queue` | name of the queue the task's runs go to | `queue` |
 /// | `on_failure` | path to an `async fn(kairos::FailedRun)`, called after the final failed attempt | `on_failure` |
+/// | `misfire` | what the task's job does with slots missed by more than `misfire_grace`: `"skip"`, `"run_once"` or `"catch_up"` | `misfire` |
+/// | `max_catch_up` | with `misfire = "catch_up"` only: how many missed slots run at most, at least 1 | `max_catch_up` |
+/// | `misfire_grace` | duration such as `"30s"` (zero allowed): how late a slot may still run as an ordinary one | `misfire_grace` |
+/// | `overlap` | what a slot does while `max_instances` runs are active: `"skip"`, `"queue"` or `"replace"` | `overlap` |
+/// | `dst` | how `schedule` treats daylight-saving gaps and repeats: `"debian"`, `"skip"` or `"both"`; needs `schedule` | `dst` |
 ///
 /// Cron expressions, zones and durations are checked at compile time by the same parser
-/// the scheduler uses, as are conflicting keys, unknown or repeated keys, and the shape of
-/// the function; errors point at the offending token.
+/// the scheduler uses, as are policy names, conflicting keys, unknown or repeated keys,
+/// and the shape of the function; errors point at the offending token.
 ///
 /// # Parameters and result
 ///
@@ -50,6 +55,21 @@ mod valid;
 ///   object (or `null` when there are none), and deserialized with serde. An `Option`
 ///   parameter may be left out. A missing, ill-typed or unknown key fails the run with
 ///   `TaskError::InvalidParams`, which is not retried.
+/// - The parameters are published in `TaskDef::params` (name, type as written, whether
+///   required, JSON Schema; `TaskDef::params_schema` assembles them), and
+///   `TaskDef::check_params` reads params exactly as a run does, without running it, so
+///   bad params can be refused where a run is enqueued with the message the run would
+///   fail with.
+/// - A parameter is published as optional (`required: false`) when its type is an
+///   `Option`, under any path or alias. A run also accepts a missing value for a custom
+///   type whose `Deserialize` reads one as `None` (such as a `#[serde(transparent)]`
+///   wrapper of an `Option`); such a parameter is published as required, though
+///   `check_params` agrees with the run.
+/// - The JSON Schema is exact for `bool`, integers (with their bounds), `f32`, `f64`,
+///   `String`, `char`, `Option`, `Vec`, `VecDeque`, `HashSet`, `BTreeSet`, `HashMap` and
+///   `BTreeMap` with `String` keys, `Box`, `Arc`, `serde_json::Value` and `Map`,
+///   `chrono::DateTime<Utc>`, and these nested in each other. Any other type (or a
+///   container of one) gets `{}`, any value; `check_params` still checks it with serde.
 /// - The function may return `()`, any `Serialize` value, or `Result<T, E>` with
 ///   `T: Serialize` and `E: Display` (such as `anyhow::Result<T>`). The value is stored
 ///   as the run's JSON result; `()`, `Ok(())` and other values that serialize to `null`
@@ -79,7 +99,8 @@ mod valid;
 ///     eprintln!("run {} of {} failed: {}", run.run_id, run.task, run.error);
 /// }
 ///
-/// #[kairos::task(schedule = "0 0 * * *", timezone = "Asia/Shanghai", max_instances = 1)]
+/// #[kairos::task(schedule = "0 0 * * *", timezone = "Asia/Shanghai", max_instances = 1,
+///                misfire = "catch_up", max_catch_up = 7, dst = "skip")]
 /// async fn daily_report() {}
 ///
 /// # fn main() {
@@ -87,14 +108,22 @@ mod valid;
 /// let task = registry.get("process_document").unwrap();
 /// assert_eq!(task.max_retries, Some(5));
 /// assert!(task.on_failure.is_some());
-/// assert_eq!(registry.get("daily_report").unwrap().timezone, Some("Asia/Shanghai"));
+/// let check = task.check_params.unwrap();
+/// assert!(check(&serde_json::json!({ "doc_id": "d1" })).is_ok());
+/// assert_eq!(
+///     check(&serde_json::json!({})).unwrap_err().to_string(),
+///     "invalid params: missing parameter `doc_id` (String)"
+/// );
+/// let daily = registry.get("daily_report").unwrap();
+/// assert_eq!(daily.timezone, Some("Asia/Shanghai"));
+/// assert_eq!(daily.misfire, Some(kairos::Misfire::CatchUp));
 /// # }
 /// ```
 ///
 /// `process_document` above expands to the function itself, plus roughly:
 ///
 /// ```no_run,standalone_crate
-/// # use kairos::{FailedRun, TaskContext, TaskDef, TaskError};
+/// # use kairos::{FailedRun, ParamDef, TaskContext, TaskDef, TaskError};
 /// # use kairos::task::TaskOutcome;
 /// # use futures::future::BoxFuture;
 /// # use std::time::Duration;
@@ -103,15 +132,21 @@ mod valid;
 /// #     Ok(Report { pages: 3 })
 /// # }
 /// # async fn notify_admin(run: FailedRun) {}
-/// fn handler(ctx: TaskContext, params: serde_json::Value) -> BoxFuture<'static, TaskOutcome> {
-///     // Read `doc_id` by name. (The real handler also rejects unknown keys and lists
+/// // Reads the params as the function takes them, for a run (`handler`) and for the
+/// // check where a run is enqueued (`check_params`), so that both agree.
+/// fn read(params: serde_json::Value) -> Result<String, TaskError> {
+///     // Read `doc_id` by name. (The real reader also rejects unknown keys and lists
 ///     // every problem in one error.)
-///     let doc_id: String = match params.get("doc_id").cloned().map(serde_json::from_value) {
-///         Some(Ok(v)) => v,
-///         _ => {
-///             let e = TaskError::InvalidParams("missing parameter `doc_id` (String)".into());
-///             return Box::pin(async move { Err(e) });
-///         }
+///     match params.get("doc_id").cloned().map(serde_json::from_value) {
+///         Some(Ok(v)) => Ok(v),
+///         _ => Err(TaskError::InvalidParams("missing parameter `doc_id` (String)".into())),
+///     }
+/// }
+///
+/// fn handler(ctx: TaskContext, params: serde_json::Value) -> BoxFuture<'static, TaskOutcome> {
+///     let doc_id = match read(params) {
+///         Ok(v) => v,
+///         Err(e) => return Box::pin(async move { Err(e) }),
 ///     };
 ///     Box::pin(async move {
 ///         match process_document(ctx, doc_id).await {
@@ -119,6 +154,14 @@ mod valid;
 ///             Err(e) => Err(TaskError::Failed(format!("{e:#}"))),
 ///         }
 ///     })
+/// }
+///
+/// fn check_params(params: &serde_json::Value) -> Result<(), TaskError> {
+///     read(params.clone()).map(|_| ())
+/// }
+///
+/// fn doc_id_schema() -> serde_json::Value {
+///     serde_json::json!({ "type": "string" })
 /// }
 ///
 /// fn on_failure(run: FailedRun) -> BoxFuture<'static, ()> {
@@ -133,6 +176,13 @@ mod valid;
 ///         priority: Some(1),
 ///         max_instances: Some(2),
 ///         on_failure: Some(on_failure),
+///         params: Some(&[ParamDef {
+///             name: "doc_id",
+///             rust_type: "String",
+///             required: true,
+///             schema: doc_id_schema,
+///         }]),
+///         check_params: Some(check_params),
 ///         ..TaskDef::new("process_document", handler, concat!(file!(), ":", line!()))
 ///     }
 /// }

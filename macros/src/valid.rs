@@ -5,6 +5,8 @@
 //! Schedules, zones and durations are checked with `kairos_schedule`, the parser the
 //! runtime uses, so the macro accepts exactly what the scheduler can run.
 
+use std::time::Duration;
+
 use quote::ToTokens;
 use syn::{FnArg, Ident, ItemFn, LitStr, Pat, Path, Type};
 
@@ -19,13 +21,38 @@ pub(crate) struct Task {
     pub(crate) interval_secs: Option<u64>,
     pub(crate) max_instances: Option<u32>,
     pub(crate) max_retries: Option<u32>,
-    pub(crate) retry_delay_ms: Option<u64>,
-    pub(crate) timeout_ms: Option<u64>,
+    pub(crate) retry_delay: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
     pub(crate) priority: Option<i32>,
     pub(crate) queue: Option<String>,
     pub(crate) on_failure: Option<Path>,
+    /// The `Misfire` variant, such as `CatchUp`.
+    pub(crate) misfire: Option<&'static str>,
+    pub(crate) max_catch_up: Option<u32>,
+    pub(crate) misfire_grace: Option<Duration>,
+    /// The `Overlap` variant, such as `Queue`.
+    pub(crate) overlap: Option<&'static str>,
+    /// The `DstPolicy` variant, such as `Skip`.
+    pub(crate) dst: Option<&'static str>,
     pub(crate) params: Vec<Param>,
 }
+
+/// A policy key's values: the name written in the attribute and the variant it selects.
+type Policies = [(&'static str, &'static str)];
+
+/// `kairos::Misfire`; a unit test checks these against the enum.
+pub(crate) const MISFIRE: &Policies = &[
+    ("skip", "Skip"),
+    ("run_once", "RunOnce"),
+    ("catch_up", "CatchUp"),
+];
+
+/// `kairos::Overlap`; a unit test checks these against the enum.
+pub(crate) const OVERLAP: &Policies =
+    &[("skip", "Skip"), ("queue", "Queue"), ("replace", "Replace")];
+
+/// `kairos_schedule::DstPolicy`; a unit test checks these against the enum.
+pub(crate) const DST: &Policies = &[("debian", "Debian"), ("skip", "Skip"), ("both", "Both")];
 
 /// One argument of the task function, in order.
 #[derive(Debug)]
@@ -88,6 +115,13 @@ pub(crate) fn validate(attrs: Attrs, func: &ItemFn) -> syn::Result<Task> {
         )));
     }
 
+    if let (None, Some(dst)) = (&attrs.schedule, &attrs.dst) {
+        check(Err(syn::Error::new(
+            dst.span(),
+            "`dst` applies only to a cron `schedule`; add `schedule = \"...\"` or remove `dst`",
+        )));
+    }
+
     let tz = match &attrs.timezone {
         Some(lit) => match kairos_schedule::parse_timezone(&lit.value()) {
             Ok(tz) => Some(tz),
@@ -131,6 +165,35 @@ pub(crate) fn validate(attrs: Attrs, func: &ItemFn) -> syn::Result<Task> {
     };
     let max_instances = int(&attrs.max_instances, "max_instances", 1);
     let max_retries = int(&attrs.max_retries, "max_retries", 0);
+    let max_catch_up = int(&attrs.max_catch_up, "max_catch_up", 1);
+
+    let mut pick = |lit: &Option<LitStr>, what: &str, values: &'static Policies| {
+        policy(lit, what, values).unwrap_or_else(|e| {
+            check(Err(e));
+            None
+        })
+    };
+    let misfire = pick(&attrs.misfire, "misfire", MISFIRE);
+    let overlap = pick(&attrs.overlap, "overlap", OVERLAP);
+    let dst = pick(&attrs.dst, "dst", DST);
+
+    // Only when `misfire` is missing or valid: a misspelled one is reported already.
+    if let Some(n) = &attrs.max_catch_up {
+        let msg = "`max_catch_up` applies only with `misfire = \"catch_up\"`; \
+                   add `misfire = \"catch_up\"` or remove `max_catch_up`";
+        match (&attrs.misfire, misfire) {
+            (None, _) => check(Err(syn::Error::new(n.span, msg))),
+            (Some(lit), Some(variant)) if variant != "CatchUp" => {
+                let mut e = syn::Error::new(n.span, msg);
+                e.combine(syn::Error::new(
+                    lit.span(),
+                    format!("`misfire = {:?}` is given here", lit.value()),
+                ));
+                check(Err(e));
+            }
+            _ => {}
+        }
+    }
 
     let priority = match &attrs.priority {
         Some(i) => match i.lit.base10_parse::<i64>() {
@@ -155,14 +218,19 @@ pub(crate) fn validate(attrs: Attrs, func: &ItemFn) -> syn::Result<Task> {
         None => None,
     };
 
-    let retry_delay_ms = duration(&attrs.retry_delay, "retry_delay", false).unwrap_or_else(|e| {
+    let retry_delay = duration(&attrs.retry_delay, "retry_delay", false).unwrap_or_else(|e| {
         check(Err(e));
         None
     });
-    let timeout_ms = duration(&attrs.timeout, "timeout", true).unwrap_or_else(|e| {
+    let timeout = duration(&attrs.timeout, "timeout", true).unwrap_or_else(|e| {
         check(Err(e));
         None
     });
+    let misfire_grace =
+        duration(&attrs.misfire_grace, "misfire_grace", false).unwrap_or_else(|e| {
+            check(Err(e));
+            None
+        });
 
     let queue = match &attrs.queue {
         Some(lit) if lit.value().trim().is_empty() => {
@@ -185,11 +253,16 @@ pub(crate) fn validate(attrs: Attrs, func: &ItemFn) -> syn::Result<Task> {
             interval_secs,
             max_instances,
             max_retries,
-            retry_delay_ms,
-            timeout_ms,
+            retry_delay,
+            timeout,
             priority,
             queue,
             on_failure: attrs.on_failure,
+            misfire,
+            max_catch_up,
+            misfire_grace,
+            overlap,
+            dst,
             params,
         }),
     }
@@ -219,8 +292,71 @@ fn int_in_range(int: &Int, key: &str, min: u64, max: u64) -> syn::Result<u64> {
     Ok(n)
 }
 
-/// Parses a duration key to milliseconds.
-fn duration(lit: &Option<LitStr>, key: &str, nonzero: bool) -> syn::Result<Option<u64>> {
+/// The variant a policy key names, or an error listing the valid names, with a "did you
+/// mean" when one is close. Without one, the message is the runtime's for a bad policy.
+fn policy(
+    lit: &Option<LitStr>,
+    what: &str,
+    values: &'static Policies,
+) -> syn::Result<Option<&'static str>> {
+    let Some(lit) = lit else { return Ok(None) };
+    let value = lit.value();
+    if let Some((_, variant)) = values.iter().find(|(name, _)| *name == value) {
+        return Ok(Some(variant));
+    }
+    let names: Vec<&str> = values.iter().map(|(name, _)| *name).collect();
+    let msg = match closest(&value, &names) {
+        Some(c) => format!(
+            "unknown {what} policy `{value}`; did you mean `{c}`? Use one of: {}",
+            names.join(", ")
+        ),
+        None => format!(
+            "unknown {what} policy `{value}`; use one of: {}",
+            names.join(", ")
+        ),
+    };
+    Err(syn::Error::new(lit.span(), msg))
+}
+
+/// The candidate closest to `value`, if it is likely a typo of it: the same up to case
+/// and `_`/`-`, or within the edit distance `kairos::suggest` allows for names.
+fn closest<'a>(value: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let fold = |s: &str| -> String {
+        s.chars()
+            .filter(|c| !matches!(c, '_' | '-' | ' '))
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let folded = fold(value);
+    if let Some(c) = candidates.iter().find(|c| fold(c) == folded) {
+        return Some(c);
+    }
+    let limit = (value.chars().count() / 3).max(2);
+    candidates
+        .iter()
+        .map(|c| (distance(&value.to_lowercase(), c), *c))
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance between two strings, by characters.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Parses a duration key.
+fn duration(lit: &Option<LitStr>, key: &str, nonzero: bool) -> syn::Result<Option<Duration>> {
     let Some(lit) = lit else { return Ok(None) };
     let d = kairos_schedule::parse_duration(&lit.value())
         .map_err(|e| syn::Error::new(lit.span(), format!("{key}: {e}")))?;
@@ -230,9 +366,7 @@ fn duration(lit: &Option<LitStr>, key: &str, nonzero: bool) -> syn::Result<Optio
             format!("{key} must be longer than zero; remove `{key}` for no limit"),
         ));
     }
-    u64::try_from(d.as_millis())
-        .map(Some)
-        .map_err(|_| syn::Error::new(lit.span(), format!("{key} is too long")))
+    Ok(Some(d))
 }
 
 fn check_signature(func: &ItemFn) -> syn::Result<()> {
@@ -439,8 +573,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.name, "daily");
-        assert_eq!(t.retry_delay_ms, Some(90_000));
-        assert_eq!(t.timeout_ms, Some(7_200_000));
+        assert_eq!(t.retry_delay, Some(Duration::from_secs(90)));
+        assert_eq!(t.timeout, Some(Duration::from_secs(7_200)));
         assert_eq!(t.priority, Some(-3));
         assert_eq!(t.max_retries, Some(0));
         assert!(matches!(t.params[0], Param::Context { by_ref: false }));
@@ -462,6 +596,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.interval_secs, Some(900));
+        let t = run(
+            quote!(timeout = "500us"),
+            quote!(
+                async fn f() {}
+            ),
+        )
+        .unwrap();
+        assert_eq!(t.timeout, Some(Duration::from_micros(500)));
     }
 
     #[test]
@@ -518,6 +660,107 @@ mod tests {
             ["priority must fit in an i32 (lower runs first)"]
         );
         assert_eq!(err(quote!(name = ""), f).len(), 1);
+    }
+
+    #[test]
+    fn policies() {
+        let f = quote!(
+            async fn f() {}
+        );
+        let t = run(
+            quote!(
+                schedule = "@daily",
+                misfire = "catch_up",
+                max_catch_up = 3,
+                misfire_grace = "0s",
+                overlap = "replace",
+                dst = "both"
+            ),
+            f.clone(),
+        )
+        .unwrap();
+        assert_eq!(t.misfire, Some("CatchUp"));
+        assert_eq!(t.max_catch_up, Some(3));
+        assert_eq!(t.misfire_grace, Some(Duration::ZERO));
+        assert_eq!(t.overlap, Some("Replace"));
+        assert_eq!(t.dst, Some("Both"));
+
+        assert_eq!(
+            err(quote!(misfire = "runonce"), f.clone()),
+            [
+                "unknown misfire policy `runonce`; did you mean `run_once`? Use one of: skip, run_once, catch_up"
+            ]
+        );
+        assert_eq!(
+            err(quote!(misfire = "CatchUp"), f.clone()),
+            [
+                "unknown misfire policy `CatchUp`; did you mean `catch_up`? Use one of: skip, run_once, catch_up"
+            ]
+        );
+        assert_eq!(
+            err(quote!(overlap = "parallel"), f.clone()),
+            ["unknown overlap policy `parallel`; use one of: skip, queue, replace"]
+        );
+        assert_eq!(
+            err(quote!(schedule = "@daily", dst = "debain"), f.clone()),
+            ["unknown dst policy `debain`; did you mean `debian`? Use one of: debian, skip, both"]
+        );
+        assert_eq!(
+            err(quote!(interval_minutes = 5, dst = "skip"), f.clone()),
+            ["`dst` applies only to a cron `schedule`; add `schedule = \"...\"` or remove `dst`"]
+        );
+        let needs_catch_up = "`max_catch_up` applies only with `misfire = \"catch_up\"`; \
+                              add `misfire = \"catch_up\"` or remove `max_catch_up`";
+        assert_eq!(err(quote!(max_catch_up = 3), f.clone()), [needs_catch_up]);
+        assert_eq!(
+            err(quote!(misfire = "skip", max_catch_up = 3), f.clone()),
+            [needs_catch_up, "`misfire = \"skip\"` is given here"]
+        );
+        // A misspelled `misfire` is reported once, not again by `max_catch_up`.
+        assert_eq!(
+            err(quote!(misfire = "catchup", max_catch_up = 3), f.clone()).len(),
+            1
+        );
+        assert_eq!(
+            err(quote!(misfire = "catch_up", max_catch_up = 0), f.clone()),
+            ["max_catch_up must be at least 1"]
+        );
+        assert!(
+            err(quote!(misfire_grace = "soon"), f)[0]
+                .starts_with("misfire_grace: invalid duration `soon`")
+        );
+    }
+
+    #[test]
+    fn policy_tables_match_the_enums() {
+        fn table(t: &Policies) -> Vec<(String, String)> {
+            t.iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect()
+        }
+        fn names<P: std::fmt::Debug>(
+            all: &[P],
+            as_str: fn(&P) -> &'static str,
+        ) -> Vec<(String, String)> {
+            all.iter()
+                .map(|p| (as_str(p).to_string(), format!("{p:?}")))
+                .collect()
+        }
+        assert_eq!(table(MISFIRE), names(&kairos::Misfire::ALL, |p| p.as_str()));
+        assert_eq!(table(OVERLAP), names(&kairos::Overlap::ALL, |p| p.as_str()));
+        assert_eq!(
+            table(DST),
+            names(&kairos_schedule::DstPolicy::ALL, |p| p.as_str())
+        );
+    }
+
+    #[test]
+    fn suggestions() {
+        let all = ["skip", "run_once", "catch_up"];
+        assert_eq!(closest("runonce", &all), Some("run_once"));
+        assert_eq!(closest("Run-Once", &all), Some("run_once"));
+        assert_eq!(closest("skp", &all), Some("skip"));
+        assert_eq!(closest("never", &all), None);
     }
 
     #[test]

@@ -7,13 +7,16 @@ struct Report {
     pages: u32,
 }
 
-#[kairos::task(name = "sync_emails", interval_minutes = 15, max_retries = 3)]
+#[kairos::task(name = "sync_emails", interval_minutes = 15, max_retries = 3, misfire = "skip",
+               misfire_grace = "0s", overlap = "replace")]
 async fn sync_emails(ctx: TaskContext) -> anyhow::Result<()> {
     let _ = ctx.attempt();
     Ok(())
 }
 
-#[kairos::task(name = "daily_report", schedule = "0 0 * * *", timezone = "Asia/Shanghai", max_instances = 1)]
+#[kairos::task(name = "daily_report", schedule = "0 0 * * *", timezone = "Asia/Shanghai", max_instances = 1,
+               misfire = "catch_up", max_catch_up = 24, misfire_grace = "5m", overlap = "queue",
+               dst = "both")]
 async fn daily_report() -> anyhow::Result<()> {
     Ok(())
 }
