@@ -84,12 +84,13 @@ async fn main() -> anyhow::Result<()> {
     };
     if url.starts_with("postgres") {
         // Start from empty tables so earlier runs do not skew the figures.
-        let store = kairos::store::Store::connect(&url).await?;
-        use sea_orm::ConnectionTrait;
-        store
-            .connection()
-            .execute_unprepared("TRUNCATE kairos_runs, kairos_run_logs")
+        if kairos::Admin::connect(&url).await.is_ok() {
+            kairos::testing::execute(
+                &url,
+                "TRUNCATE kairos_runs, kairos_run_tags, kairos_run_history",
+            )
             .await?;
+        }
     }
     let registry = Registry::from_tasks([
         TaskDef::new("noop", noop, "examples/bench.rs"),
@@ -126,8 +127,13 @@ async fn main() -> anyhow::Result<()> {
         if DONE.load(Ordering::Relaxed) < a.runs {
             continue;
         }
-        let (queued, running) = h.store().open_run_counts().await?;
-        let open = queued + running;
+        let open: u64 = h
+            .admin()
+            .queues()
+            .await?
+            .iter()
+            .map(|q| q.queued + q.running)
+            .sum();
         if open == 0 {
             break;
         }

@@ -92,9 +92,14 @@ async fn main() -> anyhow::Result<()> {
                 .params(serde_json::json!({ "user_id": 42, "email": "ada@example.com" })),
         )
         .await?;
-    handle
+    // Params are checked where the run is enqueued, against the function's parameters:
+    // a missing `email` is refused here, instead of failing when the run executes.
+    if let Err(e) = handle
         .enqueue(Enqueue::new("send_welcome_email").params(serde_json::json!({ "user_id": 7 })))
-        .await?; // missing `email`: a permanent failure, not retried
+        .await
+    {
+        tracing::warn!(error = %e, "refused at the door");
+    }
     handle
         .enqueue(Enqueue::new("flaky_sync").delay(Duration::from_secs(2)))
         .await?;

@@ -6,31 +6,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::model::{JobPolicy, JobSource};
 use crate::schedule::Schedule;
 
-/// Where a job was declared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobSource {
-    /// `schedule`/`interval_minutes` on `#[kairos::task]` (possibly overridden in config).
-    Code,
-    /// A `[[jobs]]` entry in `jobs.toml`.
-    Config,
-    /// Created at run time through the API or CLI.
-    Api,
-}
+/// The queue of a task that names none.
+pub const DEFAULT_QUEUE: &str = "default";
 
-impl JobSource {
-    /// The name stored in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobSource::Code => "code",
-            JobSource::Config => "config",
-            JobSource::Api => "api",
-        }
-    }
-}
-
-/// A job as declared: upserted by name into the `jobs` table at start-up.
+/// A job as declared: upserted by name into the jobs table at start-up.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobSpec {
     /// Unique job name (a task's own schedule uses the task's name).
@@ -45,6 +27,8 @@ pub struct JobSpec {
     pub enabled: bool,
     /// Priority of the runs it fires; `None` uses the task's.
     pub priority: Option<i32>,
+    /// Misfire, overlap and grace.
+    pub policy: JobPolicy,
     /// Where it was declared.
     pub source: JobSource,
 }
@@ -52,7 +36,7 @@ pub struct JobSpec {
 /// How runs of one task execute, after every default and override is applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskPolicy {
-    /// Runs of this task allowed at once (across the node).
+    /// Runs of this task allowed at once (across all nodes).
     pub max_instances: Option<u32>,
     /// Retries after the first attempt.
     pub max_retries: u32,
@@ -62,8 +46,10 @@ pub struct TaskPolicy {
     pub timeout: Duration,
     /// Lower runs first.
     pub priority: i32,
-    /// Named queue.
-    pub queue: Option<String>,
+    /// The queue its runs go to.
+    pub queue: String,
+    /// Default misfire/overlap policy of the task's jobs.
+    pub job_policy: JobPolicy,
 }
 
 /// Scheduler-wide defaults for what a task leaves unset.
@@ -89,6 +75,21 @@ impl Default for Defaults {
             retry_delay: Duration::from_secs(10),
             timezone: crate::schedule::Tz::UTC,
             priority: 0,
+        }
+    }
+}
+
+impl Defaults {
+    /// The policy of a task this process does not know (runs of it fail as unknown).
+    pub(crate) fn unknown_task_policy(&self) -> TaskPolicy {
+        TaskPolicy {
+            max_instances: None,
+            max_retries: self.max_retries,
+            retry_delay: self.retry_delay,
+            timeout: self.timeout,
+            priority: self.priority,
+            queue: DEFAULT_QUEUE.to_string(),
+            job_policy: JobPolicy::default(),
         }
     }
 }

@@ -44,19 +44,24 @@
 //! }
 //! ```
 //!
-//! The pieces: [`task`] (registry and context), [`schedule`] (cron, intervals,
-//! durations), [`config`] (`jobs.toml`), [`store`] (tables and queries), [`runtime`]
-//! (planner, dispatcher, executor), [`cli`] (the admin CLI), [`clock`] (real and manual
-//! time).
+//! The pieces: [`task`] (the registry and the context a run sees), [`schedule`]
+//! (cron, intervals, durations), [`config`] (`jobs.toml`), [`Scheduler`] and its
+//! [`SchedulerHandle`] (the embedded node), [`Admin`] (every operation on jobs, runs,
+//! queues and nodes, shared by the handle, the CLI and the HTTP API), the records they
+//! return ([`Job`], [`Run`], [`JobSlot`], ...), [`cli`] (the admin CLI) and [`clock`]
+//! (real and manual time).
 
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod job;
-pub mod runtime;
+mod error;
+mod job;
+mod model;
+mod ops;
+mod runtime;
 mod schema_check;
-pub mod store;
-pub mod suggest;
+mod store;
+mod suggest;
 pub mod task;
 
 /// Schedules: cron expressions, intervals, one-off times, durations.
@@ -67,10 +72,23 @@ pub mod schedule {
 pub use kairos_macros::task;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use runtime::{Enqueue, Scheduler, SchedulerBuilder, SchedulerHandle};
-pub use store::{Job, Run, RunFilter, RunStatus};
-pub use task::{FailedRun, Misfire, Overlap, ParamDef, Registry, TaskContext, TaskDef, TaskError};
+pub use error::Error;
+pub use model::{
+    DisabledReason, Job, JobPolicy, JobSlot, JobSource, NodeInfo, QueueInfo, Run, RunEvent,
+    RunEventKind, RunFilter, RunOrigin, RunPage, RunStatus, SkipReason, SlotOutcome, TaskInfo,
+};
+pub use ops::{Admin, CancelResult, Enqueue, Enqueued, JobChanges, NewJob};
+pub use runtime::{BuildError, DATABASE_URL_ENV, Scheduler, SchedulerBuilder, SchedulerHandle};
+pub use store::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_DATABASE_URL, StoreError};
+pub use task::{
+    FailedRun, Misfire, Overlap, ParamDef, Registry, TaskContext, TaskDef, TaskError, snooze,
+};
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
+
+/// Not public API: internals and helpers for kairos's own tests.
+#[doc(hidden)]
+#[path = "testing.rs"]
+pub mod testing;

@@ -24,10 +24,6 @@ use serde_json::{Map, Number, Value};
 
 /// Checks `params` against `schema`, a task's params schema; `null` params count as `{}`.
 /// Returns every problem found, each as one message.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "called by the enqueue paths of the admin CLI")
-)]
 pub(crate) fn check(schema: &Value, params: &Value) -> Result<(), Vec<String>> {
     let empty = Value::Object(Map::new());
     let params = if params.is_null() { &empty } else { params };

@@ -29,6 +29,9 @@ pub enum TaskError {
     InvalidParams(String),
     /// The function returned an error (its `Display` text). Retried per policy.
     Failed(String),
+    /// The task asked to be run again after this delay without using up an attempt
+    /// (an upstream said "come back later"). See [`snooze`].
+    Snooze(Duration),
 }
 
 impl TaskError {
@@ -43,8 +46,21 @@ impl fmt::Display for TaskError {
         match self {
             TaskError::InvalidParams(m) => write!(f, "invalid params: {m}"),
             TaskError::Failed(m) => f.write_str(m),
+            TaskError::Snooze(d) => {
+                write!(f, "snoozed for {}", kairos_schedule::format_duration(*d))
+            }
         }
     }
+}
+
+impl std::error::Error for TaskError {}
+
+/// Ends the current attempt and queues the run again after `delay`, without using up
+/// an attempt: for an upstream that said "come back later". Return it as the task's
+/// error (`return Err(kairos::snooze(Duration::from_secs(60)).into())` in a task
+/// returning `anyhow::Result`). The snooze is recorded in the run's history.
+pub fn snooze(delay: Duration) -> TaskError {
+    TaskError::Snooze(delay)
 }
 
 /// What a job does with slots it missed (no node ran, or the job was paused) by more
@@ -117,13 +133,22 @@ macro_rules! named_enum {
         impl std::str::FromStr for $t {
             type Err = String;
             fn from_str(s: &str) -> Result<Self, String> {
-                $t::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| {
-                    format!(
-                        concat!("unknown ", $what, " policy `{}`; use one of: {}"),
-                        s,
-                        $t::ALL.map(|p| p.as_str()).join(", ")
-                    )
-                })
+                $t::ALL
+                    .into_iter()
+                    .find(|p| p.as_str() == s)
+                    .ok_or_else(|| {
+                        format!(
+                            concat!("unknown ", $what, " policy `{}`; use one of: {}"),
+                            s,
+                            $t::ALL.map(|p| p.as_str()).join(", ")
+                        )
+                    })
+            }
+        }
+
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
             }
         }
     };
@@ -323,6 +348,7 @@ struct ContextInner {
     scheduled_for: DateTime<Utc>,
     attempt: u32,
     cancel: CancellationToken,
+    tags: std::collections::BTreeMap<String, String>,
 }
 
 impl TaskContext {
@@ -343,8 +369,30 @@ impl TaskContext {
                 scheduled_for,
                 attempt,
                 cancel,
+                tags: Default::default(),
             }),
         }
+    }
+
+    /// The same context carrying the run's tags.
+    pub fn with_tags(self, tags: std::collections::BTreeMap<String, String>) -> Self {
+        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|a| ContextInner {
+            run_id: a.run_id,
+            task: a.task.clone(),
+            job_id: a.job_id,
+            scheduled_for: a.scheduled_for,
+            attempt: a.attempt,
+            cancel: a.cancel.clone(),
+            tags: a.tags.clone(),
+        });
+        TaskContext {
+            inner: Arc::new(ContextInner { tags, ..inner }),
+        }
+    }
+
+    /// The run's tags.
+    pub fn tags(&self) -> &std::collections::BTreeMap<String, String> {
+        &self.inner.tags
     }
 
     /// The run's id.

@@ -7,11 +7,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use kairos::job::{JobSource, JobSpec};
 use kairos::schedule::Schedule;
-use kairos::store::Store;
 use kairos::task::TaskOutcome;
-use kairos::{Enqueue, Registry, RunStatus, Scheduler, TaskContext, TaskDef};
+use kairos::testing::JobSpec;
+use kairos::{
+    Admin, Enqueue, JobPolicy, JobSource, Registry, RunStatus, Scheduler, TaskContext, TaskDef,
+};
 use serde_json::{Value, json};
 
 fn kairos(url: &str, args: &[&str]) -> (i32, String, String) {
@@ -99,22 +100,23 @@ async fn jobs_and_runs_commands_read_and_steer_the_database() {
     let db = common::sqlite();
     // The CLI stamps runs with the wall clock, so the node uses it too.
     let t0 = chrono::Utc::now();
-    let store = Store::connect(&db.url).await.unwrap();
-    store
-        .sync_jobs(
-            &[JobSpec {
-                name: "hourly_hello".into(),
-                task: "hello".into(),
-                schedule: Schedule::Every(Duration::from_secs(3600)),
-                params: json!({"who": "job"}),
-                enabled: true,
-                priority: None,
-                source: JobSource::Api,
-            }],
-            t0,
-        )
-        .await
-        .unwrap();
+    kairos::testing::sync_jobs(
+        &db.url,
+        &[JobSpec {
+            name: "hourly_hello".into(),
+            task: "hello".into(),
+            schedule: Schedule::Every(Duration::from_secs(3600)),
+            params: json!({"who": "job"}),
+            enabled: true,
+            priority: None,
+            policy: JobPolicy::default(),
+            source: JobSource::Api,
+        }],
+        t0,
+    )
+    .await
+    .unwrap();
+    let store = Admin::connect(&db.url).await.unwrap();
     let sched = Scheduler::builder()
         .database_url(&db.url)
         .registry(
@@ -139,7 +141,10 @@ async fn jobs_and_runs_commands_read_and_steer_the_database() {
 
     let (code, out, err) = run(vec!["runs", "list", "--json"]).await.unwrap();
     assert_eq!(code, 0, "{err}");
-    let runs: Vec<Value> = serde_json::from_str(&out).expect("runs list --json is a JSON array");
+    let page: Value = serde_json::from_str(&out).expect("runs list --json is JSON");
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["page"], 1);
+    let runs = page["runs"].as_array().expect("a runs array");
     assert_eq!(runs.len(), 1);
     for key in [
         "id",
@@ -185,7 +190,7 @@ async fn jobs_and_runs_commands_read_and_steer_the_database() {
     .await
     .unwrap();
     assert_eq!(code, 0, "{err}");
-    let cli_id = serde_json::from_str::<Value>(&out).unwrap()["run_id"]
+    let cli_id = serde_json::from_str::<Value>(&out).unwrap()["id"]
         .as_i64()
         .unwrap();
     let r = common::wait_status(&store, cli_id, RunStatus::Succeeded).await;
@@ -204,7 +209,7 @@ async fn jobs_and_runs_commands_read_and_steer_the_database() {
     let (_, out, _) = run(vec!["enqueue", "hello", "--in", "2h", "--json"])
         .await
         .unwrap();
-    let later = serde_json::from_str::<Value>(&out).unwrap()["run_id"]
+    let later = serde_json::from_str::<Value>(&out).unwrap()["id"]
         .as_i64()
         .unwrap();
     let (code, _, err) = run(vec!["runs", "cancel", "later"]).await.unwrap();

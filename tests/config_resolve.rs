@@ -6,9 +6,10 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use futures::future::BoxFuture;
 use kairos::config::{Config, ConfigError};
-use kairos::job::{JobSource, JobSpec, TaskPolicy};
 use kairos::schedule::{CronSchedule, Schedule, Tz};
 use kairos::task::TaskOutcome;
+use kairos::testing::{JobSpec, TaskPolicy};
+use kairos::{JobPolicy, JobSource};
 use kairos::{Registry, TaskContext, TaskDef};
 use serde_json::json;
 
@@ -105,6 +106,7 @@ fn no_file_gives_the_macro_jobs_and_defaults() {
             params: json!({}),
             enabled: true,
             priority: None,
+            policy: JobPolicy::default(),
             source: JobSource::Code,
         }
     );
@@ -123,7 +125,8 @@ fn no_file_gives_the_macro_jobs_and_defaults() {
             retry_delay: Duration::from_secs(10),
             timeout: Duration::from_secs(30 * 60),
             priority: 0,
-            queue: None,
+            queue: "default".into(),
+            job_policy: JobPolicy::default(),
         }
     );
     assert_eq!(
@@ -134,7 +137,8 @@ fn no_file_gives_the_macro_jobs_and_defaults() {
             retry_delay: Duration::from_secs(600),
             timeout: Duration::from_secs(30 * 60),
             priority: 1,
-            queue: Some("docs".into()),
+            queue: "docs".into(),
+            job_policy: JobPolicy::default(),
         }
     );
 }
@@ -161,7 +165,7 @@ priority = -3
     // config over macro, macro over defaults
     let p = &policies["process_document"];
     assert_eq!(p.max_retries, 9);
-    assert_eq!(p.queue.as_deref(), Some("bulk"));
+    assert_eq!(p.queue, "bulk");
     assert_eq!(p.timeout, Duration::from_secs(30 * 60)); // macro beats default "2m"
     assert_eq!(p.retry_delay, Duration::from_secs(600));
     assert_eq!(p.priority, 1);
@@ -315,6 +319,7 @@ interval = "10m"
             params: json!({"region": "eu"}),
             enabled: true,
             priority: Some(2),
+            policy: JobPolicy::default(),
             source: JobSource::Config,
         }
     );

@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
-use kairos::job::{JobSource, JobSpec};
 use kairos::schedule::{CronSchedule, Schedule, Tz};
-use kairos::store::Store;
 use kairos::task::TaskOutcome;
-use kairos::{Clock, ManualClock, Registry, RunFilter, RunStatus, Scheduler, TaskContext, TaskDef};
+use kairos::testing::JobSpec;
+use kairos::{
+    Admin, Clock, JobPolicy, JobSource, ManualClock, Registry, RunFilter, RunStatus, Scheduler,
+    SlotOutcome, TaskContext, TaskDef,
+};
 use serde_json::{Value, json};
 
 fn t0() -> DateTime<Utc> {
@@ -35,16 +37,21 @@ fn spec(name: &str, schedule: Schedule) -> JobSpec {
         params: json!({}),
         enabled: true,
         priority: None,
+        policy: JobPolicy::default(),
         source: JobSource::Api,
     }
 }
 
-/// A store holding one interval job, `every_minute`, anchored at `t0()`.
-async fn minute_job(url: &str) -> Store {
-    let store = Store::connect(url).await.unwrap();
+/// Creates the database with these jobs, as a node would, and connects to it.
+async fn with_jobs(url: &str, specs: &[JobSpec], now: DateTime<Utc>) -> Admin {
+    kairos::testing::sync_jobs(url, specs, now).await.unwrap();
+    Admin::connect(url).await.unwrap()
+}
+
+/// A database holding one interval job, `every_minute`, anchored at `t0()`.
+async fn minute_job(url: &str) -> Admin {
     let every_minute = spec("every_minute", Schedule::Every(Duration::from_secs(60)));
-    store.sync_jobs(&[every_minute], t0()).await.unwrap();
-    store
+    with_jobs(url, &[every_minute], t0()).await
 }
 
 async fn node(
@@ -63,16 +70,12 @@ async fn node(
     (h, tokio::spawn(async move { s.run().await.unwrap() }))
 }
 
-async fn slots(store: &Store, job: &str) -> Vec<DateTime<Utc>> {
-    let job = store.job(job).await.unwrap();
+async fn slots(store: &Admin, job: &str) -> Vec<DateTime<Utc>> {
     let mut v: Vec<_> = store
-        .runs(&RunFilter {
-            job_id: Some(job.id),
-            limit: Some(1000),
-            ..Default::default()
-        })
+        .runs(&RunFilter::new().job(job).page(1, 1000))
         .await
         .unwrap()
+        .runs
         .into_iter()
         .map(|r| r.scheduled_for)
         .collect();
@@ -80,7 +83,7 @@ async fn slots(store: &Store, job: &str) -> Vec<DateTime<Utc>> {
     v
 }
 
-async fn wait_slots(store: &Store, job: &str, n: usize) -> Vec<DateTime<Utc>> {
+async fn wait_slots(store: &Admin, job: &str, n: usize) -> Vec<DateTime<Utc>> {
     common::wait_until(&format!("{n} runs of {job}"), || async {
         slots(store, job).await.len() >= n
     })
@@ -108,6 +111,7 @@ async fn two_nodes_fire_each_slot_exactly_once() {
             .runs(&RunFilter::default())
             .await
             .unwrap()
+            .runs
             .iter()
             .map(|r| r.id)
         {
@@ -124,13 +128,9 @@ async fn two_nodes_fire_each_slot_exactly_once() {
 async fn cron_job_fires_at_zone_local_times() {
     let db = common::sqlite();
     let clock = ManualClock::new("2026-03-01T15:59:00Z".parse().unwrap());
-    let store = Store::connect(&db.url).await.unwrap();
     let tz: Tz = "Asia/Shanghai".parse().unwrap();
     let cron = Schedule::Cron(CronSchedule::parse("0 0 * * *", tz).unwrap());
-    store
-        .sync_jobs(&[spec("midnight_shanghai", cron)], clock.now())
-        .await
-        .unwrap();
+    let store = with_jobs(&db.url, &[spec("midnight_shanghai", cron)], clock.now()).await;
     let (h, t) = node(&db.url, &clock).await;
     clock.advance(Duration::from_secs(60));
     let got = wait_slots(&store, "midnight_shanghai", 1).await;
@@ -152,16 +152,31 @@ async fn missed_slots_coalesce_into_one_run() {
     let db = common::sqlite();
     let clock = ManualClock::new(t0());
     let store = minute_job(&db.url).await;
-    // No node runs for ten and a half minutes.
+    // No node runs for ten and a half minutes: slots 1-9 are missed (more than the
+    // 30 s grace late); slot 10 is 30 s late, within the grace, and runs for itself.
     clock.advance(Duration::from_secs(630));
     let (h, t) = node(&db.url, &clock).await;
-    let got = wait_slots(&store, "every_minute", 1).await;
-    assert_eq!(got, vec![t0() + chrono::Duration::minutes(10)]);
+    let got = wait_slots(&store, "every_minute", 2).await;
+    let m = |k| t0() + chrono::Duration::minutes(k);
+    assert_eq!(got, vec![m(9), m(10)]);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(slots(&store, "every_minute").await.len(), 1);
+    assert_eq!(slots(&store, "every_minute").await.len(), 2);
     assert_eq!(
         store.job("every_minute").await.unwrap().next_run_at,
-        Some(t0() + chrono::Duration::minutes(11))
+        Some(m(11))
+    );
+    let record = store.job_slots("every_minute", t0(), 100).await.unwrap();
+    let outcomes: Vec<_> = record
+        .iter()
+        .map(|s| (s.scheduled_for, s.outcome))
+        .collect();
+    let mut expected: Vec<_> = (1..=8).map(|k| (m(k), SlotOutcome::Coalesced)).collect();
+    expected.push((m(9), SlotOutcome::Ran));
+    expected.push((m(10), SlotOutcome::Ran));
+    assert_eq!(outcomes, expected);
+    assert_eq!(
+        record[0].run_id, record[8].run_id,
+        "coalesced into the run of 00:09"
     );
     h.shutdown();
     t.await.unwrap();
@@ -176,10 +191,8 @@ async fn pause_from_another_process_stops_firing_and_resume_restarts_it() {
         clock.advance(Duration::from_secs(60));
         wait_slots(&store, "every_minute", 1).await;
         // A separate connection, as the CLI would open.
-        let cli = Store::connect(&db.url).await.unwrap();
-        cli.set_job_paused("every_minute", true, t0())
-            .await
-            .unwrap();
+        let cli = Admin::connect(&db.url).await.unwrap();
+        cli.pause_job("every_minute").await.unwrap();
         clock.advance(Duration::from_secs(180));
         tokio::time::sleep(Duration::from_millis(700)).await;
         assert_eq!(
@@ -188,12 +201,12 @@ async fn pause_from_another_process_stops_firing_and_resume_restarts_it() {
             "{}: paused job fired",
             db.name
         );
-        cli.set_job_paused("every_minute", false, t0())
-            .await
-            .unwrap();
-        // The node notices within its watch interval and coalesces the paused slots.
-        let got = wait_slots(&store, "every_minute", 2).await;
-        assert_eq!(got[1], t0() + chrono::Duration::minutes(4), "{}", db.name);
+        cli.resume_job("every_minute").await.unwrap();
+        // The node notices within its watch interval: 00:02 and 00:03 were missed
+        // while paused and coalesce into one run; 00:04 is on time.
+        let got = wait_slots(&store, "every_minute", 3).await;
+        let m = |k| t0() + chrono::Duration::minutes(k);
+        assert_eq!(got, vec![m(1), m(3), m(4)], "{}", db.name);
         h.shutdown();
         t.await.unwrap();
     }
@@ -203,19 +216,18 @@ async fn pause_from_another_process_stops_firing_and_resume_restarts_it() {
 async fn trigger_runs_a_job_now() {
     let db = common::sqlite();
     let clock = ManualClock::new(t0());
-    let store = Store::connect(&db.url).await.unwrap();
-    store
-        .sync_jobs(
-            &[spec("hourly", Schedule::Every(Duration::from_secs(3600)))],
-            t0(),
-        )
-        .await
-        .unwrap();
+    let store = with_jobs(
+        &db.url,
+        &[spec("hourly", Schedule::Every(Duration::from_secs(3600)))],
+        t0(),
+    )
+    .await;
     let (h, t) = node(&db.url, &clock).await;
-    let id = h.trigger_job("hourly").await.unwrap().expect("a run");
+    let id = h.trigger_job("hourly").await.unwrap();
     let run = common::wait_status(&store, id, RunStatus::Succeeded).await;
     assert_eq!(run.scheduled_for, t0());
     assert_eq!(run.job.as_deref(), Some("hourly"));
+    assert_eq!(run.origin, kairos::RunOrigin::Manual);
     let err = h.trigger_job("hourl").await.unwrap_err().to_string();
     assert!(err.contains("no job named `hourl`"), "{err}");
     h.shutdown();
@@ -258,7 +270,7 @@ params = { region = "eu" }
     };
     let config = kairos::config::Config::parse(text, "jobs.toml").unwrap();
     build(config).await.unwrap();
-    let store = Store::connect(&db.url).await.unwrap();
+    let store = Admin::connect(&db.url).await.unwrap();
     let jobs = store.jobs().await.unwrap();
     let summary: Vec<_> = jobs
         .iter()
@@ -289,8 +301,12 @@ params = { region = "eu" }
         store.job("tick").await.unwrap().next_run_at,
         Some("2026-03-01T13:00:00Z".parse().unwrap())
     );
-    // Removing the [[jobs]] entry disables the job but keeps it.
+    // Removing the [[jobs]] entry disables the job but keeps it; it cannot be resumed.
     build(kairos::config::Config::default()).await.unwrap();
     let eu = store.job("tick_eu").await.unwrap();
     assert!(!eu.enabled);
+    assert_eq!(eu.next_run_at, None, "a disabled job shows no next run");
+    let err = store.resume_job("tick_eu").await.unwrap_err();
+    assert_eq!(err.code(), "conflict");
+    assert!(err.to_string().contains("no longer declared"), "{err}");
 }

@@ -133,7 +133,7 @@ async fn runs_succeed_and_store_their_result() {
             .enqueue(Enqueue::new("echo").params(json!({"doc": "a"})))
             .await
             .unwrap();
-        let run = common::wait_status(h.store(), id, RunStatus::Succeeded).await;
+        let run = common::wait_status(h.admin(), id, RunStatus::Succeeded).await;
         assert_eq!(
             run.result,
             Some(json!({"echo": {"doc": "a"}})),
@@ -186,7 +186,7 @@ async fn failures_retry_with_persisted_backoff_then_fail() {
             "second backoff {delay} should double"
         );
         clock.advance(Duration::from_secs(30));
-        let r = common::wait_status(h.store(), id, RunStatus::Failed).await;
+        let r = common::wait_status(h.admin(), id, RunStatus::Failed).await;
         assert_eq!(r.attempt, 3, "{}: 1 attempt + 2 retries", db.name);
         h.shutdown();
         task.await.unwrap();
@@ -199,18 +199,18 @@ async fn invalid_params_unknown_tasks_and_panics_fail_without_crashing() {
         let clock = ManualClock::new(t0());
         let (h, task) = start(&db.url, clock.clone()).await;
         let bad = h.enqueue(Enqueue::new("bad_params")).await.unwrap();
-        let r = common::wait_status(h.store(), bad, RunStatus::Failed).await;
+        let r = common::wait_status(h.admin(), bad, RunStatus::Failed).await;
         assert_eq!(r.attempt, 1, "invalid params are not retried");
         assert_eq!(
             r.error.as_deref(),
             Some("invalid params: missing parameter `x`")
         );
         let p = h.enqueue(Enqueue::new("panics")).await.unwrap();
-        let r = common::wait_status(h.store(), p, RunStatus::Failed).await;
+        let r = common::wait_status(h.admin(), p, RunStatus::Failed).await;
         assert_eq!(r.error.as_deref(), Some("panicked: kaboom"));
         // The node survives and still runs work.
         let ok = h.enqueue(Enqueue::new("echo")).await.unwrap();
-        common::wait_status(h.store(), ok, RunStatus::Succeeded).await;
+        common::wait_status(h.admin(), ok, RunStatus::Succeeded).await;
         let err = h
             .enqueue(Enqueue::new("ecko"))
             .await
@@ -234,9 +234,9 @@ async fn timeouts_are_measured_on_the_clock() {
         let clock = ManualClock::new(t0());
         let (h, task) = start(&db.url, clock.clone()).await;
         let id = h.enqueue(Enqueue::new("hangs")).await.unwrap();
-        common::wait_status(h.store(), id, RunStatus::Running).await;
+        common::wait_status(h.admin(), id, RunStatus::Running).await;
         clock.advance(Duration::from_secs(61));
-        let r = common::wait_status(h.store(), id, RunStatus::TimedOut).await;
+        let r = common::wait_status(h.admin(), id, RunStatus::TimedOut).await;
         assert_eq!(r.error.as_deref(), Some("timed out after 1m"));
         h.shutdown();
         task.await.unwrap();
@@ -254,16 +254,16 @@ async fn cancel_queued_and_running_runs() {
             .unwrap();
         assert_eq!(
             h.cancel_run(later).await.unwrap(),
-            kairos::store::CancelOutcome::Cancelled
+            kairos::CancelResult::Cancelled
         );
         assert_eq!(h.run(later).await.unwrap().status, RunStatus::Cancelled);
         let running = h.enqueue(Enqueue::new("hangs")).await.unwrap();
-        common::wait_status(h.store(), running, RunStatus::Running).await;
+        common::wait_status(h.admin(), running, RunStatus::Running).await;
         assert_eq!(
             h.cancel_run(running).await.unwrap(),
-            kairos::store::CancelOutcome::Requested
+            kairos::CancelResult::Requested
         );
-        let r = common::wait_status(h.store(), running, RunStatus::Cancelled).await;
+        let r = common::wait_status(h.admin(), running, RunStatus::Cancelled).await;
         assert_eq!(r.attempt, 1);
         h.shutdown();
         task.await.unwrap();
@@ -280,68 +280,11 @@ async fn max_instances_limits_concurrent_runs_of_a_task() {
         .await
         .unwrap();
     for id in ids {
-        common::wait_status(h.store(), id, RunStatus::Succeeded).await;
+        common::wait_status(h.admin(), id, RunStatus::Succeeded).await;
     }
     assert_eq!(SLOW_PEAK.load(Ordering::SeqCst), 2);
     h.shutdown();
     task.await.unwrap();
-}
-
-#[tokio::test]
-async fn priorities_order_claims_lower_first() {
-    let db = common::sqlite();
-    let store = kairos::store::Store::connect(&db.url).await.unwrap();
-    let mk = |p: i32| kairos::store::NewRun {
-        task: "echo".into(),
-        params: json!({}),
-        run_at: t0(),
-        priority: p,
-        queue: None,
-        max_retries: 0,
-        retry_delay: Duration::from_secs(1),
-        timeout: Duration::from_secs(1),
-    };
-    let ids = store
-        .enqueue(&[mk(5), mk(1), mk(3), mk(1)], t0())
-        .await
-        .unwrap();
-    let claimed = store
-        .claim(
-            "n1",
-            t0(),
-            t0(),
-            3,
-            Duration::from_secs(60),
-            &Default::default(),
-        )
-        .await
-        .unwrap();
-    let order: Vec<i64> = claimed.iter().map(|c| c.id).collect();
-    assert_eq!(order, vec![ids[1], ids[3], ids[2]]);
-    // Fencing: a completion for the wrong attempt or node changes nothing.
-    let stale = kairos::store::Completion::Succeeded {
-        id: ids[1],
-        attempt: 7,
-        result: None,
-    };
-    assert_eq!(store.complete("n1", &[stale], t0()).await.unwrap(), 0);
-    let other = kairos::store::Completion::Succeeded {
-        id: ids[1],
-        attempt: 1,
-        result: None,
-    };
-    assert_eq!(
-        store
-            .complete("n2", std::slice::from_ref(&other), t0())
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(store.complete("n1", &[other], t0()).await.unwrap(), 1);
-    assert_eq!(
-        store.run(ids[1]).await.unwrap().status,
-        RunStatus::Succeeded
-    );
 }
 
 #[tokio::test]
@@ -360,7 +303,7 @@ async fn on_failure_runs_once_after_the_final_attempt() {
         "hook must wait for the final attempt"
     );
     clock.advance(Duration::from_secs(5));
-    common::wait_status(h.store(), id, RunStatus::Failed).await;
+    common::wait_status(h.admin(), id, RunStatus::Failed).await;
     common::wait_until("hook called", || async {
         HOOK_CALLS.lock().unwrap().iter().any(|(r, _, _)| *r == id)
     })
@@ -383,12 +326,12 @@ async fn shutdown_releases_unfinished_runs_to_the_queue() {
         let clock = ManualClock::new(t0());
         let (h, task) = start(&db.url, clock.clone()).await;
         let id = h.enqueue(Enqueue::new("hangs")).await.unwrap();
-        common::wait_status(h.store(), id, RunStatus::Running).await;
+        common::wait_status(h.admin(), id, RunStatus::Running).await;
         let finished = h.enqueue(Enqueue::new("echo")).await.unwrap();
-        common::wait_status(h.store(), finished, RunStatus::Succeeded).await;
+        common::wait_status(h.admin(), finished, RunStatus::Succeeded).await;
         h.shutdown();
         task.await.unwrap();
-        let store = kairos::store::Store::connect(&db.url).await.unwrap();
+        let store = kairos::Admin::connect(&db.url).await.unwrap();
         let r = store.run(id).await.unwrap();
         assert_eq!(r.status, RunStatus::Queued, "{}", db.name);
         assert_eq!(
@@ -401,63 +344,5 @@ async fn shutdown_releases_unfinished_runs_to_the_queue() {
             store.run(finished).await.unwrap().status,
             RunStatus::Succeeded
         );
-    }
-}
-
-#[tokio::test]
-async fn expired_leases_put_runs_of_dead_nodes_back_in_the_queue() {
-    for db in common::databases("expired_leases_requeue").await {
-        let store = kairos::store::Store::connect(&db.url).await.unwrap();
-        let run = kairos::store::NewRun {
-            task: "echo".into(),
-            params: json!({}),
-            run_at: t0(),
-            priority: 0,
-            queue: None,
-            max_retries: 0,
-            retry_delay: Duration::from_secs(1),
-            timeout: Duration::from_secs(60),
-        };
-        let ids = store.enqueue(&[run.clone(), run], t0()).await.unwrap();
-        let lease = Duration::from_secs(30);
-        let none = Default::default();
-        store
-            .claim("dead", t0(), t0(), 1, lease, &none)
-            .await
-            .unwrap();
-        store
-            .claim("alive", t0(), t0(), 1, lease, &none)
-            .await
-            .unwrap();
-        let later = t0() + chrono::Duration::seconds(31);
-        store
-            .renew_leases("alive", later + chrono::Duration::seconds(30))
-            .await
-            .unwrap();
-        assert_eq!(
-            store.requeue_expired(later).await.unwrap(),
-            1,
-            "{}",
-            db.name
-        );
-        let dead = store.run(ids[0]).await.unwrap();
-        assert_eq!(
-            (dead.status, dead.node_id.as_deref()),
-            (RunStatus::Queued, None)
-        );
-        assert!(dead.error.unwrap().contains("lease expired"));
-        assert_eq!(store.run(ids[1]).await.unwrap().status, RunStatus::Running);
-        // The stale worker cannot complete the run it lost; the next claim is attempt 2.
-        let stale = kairos::store::Completion::Succeeded {
-            id: ids[0],
-            attempt: 1,
-            result: None,
-        };
-        assert_eq!(store.complete("dead", &[stale], later).await.unwrap(), 0);
-        let again = store
-            .claim("alive", later, later, 1, lease, &none)
-            .await
-            .unwrap();
-        assert_eq!((again[0].id, again[0].attempt), (ids[0], 2));
     }
 }

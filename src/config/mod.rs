@@ -31,6 +31,11 @@
 //! retry_delay = "10s"
 //! timezone = "UTC"          # default zone of cron jobs
 //! shutdown_grace = "30s"
+//! connect_timeout = "5s"    # how long connecting to the database may take
+//!
+//! [queues.mail]             # limits of a queue, held across all nodes
+//! concurrency = 1           # its runs one at a time (priority, then due time)
+//! rate_limit = "100/1m"     # at most 100 starts in any one-minute window
 //!
 //! [tasks.sync_emails]       # overrides of a registered task's #[kairos::task] values
 //! schedule = "*/5 * * * *"  # or interval = "15m" (not both)
@@ -42,15 +47,21 @@
 //! timeout = "5m"
 //! priority = 5
 //! queue = "mail"
+//! misfire = "catch_up"      # skip | run_once (default) | catch_up
+//! max_catch_up = 10         # with catch_up: at most this many missed slots run
+//! misfire_grace = "30s"     # a slot found later than this is missed
+//! overlap = "queue"         # skip (default) | queue | replace, at max_instances
+//! dst = "debian"            # debian (default) | skip | both
 //!
 //! [[jobs]]                  # extra schedules of a registered task
 //! name = "report_eu"        # required, unique across all jobs
 //! task = "daily_report"
 //! schedule = "0 7 * * MON-FRI"  # exactly one of schedule / interval / at (RFC 3339)
 //! timezone = "Europe/Berlin"
-//! params = { region = "eu" }
+//! params = { region = "eu" }  # checked against the task's parameters
 //! enabled = true
 //! priority = 2
+//! misfire = "skip"          # and the other policy keys of [tasks.*]
 //! ```
 
 mod model;
@@ -61,10 +72,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::job::{Defaults, JobSpec, TaskPolicy};
+pub use crate::job::Defaults;
+use crate::job::{JobSpec, TaskPolicy};
 use crate::task::Registry;
 
-pub use model::{JobEntry, Located, TaskOverride, Trigger};
+pub use model::{JobEntry, Located, PolicyKeys, QueueConfig, RateLimit, TaskOverride, Trigger};
 
 /// Why `jobs.toml` was rejected.
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +149,8 @@ pub struct SchedulerConfig {
     pub max_workers: Option<usize>,
     /// How long shutdown waits for running runs (`shutdown_grace`).
     pub shutdown_grace: Option<std::time::Duration>,
+    /// How long connecting to the database may take (`connect_timeout`).
+    pub connect_timeout: Option<std::time::Duration>,
 }
 
 /// A parsed and validated `jobs.toml`. [`Config::default()`] means "no file".
@@ -151,6 +165,8 @@ pub struct Config {
     pub tasks: BTreeMap<String, TaskOverride>,
     /// `[[jobs]]` entries, in file order.
     pub jobs: Vec<JobEntry>,
+    /// `[queues.<name>]` limits, by queue name.
+    pub queues: BTreeMap<String, QueueConfig>,
     /// The file name used in errors; `None` when the config did not come from a file.
     pub file: Option<String>,
 }
@@ -181,6 +197,7 @@ impl Config {
     /// task's own job is named after the task and exists when the task has a cron
     /// `schedule` or an `interval` from either source (a config `schedule` replaces a
     /// macro `interval` and vice versa).
+    #[doc(hidden)]
     pub fn resolve(
         &self,
         registry: &Registry,
@@ -208,82 +225,11 @@ fn invalid(file: &str, pos: Pos, message: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Optimal-string-alignment edit distance (Levenshtein plus adjacent transpositions).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    // Three rows: i-2, i-1, i.
-    let mut prev2 = vec![0; b.len() + 1];
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for i in 1..=a.len() {
-        cur[0] = i;
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut d = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d = d.min(prev2[j - 2] + 1);
-            }
-            cur[j] = d;
-        }
-        std::mem::swap(&mut prev2, &mut prev);
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
-}
-
-/// The candidate closest to `input`, if it is close enough to be a likely typo.
-fn closest<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (input.chars().count() / 3).max(1);
-    candidates
-        .into_iter()
-        .map(|c| (edit_distance(input, c), c))
-        .filter(|(d, _)| *d <= limit)
-        .min()
-        .map(|(_, c)| c)
-}
-
-/// `; did you mean `x`?` when a candidate is close, else the empty string.
-fn did_you_mean<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
-    closest(input, candidates)
-        .map(|c| format!("; did you mean `{c}`?"))
-        .unwrap_or_default()
-}
-
-/// Names joined with ", ", at most `max` of them and then "and N more".
-fn list_names<'a>(names: impl IntoIterator<Item = &'a str>, max: usize) -> String {
-    let names: Vec<&str> = names.into_iter().collect();
-    if names.len() <= max {
-        names.join(", ")
-    } else {
-        format!(
-            "{}, and {} more",
-            names[..max].join(", "),
-            names.len() - max
-        )
-    }
-}
+pub(crate) use crate::suggest::{did_you_mean, list_names};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn edit_distance_counts_transpositions_as_one() {
-        assert_eq!(edit_distance("", ""), 0);
-        assert_eq!(edit_distance("abc", ""), 3);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert_eq!(edit_distance("emial", "email"), 1);
-        assert_eq!(edit_distance("sync_emial", "sync_emails"), 2);
-    }
-
-    #[test]
-    fn closest_only_suggests_near_names() {
-        let names = ["sync_emails", "daily_report"];
-        assert_eq!(closest("sync_emial", names), Some("sync_emails"));
-        assert_eq!(closest("daily_reprot", names), Some("daily_report"));
-        assert_eq!(closest("cleanup", names), None);
-    }
 
     #[test]
     fn pos_counts_lines_and_characters() {
@@ -295,11 +241,5 @@ mod tests {
         // An offset inside "é" rounds down to its start.
         assert_eq!(Pos::of_offset(text, 4), Pos { line: 2, column: 2 });
         assert_eq!(Pos::of_offset(text, 100), Pos { line: 3, column: 1 });
-    }
-
-    #[test]
-    fn list_names_truncates() {
-        assert_eq!(list_names(["a", "b"], 5), "a, b");
-        assert_eq!(list_names(["a", "b", "c"], 2), "a, b, and 1 more");
     }
 }

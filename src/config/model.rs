@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::Pos;
-use crate::schedule::Tz;
+use crate::schedule::{DstPolicy, Tz};
+use crate::task::{Misfire, Overlap};
 
 /// A value and where it is written in the file.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +58,45 @@ pub struct TaskOverride {
     pub priority: Option<i32>,
     /// `queue`.
     pub queue: Option<String>,
+    /// Misfire, overlap and daylight-saving policy of the task's own job (and default
+    /// of its `[[jobs]]`).
+    pub policy: PolicyKeys,
+}
+
+/// The job-policy keys shared by `[tasks.<name>]` and `[[jobs]]`; `None` keeps the
+/// value from the level below.
+#[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
+pub struct PolicyKeys {
+    /// `misfire = "skip" | "run_once" | "catch_up"`.
+    pub misfire: Option<Misfire>,
+    /// `max_catch_up` (at least 1).
+    pub max_catch_up: Option<Located<u32>>,
+    /// `misfire_grace = "30s"`.
+    pub misfire_grace: Option<Duration>,
+    /// `overlap = "skip" | "queue" | "replace"`.
+    pub overlap: Option<Overlap>,
+    /// `dst = "debian" | "skip" | "both"` (cron schedules only).
+    pub dst: Option<Located<DstPolicy>>,
+}
+
+/// A `[queues.<name>]` table: limits of one queue, enforced across all nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct QueueConfig {
+    /// `concurrency = N`: runs of the queue running at once (1: one at a time).
+    pub concurrency: Option<u32>,
+    /// `rate_limit = "100/1m"`: at most this many starts in any such window.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// At most `count` starts in any window of `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Starts allowed per window (at least 1).
+    pub count: u32,
+    /// The window (longer than zero).
+    pub window: Duration,
 }
 
 /// A `[[jobs]]` entry: an extra schedule of a registered task.
@@ -75,8 +115,12 @@ pub struct JobEntry {
     pub timezone: Option<Located<Tz>>,
     /// `params`, a JSON object (empty when not set).
     pub params: Value,
+    /// Where `params` is written (the entry's header when it is not).
+    pub params_pos: Pos,
     /// `enabled` (default true).
     pub enabled: bool,
     /// `priority` of the runs it fires; `None` uses the task's.
     pub priority: Option<i32>,
+    /// Misfire, overlap and daylight-saving policy (over the task's).
+    pub policy: PolicyKeys,
 }

@@ -15,7 +15,7 @@ use serde_json::Value;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::model::{JobEntry, Located, TaskOverride, Trigger};
+use super::model::{JobEntry, Located, PolicyKeys, QueueConfig, RateLimit, TaskOverride, Trigger};
 use super::{Config, ConfigError, Pos, did_you_mean, invalid, list_names};
 use crate::schedule::{self, CronSchedule, Tz};
 
@@ -24,6 +24,7 @@ type Keys = &'static [(&'static str, &'static str)];
 
 const TOP_KEYS: Keys = &[
     ("scheduler", "[scheduler]"),
+    ("queues", "[queues.<queue name>]"),
     ("tasks", "[tasks.<task name>]"),
     ("jobs", "[[jobs]]"),
 ];
@@ -36,6 +37,21 @@ const SCHEDULER_KEYS: Keys = &[
     ("retry_delay", "retry_delay = \"10s\""),
     ("timezone", "timezone = \"UTC\""),
     ("shutdown_grace", "shutdown_grace = \"30s\""),
+    ("connect_timeout", "connect_timeout = \"5s\""),
+];
+
+const QUEUE_KEYS: Keys = &[
+    ("concurrency", "concurrency = 1"),
+    ("rate_limit", "rate_limit = \"100/1m\""),
+];
+
+/// The job-policy keys, valid in `[tasks.<name>]` and in `[[jobs]]`.
+const POLICY_KEYS: [(&str, &str); 5] = [
+    ("misfire", "misfire = \"skip\""),
+    ("max_catch_up", "max_catch_up = 10"),
+    ("misfire_grace", "misfire_grace = \"30s\""),
+    ("overlap", "overlap = \"queue\""),
+    ("dst", "dst = \"debian\""),
 ];
 
 const TASK_KEYS: Keys = &[
@@ -49,6 +65,11 @@ const TASK_KEYS: Keys = &[
     ("timeout", "timeout = \"5m\""),
     ("priority", "priority = 5"),
     ("queue", "queue = \"mail\""),
+    POLICY_KEYS[0],
+    POLICY_KEYS[1],
+    POLICY_KEYS[2],
+    POLICY_KEYS[3],
+    POLICY_KEYS[4],
 ];
 
 const JOB_KEYS: Keys = &[
@@ -61,6 +82,11 @@ const JOB_KEYS: Keys = &[
     ("params", "params = { region = \"eu\" }"),
     ("enabled", "enabled = true"),
     ("priority", "priority = 2"),
+    POLICY_KEYS[0],
+    POLICY_KEYS[1],
+    POLICY_KEYS[2],
+    POLICY_KEYS[3],
+    POLICY_KEYS[4],
 ];
 
 const CRON_HINT: &str = "write 5 fields `minute hour day-of-month month day-of-week` such as \
@@ -339,6 +365,77 @@ impl TableCx<'_> {
         to_json(self.cx, e.value)
     }
 
+    /// One of the names `T` accepts (`FromStr` lists them), with a "did you mean".
+    fn named<T: std::str::FromStr<Err = String>>(
+        &self,
+        e: &Entry<'_, '_>,
+        valid: &[&str],
+    ) -> Result<T, ConfigError> {
+        let s = self.string(e)?;
+        s.parse::<T>().map_err(|_| {
+            self.cx.err(
+                &e.span(),
+                format!(
+                    "{} is `{s}`, not one of: {}{}",
+                    self.what(e),
+                    valid.join(", "),
+                    did_you_mean(s, valid.iter().copied())
+                ),
+            )
+        })
+    }
+
+    /// `"100/1m"`: at most 100 starts in any one-minute window.
+    fn rate_limit(&self, e: &Entry<'_, '_>) -> Result<RateLimit, ConfigError> {
+        let s = self.string(e)?;
+        let hint =
+            "write `count/window` such as `100/1m` (at most 100 starts in any minute) or `5/1s`";
+        let bad = |why: String| {
+            self.cx.err(
+                &e.span(),
+                format!("{} is `{s}`: {why}; {hint}", self.what(e)),
+            )
+        };
+        let (count, window) = s
+            .split_once('/')
+            .ok_or_else(|| bad("it has no `/`".into()))?;
+        let count: u32 = count
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| {
+                bad(format!(
+                    "`{}` is not a whole number of at least 1",
+                    count.trim()
+                ))
+            })?;
+        let window = schedule::parse_duration(window.trim()).map_err(|err| bad(err.to_string()))?;
+        if window.is_zero() {
+            return Err(bad("the window must be longer than zero".into()));
+        }
+        Ok(RateLimit { count, window })
+    }
+
+    /// Reads one of the job-policy keys into `keys`; false if `e` is not one.
+    fn policy_key(&self, e: &Entry<'_, '_>, keys: &mut PolicyKeys) -> Result<bool, ConfigError> {
+        match e.key {
+            "misfire" => keys.misfire = Some(self.named(e, &["skip", "run_once", "catch_up"])?),
+            "max_catch_up" => {
+                let n = self.u32(e, 1, "use at least 1 (or misfire = \"skip\" to run none)")?;
+                keys.max_catch_up = Some(self.located(e, n));
+            }
+            "misfire_grace" => keys.misfire_grace = Some(self.duration(e, true)?),
+            "overlap" => keys.overlap = Some(self.named(e, &["skip", "queue", "replace"])?),
+            "dst" => {
+                let d = self.named(e, &["debian", "skip", "both"])?;
+                keys.dst = Some(self.located(e, d));
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
     fn located<T>(&self, e: &Entry<'_, '_>, value: T) -> Located<T> {
         Located {
             value,
@@ -418,6 +515,7 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         match e.key {
             "scheduler" => parse_scheduler(&cx, &e, &mut config)?,
             "tasks" => parse_tasks(&cx, &e, &mut config)?,
+            "queues" => parse_queues(&cx, &e, &mut config)?,
             "jobs" => parse_jobs(&cx, &e, &mut config)?,
             _ => unreachable!("entries() refuses other keys"),
         }
@@ -452,6 +550,7 @@ fn parse_scheduler(cx: &Cx<'_>, e: &Entry<'_, '_>, config: &mut Config) -> Resul
             "retry_delay" => config.defaults.retry_delay = t.duration(&e, true)?,
             "timezone" => config.defaults.timezone = t.timezone(&e)?.value,
             "shutdown_grace" => config.scheduler.shutdown_grace = Some(t.duration(&e, true)?),
+            "connect_timeout" => config.scheduler.connect_timeout = Some(t.duration(&e, false)?),
             _ => unreachable!("entries() refuses other keys"),
         }
     }
@@ -522,6 +621,7 @@ fn parse_tasks(cx: &Cx<'_>, e: &Entry<'_, '_>, config: &mut Config) -> Result<()
                 "timeout" => o.timeout = Some(t.duration(&e, false)?),
                 "priority" => o.priority = Some(t.priority(&e)?),
                 "queue" => o.queue = Some(t.non_empty(&e)?),
+                _ if t.policy_key(&e, &mut o.policy)? => {}
                 _ => unreachable!("entries() refuses other keys"),
             }
         }
@@ -543,6 +643,55 @@ fn parse_tasks(cx: &Cx<'_>, e: &Entry<'_, '_>, config: &mut Config) -> Result<()
             ));
         }
         config.tasks.insert(name.to_string(), o);
+    }
+    Ok(())
+}
+
+fn parse_queues(cx: &Cx<'_>, e: &Entry<'_, '_>, config: &mut Config) -> Result<(), ConfigError> {
+    let DeValue::Table(table) = e.value.get_ref() else {
+        return Err(cx.err(
+            &e.span(),
+            "`queues` must hold one table per queue; write `[queues.<queue name>]` followed by \
+             its limits, e.g. `concurrency = 1`",
+        ));
+    };
+    let mut names: Vec<_> = table.iter().collect();
+    names.sort_by_key(|(k, _)| k.span().start);
+    for (key, value) in names {
+        let name: &str = key.get_ref().as_ref();
+        let DeValue::Table(body) = value.get_ref() else {
+            return Err(cx.err(
+                &value.span(),
+                format!(
+                    "`queues.{name}` must be a table of limits; write `[queues.{name}]` followed \
+                     by `concurrency = 1` or `rate_limit = \"100/1m\"`"
+                ),
+            ));
+        };
+        if name.trim().is_empty() {
+            return Err(cx.err(&key.span(), "a queue name must not be empty"));
+        }
+        let table_name = format!("[queues.{name}]");
+        let t = TableCx {
+            cx,
+            name: table_name.clone(),
+            keys: QUEUE_KEYS,
+        };
+        let mut q = QueueConfig::default();
+        for e in entries(cx, body, QUEUE_KEYS, Some(&table_name))? {
+            match e.key {
+                "concurrency" => {
+                    q.concurrency = Some(t.u32(
+                        &e,
+                        1,
+                        "use at least 1 (1 runs the queue's runs one at a time), or leave it out for no limit",
+                    )?)
+                }
+                "rate_limit" => q.rate_limit = Some(t.rate_limit(&e)?),
+                _ => unreachable!("entries() refuses other keys"),
+            }
+        }
+        config.queues.insert(name.to_string(), q);
     }
     Ok(())
 }
@@ -593,6 +742,8 @@ fn parse_job(
     let mut params = Value::Object(serde_json::Map::new());
     let mut enabled = true;
     let mut priority = None;
+    let mut params_pos = None;
+    let mut policy = PolicyKeys::default();
     for e in entries(cx, body, JOB_KEYS, Some("[[jobs]]"))? {
         match e.key {
             "name" => name = Some(t.located(&e, t.non_empty(&e)?)),
@@ -616,9 +767,13 @@ fn parse_job(
                 trigger = Some((e.key, t.located(&e, value)));
             }
             "timezone" => timezone = Some(t.timezone(&e)?),
-            "params" => params = t.params(&e)?,
+            "params" => {
+                params = t.params(&e)?;
+                params_pos = Some(cx.pos(&e.span()));
+            }
             "enabled" => enabled = t.boolean(&e)?,
             "priority" => priority = Some(t.priority(&e)?),
+            _ if t.policy_key(&e, &mut policy)? => {}
             _ => unreachable!("entries() refuses other keys"),
         }
     }
@@ -649,6 +804,17 @@ fn parse_job(
             ),
         ));
     }
+    if let (Some(dst), false) = (&policy.dst, trigger_key == "schedule") {
+        return Err(invalid(
+            cx.file,
+            dst.pos,
+            format!(
+                "`dst` in [[jobs]] `{}` only applies to a cron `schedule`, but this job uses \
+                 `{trigger_key}`; remove `dst`",
+                name.value
+            ),
+        ));
+    }
     Ok(JobEntry {
         pos: cx.pos(span),
         name,
@@ -656,7 +822,9 @@ fn parse_job(
         trigger,
         timezone,
         params,
+        params_pos: params_pos.unwrap_or_else(|| cx.pos(span)),
         enabled,
         priority,
+        policy,
     })
 }

@@ -9,9 +9,12 @@
 
 use std::collections::HashMap;
 
-use super::{Config, ConfigError, Located, Pos, TaskOverride, Trigger, did_you_mean, list_names};
-use crate::job::{JobSource, JobSpec, TaskPolicy};
-use crate::schedule::{self, CronSchedule, Schedule, Tz};
+use super::{
+    Config, ConfigError, Located, PolicyKeys, Pos, TaskOverride, Trigger, did_you_mean, list_names,
+};
+use crate::job::{DEFAULT_QUEUE, JobSpec, TaskPolicy};
+use crate::model::{JobPolicy, JobSource};
+use crate::schedule::{self, CronSchedule, DstPolicy, Schedule, Tz};
 use crate::task::{Registry, TaskDef};
 
 /// See [`Config::resolve`].
@@ -25,10 +28,11 @@ pub(super) fn resolve(
     let mut policies = HashMap::new();
     for task in registry.tasks() {
         let o = config.tasks.get(task.name);
-        policies.insert(task.name.to_string(), policy(config, task, o));
-        if let Some(job) = own_job(config, task, o)? {
+        let p = policy(config, task, o);
+        if let Some(job) = own_job(config, task, o, &p)? {
             jobs.push(job);
         }
+        policies.insert(task.name.to_string(), p);
     }
 
     let own_jobs: HashMap<String, ()> = jobs.iter().map(|j| (j.name.clone(), ())).collect();
@@ -50,17 +54,25 @@ pub(super) fn resolve(
                 ),
             ));
         }
+        let task_policy = &policies[&entry.task.value];
+        let dst = entry
+            .policy
+            .dst
+            .as_ref()
+            .map(|d| d.value)
+            .unwrap_or_default();
         let schedule = match &entry.trigger.value {
             Trigger::Cron(expr) => {
                 let tz = entry
                     .timezone
                     .as_ref()
                     .map_or(config.defaults.timezone, |t| t.value);
-                cron(config, expr, tz, entry.trigger.pos)?
+                with_dst(cron(config, expr, tz, entry.trigger.pos)?, dst)
             }
             Trigger::Every(d) => Schedule::Every(*d),
             Trigger::Once(t) => Schedule::Once(*t),
         };
+        check_job_params(config, registry, entry)?;
         jobs.push(JobSpec {
             name: name.clone(),
             task: entry.task.value.clone(),
@@ -68,6 +80,7 @@ pub(super) fn resolve(
             params: entry.params.clone(),
             enabled: entry.enabled,
             priority: entry.priority,
+            policy: apply_keys(task_policy.job_policy, &entry.policy),
             source: JobSource::Config,
         });
     }
@@ -137,8 +150,68 @@ fn policy(config: &Config, task: &TaskDef, o: Option<&TaskOverride>) -> TaskPoli
             .unwrap_or(d.priority),
         queue: o
             .and_then(|o| o.queue.clone())
-            .or(task.queue.map(str::to_string)),
+            .or(task.queue.map(str::to_string))
+            .unwrap_or_else(|| DEFAULT_QUEUE.to_string()),
+        job_policy: apply_keys(
+            macro_job_policy(task),
+            &o.map(|o| o.policy.clone()).unwrap_or_default(),
+        ),
     }
+}
+
+/// The job policy `#[kairos::task]` gives, over the defaults.
+fn macro_job_policy(task: &TaskDef) -> JobPolicy {
+    let d = JobPolicy::default();
+    JobPolicy {
+        misfire: task.misfire.unwrap_or(d.misfire),
+        max_catch_up: task.max_catch_up.unwrap_or(d.max_catch_up),
+        misfire_grace: task.misfire_grace.unwrap_or(d.misfire_grace),
+        overlap: task.overlap.unwrap_or(d.overlap),
+    }
+}
+
+/// `keys` over `base`, key by key.
+fn apply_keys(base: JobPolicy, keys: &PolicyKeys) -> JobPolicy {
+    JobPolicy {
+        misfire: keys.misfire.unwrap_or(base.misfire),
+        max_catch_up: keys
+            .max_catch_up
+            .as_ref()
+            .map_or(base.max_catch_up, |n| n.value),
+        misfire_grace: keys.misfire_grace.unwrap_or(base.misfire_grace),
+        overlap: keys.overlap.unwrap_or(base.overlap),
+    }
+}
+
+fn with_dst(s: Schedule, dst: DstPolicy) -> Schedule {
+    match s {
+        Schedule::Cron(c) => Schedule::Cron(c.with_dst(dst)),
+        other => other,
+    }
+}
+
+/// A `[[jobs]]` entry's params must fit its task's parameters, checked as the task
+/// will read them; the error points at `params`.
+fn check_job_params(
+    config: &Config,
+    registry: &Registry,
+    entry: &super::JobEntry,
+) -> Result<(), ConfigError> {
+    let Some(check) = registry.get(&entry.task.value).and_then(|t| t.check_params) else {
+        return Ok(());
+    };
+    if let Err(e) = check(&entry.params) {
+        let msg = e.to_string();
+        let msg = msg.trim_start_matches("invalid params: ");
+        return Err(config.invalid(
+            entry.params_pos,
+            format!(
+                "params of [[jobs]] `{}` do not fit task `{}`: {msg}",
+                entry.name.value, entry.task.value
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The task's own job, named after the task, if the config or the macro schedules it.
@@ -146,6 +219,7 @@ fn own_job(
     config: &Config,
     task: &TaskDef,
     o: Option<&TaskOverride>,
+    policy: &TaskPolicy,
 ) -> Result<Option<JobSpec>, ConfigError> {
     let config_tz = o.and_then(|o| o.timezone.as_ref());
     let schedule = match o.and_then(|o| o.trigger.as_ref()) {
@@ -206,13 +280,26 @@ fn own_job(
             ),
         ));
     }
+    let config_dst = o.and_then(|o| o.policy.dst.as_ref());
+    if let (Some(dst), false) = (config_dst, matches!(schedule, Schedule::Cron(_))) {
+        return Err(config.invalid(
+            dst.pos,
+            format!(
+                "`dst` in [tasks.{0}] only applies to a cron schedule, but task `{0}` runs on \
+                 an interval; remove `dst`",
+                task.name
+            ),
+        ));
+    }
+    let dst = config_dst.map(|d| d.value).or(task.dst).unwrap_or_default();
     Ok(Some(JobSpec {
         name: task.name.to_string(),
         task: task.name.to_string(),
-        schedule,
+        schedule: with_dst(schedule, dst),
         params: serde_json::Value::Object(serde_json::Map::new()),
         enabled: o.and_then(|o| o.enabled).unwrap_or(true),
         priority: None,
+        policy: policy.job_policy,
         source: JobSource::Code,
     }))
 }

@@ -2,16 +2,21 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::{Scheduler, Shared};
+use super::{Scheduler, Shared, Signals};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
-use crate::store::{ClaimLimits, DEFAULT_DATABASE_URL, NodeInfo, Store, StoreError};
+use crate::ops::{Admin, Tasks, task_info};
+use crate::store::{
+    CatalogQueue, ClaimLimits, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DATABASE_URL, NodeRow, OpenMode,
+    QueueLimit, Store, StoreError,
+};
 use crate::task::{DuplicateTask, Registry};
 
 /// Environment variable naming the database when the builder is not told one.
@@ -47,7 +52,9 @@ pub struct SchedulerBuilder {
     clock: Option<Arc<dyn Clock>>,
     max_workers: Option<usize>,
     shutdown_grace: Option<Duration>,
+    cancel_grace: Option<Duration>,
     lease: Option<Duration>,
+    connect_timeout: Option<Duration>,
 }
 
 impl SchedulerBuilder {
@@ -94,14 +101,28 @@ impl SchedulerBuilder {
         self
     }
 
+    /// How long a cancelled run may take to stop on its own (noticing
+    /// `ctx.cancelled()`) before it is dropped (default 5s).
+    pub fn cancel_grace(mut self, d: Duration) -> Self {
+        self.cancel_grace = Some(d);
+        self
+    }
+
     /// How long a claimed run stays owned without a renewal (default 60s).
     pub fn lease(mut self, d: Duration) -> Self {
         self.lease = Some(d);
         self
     }
 
+    /// How long connecting to the database may take before start-up fails (default
+    /// `[scheduler] connect_timeout`, else 5s).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = Some(d);
+        self
+    }
+
     /// Opens the database, applies migrations, checks the configuration against the
-    /// registry, and reconciles the declared jobs into the database.
+    /// registry, and reconciles the declared jobs, tasks and queues into the database.
     pub async fn build(self) -> Result<Scheduler, BuildError> {
         let config = match (self.config, &self.config_path) {
             (Some(c), _) => c,
@@ -125,61 +146,114 @@ impl SchedulerBuilder {
             .max_workers
             .or(config.scheduler.max_workers)
             .unwrap_or(16);
-        if max_workers == 0 || max_workers > Semaphore::MAX_PERMITS / 2 {
+        if max_workers == 0 || max_workers > 100_000 {
             return Err(BuildError::Invalid(format!(
-                "max_workers = {max_workers}: use a number from 1 to a few thousand"
+                "max_workers = {max_workers}: use a number from 1 to 100000"
             )));
         }
-        let (specs, policies) = config.resolve(&registry)?;
+        let (jobs, policies) = config.resolve(&registry)?;
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let store = Store::connect(&url).await?;
+        let timeout = self
+            .connect_timeout
+            .or(config.scheduler.connect_timeout)
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let store = Store::open(&url, OpenMode::Create, timeout).await?;
         let now = clock.now();
-        let disabled = store.sync_jobs(&specs, now).await?;
+        let (disabled, taken_over) = store.sync_jobs(&jobs, now).await?;
         for name in disabled {
             tracing::warn!(job = %name, "job no longer declared in code or config: disabled");
+        }
+        for name in taken_over {
+            tracing::warn!(job = %name, "a job created at run time has the name of a declared job: the declaration replaces it");
         }
         let catalogue: Vec<_> = registry
             .tasks()
             .into_iter()
-            .filter_map(|t| {
-                policies
-                    .get(t.name)
-                    .map(|p| (t.name.to_string(), p.clone(), t.location.to_string()))
+            .filter_map(|t| policies.get(t.name).map(|p| task_info(t, p)))
+            .collect();
+        let mut queues: Vec<CatalogQueue> = config
+            .queues
+            .iter()
+            .map(|(name, q)| CatalogQueue {
+                name: name.clone(),
+                concurrency: q.concurrency,
+                rate: q.rate_limit.map(|r| (r.count, r.window)),
             })
             .collect();
-        store.sync_tasks(&catalogue, now).await?;
+        for p in policies.values() {
+            if !queues.iter().any(|q| q.name == p.queue) {
+                queues.push(CatalogQueue {
+                    name: p.queue.clone(),
+                    concurrency: None,
+                    rate: None,
+                });
+            }
+        }
+        store.sync_catalog(&catalogue, &queues, now).await?;
         let claim_limits = ClaimLimits {
             max_instances: policies
                 .iter()
                 .filter_map(|(k, p)| p.max_instances.map(|m| (k.clone(), m)))
                 .collect::<HashMap<_, _>>(),
+            queues: config
+                .queues
+                .iter()
+                .filter(|(_, q)| q.concurrency.is_some() || q.rate_limit.is_some())
+                .map(|(name, q)| {
+                    (
+                        name.clone(),
+                        QueueLimit {
+                            concurrency: q.concurrency,
+                            rate: q.rate_limit.map(|r| (r.count, r.window)),
+                        },
+                    )
+                })
+                .collect(),
         };
+        let lease = self.lease.unwrap_or(Duration::from_secs(60));
+        if lease < Duration::from_secs(1) {
+            return Err(BuildError::Invalid(format!(
+                "lease = {}: a lease shorter than 1s cannot be renewed in time; use at least 1s",
+                crate::schedule::format_duration(lease)
+            )));
+        }
         let (tx, rx) = mpsc::unbounded_channel();
-        let node = NodeInfo {
+        let node = NodeRow {
             id: uuid::Uuid::now_v7().to_string(),
             hostname: hostname(),
             pid: std::process::id(),
             max_workers,
         };
+        let signals = Arc::new(Signals::default());
+        let admin = Admin::for_node(
+            store.clone(),
+            Tasks::App {
+                registry: registry.clone(),
+                policies: policies.clone(),
+            },
+            clock.clone(),
+            config.defaults.clone(),
+            signals.clone(),
+        );
         let shared = Shared {
             store,
+            admin,
             clock,
             registry,
             policies,
             defaults: config.defaults.clone(),
             claim_limits,
             node,
-            lease: self.lease.unwrap_or(Duration::from_secs(60)),
+            lease,
             shutdown_grace: self
                 .shutdown_grace
                 .or(config.scheduler.shutdown_grace)
                 .unwrap_or(Duration::from_secs(30)),
+            cancel_grace: self.cancel_grace.unwrap_or(Duration::from_secs(5)),
             workers: Arc::new(Semaphore::new(max_workers)),
-            wake_planner: Notify::new(),
-            wake_dispatcher: Notify::new(),
+            signals,
             shutdown: CancellationToken::new(),
-            started: std::sync::atomic::AtomicBool::new(false),
-            running: Mutex::new(HashMap::new()),
+            started: AtomicBool::new(false),
             completions: tx,
         };
         Ok(Scheduler {

@@ -1,5 +1,6 @@
 //! The completer: writes attempt outcomes back in batches (one transaction for
-//! everything finished since the last write), then runs failure callbacks.
+//! everything finished since the last write), then runs failure callbacks for runs that
+//! really ended failed (not those an operator cancelled meanwhile).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::{Done, Msg, Shared};
+use crate::model::RunStatus;
 use crate::store::Completion;
 
 /// Outcomes written per transaction at most.
@@ -40,22 +42,28 @@ async fn write(shared: &Shared, batch: &mut Vec<Done>) {
     // A database outage must not lose outcomes: keep trying (the runs stay `running`
     // and leased meanwhile, so no other node takes them).
     let mut wait = Duration::from_millis(50);
-    loop {
+    let statuses = loop {
         match shared
             .store
             .complete(&shared.node.id, &completions, shared.clock.now())
             .await
         {
-            Ok(_) => break,
+            Ok(s) => break s,
             Err(e) => {
                 tracing::error!(error = %e, runs = completions.len(), "cannot record run outcomes; retrying");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
         }
-    }
+    };
     for done in batch.drain(..) {
         let Some(failed) = done.failed else { continue };
+        if !matches!(
+            statuses.get(&failed.run_id),
+            Some(RunStatus::Failed | RunStatus::TimedOut)
+        ) {
+            continue;
+        }
         let Some(hook) = shared.registry.get(&failed.task).and_then(|t| t.on_failure) else {
             continue;
         };
@@ -69,5 +77,5 @@ async fn write(shared: &Shared, batch: &mut Vec<Done>) {
     }
     // Claims count the runs the database shows as running, and a retry may be due
     // before the time the dispatcher sleeps until: either way it should look again.
-    shared.wake_dispatcher.notify_one();
+    shared.signals.wake_dispatcher.notify_one();
 }

@@ -1,6 +1,7 @@
 //! The dispatcher: claims due runs in batches while there are free worker slots and
 //! starts each on the executor. It sleeps until the earliest queued `run_at`, a
-//! completion frees a slot, or an enqueue wakes it; it never polls on a timer.
+//! completion frees a slot, a rate limit has budget again, or an enqueue wakes it; it
+//! never polls on a timer.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +23,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
     let gather_below = (workers / 4).max(1);
     let mut gather_until: Option<Instant> = None;
     loop {
-        let woken = shared.wake_dispatcher.notified();
+        let woken = shared.signals.wake_dispatcher.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
         if shared.shutdown.is_cancelled() {
@@ -55,9 +56,9 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 )
                 .await
             {
-                Ok(claimed) => {
-                    let n = claimed.len();
-                    for run in claimed {
+                Ok(claim) => {
+                    let n = claim.runs.len();
+                    for run in claim.runs {
                         // Permits are taken only here and by the handle's fast path,
                         // which takes its own before inserting; `free` was counted
                         // before the claim, so a permit can be missing only if the fast
@@ -76,10 +77,15 @@ pub(super) async fn run(shared: Arc<Shared>) {
                         continue;
                     }
                     match shared.store.next_queued_at().await {
-                        // Due runs remain but none could be claimed (instance limits):
-                        // a completion will wake us.
-                        Ok(Some(t)) if t <= now => {}
-                        Ok(next) => sleep_until = next,
+                        // Due runs remain but none could be claimed (limits or pauses):
+                        // a completion, a change or the rate limit's budget wakes us.
+                        Ok(Some(t)) if t <= now => sleep_until = claim.retry_at,
+                        Ok(next) => {
+                            sleep_until = match (next, claim.retry_at) {
+                                (Some(a), Some(b)) => Some(a.min(b)),
+                                (a, b) => a.or(b),
+                            }
+                        }
                         Err(e) => {
                             tracing::error!(error = %e, "dispatcher: database error");
                             sleep_until = Some(now + chrono::Duration::seconds(1));

@@ -1,34 +1,22 @@
 //! The executor: runs one claimed attempt with its timeout and cancellation, catches
 //! panics, and turns the outcome into a `Completion` (including the retry decision).
+//!
+//! A run an operator cancelled ends `cancelled` whatever the task then returns (a
+//! cooperative task typically notices `ctx.cancelled()` and returns `Ok`); a run
+//! cancelled because the node shuts down is released to the queue instead.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::Duration;
 
 use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::retry::{backoff, should_retry};
-use super::{Done, Shared};
-use crate::store::{ClaimedRun, Completion, RunStatus};
-use crate::task::{FailedRun, TaskContext};
-
-/// Why a running attempt's token was cancelled.
-pub(super) const CANCEL_OPERATOR: u8 = 1;
-pub(super) const CANCEL_SHUTDOWN: u8 = 2;
-
-/// A running attempt as the node tracks it.
-#[derive(Debug)]
-pub(super) struct Running {
-    pub(super) attempt: i32,
-    pub(super) token: CancellationToken,
-    pub(super) reason: Arc<AtomicU8>,
-}
-
-/// How long a cancelled task may take to notice `ctx.cancelled()` before it is dropped.
-const CANCEL_GRACE: Duration = Duration::from_secs(5);
+use super::{CancelReason, Done, Running, Shared};
+use crate::model::RunStatus;
+use crate::store::{ClaimedRun, Completion};
+use crate::task::{FailedRun, TaskContext, TaskError};
 
 /// Runs a claimed attempt on its own task, holding a worker slot until its outcome is
 /// handed to the completer.
@@ -45,15 +33,13 @@ pub(super) fn spawn(
 
 async fn execute(shared: Arc<Shared>, run: ClaimedRun) {
     let token = CancellationToken::new();
-    let reason = Arc::new(AtomicU8::new(0));
-    shared.running.lock().expect("running map poisoned").insert(
-        run.id,
-        Running {
-            attempt: run.attempt,
-            token: token.clone(),
-            reason: reason.clone(),
-        },
-    );
+    let running = Arc::new(Running::new(run.attempt, token.clone()));
+    shared
+        .signals
+        .running
+        .lock()
+        .expect("running map poisoned")
+        .insert(run.id, running.clone());
     let span = tracing::info_span!(
         "run",
         run_id = run.id,
@@ -61,32 +47,32 @@ async fn execute(shared: Arc<Shared>, run: ClaimedRun) {
         job_id = run.job_id,
         attempt = run.attempt
     );
-    let done = attempt(&shared, &run, token, reason).instrument(span).await;
+    let done = attempt(&shared, &run, token, &running)
+        .instrument(span)
+        .await;
     shared
+        .signals
         .running
         .lock()
         .expect("running map poisoned")
         .remove(&run.id);
     // The completer may be gone only during a hard stop; the lease then re-queues the run.
     let _ = shared.completions.send(super::Msg::Done(done));
-    shared.wake_dispatcher.notify_one();
+    shared.signals.wake_dispatcher.notify_one();
 }
 
 async fn attempt(
     shared: &Shared,
     run: &ClaimedRun,
     token: CancellationToken,
-    reason: Arc<AtomicU8>,
+    running: &Running,
 ) -> Done {
-    let attempt = u32::try_from(run.attempt).unwrap_or(1);
     // Measured from the claim, not from when this task got scheduled: the attempt's
     // time starts when the database says it started.
     let started = run.started_at;
     let fail = |error: String, status: RunStatus, permanent: bool| -> Done {
-        let max_retries = u32::try_from(run.max_retries).unwrap_or(0);
-        if status != RunStatus::Cancelled && should_retry(attempt, max_retries, permanent) {
-            let base = Duration::from_millis(run.retry_delay_ms.max(0) as u64);
-            let delay = backoff(base, attempt, rand::random::<f64>());
+        if status != RunStatus::Cancelled && should_retry(run.attempt, run.max_retries, permanent) {
+            let delay = backoff(run.retry_delay, run.attempt, rand::random::<f64>());
             let run_at = shared.clock.now() + chrono::Duration::from_std(delay).unwrap_or_default();
             tracing::warn!(%error, retry_at = %run_at, "attempt failed; will retry");
             return Done {
@@ -102,14 +88,13 @@ async fn attempt(
         tracing::error!(%error, status = %status, "run failed");
         Done {
             failed: (status != RunStatus::Cancelled).then(|| {
-                let params = serde_json::from_str(&run.params).unwrap_or_default();
                 FailedRun::new(
                     run.id,
                     run.task.clone(),
                     run.job_id,
-                    attempt,
+                    run.attempt,
                     error.clone(),
-                    params,
+                    run.params.clone(),
                 )
             }),
             completion: Completion::Finished {
@@ -131,47 +116,45 @@ async fn attempt(
             true,
         );
     };
-    let params: serde_json::Value = match serde_json::from_str(&run.params) {
-        Ok(p) => p,
-        Err(e) => {
-            return fail(
-                format!("invalid params: not JSON: {e}"),
-                RunStatus::Failed,
-                true,
-            );
-        }
-    };
     let ctx = TaskContext::new(
         run.id,
         run.task.clone(),
         run.job_id,
         run.scheduled_for,
-        attempt,
+        run.attempt,
         token.clone(),
-    );
+    )
+    .with_tags(run.tags.clone());
     tracing::info!("started");
-    let mut fut = AssertUnwindSafe((def.handler)(ctx, params)).catch_unwind();
-    let timeout = Duration::from_millis(run.timeout_ms.max(0) as u64);
-    let deadline = started + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+    let mut fut = AssertUnwindSafe((def.handler)(ctx, run.params.clone())).catch_unwind();
+    let deadline =
+        started + chrono::Duration::from_std(run.timeout).unwrap_or(chrono::Duration::MAX);
     let result = tokio::select! {
         r = &mut fut => Some(r),
         _ = shared.clock.sleep_until(deadline) => {
             token.cancel();
-            return fail(format!("timed out after {}", crate::schedule::format_duration(timeout)), RunStatus::TimedOut, false);
+            return fail(
+                format!("timed out after {}", crate::schedule::format_duration(run.timeout)),
+                RunStatus::TimedOut,
+                false,
+            );
         }
         _ = token.cancelled() => None,
     };
     let result = match result {
         Some(r) => Some(r),
         // Cancelled: give the task a moment to stop on its own, then drop it.
-        None => tokio::time::timeout(CANCEL_GRACE, &mut fut).await.ok(),
+        None => tokio::time::timeout(shared.cancel_grace, &mut fut)
+            .await
+            .ok(),
     };
-    // A task that saw the cancellation (through either branch above) and did not
-    // succeed ends as the canceller decided: released to the queue at shutdown,
-    // cancelled for an operator.
-    let succeeded = matches!(result, Some(Ok(Ok(_))));
-    match reason.load(Ordering::SeqCst) {
-        CANCEL_SHUTDOWN if !succeeded => {
+    match running.reason() {
+        // Whatever the task returned once it was cancelled, the canceller decides.
+        CancelReason::Operator => {
+            tracing::info!("cancelled by operator");
+            return fail("cancelled by operator".into(), RunStatus::Cancelled, true);
+        }
+        CancelReason::Shutdown if !matches!(result, Some(Ok(Ok(_)))) => {
             tracing::info!("released at shutdown");
             return Done {
                 completion: Completion::Released {
@@ -180,9 +163,6 @@ async fn attempt(
                 },
                 failed: None,
             };
-        }
-        CANCEL_OPERATOR if !succeeded => {
-            return fail("cancelled by operator".into(), RunStatus::Cancelled, true);
         }
         _ => {}
     }
@@ -199,7 +179,24 @@ async fn attempt(
                 completion: Completion::Succeeded {
                     id: run.id,
                     attempt: run.attempt,
-                    result: value.map(|v| v.to_string()),
+                    result: value,
+                },
+                failed: None,
+            }
+        }
+        Ok(Err(TaskError::Snooze(delay))) => {
+            let delay = delay.min(crate::schedule::MAX_DURATION);
+            let run_at = shared.clock.now() + chrono::Duration::from_std(delay).unwrap_or_default();
+            tracing::info!(until = %run_at, "snoozed");
+            Done {
+                completion: Completion::Snoozed {
+                    id: run.id,
+                    attempt: run.attempt,
+                    run_at,
+                    note: format!(
+                        "snoozed for {} by the task",
+                        crate::schedule::format_duration(delay)
+                    ),
                 },
                 failed: None,
             }

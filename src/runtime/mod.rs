@@ -4,20 +4,22 @@
 //!
 //! # Several nodes
 //! Any number of nodes may share one database. Firing is exactly-once per slot (see
-//! [`crate::store`]); claiming gives each run to one node; leases hand the runs of a
-//! node that died to the others.
+//! the store's jobs module); claiming gives each run to one node; leases hand the runs
+//! of a node that died to the others.
 
 mod builder;
 mod completer;
 mod dispatcher;
 mod executor;
 mod handle;
-pub mod planner;
-pub mod retry;
+mod planner;
+pub(crate) mod policy;
+pub(crate) mod retry;
 mod watcher;
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,11 +29,12 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 pub use builder::{BuildError, DATABASE_URL_ENV, SchedulerBuilder};
-pub use handle::{Enqueue, HandleError, SchedulerHandle};
+pub use handle::SchedulerHandle;
 
 use crate::clock::Clock;
 use crate::job::{Defaults, TaskPolicy};
-use crate::store::{ClaimLimits, Completion, NodeInfo, Store};
+use crate::ops::Admin;
+use crate::store::{ClaimLimits, Completion, NodeRow, Store};
 use crate::task::{FailedRun, Registry};
 
 /// An attempt's outcome on its way to the completer.
@@ -50,25 +53,97 @@ pub(crate) enum Msg {
     Flush(tokio::sync::oneshot::Sender<()>),
 }
 
+/// Why a running attempt's token was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum CancelReason {
+    /// Not cancelled.
+    None = 0,
+    /// An operator cancelled the run (or a newer run replaced it).
+    Operator = 1,
+    /// The node is shutting down: release the run to the queue.
+    Shutdown = 2,
+}
+
+/// A running attempt as the node tracks it.
+#[derive(Debug)]
+pub(crate) struct Running {
+    pub(crate) attempt: u32,
+    pub(crate) token: CancellationToken,
+    reason: std::sync::atomic::AtomicU8,
+}
+
+impl Running {
+    pub(crate) fn new(attempt: u32, token: CancellationToken) -> Self {
+        Running {
+            attempt,
+            token,
+            reason: std::sync::atomic::AtomicU8::new(CancelReason::None as u8),
+        }
+    }
+
+    /// Cancels the attempt for `reason` (an operator's cancel is not downgraded).
+    pub(crate) fn cancel(&self, reason: CancelReason) {
+        let _ = self.reason.compare_exchange(
+            CancelReason::None as u8,
+            reason as u8,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+        self.token.cancel();
+    }
+
+    pub(crate) fn reason(&self) -> CancelReason {
+        match self.reason.load(Ordering::SeqCst) {
+            1 => CancelReason::Operator,
+            2 => CancelReason::Shutdown,
+            _ => CancelReason::None,
+        }
+    }
+}
+
+/// What the node's loops wait on, shared with the [`Admin`] so that a change made
+/// through it reaches this node's loops at once.
+#[derive(Debug, Default)]
+pub(crate) struct Signals {
+    pub(crate) wake_planner: Notify,
+    pub(crate) wake_dispatcher: Notify,
+    /// Attempts running on this node, by run id.
+    pub(crate) running: Mutex<HashMap<i64, Arc<Running>>>,
+}
+
+impl Signals {
+    /// Cancels a local attempt, if this node runs it.
+    pub(crate) fn cancel_local(&self, run_id: i64, attempt: Option<u32>, reason: CancelReason) {
+        let running = self.running.lock().expect("running map poisoned");
+        if let Some(r) = running
+            .get(&run_id)
+            .filter(|r| attempt.is_none_or(|a| a == r.attempt))
+        {
+            r.cancel(reason);
+        }
+    }
+}
+
 /// State shared by the node's loops and handles.
 #[derive(Debug)]
 pub(crate) struct Shared {
     store: Store,
+    admin: Admin,
     clock: Arc<dyn Clock>,
     registry: Registry,
     policies: HashMap<String, TaskPolicy>,
     defaults: Defaults,
     claim_limits: ClaimLimits,
-    node: NodeInfo,
+    node: NodeRow,
     lease: Duration,
     shutdown_grace: Duration,
+    cancel_grace: Duration,
     workers: Arc<Semaphore>,
-    wake_planner: Notify,
-    wake_dispatcher: Notify,
+    signals: Arc<Signals>,
     shutdown: CancellationToken,
     /// True while `run()` drives the node; the enqueue fast path needs its loops.
-    started: std::sync::atomic::AtomicBool,
-    running: Mutex<HashMap<i64, executor::Running>>,
+    started: AtomicBool,
     completions: mpsc::UnboundedSender<Msg>,
 }
 
@@ -92,14 +167,10 @@ impl Shared {
 
     /// The effective policy of a task, or the defaults for a task this node lacks.
     fn policy(&self, task: &str) -> TaskPolicy {
-        self.policies.get(task).cloned().unwrap_or(TaskPolicy {
-            max_instances: None,
-            max_retries: self.defaults.max_retries,
-            retry_delay: self.defaults.retry_delay,
-            timeout: self.defaults.timeout,
-            priority: self.defaults.priority,
-            queue: None,
-        })
+        self.policies
+            .get(task)
+            .cloned()
+            .unwrap_or_else(|| self.defaults.unknown_task_policy())
     }
 }
 
@@ -130,7 +201,7 @@ impl Scheduler {
     /// Runs the node until [`SchedulerHandle::shutdown`] is called, then shuts down
     /// gracefully: stops claiming, lets running runs finish within the grace period,
     /// then cancels the rest and releases them to the queue.
-    pub async fn run(self) -> Result<(), crate::store::StoreError> {
+    pub async fn run(self) -> Result<(), crate::Error> {
         let Scheduler {
             shared,
             completions,
@@ -144,33 +215,25 @@ impl Scheduler {
         let planner = tokio::spawn(planner::run(shared.clone()));
         let dispatcher = tokio::spawn(dispatcher::run(shared.clone()));
         let watcher = tokio::spawn(watcher::run(shared.clone()));
-        shared
-            .started
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        shared.started.store(true, Ordering::SeqCst);
 
         shared.shutdown.cancelled().await;
-        shared
-            .started
-            .store(false, std::sync::atomic::Ordering::SeqCst);
+        shared.started.store(false, Ordering::SeqCst);
         let _ = tokio::join!(planner, dispatcher, watcher);
         tracing::info!("shutting down: waiting for running runs");
-        let max = shared.node.max_workers as u32;
+        let max = u32::try_from(shared.node.max_workers).unwrap_or(u32::MAX);
         let all_idle = shared.workers.acquire_many(max);
         if tokio::time::timeout(shared.shutdown_grace, all_idle)
             .await
             .is_err()
         {
-            let running = shared.running.lock().expect("running map poisoned");
+            let running = shared.signals.running.lock().expect("running map poisoned");
             tracing::warn!(
                 runs = running.len(),
                 "grace period over: releasing running runs"
             );
             for r in running.values() {
-                r.reason.store(
-                    executor::CANCEL_SHUTDOWN,
-                    std::sync::atomic::Ordering::SeqCst,
-                );
-                r.token.cancel();
+                r.cancel(CancelReason::Shutdown);
             }
         }
         // Every executor holds a permit until it has sent its outcome.
@@ -190,7 +253,7 @@ impl Scheduler {
     }
 
     /// Runs until Ctrl-C or SIGTERM, then shuts down gracefully.
-    pub async fn run_until_signal(self) -> Result<(), crate::store::StoreError> {
+    pub async fn run_until_signal(self) -> Result<(), crate::Error> {
         let handle = self.handle();
         tokio::spawn(async move {
             wait_for_signal().await;

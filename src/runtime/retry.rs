@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 /// The longest wait between two attempts, whatever the base and attempt.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(24 * 3600);
 
 /// Delay before the attempt after `attempt` (1-based) failed: `base * 2^(attempt-1)`,
 /// capped at [`MAX_BACKOFF`], scaled by `jitter` ∈ [0, 1) into the range [75%, 125%).
-pub fn backoff(base: Duration, attempt: u32, jitter: f64) -> Duration {
+pub(crate) fn backoff(base: Duration, attempt: u32, jitter: f64) -> Duration {
     let exp = attempt.saturating_sub(1).min(30);
     let raw = base.saturating_mul(1u32 << exp).min(MAX_BACKOFF);
     let factor = 0.75 + 0.5 * jitter.clamp(0.0, 1.0);
@@ -16,7 +16,7 @@ pub fn backoff(base: Duration, attempt: u32, jitter: f64) -> Duration {
 }
 
 /// Whether a failed attempt (1-based) is followed by another.
-pub fn should_retry(attempt: u32, max_retries: u32, permanent: bool) -> bool {
+pub(crate) fn should_retry(attempt: u32, max_retries: u32, permanent: bool) -> bool {
     !permanent && attempt <= max_retries
 }
 

@@ -1,13 +1,11 @@
 //! The watcher: notices changes made by other processes (the CLI, other nodes) through
 //! the store's change marker, applies cancel requests to local runs, beats the node's
-//! heartbeat, renews its leases and re-queues runs whose node's lease expired.
+//! heartbeat, renews its leases and takes back runs whose node's lease expired.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::Shared;
-use super::executor::CANCEL_OPERATOR;
+use super::{CancelReason, Shared};
 
 /// How often the change counter is read: the bound on how late a CLI pause or cancel
 /// takes effect. One indexed single-row read per tick keeps an idle node nearly silent.
@@ -29,8 +27,8 @@ pub(super) async fn run(shared: Arc<Shared>) {
         match shared.store.change_marker().await {
             Ok(m) if m != seen => {
                 seen = m;
-                shared.wake_planner.notify_one();
-                shared.wake_dispatcher.notify_one();
+                shared.signals.wake_planner.notify_one();
+                shared.signals.wake_dispatcher.notify_one();
                 apply_cancel_requests(&shared).await;
             }
             Ok(_) => {}
@@ -46,13 +44,11 @@ async fn apply_cancel_requests(shared: &Shared) {
     let Ok(requests) = shared.store.cancel_requests(&shared.node.id).await else {
         return;
     };
-    let running = shared.running.lock().expect("running map poisoned");
     for (id, attempt) in requests {
-        if let Some(r) = running.get(&id).filter(|r| r.attempt == attempt) {
-            tracing::info!(run_id = id, "cancel requested by operator");
-            r.reason.store(CANCEL_OPERATOR, Ordering::SeqCst);
-            r.token.cancel();
-        }
+        tracing::info!(run_id = id, "cancel requested by operator");
+        shared
+            .signals
+            .cancel_local(id, Some(attempt), CancelReason::Operator);
     }
 }
 
@@ -65,14 +61,15 @@ async fn maintain(shared: &Shared) {
     if let Err(e) = shared.store.renew_leases(&shared.node.id, until).await {
         tracing::warn!(error = %e, "lease renewal failed");
     }
-    match shared.store.requeue_expired(now).await {
-        Ok(0) => {}
-        Ok(n) => {
+    match shared.store.recover_expired(now).await {
+        Ok((0, 0)) => {}
+        Ok((requeued, failed)) => {
             tracing::warn!(
-                runs = n,
-                "re-queued runs whose node stopped renewing its lease"
+                requeued,
+                failed,
+                "took back runs whose node stopped renewing its lease"
             );
-            shared.wake_dispatcher.notify_one();
+            shared.signals.wake_dispatcher.notify_one();
         }
         Err(e) => tracing::warn!(error = %e, "lease expiry check failed"),
     }

@@ -1,78 +1,79 @@
-//! Job queries and mutations: reconciling declared jobs into the table, firing due
-//! slots, pausing and triggering, and the task catalogue nodes publish for the CLI.
+//! Job queries and mutations: reconciling declared jobs into the table, jobs created
+//! and changed at run time, firing due slots with their records, pausing and
+//! triggering.
 //!
 //! # Exactly-once firing
-//! A slot fires inside one transaction that (1) advances the job's `next_run_at` with a
-//! compare-and-set on its `version` and (2) inserts the run. A node that lost the race
-//! updates no row and inserts nothing; the unique index on `(job_id, scheduled_for)`
-//! rejects a second run for the same slot even if two writers got past the first check.
+//! A job's due slots fire inside one transaction that (1) advances the job's
+//! `next_run_at` with a compare-and-set on its `version` and (2) inserts the runs and
+//! the slot records. A node that lost the race updates no row and inserts nothing; the
+//! unique index on `(job_id, scheduled_for)` rejects a second run for the same slot even
+//! if two writers got past the first check.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, EntityTrait, QueryOrder, TransactionTrait, Value};
+use sea_orm::{ConnectionTrait, FromQueryResult, TransactionTrait, Value};
 
+use super::codec::{duration_ms, from_ms, int, ms, schedule_values};
 use super::entity::job;
-use super::runs::{bump, write_txn};
-use super::sql::placeholders;
-use super::types::{Job, NewRun, StoredTask};
-use super::{Store, StoreError, duration_ms, from_ms, ms};
-use crate::job::{JobSpec, TaskPolicy};
+use super::runs::NewRun;
+use super::{Lock, Store, StoreError, bump, write_txn};
+use crate::job::JobSpec;
+use crate::model::{DisabledReason, Job, JobSource, SkipReason, SlotOutcome};
 use crate::schedule::Schedule;
+use crate::task::Overlap;
 
-/// What happened to one slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FireOutcome {
-    /// A run was inserted.
-    Fired(i64),
-    /// The job already had `max_instances` runs queued or running: the slot passed
-    /// without a run (overlap policy `skip`).
-    Skipped,
-    /// Another node fired this slot first, or the job changed meanwhile.
-    Lost,
+/// A range of consecutive slots of a job with one outcome (every slot of the job's
+/// schedule from `first` to `last`, both included).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SlotRecord {
+    pub(crate) first: DateTime<Utc>,
+    pub(crate) last: DateTime<Utc>,
+    pub(crate) outcome: SlotOutcome,
+    pub(crate) reason: Option<SkipReason>,
 }
 
-/// One slot to fire.
+/// One run a fire inserts, with the missed slots it stands for.
 #[derive(Debug, Clone)]
-pub struct FirePlan {
-    /// The job as read (its id and version are the compare-and-set).
-    pub job_id: i64,
-    /// Version read.
-    pub version: i64,
-    /// The slot this run stands for.
-    pub slot: DateTime<Utc>,
-    /// The job's next slot after this one.
-    pub next: Option<DateTime<Utc>>,
-    /// The run to insert.
-    pub run: NewRun,
-    /// Overlap limit of the job.
-    pub max_instances: Option<u32>,
+pub(crate) struct PlannedRun {
+    pub(crate) run: NewRun,
+    /// Earlier missed slots covered by this run (`coalesced`), if any.
+    pub(crate) coalesced: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
-fn schedule_columns(s: &Schedule, anchor: DateTime<Utc>) -> [Value; 5] {
-    match s {
-        Schedule::Cron(c) => [
-            Value::from("cron"),
-            Value::from(Some(c.expr().to_string())),
-            Value::from(Some(c.timezone().name().to_string())),
-            Value::from(None::<i64>),
-            Value::from(None::<i64>),
-        ],
-        Schedule::Every(d) => [
-            Value::from("interval"),
-            Value::from(None::<String>),
-            Value::from(None::<String>),
-            Value::from(Some(duration_ms(*d))),
-            Value::from(Some(ms(anchor))),
-        ],
-        Schedule::Once(t) => [
-            Value::from("once"),
-            Value::from(None::<String>),
-            Value::from(None::<String>),
-            Value::from(None::<i64>),
-            Value::from(Some(ms(*t))),
-        ],
-    }
+/// Everything one job's due slots come to.
+#[derive(Debug, Clone)]
+pub(crate) struct FirePlan {
+    /// The job as read (its id and version are the compare-and-set).
+    pub(crate) job_id: i64,
+    pub(crate) version: i64,
+    /// The last slot fired before this plan (to extend a run of skipped slots).
+    pub(crate) prev_slot: Option<DateTime<Utc>>,
+    /// The last slot this plan accounts for.
+    pub(crate) last_slot: DateTime<Utc>,
+    /// The job's next slot after this plan.
+    pub(crate) next: Option<DateTime<Utc>>,
+    /// Runs to insert, oldest slot first.
+    pub(crate) runs: Vec<PlannedRun>,
+    /// Slots that pass without a run.
+    pub(crate) skipped: Vec<SlotRecord>,
+    /// Overlap handling when `max_instances` runs of the job are active.
+    pub(crate) overlap: Overlap,
+    pub(crate) max_instances: Option<u32>,
+}
+
+/// What happened to one plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FireOutcome {
+    /// The plan was applied: these runs were inserted; this many slots skipped for
+    /// overlap; these running runs asked to stop (`overlap = "replace"`).
+    Fired {
+        runs: Vec<i64>,
+        overlap_skipped: usize,
+        replaced: Vec<i64>,
+    },
+    /// Another node fired these slots first, or the job changed meanwhile.
+    Lost,
 }
 
 /// The first slot of a new (or rescheduled) job created at `now`.
@@ -86,88 +87,36 @@ fn first_slot(s: &Schedule, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
 
 impl Store {
     /// Reconciles declared jobs into the table by name: new ones are inserted, changed
-    /// ones updated (a changed schedule restarts from `now`), and code/config jobs no
-    /// longer declared are disabled (kept with their history). API-created jobs are left
-    /// alone. Returns the names of jobs it disabled.
-    pub async fn sync_jobs(
+    /// ones updated (a changed schedule, or a job enabled again, restarts from `now`),
+    /// and code/config jobs no longer declared are disabled (kept with their history).
+    /// Jobs created through the API are left alone, unless a declaration takes their
+    /// name. Returns the names of jobs it disabled and of API jobs it took over.
+    pub(crate) async fn sync_jobs(
         &self,
         specs: &[JobSpec],
         now: DateTime<Utc>,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<(Vec<String>, Vec<String>), StoreError> {
         let txn = self.db.begin_with_options(write_txn()).await?;
-        let existing: HashMap<String, Job> = job::Entity::find()
-            .all(&txn)
-            .await?
-            .into_iter()
-            .map(|m| Job::try_from(m).map(|j| (j.name.clone(), j)))
-            .collect::<Result<_, _>>()?;
+        self.lock(&txn, Lock::Sync).await?;
+        let rows = txn
+            .query_all_raw(self.stmt("SELECT * FROM kairos_jobs", []))
+            .await?;
+        let mut existing: HashMap<String, Job> = HashMap::new();
+        for r in &rows {
+            let j = Job::try_from(job::Model::from_query_result(r, "")?)?;
+            existing.insert(j.name.clone(), j);
+        }
+        let mut taken_over = Vec::new();
         for spec in specs {
-            let params = spec.params.to_string();
             match existing.get(&spec.name) {
                 Some(old) => {
-                    let same_schedule = old.schedule().ok().as_ref() == Some(&spec.schedule);
-                    let (anchor, next) = if same_schedule {
-                        (old.anchor_at.unwrap_or(now), old.next_run_at)
-                    } else {
-                        (now, first_slot(&spec.schedule, now))
-                    };
-                    let [kind, cron, tz, interval, anchor_v] =
-                        schedule_columns(&spec.schedule, anchor);
-                    let changed = !same_schedule
-                        || old.task != spec.task
-                        || old.params != spec.params
-                        || old.enabled != spec.enabled
-                        || old.priority != spec.priority
-                        || old.source != spec.source.as_str();
-                    if !changed {
-                        continue;
+                    if old.source == JobSource::Api && spec.source != JobSource::Api {
+                        taken_over.push(spec.name.clone());
                     }
-                    txn.execute_raw(self.stmt(
-                        "UPDATE kairos_jobs SET task = $1, kind = $2, cron = $3, timezone = $4, interval_ms = $5, \
-                         anchor_at = $6, params = $7, enabled = $8, priority = $9, source = $10, next_run_at = $11, \
-                         version = version + 1, updated_at = $12 WHERE id = $13",
-                        [
-                            Value::from(spec.task.clone()),
-                            kind,
-                            cron,
-                            tz,
-                            interval,
-                            anchor_v,
-                            Value::from(params),
-                            Value::from(spec.enabled),
-                            Value::from(spec.priority),
-                            Value::from(spec.source.as_str()),
-                            Value::from(next.map(ms)),
-                            Value::from(ms(now)),
-                            Value::from(old.id),
-                        ],
-                    ))
-                    .await?;
+                    self.write_spec(&txn, Some(old), spec, now).await?;
                 }
                 None => {
-                    let [kind, cron, tz, interval, anchor_v] =
-                        schedule_columns(&spec.schedule, now);
-                    txn.execute_raw(self.stmt(
-                        "INSERT INTO kairos_jobs (name, task, kind, cron, timezone, interval_ms, anchor_at, params, \
-                         enabled, paused, priority, source, next_run_at, last_fired_at, version, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, false, $10, $11, $12, NULL, 0, $13, $13)",
-                        [
-                            Value::from(spec.name.clone()),
-                            Value::from(spec.task.clone()),
-                            kind,
-                            cron,
-                            tz,
-                            interval,
-                            anchor_v,
-                            Value::from(params),
-                            Value::from(spec.enabled),
-                            Value::from(spec.priority),
-                            Value::from(spec.source.as_str()),
-                            Value::from(first_slot(&spec.schedule, now).map(ms)),
-                            Value::from(ms(now)),
-                        ],
-                    ))
-                    .await?;
+                    self.write_spec(&txn, None, spec, now).await?;
                 }
             }
         }
@@ -175,10 +124,16 @@ impl Store {
             specs.iter().map(|s| s.name.as_str()).collect();
         let mut disabled = Vec::new();
         for job in existing.values() {
-            if job.source != "api" && job.enabled && !declared.contains(job.name.as_str()) {
+            if job.source != JobSource::Api && job.enabled && !declared.contains(job.name.as_str())
+            {
                 txn.execute_raw(self.stmt(
-                    "UPDATE kairos_jobs SET enabled = false, version = version + 1, updated_at = $1 WHERE id = $2",
-                    [Value::from(ms(now)), Value::from(job.id)],
+                    "UPDATE kairos_jobs SET enabled = false, disabled_reason = $1, version = version + 1, \
+                     updated_at = $2 WHERE id = $3",
+                    [
+                        Value::from(DisabledReason::Undeclared.as_str()),
+                        Value::from(ms(now)),
+                        Value::from(job.id),
+                    ],
                 ))
                 .await?;
                 disabled.push(job.name.clone());
@@ -187,78 +142,261 @@ impl Store {
         bump(&txn, self).await?;
         txn.commit().await?;
         disabled.sort();
-        Ok(disabled)
+        Ok((disabled, taken_over))
+    }
+
+    /// Inserts `spec` or updates `old` to it (only if something changed).
+    async fn write_spec<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        old: Option<&Job>,
+        spec: &JobSpec,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let reason = (!spec.enabled).then_some(DisabledReason::Config.as_str());
+        let Some(old) = old else {
+            let [kind, cron, tz, dst, interval, anchor] = schedule_values(&spec.schedule, now);
+            conn.execute_raw(self.stmt(
+                "INSERT INTO kairos_jobs (name, task, kind, cron, timezone, dst, interval_ms, anchor_at, params, \
+                 priority, misfire, max_catch_up, misfire_grace_ms, overlap, enabled, disabled_reason, paused, \
+                 source, next_run_at, version, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, false, $17, $18, 0, $19, $19)",
+                [
+                    Value::from(spec.name.clone()),
+                    Value::from(spec.task.clone()),
+                    kind,
+                    cron,
+                    tz,
+                    dst,
+                    interval,
+                    anchor,
+                    Value::from(spec.params.to_string()),
+                    Value::from(spec.priority),
+                    Value::from(spec.policy.misfire.as_str()),
+                    Value::from(int(spec.policy.max_catch_up)),
+                    Value::from(duration_ms(spec.policy.misfire_grace)),
+                    Value::from(spec.policy.overlap.as_str()),
+                    Value::from(spec.enabled),
+                    Value::from(reason),
+                    Value::from(spec.source.as_str()),
+                    Value::from(first_slot(&spec.schedule, now).map(ms)),
+                    Value::from(ms(now)),
+                ],
+            ))
+            .await?;
+            return Ok(());
+        };
+        let same_schedule = old.schedule == spec.schedule;
+        let restart = !same_schedule || (spec.enabled && !old.enabled);
+        let (anchor, next) = if restart {
+            (now, first_slot(&spec.schedule, now))
+        } else {
+            (old.anchor_at.unwrap_or(now), old.due_at)
+        };
+        let changed = restart
+            || old.task != spec.task
+            || old.params != spec.params
+            || old.enabled != spec.enabled
+            || old.priority != spec.priority
+            || old.policy != spec.policy
+            || old.source != spec.source
+            || old.disabled_reason.map(|r| r.as_str()) != reason;
+        if !changed {
+            return Ok(());
+        }
+        let [kind, cron, tz, dst, interval, anchor_v] = schedule_values(&spec.schedule, anchor);
+        conn.execute_raw(self.stmt(
+            "UPDATE kairos_jobs SET task = $1, kind = $2, cron = $3, timezone = $4, dst = $5, interval_ms = $6, \
+             anchor_at = $7, params = $8, priority = $9, misfire = $10, max_catch_up = $11, misfire_grace_ms = $12, \
+             overlap = $13, enabled = $14, disabled_reason = $15, source = $16, next_run_at = $17, \
+             version = version + 1, updated_at = $18 WHERE id = $19",
+            [
+                Value::from(spec.task.clone()),
+                kind,
+                cron,
+                tz,
+                dst,
+                interval,
+                anchor_v,
+                Value::from(spec.params.to_string()),
+                Value::from(spec.priority),
+                Value::from(spec.policy.misfire.as_str()),
+                Value::from(int(spec.policy.max_catch_up)),
+                Value::from(duration_ms(spec.policy.misfire_grace)),
+                Value::from(spec.policy.overlap.as_str()),
+                Value::from(spec.enabled),
+                Value::from(reason),
+                Value::from(spec.source.as_str()),
+                Value::from(next.map(ms)),
+                Value::from(ms(now)),
+                Value::from(old.id),
+            ],
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// Creates a job (source `api`); `false` if the name is taken.
+    pub(crate) async fn create_job(
+        &self,
+        spec: &JobSpec,
+        paused: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let txn = self.db.begin_with_options(write_txn()).await?;
+        let exists = txn
+            .query_one_raw(self.stmt(
+                "SELECT id FROM kairos_jobs WHERE name = $1",
+                [Value::from(spec.name.clone())],
+            ))
+            .await?
+            .is_some();
+        if exists {
+            return Ok(false);
+        }
+        self.write_spec(&txn, None, spec, now).await?;
+        if paused {
+            txn.execute_raw(self.stmt(
+                "UPDATE kairos_jobs SET paused = true, paused_at = $1 WHERE name = $2",
+                [Value::from(ms(now)), Value::from(spec.name.clone())],
+            ))
+            .await?;
+        }
+        bump(&txn, self).await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// Replaces a job's definition (its name, source and pause state stay); a changed
+    /// schedule restarts from `now`. `false` if there is no such job.
+    pub(crate) async fn update_job(
+        &self,
+        spec: &JobSpec,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let txn = self.db.begin_with_options(write_txn()).await?;
+        let Some(old) = self.job_in(&txn, &spec.name).await? else {
+            return Ok(false);
+        };
+        self.write_spec(&txn, Some(&old), spec, now).await?;
+        bump(&txn, self).await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// Deletes a job. Its queued runs are cancelled and its running runs asked to
+    /// stop; unless `keep_history`, its finished runs and slot records are deleted too.
+    /// Returns `None` if there is no such job, else (runs cancelled, runs deleted).
+    pub(crate) async fn delete_job(
+        &self,
+        name: &str,
+        keep_history: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(u64, u64)>, StoreError> {
+        let txn = self.db.begin_with_options(write_txn()).await?;
+        let Some(job) = self.job_in(&txn, name).await? else {
+            return Ok(None);
+        };
+        let id = Value::from(job.id);
+        let cancelled = txn
+            .execute_raw(self.stmt(
+                "UPDATE kairos_runs SET status = 'cancelled', finished_at = $1, cancel_requested = true, \
+                 error = 'cancelled: its job was deleted' WHERE job_id = $2 AND status = 'queued'",
+                [Value::from(ms(now)), id.clone()],
+            ))
+            .await?
+            .rows_affected();
+        let requested = txn
+            .execute_raw(self.stmt(
+                "UPDATE kairos_runs SET cancel_requested = true WHERE job_id = $1 AND status = 'running'",
+                [id.clone()],
+            ))
+            .await?
+            .rows_affected();
+        let mut deleted = 0;
+        if !keep_history {
+            for sql in [
+                "DELETE FROM kairos_run_tags WHERE run_id IN (SELECT id FROM kairos_runs WHERE job_id = $1 AND status <> 'running')",
+                "DELETE FROM kairos_run_history WHERE run_id IN (SELECT id FROM kairos_runs WHERE job_id = $1 AND status <> 'running')",
+                "DELETE FROM kairos_job_slots WHERE job_id = $1",
+            ] {
+                txn.execute_raw(self.stmt(sql, [id.clone()])).await?;
+            }
+            deleted = txn
+                .execute_raw(self.stmt(
+                    "DELETE FROM kairos_runs WHERE job_id = $1 AND status <> 'running'",
+                    [id.clone()],
+                ))
+                .await?
+                .rows_affected();
+        }
+        txn.execute_raw(self.stmt("DELETE FROM kairos_jobs WHERE id = $1", [id]))
+            .await?;
+        bump(&txn, self).await?;
+        txn.commit().await?;
+        Ok(Some((cancelled + requested, deleted)))
     }
 
     /// Every job, by name.
-    pub async fn jobs(&self) -> Result<Vec<Job>, StoreError> {
-        job::Entity::find()
-            .order_by_asc(job::Column::Name)
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(Job::try_from)
+    pub(crate) async fn jobs(&self) -> Result<Vec<Job>, StoreError> {
+        let rows = self
+            .db
+            .query_all_raw(self.stmt("SELECT * FROM kairos_jobs ORDER BY name", []))
+            .await?;
+        rows.iter()
+            .map(|r| Job::try_from(job::Model::from_query_result(r, "")?))
             .collect()
     }
 
     /// The job of this name.
-    pub async fn job(&self, name: &str) -> Result<Job, StoreError> {
-        use sea_orm::{ColumnTrait, QueryFilter};
-        let m = job::Entity::find()
-            .filter(job::Column::Name.eq(name))
-            .one(&self.db)
-            .await?
-            .ok_or_else(|| StoreError::JobNotFound(name.to_string()))?;
-        Job::try_from(m)
+    pub(crate) async fn job(&self, name: &str) -> Result<Option<Job>, StoreError> {
+        self.job_in(&self.db, name).await
     }
 
-    /// Names of these jobs, by id.
-    pub(crate) async fn job_names(&self, ids: &[i64]) -> Result<HashMap<i64, String>, StoreError> {
-        let mut ids = ids.to_vec();
-        ids.sort_unstable();
-        ids.dedup();
-        let mut out = HashMap::new();
-        for chunk in ids.chunks(500) {
-            let sql = format!(
-                "SELECT id, name FROM kairos_jobs WHERE id IN ({})",
-                placeholders(1, chunk.len())
-            );
-            for r in self
-                .db
-                .query_all_raw(self.stmt(&sql, chunk.iter().map(|i| Value::from(*i))))
-                .await?
-            {
-                out.insert(r.try_get_by_index(0)?, r.try_get_by_index(1)?);
-            }
-        }
-        Ok(out)
+    async fn job_in<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        name: &str,
+    ) -> Result<Option<Job>, StoreError> {
+        conn.query_one_raw(self.stmt(
+            "SELECT * FROM kairos_jobs WHERE name = $1",
+            [Value::from(name.to_string())],
+        ))
+        .await?
+        .map(|r| Job::try_from(job::Model::from_query_result(&r, "")?))
+        .transpose()
     }
 
-    /// Pauses or resumes a job. A resumed job's missed slots are coalesced into one
-    /// run (the `run_once` misfire policy) by the planner.
-    pub async fn set_job_paused(
+    /// Pauses or resumes a job, remembering when (slots missed while paused are
+    /// accounted for with the reason `paused`). `None` if there is no such job.
+    pub(crate) async fn set_job_paused(
         &self,
         name: &str,
         paused: bool,
         now: DateTime<Utc>,
-    ) -> Result<Job, StoreError> {
+    ) -> Result<Option<Job>, StoreError> {
         let txn = self.db.begin_with_options(write_txn()).await?;
+        let sql = if paused {
+            "UPDATE kairos_jobs SET paused = true, paused_at = CASE WHEN paused THEN paused_at ELSE $1 END, \
+             version = version + 1, updated_at = $1 WHERE name = $2"
+        } else {
+            "UPDATE kairos_jobs SET paused = false, resumed_at = CASE WHEN paused THEN $1 ELSE resumed_at END, \
+             version = version + 1, updated_at = $1 WHERE name = $2"
+        };
         let res = txn
-            .execute_raw(self.stmt(
-                "UPDATE kairos_jobs SET paused = $1, version = version + 1, updated_at = $2 WHERE name = $3",
-                [Value::from(paused), Value::from(ms(now)), Value::from(name.to_string())],
-            ))
+            .execute_raw(self.stmt(sql, [Value::from(ms(now)), Value::from(name.to_string())]))
             .await?;
         if res.rows_affected() == 0 {
-            return Err(StoreError::JobNotFound(name.to_string()));
+            return Ok(None);
         }
         bump(&txn, self).await?;
+        let job = self.job_in(&txn, name).await?;
         txn.commit().await?;
-        self.job(name).await
+        Ok(job)
     }
 
     /// Enabled, unpaused jobs whose next slot is at or before `due_by`.
-    pub async fn due_jobs(
+    pub(crate) async fn due_jobs(
         &self,
         due_by: DateTime<Utc>,
         limit: u64,
@@ -268,35 +406,46 @@ impl Store {
             .query_all_raw(self.stmt(
                 "SELECT * FROM kairos_jobs WHERE enabled AND NOT paused AND next_run_at <= $1 \
                  ORDER BY next_run_at LIMIT $2",
-                [Value::from(ms(due_by)), Value::from(limit as i64)],
+                [
+                    Value::from(ms(due_by)),
+                    Value::from(i64::try_from(limit).unwrap_or(i64::MAX)),
+                ],
             ))
             .await?;
-        rows.iter()
-            .map(|r| {
-                use sea_orm::FromQueryResult;
-                Job::try_from(job::Model::from_query_result(r, "")?)
-            })
-            .collect()
+        let mut jobs = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let m = job::Model::from_query_result(r, "")?;
+            let (id, name) = (m.id, m.name.clone());
+            match Job::try_from(m) {
+                Ok(j) => jobs.push(j),
+                // One bad row must not stop every other job from firing.
+                Err(e) => {
+                    tracing::error!(job = %name, error = %e, "cannot read job; it stops firing until fixed");
+                    self.park_job(id, due_by).await?;
+                }
+            }
+        }
+        Ok(jobs)
     }
 
     /// The earliest next slot of any enabled, unpaused job.
-    pub async fn next_job_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+    pub(crate) async fn next_job_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let row = self
             .db
             .query_one_raw(self.stmt(
-                "SELECT MIN(next_run_at) FROM kairos_jobs WHERE enabled AND NOT paused",
+                "SELECT MIN(next_run_at) AS t FROM kairos_jobs WHERE enabled AND NOT paused",
                 [],
             ))
             .await?;
         Ok(match row {
-            Some(r) => r.try_get_by_index::<Option<i64>>(0)?.map(from_ms),
+            Some(r) => r.try_get::<Option<i64>>("", "t")?.map(from_ms),
             None => None,
         })
     }
 
     /// Stops a job whose row cannot be planned from firing again (its next slot is
     /// cleared); the row is kept for an operator to inspect and fix.
-    pub async fn park_job(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn park_job(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
         self.db
             .execute_raw(self.stmt(
                 "UPDATE kairos_jobs SET next_run_at = NULL, version = version + 1, updated_at = $1 WHERE id = $2",
@@ -306,8 +455,8 @@ impl Store {
         Ok(())
     }
 
-    /// Fires these slots in one transaction (see "Exactly-once firing" above).
-    pub async fn fire(
+    /// Applies these plans in one transaction (see "Exactly-once firing" above).
+    pub(crate) async fn fire(
         &self,
         plans: &[FirePlan],
         now: DateTime<Utc>,
@@ -317,6 +466,7 @@ impl Store {
         }
         let txn = self.db.begin_with_options(write_txn()).await?;
         let mut out = Vec::with_capacity(plans.len());
+        let mut changed_others = false;
         for p in plans {
             let cas = txn
                 .execute_raw(self.stmt(
@@ -324,7 +474,7 @@ impl Store {
                      updated_at = $3 WHERE id = $4 AND version = $5 AND enabled AND NOT paused",
                     [
                         Value::from(p.next.map(ms)),
-                        Value::from(ms(p.slot)),
+                        Value::from(ms(p.last_slot)),
                         Value::from(ms(now)),
                         Value::from(p.job_id),
                         Value::from(p.version),
@@ -335,45 +485,125 @@ impl Store {
                 out.push(FireOutcome::Lost);
                 continue;
             }
-            if let Some(max) = p.max_instances {
-                let row = txn
-                    .query_one_raw(self.stmt(
-                        "SELECT COUNT(*) FROM kairos_runs WHERE job_id = $1 AND status IN ('queued', 'running')",
-                        [Value::from(p.job_id)],
-                    ))
+            let mut prev = p.prev_slot;
+            let mut skipped_overlap = 0;
+            let mut ids = Vec::new();
+            let mut replaced = Vec::new();
+            for r in &p.skipped {
+                self.record_slots(&txn, p.job_id, prev, r, None, now)
                     .await?;
-                let active: i64 = match row {
-                    Some(r) => r.try_get_by_index(0)?,
-                    None => 0,
-                };
-                if active >= i64::from(max) {
-                    out.push(FireOutcome::Skipped);
+                prev = Some(r.last);
+            }
+            let mut active = match p.max_instances {
+                Some(_) => self.active_job_runs(&txn, p.job_id).await?,
+                None => 0,
+            };
+            for planned in &p.runs {
+                let slot = planned.run.scheduled_for;
+                let full = p.max_instances.is_some_and(|m| active >= i64::from(m));
+                if full && p.overlap == Overlap::Skip {
+                    skipped_overlap += 1;
+                    let first = planned.coalesced.map_or(slot, |(f, _)| f);
+                    let rec = SlotRecord {
+                        first,
+                        last: slot,
+                        outcome: SlotOutcome::Skipped,
+                        reason: Some(SkipReason::Overlap),
+                    };
+                    self.record_slots(&txn, p.job_id, prev, &rec, None, now)
+                        .await?;
+                    prev = Some(slot);
                     continue;
                 }
+                if full && p.overlap == Overlap::Replace {
+                    replaced.extend(self.replace_active(&txn, p.job_id, now).await?);
+                    changed_others = true;
+                    active = 0;
+                }
+                let Some(id) = self.insert_job_run(&txn, &planned.run, now).await? else {
+                    continue;
+                };
+                active += 1;
+                ids.push(id);
+                if let Some((first, last)) = planned.coalesced {
+                    let rec = SlotRecord {
+                        first,
+                        last,
+                        outcome: SlotOutcome::Coalesced,
+                        reason: None,
+                    };
+                    self.record_slots(&txn, p.job_id, None, &rec, Some(id), now)
+                        .await?;
+                }
+                prev = Some(slot);
             }
-            let row = self
-                .insert_job_run(&txn, p.job_id, &p.run, p.slot, now)
-                .await?;
-            out.push(match row {
-                Some(id) => FireOutcome::Fired(id),
-                None => FireOutcome::Lost,
+            out.push(FireOutcome::Fired {
+                runs: ids,
+                overlap_skipped: skipped_overlap,
+                replaced,
             });
+        }
+        if changed_others {
+            bump(&txn, self).await?;
         }
         txn.commit().await?;
         Ok(out)
     }
 
-    /// Enqueues `run` (built from the job: its task, params and priority) now, outside
-    /// the schedule ("run now"). Its slot is `now`, so triggering twice in the same
-    /// millisecond yields one run.
-    pub async fn trigger_job(
+    /// Queued and running runs of a job.
+    async fn active_job_runs<C: ConnectionTrait>(
         &self,
-        job: &Job,
-        run: NewRun,
+        conn: &C,
+        job_id: i64,
+    ) -> Result<i64, StoreError> {
+        let row = conn
+            .query_one_raw(self.stmt(
+                "SELECT COUNT(*) AS n FROM kairos_runs WHERE job_id = $1 AND status IN ('queued', 'running')",
+                [Value::from(job_id)],
+            ))
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get("", "n")?,
+            None => 0,
+        })
+    }
+
+    /// `overlap = "replace"`: cancels the job's queued runs and asks its running ones to
+    /// stop. Returns the ids of the running ones.
+    async fn replace_active<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        job_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>, StoreError> {
+        conn.execute_raw(self.stmt(
+            "UPDATE kairos_runs SET status = 'cancelled', finished_at = $1, cancel_requested = true, \
+             error = 'replaced by a newer run of its job (overlap = replace)' \
+             WHERE job_id = $2 AND status = 'queued'",
+            [Value::from(ms(now)), Value::from(job_id)],
+        ))
+        .await?;
+        let rows = conn
+            .query_all_raw(self.stmt(
+                "UPDATE kairos_runs SET cancel_requested = true WHERE job_id = $1 AND status = 'running' RETURNING id",
+                [Value::from(job_id)],
+            ))
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get::<i64>("", "id").map_err(StoreError::from))
+            .collect()
+    }
+
+    /// Enqueues a run of the job now, outside its schedule ("run now"), marked
+    /// `manual`. Its slot is `now`, so triggering twice in the same millisecond yields
+    /// one run: `None` for the second.
+    pub(crate) async fn trigger_job(
+        &self,
+        run: &NewRun,
         now: DateTime<Utc>,
     ) -> Result<Option<i64>, StoreError> {
         let txn = self.db.begin_with_options(write_txn()).await?;
-        let id = self.insert_job_run(&txn, job.id, &run, now, now).await?;
+        let id = self.insert_job_run(&txn, run, now).await?;
         bump(&txn, self).await?;
         txn.commit().await?;
         Ok(id)
@@ -383,26 +613,25 @@ impl Store {
     async fn insert_job_run<C: ConnectionTrait>(
         &self,
         conn: &C,
-        job_id: i64,
         r: &NewRun,
-        slot: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Option<i64>, StoreError> {
         let row = conn
             .query_one_raw(self.stmt(
-                "INSERT INTO kairos_runs (task, job_id, params, priority, queue, run_at, scheduled_for, \
+                "INSERT INTO kairos_runs (task, queue, job_id, origin, params, priority, run_at, scheduled_for, \
                  max_retries, retry_delay_ms, timeout_ms, created_at, status, attempt, cancel_requested) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'queued', 0, false) \
-                 ON CONFLICT (job_id, scheduled_for) DO NOTHING RETURNING id",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'queued', 0, false) \
+                 ON CONFLICT DO NOTHING RETURNING id",
                 [
                     Value::from(r.task.clone()),
-                    Value::from(job_id),
+                    Value::from(r.queue.clone()),
+                    Value::from(r.job_id),
+                    Value::from(r.origin.as_str()),
                     Value::from(r.params.to_string()),
                     Value::from(r.priority),
-                    Value::from(r.queue.clone()),
                     Value::from(ms(r.run_at)),
-                    Value::from(ms(slot)),
-                    Value::from(r.max_retries as i32),
+                    Value::from(ms(r.scheduled_for)),
+                    Value::from(int(r.max_retries)),
                     Value::from(duration_ms(r.retry_delay)),
                     Value::from(duration_ms(r.timeout)),
                     Value::from(ms(now)),
@@ -410,69 +639,8 @@ impl Store {
             ))
             .await?;
         Ok(match row {
-            Some(r) => Some(r.try_get_by_index(0)?),
+            Some(r) => Some(r.try_get("", "id")?),
             None => None,
         })
-    }
-
-    /// Publishes the node's task catalogue (effective policies), so the CLI can check
-    /// task names and apply defaults without the application's code.
-    pub async fn sync_tasks(
-        &self,
-        tasks: &[(String, TaskPolicy, String)],
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let txn = self.db.begin_with_options(write_txn()).await?;
-        for (name, p, location) in tasks {
-            txn.execute_raw(self.stmt(
-                "INSERT INTO kairos_tasks (name, priority, max_retries, retry_delay_ms, timeout_ms, max_instances, \
-                 queue, location, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                 ON CONFLICT (name) DO UPDATE SET priority = excluded.priority, max_retries = excluded.max_retries, \
-                 retry_delay_ms = excluded.retry_delay_ms, timeout_ms = excluded.timeout_ms, \
-                 max_instances = excluded.max_instances, queue = excluded.queue, location = excluded.location, \
-                 updated_at = excluded.updated_at",
-                [
-                    Value::from(name.clone()),
-                    Value::from(p.priority),
-                    Value::from(p.max_retries as i32),
-                    Value::from(duration_ms(p.retry_delay)),
-                    Value::from(duration_ms(p.timeout)),
-                    Value::from(p.max_instances.map(|m| m as i32)),
-                    Value::from(p.queue.clone()),
-                    Value::from(location.clone()),
-                    Value::from(ms(now)),
-                ],
-            ))
-            .await?;
-        }
-        txn.commit().await?;
-        Ok(())
-    }
-
-    /// The task catalogue published by nodes.
-    pub async fn tasks(&self) -> Result<Vec<StoredTask>, StoreError> {
-        let rows = self
-            .db
-            .query_all_raw(self.stmt(
-                "SELECT name, priority, max_retries, retry_delay_ms, timeout_ms, max_instances, queue, location \
-                 FROM kairos_tasks ORDER BY name",
-                [],
-            ))
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredTask {
-                    name: r.try_get_by_index(0)?,
-                    priority: r.try_get_by_index(1)?,
-                    max_retries: r.try_get_by_index(2)?,
-                    retry_delay_ms: r.try_get_by_index(3)?,
-                    timeout_ms: r.try_get_by_index(4)?,
-                    max_instances: r.try_get_by_index(5)?,
-                    queue: r.try_get_by_index(6)?,
-                    location: r.try_get_by_index(7)?,
-                })
-            })
-            .collect::<Result<_, sea_orm::DbErr>>()
-            .map_err(StoreError::from)
     }
 }

@@ -1,11 +1,15 @@
-//! Schema migrations, applied on start-up (and by `kairos migrate`). Migrations are
-//! append-only: a released one is never edited, a change is a new dated migration.
+//! Schema migrations, applied on start-up (and by `kairos migrate`). Once released, a
+//! migration is never edited; a change is a new dated migration.
+//!
+//! Every statement of a migration is idempotent (`IF NOT EXISTS`, `ON CONFLICT DO
+//! NOTHING`), so running one again re-creates whatever was dropped by hand: that is how
+//! `kairos migrate` repairs a damaged schema (see [`super::schema`]).
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
 /// The kairos migrator; its history table is `kairos_migrations`.
-pub struct Migrator;
+pub(crate) struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
@@ -27,12 +31,20 @@ enum KairosJobs {
     Kind,
     Cron,
     Timezone,
+    Dst,
     IntervalMs,
     AnchorAt,
     Params,
-    Enabled,
-    Paused,
     Priority,
+    Misfire,
+    MaxCatchUp,
+    MisfireGraceMs,
+    Overlap,
+    Enabled,
+    DisabledReason,
+    Paused,
+    PausedAt,
+    ResumedAt,
     Source,
     NextRunAt,
     LastFiredAt,
@@ -46,11 +58,13 @@ enum KairosRuns {
     Table,
     Id,
     Task,
+    Queue,
     JobId,
+    Origin,
     Params,
+    Tags,
     Status,
     Priority,
-    Queue,
     RunAt,
     ScheduledFor,
     Attempt,
@@ -60,6 +74,7 @@ enum KairosRuns {
     NodeId,
     LeaseUntil,
     CancelRequested,
+    IdempotencyKey,
     Result,
     Error,
     CreatedAt,
@@ -68,14 +83,55 @@ enum KairosRuns {
 }
 
 #[derive(DeriveIden)]
-enum KairosRunLogs {
+enum KairosRunTags {
+    Table,
+    RunId,
+    Key,
+    Value,
+}
+
+#[derive(DeriveIden)]
+enum KairosRunHistory {
     Table,
     Id,
     RunId,
     Attempt,
     At,
-    Level,
+    Event,
     Message,
+    NodeId,
+}
+
+#[derive(DeriveIden)]
+enum KairosJobSlots {
+    Table,
+    Id,
+    JobId,
+    FirstSlot,
+    LastSlot,
+    Outcome,
+    Reason,
+    RunId,
+    RecordedAt,
+}
+
+#[derive(DeriveIden)]
+enum KairosQueues {
+    Table,
+    Name,
+    Concurrency,
+    RateLimit,
+    RateWindowMs,
+    Paused,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum KairosQueueStarts {
+    Table,
+    Id,
+    Queue,
+    At,
 }
 
 #[derive(DeriveIden)]
@@ -84,8 +140,10 @@ enum KairosNodes {
     Id,
     Hostname,
     Pid,
+    Version,
     MaxWorkers,
     Status,
+    Paused,
     StartedAt,
     HeartbeatAt,
 }
@@ -94,12 +152,17 @@ enum KairosNodes {
 enum KairosTasks {
     Table,
     Name,
+    Queue,
     Priority,
     MaxRetries,
     RetryDelayMs,
     TimeoutMs,
     MaxInstances,
-    Queue,
+    Misfire,
+    MaxCatchUp,
+    MisfireGraceMs,
+    Overlap,
+    ParamsSchema,
     Location,
     UpdatedAt,
 }
@@ -110,6 +173,208 @@ enum KairosMeta {
     Key,
     Value,
 }
+
+/// Every table and its columns, for the schema check.
+pub(crate) const TABLES: &[(&str, &[&str])] = &[
+    (
+        "kairos_jobs",
+        &[
+            "id",
+            "name",
+            "task",
+            "kind",
+            "cron",
+            "timezone",
+            "dst",
+            "interval_ms",
+            "anchor_at",
+            "params",
+            "priority",
+            "misfire",
+            "max_catch_up",
+            "misfire_grace_ms",
+            "overlap",
+            "enabled",
+            "disabled_reason",
+            "paused",
+            "paused_at",
+            "resumed_at",
+            "source",
+            "next_run_at",
+            "last_fired_at",
+            "version",
+            "created_at",
+            "updated_at",
+        ],
+    ),
+    (
+        "kairos_runs",
+        &[
+            "id",
+            "task",
+            "queue",
+            "job_id",
+            "origin",
+            "params",
+            "tags",
+            "status",
+            "priority",
+            "run_at",
+            "scheduled_for",
+            "attempt",
+            "max_retries",
+            "retry_delay_ms",
+            "timeout_ms",
+            "node_id",
+            "lease_until",
+            "cancel_requested",
+            "idempotency_key",
+            "result",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ],
+    ),
+    ("kairos_run_tags", &["run_id", "key", "value"]),
+    (
+        "kairos_run_history",
+        &[
+            "id", "run_id", "attempt", "at", "event", "message", "node_id",
+        ],
+    ),
+    (
+        "kairos_job_slots",
+        &[
+            "id",
+            "job_id",
+            "first_slot",
+            "last_slot",
+            "outcome",
+            "reason",
+            "run_id",
+            "recorded_at",
+        ],
+    ),
+    (
+        "kairos_queues",
+        &[
+            "name",
+            "concurrency",
+            "rate_limit",
+            "rate_window_ms",
+            "paused",
+            "updated_at",
+        ],
+    ),
+    ("kairos_queue_starts", &["id", "queue", "at"]),
+    (
+        "kairos_nodes",
+        &[
+            "id",
+            "hostname",
+            "pid",
+            "version",
+            "max_workers",
+            "status",
+            "paused",
+            "started_at",
+            "heartbeat_at",
+        ],
+    ),
+    (
+        "kairos_tasks",
+        &[
+            "name",
+            "queue",
+            "priority",
+            "max_retries",
+            "retry_delay_ms",
+            "timeout_ms",
+            "max_instances",
+            "misfire",
+            "max_catch_up",
+            "misfire_grace_ms",
+            "overlap",
+            "params_schema",
+            "location",
+            "updated_at",
+        ],
+    ),
+    ("kairos_meta", &["key", "value"]),
+];
+
+/// Indexes, created with `IF NOT EXISTS`.
+///
+/// Partial indexes keep the hot queries independent of how many finished runs the
+/// table holds: claims read only queued rows, lease checks and limits only running
+/// ones. The unique `(job_id, scheduled_for)` index is the last line of exactly-once
+/// firing; the unique partial index on `idempotency_key` makes a key name one
+/// unfinished run at a time, whoever enqueues it.
+pub(crate) const INDEXES: &[(&str, &str)] = &[
+    (
+        "kairos_runs_job_slot",
+        "CREATE UNIQUE INDEX IF NOT EXISTS kairos_runs_job_slot ON kairos_runs (job_id, scheduled_for)",
+    ),
+    (
+        "kairos_runs_claim",
+        "CREATE INDEX IF NOT EXISTS kairos_runs_claim ON kairos_runs (priority, run_at, id) WHERE status = 'queued'",
+    ),
+    (
+        "kairos_runs_due",
+        "CREATE INDEX IF NOT EXISTS kairos_runs_due ON kairos_runs (run_at) WHERE status = 'queued'",
+    ),
+    (
+        "kairos_runs_running",
+        "CREATE INDEX IF NOT EXISTS kairos_runs_running ON kairos_runs (node_id, task) WHERE status = 'running'",
+    ),
+    (
+        "kairos_runs_job_open",
+        "CREATE INDEX IF NOT EXISTS kairos_runs_job_open ON kairos_runs (job_id) \
+         WHERE job_id IS NOT NULL AND status IN ('queued', 'running')",
+    ),
+    (
+        "kairos_runs_queue_open",
+        "CREATE INDEX IF NOT EXISTS kairos_runs_queue_open ON kairos_runs (queue, status) WHERE status IN ('queued', 'running')",
+    ),
+    (
+        "kairos_runs_finished",
+        "CREATE INDEX IF NOT EXISTS kairos_runs_finished ON kairos_runs (status, finished_at) WHERE finished_at IS NOT NULL",
+    ),
+    (
+        "kairos_runs_task",
+        "CREATE INDEX IF NOT EXISTS kairos_runs_task ON kairos_runs (task, id)",
+    ),
+    (
+        "kairos_runs_created",
+        "CREATE INDEX IF NOT EXISTS kairos_runs_created ON kairos_runs (created_at)",
+    ),
+    (
+        "kairos_runs_idempotency",
+        "CREATE UNIQUE INDEX IF NOT EXISTS kairos_runs_idempotency ON kairos_runs (idempotency_key) \
+         WHERE idempotency_key IS NOT NULL AND status IN ('queued', 'running')",
+    ),
+    (
+        "kairos_run_tags_lookup",
+        "CREATE INDEX IF NOT EXISTS kairos_run_tags_lookup ON kairos_run_tags (key, value, run_id)",
+    ),
+    (
+        "kairos_run_history_run",
+        "CREATE INDEX IF NOT EXISTS kairos_run_history_run ON kairos_run_history (run_id, id)",
+    ),
+    (
+        "kairos_job_slots_job",
+        "CREATE INDEX IF NOT EXISTS kairos_job_slots_job ON kairos_job_slots (job_id, last_slot)",
+    ),
+    (
+        "kairos_queue_starts_queue",
+        "CREATE INDEX IF NOT EXISTS kairos_queue_starts_queue ON kairos_queue_starts (queue, at)",
+    ),
+    (
+        "kairos_jobs_next",
+        "CREATE INDEX IF NOT EXISTS kairos_jobs_next ON kairos_jobs (next_run_at) WHERE enabled AND NOT paused",
+    ),
+];
 
 mod m20261126_000001_init {
     use super::*;
@@ -125,147 +390,23 @@ mod m20261126_000001_init {
     #[async_trait::async_trait]
     impl MigrationTrait for Migration {
         async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-            manager
-                .create_table(
-                    Table::create()
-                        .table(KairosJobs::Table)
-                        .if_not_exists()
-                        .col(big_pk_auto(KairosJobs::Id))
-                        .col(string_uniq(KairosJobs::Name))
-                        .col(string(KairosJobs::Task))
-                        .col(string(KairosJobs::Kind))
-                        .col(string_null(KairosJobs::Cron))
-                        .col(string_null(KairosJobs::Timezone))
-                        .col(big_integer_null(KairosJobs::IntervalMs))
-                        .col(big_integer_null(KairosJobs::AnchorAt))
-                        .col(text(KairosJobs::Params))
-                        .col(boolean(KairosJobs::Enabled))
-                        .col(boolean(KairosJobs::Paused))
-                        .col(integer_null(KairosJobs::Priority))
-                        .col(string(KairosJobs::Source))
-                        .col(big_integer_null(KairosJobs::NextRunAt))
-                        .col(big_integer_null(KairosJobs::LastFiredAt))
-                        .col(big_integer(KairosJobs::Version))
-                        .col(big_integer(KairosJobs::CreatedAt))
-                        .col(big_integer(KairosJobs::UpdatedAt))
-                        .to_owned(),
-                )
-                .await?;
-            manager
-                .create_table(
-                    Table::create()
-                        .table(KairosRuns::Table)
-                        .if_not_exists()
-                        .col(big_pk_auto(KairosRuns::Id))
-                        .col(string(KairosRuns::Task))
-                        .col(big_integer_null(KairosRuns::JobId))
-                        .col(text(KairosRuns::Params))
-                        .col(string(KairosRuns::Status))
-                        .col(integer(KairosRuns::Priority))
-                        .col(string_null(KairosRuns::Queue))
-                        .col(big_integer(KairosRuns::RunAt))
-                        .col(big_integer(KairosRuns::ScheduledFor))
-                        .col(integer(KairosRuns::Attempt))
-                        .col(integer(KairosRuns::MaxRetries))
-                        .col(big_integer(KairosRuns::RetryDelayMs))
-                        .col(big_integer(KairosRuns::TimeoutMs))
-                        .col(string_null(KairosRuns::NodeId))
-                        .col(big_integer_null(KairosRuns::LeaseUntil))
-                        .col(boolean(KairosRuns::CancelRequested))
-                        .col(text_null(KairosRuns::Result))
-                        .col(text_null(KairosRuns::Error))
-                        .col(big_integer(KairosRuns::CreatedAt))
-                        .col(big_integer_null(KairosRuns::StartedAt))
-                        .col(big_integer_null(KairosRuns::FinishedAt))
-                        .to_owned(),
-                )
-                .await?;
-            manager
-                .create_table(
-                    Table::create()
-                        .table(KairosRunLogs::Table)
-                        .if_not_exists()
-                        .col(big_pk_auto(KairosRunLogs::Id))
-                        .col(big_integer(KairosRunLogs::RunId))
-                        .col(integer(KairosRunLogs::Attempt))
-                        .col(big_integer(KairosRunLogs::At))
-                        .col(string(KairosRunLogs::Level))
-                        .col(text(KairosRunLogs::Message))
-                        .to_owned(),
-                )
-                .await?;
-            manager
-                .create_table(
-                    Table::create()
-                        .table(KairosNodes::Table)
-                        .if_not_exists()
-                        .col(string(KairosNodes::Id).primary_key())
-                        .col(string(KairosNodes::Hostname))
-                        .col(integer(KairosNodes::Pid))
-                        .col(integer(KairosNodes::MaxWorkers))
-                        .col(string(KairosNodes::Status))
-                        .col(big_integer(KairosNodes::StartedAt))
-                        .col(big_integer(KairosNodes::HeartbeatAt))
-                        .to_owned(),
-                )
-                .await?;
-            manager
-                .create_table(
-                    Table::create()
-                        .table(KairosTasks::Table)
-                        .if_not_exists()
-                        .col(string(KairosTasks::Name).primary_key())
-                        .col(integer(KairosTasks::Priority))
-                        .col(integer(KairosTasks::MaxRetries))
-                        .col(big_integer(KairosTasks::RetryDelayMs))
-                        .col(big_integer(KairosTasks::TimeoutMs))
-                        .col(integer_null(KairosTasks::MaxInstances))
-                        .col(string_null(KairosTasks::Queue))
-                        .col(string(KairosTasks::Location))
-                        .col(big_integer(KairosTasks::UpdatedAt))
-                        .to_owned(),
-                )
-                .await?;
-            manager
-                .create_table(
-                    Table::create()
-                        .table(KairosMeta::Table)
-                        .if_not_exists()
-                        .col(string(KairosMeta::Key).primary_key())
-                        .col(big_integer(KairosMeta::Value))
-                        .to_owned(),
-                )
-                .await?;
+            for table in tables() {
+                manager.create_table(table).await?;
+            }
             let db = manager.get_connection();
-            // Partial indexes keep the hot queries independent of how many finished
-            // runs the table holds: claims read only queued rows, lease checks only
-            // running ones. The unique (job_id, scheduled_for) index is the last line of
-            // exactly-once firing.
-            for sql in [
-                "CREATE UNIQUE INDEX IF NOT EXISTS kairos_runs_job_slot ON kairos_runs (job_id, scheduled_for)",
-                "CREATE INDEX IF NOT EXISTS kairos_runs_claim ON kairos_runs (priority, run_at, id) WHERE status = 'queued'",
-                "CREATE INDEX IF NOT EXISTS kairos_runs_due ON kairos_runs (run_at) WHERE status = 'queued'",
-                "CREATE INDEX IF NOT EXISTS kairos_runs_running ON kairos_runs (node_id, task) WHERE status = 'running'",
-                "CREATE INDEX IF NOT EXISTS kairos_runs_finished ON kairos_runs (status, finished_at) WHERE finished_at IS NOT NULL",
-                "CREATE INDEX IF NOT EXISTS kairos_runs_task ON kairos_runs (task, id)",
-                "CREATE INDEX IF NOT EXISTS kairos_jobs_next ON kairos_jobs (next_run_at) WHERE enabled AND NOT paused",
-                "CREATE INDEX IF NOT EXISTS kairos_run_logs_run ON kairos_run_logs (run_id, id)",
-                "INSERT INTO kairos_meta (key, value) VALUES ('change_seq', 0)",
-            ] {
+            for (_, sql) in INDEXES {
                 db.execute_unprepared(sql).await?;
             }
+            db.execute_unprepared(
+                "INSERT INTO kairos_meta (key, value) VALUES ('change_seq', 0), ('nodes_paused', 0) \
+                 ON CONFLICT (key) DO NOTHING",
+            )
+            .await?;
             Ok(())
         }
 
         async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-            for t in [
-                "kairos_meta",
-                "kairos_nodes",
-                "kairos_tasks",
-                "kairos_run_logs",
-                "kairos_runs",
-                "kairos_jobs",
-            ] {
+            for (t, _) in TABLES.iter().rev() {
                 manager
                     .get_connection()
                     .execute_unprepared(&format!("DROP TABLE IF EXISTS {t}"))
@@ -273,5 +414,157 @@ mod m20261126_000001_init {
             }
             Ok(())
         }
+    }
+
+    fn tables() -> Vec<TableCreateStatement> {
+        vec![
+            Table::create()
+                .table(KairosJobs::Table)
+                .if_not_exists()
+                .col(big_pk_auto(KairosJobs::Id))
+                .col(string_uniq(KairosJobs::Name))
+                .col(string(KairosJobs::Task))
+                .col(string(KairosJobs::Kind))
+                .col(string_null(KairosJobs::Cron))
+                .col(string_null(KairosJobs::Timezone))
+                .col(string(KairosJobs::Dst))
+                .col(big_integer_null(KairosJobs::IntervalMs))
+                .col(big_integer_null(KairosJobs::AnchorAt))
+                .col(text(KairosJobs::Params))
+                .col(integer_null(KairosJobs::Priority))
+                .col(string(KairosJobs::Misfire))
+                .col(integer(KairosJobs::MaxCatchUp))
+                .col(big_integer(KairosJobs::MisfireGraceMs))
+                .col(string(KairosJobs::Overlap))
+                .col(boolean(KairosJobs::Enabled))
+                .col(string_null(KairosJobs::DisabledReason))
+                .col(boolean(KairosJobs::Paused))
+                .col(big_integer_null(KairosJobs::PausedAt))
+                .col(big_integer_null(KairosJobs::ResumedAt))
+                .col(string(KairosJobs::Source))
+                .col(big_integer_null(KairosJobs::NextRunAt))
+                .col(big_integer_null(KairosJobs::LastFiredAt))
+                .col(big_integer(KairosJobs::Version))
+                .col(big_integer(KairosJobs::CreatedAt))
+                .col(big_integer(KairosJobs::UpdatedAt))
+                .to_owned(),
+            Table::create()
+                .table(KairosRuns::Table)
+                .if_not_exists()
+                .col(big_pk_auto(KairosRuns::Id))
+                .col(string(KairosRuns::Task))
+                .col(string(KairosRuns::Queue))
+                .col(big_integer_null(KairosRuns::JobId))
+                .col(string(KairosRuns::Origin))
+                .col(text(KairosRuns::Params))
+                .col(text_null(KairosRuns::Tags))
+                .col(string(KairosRuns::Status))
+                .col(integer(KairosRuns::Priority))
+                .col(big_integer(KairosRuns::RunAt))
+                .col(big_integer(KairosRuns::ScheduledFor))
+                .col(integer(KairosRuns::Attempt))
+                .col(integer(KairosRuns::MaxRetries))
+                .col(big_integer(KairosRuns::RetryDelayMs))
+                .col(big_integer(KairosRuns::TimeoutMs))
+                .col(string_null(KairosRuns::NodeId))
+                .col(big_integer_null(KairosRuns::LeaseUntil))
+                .col(boolean(KairosRuns::CancelRequested))
+                .col(string_null(KairosRuns::IdempotencyKey))
+                .col(text_null(KairosRuns::Result))
+                .col(text_null(KairosRuns::Error))
+                .col(big_integer(KairosRuns::CreatedAt))
+                .col(big_integer_null(KairosRuns::StartedAt))
+                .col(big_integer_null(KairosRuns::FinishedAt))
+                .to_owned(),
+            Table::create()
+                .table(KairosRunTags::Table)
+                .if_not_exists()
+                .col(big_integer(KairosRunTags::RunId))
+                .col(string(KairosRunTags::Key))
+                .col(string(KairosRunTags::Value))
+                .primary_key(
+                    Index::create()
+                        .col(KairosRunTags::RunId)
+                        .col(KairosRunTags::Key),
+                )
+                .to_owned(),
+            Table::create()
+                .table(KairosRunHistory::Table)
+                .if_not_exists()
+                .col(big_pk_auto(KairosRunHistory::Id))
+                .col(big_integer(KairosRunHistory::RunId))
+                .col(integer(KairosRunHistory::Attempt))
+                .col(big_integer(KairosRunHistory::At))
+                .col(string(KairosRunHistory::Event))
+                .col(text_null(KairosRunHistory::Message))
+                .col(string_null(KairosRunHistory::NodeId))
+                .to_owned(),
+            Table::create()
+                .table(KairosJobSlots::Table)
+                .if_not_exists()
+                .col(big_pk_auto(KairosJobSlots::Id))
+                .col(big_integer(KairosJobSlots::JobId))
+                .col(big_integer(KairosJobSlots::FirstSlot))
+                .col(big_integer(KairosJobSlots::LastSlot))
+                .col(string(KairosJobSlots::Outcome))
+                .col(string_null(KairosJobSlots::Reason))
+                .col(big_integer_null(KairosJobSlots::RunId))
+                .col(big_integer(KairosJobSlots::RecordedAt))
+                .to_owned(),
+            Table::create()
+                .table(KairosQueues::Table)
+                .if_not_exists()
+                .col(string(KairosQueues::Name).primary_key())
+                .col(integer_null(KairosQueues::Concurrency))
+                .col(integer_null(KairosQueues::RateLimit))
+                .col(big_integer_null(KairosQueues::RateWindowMs))
+                .col(boolean(KairosQueues::Paused))
+                .col(big_integer(KairosQueues::UpdatedAt))
+                .to_owned(),
+            Table::create()
+                .table(KairosQueueStarts::Table)
+                .if_not_exists()
+                .col(big_pk_auto(KairosQueueStarts::Id))
+                .col(string(KairosQueueStarts::Queue))
+                .col(big_integer(KairosQueueStarts::At))
+                .to_owned(),
+            Table::create()
+                .table(KairosNodes::Table)
+                .if_not_exists()
+                .col(string(KairosNodes::Id).primary_key())
+                .col(string(KairosNodes::Hostname))
+                .col(integer(KairosNodes::Pid))
+                .col(string(KairosNodes::Version))
+                .col(integer(KairosNodes::MaxWorkers))
+                .col(string(KairosNodes::Status))
+                .col(boolean(KairosNodes::Paused))
+                .col(big_integer(KairosNodes::StartedAt))
+                .col(big_integer(KairosNodes::HeartbeatAt))
+                .to_owned(),
+            Table::create()
+                .table(KairosTasks::Table)
+                .if_not_exists()
+                .col(string(KairosTasks::Name).primary_key())
+                .col(string(KairosTasks::Queue))
+                .col(integer(KairosTasks::Priority))
+                .col(integer(KairosTasks::MaxRetries))
+                .col(big_integer(KairosTasks::RetryDelayMs))
+                .col(big_integer(KairosTasks::TimeoutMs))
+                .col(integer_null(KairosTasks::MaxInstances))
+                .col(string(KairosTasks::Misfire))
+                .col(integer(KairosTasks::MaxCatchUp))
+                .col(big_integer(KairosTasks::MisfireGraceMs))
+                .col(string(KairosTasks::Overlap))
+                .col(text(KairosTasks::ParamsSchema))
+                .col(string(KairosTasks::Location))
+                .col(big_integer(KairosTasks::UpdatedAt))
+                .to_owned(),
+            Table::create()
+                .table(KairosMeta::Table)
+                .if_not_exists()
+                .col(string(KairosMeta::Key).primary_key())
+                .col(big_integer(KairosMeta::Value))
+                .to_owned(),
+        ]
     }
 }

@@ -1,32 +1,51 @@
-//! Persistence: the SeaORM entities and migrations, and every query the runtime and the
-//! admin tools need. Nothing outside this module builds SQL.
+//! Persistence: connecting (with errors that name the database and the cause), the
+//! schema and its migrations, and every query kairos runs. Nothing outside this module
+//! builds SQL or sees a column encoding: rows are decoded here, by column name, into the
+//! typed records of [`crate::model`] (times, durations, enums, JSON values).
 //!
 //! Hot paths (claiming, completing, firing) are single statements over batches with
 //! backend-specific details (`FOR UPDATE SKIP LOCKED`, `BEGIN IMMEDIATE`) kept here.
 
-pub mod entity;
+mod catalog;
+mod claim;
+pub(crate) mod codec;
+mod complete;
+mod control;
+#[allow(unreachable_pub)]
+mod entity;
 mod jobs;
-pub mod migration;
+pub(crate) mod migration;
 mod nodes;
+mod queues;
+mod run_reads;
 mod runs;
+pub(crate) mod schema;
+mod slots;
 mod sql;
-mod types;
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
-use sea_orm_migration::MigratorTrait;
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
+    SqliteTransactionMode, TransactionOptions,
+};
 
-pub use jobs::{FireOutcome, FirePlan};
-pub use nodes::NodeInfo;
-pub use runs::{CancelOutcome, ClaimLimits, ClaimedRun, Completion};
-pub use types::{Job, NewRun, Run, RunFilter, RunStatus, StoredTask};
+pub(crate) use catalog::CatalogQueue;
+pub(crate) use claim::{ClaimLimits, ClaimedRun, QueueLimit};
+pub(crate) use complete::Completion;
+pub(crate) use control::{CancelOutcome, DeleteOutcome, RetryOutcome};
+pub(crate) use jobs::{FireOutcome, FirePlan, PlannedRun, SlotRecord};
+pub(crate) use nodes::NodeRow;
+pub(crate) use runs::NewRun;
 
 /// The URL used when none is configured: a SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://kairos.db";
 
-/// Why a store operation failed.
+/// How long connecting may take by default before it fails.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -35,8 +54,49 @@ pub enum StoreError {
         "unsupported database URL `{0}`: use `sqlite://path/to/file.db` or `postgres://user:pass@host/db`"
     )]
     UnsupportedUrl(String),
-    /// The database could not be reached or the query failed.
-    #[error("database error: {0}")]
+    /// A SQLite file that should exist does not.
+    #[error(
+        "no kairos database at {path}: the file does not exist; check --database-url (or \
+         KAIROS_DATABASE_URL), start the application once, or run `kairos migrate` to create it"
+    )]
+    NoDatabase {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The folder of a SQLite file does not exist.
+    #[error("cannot create the database {path}: the folder {} does not exist", folder.display())]
+    MissingFolder {
+        /// The file.
+        path: PathBuf,
+        /// Its folder.
+        folder: PathBuf,
+    },
+    /// The database could not be reached or opened.
+    #[error("cannot open the database {url}: {reason}")]
+    Connect {
+        /// The URL, password hidden.
+        url: String,
+        /// What went wrong, in words.
+        reason: String,
+    },
+    /// The database has no kairos tables.
+    #[error(
+        "{url} has no kairos tables; start the application once against it, or run `kairos migrate`"
+    )]
+    NotInitialised {
+        /// The URL, password hidden.
+        url: String,
+    },
+    /// Tables or columns are missing.
+    #[error("the kairos schema in {url} is damaged: {}", problems.join("; "))]
+    Damaged {
+        /// The URL, password hidden.
+        url: String,
+        /// What is missing and how to fix it.
+        problems: Vec<String>,
+    },
+    /// A query failed.
+    #[error("database error: {}", describe(.0))]
     Db(#[from] DbErr),
     /// A row holds data this version cannot read.
     #[error("corrupt row in {table} (id {id}): {message}")]
@@ -48,42 +108,97 @@ pub enum StoreError {
         /// What is wrong.
         message: String,
     },
-    /// No such job.
-    #[error("no job named `{0}`; `kairos jobs list` shows the jobs")]
-    JobNotFound(String),
-    /// No such run.
-    #[error("no run with id {0}; `kairos runs list` shows recent runs")]
-    RunNotFound(i64),
+}
+
+impl StoreError {
+    /// True when the failure is about reaching or opening the database (as opposed to a
+    /// query on a working one).
+    pub fn is_connection(&self) -> bool {
+        !matches!(self, StoreError::Db(_) | StoreError::Corrupt { .. })
+    }
+}
+
+/// The message of a database error, with the causes users hit most spelled out.
+fn describe(e: &DbErr) -> String {
+    let raw = e.to_string();
+    let lower = raw.to_ascii_lowercase();
+    let hint = if lower.contains("readonly database") || lower.contains("read-only") {
+        Some("the database file (or its folder) is read-only")
+    } else if lower.contains("file is not a database") {
+        Some("the file is not a SQLite database")
+    } else if lower.contains("malformed") {
+        Some("the database file is corrupt")
+    } else if lower.contains("unable to open database file") {
+        Some("the file cannot be opened (missing folder or no permission)")
+    } else if lower.contains("disk i/o error") || lower.contains("no space left") {
+        Some("the disk failed or is full")
+    } else {
+        None
+    };
+    match hint {
+        Some(h) => format!("{h} ({raw})"),
+        None => raw,
+    }
+}
+
+/// Whether opening may create the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpenMode {
+    /// Create the SQLite file and the tables if missing (nodes, `kairos migrate`).
+    Create,
+    /// Use an existing kairos database, migrating it if it is older (admin commands):
+    /// never create an empty one by mistake.
+    Existing,
 }
 
 /// A handle to the kairos tables in one database.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub(crate) struct Store {
     db: DatabaseConnection,
     backend: DbBackend,
+    url: String,
 }
 
 impl Store {
-    /// Connects to `url` and applies pending migrations.
-    ///
-    /// SQLite files are created if missing and opened in WAL mode with a busy timeout,
-    /// so the CLI can read and write while a node runs.
-    pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        let store = Self::connect_without_migrating(url).await?;
-        store.migrate().await?;
+    /// Connects to `url`: creates and migrates in `Create` mode, checks the schema
+    /// (migrating an older one) in `Existing` mode.
+    pub(crate) async fn open(
+        url: &str,
+        mode: OpenMode,
+        timeout: Duration,
+    ) -> Result<Store, StoreError> {
+        let store = Self::connect(url, mode, timeout).await?;
+        match mode {
+            OpenMode::Create => {
+                store.migrate().await?;
+            }
+            OpenMode::Existing => store.upgrade_existing().await?,
+        }
         Ok(store)
     }
 
     /// Connects without touching the schema.
-    pub async fn connect_without_migrating(url: &str) -> Result<Store, StoreError> {
+    pub(crate) async fn connect(
+        url: &str,
+        mode: OpenMode,
+        timeout: Duration,
+    ) -> Result<Store, StoreError> {
+        let shown = redact(url);
         let mut opts = ConnectOptions::new(url.to_string());
-        opts.sqlx_logging(false);
+        opts.sqlx_logging(false)
+            .connect_timeout(timeout)
+            .acquire_timeout(timeout.max(Duration::from_secs(30)));
         if url.starts_with("sqlite:") {
+            let path = sqlite_path(url);
+            if let Some(path) = &path {
+                check_sqlite_path(path, mode)?;
+            }
             // One writer at a time is SQLite's rule; a small pool gives concurrent readers
             // without contending for the write lock.
             opts.max_connections(4).min_connections(1);
-            opts.map_sqlx_sqlite_opts(|o| {
-                o.create_if_missing(true)
+            let create = mode == OpenMode::Create;
+            opts.map_sqlx_sqlite_opts(move |o| {
+                o.create_if_missing(create)
                     .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                     .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(10))
@@ -98,46 +213,86 @@ impl Store {
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             opts.max_connections(8).min_connections(1);
         } else {
-            return Err(StoreError::UnsupportedUrl(url.to_string()));
+            return Err(StoreError::UnsupportedUrl(shown));
         }
-        let db = Database::connect(opts).await?;
+        // The pool's own timeout covers acquiring; this one also bounds a TCP connect
+        // to a host that never answers.
+        let connect = tokio::time::timeout(timeout + Duration::from_millis(500), async {
+            Database::connect(opts).await
+        });
+        let db = match connect.await {
+            Ok(Ok(db)) => db,
+            Ok(Err(e)) => {
+                return Err(StoreError::Connect {
+                    url: shown,
+                    reason: connect_reason(&e, timeout),
+                });
+            }
+            Err(_) => {
+                return Err(StoreError::Connect {
+                    url: shown,
+                    reason: format!(
+                        "no answer within {} (set a longer connect timeout if the server is slow)",
+                        crate::schedule::format_duration(timeout)
+                    ),
+                });
+            }
+        };
         let backend = db.get_database_backend();
-        Ok(Store { db, backend })
+        let store = Store {
+            db,
+            backend,
+            url: shown,
+        };
+        // Opening SQLite is lazy: read one page now, so a file that is not a database
+        // fails here with its name rather than at the first query.
+        if !store.is_pg()
+            && let Err(e) = store
+                .db
+                .execute_unprepared("SELECT count(*) FROM sqlite_master")
+                .await
+        {
+            return Err(StoreError::Connect {
+                url: store.url.clone(),
+                reason: describe(&e),
+            });
+        }
+        Ok(store)
     }
 
-    /// Applies pending migrations.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        migration::Migrator::up(&self.db, None).await?;
-        Ok(())
+    /// The URL as shown to users (password hidden).
+    pub(crate) fn url(&self) -> &str {
+        &self.url
     }
 
-    /// The underlying SeaORM connection.
-    pub fn connection(&self) -> &DatabaseConnection {
+    /// True on PostgreSQL.
+    pub(crate) fn is_pg(&self) -> bool {
+        self.backend == DbBackend::Postgres
+    }
+
+    /// The underlying connection, for tests that inspect tables directly.
+    #[allow(dead_code)]
+    pub(crate) fn connection(&self) -> &DatabaseConnection {
         &self.db
     }
 
-    /// Which engine this store talks to.
-    pub fn backend(&self) -> DbBackend {
-        self.backend
-    }
-
     /// What changed in the database since a node last looked: a counter every
-    /// mutation of jobs or runs bumps (pause, resume, trigger, cancel), and the highest
-    /// run id (new runs, enqueued by any process). A node polls it to notice work and
-    /// commands from the CLI and other nodes.
-    pub async fn change_marker(&self) -> Result<(i64, i64), StoreError> {
+    /// mutation of jobs, queues, nodes or runs bumps (pause, resume, trigger, cancel),
+    /// and the highest run id (new runs, enqueued by any process). A node polls it to
+    /// notice work and commands from the CLI and other nodes.
+    pub(crate) async fn change_marker(&self) -> Result<(i64, i64), StoreError> {
         let row = self
             .db
             .query_one_raw(self.stmt(
-                "SELECT (SELECT value FROM kairos_meta WHERE key = 'change_seq'), \
-                 (SELECT MAX(id) FROM kairos_runs)",
+                "SELECT (SELECT value FROM kairos_meta WHERE key = 'change_seq') AS seq, \
+                 (SELECT MAX(id) FROM kairos_runs) AS max_id",
                 [],
             ))
             .await?;
         Ok(match row {
             Some(r) => (
-                r.try_get_by_index::<Option<i64>>(0)?.unwrap_or(0),
-                r.try_get_by_index::<Option<i64>>(1)?.unwrap_or(0),
+                r.try_get::<Option<i64>>("", "seq")?.unwrap_or(0),
+                r.try_get::<Option<i64>>("", "max_id")?.unwrap_or(0),
             ),
             None => (0, 0),
         })
@@ -149,20 +304,161 @@ impl Store {
     {
         sql::stmt(self.backend, sql, values)
     }
+
+    /// Serialises writers that must not interleave across processes on PostgreSQL
+    /// (schema changes, job reconciliation, limited claims) with a transaction-level
+    /// advisory lock, released at commit. SQLite's `BEGIN IMMEDIATE` already
+    /// serialises every writer.
+    pub(crate) async fn lock<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        lock: Lock,
+    ) -> Result<(), StoreError> {
+        if self.is_pg() {
+            txn.execute_raw(self.stmt(
+                "SELECT pg_advisory_xact_lock($1)",
+                [sea_orm::Value::from(lock as i64)],
+            ))
+            .await?;
+        }
+        Ok(())
+    }
 }
 
-/// Milliseconds since the epoch.
-pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
+/// Advisory lock keys (arbitrary constants, unlikely to clash with an application's).
+#[derive(Debug, Clone, Copy)]
+#[repr(i64)]
+pub(crate) enum Lock {
+    /// Migrations and schema repair.
+    Schema = 0x6b61_6972_6f73_0001,
+    /// Reconciling declared jobs, tasks and queues.
+    Sync = 0x6b61_6972_6f73_0002,
+    /// Claims that count running runs against a limit.
+    Limits = 0x6b61_6972_6f73_0003,
 }
 
-/// The instant `ms` milliseconds after the epoch.
-pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+/// Write transactions take SQLite's write lock up front: a deferred transaction that
+/// reads and then writes can fail with SQLITE_BUSY when another writer got in between.
+pub(crate) fn write_txn() -> TransactionOptions {
+    TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    }
 }
 
-pub(crate) fn duration_ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+/// Tells the other processes that something changed.
+pub(crate) async fn bump<C: ConnectionTrait>(conn: &C, store: &Store) -> Result<(), StoreError> {
+    conn.execute_raw(store.stmt(
+        "UPDATE kairos_meta SET value = value + 1 WHERE key = 'change_seq'",
+        [],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// `url` with any password replaced by `***`.
+pub(crate) fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let Some(at) = rest.find('@') else {
+        return url.to_string();
+    };
+    let auth = &rest[..at];
+    match auth.find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end + 3],
+            &auth[..colon],
+            &rest[at..]
+        ),
+        None => url.to_string(),
+    }
+}
+
+/// The file of a `sqlite:` URL, `None` for in-memory databases.
+fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = rest.split('?').next().unwrap_or("");
+    if rest.is_empty() || rest == ":memory:" || url.contains("mode=memory") {
+        return None;
+    }
+    Some(PathBuf::from(rest))
+}
+
+fn check_sqlite_path(path: &Path, mode: OpenMode) -> Result<(), StoreError> {
+    if path.exists() {
+        if path.is_dir() {
+            return Err(StoreError::Connect {
+                url: format!("sqlite://{}", path.display()),
+                reason: "it is a folder, not a file".into(),
+            });
+        }
+        return Ok(());
+    }
+    match mode {
+        OpenMode::Existing => Err(StoreError::NoDatabase {
+            path: path.to_path_buf(),
+        }),
+        OpenMode::Create => {
+            let folder = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            if !folder.is_dir() {
+                return Err(StoreError::MissingFolder {
+                    path: path.to_path_buf(),
+                    folder: folder.to_path_buf(),
+                });
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A connection failure in words.
+fn connect_reason(e: &DbErr, timeout: Duration) -> String {
+    let raw = e.to_string();
+    let lower = raw.to_ascii_lowercase();
+    if lower.contains("timed out") || lower.contains("timeout") {
+        format!(
+            "no answer within {} ({raw})",
+            crate::schedule::format_duration(timeout)
+        )
+    } else if lower.contains("connection refused") {
+        format!("nothing accepts connections at that address; is the server running? ({raw})")
+    } else {
+        describe(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_hidden() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite://kairos.db"), "sqlite://kairos.db");
+    }
+
+    #[test]
+    fn sqlite_paths() {
+        assert_eq!(
+            sqlite_path("sqlite://kairos.db"),
+            Some(PathBuf::from("kairos.db"))
+        );
+        assert_eq!(
+            sqlite_path("sqlite:///tmp/x.db?mode=rwc"),
+            Some(PathBuf::from("/tmp/x.db"))
+        );
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+    }
 }

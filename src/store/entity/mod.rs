@@ -1,8 +1,11 @@
-//! SeaORM entities of the kairos tables. Times are stored as milliseconds since the Unix
-//! epoch (UTC) in BIGINT columns: one representation that sorts and compares the same on
-//! SQLite, PostgreSQL and MySQL, unlike driver-specific timestamp text.
+//! SeaORM entities of the main kairos tables, as stored. Times are milliseconds since
+//! the Unix epoch (UTC) in BIGINT columns: one representation that sorts and compares
+//! the same on SQLite, PostgreSQL and MySQL, unlike driver-specific timestamp text.
+//! Durations are milliseconds; JSON is text. `codec` turns these rows into the typed
+//! records of `crate::model`; nothing above the store sees them.
 
-pub mod job;
-pub mod node;
-pub mod run;
-pub mod run_log;
+pub(crate) mod job;
+pub(crate) mod node;
+pub(crate) mod queue;
+pub(crate) mod run;
+pub(crate) mod task;

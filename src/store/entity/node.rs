@@ -6,24 +6,19 @@ use sea_orm::entity::prelude::*;
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "kairos_nodes")]
 pub struct Model {
-    /// Node id (a UUID chosen at start-up).
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
-    /// Host name.
     pub hostname: String,
-    /// Process id.
     pub pid: i32,
-    /// Worker slots.
+    pub version: String,
     pub max_workers: i32,
-    /// running or stopped.
+    /// `running` or `stopped`.
     pub status: String,
-    /// Start (ms).
+    pub paused: bool,
     pub started_at: i64,
-    /// Last heartbeat (ms).
     pub heartbeat_at: i64,
 }
 
-/// No relations are navigated through the ORM.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}
 

@@ -1,0 +1,360 @@
+//! `kairos jobs ...`: list, show, pause, resume, trigger, slots, create, update, delete.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use super::output::{CliError, Out, fields, opt_time, rfc3339, table, truncate};
+use super::{parse_duration_arg, parse_json, parse_since, parse_time};
+use crate::model::{Job, JobSlot, Run, RunFilter};
+use crate::ops::{Admin, JobChanges, NewJob};
+use crate::schedule::{CronSchedule, DstPolicy, Schedule, parse_timezone};
+use crate::task::{Misfire, Overlap};
+
+#[derive(Debug, Subcommand)]
+pub(super) enum JobsCmd {
+    /// All jobs, with their schedule, state and next run.
+    List,
+    /// One job, with its recent runs.
+    Show {
+        /// Job name.
+        name: String,
+    },
+    /// Stop firing a job until resumed (runs it already queued still run).
+    Pause {
+        /// Job name.
+        name: String,
+    },
+    /// Resume a paused job (slots missed meanwhile go through its misfire policy).
+    Resume {
+        /// Job name.
+        name: String,
+    },
+    /// Run a job now, outside its schedule (the run is marked manual).
+    Trigger {
+        /// Job name.
+        name: String,
+    },
+    /// What became of each slot: ran, caught_up, coalesced or skipped (with why).
+    Slots {
+        /// Job name.
+        name: String,
+        /// From this age (e.g. 1d) or RFC 3339 time on.
+        #[arg(long, default_value = "1d")]
+        since: String,
+        /// At most this many (the most recent).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        limit: u32,
+    },
+    /// Create a job at run time (kept across restarts; jobs.toml never removes it).
+    Create {
+        /// Job name (unique).
+        name: String,
+        /// The task it runs.
+        #[arg(long)]
+        task: String,
+        #[command(flatten)]
+        def: JobDef,
+        /// Create it paused.
+        #[arg(long)]
+        paused: bool,
+    },
+    /// Change a job created at run time (a new schedule restarts from now).
+    Update {
+        /// Job name.
+        name: String,
+        #[command(flatten)]
+        def: JobDef,
+    },
+    /// Delete a job created at run time (or one no longer declared): its queued runs
+    /// are cancelled, its running ones asked to stop.
+    Delete {
+        /// Job name.
+        name: String,
+        /// Keep its finished runs and slot records.
+        #[arg(long)]
+        keep_history: bool,
+    },
+}
+
+/// A job's schedule, params and policies as flags.
+#[derive(Debug, Args)]
+pub(super) struct JobDef {
+    /// Cron expression (5 fields, 6 with seconds, or @daily ...).
+    #[arg(long, conflicts_with_all = ["interval", "at"])]
+    schedule: Option<String>,
+    /// IANA zone of the cron schedule (default: [scheduler] timezone, else UTC).
+    #[arg(long, alias = "tz", requires = "schedule")]
+    timezone: Option<String>,
+    /// Daylight-saving rule of the cron schedule: debian, skip or both.
+    #[arg(long, requires = "schedule")]
+    dst: Option<DstPolicy>,
+    /// Fixed interval, e.g. 15m.
+    #[arg(long, value_parser = parse_duration_arg, conflicts_with = "at")]
+    interval: Option<Duration>,
+    /// Once, at this RFC 3339 time.
+    #[arg(long)]
+    at: Option<String>,
+    /// Params of every run, a JSON object.
+    #[arg(long)]
+    params: Option<String>,
+    /// Priority of its runs (lower first).
+    #[arg(long, allow_negative_numbers = true)]
+    priority: Option<i32>,
+    /// Missed slots: skip, run_once or catch_up.
+    #[arg(long)]
+    misfire: Option<Misfire>,
+    /// With catch_up, how many missed slots run at most.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    max_catch_up: Option<u32>,
+    /// A slot found later than this is missed (e.g. 30s).
+    #[arg(long, value_parser = parse_duration_arg)]
+    misfire_grace: Option<Duration>,
+    /// At max_instances: skip, queue or replace.
+    #[arg(long)]
+    overlap: Option<Overlap>,
+}
+
+impl JobDef {
+    fn schedule(&self, admin: &Admin) -> Result<Option<Schedule>, CliError> {
+        if let Some(expr) = &self.schedule {
+            let tz = match &self.timezone {
+                Some(z) => {
+                    parse_timezone(z).map_err(|e| CliError::usage(format!("--timezone: {e}")))?
+                }
+                None => admin.defaults().timezone,
+            };
+            let cron = CronSchedule::parse(expr, tz)
+                .map_err(|e| CliError::usage(format!("--schedule: {e}")))?
+                .with_dst(self.dst.unwrap_or_default());
+            return Ok(Some(Schedule::Cron(cron)));
+        }
+        if let Some(d) = self.interval {
+            return Ok(Some(Schedule::Every(d)));
+        }
+        if let Some(at) = &self.at {
+            return Ok(Some(Schedule::Once(parse_time(at, "--at")?)));
+        }
+        Ok(None)
+    }
+
+    fn changes(&self, admin: &Admin) -> Result<JobChanges, CliError> {
+        let mut c = JobChanges::new();
+        if let Some(s) = self.schedule(admin)? {
+            c = c.schedule(s);
+        }
+        if let Some(p) = &self.params {
+            c = c.params(parse_json(p, "--params")?);
+        }
+        if let Some(p) = self.priority {
+            c = c.priority(Some(p));
+        }
+        c.misfire = self.misfire;
+        c.max_catch_up = self.max_catch_up;
+        c.misfire_grace = self.misfire_grace;
+        c.overlap = self.overlap;
+        Ok(c)
+    }
+}
+
+/// `jobs show`: the job and its recent runs.
+#[derive(Serialize)]
+struct JobDetail<'a> {
+    #[serde(flatten)]
+    job: &'a Job,
+    recent_runs: &'a [Run],
+}
+
+/// `jobs delete`: what was done.
+#[derive(Serialize)]
+struct Deleted<'a> {
+    deleted: &'a str,
+    runs_cancelled: u64,
+    runs_deleted: u64,
+}
+
+pub(super) async fn run(
+    cmd: JobsCmd,
+    admin: &Admin,
+    now: DateTime<Utc>,
+    out: &mut Out<'_>,
+) -> Result<(), CliError> {
+    match cmd {
+        JobsCmd::List => {
+            let jobs = admin.jobs().await?;
+            out.print(&jobs, || jobs_table(&jobs))
+        }
+        JobsCmd::Show { name } => {
+            let job = admin.job(&name).await?;
+            let runs = admin
+                .runs(&RunFilter::new().job(name.clone()).page(1, 10))
+                .await?
+                .runs;
+            let detail = JobDetail {
+                job: &job,
+                recent_runs: &runs,
+            };
+            out.print(&detail, || {
+                format!("{}\n\n{}", job_detail(&job), super::runs::runs_table(&runs))
+            })
+        }
+        JobsCmd::Pause { name } => {
+            let job = admin.pause_job(&name).await?;
+            out.print(&job, || {
+                format!("paused job `{name}`: its slots pass without runs until resumed")
+            })
+        }
+        JobsCmd::Resume { name } => {
+            let job = admin.resume_job(&name).await?;
+            out.print(&job, || {
+                format!(
+                    "resumed job `{name}`; next run {}",
+                    opt_time(job.next_run_at)
+                )
+            })
+        }
+        JobsCmd::Trigger { name } => {
+            let id = admin.trigger_job(&name).await?;
+            let run = admin.run(id).await?;
+            out.print(&run, || format!("triggered job `{name}`: run {id}"))
+        }
+        JobsCmd::Slots { name, since, limit } => {
+            let since = parse_since(&since, now, "--since")?;
+            let slots = admin.job_slots(&name, since, limit as usize).await?;
+            out.print(&slots, || slots_table(&slots))
+        }
+        JobsCmd::Create {
+            name,
+            task,
+            def,
+            paused,
+        } => {
+            let schedule = def.schedule(admin)?.ok_or_else(|| {
+                CliError::usage(
+                    "give the job a schedule: --schedule \"0 7 * * *\", --interval 15m or --at 2026-12-24T18:00:00Z",
+                )
+            })?;
+            let mut changes = def.changes(admin)?;
+            let mut new = NewJob::new(name.clone(), task, schedule).paused(paused);
+            if let Some(p) = changes.params.take() {
+                new = new.params(p);
+            }
+            if let Some(Some(p)) = changes.priority.take() {
+                new = new.priority(p);
+            }
+            changes.schedule = None;
+            let job = admin.create_job(new.policies(changes)).await?;
+            out.print(&job, || {
+                format!(
+                    "created job `{name}` ({}); next run {}",
+                    job.schedule,
+                    opt_time(job.next_run_at)
+                )
+            })
+        }
+        JobsCmd::Update { name, def } => {
+            let changes = def.changes(admin)?;
+            if changes == JobChanges::new() {
+                return Err(CliError::usage(
+                    "nothing to change: give --schedule, --interval, --at, --params, --priority or a policy flag",
+                ));
+            }
+            let job = admin.update_job(&name, changes).await?;
+            out.print(&job, || {
+                format!(
+                    "updated job `{name}` ({}); next run {}",
+                    job.schedule,
+                    opt_time(job.next_run_at)
+                )
+            })
+        }
+        JobsCmd::Delete { name, keep_history } => {
+            let (cancelled, deleted) = admin.delete_job(&name, keep_history).await?;
+            let d = Deleted {
+                deleted: &name,
+                runs_cancelled: cancelled,
+                runs_deleted: deleted,
+            };
+            out.print(&d, || {
+                format!(
+                    "deleted job `{name}`: {cancelled} unfinished run(s) cancelled, {deleted} finished run(s) deleted"
+                )
+            })
+        }
+    }
+}
+
+fn jobs_table(jobs: &[Job]) -> String {
+    let rows = jobs
+        .iter()
+        .map(|j| {
+            vec![
+                j.name.clone(),
+                j.task.clone(),
+                truncate(&j.schedule.to_string(), 48),
+                j.state().into(),
+                opt_time(j.next_run_at),
+                opt_time(j.last_fired_at),
+                j.source.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "JOB",
+            "TASK",
+            "SCHEDULE",
+            "STATE",
+            "NEXT RUN",
+            "LAST FIRED",
+            "SOURCE",
+        ],
+        rows,
+    )
+}
+
+fn job_detail(j: &Job) -> String {
+    let state = match (j.state(), j.disabled_reason) {
+        ("disabled", Some(r)) => format!("disabled ({r})"),
+        (s, _) => s.to_string(),
+    };
+    fields(&[
+        ("name", j.name.clone()),
+        ("task", j.task.clone()),
+        ("schedule", j.schedule.to_string()),
+        ("params", j.params.to_string()),
+        ("state", state),
+        (
+            "priority",
+            j.priority.map_or("(the task's)".into(), |p| p.to_string()),
+        ),
+        ("misfire", j.policy.misfire.to_string()),
+        ("max catch-up", j.policy.max_catch_up.to_string()),
+        (
+            "misfire grace",
+            crate::schedule::format_duration(j.policy.misfire_grace),
+        ),
+        ("overlap", j.policy.overlap.to_string()),
+        ("source", j.source.to_string()),
+        ("next run", opt_time(j.next_run_at)),
+        ("last fired", opt_time(j.last_fired_at)),
+        ("created", rfc3339(j.created_at)),
+    ])
+}
+
+fn slots_table(slots: &[JobSlot]) -> String {
+    let rows = slots
+        .iter()
+        .map(|s| {
+            vec![
+                rfc3339(s.scheduled_for),
+                s.outcome.to_string(),
+                s.run_id.map_or("-".into(), |id| id.to_string()),
+                s.reason.map_or("-".into(), |r| r.to_string()),
+            ]
+        })
+        .collect();
+    table(&["SCHEDULED FOR", "OUTCOME", "RUN", "REASON"], rows)
+}

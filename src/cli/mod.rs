@@ -1,0 +1,250 @@
+//! The admin CLI: `kairos jobs|runs|enqueue|queues|nodes|tasks|cron|migrate`. It only
+//! parses arguments and prints results: every operation is the front door's
+//! ([`Admin`]). The `kairos` binary runs it with no tasks of its own (it uses the task
+//! catalogue nodes publish); an application can embed the same CLI with [`run`] so its
+//! own tasks are known.
+//!
+//! Every command takes `--json`: results print as the library's `Serialize` types,
+//! errors as `{"error": {"code", "message"}}` (exit status 1; 2 for usage errors).
+//! Read commands never create a database.
+
+mod cron;
+mod enqueue;
+mod jobs;
+mod output;
+mod runs;
+mod system;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::error::Error;
+use crate::ops::{Admin, Tasks};
+use crate::store::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_DATABASE_URL, OpenMode, Store};
+use crate::task::Registry;
+
+pub use output::CliError;
+use output::Out;
+
+/// Command-line arguments of the admin CLI.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kairos",
+    version,
+    about = "Inspect and steer kairos jobs, runs, queues and nodes",
+    long_about = "Inspect and steer kairos jobs, runs, queues and nodes in the database your \
+                  application's nodes use. Read commands never create a database.\n\n\
+                  Database: --database-url, else KAIROS_DATABASE_URL, else [scheduler] \
+                  database_url in the config file, else sqlite://kairos.db."
+)]
+pub struct Cli {
+    /// Database URL (sqlite://file.db or postgres://user:pass@host/db).
+    #[arg(long, env = "KAIROS_DATABASE_URL", global = true)]
+    database_url: Option<String>,
+    /// Configuration file (default: jobs.toml, read if it exists; a file named here
+    /// must exist).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Print JSON instead of tables (errors too, as {"error": {"code", "message"}}).
+    #[arg(long, global = true)]
+    json: bool,
+    /// How long connecting to the database may take (e.g. 5s).
+    #[arg(long, global = true, value_parser = parse_duration_arg)]
+    connect_timeout: Option<Duration>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List, inspect, pause, resume, trigger, create, update and delete jobs.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCmd),
+    /// List, inspect, cancel, retry and delete runs.
+    #[command(subcommand)]
+    Runs(runs::RunsCmd),
+    /// Enqueue a run of a task (or many, from a JSON-lines file).
+    Enqueue(enqueue::EnqueueArgs),
+    /// List queues with their load and limits; pause and resume them.
+    #[command(subcommand)]
+    Queues(system::QueuesCmd),
+    /// List nodes; pause and resume them (no new runs start on a paused node).
+    #[command(subcommand)]
+    Nodes(system::NodesCmd),
+    /// List the tasks nodes have registered, with their effective policies.
+    #[command(subcommand)]
+    Tasks(system::TasksCmd),
+    /// Cron expression tools.
+    #[command(subcommand)]
+    Cron(cron::CronCmd),
+    /// Create the kairos tables, upgrade them, or repair ones dropped by hand.
+    Migrate,
+}
+
+/// Parses the process arguments and runs the CLI with the program's registered tasks;
+/// exits the process with status 1 on error (2 on a usage error).
+pub async fn run() {
+    let args: Vec<String> = std::env::args().collect();
+    let json = args.iter().any(|a| a == "--json");
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if json && !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let msg = e.kind().as_str().map_or_else(
+                    || e.to_string().lines().next().unwrap_or("").to_string(),
+                    str::to_string,
+                );
+                let detail = e.to_string();
+                let first = detail
+                    .lines()
+                    .find(|l| l.starts_with("error:"))
+                    .map(|l| l.trim_start_matches("error:").trim().to_string())
+                    .unwrap_or(msg);
+                output::print_error_json("usage", &first);
+                std::process::exit(2);
+            }
+            e.exit();
+        }
+    };
+    let registry = match Registry::from_inventory() {
+        Ok(r) => r,
+        Err(e) => fail(json, "duplicate_task", &e.to_string()),
+    };
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = execute(cli, &registry, Arc::new(SystemClock), &mut stdout).await {
+        let _ = stdout.flush();
+        fail(json, e.code(), &e.to_string());
+    }
+}
+
+fn fail(json: bool, code: &str, message: &str) -> ! {
+    if json {
+        output::print_error_json(code, message);
+    } else {
+        eprintln!("error: {message}");
+    }
+    std::process::exit(1);
+}
+
+/// Runs parsed arguments against `clock`, writing to `out`.
+pub async fn execute(
+    cli: Cli,
+    registry: &Registry,
+    clock: Arc<dyn Clock>,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let mut out = Out::new(out, cli.json);
+    let now = clock.now();
+    if let Command::Cron(cmd) = &cli.command {
+        return cron::run(cmd, now, &mut out);
+    }
+    let config = match &cli.config {
+        Some(path) if !path.exists() => {
+            return Err(CliError::new(
+                "config_not_found",
+                format!(
+                    "the configuration file {} does not exist; check --config",
+                    path.display()
+                ),
+            ));
+        }
+        Some(path) => Config::load(path)?,
+        None if PathBuf::from("jobs.toml").is_file() => Config::load("jobs.toml".as_ref())?,
+        None => Config::default(),
+    };
+    let url = cli
+        .database_url
+        .clone()
+        .filter(|u| !u.is_empty())
+        .or_else(|| config.scheduler.database_url.clone())
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string());
+    let timeout = cli
+        .connect_timeout
+        .or(config.scheduler.connect_timeout)
+        .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    if let Command::Migrate = cli.command {
+        return system::migrate(&url, timeout, &mut out).await;
+    }
+    let store = Store::open(&url, OpenMode::Existing, timeout)
+        .await
+        .map_err(Error::from)?;
+    let tasks = if registry.is_empty() {
+        Tasks::Catalog
+    } else {
+        let (_, policies) = config.resolve(registry)?;
+        Tasks::App {
+            registry: registry.clone(),
+            policies,
+        }
+    };
+    let admin = Admin::new(store, tasks, clock, config.defaults.clone());
+    match cli.command {
+        Command::Jobs(cmd) => jobs::run(cmd, &admin, now, &mut out).await,
+        Command::Runs(cmd) => runs::run(cmd, &admin, now, &mut out).await,
+        Command::Enqueue(args) => enqueue::run(args, &admin, &mut out).await,
+        Command::Queues(cmd) => system::queues(cmd, &admin, &mut out).await,
+        Command::Nodes(cmd) => system::nodes(cmd, &admin, now, &mut out).await,
+        Command::Tasks(cmd) => system::tasks(cmd, &admin, &mut out).await,
+        Command::Cron(_) | Command::Migrate => unreachable!("handled above"),
+    }
+}
+
+/// A duration such as `10m` for a flag.
+fn parse_duration_arg(s: &str) -> Result<Duration, String> {
+    crate::schedule::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// An instant given as RFC 3339 or as an age before `now` (`1h`: an hour ago).
+fn parse_since(s: &str, now: DateTime<Utc>, flag: &str) -> Result<DateTime<Utc>, CliError> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let d = crate::schedule::parse_duration(s).map_err(|e| {
+        CliError::usage(format!(
+            "{flag}: `{s}` is neither an RFC 3339 time nor an age such as `1h` or `7d` ({e})"
+        ))
+    })?;
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| now.checked_sub_signed(d))
+        .ok_or_else(|| CliError::usage(format!("{flag}: `{s}` is too long ago")))
+}
+
+/// An RFC 3339 instant for a flag.
+fn parse_time(s: &str, flag: &str) -> Result<DateTime<Utc>, CliError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            CliError::usage(format!(
+                "{flag}: `{}` is not an RFC 3339 time ({e}); write e.g. 2026-01-31T09:00:00Z",
+                output::clip(s)
+            ))
+        })
+}
+
+/// A JSON value for a flag.
+fn parse_json(s: &str, flag: &str) -> Result<serde_json::Value, CliError> {
+    serde_json::from_str(s).map_err(|e| {
+        CliError::usage(format!(
+            "{flag} is not valid JSON ({e}); pass an object such as '{{\"doc_id\": \"42\"}}'"
+        ))
+    })
+}
+
+/// `key=value` tags.
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!(
+            "`{s}` is not a tag; write key=value, e.g. kb_id=42"
+        )),
+    }
+}

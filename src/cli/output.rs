@@ -1,0 +1,159 @@
+//! What the CLI prints: JSON from the library's `Serialize` types, or aligned tables
+//! and `key value` blocks for people, and errors as one line (or one JSON object).
+
+use std::io::Write;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::error::Error;
+
+/// A CLI failure: a code for `--json` and one line of text.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CliError {
+    code: &'static str,
+    message: String,
+}
+
+impl CliError {
+    pub(crate) fn new(code: &'static str, message: impl Into<String>) -> Self {
+        CliError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Bad arguments.
+    pub(crate) fn usage(message: impl Into<String>) -> Self {
+        CliError::new("invalid_input", message)
+    }
+
+    /// The machine-readable code printed with `--json`.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl From<Error> for CliError {
+    fn from(e: Error) -> Self {
+        let code = e.code();
+        let message = match &e {
+            Error::Store(s) if !s.is_connection() => e.to_string(),
+            _ => e.to_string(),
+        };
+        CliError::new(code, message)
+    }
+}
+
+impl From<crate::config::ConfigError> for CliError {
+    fn from(e: crate::config::ConfigError) -> Self {
+        CliError::new("invalid_config", e.to_string())
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> Self {
+        CliError::new("io", format!("cannot write the output: {e}"))
+    }
+}
+
+/// Prints `{"error": {"code", "message"}}` on stdout.
+pub(crate) fn print_error_json(code: &str, message: &str) {
+    let v = serde_json::json!({"error": {"code": code, "message": message}});
+    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+}
+
+/// The output of one command.
+pub(crate) struct Out<'a> {
+    w: &'a mut dyn Write,
+    json: bool,
+}
+
+impl<'a> Out<'a> {
+    pub(crate) fn new(w: &'a mut dyn Write, json: bool) -> Self {
+        Out { w, json }
+    }
+
+    /// Prints `value` as JSON, or `text()` for people.
+    pub(crate) fn print<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+        text: impl FnOnce() -> String,
+    ) -> Result<(), CliError> {
+        let s = if self.json {
+            serde_json::to_string_pretty(value)
+                .map_err(|e| CliError::new("internal", format!("cannot print JSON: {e}")))?
+        } else {
+            text()
+        };
+        writeln!(self.w, "{s}")?;
+        Ok(())
+    }
+}
+
+pub(crate) fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+pub(crate) fn opt_time(t: Option<DateTime<Utc>>) -> String {
+    t.map_or_else(|| "-".into(), rfc3339)
+}
+
+/// At most ~80 characters of user input, for echoing it in errors.
+pub(crate) fn clip(s: &str) -> String {
+    if s.chars().count() <= 80 {
+        s.to_string()
+    } else {
+        format!(
+            "{}… ({} characters)",
+            s.chars().take(77).collect::<String>(),
+            s.chars().count()
+        )
+    }
+}
+
+/// The first line of `s`, at most `n` characters.
+pub(crate) fn truncate(s: &str, n: usize) -> String {
+    let line = s.lines().next().unwrap_or("");
+    if line.chars().count() <= n && !s.contains('\n') {
+        return line.to_string();
+    }
+    format!("{}…", line.chars().take(n).collect::<String>())
+}
+
+/// An aligned table, or `(none)`.
+pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    if rows.is_empty() {
+        return "(none)".into();
+    }
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let fmt = |cells: Vec<String>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut lines = vec![fmt(headers.iter().map(|h| h.to_string()).collect())];
+    lines.extend(rows.into_iter().map(fmt));
+    lines.join("\n")
+}
+
+/// `key  value` lines, keys aligned.
+pub(crate) fn fields(pairs: &[(&str, String)]) -> String {
+    let w = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k:<w$}  {v}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

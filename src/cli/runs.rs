@@ -1,0 +1,266 @@
+//! `kairos runs ...`: list (filtered, paginated), show, cancel, retry, delete.
+
+use chrono::{DateTime, Utc};
+use clap::Subcommand;
+use serde::Serialize;
+
+use super::output::{CliError, Out, fields, opt_time, rfc3339, table, truncate};
+use super::{parse_since, parse_tag};
+use crate::model::{Run, RunFilter, RunStatus};
+use crate::ops::{Admin, CancelResult};
+
+#[derive(Debug, Subcommand)]
+pub(super) enum RunsCmd {
+    /// Runs, newest first, a page at a time.
+    List {
+        /// Only runs with this status (queued, running, succeeded, failed, timed_out,
+        /// cancelled); repeat for several.
+        #[arg(long)]
+        status: Vec<RunStatus>,
+        /// Only runs of this task.
+        #[arg(long)]
+        task: Option<String>,
+        /// Only runs in this queue.
+        #[arg(long)]
+        queue: Option<String>,
+        /// Only runs of this job.
+        #[arg(long)]
+        job: Option<String>,
+        /// Only runs with this tag (key=value); repeat to require several.
+        #[arg(long, value_parser = parse_tag)]
+        tag: Vec<(String, String)>,
+        /// Only runs enqueued since this age (e.g. 1h) or RFC 3339 time.
+        #[arg(long)]
+        created_after: Option<String>,
+        /// Only runs enqueued before this age (e.g. 1h) or RFC 3339 time.
+        #[arg(long)]
+        created_before: Option<String>,
+        /// Page number, from 1.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+        page: u64,
+        /// Runs per page.
+        #[arg(long, alias = "limit", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        page_size: u64,
+    },
+    /// One run in full, with its history (earlier attempts, retries, snoozes).
+    Show {
+        /// Run id.
+        id: i64,
+    },
+    /// Cancel a queued run at once, or a running one (cooperatively, then dropped).
+    Cancel {
+        /// Run id.
+        id: i64,
+    },
+    /// Queue a failed, timed-out or cancelled run again as its next attempt.
+    Retry {
+        /// Run id.
+        id: i64,
+    },
+    /// Delete a run that is not running, with its history.
+    Delete {
+        /// Run id.
+        id: i64,
+    },
+}
+
+#[derive(Serialize)]
+struct Cancelled<'a> {
+    #[serde(flatten)]
+    run: &'a Run,
+    outcome: CancelResult,
+}
+
+#[derive(Serialize)]
+struct DeletedRun {
+    deleted: i64,
+    status: RunStatus,
+}
+
+pub(super) async fn run(
+    cmd: RunsCmd,
+    admin: &Admin,
+    now: DateTime<Utc>,
+    out: &mut Out<'_>,
+) -> Result<(), CliError> {
+    match cmd {
+        RunsCmd::List {
+            status,
+            task,
+            queue,
+            job,
+            tag,
+            created_after,
+            created_before,
+            page,
+            page_size,
+        } => {
+            let mut filter = RunFilter::new().page(page, page_size);
+            filter.status = status;
+            filter.task = task;
+            filter.queue = queue;
+            filter.job = job;
+            filter.tags = tag;
+            filter.created_after = created_after
+                .map(|s| parse_since(&s, now, "--created-after"))
+                .transpose()?;
+            filter.created_before = created_before
+                .map(|s| parse_since(&s, now, "--created-before"))
+                .transpose()?;
+            let page = admin.runs(&filter).await?;
+            out.print(&page, || {
+                let pages = page.total.div_ceil(page.page_size).max(1);
+                format!(
+                    "{}\npage {} of {pages} ({} runs)",
+                    runs_table(&page.runs),
+                    page.page,
+                    page.total
+                )
+            })
+        }
+        RunsCmd::Show { id } => {
+            let run = admin.run(id).await?;
+            out.print(&run, || run_detail(&run))
+        }
+        RunsCmd::Cancel { id } => {
+            let outcome = admin.cancel_run(id).await?;
+            let run = admin.run(id).await?;
+            out.print(&Cancelled { run: &run, outcome }, || match outcome {
+                CancelResult::Cancelled => format!("cancelled run {id}"),
+                CancelResult::Requested => format!(
+                    "cancel requested for run {id}: its node stops it within a second \
+                     (cooperatively, then by dropping it)"
+                ),
+            })
+        }
+        RunsCmd::Retry { id } => {
+            let run = admin.retry_run(id).await?;
+            out.print(&run, || {
+                format!(
+                    "queued run {id} again for attempt {} of {}",
+                    run.attempt + 1,
+                    run.max_attempts
+                )
+            })
+        }
+        RunsCmd::Delete { id } => {
+            let status = admin.delete_run(id).await?;
+            out.print(
+                &DeletedRun {
+                    deleted: id,
+                    status,
+                },
+                || format!("deleted run {id} ({status})"),
+            )
+        }
+    }
+}
+
+/// Attempts as `made/allowed` while the run may still make more, else the attempts it
+/// made.
+fn attempts(r: &Run) -> String {
+    if r.status.is_finished() {
+        r.attempt.to_string()
+    } else {
+        r.attempts_text()
+    }
+}
+
+pub(super) fn runs_table(runs: &[Run]) -> String {
+    let rows = runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.to_string(),
+                r.task.clone(),
+                r.job.clone().unwrap_or_else(|| "-".into()),
+                r.queue.clone(),
+                r.status.to_string(),
+                attempts(r),
+                r.priority.to_string(),
+                rfc3339(r.scheduled_for),
+                opt_time(r.finished_at),
+                r.error.as_deref().map_or("-".into(), |e| truncate(e, 60)),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "TASK",
+            "JOB",
+            "QUEUE",
+            "STATUS",
+            "ATTEMPTS",
+            "PRI",
+            "SCHEDULED FOR",
+            "FINISHED",
+            "ERROR",
+        ],
+        rows,
+    )
+}
+
+fn run_detail(r: &Run) -> String {
+    let attempt = if r.status.is_finished() {
+        format!("{} (at most {} allowed)", r.attempt, r.max_attempts)
+    } else {
+        format!("{} of at most {}", r.attempt, r.max_attempts)
+    };
+    let tags = if r.tags.is_empty() {
+        "-".to_string()
+    } else {
+        r.tags
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut s = fields(&[
+        ("id", r.id.to_string()),
+        ("task", r.task.clone()),
+        ("queue", r.queue.clone()),
+        ("job", r.job.clone().unwrap_or_else(|| "-".into())),
+        ("origin", r.origin.to_string()),
+        ("status", r.status.to_string()),
+        ("attempts", attempt),
+        ("priority", r.priority.to_string()),
+        ("params", r.params.to_string()),
+        ("tags", tags),
+        (
+            "idempotency key",
+            r.idempotency_key.clone().unwrap_or_else(|| "-".into()),
+        ),
+        ("scheduled for", rfc3339(r.scheduled_for)),
+        ("run at", rfc3339(r.run_at)),
+        ("created", rfc3339(r.created_at)),
+        ("started", opt_time(r.started_at)),
+        ("finished", opt_time(r.finished_at)),
+        ("node", r.node_id.clone().unwrap_or_else(|| "-".into())),
+        ("lease until", opt_time(r.lease_until)),
+        (
+            "cancel requested",
+            if r.cancel_requested { "yes" } else { "no" }.into(),
+        ),
+        (
+            "result",
+            r.result.as_ref().map_or("-".into(), |v| v.to_string()),
+        ),
+        ("error", r.error.clone().unwrap_or_else(|| "-".into())),
+    ]);
+    if !r.history.is_empty() {
+        s.push_str("\n\nhistory:");
+        for h in &r.history {
+            s.push_str(&format!(
+                "\n  {}  attempt {}  {}{}",
+                rfc3339(h.at),
+                h.attempt,
+                h.event,
+                h.message
+                    .as_deref()
+                    .map_or(String::new(), |m| format!(": {}", truncate(m, 200)))
+            ));
+        }
+    }
+    s
+}

@@ -1,0 +1,256 @@
+//! `kairos queues|nodes|tasks|migrate`: the cluster's queues and nodes, the published
+//! tasks, and the schema.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use clap::Subcommand;
+use serde::Serialize;
+
+use super::output::{CliError, Out, rfc3339, table};
+use crate::error::Error;
+use crate::model::{NodeInfo, QueueInfo, TaskInfo};
+use crate::ops::Admin;
+use crate::schedule::format_duration;
+use crate::store::{OpenMode, Store};
+
+#[derive(Debug, Subcommand)]
+pub(super) enum QueuesCmd {
+    /// Every queue: waiting and running runs, limits, paused.
+    List,
+    /// Start no new runs from this queue (running ones continue; queued ones wait).
+    Pause {
+        /// Queue name.
+        name: String,
+    },
+    /// Start runs from this queue again.
+    Resume {
+        /// Queue name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum NodesCmd {
+    /// Every node that ran against this database.
+    List,
+    /// Start no new runs on a node (by id), or on every node, including those that
+    /// start later (no id). Running runs continue.
+    Pause {
+        /// Node id (see `kairos nodes list`); every node when left out.
+        id: Option<String>,
+    },
+    /// Start runs again on a node, or on every node (no id).
+    Resume {
+        /// Node id; every node when left out.
+        id: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum TasksCmd {
+    /// Every task nodes registered, with its effective policies.
+    List,
+}
+
+pub(super) async fn queues(
+    cmd: QueuesCmd,
+    admin: &Admin,
+    out: &mut Out<'_>,
+) -> Result<(), CliError> {
+    match cmd {
+        QueuesCmd::List => {
+            let queues = admin.queues().await?;
+            out.print(&queues, || queues_table(&queues))
+        }
+        QueuesCmd::Pause { name } => {
+            let q = admin.set_queue_paused(&name, true).await?;
+            out.print(&q, || {
+                format!(
+                    "paused queue `{name}`: no new runs start from it ({} queued, {} running)",
+                    q.queued, q.running
+                )
+            })
+        }
+        QueuesCmd::Resume { name } => {
+            let q = admin.set_queue_paused(&name, false).await?;
+            out.print(&q, || format!("resumed queue `{name}`"))
+        }
+    }
+}
+
+pub(super) async fn nodes(
+    cmd: NodesCmd,
+    admin: &Admin,
+    now: DateTime<Utc>,
+    out: &mut Out<'_>,
+) -> Result<(), CliError> {
+    let (id, paused) = match cmd {
+        NodesCmd::List => {
+            let nodes = admin.nodes().await?;
+            return out.print(&nodes, || nodes_table(&nodes, now));
+        }
+        NodesCmd::Pause { id } => (id, true),
+        NodesCmd::Resume { id } => (id, false),
+    };
+    let nodes = admin.set_nodes_paused(id.as_deref(), paused).await?;
+    let verb = if paused { "paused" } else { "resumed" };
+    out.print(&nodes, || match &id {
+        Some(id) => format!("{verb} node {id}"),
+        None => format!(
+            "{verb} every node ({} known{})",
+            nodes.len(),
+            if paused {
+                "; nodes that start later are paused too"
+            } else {
+                ""
+            }
+        ),
+    })
+}
+
+pub(super) async fn tasks(cmd: TasksCmd, admin: &Admin, out: &mut Out<'_>) -> Result<(), CliError> {
+    let TasksCmd::List = cmd;
+    let tasks = admin.tasks().await?;
+    out.print(&tasks, || tasks_table(&tasks))
+}
+
+/// `kairos migrate`'s report.
+#[derive(Serialize)]
+struct Migrated<'a> {
+    database: &'a str,
+    applied: &'a [String],
+    repaired: &'a [String],
+}
+
+pub(super) async fn migrate(
+    url: &str,
+    timeout: Duration,
+    out: &mut Out<'_>,
+) -> Result<(), CliError> {
+    let store = Store::connect(url, OpenMode::Create, timeout)
+        .await
+        .map_err(Error::from)?;
+    let report = store.migrate().await.map_err(Error::from)?;
+    let m = Migrated {
+        database: store.url(),
+        applied: &report.applied,
+        repaired: &report.repaired,
+    };
+    out.print(&m, || {
+        let mut s = if report.applied.is_empty() {
+            format!("{}: the schema is up to date", store.url())
+        } else {
+            format!("{}: applied {}", store.url(), report.applied.join(", "))
+        };
+        if !report.repaired.is_empty() {
+            s.push_str(&format!("; repaired: {}", report.repaired.join(", ")));
+        }
+        s
+    })
+}
+
+fn queues_table(queues: &[QueueInfo]) -> String {
+    let rows = queues
+        .iter()
+        .map(|q| {
+            vec![
+                q.name.clone(),
+                q.queued.to_string(),
+                q.running.to_string(),
+                q.concurrency.map_or("-".into(), |c| c.to_string()),
+                match (q.rate_limit, q.rate_window) {
+                    (Some(n), Some(w)) => format!("{n}/{}", format_duration(w)),
+                    _ => "-".into(),
+                },
+                if q.paused { "yes" } else { "no" }.into(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "QUEUE",
+            "QUEUED",
+            "RUNNING",
+            "CONCURRENCY",
+            "RATE LIMIT",
+            "PAUSED",
+        ],
+        rows,
+    )
+}
+
+fn nodes_table(nodes: &[NodeInfo], now: DateTime<Utc>) -> String {
+    let rows = nodes
+        .iter()
+        .map(|n| {
+            let age = (now - n.heartbeat_at).num_seconds().max(0);
+            vec![
+                n.id.clone(),
+                n.hostname.clone(),
+                n.pid.to_string(),
+                n.version.clone(),
+                rfc3339(n.started_at),
+                format!("{} ({age}s ago)", rfc3339(n.heartbeat_at)),
+                n.status.clone(),
+                if n.paused { "yes" } else { "no" }.into(),
+                n.running.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NODE",
+            "HOST",
+            "PID",
+            "VERSION",
+            "STARTED",
+            "LAST HEARTBEAT",
+            "STATUS",
+            "PAUSED",
+            "RUNNING",
+        ],
+        rows,
+    )
+}
+
+fn tasks_table(tasks: &[TaskInfo]) -> String {
+    let rows = tasks
+        .iter()
+        .map(|t| {
+            let params = t.params_schema["properties"]
+                .as_object()
+                .map(|p| p.keys().cloned().collect::<Vec<_>>().join(", "))
+                .unwrap_or_default();
+            vec![
+                t.name.clone(),
+                t.queue.clone(),
+                t.priority.to_string(),
+                t.max_retries.to_string(),
+                format_duration(t.retry_delay),
+                format_duration(t.timeout),
+                t.max_instances.map_or("-".into(), |m| m.to_string()),
+                if params.is_empty() {
+                    "-".into()
+                } else {
+                    params
+                },
+                t.location.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "TASK",
+            "QUEUE",
+            "PRIORITY",
+            "RETRIES",
+            "RETRY_DELAY",
+            "TIMEOUT",
+            "MAX_INSTANCES",
+            "PARAMS",
+            "DEFINED AT",
+        ],
+        rows,
+    )
+}

@@ -1,0 +1,127 @@
+//! The error every operation of the front door returns (handle, admin API, CLI, and
+//! the HTTP API built on them), with a stable machine-readable code for each kind.
+
+use crate::store::StoreError;
+
+/// Why an operation was refused or failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No task of that name is registered (or published, for the standalone CLI).
+    #[error("unknown task `{name}`{hint}")]
+    UnknownTask {
+        /// The name given.
+        name: String,
+        /// A suggestion and the known names.
+        hint: String,
+    },
+    /// The params do not fit the task's parameters.
+    #[error("invalid params for task `{task}`: {}", problems.join("; "))]
+    InvalidParams {
+        /// The task.
+        task: String,
+        /// Each problem, naming the parameter and the expected type.
+        problems: Vec<String>,
+    },
+    /// An input value is out of range or malformed.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field, flag or key.
+        field: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// No job of that name.
+    #[error("no job named `{name}`{hint}")]
+    JobNotFound {
+        /// The name given.
+        name: String,
+        /// A suggestion and where to look.
+        hint: String,
+    },
+    /// No run with that id.
+    #[error("no run with id {id}; `kairos runs list` shows recent runs")]
+    RunNotFound {
+        /// The id given.
+        id: i64,
+    },
+    /// No queue of that name.
+    #[error("no queue named `{name}`{hint}")]
+    QueueNotFound {
+        /// The name given.
+        name: String,
+        /// A suggestion and the known names.
+        hint: String,
+    },
+    /// No node with that id.
+    #[error("no node `{name}`{hint}")]
+    NodeNotFound {
+        /// The id given.
+        name: String,
+        /// A suggestion and where to look.
+        hint: String,
+    },
+    /// The operation does not fit the current state (cancelling a finished run,
+    /// resuming a disabled job, a name already taken...).
+    #[error("{message}")]
+    Conflict {
+        /// What the state is and what to do.
+        message: String,
+    },
+    /// Some items of a batch are invalid; nothing was enqueued.
+    #[error("{} of {total} runs are invalid, nothing was enqueued: {}", errors.len(), describe_batch(errors))]
+    Batch {
+        /// How many items the batch had.
+        total: usize,
+        /// Each invalid item: its index (from 0) and why.
+        errors: Vec<(usize, Error)>,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn describe_batch(errors: &[(usize, Error)]) -> String {
+    let mut parts: Vec<String> = errors
+        .iter()
+        .take(5)
+        .map(|(i, e)| format!("item {}: {e}", i + 1))
+        .collect();
+    if errors.len() > 5 {
+        parts.push(format!("and {} more", errors.len() - 5));
+    }
+    parts.join("; ")
+}
+
+impl Error {
+    /// A stable code for programs: `unknown_task`, `invalid_params`, `invalid_input`,
+    /// `not_found`, `conflict`, `invalid_batch`, `database_unavailable`, `database`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::UnknownTask { .. } => "unknown_task",
+            Error::InvalidParams { .. } => "invalid_params",
+            Error::Invalid { .. } => "invalid_input",
+            Error::JobNotFound { .. }
+            | Error::RunNotFound { .. }
+            | Error::QueueNotFound { .. }
+            | Error::NodeNotFound { .. } => "not_found",
+            Error::Conflict { .. } => "conflict",
+            Error::Batch { .. } => "invalid_batch",
+            Error::Store(e) if e.is_connection() => "database_unavailable",
+            Error::Store(_) => "database",
+        }
+    }
+
+    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn conflict(message: impl Into<String>) -> Error {
+        Error::Conflict {
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,446 @@
+//! Operations on jobs: listing, pause and resume, trigger, create, update and delete
+//! (for jobs made at run time), and the record of every slot.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::Admin;
+use super::enqueue::check_params;
+use crate::error::Error;
+use crate::job::JobSpec;
+use crate::model::{DisabledReason, Job, JobPolicy, JobSlot, JobSource, RunOrigin, SlotOutcome};
+use crate::schedule::Schedule;
+use crate::store::NewRun;
+use crate::task::{Misfire, Overlap};
+
+/// Longest job name accepted.
+const MAX_NAME: usize = 200;
+/// Most slots one listing expands.
+const MAX_EXPAND: usize = 200_000;
+
+/// A job to create at run time (source `api`): kept across restarts and never
+/// disabled by `jobs.toml` reconciliation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    name: String,
+    task: String,
+    schedule: Schedule,
+    params: Option<Value>,
+    priority: Option<i32>,
+    changes: JobChanges,
+    paused: bool,
+}
+
+impl NewJob {
+    /// A job named `name` firing `task` on `schedule`, with the task's policies.
+    pub fn new(name: impl Into<String>, task: impl Into<String>, schedule: Schedule) -> Self {
+        NewJob {
+            name: name.into(),
+            task: task.into(),
+            schedule,
+            params: None,
+            priority: None,
+            changes: JobChanges::default(),
+            paused: false,
+        }
+    }
+    /// Params of every run.
+    pub fn params(mut self, params: Value) -> Self {
+        self.params = Some(params);
+        self
+    }
+    /// Priority of its runs (else the task's).
+    pub fn priority(mut self, p: i32) -> Self {
+        self.priority = Some(p);
+        self
+    }
+    /// Misfire, overlap and grace overrides.
+    pub fn policies(mut self, changes: JobChanges) -> Self {
+        self.changes = changes;
+        self
+    }
+    /// Create it paused.
+    pub fn paused(mut self, paused: bool) -> Self {
+        self.paused = paused;
+        self
+    }
+}
+
+/// Changes to a job made at run time; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct JobChanges {
+    /// A new schedule (restarts the job's slots from now).
+    pub schedule: Option<Schedule>,
+    /// New params.
+    pub params: Option<Value>,
+    /// New priority (`Some(None)`: the task's).
+    pub priority: Option<Option<i32>>,
+    /// Misfire policy.
+    pub misfire: Option<Misfire>,
+    /// Catch-up bound.
+    pub max_catch_up: Option<u32>,
+    /// Misfire grace.
+    pub misfire_grace: Option<Duration>,
+    /// Overlap policy.
+    pub overlap: Option<Overlap>,
+}
+
+impl JobChanges {
+    /// No change.
+    pub fn new() -> Self {
+        JobChanges::default()
+    }
+    /// A new schedule.
+    pub fn schedule(mut self, s: Schedule) -> Self {
+        self.schedule = Some(s);
+        self
+    }
+    /// New params.
+    pub fn params(mut self, p: Value) -> Self {
+        self.params = Some(p);
+        self
+    }
+    /// New priority.
+    pub fn priority(mut self, p: Option<i32>) -> Self {
+        self.priority = Some(p);
+        self
+    }
+    /// Misfire policy.
+    pub fn misfire(mut self, m: Misfire) -> Self {
+        self.misfire = Some(m);
+        self
+    }
+    /// Catch-up bound.
+    pub fn max_catch_up(mut self, n: u32) -> Self {
+        self.max_catch_up = Some(n);
+        self
+    }
+    /// Misfire grace.
+    pub fn misfire_grace(mut self, d: Duration) -> Self {
+        self.misfire_grace = Some(d);
+        self
+    }
+    /// Overlap policy.
+    pub fn overlap(mut self, o: Overlap) -> Self {
+        self.overlap = Some(o);
+        self
+    }
+
+    fn apply(&self, mut p: JobPolicy) -> Result<JobPolicy, Error> {
+        if let Some(m) = self.misfire {
+            p.misfire = m;
+        }
+        if let Some(n) = self.max_catch_up {
+            if n == 0 {
+                return Err(Error::invalid(
+                    "max_catch_up",
+                    "must be at least 1 (use misfire = skip to run no missed slot)",
+                ));
+            }
+            p.max_catch_up = n;
+        }
+        if let Some(g) = self.misfire_grace {
+            if g > crate::schedule::MAX_DURATION {
+                return Err(Error::invalid("misfire_grace", "at most 100 years"));
+            }
+            p.misfire_grace = g;
+        }
+        if let Some(o) = self.overlap {
+            p.overlap = o;
+        }
+        Ok(p)
+    }
+}
+
+fn check_schedule(s: &Schedule) -> Result<(), Error> {
+    if let Schedule::Every(d) = s {
+        if d.is_zero() {
+            return Err(Error::invalid("interval", "must be longer than zero"));
+        }
+        if *d > crate::schedule::MAX_DURATION {
+            return Err(Error::invalid(
+                "interval",
+                format!(
+                    "{} is so long the job would never fire; use at most {}",
+                    crate::schedule::format_duration(*d),
+                    crate::schedule::format_duration(crate::schedule::MAX_DURATION)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Admin {
+    /// Every job, by name.
+    pub async fn jobs(&self) -> Result<Vec<Job>, Error> {
+        Ok(self.store().jobs().await?)
+    }
+
+    /// The job of this name, or an error with a suggestion.
+    pub async fn job(&self, name: &str) -> Result<Job, Error> {
+        match self.store().job(name).await? {
+            Some(j) => Ok(j),
+            None => Err(self.job_not_found(name).await),
+        }
+    }
+
+    pub(crate) async fn job_not_found(&self, name: &str) -> Error {
+        let jobs = self.store().jobs().await.unwrap_or_default();
+        let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
+        Error::JobNotFound {
+            name: name.to_string(),
+            hint: crate::suggest::hint(name, &names, "jobs", "there are no jobs"),
+        }
+    }
+
+    /// Pauses a job: its slots pass without runs until it is resumed; runs it already
+    /// queued still run (cancel them to stop them).
+    pub async fn pause_job(&self, name: &str) -> Result<Job, Error> {
+        match self.store().set_job_paused(name, true, self.now()).await? {
+            Some(j) => {
+                self.jobs_changed();
+                Ok(j)
+            }
+            None => Err(self.job_not_found(name).await),
+        }
+    }
+
+    /// Resumes a paused job; the slots missed while paused go through its misfire
+    /// policy (by default one run stands for them).
+    pub async fn resume_job(&self, name: &str) -> Result<Job, Error> {
+        let job = self.job(name).await?;
+        if !job.enabled {
+            return Err(Error::conflict(disabled_message(&job)));
+        }
+        match self.store().set_job_paused(name, false, self.now()).await? {
+            Some(j) => {
+                self.jobs_changed();
+                Ok(j)
+            }
+            None => Err(self.job_not_found(name).await),
+        }
+    }
+
+    /// Enqueues a run of the job now, outside its schedule (origin `manual`). Returns
+    /// the run's id.
+    pub async fn trigger_job(&self, name: &str) -> Result<i64, Error> {
+        let job = self.job(name).await?;
+        let view = self.task_view(&job.task).await?;
+        let now = self.now();
+        let run = NewRun {
+            task: job.task.clone(),
+            queue: view.policy.queue.clone(),
+            job_id: Some(job.id),
+            origin: RunOrigin::Manual,
+            params: job.params.clone(),
+            tags: BTreeMap::new(),
+            run_at: now,
+            scheduled_for: now,
+            priority: job.priority.unwrap_or(view.policy.priority),
+            max_retries: view.policy.max_retries,
+            retry_delay: view.policy.retry_delay,
+            timeout: view.policy.timeout,
+            idempotency_key: None,
+        };
+        match self.store().trigger_job(&run, now).await? {
+            Some(id) => {
+                self.runs_changed();
+                Ok(id)
+            }
+            None => Err(Error::conflict(format!(
+                "job `{name}` was already triggered at this instant"
+            ))),
+        }
+    }
+
+    /// Creates a job (source `api`).
+    pub async fn create_job(&self, new: NewJob) -> Result<Job, Error> {
+        let name = new.name.trim();
+        if name.is_empty() || name.chars().count() > MAX_NAME || name != new.name {
+            return Err(Error::invalid(
+                "name",
+                format!(
+                    "a job name is 1 to {MAX_NAME} characters, without leading or trailing spaces"
+                ),
+            ));
+        }
+        check_schedule(&new.schedule)?;
+        let view = self.task_view(&new.task).await?;
+        let params = check_params(&new.task, new.params, &view.check)?;
+        let spec = JobSpec {
+            name: new.name.clone(),
+            task: new.task,
+            schedule: new.schedule,
+            params,
+            enabled: true,
+            priority: new.priority,
+            policy: new.changes.apply(view.policy.job_policy)?,
+            source: JobSource::Api,
+        };
+        if !self
+            .store()
+            .create_job(&spec, new.paused, self.now())
+            .await?
+        {
+            let existing = self.job(&new.name).await?;
+            return Err(Error::conflict(format!(
+                "a job named `{}` already exists (declared by {}); choose another name or \
+                 `kairos jobs update` it",
+                new.name,
+                source_text(existing.source)
+            )));
+        }
+        self.jobs_changed();
+        self.job(&new.name).await
+    }
+
+    /// Changes a job created at run time.
+    pub async fn update_job(&self, name: &str, changes: JobChanges) -> Result<Job, Error> {
+        let job = self.job(name).await?;
+        if job.source != JobSource::Api {
+            return Err(Error::conflict(format!(
+                "job `{name}` is declared by {}; change it there (a declared job is restored \
+                 from its declaration at every start)",
+                source_text(job.source)
+            )));
+        }
+        let schedule = changes.schedule.clone().unwrap_or(job.schedule.clone());
+        check_schedule(&schedule)?;
+        let params = match &changes.params {
+            Some(p) => {
+                let view = self.task_view(&job.task).await?;
+                check_params(&job.task, Some(p.clone()), &view.check)?
+            }
+            None => job.params.clone(),
+        };
+        let spec = JobSpec {
+            name: job.name.clone(),
+            task: job.task.clone(),
+            schedule,
+            params,
+            enabled: job.enabled,
+            priority: changes.priority.unwrap_or(job.priority),
+            policy: changes.apply(job.policy)?,
+            source: JobSource::Api,
+        };
+        if !self.store().update_job(&spec, self.now()).await? {
+            return Err(self.job_not_found(name).await);
+        }
+        self.jobs_changed();
+        self.job(name).await
+    }
+
+    /// Deletes a job created at run time, or one disabled because it is no longer
+    /// declared. Its queued runs are cancelled and its running ones asked to stop;
+    /// unless `keep_history`, its finished runs and slot records go too. Returns (runs
+    /// cancelled, runs deleted).
+    pub async fn delete_job(&self, name: &str, keep_history: bool) -> Result<(u64, u64), Error> {
+        let job = self.job(name).await?;
+        let undeclared = job.disabled_reason == Some(DisabledReason::Undeclared);
+        if job.source != JobSource::Api && !undeclared {
+            return Err(Error::conflict(format!(
+                "job `{name}` is declared by {}; remove it there (it is then disabled and can \
+                 be deleted), or pause it with `kairos jobs pause {name}`",
+                source_text(job.source)
+            )));
+        }
+        match self
+            .store()
+            .delete_job(name, keep_history, self.now())
+            .await?
+        {
+            Some(counts) => {
+                self.jobs_changed();
+                Ok(counts)
+            }
+            None => Err(self.job_not_found(name).await),
+        }
+    }
+
+    /// What became of each slot of the job from `since` on, oldest first: at most the
+    /// `limit` most recent ones.
+    pub async fn job_slots(
+        &self,
+        name: &str,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<JobSlot>, Error> {
+        let job = self.job(name).await?;
+        let mut slots: BTreeMap<DateTime<Utc>, JobSlot> = BTreeMap::new();
+        for stored in self.store().slot_ranges(job.id, since).await? {
+            let r = &stored.record;
+            let anchor = job.anchor_at.unwrap_or(r.first);
+            let mut s = if r.first >= since {
+                Some(r.first)
+            } else {
+                job.schedule
+                    .next_after(anchor, since - chrono::Duration::milliseconds(1))
+            };
+            let mut n = 0;
+            while let Some(t) = s.filter(|t| *t <= r.last) {
+                slots.insert(
+                    t,
+                    JobSlot {
+                        scheduled_for: t,
+                        outcome: r.outcome,
+                        run_id: stored.run_id,
+                        reason: r.reason,
+                    },
+                );
+                n += 1;
+                if n >= MAX_EXPAND {
+                    break;
+                }
+                s = job.schedule.next_after(anchor, t);
+            }
+        }
+        // A slot that has its own run shows that run, whatever range covered it.
+        for (t, id, origin) in self.store().slot_runs(job.id, since).await? {
+            slots.insert(
+                t,
+                JobSlot {
+                    scheduled_for: t,
+                    outcome: if origin == RunOrigin::CatchUp {
+                        SlotOutcome::CaughtUp
+                    } else {
+                        SlotOutcome::Ran
+                    },
+                    run_id: Some(id),
+                    reason: None,
+                },
+            );
+        }
+        let all: Vec<JobSlot> = slots.into_values().collect();
+        let skip = all.len().saturating_sub(limit);
+        Ok(all.into_iter().skip(skip).collect())
+    }
+}
+
+/// Why a disabled job cannot be resumed, and what to do.
+fn disabled_message(job: &Job) -> String {
+    match job.disabled_reason {
+        Some(DisabledReason::Config) => format!(
+            "job `{0}` is disabled by `enabled = false` in jobs.toml; set `enabled = true` \
+             there (resume only undoes `kairos jobs pause`)",
+            job.name
+        ),
+        _ => format!(
+            "job `{0}` is disabled: it is no longer declared in code or jobs.toml; declare it \
+             again to re-enable it, or `kairos jobs delete {0}`",
+            job.name
+        ),
+    }
+}
+
+fn source_text(s: JobSource) -> &'static str {
+    match s {
+        JobSource::Code => "#[kairos::task] in the application's code",
+        JobSource::Config => "a [[jobs]] entry in jobs.toml",
+        JobSource::Api => "`kairos jobs create` (or the API)",
+    }
+}

@@ -1,0 +1,284 @@
+//! The one front door: every operation on jobs, runs, queues and nodes (enqueue one or
+//! many, trigger, pause and resume, cancel, retry, delete, create and update jobs,
+//! listings), with the checks that make bad input an error at the door rather than a
+//! failed run later. The application's [`SchedulerHandle`](crate::SchedulerHandle), the
+//! admin CLI and the HTTP API all call it; they only parse input and print output.
+//!
+//! What a task is (its policy and its parameters) comes from a *task source*: the
+//! registry and configuration of the application when kairos runs inside it, or the
+//! task catalogue the nodes publish in the database when a tool (the standalone
+//! `kairos` binary) has no compiled tasks. Params are then checked exactly (by the
+//! code the macro generated) or against the published JSON Schema.
+
+mod cluster;
+mod enqueue;
+mod jobs;
+mod runs;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+pub use enqueue::{Enqueue, Enqueued};
+pub use jobs::{JobChanges, NewJob};
+pub use runs::CancelResult;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::Error;
+use crate::job::{Defaults, TaskPolicy};
+use crate::model::TaskInfo;
+use crate::runtime::{CancelReason, Signals};
+use crate::store::{DEFAULT_CONNECT_TIMEOUT, OpenMode, Store};
+use crate::task::{ParamsCheck, Registry};
+
+/// Operations on a kairos database: enqueue and steer runs, jobs, queues and nodes, and
+/// read them back. Cheap to clone.
+///
+/// An application gets one bound to its tasks from
+/// [`SchedulerHandle::admin`](crate::SchedulerHandle::admin); a tool without the
+/// application's code connects with [`Admin::connect`] and uses the task catalogue the
+/// nodes published.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    tasks: Tasks,
+    clock: Arc<dyn Clock>,
+    defaults: Defaults,
+    /// The loops of the node this admin belongs to, woken by its changes.
+    signals: Option<Arc<Signals>>,
+}
+
+/// Where task policies and parameters come from.
+#[derive(Debug)]
+pub(crate) enum Tasks {
+    /// The catalogue nodes published in the database.
+    Catalog,
+    /// The application's own registry and resolved configuration.
+    App {
+        registry: Registry,
+        policies: HashMap<String, TaskPolicy>,
+    },
+}
+
+/// How params of a task are checked at the door.
+#[derive(Debug, Clone)]
+pub(crate) enum Check {
+    /// Exactly as the handler will read them (compiled in).
+    Exact(ParamsCheck),
+    /// Against the JSON Schema the nodes published.
+    Schema(Value),
+    /// Any object (a task registered by hand).
+    Any,
+}
+
+/// A task as an operation sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct TaskView {
+    pub(crate) policy: TaskPolicy,
+    pub(crate) check: Check,
+}
+
+impl Admin {
+    /// Connects to an existing kairos database (it must have been created by a node or
+    /// `kairos migrate`) and uses the task catalogue its nodes published.
+    pub async fn connect(url: &str) -> Result<Admin, Error> {
+        let store = Store::open(url, OpenMode::Existing, DEFAULT_CONNECT_TIMEOUT).await?;
+        Ok(Admin::new(
+            store,
+            Tasks::Catalog,
+            Arc::new(SystemClock),
+            Defaults::default(),
+        ))
+    }
+
+    pub(crate) fn new(
+        store: Store,
+        tasks: Tasks,
+        clock: Arc<dyn Clock>,
+        defaults: Defaults,
+    ) -> Admin {
+        Admin {
+            inner: Arc::new(Inner {
+                store,
+                tasks,
+                clock,
+                defaults,
+                signals: None,
+            }),
+        }
+    }
+
+    /// An admin whose changes wake the loops of a local node.
+    pub(crate) fn for_node(
+        store: Store,
+        tasks: Tasks,
+        clock: Arc<dyn Clock>,
+        defaults: Defaults,
+        signals: Arc<Signals>,
+    ) -> Admin {
+        Admin {
+            inner: Arc::new(Inner {
+                store,
+                tasks,
+                clock,
+                defaults,
+                signals: Some(signals),
+            }),
+        }
+    }
+
+    /// Jobs changed: the local planner and dispatcher look again.
+    pub(crate) fn jobs_changed(&self) {
+        if let Some(s) = &self.inner.signals {
+            s.wake_planner.notify_one();
+            s.wake_dispatcher.notify_one();
+        }
+    }
+
+    /// Runs were added or queued again: the local dispatcher looks again.
+    pub(crate) fn runs_changed(&self) {
+        if let Some(s) = &self.inner.signals {
+            s.wake_dispatcher.notify_one();
+        }
+    }
+
+    /// A run was cancelled: stop it at once if this node runs it.
+    pub(crate) fn run_cancelled(&self, id: i64) {
+        if let Some(s) = &self.inner.signals {
+            s.cancel_local(id, None, CancelReason::Operator);
+            s.wake_dispatcher.notify_one();
+        }
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    pub(crate) fn defaults(&self) -> &Defaults {
+        &self.inner.defaults
+    }
+
+    /// The policy and params check of `name`, or an unknown-task error with a
+    /// suggestion.
+    pub(crate) async fn task_view(&self, name: &str) -> Result<TaskView, Error> {
+        match &self.inner.tasks {
+            Tasks::App { registry, policies } => {
+                let Some(def) = registry.get(name) else {
+                    let names = registry.names();
+                    return Err(Error::UnknownTask {
+                        name: name.to_string(),
+                        hint: crate::suggest::hint(
+                            name,
+                            &names,
+                            "tasks",
+                            "no task is registered in this program",
+                        ),
+                    });
+                };
+                let policy = policies
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| self.inner.defaults.unknown_task_policy());
+                let check = match def.check_params {
+                    Some(f) => Check::Exact(f),
+                    None => Check::Any,
+                };
+                Ok(TaskView { policy, check })
+            }
+            Tasks::Catalog => match self.inner.store.task(name).await? {
+                Some(t) => Ok(TaskView {
+                    policy: TaskPolicy {
+                        max_instances: t.max_instances,
+                        max_retries: t.max_retries,
+                        retry_delay: t.retry_delay,
+                        timeout: t.timeout,
+                        priority: t.priority,
+                        queue: t.queue,
+                        job_policy: t.job_policy,
+                    },
+                    check: Check::Schema(t.params_schema),
+                }),
+                None => {
+                    let tasks = self.inner.store.tasks().await?;
+                    let names: Vec<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
+                    Err(Error::UnknownTask {
+                        name: name.to_string(),
+                        hint: crate::suggest::hint(
+                            name,
+                            &names,
+                            "tasks",
+                            "no node has registered tasks in this database yet; start the \
+                             application once (or check --database-url)",
+                        ),
+                    })
+                }
+            },
+        }
+    }
+
+    /// Every task: the application's (with effective policies) or the published
+    /// catalogue.
+    pub async fn tasks(&self) -> Result<Vec<TaskInfo>, Error> {
+        match &self.inner.tasks {
+            Tasks::App { registry, policies } => Ok(registry
+                .tasks()
+                .into_iter()
+                .map(|t| {
+                    let p = policies
+                        .get(t.name)
+                        .cloned()
+                        .unwrap_or_else(|| self.inner.defaults.unknown_task_policy());
+                    task_info(t, &p)
+                })
+                .collect()),
+            Tasks::Catalog => Ok(self.inner.store.tasks().await?),
+        }
+    }
+}
+
+/// A task's catalogue entry from its definition and effective policy.
+pub(crate) fn task_info(t: &crate::task::TaskDef, p: &TaskPolicy) -> TaskInfo {
+    TaskInfo {
+        name: t.name.to_string(),
+        queue: p.queue.clone(),
+        priority: p.priority,
+        max_retries: p.max_retries,
+        retry_delay: p.retry_delay,
+        timeout: p.timeout,
+        max_instances: p.max_instances,
+        job_policy: p.job_policy,
+        params_schema: t.params_schema(),
+        location: t.location.to_string(),
+    }
+}
+
+/// `now + d`, or an error naming `field` when that is beyond any date kairos can store
+/// (such a delay would never come).
+pub(crate) fn after(now: DateTime<Utc>, d: Duration, field: &str) -> Result<DateTime<Utc>, Error> {
+    if d > crate::schedule::MAX_DURATION {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "{} is too long: a run that far ahead would never start; use at most {}",
+                crate::schedule::format_duration(d),
+                crate::schedule::format_duration(crate::schedule::MAX_DURATION)
+            ),
+        ));
+    }
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .ok_or_else(|| Error::invalid(field, "too far in the future"))
+}

@@ -1,0 +1,97 @@
+//! Operations on runs: reading them (one, or a filtered page), cancel, retry, delete.
+
+use serde::Serialize;
+
+use super::Admin;
+use crate::error::Error;
+use crate::model::{Run, RunFilter, RunPage, RunStatus};
+use crate::store::{CancelOutcome, DeleteOutcome, RetryOutcome};
+
+/// What a cancel did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelResult {
+    /// The run was queued and is now `cancelled`.
+    Cancelled,
+    /// The run is running: its node signals `ctx.cancelled()` within a second, drops it
+    /// after a grace period, and the run ends `cancelled`.
+    Requested,
+}
+
+impl Admin {
+    /// One run, with its history.
+    pub async fn run(&self, id: i64) -> Result<Run, Error> {
+        self.store().run(id).await?.ok_or(Error::RunNotFound { id })
+    }
+
+    /// Runs matching `filter`, newest first, one page of them.
+    pub async fn runs(&self, filter: &RunFilter) -> Result<RunPage, Error> {
+        if filter.page_size > RunFilter::MAX_PAGE_SIZE {
+            return Err(Error::invalid(
+                "page_size",
+                format!(
+                    "{} is more than the {} runs a page may hold",
+                    filter.page_size,
+                    RunFilter::MAX_PAGE_SIZE
+                ),
+            ));
+        }
+        if filter.page > u64::MAX / RunFilter::MAX_PAGE_SIZE {
+            return Err(Error::invalid("page", "page number too large"));
+        }
+        if let Some(job) = &filter.job
+            && self.store().job(job).await?.is_none()
+        {
+            return Err(self.job_not_found(job).await);
+        }
+        Ok(self.store().runs(filter).await?)
+    }
+
+    /// Cancels a run: a queued one at once, a running one cooperatively
+    /// (`ctx.cancelled()`), then by dropping it after a grace period. Either way it
+    /// ends `cancelled`, unless it finished first.
+    pub async fn cancel_run(&self, id: i64) -> Result<CancelResult, Error> {
+        match self.store().cancel_run(id, self.now()).await? {
+            CancelOutcome::Cancelled => Ok(CancelResult::Cancelled),
+            CancelOutcome::Requested => {
+                self.run_cancelled(id);
+                Ok(CancelResult::Requested)
+            }
+            CancelOutcome::AlreadyFinished(s) => Err(Error::conflict(format!(
+                "run {id} already finished ({s}); there is nothing to cancel"
+            ))),
+            CancelOutcome::NotFound => Err(Error::RunNotFound { id }),
+        }
+    }
+
+    /// Queues a failed, timed-out or cancelled run again as its next attempt (the
+    /// earlier attempts stay in its history).
+    pub async fn retry_run(&self, id: i64) -> Result<Run, Error> {
+        match self.store().retry_run(id, self.now()).await? {
+            RetryOutcome::Queued => {
+                self.runs_changed();
+                self.run(id).await
+            }
+            RetryOutcome::NotRetryable(s) => Err(Error::conflict(match s {
+                RunStatus::Succeeded => {
+                    format!("run {id} succeeded; enqueue a new run instead of retrying it")
+                }
+                other => format!(
+                    "run {id} is {other}; only a failed, timed-out or cancelled run can be retried"
+                ),
+            })),
+            RetryOutcome::NotFound => Err(Error::RunNotFound { id }),
+        }
+    }
+
+    /// Deletes a run that is not running, with its history.
+    pub async fn delete_run(&self, id: i64) -> Result<RunStatus, Error> {
+        match self.store().delete_run(id).await? {
+            DeleteOutcome::Deleted(s) => Ok(s),
+            DeleteOutcome::Running => Err(Error::conflict(format!(
+                "run {id} is running; cancel it first (`kairos runs cancel {id}`)"
+            ))),
+            DeleteOutcome::NotFound => Err(Error::RunNotFound { id }),
+        }
+    }
+}

@@ -1,0 +1,410 @@
+//! Claiming due runs for a node, in batches, in claim order (priority, then due
+//! time), within the limits.
+//!
+//! # Limits
+//! `max_instances` per task and `concurrency` and `rate_limit` per queue are enforced
+//! in the claim: running runs (and, for rate limits, recorded starts) are counted inside
+//! the claim transaction, which on PostgreSQL first takes an advisory lock so that two
+//! nodes cannot both see the last free slot. Paused queues and nodes are excluded by the
+//! claim statement itself, so nothing starts from a paused queue or on a paused node.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, TransactionTrait, Value};
+use serde_json::Value as Json;
+
+use super::codec::{count, duration_ms, from_ms, ms, ms_duration};
+use super::runs::INSERT_CHUNK;
+use super::sql::placeholders;
+use super::{Lock, Store, StoreError, write_txn};
+
+/// A run handed to this node to execute.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ClaimedRun {
+    pub(crate) id: i64,
+    pub(crate) task: String,
+    pub(crate) queue: String,
+    pub(crate) job_id: Option<i64>,
+    pub(crate) params: Json,
+    pub(crate) tags: BTreeMap<String, String>,
+    /// This attempt's number (1-based).
+    pub(crate) attempt: u32,
+    pub(crate) scheduled_for: DateTime<Utc>,
+    pub(crate) max_retries: u32,
+    pub(crate) retry_delay: Duration,
+    pub(crate) timeout: Duration,
+    /// When this attempt was claimed (its `started_at`).
+    pub(crate) started_at: DateTime<Utc>,
+}
+
+/// A queue's limits as a node enforces them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct QueueLimit {
+    /// Runs of the queue running at once.
+    pub(crate) concurrency: Option<u32>,
+    /// At most `.0` starts in any window of `.1`.
+    pub(crate) rate: Option<(u32, Duration)>,
+}
+
+/// The limits a claim must respect.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ClaimLimits {
+    /// Task name → runs allowed at once.
+    pub(crate) max_instances: HashMap<String, u32>,
+    /// Queue name → limits.
+    pub(crate) queues: HashMap<String, QueueLimit>,
+}
+
+impl ClaimLimits {
+    fn is_empty(&self) -> bool {
+        self.max_instances.is_empty() && self.queues.is_empty()
+    }
+}
+
+/// What a claim got, and when it is worth trying again if limits held runs back.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Claim {
+    pub(crate) runs: Vec<ClaimedRun>,
+    /// The earliest time a rate-limited queue has budget again.
+    pub(crate) retry_at: Option<DateTime<Utc>>,
+}
+
+const CLAIM_COLUMNS: &str = "id, task, queue, job_id, params, tags, attempt, scheduled_for, max_retries, \
+     retry_delay_ms, timeout_ms";
+
+/// Conditions every claim adds: nothing starts from a paused queue or on a paused node.
+const NOT_PAUSED: &str = "NOT EXISTS (SELECT 1 FROM kairos_queues q WHERE q.name = kairos_runs.queue AND q.paused) \
+     AND NOT EXISTS (SELECT 1 FROM kairos_nodes n WHERE n.id = $1 AND n.paused) \
+     AND NOT EXISTS (SELECT 1 FROM kairos_meta m WHERE m.key = 'nodes_paused' AND m.value <> 0)";
+
+impl Store {
+    /// Claims up to `limit` due runs (run_at ≤ `due_by`) for `node`, lowest priority
+    /// number first, then earliest run_at, within `limits` (see "Limits" above).
+    pub(crate) async fn claim(
+        &self,
+        node: &str,
+        due_by: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+        limits: &ClaimLimits,
+    ) -> Result<Claim, StoreError> {
+        if limit == 0 {
+            return Ok(Claim::default());
+        }
+        let pg = self.is_pg();
+        let txn = self.db.begin_with_options(write_txn()).await?;
+        let lock = if pg { " FOR UPDATE SKIP LOCKED" } else { "" };
+        // Without statistics SQLite prefers a range scan on another index plus a sort of
+        // every due row; the claim index yields rows already in claim order.
+        let from = if pg {
+            "kairos_runs"
+        } else {
+            "kairos_runs INDEXED BY kairos_runs_claim"
+        };
+        let mut retry_at = None;
+        let mut starts: HashMap<String, u32> = HashMap::new();
+        let ids: Vec<i64> = if limits.is_empty() {
+            let sql = format!(
+                "SELECT id FROM {from} WHERE status = 'queued' AND run_at <= $2 AND {NOT_PAUSED} \
+                 ORDER BY priority, run_at, id LIMIT $3{lock}"
+            );
+            txn.query_all_raw(self.stmt(
+                &sql,
+                [
+                    Value::from(node.to_string()),
+                    Value::from(ms(due_by)),
+                    Value::from(limit as i64),
+                ],
+            ))
+            .await?
+            .iter()
+            .map(|r| r.try_get::<i64>("", "id"))
+            .collect::<Result<_, _>>()?
+        } else {
+            self.lock(&txn, Lock::Limits).await?;
+            let mut room = Room::default();
+            self.count_room(&txn, limits, now, &mut room, &mut retry_at)
+                .await?;
+            let full_tasks: Vec<String> = room.full_tasks();
+            let full_queues: Vec<String> = room.full_queues();
+            let mut values = vec![
+                Value::from(node.to_string()),
+                Value::from(ms(due_by)),
+                Value::from((limit * 4) as i64),
+            ];
+            let mut exclude = String::new();
+            if !full_tasks.is_empty() {
+                exclude.push_str(&format!(
+                    " AND task NOT IN ({})",
+                    placeholders(values.len() + 1, full_tasks.len())
+                ));
+                values.extend(full_tasks.into_iter().map(Value::from));
+            }
+            if !full_queues.is_empty() {
+                exclude.push_str(&format!(
+                    " AND queue NOT IN ({})",
+                    placeholders(values.len() + 1, full_queues.len())
+                ));
+                values.extend(full_queues.into_iter().map(Value::from));
+            }
+            let sql = format!(
+                "SELECT id, task, queue FROM {from} WHERE status = 'queued' AND run_at <= $2 AND {NOT_PAUSED}{exclude} \
+                 ORDER BY priority, run_at, id LIMIT $3{lock}"
+            );
+            let mut ids = Vec::new();
+            for r in txn.query_all_raw(self.stmt(&sql, values)).await? {
+                if ids.len() == limit {
+                    break;
+                }
+                let id: i64 = r.try_get("", "id")?;
+                let task: String = r.try_get("", "task")?;
+                let queue: String = r.try_get("", "queue")?;
+                if room.take(&task, &queue) {
+                    ids.push(id);
+                    if limits.queues.get(&queue).is_some_and(|q| q.rate.is_some()) {
+                        *starts.entry(queue).or_default() += 1;
+                    }
+                }
+            }
+            ids
+        };
+        if ids.is_empty() {
+            txn.commit().await?;
+            return Ok(Claim {
+                runs: Vec::new(),
+                retry_at,
+            });
+        }
+        let mut values = vec![
+            Value::from(node.to_string()),
+            Value::from(ms(now)),
+            Value::from(ms(now) + duration_ms(lease)),
+        ];
+        values.extend(ids.iter().map(|id| Value::from(*id)));
+        let sql = format!(
+            "UPDATE kairos_runs SET status = 'running', attempt = attempt + 1, node_id = $1, \
+             started_at = $2, lease_until = $3 WHERE id IN ({}) RETURNING {CLAIM_COLUMNS}",
+            placeholders(4, ids.len())
+        );
+        let rows = txn.query_all_raw(self.stmt(&sql, values)).await?;
+        for (queue, n) in &starts {
+            self.record_starts(&txn, queue, *n, now, limits).await?;
+        }
+        txn.commit().await?;
+        let mut claimed =
+            rows.iter()
+                .map(|r| {
+                    let id: i64 = r.try_get("", "id")?;
+                    let corrupt = |message: String| StoreError::Corrupt {
+                        table: "kairos_runs",
+                        id: id.to_string(),
+                        message,
+                    };
+                    let params: String = r.try_get("", "params")?;
+                    let tags: Option<String> = r.try_get("", "tags")?;
+                    Ok(ClaimedRun {
+                        id,
+                        task: r.try_get("", "task")?,
+                        queue: r.try_get("", "queue")?,
+                        job_id: r.try_get("", "job_id")?,
+                        params: serde_json::from_str(&params)
+                            .map_err(|e| corrupt(format!("params: {e}")))?,
+                        tags: match tags {
+                            Some(t) => serde_json::from_str(&t)
+                                .map_err(|e| corrupt(format!("tags: {e}")))?,
+                            None => BTreeMap::new(),
+                        },
+                        attempt: count(r.try_get("", "attempt")?),
+                        scheduled_for: from_ms(r.try_get("", "scheduled_for")?),
+                        max_retries: count(r.try_get("", "max_retries")?),
+                        retry_delay: ms_duration(r.try_get("", "retry_delay_ms")?),
+                        timeout: ms_duration(r.try_get("", "timeout_ms")?),
+                        started_at: now,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+        // RETURNING gives no order guarantee; start in claim order.
+        let pos: HashMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        claimed.sort_by_key(|c| pos.get(&c.id).copied().unwrap_or(usize::MAX));
+        Ok(Claim {
+            runs: claimed,
+            retry_at,
+        })
+    }
+
+    /// Counts what the limited tasks and queues already use.
+    async fn count_room<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        limits: &ClaimLimits,
+        now: DateTime<Utc>,
+        room: &mut Room,
+        retry_at: &mut Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        for (task, max) in &limits.max_instances {
+            room.tasks.insert(task.clone(), i64::from(*max));
+        }
+        if !limits.max_instances.is_empty() {
+            let names: Vec<&String> = limits.max_instances.keys().collect();
+            let sql = format!(
+                "SELECT task, COUNT(*) AS n FROM kairos_runs WHERE status = 'running' AND task IN ({}) GROUP BY task",
+                placeholders(1, names.len())
+            );
+            for r in txn
+                .query_all_raw(self.stmt(&sql, names.iter().map(|n| Value::from((*n).clone()))))
+                .await?
+            {
+                let task: String = r.try_get("", "task")?;
+                let n: i64 = r.try_get("", "n")?;
+                if let Some(left) = room.tasks.get_mut(&task) {
+                    *left -= n;
+                }
+            }
+        }
+        let limited: Vec<(&String, &QueueLimit)> = limits.queues.iter().collect();
+        let with_concurrency: Vec<&String> = limited
+            .iter()
+            .filter(|(_, l)| l.concurrency.is_some())
+            .map(|(q, _)| *q)
+            .collect();
+        for (q, l) in &limited {
+            let mut left = i64::MAX;
+            if let Some(c) = l.concurrency {
+                left = left.min(i64::from(c));
+            }
+            if let Some((n, window)) = l.rate {
+                let since = now - chrono::Duration::from_std(window).unwrap_or_default();
+                let rows = txn
+                    .query_all_raw(self.stmt(
+                        "SELECT at FROM kairos_queue_starts WHERE queue = $1 AND at > $2 ORDER BY at",
+                        [Value::from((*q).clone()), Value::from(ms(since))],
+                    ))
+                    .await?;
+                let used = rows.len() as i64;
+                let budget = i64::from(n) - used;
+                left = left.min(budget);
+                if budget <= 0 {
+                    // Budget returns when the oldest start in the window leaves it.
+                    let idx = (used - i64::from(n)).max(0) as usize;
+                    if let Some(r) = rows.get(idx) {
+                        let at: i64 = r.try_get("", "at")?;
+                        let free =
+                            from_ms(at) + chrono::Duration::from_std(window).unwrap_or_default();
+                        *retry_at = Some(retry_at.map_or(free, |t: DateTime<Utc>| t.min(free)));
+                    }
+                }
+            }
+            room.queues.insert((*q).clone(), left);
+        }
+        if !with_concurrency.is_empty() {
+            let sql = format!(
+                "SELECT queue, COUNT(*) AS n FROM kairos_runs WHERE status = 'running' AND queue IN ({}) GROUP BY queue",
+                placeholders(1, with_concurrency.len())
+            );
+            for r in txn
+                .query_all_raw(self.stmt(
+                    &sql,
+                    with_concurrency.iter().map(|q| Value::from((*q).clone())),
+                ))
+                .await?
+            {
+                let queue: String = r.try_get("", "queue")?;
+                let n: i64 = r.try_get("", "n")?;
+                let conc = limits
+                    .queues
+                    .get(&queue)
+                    .and_then(|l| l.concurrency)
+                    .map_or(i64::MAX, i64::from);
+                if let Some(left) = room.queues.get_mut(&queue) {
+                    *left = (*left).min(conc - n);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records `n` starts of a rate-limited queue and forgets starts older than its
+    /// window.
+    async fn record_starts<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        queue: &str,
+        n: u32,
+        now: DateTime<Utc>,
+        limits: &ClaimLimits,
+    ) -> Result<(), StoreError> {
+        let Some((_, window)) = limits.queues.get(queue).and_then(|l| l.rate) else {
+            return Ok(());
+        };
+        let since = now - chrono::Duration::from_std(window).unwrap_or_default();
+        txn.execute_raw(self.stmt(
+            "DELETE FROM kairos_queue_starts WHERE queue = $1 AND at <= $2",
+            [Value::from(queue.to_string()), Value::from(ms(since))],
+        ))
+        .await?;
+        for chunk in (0..n as usize).collect::<Vec<_>>().chunks(INSERT_CHUNK) {
+            let mut values = Vec::new();
+            let rows: Vec<String> = chunk
+                .iter()
+                .map(|_| {
+                    let k = values.len();
+                    values.extend([Value::from(queue.to_string()), Value::from(ms(now))]);
+                    format!("({})", placeholders(k + 1, 2))
+                })
+                .collect();
+            txn.execute_raw(self.stmt(
+                &format!(
+                    "INSERT INTO kairos_queue_starts (queue, at) VALUES {}",
+                    rows.join(", ")
+                ),
+                values,
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Free capacity of limited tasks and queues during one claim.
+#[derive(Debug, Default)]
+struct Room {
+    tasks: HashMap<String, i64>,
+    queues: HashMap<String, i64>,
+}
+
+impl Room {
+    fn full_tasks(&self) -> Vec<String> {
+        self.tasks
+            .iter()
+            .filter(|(_, left)| **left <= 0)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    fn full_queues(&self) -> Vec<String> {
+        self.queues
+            .iter()
+            .filter(|(_, left)| **left <= 0)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Takes one slot for a run of `task` in `queue` if both have room.
+    fn take(&mut self, task: &str, queue: &str) -> bool {
+        let t = self.tasks.get(task).copied();
+        let q = self.queues.get(queue).copied();
+        if t.is_some_and(|n| n <= 0) || q.is_some_and(|n| n <= 0) {
+            return false;
+        }
+        if let Some(n) = self.tasks.get_mut(task) {
+            *n -= 1;
+        }
+        if let Some(n) = self.queues.get_mut(queue) {
+            *n -= 1;
+        }
+        true
+    }
+}

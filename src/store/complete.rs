@@ -1,0 +1,409 @@
+//! Ending attempts: writing outcomes back in batches, the run history, operators'
+//! cancel requests, and the leases that hand a dead node's runs to the others.
+//!
+//! # Fencing
+//! Every write that ends an attempt matches `(id, attempt)`, the owning node and
+//! `status = 'running'`: a worker whose run was re-queued and claimed again (after its
+//! lease expired) cannot overwrite the newer attempt.
+//!
+//! # Cancellation wins
+//! Once an operator asked to cancel a run (`cancel_requested`), the attempt's outcome
+//! is written as `cancelled` whatever the task returned, unless the run had already
+//! finished: the decision is made by the completing statement itself, so a cancel that
+//! lands between the task's return and the write is not lost.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, TransactionTrait, Value};
+use serde_json::Value as Json;
+
+use super::codec::{count, from_ms, int, ms};
+use super::runs::INSERT_CHUNK;
+use super::sql::placeholders;
+use super::{Store, StoreError, bump, write_txn};
+use crate::model::{RunEventKind, RunStatus};
+
+/// How one attempt ended, to be written back.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Completion {
+    /// Succeeded, with its JSON result if any.
+    Succeeded {
+        id: i64,
+        attempt: u32,
+        result: Option<Json>,
+    },
+    /// Ended for good with a failure status (failed, timed_out or cancelled).
+    Finished {
+        id: i64,
+        attempt: u32,
+        status: RunStatus,
+        error: String,
+    },
+    /// Failed; try again at `run_at`.
+    Retry {
+        id: i64,
+        attempt: u32,
+        error: String,
+        run_at: DateTime<Utc>,
+    },
+    /// The task asked to run again at `run_at` without using up the attempt.
+    Snoozed {
+        id: i64,
+        attempt: u32,
+        run_at: DateTime<Utc>,
+        note: String,
+    },
+    /// Not finished: hand back to the queue without counting the attempt (shutdown).
+    Released { id: i64, attempt: u32 },
+}
+
+impl Completion {
+    pub(crate) fn id(&self) -> i64 {
+        match self {
+            Completion::Succeeded { id, .. }
+            | Completion::Finished { id, .. }
+            | Completion::Retry { id, .. }
+            | Completion::Snoozed { id, .. }
+            | Completion::Released { id, .. } => *id,
+        }
+    }
+}
+
+impl Store {
+    /// Writes back how attempts ended, in one transaction. Returns the final status of
+    /// each completion that matched its fence (the rest belonged to a newer attempt or
+    /// another node, and are dropped with a warning).
+    pub(crate) async fn complete(
+        &self,
+        node: &str,
+        done: &[Completion],
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<i64, RunStatus>, StoreError> {
+        let mut out = HashMap::new();
+        if done.is_empty() {
+            return Ok(out);
+        }
+        let txn = self.db.begin_with_options(write_txn()).await?;
+        let mut matched = 0usize;
+        // Plain successes (no result) are the common case: one statement per distinct
+        // attempt number (almost always just one), matching ids through the primary key.
+        let mut plain: BTreeMap<u32, Vec<i64>> = BTreeMap::new();
+        for c in done {
+            if let Completion::Succeeded {
+                id,
+                attempt,
+                result: None,
+            } = c
+            {
+                plain.entry(*attempt).or_default().push(*id);
+            }
+        }
+        for (attempt, ids) in &plain {
+            for chunk in ids.chunks(INSERT_CHUNK) {
+                let mut values = vec![
+                    Value::from(ms(now)),
+                    Value::from(node.to_string()),
+                    Value::from(int(*attempt)),
+                ];
+                values.extend(chunk.iter().map(|id| Value::from(*id)));
+                let sql = format!(
+                    "UPDATE kairos_runs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'succeeded' END, \
+                     error = CASE WHEN cancel_requested THEN 'cancelled by operator' ELSE NULL END, \
+                     finished_at = $1, lease_until = NULL \
+                     WHERE id IN ({}) AND node_id = $2 AND attempt = $3 AND status = 'running' RETURNING id, status",
+                    placeholders(4, chunk.len())
+                );
+                for r in txn.query_all_raw(self.stmt(&sql, values)).await? {
+                    matched += 1;
+                    let status: String = r.try_get("", "status")?;
+                    if status != "succeeded" {
+                        out.insert(r.try_get("", "id")?, RunStatus::Cancelled);
+                    } else {
+                        out.insert(r.try_get("", "id")?, RunStatus::Succeeded);
+                    }
+                }
+            }
+        }
+        for c in done {
+            let fence = |id: i64, attempt: u32, first: usize| {
+                (
+                    format!(
+                        "WHERE id = ${} AND attempt = ${} AND node_id = ${} AND status = 'running' \
+                         RETURNING status, cancel_requested",
+                        first,
+                        first + 1,
+                        first + 2
+                    ),
+                    [
+                        Value::from(id),
+                        Value::from(int(attempt)),
+                        Value::from(node.to_string()),
+                    ],
+                )
+            };
+            let Some(Update {
+                set,
+                mut values,
+                event,
+            }) = c.update(now)
+            else {
+                continue;
+            };
+            let (id, attempt) = (c.id(), c.attempt());
+            let (where_, fence_values) = fence(id, attempt, values.len() + 1);
+            values.extend(fence_values);
+            let sql = format!("UPDATE kairos_runs SET {set} {where_}");
+            let Some(row) = txn.query_one_raw(self.stmt(&sql, values)).await? else {
+                continue;
+            };
+            matched += 1;
+            let status: String = row.try_get("", "status")?;
+            let status: RunStatus = status.parse().unwrap_or(RunStatus::Failed);
+            out.insert(id, status);
+            if let Some((kind, message)) = event {
+                self.add_history(&txn, id, attempt, now, kind, Some(&message), Some(node))
+                    .await?;
+            }
+        }
+        txn.commit().await?;
+        if matched < done.len() {
+            tracing::warn!(
+                stale = done.len() - matched,
+                first = done.first().map(Completion::id),
+                "some outcomes were for attempts this node no longer owns; discarded"
+            );
+        }
+        Ok(out)
+    }
+
+    /// Appends an entry to a run's history.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn add_history<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        run_id: i64,
+        attempt: u32,
+        at: DateTime<Utc>,
+        event: RunEventKind,
+        message: Option<&str>,
+        node: Option<&str>,
+    ) -> Result<(), StoreError> {
+        conn.execute_raw(self.stmt(
+            "INSERT INTO kairos_run_history (run_id, attempt, at, event, message, node_id) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            [
+                Value::from(run_id),
+                Value::from(int(attempt)),
+                Value::from(ms(at)),
+                Value::from(event.as_str()),
+                Value::from(message.map(str::to_string)),
+                Value::from(node.map(str::to_string)),
+            ],
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// Running runs of `node` that an operator asked to cancel: (id, attempt).
+    pub(crate) async fn cancel_requests(&self, node: &str) -> Result<Vec<(i64, u32)>, StoreError> {
+        let rows = self
+            .db
+            .query_all_raw(self.stmt(
+                "SELECT id, attempt FROM kairos_runs WHERE status = 'running' AND node_id = $1 AND cancel_requested",
+                [Value::from(node.to_string())],
+            ))
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("", "id")?, count(r.try_get("", "attempt")?))))
+            .collect()
+    }
+
+    /// Takes back the running runs whose lease expired (their node died or stalled).
+    ///
+    /// # Recovery and attempts
+    /// The lost attempt counts: it started, and may have had effects. A run with
+    /// attempts left goes back to the queue (due now) for its next attempt; a run whose
+    /// lost attempt was its last ends `failed`. So `attempt` never exceeds
+    /// `max_retries + 1`. Returns how many runs were re-queued and failed.
+    pub(crate) async fn recover_expired(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<(u64, u64), StoreError> {
+        let txn = self.db.begin_with_options(write_txn()).await?;
+        let rows = txn
+            .query_all_raw(self.stmt(
+                "SELECT id, attempt, max_retries, node_id FROM kairos_runs \
+                 WHERE status = 'running' AND lease_until < $1",
+                [Value::from(ms(now))],
+            ))
+            .await?;
+        if rows.is_empty() {
+            txn.commit().await?;
+            return Ok((0, 0));
+        }
+        let (mut requeued, mut failed) = (0, 0);
+        for r in rows {
+            let id: i64 = r.try_get("", "id")?;
+            let attempt = count(r.try_get("", "attempt")?);
+            let max_retries = count(r.try_get("", "max_retries")?);
+            let node: Option<String> = r.try_get("", "node_id")?;
+            let last = attempt > max_retries;
+            let message = if last {
+                "its node stopped renewing the lease during the final attempt"
+            } else {
+                "its node stopped renewing the lease; the attempt was taken back"
+            };
+            let sql = if last {
+                "UPDATE kairos_runs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'failed' END, \
+                 finished_at = $1, error = $2, node_id = NULL, lease_until = NULL \
+                 WHERE id = $3 AND attempt = $4 AND status = 'running'"
+            } else {
+                "UPDATE kairos_runs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END, \
+                 finished_at = CASE WHEN cancel_requested THEN $1 ELSE NULL END, run_at = $1, error = $2, \
+                 node_id = NULL, lease_until = NULL WHERE id = $3 AND attempt = $4 AND status = 'running'"
+            };
+            let res = txn
+                .execute_raw(self.stmt(
+                    sql,
+                    [
+                        Value::from(ms(now)),
+                        Value::from(message),
+                        Value::from(id),
+                        Value::from(int(attempt)),
+                    ],
+                ))
+                .await?;
+            if res.rows_affected() == 0 {
+                continue;
+            }
+            if last {
+                failed += 1;
+            } else {
+                requeued += 1;
+            }
+            self.add_history(
+                &txn,
+                id,
+                attempt,
+                now,
+                RunEventKind::Recovered,
+                Some(message),
+                node.as_deref(),
+            )
+            .await?;
+        }
+        // Re-queued runs keep their ids: tell idle nodes through the counter.
+        bump(&txn, self).await?;
+        txn.commit().await?;
+        Ok((requeued, failed))
+    }
+
+    /// Extends the lease of every run `node` is running.
+    pub(crate) async fn renew_leases(
+        &self,
+        node: &str,
+        until: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let res = self
+            .db
+            .execute_raw(self.stmt(
+                "UPDATE kairos_runs SET lease_until = $1 WHERE status = 'running' AND node_id = $2",
+                [Value::from(ms(until)), Value::from(node.to_string())],
+            ))
+            .await?;
+        Ok(res.rows_affected())
+    }
+
+    /// The earliest `run_at` among queued runs.
+    pub(crate) async fn next_queued_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row = self
+            .db
+            .query_one_raw(self.stmt(
+                "SELECT MIN(run_at) AS t FROM kairos_runs WHERE status = 'queued'",
+                [],
+            ))
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<Option<i64>>("", "t")?.map(from_ms),
+            None => None,
+        })
+    }
+}
+
+/// One completion's `SET` clause, its values, and the history entry it adds.
+struct Update {
+    set: &'static str,
+    values: Vec<Value>,
+    event: Option<(RunEventKind, String)>,
+}
+
+impl Completion {
+    fn attempt(&self) -> u32 {
+        match self {
+            Completion::Succeeded { attempt, .. }
+            | Completion::Finished { attempt, .. }
+            | Completion::Retry { attempt, .. }
+            | Completion::Snoozed { attempt, .. }
+            | Completion::Released { attempt, .. } => *attempt,
+        }
+    }
+
+    /// `None` for a plain success, which is written in bulk.
+    fn update(&self, now: DateTime<Utc>) -> Option<Update> {
+        Some(match self {
+            Completion::Succeeded { result: None, .. } => return None,
+            Completion::Succeeded {
+                result: Some(result),
+                ..
+            } => Update {
+                set: "status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'succeeded' END, \
+                         error = CASE WHEN cancel_requested THEN 'cancelled by operator' ELSE NULL END, \
+                         result = $1, finished_at = $2, lease_until = NULL",
+                values: vec![Value::from(result.to_string()), Value::from(ms(now))],
+                event: None,
+            },
+            Completion::Finished { status, error, .. } => Update {
+                set: "status = CASE WHEN cancel_requested THEN 'cancelled' ELSE $1 END, \
+                         error = $2, finished_at = $3, lease_until = NULL",
+                values: vec![
+                    Value::from(status.as_str()),
+                    Value::from(error.clone()),
+                    Value::from(ms(now)),
+                ],
+                event: Some((
+                    match status {
+                        RunStatus::TimedOut => RunEventKind::TimedOut,
+                        RunStatus::Cancelled => RunEventKind::Cancelled,
+                        _ => RunEventKind::Failed,
+                    },
+                    error.clone(),
+                )),
+            },
+            Completion::Retry { error, run_at, .. } => Update {
+                set: "status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END, \
+                         finished_at = CASE WHEN cancel_requested THEN $1 ELSE NULL END, \
+                         run_at = $2, error = $3, node_id = NULL, lease_until = NULL",
+                values: vec![
+                    Value::from(ms(now)),
+                    Value::from(ms(*run_at)),
+                    Value::from(error.clone()),
+                ],
+                event: Some((RunEventKind::Retried, error.clone())),
+            },
+            Completion::Snoozed { run_at, note, .. } => Update {
+                set: "status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END, \
+                         finished_at = CASE WHEN cancel_requested THEN $1 ELSE NULL END, \
+                         attempt = attempt - 1, run_at = $2, node_id = NULL, lease_until = NULL, started_at = NULL",
+                values: vec![Value::from(ms(now)), Value::from(ms(*run_at))],
+                event: Some((RunEventKind::Snoozed, note.clone())),
+            },
+            Completion::Released { .. } => Update {
+                set: "status = 'queued', attempt = attempt - 1, node_id = NULL, lease_until = NULL, \
+                         started_at = NULL",
+                values: vec![],
+                event: Some((RunEventKind::Released, "released at shutdown".to_string())),
+            },
+        })
+    }
+}

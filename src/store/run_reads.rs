@@ -1,0 +1,185 @@
+//! Reading runs back: one run with its history, and filtered, paginated listings.
+
+use std::collections::HashMap;
+
+use sea_orm::{ConnectionTrait, FromQueryResult, Value};
+
+use super::codec::{count, from_ms, ms};
+use super::entity::run;
+use super::sql::placeholders;
+use super::{Store, StoreError};
+use crate::model::{Run, RunEvent, RunFilter, RunPage};
+
+impl Store {
+    /// One run with its job's name and its history; `None` if there is no such run.
+    pub(crate) async fn run(&self, id: i64) -> Result<Option<Run>, StoreError> {
+        let Some(row) = self
+            .db
+            .query_one_raw(self.stmt("SELECT * FROM kairos_runs WHERE id = $1", [Value::from(id)]))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut r = Run::try_from(run::Model::from_query_result(&row, "")?)?;
+        if let Some(job_id) = r.job_id {
+            r.job = self.job_names(&[job_id]).await?.remove(&job_id);
+        }
+        r.history = self.history(id).await?;
+        Ok(Some(r))
+    }
+
+    /// A run's history, oldest first.
+    pub(crate) async fn history(&self, run_id: i64) -> Result<Vec<RunEvent>, StoreError> {
+        let rows = self
+            .db
+            .query_all_raw(self.stmt(
+                "SELECT attempt, at, event, message, node_id FROM kairos_run_history \
+                 WHERE run_id = $1 ORDER BY id",
+                [Value::from(run_id)],
+            ))
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let event: String = r.try_get("", "event")?;
+                Ok(RunEvent {
+                    attempt: count(r.try_get("", "attempt")?),
+                    at: from_ms(r.try_get("", "at")?),
+                    event: event.parse().map_err(|message| StoreError::Corrupt {
+                        table: "kairos_run_history",
+                        id: run_id.to_string(),
+                        message,
+                    })?,
+                    message: r.try_get("", "message")?,
+                    node_id: r.try_get("", "node_id")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Runs matching `filter`, newest first, one page of them, with the total count.
+    pub(crate) async fn runs(&self, filter: &RunFilter) -> Result<RunPage, StoreError> {
+        let mut conds: Vec<String> = Vec::new();
+        let mut values: Vec<Value> = Vec::new();
+        let arg = |values: &mut Vec<Value>, v: Value| {
+            values.push(v);
+            format!("${}", values.len())
+        };
+        if !filter.status.is_empty() {
+            let first = values.len() + 1;
+            for s in &filter.status {
+                values.push(Value::from(s.as_str()));
+            }
+            conds.push(format!(
+                "status IN ({})",
+                placeholders(first, filter.status.len())
+            ));
+        }
+        if let Some(t) = &filter.task {
+            let p = arg(&mut values, Value::from(t.clone()));
+            conds.push(format!("task = {p}"));
+        }
+        if let Some(q) = &filter.queue {
+            let p = arg(&mut values, Value::from(q.clone()));
+            conds.push(format!("queue = {p}"));
+        }
+        if let Some(j) = filter.job_id {
+            let p = arg(&mut values, Value::from(j));
+            conds.push(format!("job_id = {p}"));
+        }
+        if let Some(name) = &filter.job {
+            let p = arg(&mut values, Value::from(name.clone()));
+            conds.push(format!(
+                "job_id IN (SELECT id FROM kairos_jobs WHERE name = {p})"
+            ));
+        }
+        for (k, v) in &filter.tags {
+            let pk = arg(&mut values, Value::from(k.clone()));
+            let pv = arg(&mut values, Value::from(v.clone()));
+            conds.push(format!(
+                "id IN (SELECT run_id FROM kairos_run_tags WHERE key = {pk} AND value = {pv})"
+            ));
+        }
+        if let Some(t) = filter.created_after {
+            let p = arg(&mut values, Value::from(ms(t)));
+            conds.push(format!("created_at >= {p}"));
+        }
+        if let Some(t) = filter.created_before {
+            let p = arg(&mut values, Value::from(ms(t)));
+            conds.push(format!("created_at < {p}"));
+        }
+        let where_ = if conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conds.join(" AND "))
+        };
+        let total: i64 = self
+            .db
+            .query_one_raw(self.stmt(
+                &format!("SELECT COUNT(*) AS n FROM kairos_runs{where_}"),
+                values.clone(),
+            ))
+            .await?
+            .map(|r| r.try_get("", "n"))
+            .transpose()?
+            .unwrap_or(0);
+        let page = filter.effective_page();
+        let page_size = filter.effective_page_size();
+        let offset = (page - 1).saturating_mul(page_size);
+        let lim = arg(
+            &mut values,
+            Value::from(i64::try_from(page_size).unwrap_or(i64::MAX)),
+        );
+        let off = arg(
+            &mut values,
+            Value::from(i64::try_from(offset).unwrap_or(i64::MAX)),
+        );
+        let rows = self
+            .db
+            .query_all_raw(self.stmt(
+                &format!(
+                    "SELECT * FROM kairos_runs{where_} ORDER BY id DESC LIMIT {lim} OFFSET {off}"
+                ),
+                values,
+            ))
+            .await?;
+        let mut runs = rows
+            .iter()
+            .map(|r| Run::try_from(run::Model::from_query_result(r, "")?))
+            .collect::<Result<Vec<_>, _>>()?;
+        let job_ids: Vec<i64> = runs.iter().filter_map(|r| r.job_id).collect();
+        if !job_ids.is_empty() {
+            let names = self.job_names(&job_ids).await?;
+            for r in &mut runs {
+                r.job = r.job_id.and_then(|j| names.get(&j).cloned());
+            }
+        }
+        Ok(RunPage {
+            runs,
+            total: u64::try_from(total).unwrap_or(0),
+            page,
+            page_size,
+        })
+    }
+
+    /// Names of these jobs, by id.
+    pub(crate) async fn job_names(&self, ids: &[i64]) -> Result<HashMap<i64, String>, StoreError> {
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut out = HashMap::new();
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "SELECT id, name FROM kairos_jobs WHERE id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            for r in self
+                .db
+                .query_all_raw(self.stmt(&sql, chunk.iter().map(|i| Value::from(*i))))
+                .await?
+            {
+                out.insert(r.try_get("", "id")?, r.try_get("", "name")?);
+            }
+        }
+        Ok(out)
+    }
+}

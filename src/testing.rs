@@ -1,0 +1,121 @@
+//! Not public API: what kairos's own tests need beyond the public surface: fresh
+//! databases (a SQLite file per test, a PostgreSQL database per test when
+//! `KAIROS_TEST_POSTGRES_URL` is set), the desired-state types, and direct access to a
+//! database to damage or inspect it.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use sea_orm::ConnectionTrait;
+
+pub use crate::job::{DEFAULT_QUEUE, JobSpec, TaskPolicy};
+use crate::store::{DEFAULT_CONNECT_TIMEOUT, OpenMode, Store};
+
+/// A database for one test; dropping it removes a SQLite file's folder.
+#[derive(Debug)]
+pub struct TestDb {
+    /// Its URL.
+    pub url: String,
+    /// `sqlite` or `postgres`.
+    pub name: &'static str,
+    dir: Option<PathBuf>,
+}
+
+impl TestDb {
+    /// The folder of a SQLite database.
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        self.dir.as_deref()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(d) = &self.dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// A fresh SQLite database (the file does not exist yet).
+pub fn sqlite() -> TestDb {
+    let dir = std::env::temp_dir().join(format!("kairos-test-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("create a temporary folder");
+    TestDb {
+        url: format!("sqlite://{}", dir.join("kairos.db").display()),
+        name: "sqlite",
+        dir: Some(dir),
+    }
+}
+
+/// A fresh PostgreSQL database, or `None` (with a printed notice) when
+/// `KAIROS_TEST_POSTGRES_URL` is not set.
+pub async fn postgres(test: &str) -> Option<TestDb> {
+    let Ok(admin) = std::env::var("KAIROS_TEST_POSTGRES_URL") else {
+        eprintln!("SKIPPED (postgres): {test}: KAIROS_TEST_POSTGRES_URL is not set");
+        return None;
+    };
+    let name = format!("kairos_t_{}", uuid::Uuid::new_v4().simple());
+    let db = sea_orm::Database::connect(admin.clone())
+        .await
+        .expect("connect to KAIROS_TEST_POSTGRES_URL");
+    db.execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    db.close().await.ok();
+    let (base, query) = match admin.find('?') {
+        Some(q) => (&admin[..q], &admin[q..]),
+        None => (admin.as_str(), ""),
+    };
+    let base = match base.rfind('/') {
+        Some(i) if i > base.find("://").map_or(0, |s| s + 2) => &base[..=i],
+        _ => base,
+    };
+    let sep = if base.ends_with('/') { "" } else { "/" };
+    Some(TestDb {
+        url: format!("{base}{sep}{name}{query}"),
+        name: "postgres",
+        dir: None,
+    })
+}
+
+/// SQLite always, PostgreSQL when configured.
+pub async fn databases(test: &str) -> Vec<TestDb> {
+    let mut v = vec![sqlite()];
+    v.extend(postgres(test).await);
+    v
+}
+
+/// Opens (creating and migrating) a database and reconciles `specs` into it, as a node
+/// does at start-up.
+pub async fn sync_jobs(
+    url: &str,
+    specs: &[JobSpec],
+    now: DateTime<Utc>,
+) -> Result<(), crate::StoreError> {
+    let store = Store::open(url, OpenMode::Create, DEFAULT_CONNECT_TIMEOUT).await?;
+    store.sync_jobs(specs, now).await?;
+    Ok(())
+}
+
+/// Runs a statement on an existing database (to damage it in tests, for example).
+pub async fn execute(url: &str, sql: &str) -> Result<(), crate::StoreError> {
+    let store = Store::connect(url, OpenMode::Existing, DEFAULT_CONNECT_TIMEOUT).await?;
+    store.connection().execute_unprepared(sql).await?;
+    Ok(())
+}
+
+/// One number from a query (`SELECT COUNT(*) AS n ...`): reads column `n`.
+pub async fn query_i64(url: &str, sql: &str) -> Result<i64, crate::StoreError> {
+    let store = Store::connect(url, OpenMode::Existing, DEFAULT_CONNECT_TIMEOUT).await?;
+    let row = store
+        .connection()
+        .query_one_raw(sea_orm::Statement::from_string(
+            store.connection().get_database_backend(),
+            sql.to_string(),
+        ))
+        .await?;
+    Ok(row
+        .map(|r| r.try_get::<i64>("", "n"))
+        .transpose()?
+        .unwrap_or(0))
+}
