@@ -469,12 +469,31 @@ impl OtherTag {
 impl ResultTag {
     /// `Ok(v)` stores `v` (nothing for `()`); `Err(e)` fails with `e`'s text, including
     /// an `anyhow` context chain.
-    pub fn outcome<T: Serialize, E: Display>(self, out: Result<T, E>) -> TaskOutcome {
+    ///
+    /// A [`TaskError`] returned as the error (directly, inside an `anyhow::Error`, or
+    /// boxed), such as [`crate::snooze`], keeps its meaning.
+    pub fn outcome<T: Serialize, E: Display + 'static>(self, out: Result<T, E>) -> TaskOutcome {
         match out {
             Ok(v) => to_result(&v),
-            Err(e) => Err(TaskError::Failed(format!("{e:#}"))),
+            Err(e) => Err(task_error(e)),
         }
     }
+}
+
+/// The [`TaskError`] an error stands for: itself, one found in an `anyhow` chain or a
+/// boxed error, or else a plain failure with the error's text.
+fn task_error<E: Display + 'static>(e: E) -> TaskError {
+    let any = &e as &dyn std::any::Any;
+    let found = if let Some(t) = any.downcast_ref::<TaskError>() {
+        Some(t.clone())
+    } else if let Some(a) = any.downcast_ref::<anyhow::Error>() {
+        a.chain().find_map(|c| c.downcast_ref::<TaskError>()).cloned()
+    } else if let Some(b) = any.downcast_ref::<Box<dyn std::error::Error + Send + Sync>>() {
+        b.downcast_ref::<TaskError>().cloned()
+    } else {
+        None
+    };
+    found.unwrap_or_else(|| TaskError::Failed(format!("{e:#}")))
 }
 
 impl ValueTag {
@@ -704,6 +723,31 @@ mod tests {
         assert_eq!(
             rt.block_on(start(read(json!({"n": 3})), ctx())),
             Ok(Some(json!(3)))
+        );
+    }
+
+    #[test]
+    // The `&`s look needless but are how the generated code picks the impl.
+    #[allow(clippy::needless_borrow)]
+    fn task_errors_keep_their_meaning_through_anyhow_and_boxes() {
+        use super::ResultKind as _;
+        let d = std::time::Duration::from_secs(60);
+        let direct: Result<(), TaskError> = Err(crate::snooze(d));
+        assert_eq!(
+            (&&&Kind::of(&direct)).kairos_kind().outcome(direct),
+            Err(TaskError::Snooze(d))
+        );
+        let wrapped: anyhow::Result<()> =
+            Err(anyhow::Error::from(crate::snooze(d)).context("upstream busy"));
+        assert_eq!(
+            (&&&Kind::of(&wrapped)).kairos_kind().outcome(wrapped),
+            Err(TaskError::Snooze(d))
+        );
+        let boxed: Result<(), Box<dyn std::error::Error + Send + Sync>> =
+            Err(Box::new(TaskError::InvalidParams("x".into())));
+        assert_eq!(
+            (&&&Kind::of(&boxed)).kairos_kind().outcome(boxed),
+            Err(TaskError::InvalidParams("x".into()))
         );
     }
 
