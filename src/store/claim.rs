@@ -126,8 +126,7 @@ impl Store {
         } else {
             self.lock(&txn, Lock::Limits).await?;
             let mut room = Room::default();
-            self.count_room(&txn, limits, now, &mut room, &mut retry_at)
-                .await?;
+            self.count_room(&txn, limits, now, &mut room).await?;
             let full_tasks: Vec<String> = room.full_tasks();
             let full_queues: Vec<String> = room.full_queues();
             let mut values = vec![
@@ -169,6 +168,7 @@ impl Store {
                     }
                 }
             }
+            retry_at = room.budget_returns(limits, &starts, now);
             ids
         };
         if ids.is_empty() {
@@ -242,7 +242,6 @@ impl Store {
         limits: &ClaimLimits,
         now: DateTime<Utc>,
         room: &mut Room,
-        retry_at: &mut Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
         for (task, max) in &limits.max_instances {
             room.tasks.insert(task.clone(), i64::from(*max));
@@ -283,19 +282,12 @@ impl Store {
                         [Value::from((*q).clone()), Value::from(ms(since))],
                     ))
                     .await?;
-                let used = rows.len() as i64;
-                let budget = i64::from(n) - used;
-                left = left.min(budget);
-                if budget <= 0 {
-                    // Budget returns when the oldest start in the window leaves it.
-                    let idx = (used - i64::from(n)).max(0) as usize;
-                    if let Some(r) = rows.get(idx) {
-                        let at: i64 = r.try_get("", "at")?;
-                        let free =
-                            from_ms(at) + chrono::Duration::from_std(window).unwrap_or_default();
-                        *retry_at = Some(retry_at.map_or(free, |t: DateTime<Utc>| t.min(free)));
-                    }
-                }
+                let starts = rows
+                    .iter()
+                    .map(|r| r.try_get::<i64>("", "at"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                left = left.min(i64::from(n) - starts.len() as i64);
+                room.starts.insert((*q).clone(), starts);
             }
             room.queues.insert((*q).clone(), left);
         }
@@ -373,9 +365,40 @@ impl Store {
 struct Room {
     tasks: HashMap<String, i64>,
     queues: HashMap<String, i64>,
+    /// Recorded starts (ms) in the current window of each rate-limited queue.
+    starts: HashMap<String, Vec<i64>>,
 }
 
 impl Room {
+    /// When a rate-limited queue has budget again after this claim (`taken` starts
+    /// now): when enough of the starts in its window leave it. `None` if every queue
+    /// still has budget.
+    fn budget_returns(
+        &self,
+        limits: &ClaimLimits,
+        taken: &HashMap<String, u32>,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let mut earliest: Option<DateTime<Utc>> = None;
+        for (q, l) in &limits.queues {
+            let Some((n, window)) = l.rate else { continue };
+            let mut starts = self.starts.get(q).cloned().unwrap_or_default();
+            starts.extend(std::iter::repeat_n(
+                ms(now),
+                taken.get(q).copied().unwrap_or(0) as usize,
+            ));
+            let n = n as usize;
+            if starts.len() < n {
+                continue;
+            }
+            // One more start fits once the start at this index has left the window.
+            let free = from_ms(starts[starts.len() - n])
+                + chrono::Duration::from_std(window).unwrap_or_default();
+            earliest = Some(earliest.map_or(free, |t| t.min(free)));
+        }
+        earliest
+    }
+
     fn full_tasks(&self) -> Vec<String> {
         self.tasks
             .iter()

@@ -11,6 +11,8 @@ mod claim;
 pub(crate) mod codec;
 mod complete;
 mod control;
+#[cfg(test)]
+mod db_tests;
 #[allow(unreachable_pub)]
 mod entity;
 mod jobs;

@@ -1,0 +1,364 @@
+//! Store-level behaviour that the runtime relies on and that is hard to reach from the
+//! outside: claim order, fencing, lease recovery and its attempt rule, cancellation
+//! winning over a late completion, idempotency keys, tags and history. On SQLite always,
+//! on PostgreSQL when `KAIROS_TEST_POSTGRES_URL` is set.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::{ClaimLimits, Completion, NewRun, OpenMode, QueueLimit, Store};
+use crate::model::{RunEventKind, RunOrigin, RunStatus};
+use crate::testing::{TestDb, databases};
+
+fn t0() -> DateTime<Utc> {
+    "2026-03-01T12:00:00Z".parse().unwrap()
+}
+
+fn run(task: &str, priority: i32, max_retries: u32) -> NewRun {
+    NewRun {
+        task: task.into(),
+        queue: "default".into(),
+        job_id: None,
+        origin: RunOrigin::Enqueue,
+        params: json!({}),
+        tags: BTreeMap::new(),
+        run_at: t0(),
+        scheduled_for: t0(),
+        priority,
+        max_retries,
+        retry_delay: Duration::from_secs(1),
+        timeout: Duration::from_secs(60),
+        idempotency_key: None,
+    }
+}
+
+async fn open(db: &TestDb) -> Store {
+    Store::open(&db.url, OpenMode::Create, Duration::from_secs(5))
+        .await
+        .unwrap()
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+
+async fn claim(store: &Store, node: &str, at: DateTime<Utc>, n: usize) -> Vec<(i64, u32)> {
+    store
+        .claim(node, at, at, n, LEASE, &ClaimLimits::default())
+        .await
+        .unwrap()
+        .runs
+        .iter()
+        .map(|c| (c.id, c.attempt))
+        .collect()
+}
+
+fn ids(v: &[(i64, bool)]) -> Vec<i64> {
+    v.iter().map(|(id, _)| *id).collect()
+}
+
+#[tokio::test]
+async fn claims_follow_priority_then_due_time_and_completions_are_fenced() {
+    for db in databases("store_claim_order_and_fencing").await {
+        let store = open(&db).await;
+        let ids = ids(&store
+            .enqueue(
+                &[
+                    run("a", 5, 0),
+                    run("a", 1, 0),
+                    run("a", 3, 0),
+                    run("a", 1, 0),
+                ],
+                t0(),
+            )
+            .await
+            .unwrap());
+        let got: Vec<i64> = claim(&store, "n1", t0(), 3)
+            .await
+            .iter()
+            .map(|c| c.0)
+            .collect();
+        assert_eq!(got, vec![ids[1], ids[3], ids[2]], "{}", db.name);
+        let ok = |attempt| Completion::Succeeded {
+            id: ids[1],
+            attempt,
+            result: None,
+        };
+        // The wrong attempt or the wrong node changes nothing.
+        assert!(
+            store
+                .complete("n1", &[ok(7)], t0())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .complete("n2", &[ok(1)], t0())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let done = store.complete("n1", &[ok(1)], t0()).await.unwrap();
+        assert_eq!(done.get(&ids[1]), Some(&RunStatus::Succeeded));
+        let r = store.run(ids[1]).await.unwrap().unwrap();
+        assert_eq!(
+            (r.status, r.attempt, r.finished_at),
+            (RunStatus::Succeeded, 1, Some(t0()))
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_cancel_requested_before_the_completion_wins() {
+    for db in databases("store_cancel_wins").await {
+        let store = open(&db).await;
+        let id = ids(&store.enqueue(&[run("a", 0, 3)], t0()).await.unwrap())[0];
+        claim(&store, "n1", t0(), 1).await;
+        assert_eq!(
+            store.cancel_run(id, t0()).await.unwrap(),
+            super::CancelOutcome::Requested
+        );
+        // The task returned Ok before the node saw the request: still cancelled.
+        let done = store
+            .complete(
+                "n1",
+                &[Completion::Succeeded {
+                    id,
+                    attempt: 1,
+                    result: Some(json!(1)),
+                }],
+                t0(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(done.get(&id), Some(&RunStatus::Cancelled), "{}", db.name);
+        let r = store.run(id).await.unwrap().unwrap();
+        assert_eq!(r.status, RunStatus::Cancelled);
+        assert!(r.finished_at.is_some());
+        // A retry decided by the node is not applied either.
+        let id2 = ids(&store.enqueue(&[run("a", 0, 3)], t0()).await.unwrap())[0];
+        claim(&store, "n1", t0(), 1).await;
+        store.cancel_run(id2, t0()).await.unwrap();
+        let retry = Completion::Retry {
+            id: id2,
+            attempt: 1,
+            error: "boom".into(),
+            run_at: t0(),
+        };
+        store.complete("n1", &[retry], t0()).await.unwrap();
+        assert_eq!(
+            store.run(id2).await.unwrap().unwrap().status,
+            RunStatus::Cancelled
+        );
+    }
+}
+
+#[tokio::test]
+async fn expired_leases_requeue_runs_with_attempts_left_and_fail_the_others() {
+    for db in databases("store_lease_recovery").await {
+        let store = open(&db).await;
+        // One run with retries left, one on its only attempt.
+        let ids = ids(&store
+            .enqueue(&[run("a", 0, 1), run("a", 1, 0), run("a", 2, 0)], t0())
+            .await
+            .unwrap());
+        claim(&store, "dead", t0(), 2).await;
+        claim(&store, "alive", t0(), 1).await;
+        let later = t0() + chrono::Duration::seconds(31);
+        store
+            .renew_leases("alive", later + chrono::Duration::seconds(30))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.recover_expired(later).await.unwrap(),
+            (1, 1),
+            "{}",
+            db.name
+        );
+        let again = store.run(ids[0]).await.unwrap().unwrap();
+        assert_eq!(
+            (again.status, again.node_id.as_deref()),
+            (RunStatus::Queued, None)
+        );
+        assert_eq!(again.history[0].event, RunEventKind::Recovered);
+        let lost = store.run(ids[1]).await.unwrap().unwrap();
+        assert_eq!(lost.status, RunStatus::Failed);
+        assert_eq!(
+            (lost.attempt, lost.max_attempts),
+            (1, 1),
+            "never attempt 2 of 1"
+        );
+        assert!(lost.error.unwrap().contains("final attempt"));
+        assert_eq!(
+            store.run(ids[2]).await.unwrap().unwrap().status,
+            RunStatus::Running
+        );
+        // The stale worker cannot complete the run it lost; the next claim is attempt 2.
+        let stale = Completion::Succeeded {
+            id: ids[0],
+            attempt: 1,
+            result: None,
+        };
+        assert!(
+            store
+                .complete("dead", &[stale], later)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(claim(&store, "alive", later, 1).await, vec![(ids[0], 2)]);
+    }
+}
+
+#[tokio::test]
+async fn idempotency_keys_name_one_unfinished_run() {
+    for db in databases("store_idempotency").await {
+        let store = open(&db).await;
+        let keyed = |k: &str| NewRun {
+            idempotency_key: Some(k.into()),
+            ..run("a", 0, 0)
+        };
+        let first = store.enqueue(&[keyed("k")], t0()).await.unwrap();
+        assert!(!first[0].1);
+        // Again, and twice in one batch: the same run.
+        let again = store
+            .enqueue(&[keyed("k"), keyed("other"), keyed("k")], t0())
+            .await
+            .unwrap();
+        assert_eq!(again[0], (first[0].0, true), "{}", db.name);
+        assert_eq!(again[2], (first[0].0, true));
+        assert!(!again[1].1);
+        // Once finished, the key is free again.
+        claim(&store, "n", t0(), 10).await;
+        let done = Completion::Succeeded {
+            id: first[0].0,
+            attempt: 1,
+            result: None,
+        };
+        store.complete("n", &[done], t0()).await.unwrap();
+        let fresh = store.enqueue(&[keyed("k")], t0()).await.unwrap();
+        assert_ne!(fresh[0].0, first[0].0);
+        assert!(!fresh[0].1);
+    }
+}
+
+#[tokio::test]
+async fn queue_limits_hold_in_the_claim() {
+    for db in databases("store_queue_limits").await {
+        let store = open(&db).await;
+        let in_queue = |q: &str, p: i32| NewRun {
+            queue: q.into(),
+            ..run("a", p, 0)
+        };
+        store
+            .enqueue(
+                &[
+                    in_queue("one", 2),
+                    in_queue("one", 1),
+                    in_queue("free", 3),
+                    in_queue("rate", 0),
+                    in_queue("rate", 0),
+                    in_queue("rate", 0),
+                ],
+                t0(),
+            )
+            .await
+            .unwrap();
+        let mut limits = ClaimLimits::default();
+        limits.queues.insert(
+            "one".into(),
+            QueueLimit {
+                concurrency: Some(1),
+                rate: None,
+            },
+        );
+        limits.queues.insert(
+            "rate".into(),
+            QueueLimit {
+                concurrency: None,
+                rate: Some((2, Duration::from_secs(60))),
+            },
+        );
+        let c = store
+            .claim("n", t0(), t0(), 10, LEASE, &limits)
+            .await
+            .unwrap();
+        let queues: Vec<&str> = c.runs.iter().map(|r| r.queue.as_str()).collect();
+        assert_eq!(queues, vec!["rate", "rate", "one", "free"], "{}", db.name);
+        assert_eq!(c.runs[2].id, 2, "priority 1 of queue `one` first");
+        // The rate limit's budget returns a minute after the first start.
+        assert_eq!(c.retry_at, Some(t0() + chrono::Duration::seconds(60)));
+        let later = t0() + chrono::Duration::seconds(59);
+        let c = store
+            .claim("n", later, later, 10, LEASE, &limits)
+            .await
+            .unwrap();
+        assert!(c.runs.is_empty(), "`one` is busy and `rate` out of budget");
+        let later = t0() + chrono::Duration::seconds(61);
+        let c = store
+            .claim("n", later, later, 10, LEASE, &limits)
+            .await
+            .unwrap();
+        assert_eq!(c.runs.len(), 1);
+        assert_eq!(c.runs[0].queue, "rate");
+    }
+}
+
+#[tokio::test]
+async fn retry_and_delete_keep_attempts_within_their_maximum() {
+    for db in databases("store_retry_delete").await {
+        let store = open(&db).await;
+        let id = ids(&store.enqueue(&[run("a", 0, 0)], t0()).await.unwrap())[0];
+        assert_eq!(
+            store.delete_run(12345).await.unwrap(),
+            super::DeleteOutcome::NotFound
+        );
+        claim(&store, "n", t0(), 1).await;
+        assert_eq!(
+            store.delete_run(id).await.unwrap(),
+            super::DeleteOutcome::Running
+        );
+        let fail = Completion::Finished {
+            id,
+            attempt: 1,
+            status: RunStatus::Failed,
+            error: "boom".into(),
+        };
+        store.complete("n", &[fail], t0()).await.unwrap();
+        assert_eq!(
+            store.retry_run(id, t0()).await.unwrap(),
+            super::RetryOutcome::Queued
+        );
+        let r = store.run(id).await.unwrap().unwrap();
+        assert_eq!(
+            (r.status, r.attempt, r.max_attempts),
+            (RunStatus::Queued, 1, 2),
+            "{}",
+            db.name
+        );
+        let events: Vec<RunEventKind> = r.history.iter().map(|h| h.event).collect();
+        assert_eq!(
+            events,
+            vec![RunEventKind::Failed, RunEventKind::ManualRetry]
+        );
+        assert_eq!(r.history[0].message.as_deref(), Some("boom"));
+        assert_eq!(claim(&store, "n", t0(), 1).await, vec![(id, 2)]);
+        assert_eq!(
+            store.retry_run(id, t0()).await.unwrap(),
+            super::RetryOutcome::NotRetryable(RunStatus::Running)
+        );
+        let ok = Completion::Succeeded {
+            id,
+            attempt: 2,
+            result: None,
+        };
+        store.complete("n", &[ok], t0()).await.unwrap();
+        assert_eq!(
+            store.delete_run(id).await.unwrap(),
+            super::DeleteOutcome::Deleted(RunStatus::Succeeded)
+        );
+        assert!(store.run(id).await.unwrap().is_none());
+    }
+}
