@@ -513,3 +513,120 @@ fn duplicate_job_names_in_the_file() {
         ],
     );
 }
+
+#[test]
+fn queues_and_policy_keys_parse() {
+    let text = r#"
+[scheduler]
+connect_timeout = "2s"
+
+[queues.mail]
+concurrency = 1
+rate_limit = "100/1m"
+
+[queues.bulk]
+rate_limit = "5/1s"
+
+[tasks.sync_emails]
+misfire = "catch_up"
+max_catch_up = 4
+misfire_grace = "10s"
+overlap = "queue"
+dst = "both"
+
+[[jobs]]
+name = "eu"
+task = "daily_report"
+schedule = "30 2 * * *"
+misfire = "skip"
+dst = "skip"
+"#;
+    let c = Config::parse(text, "jobs.toml").unwrap();
+    assert_eq!(c.scheduler.connect_timeout, Some(Duration::from_secs(2)));
+    let mail = c.queues["mail"];
+    assert_eq!(mail.concurrency, Some(1));
+    let rate = mail.rate_limit.unwrap();
+    assert_eq!((rate.count, rate.window), (100, Duration::from_secs(60)));
+    assert_eq!(c.queues["bulk"].concurrency, None);
+    let p = &c.tasks["sync_emails"].policy;
+    assert_eq!(p.misfire, Some(kairos::Misfire::CatchUp));
+    assert_eq!(p.max_catch_up.as_ref().map(|n| n.value), Some(4));
+    assert_eq!(p.misfire_grace, Some(Duration::from_secs(10)));
+    assert_eq!(p.overlap, Some(kairos::Overlap::Queue));
+    assert_eq!(
+        p.dst.as_ref().map(|d| d.value),
+        Some(kairos::schedule::DstPolicy::Both)
+    );
+    assert_eq!(c.jobs[0].policy.misfire, Some(kairos::Misfire::Skip));
+}
+
+#[test]
+fn bad_policy_values_name_the_valid_ones() {
+    assert_error(
+        "[tasks.t]\nmisfire = \"runonce\"\n",
+        2,
+        11,
+        &[
+            "`misfire` in [tasks.t] is `runonce`",
+            "skip, run_once, catch_up",
+            "did you mean `run_once`?",
+        ],
+    );
+    assert_error(
+        "[tasks.t]\noverlap = \"wait\"\n",
+        2,
+        11,
+        &["skip, queue, replace"],
+    );
+    assert_error("[tasks.t]\nmax_catch_up = 0\n", 2, 16, &["at least 1"]);
+    assert_error(
+        "[[jobs]]\nname = \"j\"\ntask = \"t\"\ninterval = \"1m\"\ndst = \"skip\"\n",
+        5,
+        7,
+        &["`dst`", "only applies to a cron `schedule`"],
+    );
+}
+
+#[test]
+fn bad_queues_are_reported_where_they_are_written() {
+    assert_error(
+        "[queues.mail]\nconcurrency = 0\n",
+        2,
+        15,
+        &["concurrency", "at least 1"],
+    );
+    assert_error(
+        "[queues.mail]\nrate_limit = \"100\"\n",
+        2,
+        14,
+        &["has no `/`", "100/1m"],
+    );
+    assert_error(
+        "[queues.mail]\nrate_limit = \"0/1m\"\n",
+        2,
+        14,
+        &["at least 1"],
+    );
+    assert_error(
+        "[queues.mail]\nrate_limit = \"5/0s\"\n",
+        2,
+        14,
+        &["longer than zero"],
+    );
+    assert_error(
+        "[queues.mail]\nconcurency = 2\n",
+        2,
+        1,
+        &["unknown key `concurency`", "did you mean `concurrency`?"],
+    );
+}
+
+#[test]
+fn intervals_too_long_to_ever_fire_are_errors() {
+    assert_error(
+        "[[jobs]]\nname = \"j\"\ntask = \"t\"\ninterval = \"100000000d\"\n",
+        4,
+        12,
+        &["too long", "100 years"],
+    );
+}

@@ -447,3 +447,90 @@ fn bad_hand_registered_task_is_reported_with_its_location() {
         other => panic!("expected Other, got {other:?}"),
     }
 }
+
+#[kairos::task(name = "typed_report")]
+async fn typed_report(region: String, days: Option<u32>) -> String {
+    format!("{region}{days:?}")
+}
+
+#[test]
+fn job_params_are_checked_against_the_task_at_their_place_in_the_file() {
+    let registry = Registry::from_tasks(
+        Registry::from_inventory()
+            .unwrap()
+            .tasks()
+            .into_iter()
+            .filter(|t| t.name == "typed_report")
+            .copied(),
+    )
+    .unwrap();
+    let text = "[[jobs]]\nname = \"r\"\ntask = \"typed_report\"\ninterval = \"1h\"\nparams = { region = 5 }\n";
+    let config = Config::parse(text, "jobs.toml").unwrap();
+    match config.resolve(&registry) {
+        Err(ConfigError::Invalid {
+            line,
+            column,
+            message,
+            ..
+        }) => {
+            assert_eq!((line, column), (5, 10), "{message}");
+            assert!(message.contains("`region`"), "{message}");
+            assert!(message.contains("string"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let missing = "[[jobs]]\nname = \"r\"\ntask = \"typed_report\"\ninterval = \"1h\"\n";
+    let err = Config::parse(missing, "jobs.toml")
+        .unwrap()
+        .resolve(&registry)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("jobs.toml:1:1:"), "{err}");
+    assert!(err.contains("missing parameter `region` (String)"), "{err}");
+    let ok = "[[jobs]]\nname = \"r\"\ntask = \"typed_report\"\ninterval = \"1h\"\nparams = { region = \"eu\" }\n";
+    assert!(
+        Config::parse(ok, "jobs.toml")
+            .unwrap()
+            .resolve(&registry)
+            .is_ok()
+    );
+}
+
+#[test]
+fn policies_merge_config_over_macro_over_defaults() {
+    let registry = Registry::from_tasks([TaskDef {
+        schedule: Some("30 2 * * *"),
+        misfire: Some(kairos::Misfire::Skip),
+        overlap: Some(kairos::Overlap::Queue),
+        dst: Some(kairos::schedule::DstPolicy::Both),
+        ..TaskDef::new("nightly", h, "src/n.rs:1")
+    }])
+    .unwrap();
+    let text = "[tasks.nightly]\nmisfire = \"catch_up\"\nmax_catch_up = 2\n\n[[jobs]]\nname = \"n2\"\ntask = \"nightly\"\nschedule = \"0 3 * * *\"\noverlap = \"replace\"\n";
+    let (jobs, policies) = Config::parse(text, "jobs.toml")
+        .unwrap()
+        .resolve(&registry)
+        .unwrap();
+    let p = &policies["nightly"].job_policy;
+    assert_eq!(p.misfire, kairos::Misfire::CatchUp, "config over macro");
+    assert_eq!(p.max_catch_up, 2);
+    assert_eq!(p.overlap, kairos::Overlap::Queue, "macro over default");
+    assert_eq!(p.misfire_grace, Duration::from_secs(30), "default");
+    let own = job(&jobs, "nightly");
+    assert_eq!(own.policy, *p);
+    let Schedule::Cron(c) = &own.schedule else {
+        panic!()
+    };
+    assert_eq!(c.dst(), kairos::schedule::DstPolicy::Both);
+    let n2 = job(&jobs, "n2");
+    assert_eq!(
+        n2.policy.overlap,
+        kairos::Overlap::Replace,
+        "[[jobs]] over the task's"
+    );
+    assert_eq!(
+        n2.policy.misfire,
+        kairos::Misfire::CatchUp,
+        "the task's policy is the base"
+    );
+}
