@@ -487,7 +487,9 @@ fn task_error<E: Display + 'static>(e: E) -> TaskError {
     let found = if let Some(t) = any.downcast_ref::<TaskError>() {
         Some(t.clone())
     } else if let Some(a) = any.downcast_ref::<anyhow::Error>() {
-        a.chain().find_map(|c| c.downcast_ref::<TaskError>()).cloned()
+        a.chain()
+            .find_map(|c| c.downcast_ref::<TaskError>())
+            .cloned()
     } else if let Some(b) = any.downcast_ref::<Box<dyn std::error::Error + Send + Sync>>() {
         b.downcast_ref::<TaskError>().cloned()
     } else {
