@@ -185,8 +185,9 @@ pub async fn execute(
             policies,
         }
     };
+    let shown = store.url().to_string();
     let admin = Admin::new(store, tasks, clock, config.defaults.clone());
-    match cli.command {
+    let result = match cli.command {
         Command::Jobs(cmd) => jobs::run(cmd, &admin, now, &mut out).await,
         Command::Runs(cmd) => runs::run(cmd, &admin, now, &mut out).await,
         Command::Enqueue(args) => enqueue::run(args, &admin, &mut out).await,
@@ -194,7 +195,8 @@ pub async fn execute(
         Command::Nodes(cmd) => system::nodes(cmd, &admin, now, &mut out).await,
         Command::Tasks(cmd) => system::tasks(cmd, &admin, &mut out).await,
         Command::Cron(_) | Command::Migrate => unreachable!("handled above"),
-    }
+    };
+    result.map_err(|e| e.in_database(&shown))
 }
 
 /// A duration such as `10m` for a flag.

@@ -29,6 +29,15 @@ impl CliError {
         CliError::new("invalid_input", message)
     }
 
+    /// Names the database in errors that came from it (a query failing on an open
+    /// connection does not say which database it was).
+    pub(crate) fn in_database(mut self, url: &str) -> Self {
+        if self.code == "database" {
+            self.message = format!("{} (database {url})", self.message);
+        }
+        self
+    }
+
     /// The machine-readable code printed with `--json`.
     pub fn code(&self) -> &'static str {
         self.code
@@ -38,11 +47,7 @@ impl CliError {
 impl From<Error> for CliError {
     fn from(e: Error) -> Self {
         let code = e.code();
-        let message = match &e {
-            Error::Store(s) if !s.is_connection() => e.to_string(),
-            _ => e.to_string(),
-        };
-        CliError::new(code, message)
+        CliError::new(code, e.to_string())
     }
 }
 
