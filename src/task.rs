@@ -122,40 +122,8 @@ impl Overlap {
     }
 }
 
-macro_rules! named_enum {
-    ($t:ident, $what:literal) => {
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl std::str::FromStr for $t {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                $t::ALL
-                    .into_iter()
-                    .find(|p| p.as_str() == s)
-                    .ok_or_else(|| {
-                        format!(
-                            concat!("unknown ", $what, " policy `{}`; use one of: {}"),
-                            s,
-                            $t::ALL.map(|p| p.as_str()).join(", ")
-                        )
-                    })
-            }
-        }
-
-        impl serde::Serialize for $t {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(self.as_str())
-            }
-        }
-    };
-}
-
-named_enum!(Misfire, "misfire");
-named_enum!(Overlap, "overlap");
+crate::model::names!(Misfire, "misfire policy");
+crate::model::names!(Overlap, "overlap policy");
 
 /// One parameter of a task function, as `#[kairos::task]` publishes it so params can be
 /// checked where a run is enqueued, not only when it executes.

@@ -186,7 +186,7 @@ pub async fn execute(
         }
     };
     let shown = store.url().to_string();
-    let admin = Admin::new(store, tasks, clock, config.defaults.clone());
+    let admin = Admin::new(store, tasks, clock, config.defaults.clone(), None);
     let result = match cli.command {
         Command::Jobs(cmd) => jobs::run(cmd, &admin, now, &mut out).await,
         Command::Runs(cmd) => runs::run(cmd, &admin, now, &mut out).await,

@@ -96,14 +96,17 @@ impl Admin {
             Tasks::Catalog,
             Arc::new(SystemClock),
             Defaults::default(),
+            None,
         ))
     }
 
+    /// An admin; with `signals`, its changes wake the loops of that local node.
     pub(crate) fn new(
         store: Store,
         tasks: Tasks,
         clock: Arc<dyn Clock>,
         defaults: Defaults,
+        signals: Option<Arc<Signals>>,
     ) -> Admin {
         Admin {
             inner: Arc::new(Inner {
@@ -111,26 +114,7 @@ impl Admin {
                 tasks,
                 clock,
                 defaults,
-                signals: None,
-            }),
-        }
-    }
-
-    /// An admin whose changes wake the loops of a local node.
-    pub(crate) fn for_node(
-        store: Store,
-        tasks: Tasks,
-        clock: Arc<dyn Clock>,
-        defaults: Defaults,
-        signals: Arc<Signals>,
-    ) -> Admin {
-        Admin {
-            inner: Arc::new(Inner {
-                store,
-                tasks,
-                clock,
-                defaults,
-                signals: Some(signals),
+                signals,
             }),
         }
     }

@@ -225,7 +225,7 @@ impl SchedulerBuilder {
             max_workers,
         };
         let signals = Arc::new(Signals::default());
-        let admin = Admin::for_node(
+        let admin = Admin::new(
             store.clone(),
             Tasks::App {
                 registry: registry.clone(),
@@ -233,7 +233,7 @@ impl SchedulerBuilder {
             },
             clock.clone(),
             config.defaults.clone(),
-            signals.clone(),
+            Some(signals.clone()),
         );
         let shared = Shared {
             store,

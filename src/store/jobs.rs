@@ -17,6 +17,7 @@ use sea_orm::{ConnectionTrait, FromQueryResult, TransactionTrait, Value};
 use super::codec::{duration_ms, from_ms, int, ms, schedule_values};
 use super::entity::job;
 use super::runs::NewRun;
+use super::sql::placeholders;
 use super::{Lock, Store, StoreError, bump, write_txn};
 use crate::job::JobSpec;
 use crate::model::{DisabledReason, Job, JobSource, SkipReason, SlotOutcome};
@@ -74,6 +75,56 @@ pub(crate) enum FireOutcome {
     },
     /// Another node fired these slots first, or the job changed meanwhile.
     Lost,
+}
+
+/// The columns a job's definition is stored in, in the order of [`spec_values`].
+const SPEC_COLUMNS: [&str; 17] = [
+    "task",
+    "kind",
+    "cron",
+    "timezone",
+    "dst",
+    "interval_ms",
+    "anchor_at",
+    "params",
+    "priority",
+    "misfire",
+    "max_catch_up",
+    "misfire_grace_ms",
+    "overlap",
+    "enabled",
+    "disabled_reason",
+    "source",
+    "next_run_at",
+];
+
+/// A job's definition as the values of [`SPEC_COLUMNS`].
+fn spec_values(
+    spec: &JobSpec,
+    anchor: DateTime<Utc>,
+    next: Option<DateTime<Utc>>,
+    disabled_reason: Option<&str>,
+) -> Vec<Value> {
+    let [kind, cron, tz, dst, interval, anchor] = schedule_values(&spec.schedule, anchor);
+    vec![
+        Value::from(spec.task.clone()),
+        kind,
+        cron,
+        tz,
+        dst,
+        interval,
+        anchor,
+        Value::from(spec.params.to_string()),
+        Value::from(spec.priority),
+        Value::from(spec.policy.misfire.as_str()),
+        Value::from(int(spec.policy.max_catch_up)),
+        Value::from(duration_ms(spec.policy.misfire_grace)),
+        Value::from(spec.policy.overlap.as_str()),
+        Value::from(spec.enabled),
+        Value::from(disabled_reason.map(str::to_string)),
+        Value::from(spec.source.as_str()),
+        Value::from(next.map(ms)),
+    ]
 }
 
 /// The first slot of a new (or rescheduled) job created at `now`.
@@ -155,33 +206,21 @@ impl Store {
     ) -> Result<(), StoreError> {
         let reason = (!spec.enabled).then_some(DisabledReason::Config.as_str());
         let Some(old) = old else {
-            let [kind, cron, tz, dst, interval, anchor] = schedule_values(&spec.schedule, now);
+            let mut values = vec![Value::from(spec.name.clone()), Value::from(ms(now))];
+            values.extend(spec_values(
+                spec,
+                now,
+                first_slot(&spec.schedule, now),
+                reason,
+            ));
             conn.execute_raw(self.stmt(
-                "INSERT INTO kairos_jobs (name, task, kind, cron, timezone, dst, interval_ms, anchor_at, params, \
-                 priority, misfire, max_catch_up, misfire_grace_ms, overlap, enabled, disabled_reason, paused, \
-                 source, next_run_at, version, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, false, $17, $18, 0, $19, $19)",
-                [
-                    Value::from(spec.name.clone()),
-                    Value::from(spec.task.clone()),
-                    kind,
-                    cron,
-                    tz,
-                    dst,
-                    interval,
-                    anchor,
-                    Value::from(spec.params.to_string()),
-                    Value::from(spec.priority),
-                    Value::from(spec.policy.misfire.as_str()),
-                    Value::from(int(spec.policy.max_catch_up)),
-                    Value::from(duration_ms(spec.policy.misfire_grace)),
-                    Value::from(spec.policy.overlap.as_str()),
-                    Value::from(spec.enabled),
-                    Value::from(reason),
-                    Value::from(spec.source.as_str()),
-                    Value::from(first_slot(&spec.schedule, now).map(ms)),
-                    Value::from(ms(now)),
-                ],
+                &format!(
+                    "INSERT INTO kairos_jobs (name, created_at, updated_at, paused, version, {}) \
+                     VALUES ($1, $2, $2, false, 0, {})",
+                    SPEC_COLUMNS.join(", "),
+                    placeholders(3, SPEC_COLUMNS.len())
+                ),
+                values,
             ))
             .await?;
             return Ok(());
@@ -204,33 +243,19 @@ impl Store {
         if !changed {
             return Ok(());
         }
-        let [kind, cron, tz, dst, interval, anchor_v] = schedule_values(&spec.schedule, anchor);
+        let mut values = vec![Value::from(old.id), Value::from(ms(now))];
+        values.extend(spec_values(spec, anchor, next, reason));
+        let set: Vec<String> = SPEC_COLUMNS
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c} = ${}", i + 3))
+            .collect();
         conn.execute_raw(self.stmt(
-            "UPDATE kairos_jobs SET task = $1, kind = $2, cron = $3, timezone = $4, dst = $5, interval_ms = $6, \
-             anchor_at = $7, params = $8, priority = $9, misfire = $10, max_catch_up = $11, misfire_grace_ms = $12, \
-             overlap = $13, enabled = $14, disabled_reason = $15, source = $16, next_run_at = $17, \
-             version = version + 1, updated_at = $18 WHERE id = $19",
-            [
-                Value::from(spec.task.clone()),
-                kind,
-                cron,
-                tz,
-                dst,
-                interval,
-                anchor_v,
-                Value::from(spec.params.to_string()),
-                Value::from(spec.priority),
-                Value::from(spec.policy.misfire.as_str()),
-                Value::from(int(spec.policy.max_catch_up)),
-                Value::from(duration_ms(spec.policy.misfire_grace)),
-                Value::from(spec.policy.overlap.as_str()),
-                Value::from(spec.enabled),
-                Value::from(reason),
-                Value::from(spec.source.as_str()),
-                Value::from(next.map(ms)),
-                Value::from(ms(now)),
-                Value::from(old.id),
-            ],
+            &format!(
+                "UPDATE kairos_jobs SET {}, version = version + 1, updated_at = $2 WHERE id = $1",
+                set.join(", ")
+            ),
+            values,
         ))
         .await?;
         Ok(())
