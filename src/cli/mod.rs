@@ -120,6 +120,9 @@ pub async fn run() {
     };
     let mut stdout = std::io::stdout().lock();
     if let Err(e) = execute(cli, &registry, Arc::new(SystemClock), &mut stdout).await {
+        if e.code() == "broken_pipe" {
+            std::process::exit(0);
+        }
         let _ = stdout.flush();
         fail(json, e.code(), &e.to_string());
     }
@@ -129,7 +132,7 @@ fn fail(json: bool, code: &str, message: &str) -> ! {
     if json {
         output::print_error_json(code, message);
     } else {
-        eprintln!("error: {message}");
+        let _ = writeln!(std::io::stderr(), "error: {message}");
     }
     std::process::exit(1);
 }

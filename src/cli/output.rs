@@ -59,6 +59,10 @@ impl From<crate::config::ConfigError> for CliError {
 
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            // The reader went away (`kairos runs list | head`): not an error.
+            return CliError::new("broken_pipe", "");
+        }
         CliError::new("io", format!("cannot write the output: {e}"))
     }
 }
@@ -66,7 +70,11 @@ impl From<std::io::Error> for CliError {
 /// Prints `{"error": {"code", "message"}}` on stdout.
 pub(crate) fn print_error_json(code: &str, message: &str) {
     let v = serde_json::json!({"error": {"code": code, "message": message}});
-    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    let _ = writeln!(
+        std::io::stdout(),
+        "{}",
+        serde_json::to_string_pretty(&v).unwrap_or_default()
+    );
 }
 
 /// The output of one command.
