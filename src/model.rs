@@ -256,8 +256,9 @@ pub struct Job {
     pub(crate) due_at: Option<DateTime<Utc>>,
     #[serde(skip)]
     pub(crate) paused_at: Option<DateTime<Utc>>,
+    /// Pauses (from, to) whose missed slots are not accounted for yet.
     #[serde(skip)]
-    pub(crate) resumed_at: Option<DateTime<Utc>>,
+    pub(crate) pause_windows: Vec<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 impl Job {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::policy::{PauseWindow, plan_due};
+use super::policy::plan_due;
 use super::{CancelReason, Shared};
 use crate::model::{Job, RunOrigin};
 use crate::store::{FireOutcome, FirePlan, NewRun, PlannedRun, StoreError};
@@ -98,10 +98,7 @@ fn plan_for(shared: &Shared, job: &Job, now: DateTime<Utc>) -> FirePlan {
         due,
         now,
         &job.policy,
-        PauseWindow {
-            paused_at: job.paused_at,
-            resumed_at: job.resumed_at,
-        },
+        &job.pause_windows,
     );
     let policy = shared.policy(&job.task);
     let runs = plan
@@ -136,6 +133,13 @@ fn plan_for(shared: &Shared, job: &Job, now: DateTime<Utc>) -> FirePlan {
         prev_slot: job.last_fired_at,
         last_slot: plan.last_slot,
         next: plan.next,
+        // Windows the plan went past are accounted for; later ones stay.
+        pause_windows: job
+            .pause_windows
+            .iter()
+            .copied()
+            .filter(|(_, to)| *to > plan.last_slot)
+            .collect(),
         runs,
         skipped: plan.skipped,
         overlap: job.policy.overlap,

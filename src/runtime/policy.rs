@@ -55,12 +55,8 @@ pub(crate) struct SlotPlan {
     pub(crate) next: Option<DateTime<Utc>>,
 }
 
-/// When the job was last paused and resumed, to tell `paused` from `misfire`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct PauseWindow {
-    pub(crate) paused_at: Option<DateTime<Utc>>,
-    pub(crate) resumed_at: Option<DateTime<Utc>>,
-}
+/// The job's pauses, `(from, to)` in time order, to tell `paused` from `misfire`.
+pub(crate) type PauseWindows<'a> = &'a [(DateTime<Utc>, DateTime<Utc>)];
 
 /// Plans a job whose first unfired slot `due` is at or before `now`.
 pub(crate) fn plan_due(
@@ -69,7 +65,7 @@ pub(crate) fn plan_due(
     due: DateTime<Utc>,
     now: DateTime<Utc>,
     policy: &JobPolicy,
-    pause: PauseWindow,
+    pauses: PauseWindows<'_>,
 ) -> SlotPlan {
     let grace = Duration::from_std(policy.misfire_grace).unwrap_or(Duration::MAX);
     let cutoff = now
@@ -93,7 +89,7 @@ pub(crate) fn plan_due(
         late_from = next_of(latest);
         match policy.misfire {
             Misfire::Skip => {
-                skipped.extend(split_by_pause(schedule, anchor, due, latest, pause));
+                skipped.extend(split_by_pause(schedule, anchor, due, latest, pauses));
             }
             Misfire::RunOnce => runs.push(PlannedSlot {
                 slot: latest,
@@ -114,7 +110,7 @@ pub(crate) fn plan_due(
                         .find(|t| **t < first_run)
                         .copied()
                         .unwrap_or(due);
-                    skipped.extend(split_by_pause(schedule, anchor, due, before, pause));
+                    skipped.extend(split_by_pause(schedule, anchor, due, before, pauses));
                 }
                 runs.extend(run_slots.into_iter().map(|slot| PlannedSlot {
                     slot,
@@ -208,14 +204,14 @@ fn tail_from_end(
     }
 }
 
-/// `[first, last]` as skipped records, split where the job's pause window starts and
-/// ends (reason `paused` inside it, `misfire` outside).
+/// `[first, last]` as skipped records, split where the job's pauses start and end
+/// (reason `paused` for slots inside a pause, `misfire` outside).
 fn split_by_pause(
     schedule: &Schedule,
     anchor: DateTime<Utc>,
     first: DateTime<Utc>,
     last: DateTime<Utc>,
-    pause: PauseWindow,
+    pauses: PauseWindows<'_>,
 ) -> Vec<SlotRecord> {
     let rec = |first, last, reason| SlotRecord {
         first,
@@ -223,46 +219,39 @@ fn split_by_pause(
         outcome: SlotOutcome::Skipped,
         reason: Some(reason),
     };
-    let (Some(p), Some(r)) = (pause.paused_at, pause.resumed_at) else {
-        return vec![rec(first, last, SkipReason::Misfire)];
-    };
-    if r < p || last < p || first > r {
-        return vec![rec(first, last, SkipReason::Misfire)];
-    }
+    let before = |t: DateTime<Utc>| t - Duration::milliseconds(1);
     let mut out = Vec::new();
-    let inside_first = if first >= p {
-        Some(first)
-    } else {
-        schedule.next_after(anchor, p - Duration::milliseconds(1))
-    };
-    let Some(inside_first) = inside_first.filter(|t| *t <= last && *t <= r) else {
-        return vec![rec(first, last, SkipReason::Misfire)];
-    };
-    if first < inside_first {
-        let before = tail(
-            schedule,
-            anchor,
-            first,
-            inside_first - Duration::milliseconds(1),
-            1,
-        );
-        if let Some(b) = before.last() {
-            out.push(rec(first, *b, SkipReason::Misfire));
+    // `from` is the first slot not yet recorded.
+    let mut from = Some(first);
+    for &(p, r) in pauses {
+        let Some(start) = from.filter(|t| *t <= last) else {
+            break;
+        };
+        if r < start || r < p {
+            continue;
         }
-    }
-    let inside_last = if last <= r {
-        last
-    } else {
-        *tail(schedule, anchor, inside_first, r, 1)
+        // The first slot inside the pause.
+        let inside = if start >= p {
+            Some(start)
+        } else {
+            schedule.next_after(anchor, before(p))
+        };
+        let Some(inside) = inside.filter(|t| *t <= r && *t <= last) else {
+            continue;
+        };
+        if start < inside
+            && let Some(b) = tail(schedule, anchor, start, before(inside), 1).last()
+        {
+            out.push(rec(start, *b, SkipReason::Misfire));
+        }
+        let inside_last = *tail(schedule, anchor, inside, r.min(last), 1)
             .last()
-            .unwrap_or(&inside_first)
-    };
-    out.push(rec(inside_first, inside_last, SkipReason::Paused));
-    if inside_last < last
-        && let Some(after) = schedule.next_after(anchor, inside_last)
-        && after <= last
-    {
-        out.push(rec(after, last, SkipReason::Misfire));
+            .unwrap_or(&inside);
+        out.push(rec(inside, inside_last, SkipReason::Paused));
+        from = schedule.next_after(anchor, inside_last);
+    }
+    if let Some(start) = from.filter(|t| *t <= last) {
+        out.push(rec(start, last, SkipReason::Misfire));
     }
     out
 }
@@ -300,7 +289,7 @@ mod tests {
             t("2026-01-01T00:01:00Z"),
             t("2026-01-01T00:01:00.003Z"),
             &JobPolicy::default(),
-            PauseWindow::default(),
+            &[],
         );
         assert_eq!(
             p.runs,
@@ -325,7 +314,7 @@ mod tests {
             t("2026-01-01T00:00:10Z"),
             t("2026-01-01T00:00:35Z"),
             &JobPolicy::default(),
-            PauseWindow::default(),
+            &[],
         );
         let slots: Vec<_> = p.runs.iter().map(|r| r.slot).collect();
         assert_eq!(
@@ -347,7 +336,7 @@ mod tests {
             t("2026-01-01T00:01:00Z"),
             t("2026-01-01T00:10:10Z"),
             &policy(Misfire::RunOnce, 10),
-            PauseWindow::default(),
+            &[],
         );
         // 00:10 is 10 s late (within grace): it runs for itself. 00:01-00:09 missed.
         assert_eq!(
@@ -371,17 +360,14 @@ mod tests {
 
     #[test]
     fn skip_records_missed_slots_with_their_reason() {
-        let pause = PauseWindow {
-            paused_at: Some(t("2026-01-01T00:03:30Z")),
-            resumed_at: Some(t("2026-01-01T00:06:30Z")),
-        };
+        let pause = [(t("2026-01-01T00:03:30Z"), t("2026-01-01T00:06:30Z"))];
         let p = plan_due(
             &minutely(),
             t(A),
             t("2026-01-01T00:01:00Z"),
             t("2026-01-01T00:08:45Z"),
             &policy(Misfire::Skip, 10),
-            pause,
+            &pause,
         );
         assert!(p.runs.is_empty(), "00:08 is 45 s late: missed too");
         let got: Vec<_> = p
@@ -414,6 +400,36 @@ mod tests {
     }
 
     #[test]
+    fn every_pause_is_told_from_downtime() {
+        // Paused 1:30-2:30 and 3:30-4:30, no node running throughout.
+        let m = |s: &str| t(&format!("2026-01-01T00:{s}Z"));
+        let pauses = [(m("01:30"), m("02:30")), (m("03:30"), m("04:30"))];
+        let p = plan_due(
+            &minutely(),
+            t(A),
+            m("01:00"),
+            m("05:45"),
+            &policy(Misfire::Skip, 10),
+            &pauses,
+        );
+        let got: Vec<_> = p
+            .skipped
+            .iter()
+            .map(|r| (r.first, r.last, r.reason.unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (m("01:00"), m("01:00"), SkipReason::Misfire),
+                (m("02:00"), m("02:00"), SkipReason::Paused),
+                (m("03:00"), m("03:00"), SkipReason::Misfire),
+                (m("04:00"), m("04:00"), SkipReason::Paused),
+                (m("05:00"), m("05:00"), SkipReason::Misfire),
+            ]
+        );
+    }
+
+    #[test]
     fn catch_up_runs_the_most_recent_missed_slots_oldest_first() {
         let p = plan_due(
             &minutely(),
@@ -421,7 +437,7 @@ mod tests {
             t("2026-01-01T00:01:00Z"),
             t("2026-01-01T00:20:40Z"),
             &policy(Misfire::CatchUp, 3),
-            PauseWindow::default(),
+            &[],
         );
         let slots: Vec<_> = p.runs.iter().map(|r| (r.slot, r.caught_up)).collect();
         assert_eq!(
@@ -452,7 +468,7 @@ mod tests {
             t("2026-01-01T00:01:00Z"),
             t("2026-01-01T00:03:40Z"),
             &policy(Misfire::CatchUp, 10),
-            PauseWindow::default(),
+            &[],
         );
         assert_eq!(p.runs.len(), 3);
         assert!(p.runs.iter().all(|r| r.caught_up));
@@ -464,14 +480,7 @@ mod tests {
         let s = Schedule::Cron(CronSchedule::parse("* * * * * *", Tz::UTC).unwrap());
         let due = t("2026-01-01T00:00:01Z");
         let now = t("2026-03-01T00:00:00Z"); // ~5 million seconds later
-        let p = plan_due(
-            &s,
-            due,
-            due,
-            now,
-            &policy(Misfire::CatchUp, 2),
-            PauseWindow::default(),
-        );
+        let p = plan_due(&s, due, due, now, &policy(Misfire::CatchUp, 2), &[]);
         let cut = now - Duration::seconds(30);
         let caught: Vec<_> = p
             .runs
@@ -498,7 +507,7 @@ mod tests {
             at,
             t("2026-01-02T00:00:00Z"),
             &JobPolicy::default(),
-            PauseWindow::default(),
+            &[],
         );
         assert_eq!(p.runs.len(), 1);
         assert_eq!(p.runs[0].slot, at);
@@ -510,14 +519,7 @@ mod tests {
         let s = Schedule::Every(Std::from_millis(10));
         let due = t(A);
         let now = due + Duration::seconds(20); // 2001 slots, all within a 30 s grace
-        let p = plan_due(
-            &s,
-            due,
-            due,
-            now,
-            &JobPolicy::default(),
-            PauseWindow::default(),
-        );
+        let p = plan_due(&s, due, due, now, &JobPolicy::default(), &[]);
         assert_eq!(p.runs.len(), MAX_RUNS_PER_PLAN);
         let next = p.next.unwrap();
         assert_eq!(

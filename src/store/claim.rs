@@ -76,8 +76,7 @@ const CLAIM_COLUMNS: &str = "id, task, queue, job_id, params, tags, attempt, sch
 
 /// Conditions every claim adds: nothing starts from a paused queue or on a paused node.
 const NOT_PAUSED: &str = "NOT EXISTS (SELECT 1 FROM kairos_queues q WHERE q.name = kairos_runs.queue AND q.paused) \
-     AND NOT EXISTS (SELECT 1 FROM kairos_nodes n WHERE n.id = $1 AND n.paused) \
-     AND NOT EXISTS (SELECT 1 FROM kairos_meta m WHERE m.key = 'nodes_paused' AND m.value <> 0)";
+     AND NOT EXISTS (SELECT 1 FROM kairos_nodes n WHERE n.id = $1 AND n.paused)";
 
 impl Store {
     /// Claims up to `limit` due runs (run_at ≤ `due_by`) for `node`, lowest priority

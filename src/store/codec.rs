@@ -207,7 +207,14 @@ impl TryFrom<job::Model> for Job {
             version: m.version,
             due_at: next,
             paused_at: m.paused_at.map(from_ms),
-            resumed_at: m.resumed_at.map(from_ms),
+            pause_windows: match m.pause_windows.as_deref() {
+                Some(text) => serde_json::from_str::<Vec<(i64, i64)>>(text)
+                    .map_err(|e| corrupt(format!("pause_windows: {e}")))?
+                    .into_iter()
+                    .map(|(a, b)| (from_ms(a), from_ms(b)))
+                    .collect(),
+                None => Vec::new(),
+            },
             name: m.name,
         })
     }

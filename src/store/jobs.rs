@@ -54,6 +54,8 @@ pub(crate) struct FirePlan {
     pub(crate) last_slot: DateTime<Utc>,
     /// The job's next slot after this plan.
     pub(crate) next: Option<DateTime<Utc>>,
+    /// Pause windows still ahead of the slots this plan accounts for.
+    pub(crate) pause_windows: Vec<(DateTime<Utc>, DateTime<Utc>)>,
     /// Runs to insert, oldest slot first.
     pub(crate) runs: Vec<PlannedRun>,
     /// Slots that pass without a run.
@@ -125,6 +127,14 @@ fn spec_values(
         Value::from(spec.source.as_str()),
         Value::from(next.map(ms)),
     ]
+}
+
+/// Pause windows as stored: `[[from_ms, to_ms], ...]`, or NULL when there are none.
+pub(crate) fn windows_text(w: &[(DateTime<Utc>, DateTime<Utc>)]) -> Option<String> {
+    (!w.is_empty()).then(|| {
+        let v: Vec<(i64, i64)> = w.iter().map(|(a, b)| (ms(*a), ms(*b))).collect();
+        serde_json::to_string(&v).unwrap_or_default()
+    })
 }
 
 /// The first slot of a new (or rescheduled) job created at `now`.
@@ -401,19 +411,33 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<Job>, StoreError> {
         let txn = self.db.begin_with_options(write_txn()).await?;
-        let sql = if paused {
-            "UPDATE kairos_jobs SET paused = true, paused_at = CASE WHEN paused THEN paused_at ELSE $1 END, \
-             version = version + 1, updated_at = $1 WHERE name = $2"
-        } else {
-            "UPDATE kairos_jobs SET paused = false, resumed_at = CASE WHEN paused THEN $1 ELSE resumed_at END, \
-             version = version + 1, updated_at = $1 WHERE name = $2"
-        };
-        let res = txn
-            .execute_raw(self.stmt(sql, [Value::from(ms(now)), Value::from(name.to_string())]))
-            .await?;
-        if res.rows_affected() == 0 {
+        let Some(job) = self.job_in(&txn, name).await? else {
             return Ok(None);
-        }
+        };
+        let (paused_at, windows) = match (paused, job.paused, job.paused_at) {
+            // Pausing: remember since when (a second pause changes nothing).
+            (true, false, _) => (Some(now), job.pause_windows),
+            (true, true, at) => (at, job.pause_windows),
+            // Resuming: the pause becomes a window the planner accounts for.
+            (false, true, Some(from)) => {
+                let mut w = job.pause_windows;
+                w.push((from, now));
+                (None, w)
+            }
+            (false, _, _) => (None, job.pause_windows),
+        };
+        txn.execute_raw(self.stmt(
+            "UPDATE kairos_jobs SET paused = $1, paused_at = $2, pause_windows = $3, \
+             version = version + 1, updated_at = $4 WHERE id = $5",
+            [
+                Value::from(paused),
+                Value::from(paused_at.map(ms)),
+                Value::from(windows_text(&windows)),
+                Value::from(ms(now)),
+                Value::from(job.id),
+            ],
+        ))
+        .await?;
         bump(&txn, self).await?;
         let job = self.job_in(&txn, name).await?;
         txn.commit().await?;
@@ -496,13 +520,14 @@ impl Store {
             let cas = txn
                 .execute_raw(self.stmt(
                     "UPDATE kairos_jobs SET next_run_at = $1, last_fired_at = $2, version = version + 1, \
-                     updated_at = $3 WHERE id = $4 AND version = $5 AND enabled AND NOT paused",
+                     updated_at = $3, pause_windows = $6 WHERE id = $4 AND version = $5 AND enabled AND NOT paused",
                     [
                         Value::from(p.next.map(ms)),
                         Value::from(ms(p.last_slot)),
                         Value::from(ms(now)),
                         Value::from(p.job_id),
                         Value::from(p.version),
+                        Value::from(windows_text(&p.pause_windows)),
                     ],
                 ))
                 .await?;
@@ -519,6 +544,8 @@ impl Store {
                     .await?;
                 prev = Some(r.last);
             }
+            // Runs this plan inserts do not count: overlap is about runs that were
+            // already queued or running when the slots came.
             let mut active = match p.max_instances {
                 Some(_) => self.active_job_runs(&txn, p.job_id).await?,
                 None => 0,
@@ -548,7 +575,6 @@ impl Store {
                 let Some(id) = self.insert_job_run(&txn, &planned.run, now).await? else {
                     continue;
                 };
-                active += 1;
                 ids.push(id);
                 if let Some((first, last)) = planned.coalesced {
                     let rec = SlotRecord {

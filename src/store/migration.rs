@@ -44,7 +44,7 @@ enum KairosJobs {
     DisabledReason,
     Paused,
     PausedAt,
-    ResumedAt,
+    PauseWindows,
     Source,
     NextRunAt,
     LastFiredAt,
@@ -198,7 +198,7 @@ pub(crate) const TABLES: &[(&str, &[&str])] = &[
             "disabled_reason",
             "paused",
             "paused_at",
-            "resumed_at",
+            "pause_windows",
             "source",
             "next_run_at",
             "last_fired_at",
@@ -440,7 +440,7 @@ mod m20261126_000001_init {
                 .col(string_null(KairosJobs::DisabledReason))
                 .col(boolean(KairosJobs::Paused))
                 .col(big_integer_null(KairosJobs::PausedAt))
-                .col(big_integer_null(KairosJobs::ResumedAt))
+                .col(text_null(KairosJobs::PauseWindows))
                 .col(string(KairosJobs::Source))
                 .col(big_integer_null(KairosJobs::NextRunAt))
                 .col(big_integer_null(KairosJobs::LastFiredAt))

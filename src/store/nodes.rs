@@ -19,7 +19,8 @@ pub(crate) struct NodeRow {
 }
 
 impl Store {
-    /// Records the node as running.
+    /// Records the node as running; it starts paused while every node is paused
+    /// (`kairos nodes pause` without an id).
     pub(crate) async fn register_node(
         &self,
         node: &NodeRow,
@@ -28,7 +29,8 @@ impl Store {
         self.db
             .execute_raw(self.stmt(
                 "INSERT INTO kairos_nodes (id, hostname, pid, version, max_workers, status, paused, started_at, heartbeat_at) \
-                 VALUES ($1, $2, $3, $4, $5, 'running', false, $6, $6)",
+                 VALUES ($1, $2, $3, $4, $5, 'running', \
+                 COALESCE((SELECT value FROM kairos_meta WHERE key = 'nodes_paused'), 0) <> 0, $6, $6)",
                 [
                     Value::from(node.id.clone()),
                     Value::from(node.hostname.clone()),
@@ -97,8 +99,9 @@ impl Store {
             .collect()
     }
 
-    /// Pauses or resumes one node (by id), or every node (`None`): also those that
-    /// start later. Returns how many node rows matched.
+    /// Pauses or resumes one node (by id), or every node (`None`), including those
+    /// that start later. A node's own row is what its claims read. Returns how many
+    /// node rows matched.
     pub(crate) async fn set_nodes_paused(
         &self,
         node: Option<&str>,

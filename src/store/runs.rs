@@ -213,7 +213,6 @@ impl Store {
                 "INSERT INTO kairos_runs ({cols}) SELECT {} \
                  WHERE NOT EXISTS (SELECT 1 FROM kairos_queues q WHERE q.name = $5 AND q.paused) \
                  AND NOT EXISTS (SELECT 1 FROM kairos_nodes n WHERE n.id = $1 AND n.paused) \
-                 AND NOT EXISTS (SELECT 1 FROM kairos_meta m WHERE m.key = 'nodes_paused' AND m.value <> 0) \
                  ON CONFLICT DO NOTHING RETURNING id",
                 &row[1..row.len() - 1]
             )

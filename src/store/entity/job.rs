@@ -29,7 +29,8 @@ pub struct Model {
     pub disabled_reason: Option<String>,
     pub paused: bool,
     pub paused_at: Option<i64>,
-    pub resumed_at: Option<i64>,
+    /// Closed pause windows `[[from_ms, to_ms], ...]` not yet accounted for by firing.
+    pub pause_windows: Option<String>,
     pub source: String,
     /// The next slot to fire; kept while paused so missed slots can be accounted for.
     pub next_run_at: Option<i64>,
