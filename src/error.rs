@@ -8,7 +8,7 @@ use crate::store::StoreError;
 #[non_exhaustive]
 pub enum Error {
     /// No task of that name is registered (or published, for the standalone CLI).
-    #[error("unknown task `{name}`{hint}")]
+    #[error("unknown task `{}`{hint}", clip(name))]
     UnknownTask {
         /// The name given.
         name: String,
@@ -32,7 +32,7 @@ pub enum Error {
         message: String,
     },
     /// No job of that name.
-    #[error("no job named `{name}`{hint}")]
+    #[error("no job named `{}`{hint}", clip(name))]
     JobNotFound {
         /// The name given.
         name: String,
@@ -46,7 +46,7 @@ pub enum Error {
         id: i64,
     },
     /// No queue of that name.
-    #[error("no queue named `{name}`{hint}")]
+    #[error("no queue named `{}`{hint}", clip(name))]
     QueueNotFound {
         /// The name given.
         name: String,
@@ -54,7 +54,7 @@ pub enum Error {
         hint: String,
     },
     /// No node with that id.
-    #[error("no node `{name}`{hint}")]
+    #[error("no node `{}`{hint}", clip(name))]
     NodeNotFound {
         /// The id given.
         name: String,
@@ -79,6 +79,20 @@ pub enum Error {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// At most ~80 characters of user input, for echoing it in messages: a mistyped
+/// 10,000-character name must not become a 10,000-character error.
+pub(crate) fn clip(s: &str) -> String {
+    let n = s.chars().count();
+    if n <= 80 {
+        s.to_string()
+    } else {
+        format!(
+            "{}… ({n} characters)",
+            s.chars().take(77).collect::<String>()
+        )
+    }
 }
 
 fn describe_batch(errors: &[(usize, Error)]) -> String {

@@ -37,7 +37,7 @@ pub(super) fn run(cmd: &CronCmd, now: DateTime<Utc>, out: &mut Out<'_>) -> Resul
         from,
         count,
     } = cmd;
-    let tz = parse_timezone(tz).map_err(|e| CliError::usage(e.to_string()))?;
+    let tz = parse_timezone(tz).map_err(|e| CliError::new("invalid_input", e.to_string()))?;
     let cron = CronSchedule::parse(expr, tz)
         .map_err(|e| CliError::new("invalid_cron", e.to_string()))?
         .with_dst(*dst);
@@ -55,5 +55,11 @@ pub(super) fn run(cmd: &CronCmd, now: DateTime<Utc>, out: &mut Out<'_>) -> Resul
             None => break,
         }
     }
-    out.print(&times, || times.join("\n"))
+    out.print(&times, || {
+        if times.is_empty() {
+            "(none: the expression has no fire time after that)".to_string()
+        } else {
+            times.join("\n")
+        }
+    })
 }

@@ -25,7 +25,7 @@ pub(super) struct EnqueueArgs {
     #[arg(long, conflicts_with = "in_")]
     at: Option<String>,
     /// Start after this delay, e.g. 10m.
-    #[arg(long = "in", id = "in_", value_parser = parse_duration_arg)]
+    #[arg(long = "in", id = "in_", value_name = "DELAY", value_parser = parse_duration_arg)]
     in_: Option<Duration>,
     /// Priority (lower runs first); default the task's.
     #[arg(long, allow_negative_numbers = true)]
@@ -138,8 +138,12 @@ pub(super) async fn run(
 }
 
 async fn batch(path: &PathBuf, admin: &Admin, out: &mut Out<'_>) -> Result<(), CliError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CliError::usage(format!("--batch: cannot read {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        CliError::new(
+            "invalid_input",
+            format!("--batch: cannot read {}: {e}", path.display()),
+        )
+    })?;
     let mut items = Vec::new();
     let mut problems = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -153,17 +157,23 @@ async fn batch(path: &PathBuf, admin: &Admin, out: &mut Out<'_>) -> Result<(), C
         }
     }
     if !problems.is_empty() {
-        return Err(CliError::usage(format!(
-            "{} invalid line(s), nothing was enqueued: {}",
-            problems.len(),
-            problems.join("; ")
-        )));
+        return Err(CliError::new(
+            "invalid_batch",
+            format!(
+                "{} invalid line(s), nothing was enqueued: {}",
+                problems.len(),
+                problems.join("; ")
+            ),
+        ));
     }
     if items.is_empty() {
-        return Err(CliError::usage(format!(
-            "--batch: {} holds no runs (one JSON object per line)",
-            path.display()
-        )));
+        return Err(CliError::new(
+            "invalid_batch",
+            format!(
+                "--batch: {} holds no runs (one JSON object per line)",
+                path.display()
+            ),
+        ));
     }
     let lines: Vec<usize> = items.iter().map(|(n, _)| *n).collect();
     let result = admin

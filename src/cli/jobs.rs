@@ -119,15 +119,21 @@ pub(super) struct JobDef {
 
 impl JobDef {
     fn schedule(&self, admin: &Admin) -> Result<Option<Schedule>, CliError> {
+        // clap waives `requires = "schedule"` when a conflicting flag is present, so
+        // check here that zone and DST rule come with a cron schedule.
+        if self.schedule.is_none() && (self.timezone.is_some() || self.dst.is_some()) {
+            return Err(CliError::usage(
+                "--timezone and --dst apply only to a cron --schedule; remove them or give --schedule",
+            ));
+        }
         if let Some(expr) = &self.schedule {
             let tz = match &self.timezone {
-                Some(z) => {
-                    parse_timezone(z).map_err(|e| CliError::usage(format!("--timezone: {e}")))?
-                }
+                Some(z) => parse_timezone(z)
+                    .map_err(|e| CliError::new("invalid_input", format!("--timezone: {e}")))?,
                 None => admin.defaults().timezone,
             };
             let cron = CronSchedule::parse(expr, tz)
-                .map_err(|e| CliError::usage(format!("--schedule: {e}")))?
+                .map_err(|e| CliError::new("invalid_cron", format!("--schedule: {e}")))?
                 .with_dst(self.dst.unwrap_or_default());
             return Ok(Some(Schedule::Cron(cron)));
         }
@@ -170,7 +176,8 @@ struct JobDetail<'a> {
 /// `jobs delete`: what was done.
 #[derive(Serialize)]
 struct Deleted<'a> {
-    deleted: &'a str,
+    name: &'a str,
+    deleted: bool,
     runs_cancelled: u64,
     runs_deleted: u64,
 }
@@ -273,7 +280,8 @@ pub(super) async fn run(
         JobsCmd::Delete { name, keep_history } => {
             let (cancelled, deleted) = admin.delete_job(&name, keep_history).await?;
             let d = Deleted {
-                deleted: &name,
+                name: &name,
+                deleted: true,
                 runs_cancelled: cancelled,
                 runs_deleted: deleted,
             };

@@ -108,10 +108,18 @@ pub async fn run() {
                     .find(|l| l.starts_with("error:"))
                     .map(|l| l.trim_start_matches("error:").trim().to_string())
                     .unwrap_or(msg);
-                output::print_error_json("usage", &first);
+                output::print_error_json("usage", &output::clip_quoted(&first));
                 std::process::exit(2);
             }
-            e.exit();
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                e.exit();
+            }
+            let _ = write!(
+                std::io::stderr(),
+                "{}",
+                output::clip_quoted(&e.render().to_string())
+            );
+            std::process::exit(e.exit_code());
         }
     };
     let registry = match Registry::from_inventory() {
@@ -128,13 +136,14 @@ pub async fn run() {
     }
 }
 
+/// Prints the error and exits: status 2 for usage errors, 1 for the rest.
 fn fail(json: bool, code: &str, message: &str) -> ! {
     if json {
         output::print_error_json(code, message);
     } else {
         let _ = writeln!(std::io::stderr(), "error: {message}");
     }
-    std::process::exit(1);
+    std::process::exit(if code == "usage" { 2 } else { 1 });
 }
 
 /// Runs parsed arguments against `clock`, writing to `out`.
@@ -214,13 +223,14 @@ fn parse_since(s: &str, now: DateTime<Utc>, flag: &str) -> Result<DateTime<Utc>,
     }
     let d = crate::schedule::parse_duration(s).map_err(|e| {
         CliError::usage(format!(
-            "{flag}: `{s}` is neither an RFC 3339 time nor an age such as `1h` or `7d` ({e})"
+            "{flag}: `{}` is neither an RFC 3339 time nor an age such as `1h` or `7d` ({e})",
+            output::clip(s)
         ))
     })?;
     chrono::Duration::from_std(d)
         .ok()
         .and_then(|d| now.checked_sub_signed(d))
-        .ok_or_else(|| CliError::usage(format!("{flag}: `{s}` is too long ago")))
+        .ok_or_else(|| CliError::usage(format!("{flag}: `{}` is too long ago", output::clip(s))))
 }
 
 /// An RFC 3339 instant for a flag.

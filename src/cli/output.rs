@@ -24,9 +24,9 @@ impl CliError {
         }
     }
 
-    /// Bad arguments.
+    /// Bad arguments (exit status 2).
     pub(crate) fn usage(message: impl Into<String>) -> Self {
-        CliError::new("invalid_input", message)
+        CliError::new("usage", message)
     }
 
     /// Names the database in errors that came from it (a query failing on an open
@@ -113,17 +113,31 @@ pub(crate) fn opt_time(t: Option<DateTime<Utc>>) -> String {
     t.map_or_else(|| "-".into(), rfc3339)
 }
 
-/// At most ~80 characters of user input, for echoing it in errors.
-pub(crate) fn clip(s: &str) -> String {
-    if s.chars().count() <= 80 {
-        s.to_string()
-    } else {
-        format!(
-            "{}… ({} characters)",
-            s.chars().take(77).collect::<String>(),
-            s.chars().count()
-        )
+pub(crate) use crate::error::clip;
+
+/// Clips every quoted value (`'...'` or `` `...` ``) longer than ~80 characters in a
+/// message that echoes user input (clap's usage errors do).
+pub(crate) fn clip_quoted(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len().min(4096));
+    let mut rest = msg;
+    while let Some(i) = rest.find(['\'', '`']) {
+        let q = rest[i..].chars().next().unwrap_or('\'');
+        out.push_str(&rest[..=i]);
+        let after = &rest[i + 1..];
+        match after.find(q) {
+            Some(j) => {
+                out.push_str(&clip(&after[..j]));
+                out.push(q);
+                rest = &after[j + 1..];
+            }
+            None => {
+                out.push_str(&clip(after));
+                rest = "";
+            }
+        }
     }
+    out.push_str(rest);
+    out
 }
 
 /// The first line of `s`, at most `n` characters.

@@ -73,7 +73,8 @@ struct Cancelled<'a> {
 
 #[derive(Serialize)]
 struct DeletedRun {
-    deleted: i64,
+    id: i64,
+    deleted: bool,
     status: RunStatus,
 }
 
@@ -147,7 +148,8 @@ pub(super) async fn run(
             let status = admin.delete_run(id).await?;
             out.print(
                 &DeletedRun {
-                    deleted: id,
+                    id,
+                    deleted: true,
                     status,
                 },
                 || format!("deleted run {id} ({status})"),

@@ -279,6 +279,9 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let txn = self.db.begin_with_options(write_txn()).await?;
+        // Two creators of one name must not both pass the check (PostgreSQL's read
+        // committed would let them; SQLite's write lock already orders them).
+        self.lock(&txn, Lock::Sync).await?;
         let exists = txn
             .query_one_raw(self.stmt(
                 "SELECT id FROM kairos_jobs WHERE name = $1",

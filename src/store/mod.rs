@@ -214,6 +214,41 @@ impl Store {
             });
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             opts.max_connections(8).min_connections(1);
+            // The pool retries a refused connection until its timeout; one plain TCP
+            // connect tells "nothing listens there" at once.
+            if let Some((host, port)) = pg_address(url) {
+                match tokio::time::timeout(
+                    timeout,
+                    tokio::net::TcpStream::connect((host.as_str(), port)),
+                )
+                .await
+                {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        return Err(StoreError::Connect {
+                            url: shown,
+                            reason: format!(
+                                "nothing accepts connections at {host}:{port}; is the server running?"
+                            ),
+                        });
+                    }
+                    Ok(Err(e)) => {
+                        return Err(StoreError::Connect {
+                            url: shown,
+                            reason: format!("cannot reach {host}:{port}: {e}"),
+                        });
+                    }
+                    Err(_) => {
+                        return Err(StoreError::Connect {
+                            url: shown,
+                            reason: format!(
+                                "no answer from {host}:{port} within {} (set a longer connect timeout if the server is slow)",
+                                crate::schedule::format_duration(timeout)
+                            ),
+                        });
+                    }
+                }
+            }
         } else {
             return Err(StoreError::UnsupportedUrl(shown));
         }
@@ -379,6 +414,34 @@ pub(crate) fn redact(url: &str) -> String {
     }
 }
 
+/// Host and port of a `postgres://` URL with a TCP host (not a Unix socket).
+fn pg_address(url: &str) -> Option<(String, u16)> {
+    let rest = &url[url.find("://")? + 3..];
+    let authority = rest.split(['/', '?']).next()?;
+    let hostport = authority.rsplit('@').next()?;
+    if hostport.is_empty() {
+        return None;
+    }
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, p) = v6.split_once(']')?;
+        (h.to_string(), p.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (hostport.to_string(), None),
+        }
+    };
+    // Several hosts (`h1,h2`) are the driver's business.
+    if host.is_empty() || host.contains(',') {
+        return None;
+    }
+    let port = match port {
+        Some(p) => p.parse().ok()?,
+        None => 5432,
+    };
+    Some((host, port))
+}
+
 /// The file of a `sqlite:` URL, `None` for in-memory databases.
 fn sqlite_path(url: &str) -> Option<PathBuf> {
     let rest = url
@@ -449,6 +512,20 @@ mod tests {
         );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact("sqlite://kairos.db"), "sqlite://kairos.db");
+    }
+
+    #[test]
+    fn postgres_addresses() {
+        assert_eq!(
+            pg_address("postgres://u:p@db.example:6543/x?sslmode=disable"),
+            Some(("db.example".into(), 6543))
+        );
+        assert_eq!(pg_address("postgresql://h/x"), Some(("h".into(), 5432)));
+        assert_eq!(
+            pg_address("postgres://[::1]:5433/x"),
+            Some(("::1".into(), 5433))
+        );
+        assert_eq!(pg_address("postgres:///x?host=/run/postgresql"), None);
     }
 
     #[test]

@@ -122,7 +122,9 @@ impl Store {
         }
         if !missing.is_empty() {
             let mut problems = missing.problems();
-            problems.push("run `kairos migrate` to repair it".into());
+            if !missing.tables.is_empty() || !missing.indexes.is_empty() {
+                problems.push("run `kairos migrate` to re-create what is missing".into());
+            }
             return Err(StoreError::Damaged {
                 url: self.url.clone(),
                 problems,

@@ -1,0 +1,1163 @@
+//! Jobs through the `kairos` binary: `jobs create` (cron with a zone and a DST rule,
+//! interval, once), `update`, `delete` (with or without history), `pause`, `resume`,
+//! `trigger`, against a running node; jobs made at run time (source `api`) survive a
+//! restart with a jobs.toml that does not mention them, declared jobs are refused
+//! `update`/`delete` with a clear message, and paused or disabled jobs show no next run.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use chrono::{DateTime, Timelike, Utc};
+use futures::future::BoxFuture;
+use kairos::config::Config;
+use kairos::schedule::Schedule;
+use kairos::task::TaskOutcome;
+use kairos::{
+    Admin, DisabledReason, JobSource, Registry, RunOrigin, RunStatus, Scheduler, SchedulerHandle,
+    TaskContext, TaskDef,
+};
+use serde_json::{Value, json};
+
+// ---------------------------------------------------------------------------------
+// Running the binary
+
+/// What one `kairos` invocation did.
+#[derive(Debug)]
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Output {
+    /// Asserts exit status 0.
+    #[track_caller]
+    fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "expected success: {self:#?}");
+        self
+    }
+
+    /// Asserts exit status 1 with a one-line error: the line.
+    #[track_caller]
+    fn fails(self) -> String {
+        assert_eq!(self.code, 1, "expected an error: {self:#?}");
+        assert!(self.stdout.is_empty(), "{self:#?}");
+        assert!(self.stderr.starts_with("error: "), "{self:#?}");
+        assert_eq!(self.stderr.trim_end().lines().count(), 1, "{self:#?}");
+        self.stderr
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
+    }
+}
+
+/// Runs `kairos ARGS` against `url` from an empty working folder, off the async
+/// runtime so the node in this process keeps running.
+async fn cli(url: &str, args: &[&str]) -> Output {
+    cli_with_config(url, None, args).await
+}
+
+/// [`cli`] from a folder holding a `jobs.toml` with `config`, if given.
+async fn cli_with_config(url: &str, config: Option<&str>, args: &[&str]) -> Output {
+    let url = url.to_string();
+    let config = config.map(str::to_string);
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().expect("a working folder");
+        if let Some(text) = config {
+            std::fs::write(dir.path().join("jobs.toml"), text).expect("write jobs.toml");
+        }
+        kairos(dir.path(), &url, &args)
+    })
+    .await
+    .expect("kairos thread")
+}
+
+/// Runs `kairos ARGS` against `url` in `dir`.
+fn kairos(dir: &std::path::Path, url: &str, args: &[String]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_kairos"))
+        .args(args)
+        .env("KAIROS_DATABASE_URL", url)
+        .env_remove("RUST_LOG")
+        .current_dir(dir)
+        .output()
+        .expect("run kairos");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Starts `kairos` processes at the same moment, one per argument list, and returns
+/// their outputs in order.
+async fn cli_at_once(url: &str, each: Vec<Vec<String>>) -> Vec<Output> {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(each.len()));
+    let runs = each.into_iter().map(|args| {
+        let (url, barrier) = (url.to_string(), barrier.clone());
+        tokio::task::spawn_blocking(move || {
+            let dir = tempfile::tempdir().expect("a working folder");
+            barrier.wait();
+            kairos(dir.path(), &url, &args)
+        })
+    });
+    futures::future::join_all(runs)
+        .await
+        .into_iter()
+        .map(|r| r.expect("kairos thread"))
+        .collect()
+}
+
+/// The cell under `column` in the row whose first cell is `row`, in an aligned table.
+fn cell(table: &str, row: &str, column: &str) -> String {
+    let mut lines = table.lines();
+    let header = lines.next().expect("a header");
+    let start = header
+        .find(column)
+        .unwrap_or_else(|| panic!("no column {column}: {table}"));
+    let line = lines
+        .find(|l| l.split_whitespace().next() == Some(row))
+        .unwrap_or_else(|| panic!("no row {row}: {table}"));
+    line.get(start..)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or("")
+        .to_string()
+}
+
+fn time(v: &Value) -> DateTime<Utc> {
+    v.as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .unwrap_or_else(|| panic!("not an RFC 3339 time: {v}"))
+        .with_timezone(&Utc)
+}
+
+// ---------------------------------------------------------------------------------
+// A node
+
+fn hello(_: TaskContext, p: Value) -> BoxFuture<'static, TaskOutcome> {
+    Box::pin(async move { Ok(Some(p)) })
+}
+
+/// Runs until cancelled.
+fn blocks(ctx: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
+    Box::pin(async move {
+        ctx.cancelled().await;
+        Ok(None)
+    })
+}
+
+struct Node {
+    handle: SchedulerHandle,
+    admin: Admin,
+    join: tokio::task::JoinHandle<Result<(), kairos::Error>>,
+}
+
+impl Node {
+    /// A node running the tasks `hello` and `blocks`, with `jobs_toml` as its
+    /// configuration.
+    async fn start(url: &str, jobs_toml: &str) -> Node {
+        let sched = Scheduler::builder()
+            .database_url(url)
+            .registry(
+                Registry::from_tasks([
+                    TaskDef::new("hello", hello, "tests/cli_jobs.rs"),
+                    TaskDef::new("blocks", blocks, "tests/cli_jobs.rs"),
+                ])
+                .unwrap(),
+            )
+            .config(Config::parse(jobs_toml, "jobs.toml").expect("a valid jobs.toml"))
+            .shutdown_grace(Duration::from_millis(200))
+            .build()
+            .await
+            .expect("build the node");
+        let handle = sched.handle();
+        let join = tokio::spawn(sched.run());
+        let admin = Admin::connect(url).await.expect("connect");
+        Node {
+            handle,
+            admin,
+            join,
+        }
+    }
+
+    async fn stop(self) {
+        self.handle.shutdown();
+        self.join.await.unwrap().unwrap();
+    }
+}
+
+const DECLARES_NIGHTLY: &str = r#"
+[[jobs]]
+name = "nightly"
+task = "hello"
+schedule = "0 3 * * *"
+params = { who = "nightly" }
+"#;
+
+const DECLARES_OTHER: &str = r#"
+[[jobs]]
+name = "other"
+task = "hello"
+interval = "1h"
+"#;
+
+// ---------------------------------------------------------------------------------
+// create, list, update
+
+#[tokio::test]
+async fn jobs_created_with_cron_interval_or_at_are_listed_with_source_api() {
+    for db in common::databases("jobs_created_are_listed_with_source_api").await {
+        let node = Node::start(&db.url, "").await;
+        let url = db.url.as_str();
+        let tokyo = cli(
+            url,
+            &[
+                "jobs",
+                "create",
+                "tokyo",
+                "--task",
+                "hello",
+                "--schedule",
+                "0 9 * * *",
+                "--timezone",
+                "Asia/Tokyo",
+                "--dst",
+                "skip",
+                "--json",
+            ],
+        )
+        .await
+        .ok()
+        .json();
+        assert_eq!(tokyo["source"], "api");
+        assert_eq!(tokyo["schedule"]["kind"], "cron");
+        assert_eq!(tokyo["schedule"]["cron"], "0 9 * * *");
+        assert_eq!(tokyo["schedule"]["timezone"], "Asia/Tokyo");
+        assert_eq!(tokyo["schedule"]["dst"], "skip");
+        let next = time(&tokyo["next_run_at"]);
+        assert_eq!(
+            (next.hour(), next.minute()),
+            (0, 0),
+            "09:00 in Tokyo is 00:00 UTC"
+        );
+        assert!(next > Utc::now());
+
+        let out = cli(
+            url,
+            &[
+                "jobs",
+                "create",
+                "quarter",
+                "--task",
+                "hello",
+                "--interval",
+                "15m",
+                "--params",
+                r#"{"who":"q"}"#,
+                "--priority",
+                "-3",
+            ],
+        )
+        .await
+        .ok();
+        assert!(out.stdout.contains("created job `quarter`"), "{out:#?}");
+
+        let at = (Utc::now() + chrono::Duration::days(1))
+            .with_nanosecond(0)
+            .unwrap();
+        let at_text = at.to_rfc3339();
+        cli(
+            url,
+            &[
+                "jobs", "create", "once", "--task", "hello", "--at", &at_text,
+            ],
+        )
+        .await
+        .ok();
+
+        let quarter = node.admin.job("quarter").await.unwrap();
+        assert_eq!(quarter.source, JobSource::Api);
+        assert_eq!(quarter.schedule, Schedule::Every(Duration::from_secs(900)));
+        assert_eq!(quarter.params, json!({"who": "q"}));
+        assert_eq!(quarter.priority, Some(-3));
+        let once = node.admin.job("once").await.unwrap();
+        assert_eq!(once.schedule, Schedule::Once(at));
+        assert_eq!(once.next_run_at, Some(at));
+
+        let table = cli(url, &["jobs", "list"]).await.ok().stdout;
+        for name in ["tokyo", "quarter", "once"] {
+            assert_eq!(cell(&table, name, "SOURCE"), "api", "{table}");
+            assert_eq!(cell(&table, name, "STATE"), "active", "{table}");
+        }
+        let list = cli(url, &["jobs", "list", "--json"]).await.ok().json();
+        let kinds: Vec<(&str, &str)> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| {
+                (
+                    j["name"].as_str().unwrap(),
+                    j["schedule"]["kind"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [("once", "once"), ("quarter", "interval"), ("tokyo", "cron")],
+            "by name"
+        );
+        node.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_cron_job_without_a_timezone_uses_the_configured_default() {
+    let db = common::sqlite();
+    let node = Node::start(&db.url, "").await;
+    let config = "[scheduler]\ntimezone = \"Asia/Tokyo\"\n";
+    let args = [
+        "jobs",
+        "create",
+        "j",
+        "--task",
+        "hello",
+        "--schedule",
+        "0 9 * * *",
+        "--json",
+    ];
+    let job = cli_with_config(&db.url, Some(config), &args)
+        .await
+        .ok()
+        .json();
+    assert_eq!(job["schedule"]["timezone"], "Asia/Tokyo", "{job}");
+    let args = [
+        "jobs",
+        "create",
+        "k",
+        "--task",
+        "hello",
+        "--schedule",
+        "0 9 * * *",
+        "--json",
+    ];
+    let job = cli(&db.url, &args).await.ok().json();
+    assert_eq!(job["schedule"]["timezone"], "UTC", "{job}");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn jobs_create_refuses_bad_definitions() {
+    let db = common::sqlite();
+    let node = Node::start(&db.url, DECLARES_OTHER).await;
+    let url = db.url.as_str();
+    cli(
+        url,
+        &["jobs", "create", "j", "--task", "hello", "--interval", "1h"],
+    )
+    .await
+    .ok();
+    let err = cli(
+        url,
+        &["jobs", "create", "j", "--task", "hello", "--interval", "2h"],
+    )
+    .await
+    .fails();
+    assert!(err.contains("already exists"), "{err}");
+    let err = cli(
+        url,
+        &[
+            "jobs",
+            "create",
+            "other",
+            "--task",
+            "hello",
+            "--interval",
+            "2h",
+        ],
+    )
+    .await
+    .fails();
+    assert!(
+        err.contains("already exists") && err.contains("jobs.toml"),
+        "{err}"
+    );
+    let err = cli(
+        url,
+        &["jobs", "create", "k", "--task", "helo", "--interval", "1h"],
+    )
+    .await
+    .fails();
+    assert!(err.contains("did you mean `hello`"), "{err}");
+    let err = cli(
+        url,
+        &[
+            "jobs",
+            "create",
+            "k",
+            "--task",
+            "hello",
+            "--schedule",
+            "0 9 * * *",
+            "--timezone",
+            "Mars/Base",
+        ],
+    )
+    .await
+    .fails();
+    assert!(err.contains("Mars/Base"), "{err}");
+    for usage in [
+        &[
+            "jobs",
+            "create",
+            "k",
+            "--task",
+            "hello",
+            "--schedule",
+            "@daily",
+            "--dst",
+            "sometimes",
+        ][..],
+        &[
+            "jobs",
+            "create",
+            "k",
+            "--task",
+            "hello",
+            "--schedule",
+            "@daily",
+            "--interval",
+            "1h",
+        ],
+        &[
+            "jobs",
+            "create",
+            "k",
+            "--task",
+            "hello",
+            "--interval",
+            "1h",
+            "--at",
+            "2030-01-01T00:00:00Z",
+        ],
+        &[
+            "jobs",
+            "create",
+            "k",
+            "--task",
+            "hello",
+            "--timezone",
+            "UTC",
+        ],
+    ] {
+        let out = cli(url, usage).await;
+        assert_eq!(out.code, 2, "{usage:?}: {out:#?}");
+    }
+    let names: Vec<String> = node
+        .admin
+        .jobs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.name)
+        .collect();
+    assert_eq!(names, ["j", "other"]);
+    node.stop().await;
+}
+
+/// `--timezone` and `--dst` only mean something for a cron `--schedule`: with
+/// `--interval` or `--at` they are a usage error, not silently dropped.
+#[tokio::test]
+async fn timezone_and_dst_without_a_cron_schedule_are_usage_errors() {
+    let db = common::sqlite();
+    let node = Node::start(&db.url, "").await;
+    cli(
+        &db.url,
+        &["jobs", "create", "j", "--task", "hello", "--interval", "1h"],
+    )
+    .await
+    .ok();
+    for args in [
+        &[
+            "jobs",
+            "create",
+            "k",
+            "--task",
+            "hello",
+            "--interval",
+            "1h",
+            "--timezone",
+            "Asia/Tokyo",
+        ][..],
+        &[
+            "jobs",
+            "create",
+            "k",
+            "--task",
+            "hello",
+            "--interval",
+            "1h",
+            "--dst",
+            "skip",
+        ],
+        &[
+            "jobs",
+            "create",
+            "k",
+            "--task",
+            "hello",
+            "--at",
+            "2030-01-01T00:00:00Z",
+            "--timezone",
+            "Asia/Tokyo",
+        ],
+        &[
+            "jobs",
+            "update",
+            "j",
+            "--interval",
+            "2h",
+            "--timezone",
+            "Asia/Tokyo",
+        ],
+    ] {
+        let out = cli(&db.url, args).await;
+        assert_eq!(out.code, 2, "{args:?}: {out:#?}");
+    }
+    assert!(node.admin.job("k").await.is_err(), "no job was created");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn jobs_made_at_run_time_survive_a_restart_with_a_jobs_toml_that_omits_them() {
+    for db in common::databases("jobs_made_at_run_time_survive_a_restart").await {
+        let node = Node::start(&db.url, DECLARES_OTHER).await;
+        cli(
+            &db.url,
+            &[
+                "jobs",
+                "create",
+                "made",
+                "--task",
+                "hello",
+                "--interval",
+                "1h",
+            ],
+        )
+        .await
+        .ok();
+        let before = node.admin.job("made").await.unwrap();
+        node.stop().await;
+
+        let node = Node::start(&db.url, DECLARES_OTHER).await;
+        let after = node.admin.job("made").await.unwrap();
+        assert!(after.enabled, "{after:?}");
+        assert_eq!(after.disabled_reason, None);
+        assert_eq!(after.source, JobSource::Api);
+        assert_eq!(after.schedule, before.schedule);
+        assert_eq!(after.next_run_at, before.next_run_at, "its slots go on");
+        node.stop().await;
+
+        // Even a node with no jobs.toml at all keeps it.
+        let node = Node::start(&db.url, "").await;
+        let table = cli(&db.url, &["jobs", "list"]).await.ok().stdout;
+        assert_eq!(cell(&table, "made", "STATE"), "active", "{table}");
+        assert_eq!(cell(&table, "made", "SOURCE"), "api", "{table}");
+        assert_eq!(cell(&table, "other", "STATE"), "disabled", "{table}");
+        node.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn jobs_update_changes_the_schedule() {
+    for db in common::databases("jobs_update_changes_the_schedule").await {
+        let node = Node::start(&db.url, "").await;
+        let url = db.url.as_str();
+        cli(
+            url,
+            &["jobs", "create", "j", "--task", "hello", "--interval", "1h"],
+        )
+        .await
+        .ok();
+        let updated = cli(url, &["jobs", "update", "j", "--interval", "2h", "--json"])
+            .await
+            .ok()
+            .json();
+        assert_eq!(updated["schedule"]["interval_ms"], 7_200_000);
+        assert_eq!(
+            node.admin.job("j").await.unwrap().schedule,
+            Schedule::Every(Duration::from_secs(7200))
+        );
+
+        let out = cli(
+            url,
+            &[
+                "jobs",
+                "update",
+                "j",
+                "--schedule",
+                "30 6 * * *",
+                "--timezone",
+                "Europe/Paris",
+            ],
+        )
+        .await
+        .ok();
+        assert!(out.stdout.contains("updated job `j`"), "{out:#?}");
+        let job = node.admin.job("j").await.unwrap();
+        assert!(matches!(job.schedule, Schedule::Cron(_)), "{job:?}");
+        let next = job
+            .next_run_at
+            .expect("a next run")
+            .with_timezone(&chrono_tz::Europe::Paris);
+        assert_eq!((next.hour(), next.minute()), (6, 30));
+        assert_eq!(job.source, JobSource::Api);
+
+        let out = cli(
+            url,
+            &[
+                "jobs",
+                "update",
+                "j",
+                "--params",
+                r#"{"who":"new"}"#,
+                "--priority",
+                "4",
+            ],
+        )
+        .await
+        .ok();
+        assert!(out.stdout.contains("updated"), "{out:#?}");
+        let job = node.admin.job("j").await.unwrap();
+        assert_eq!(
+            (job.params.clone(), job.priority),
+            (json!({"who": "new"}), Some(4))
+        );
+        assert!(
+            matches!(job.schedule, Schedule::Cron(_)),
+            "the schedule stays"
+        );
+
+        let out = cli(url, &["jobs", "update", "j"]).await;
+        assert_eq!(out.code, 2, "a usage error: {out:#?}");
+        assert!(out.stderr.contains("nothing to change"), "{out:#?}");
+        node.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn declared_jobs_cannot_be_updated_or_deleted() {
+    for db in common::databases("declared_jobs_cannot_be_updated_or_deleted").await {
+        let node = Node::start(&db.url, DECLARES_NIGHTLY).await;
+        let before = node.admin.job("nightly").await.unwrap();
+        assert_eq!(before.source, JobSource::Config);
+        let err = cli(&db.url, &["jobs", "update", "nightly", "--interval", "5m"])
+            .await
+            .fails();
+        assert!(
+            err.contains("nightly") && err.contains("jobs.toml"),
+            "{err}"
+        );
+        let err = cli(&db.url, &["jobs", "delete", "nightly"]).await.fails();
+        assert!(
+            err.contains("nightly") && err.contains("jobs.toml"),
+            "{err}"
+        );
+        assert!(
+            err.contains("kairos jobs pause nightly"),
+            "offers pausing: {err}"
+        );
+        assert_eq!(
+            node.admin.job("nightly").await.unwrap(),
+            before,
+            "unchanged"
+        );
+        node.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn updating_a_paused_job_keeps_it_paused_without_a_next_run() {
+    for db in common::databases("updating_a_paused_job_keeps_it_paused").await {
+        let node = Node::start(&db.url, "").await;
+        let url = db.url.as_str();
+        cli(
+            url,
+            &[
+                "jobs",
+                "create",
+                "j",
+                "--task",
+                "hello",
+                "--interval",
+                "1h",
+                "--paused",
+            ],
+        )
+        .await
+        .ok();
+        let updated = cli(url, &["jobs", "update", "j", "--interval", "2h", "--json"])
+            .await
+            .ok()
+            .json();
+        assert_eq!(updated["paused"], true, "{updated}");
+        assert!(updated["next_run_at"].is_null(), "{updated}");
+        let table = cli(url, &["jobs", "list"]).await.ok().stdout;
+        assert_eq!(cell(&table, "j", "STATE"), "paused", "{table}");
+        assert_eq!(cell(&table, "j", "NEXT RUN"), "-", "{table}");
+
+        cli(url, &["jobs", "resume", "j"]).await.ok();
+        let job = node.admin.job("j").await.unwrap();
+        assert_eq!(job.schedule, Schedule::Every(Duration::from_secs(7200)));
+        assert!(job.next_run_at.is_some(), "{job:?}");
+        node.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_job_created_at_a_time_already_past_runs_once() {
+    for db in common::databases("a_job_created_at_a_time_already_past").await {
+        let node = Node::start(&db.url, "").await;
+        let at = (Utc::now() - chrono::Duration::hours(1))
+            .with_nanosecond(0)
+            .unwrap();
+        cli(
+            &db.url,
+            &[
+                "jobs",
+                "create",
+                "late",
+                "--task",
+                "hello",
+                "--at",
+                &at.to_rfc3339(),
+            ],
+        )
+        .await
+        .ok();
+        let admin = node.admin.clone();
+        common::wait_until("the run of `late`", || {
+            let admin = admin.clone();
+            async move {
+                let page = admin
+                    .runs(&kairos::RunFilter::new().job("late"))
+                    .await
+                    .unwrap();
+                page.runs.iter().any(|r| r.status == RunStatus::Succeeded)
+            }
+        })
+        .await;
+        let page = node
+            .admin
+            .runs(&kairos::RunFilter::new().job("late"))
+            .await
+            .unwrap();
+        assert_eq!(page.total, 1, "{page:?}");
+        assert_eq!(page.runs[0].scheduled_for, at, "stamped with its slot");
+        let job = node.admin.job("late").await.unwrap();
+        assert_eq!(job.next_run_at, None, "a once job is done after its run");
+        node.stop().await;
+    }
+}
+
+/// Passes on SQLite (its write transactions are serialised); on PostgreSQL the
+/// losers get the raw unique-index violation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_one_name_from_several_processes_at_once_makes_one_job() {
+    for db in common::databases("creating_one_name_from_several_processes").await {
+        let node = Node::start(&db.url, "").await;
+        for round in 0..5 {
+            let name = format!("same{round}");
+            let each = (1..=6)
+                .map(|h| {
+                    [
+                        "jobs",
+                        "create",
+                        &name,
+                        "--task",
+                        "hello",
+                        "--interval",
+                        &format!("{h}h"),
+                    ]
+                    .map(String::from)
+                    .to_vec()
+                })
+                .collect();
+            let outs = cli_at_once(&db.url, each).await;
+            let created = outs.iter().filter(|o| o.code == 0).count();
+            assert_eq!(created, 1, "{outs:#?}");
+            for o in outs.iter().filter(|o| o.code != 0) {
+                assert_eq!(o.code, 1, "{o:#?}");
+                assert!(
+                    o.stderr.contains("already exists"),
+                    "a clear refusal, not a database error: {o:#?}"
+                );
+            }
+        }
+        assert_eq!(node.admin.jobs().await.unwrap().len(), 5);
+        node.stop().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// delete
+
+#[tokio::test]
+async fn jobs_delete_removes_finished_runs_unless_keep_history() {
+    for db in common::databases("jobs_delete_removes_finished_runs").await {
+        let node = Node::start(&db.url, "").await;
+        let url = db.url.as_str();
+        let mut runs = Vec::new();
+        for name in ["gone", "kept"] {
+            cli(
+                url,
+                &[
+                    "jobs",
+                    "create",
+                    name,
+                    "--task",
+                    "hello",
+                    "--interval",
+                    "1h",
+                ],
+            )
+            .await
+            .ok();
+            let run = cli(url, &["jobs", "trigger", name, "--json"])
+                .await
+                .ok()
+                .json();
+            let id = run["id"].as_i64().unwrap();
+            common::wait_status(&node.admin, id, RunStatus::Succeeded).await;
+            runs.push(id);
+        }
+
+        let d = cli(url, &["jobs", "delete", "gone", "--json"])
+            .await
+            .ok()
+            .json();
+        assert_eq!(
+            d,
+            json!({"name": "gone", "deleted": true, "runs_cancelled": 0, "runs_deleted": 1})
+        );
+        assert!(node.admin.job("gone").await.is_err(), "the job is gone");
+        let err = cli(url, &["runs", "show", &runs[0].to_string()])
+            .await
+            .fails();
+        assert!(
+            err.contains("no run"),
+            "its finished run went with it: {err}"
+        );
+
+        let out = cli(url, &["jobs", "delete", "kept", "--keep-history"])
+            .await
+            .ok();
+        assert!(out.stdout.contains("deleted job `kept`"), "{out:#?}");
+        assert!(node.admin.job("kept").await.is_err(), "the job is gone");
+        let run = node.admin.run(runs[1]).await.expect("its run is kept");
+        assert_eq!(run.status, RunStatus::Succeeded);
+
+        let err = cli(url, &["jobs", "delete", "kept"]).await.fails();
+        assert!(err.contains("no job named `kept`"), "{err}");
+        node.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn jobs_delete_cancels_the_jobs_queued_runs() {
+    for db in common::databases("jobs_delete_cancels_the_jobs_queued_runs").await {
+        let node = Node::start(&db.url, "").await;
+        let url = db.url.as_str();
+        cli(url, &["nodes", "pause"]).await.ok();
+        cli(
+            url,
+            &["jobs", "create", "j", "--task", "hello", "--interval", "1h"],
+        )
+        .await
+        .ok();
+        let run = cli(url, &["jobs", "trigger", "j", "--json"])
+            .await
+            .ok()
+            .json();
+        let id = run["id"].as_i64().unwrap();
+        let d = cli(url, &["jobs", "delete", "j", "--keep-history", "--json"])
+            .await
+            .ok()
+            .json();
+        assert_eq!(d["runs_cancelled"], 1, "{d}");
+        assert_eq!(
+            node.admin.run(id).await.unwrap().status,
+            RunStatus::Cancelled
+        );
+        cli(url, &["nodes", "resume"]).await.ok();
+        node.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn jobs_delete_stops_the_jobs_running_run() {
+    for db in common::databases("jobs_delete_stops_the_jobs_running_run").await {
+        let node = Node::start(&db.url, "").await;
+        let url = db.url.as_str();
+        cli(
+            url,
+            &[
+                "jobs",
+                "create",
+                "j",
+                "--task",
+                "blocks",
+                "--interval",
+                "1h",
+            ],
+        )
+        .await
+        .ok();
+        let run = cli(url, &["jobs", "trigger", "j", "--json"])
+            .await
+            .ok()
+            .json();
+        let id = run["id"].as_i64().unwrap();
+        common::wait_status(&node.admin, id, RunStatus::Running).await;
+        let d = cli(url, &["jobs", "delete", "j", "--json"])
+            .await
+            .ok()
+            .json();
+        assert_eq!(
+            d["runs_cancelled"], 1,
+            "the running run is asked to stop: {d}"
+        );
+        let run = common::wait_status(&node.admin, id, RunStatus::Cancelled).await;
+        assert_eq!(run.job, None, "its job is gone");
+        node.stop().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// pause, resume, disabled jobs
+
+#[tokio::test]
+async fn resuming_a_job_that_left_jobs_toml_explains_why_it_cannot() {
+    for db in common::databases("resuming_a_job_that_left_jobs_toml").await {
+        Node::start(&db.url, DECLARES_NIGHTLY).await.stop().await;
+        let node = Node::start(&db.url, DECLARES_OTHER).await;
+        let job = node.admin.job("nightly").await.unwrap();
+        assert!(!job.enabled);
+        assert_eq!(job.disabled_reason, Some(DisabledReason::Undeclared));
+
+        let err = cli(&db.url, &["jobs", "resume", "nightly"]).await.fails();
+        assert!(err.contains("nightly"), "{err}");
+        assert!(err.contains("no longer declared"), "says why: {err}");
+        assert!(err.contains("jobs.toml"), "says where to declare it: {err}");
+        assert!(
+            err.contains("kairos jobs delete nightly"),
+            "offers deleting: {err}"
+        );
+        assert!(!err.contains("resumed"), "{err}");
+        assert_eq!(
+            node.admin.job("nightly").await.unwrap(),
+            job,
+            "nothing changed"
+        );
+
+        let out = cli(&db.url, &["jobs", "resume", "nightly", "--json"]).await;
+        assert_eq!(out.code, 1, "{out:#?}");
+        assert_eq!(out.json()["error"]["code"], "conflict");
+
+        let show = cli(&db.url, &["jobs", "show", "nightly"]).await.ok().stdout;
+        assert!(show.contains("disabled (undeclared)"), "{show}");
+
+        // A job no longer declared may be deleted.
+        cli(&db.url, &["jobs", "delete", "nightly"]).await.ok();
+        assert!(node.admin.job("nightly").await.is_err());
+        node.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn resuming_a_job_disabled_in_jobs_toml_points_at_enabled_false() {
+    let db = common::sqlite();
+    let toml = format!("{DECLARES_NIGHTLY}enabled = false\n");
+    let node = Node::start(&db.url, &toml).await;
+    let job = node.admin.job("nightly").await.unwrap();
+    assert_eq!(job.disabled_reason, Some(DisabledReason::Config));
+    let err = cli(&db.url, &["jobs", "resume", "nightly"]).await.fails();
+    assert!(err.contains("enabled = false"), "{err}");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_misspelt_job_name_gets_a_suggestion_from_every_job_command() {
+    for db in common::databases("a_misspelt_job_name_gets_a_suggestion").await {
+        let node = Node::start(&db.url, "").await;
+        cli(
+            &db.url,
+            &[
+                "jobs",
+                "create",
+                "hourly_hello",
+                "--task",
+                "hello",
+                "--interval",
+                "1h",
+            ],
+        )
+        .await
+        .ok();
+        for args in [
+            &["jobs", "pause", "hourly_helo"][..],
+            &["jobs", "resume", "hourly_helo"],
+            &["jobs", "trigger", "hourly_helo"],
+            &["jobs", "show", "hourly_helo"],
+            &["jobs", "slots", "hourly_helo"],
+            &["jobs", "update", "hourly_helo", "--interval", "2h"],
+            &["jobs", "delete", "hourly_helo"],
+            &["runs", "list", "--job", "hourly_helo"],
+        ] {
+            let err = cli(&db.url, args).await.fails();
+            assert!(
+                err.contains("no job named `hourly_helo`"),
+                "{args:?}: {err}"
+            );
+            assert!(
+                err.contains("did you mean `hourly_hello`"),
+                "{args:?}: {err}"
+            );
+        }
+        let job = node.admin.job("hourly_hello").await.unwrap();
+        assert!(!job.paused && job.enabled);
+        node.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn paused_and_disabled_jobs_show_no_next_run() {
+    for db in common::databases("paused_and_disabled_jobs_show_no_next_run").await {
+        let toml = format!("{DECLARES_NIGHTLY}enabled = false\n");
+        let node = Node::start(&db.url, &toml).await;
+        let url = db.url.as_str();
+        cli(
+            url,
+            &[
+                "jobs",
+                "create",
+                "active",
+                "--task",
+                "hello",
+                "--interval",
+                "1h",
+            ],
+        )
+        .await
+        .ok();
+        cli(
+            url,
+            &[
+                "jobs",
+                "create",
+                "held",
+                "--task",
+                "hello",
+                "--interval",
+                "1h",
+                "--paused",
+            ],
+        )
+        .await
+        .ok();
+
+        let table = cli(url, &["jobs", "list"]).await.ok().stdout;
+        assert_eq!(cell(&table, "held", "STATE"), "paused", "{table}");
+        assert_eq!(cell(&table, "held", "NEXT RUN"), "-", "{table}");
+        assert_eq!(cell(&table, "nightly", "STATE"), "disabled", "{table}");
+        assert_eq!(cell(&table, "nightly", "NEXT RUN"), "-", "{table}");
+        let next = cell(&table, "active", "NEXT RUN");
+        let next = DateTime::parse_from_rfc3339(&next).expect("a time for an active job");
+        assert!(next > Utc::now(), "{table}");
+
+        let list = cli(url, &["jobs", "list", "--json"]).await.ok().json();
+        for j in list.as_array().unwrap() {
+            let has_next = !j["next_run_at"].is_null();
+            assert_eq!(has_next, j["name"] == "active", "{j}");
+        }
+
+        let paused = cli(url, &["jobs", "pause", "active", "--json"])
+            .await
+            .ok()
+            .json();
+        assert!(paused["next_run_at"].is_null(), "{paused}");
+        let table = cli(url, &["jobs", "list"]).await.ok().stdout;
+        assert_eq!(cell(&table, "active", "NEXT RUN"), "-", "{table}");
+        let show = cli(url, &["jobs", "show", "active"]).await.ok().stdout;
+        assert!(
+            show.lines()
+                .any(|l| l.starts_with("next run") && l.trim_end().ends_with('-')),
+            "{show}"
+        );
+
+        let out = cli(url, &["jobs", "resume", "active"]).await.ok();
+        assert!(out.stdout.contains("resumed job `active`"), "{out:#?}");
+        let job = node.admin.job("active").await.unwrap();
+        assert!(
+            job.next_run_at
+                .is_some_and(|t| t > Utc::now() - chrono::Duration::seconds(1)),
+            "{job:?}"
+        );
+        node.stop().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// trigger
+
+#[tokio::test]
+async fn jobs_trigger_makes_a_manual_run_of_the_job() {
+    for db in common::databases("jobs_trigger_makes_a_manual_run").await {
+        let node = Node::start(&db.url, DECLARES_NIGHTLY).await;
+        let out = cli(&db.url, &["jobs", "trigger", "nightly"]).await.ok();
+        assert!(
+            out.stdout.contains("triggered job `nightly`: run"),
+            "{out:#?}"
+        );
+        let id: i64 = out
+            .stdout
+            .trim()
+            .rsplit(' ')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .expect("the run id ends the line");
+        let run = common::wait_status(&node.admin, id, RunStatus::Succeeded).await;
+        assert_eq!(run.origin, RunOrigin::Manual);
+        assert_eq!(run.job.as_deref(), Some("nightly"));
+        assert_eq!(
+            run.result,
+            Some(json!({"who": "nightly"})),
+            "the job's params"
+        );
+
+        let show = cli(&db.url, &["runs", "show", &id.to_string()])
+            .await
+            .ok()
+            .stdout;
+        assert!(
+            show.lines()
+                .any(|l| l.starts_with("origin") && l.contains("manual")),
+            "{show}"
+        );
+        let page = cli(&db.url, &["runs", "list", "--job", "nightly", "--json"])
+            .await
+            .ok()
+            .json();
+        assert_eq!(page["total"], 1);
+        assert_eq!(page["runs"][0]["origin"], "manual");
+
+        // Triggering does not move the job's schedule.
+        let job = node.admin.job("nightly").await.unwrap();
+        let next = job.next_run_at.expect("a next run");
+        assert_eq!((next.hour(), next.minute()), (3, 0));
+        node.stop().await;
+    }
+}
