@@ -75,7 +75,10 @@ const CLAIM_COLUMNS: &str = "id, task, queue, job_id, params, tags, attempt, sch
      retry_delay_ms, timeout_ms";
 
 /// Conditions every claim adds: nothing starts from a paused queue or on a paused node.
-const NOT_PAUSED: &str = "NOT EXISTS (SELECT 1 FROM kairos_queues q WHERE q.name = kairos_runs.queue AND q.paused) \
+/// Both subqueries are uncorrelated, so each is evaluated once per claim and the scan
+/// keeps following the claim index in order (a correlated `NOT EXISTS` per row led
+/// PostgreSQL to scan and sort every queued run).
+const NOT_PAUSED: &str = "queue NOT IN (SELECT name FROM kairos_queues WHERE paused) \
      AND NOT EXISTS (SELECT 1 FROM kairos_nodes n WHERE n.id = $1 AND n.paused)";
 
 impl Store {

@@ -72,7 +72,7 @@ impl Completion {
 
 impl Store {
     /// Writes back how attempts ended, in one transaction. Returns the final status of
-    /// each completion that matched its fence (the rest belonged to a newer attempt or
+    /// each completion other than a plain success (no result) that matched its fence (the rest belonged to a newer attempt or
     /// another node, and are dropped with a warning).
     pub(crate) async fn complete(
         &self,
@@ -111,18 +111,15 @@ impl Store {
                     "UPDATE kairos_runs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'succeeded' END, \
                      error = CASE WHEN cancel_requested THEN 'cancelled by operator' ELSE NULL END, \
                      finished_at = $1, lease_until = NULL \
-                     WHERE id IN ({}) AND node_id = $2 AND attempt = $3 AND status = 'running' RETURNING id, status",
+                     WHERE id IN ({}) AND node_id = $2 AND attempt = $3 AND status = 'running'",
                     placeholders(4, chunk.len())
                 );
-                for r in txn.query_all_raw(self.stmt(&sql, values)).await? {
-                    matched += 1;
-                    let status: String = r.try_get("", "status")?;
-                    if status != "succeeded" {
-                        out.insert(r.try_get("", "id")?, RunStatus::Cancelled);
-                    } else {
-                        out.insert(r.try_get("", "id")?, RunStatus::Succeeded);
-                    }
-                }
+                // No RETURNING: the caller needs final statuses only for failures, and
+                // reading a row back per success is a measurable share of the hot path.
+                matched += txn
+                    .execute_raw(self.stmt(&sql, values))
+                    .await?
+                    .rows_affected() as usize;
             }
         }
         for c in done {

@@ -308,7 +308,9 @@ pub(crate) const TABLES: &[(&str, &[&str])] = &[
 ///
 /// Partial indexes keep the hot queries independent of how many finished runs the
 /// table holds: claims read only queued rows, lease checks and limits only running
-/// ones. The unique `(job_id, scheduled_for)` index is the last line of exactly-once
+/// ones. Every index on `kairos_runs` is paid for on the hot path (a run's row changes
+/// three times), so admin listings that can scan (counts per queue, filters on the
+/// creation time) have none of their own. The unique `(job_id, scheduled_for)` index is the last line of exactly-once
 /// firing; the unique partial index on `idempotency_key` makes a key name one
 /// unfinished run at a time, whoever enqueues it.
 pub(crate) const INDEXES: &[(&str, &str)] = &[
@@ -334,20 +336,12 @@ pub(crate) const INDEXES: &[(&str, &str)] = &[
          WHERE job_id IS NOT NULL AND status IN ('queued', 'running')",
     ),
     (
-        "kairos_runs_queue_open",
-        "CREATE INDEX IF NOT EXISTS kairos_runs_queue_open ON kairos_runs (queue, status) WHERE status IN ('queued', 'running')",
-    ),
-    (
         "kairos_runs_finished",
         "CREATE INDEX IF NOT EXISTS kairos_runs_finished ON kairos_runs (status, finished_at) WHERE finished_at IS NOT NULL",
     ),
     (
         "kairos_runs_task",
         "CREATE INDEX IF NOT EXISTS kairos_runs_task ON kairos_runs (task, id)",
-    ),
-    (
-        "kairos_runs_created",
-        "CREATE INDEX IF NOT EXISTS kairos_runs_created ON kairos_runs (created_at)",
     ),
     (
         "kairos_runs_idempotency",

@@ -40,25 +40,24 @@ impl Store {
             out.entry(name.clone()).or_insert_with(|| blank(name));
         }
         let mut counts: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-        for r in self
-            .db
-            .query_all_raw(self.stmt(
-                "SELECT queue, status, COUNT(*) AS n FROM kairos_runs \
-                 WHERE status IN ('queued', 'running') GROUP BY queue, status",
-                [],
-            ))
-            .await?
-        {
-            let name: String = r.try_get("", "queue")?;
-            let status: String = r.try_get("", "status")?;
-            let n = u64::try_from(r.try_get::<i64>("", "n")?).unwrap_or(0);
-            let c = counts.entry(name.clone()).or_default();
-            if status == "queued" {
-                c.0 = n;
-            } else {
-                c.1 = n;
+        // One query per status, each with the literal predicate of that status's
+        // partial index, so the count reads only unfinished runs, however many
+        // finished ones the table holds.
+        for (status, running) in [("queued", false), ("running", true)] {
+            let sql = format!(
+                "SELECT queue, COUNT(*) AS n FROM kairos_runs WHERE status = '{status}' GROUP BY queue"
+            );
+            for r in self.db.query_all_raw(self.stmt(&sql, [])).await? {
+                let name: String = r.try_get("", "queue")?;
+                let n = u64::try_from(r.try_get::<i64>("", "n")?).unwrap_or(0);
+                let c = counts.entry(name.clone()).or_default();
+                if running {
+                    c.1 = n;
+                } else {
+                    c.0 = n;
+                }
+                out.entry(name.clone()).or_insert_with(|| blank(name));
             }
-            out.entry(name.clone()).or_insert_with(|| blank(name));
         }
         Ok(out
             .into_values()
