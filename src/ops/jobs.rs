@@ -232,21 +232,7 @@ impl Admin {
         let job = self.job(name).await?;
         let view = self.task_view(&job.task).await?;
         let now = self.now();
-        let run = NewRun {
-            task: job.task.clone(),
-            queue: view.policy.queue.clone(),
-            job_id: Some(job.id),
-            origin: RunOrigin::Manual,
-            params: job.params.clone(),
-            tags: BTreeMap::new(),
-            run_at: now,
-            scheduled_for: now,
-            priority: job.priority.unwrap_or(view.policy.priority),
-            max_retries: view.policy.max_retries,
-            retry_delay: view.policy.retry_delay,
-            timeout: view.policy.timeout,
-            idempotency_key: None,
-        };
+        let run = NewRun::of_job(&job, &view.policy, now, RunOrigin::Manual);
         match self.store().trigger_job(&run, now).await? {
             Some(id) => {
                 self.runs_changed();

@@ -3,7 +3,6 @@
 //! job's slots with the misfire policy (see [`super::policy`]) and applies the plans
 //! through the store's compare-and-set.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -105,25 +104,16 @@ fn plan_for(shared: &Shared, job: &Job, now: DateTime<Utc>) -> FirePlan {
         .runs
         .into_iter()
         .map(|p| PlannedRun {
-            run: NewRun {
-                task: job.task.clone(),
-                queue: policy.queue.clone(),
-                job_id: Some(job.id),
-                origin: if p.caught_up {
+            run: NewRun::of_job(
+                job,
+                &policy,
+                p.slot,
+                if p.caught_up {
                     RunOrigin::CatchUp
                 } else {
                     RunOrigin::Schedule
                 },
-                params: job.params.clone(),
-                tags: BTreeMap::new(),
-                run_at: p.slot,
-                scheduled_for: p.slot,
-                priority: job.priority.unwrap_or(policy.priority),
-                max_retries: policy.max_retries,
-                retry_delay: policy.retry_delay,
-                timeout: policy.timeout,
-                idempotency_key: None,
-            },
+            ),
             coalesced: p.coalesced,
         })
         .collect();

@@ -41,6 +41,32 @@ pub(crate) struct NewRun {
     pub(crate) idempotency_key: Option<String>,
 }
 
+impl NewRun {
+    /// The run a job makes for its slot `slot` (or, for a manual trigger, now).
+    pub(crate) fn of_job(
+        job: &crate::model::Job,
+        policy: &crate::job::TaskPolicy,
+        slot: DateTime<Utc>,
+        origin: RunOrigin,
+    ) -> NewRun {
+        NewRun {
+            task: job.task.clone(),
+            queue: policy.queue.clone(),
+            job_id: Some(job.id),
+            origin,
+            params: job.params.clone(),
+            tags: BTreeMap::new(),
+            run_at: slot,
+            scheduled_for: slot,
+            priority: job.priority.unwrap_or(policy.priority),
+            max_retries: policy.max_retries,
+            retry_delay: policy.retry_delay,
+            timeout: policy.timeout,
+            idempotency_key: None,
+        }
+    }
+}
+
 fn tags_text(tags: &BTreeMap<String, String>) -> Option<String> {
     (!tags.is_empty()).then(|| serde_json::to_string(tags).unwrap_or_default())
 }

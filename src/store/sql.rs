@@ -7,6 +7,14 @@
 //! so binding n numbered parameters costs O(n²). With the thousands of parameters of a
 //! batched insert or claim that dominated the whole run time; anonymous `?` parameters
 //! have no names to scan.
+//!
+//! # Status names in SQL
+//! Statuses that vary (a completion's final status, a listing's filter) are bound as
+//! values. `status = 'queued'` and `status = 'running'` stay written in the statements
+//! that must use the partial indexes on queued and running runs: a planner can only use
+//! such an index when the query's condition visibly implies the index's, which a bound
+//! parameter does not. A test below checks that every status the store's SQL names is
+//! a [`RunStatus`](crate::RunStatus).
 
 use sea_orm::{DbBackend, Statement, Value};
 
@@ -67,6 +75,65 @@ pub(crate) fn placeholders(start: usize, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_status_written_in_the_stores_sql_is_a_run_status() {
+        let sources = [
+            include_str!("claim.rs"),
+            include_str!("complete.rs"),
+            include_str!("control.rs"),
+            include_str!("jobs.rs"),
+            include_str!("queues.rs"),
+            include_str!("runs.rs"),
+            include_str!("run_reads.rs"),
+            include_str!("slots.rs"),
+            include_str!("nodes.rs"),
+            include_str!("migration.rs"),
+        ];
+        let mut seen = 0;
+        for src in sources {
+            for marker in [
+                "status = '",
+                "status <> '",
+                "THEN '",
+                "ELSE '",
+                "SET status = '",
+            ] {
+                for (i, _) in src.match_indices(marker) {
+                    let rest = &src[i + marker.len()..];
+                    let name = &rest[..rest.find('\'').unwrap()];
+                    if marker.ends_with("THEN '") && name.contains(' ') {
+                        continue; // an error text, not a status
+                    }
+                    if name == "{status}" {
+                        continue; // formatted from the enum
+                    }
+                    assert!(
+                        name.parse::<crate::RunStatus>().is_ok() || name == "stopped",
+                        "`{name}` after `{marker}` is not a run status"
+                    );
+                    seen += 1;
+                }
+            }
+            for (i, _) in src.match_indices("status IN (") {
+                let rest = &src[i + "status IN (".len()..];
+                let list = &rest[..rest.find(')').unwrap()];
+                for item in list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| s.starts_with('\''))
+                {
+                    let name = item.trim_matches('\'');
+                    assert!(
+                        name.parse::<crate::RunStatus>().is_ok(),
+                        "`{name}` in `status IN`"
+                    );
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen > 20, "the scan found the statements ({seen})");
+    }
 
     #[test]
     fn numbered_placeholders_become_positional_in_order_of_use() {
