@@ -31,6 +31,8 @@ pub struct JobSpec {
     pub policy: JobPolicy,
     /// Where it was declared.
     pub source: JobSource,
+    /// Where its finished runs are POSTed.
+    pub callback_url: Option<String>,
 }
 
 /// How runs of one task execute, after every default and override is applied.

@@ -74,10 +74,13 @@ pub use kairos_macros::task;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
 pub use model::{
-    DisabledReason, Job, JobPolicy, JobSlot, JobSource, NodeInfo, QueueInfo, Run, RunEvent,
-    RunEventKind, RunFilter, RunOrigin, RunPage, RunStatus, SkipReason, SlotOutcome, TaskInfo,
+    DisabledReason, Health, Job, JobPolicy, JobSlot, JobSource, NodeInfo, QueueInfo, Run,
+    RunEstimate, RunEvent, RunEventKind, RunFilter, RunOrigin, RunPage, RunStatus, SkipReason,
+    SlotOutcome, Stats, TaskInfo, TaskStats,
 };
-pub use ops::{Admin, CancelResult, Enqueue, Enqueued, JobChanges, NewJob};
+pub use ops::{
+    Admin, CancelResult, DEFAULT_HEARTBEAT_MAX_AGE, Enqueue, Enqueued, JobChanges, NewJob,
+};
 pub use runtime::{BuildError, DATABASE_URL_ENV, Scheduler, SchedulerBuilder, SchedulerHandle};
 pub use store::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_DATABASE_URL, StoreError};
 pub use task::{

@@ -68,17 +68,20 @@ pub enum RunStatus {
     TimedOut,
     /// Cancelled by an operator.
     Cancelled,
+    /// Still queued when its time to live (`ttl` at enqueue) ran out: never run.
+    Expired,
 }
 
 impl RunStatus {
     /// Every status, in life order.
-    pub const ALL: [RunStatus; 6] = [
+    pub const ALL: [RunStatus; 7] = [
         RunStatus::Queued,
         RunStatus::Running,
         RunStatus::Succeeded,
         RunStatus::Failed,
         RunStatus::TimedOut,
         RunStatus::Cancelled,
+        RunStatus::Expired,
     ];
 
     /// The name stored in the database and shown by the CLI.
@@ -90,6 +93,7 @@ impl RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::TimedOut => "timed_out",
             RunStatus::Cancelled => "cancelled",
+            RunStatus::Expired => "expired",
         }
     }
 
@@ -242,6 +246,8 @@ pub struct Job {
     pub paused: bool,
     /// Where it was declared.
     pub source: JobSource,
+    /// Where its finished runs are POSTed as JSON.
+    pub callback_url: Option<String>,
     /// The next slot it fires; `None` when paused, disabled or exhausted.
     pub next_run_at: Option<DateTime<Utc>>,
     /// The last slot it fired (or skipped).
@@ -385,6 +391,18 @@ pub struct Run {
     pub started_at: Option<DateTime<Utc>>,
     /// When it finished.
     pub finished_at: Option<DateTime<Utc>>,
+    /// A queued run not started by then ends `expired`.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Progress the task last reported, 0 to 100.
+    pub progress: Option<u8>,
+    /// What the task said with its progress ("district 7 of 19").
+    pub progress_message: Option<String>,
+    /// The stage the task last reported ("searching_web").
+    pub stage: Option<String>,
+    /// The state the task saved for its next attempt.
+    pub checkpoint: Option<Value>,
+    /// Where the finished run is POSTed as JSON.
+    pub callback_url: Option<String>,
     /// Earlier attempts and other events (only filled by `run`, not by listings).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<RunEvent>,
@@ -717,4 +735,76 @@ pub struct TaskInfo {
     pub params_schema: Value,
     /// Where it is defined.
     pub location: String,
+}
+
+/// Numbers about runs, for a dashboard or a health check.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stats {
+    /// When these were computed.
+    pub at: DateTime<Utc>,
+    /// Runs of each status (every status listed, zeros included).
+    pub counts: BTreeMap<RunStatus, u64>,
+    /// Runs running now.
+    pub running: u64,
+    /// Runs waiting now.
+    pub queued: u64,
+    /// Each queue's waiting and running runs.
+    pub queues: Vec<QueueInfo>,
+    /// Runs that finished in the last minute.
+    pub completed_last_minute: u64,
+    /// Runs that finished in the last hour.
+    pub completed_last_hour: u64,
+    /// Average finished runs per minute over the last hour.
+    pub per_minute_last_hour: f64,
+    /// Share of runs finished in the last hour that succeeded (0 to 1; `null` when none
+    /// finished).
+    pub completion_rate: Option<f64>,
+    /// Share of runs finished in the last hour that failed or timed out.
+    pub failure_rate: Option<f64>,
+    /// Per task, over the last hour.
+    pub tasks: Vec<TaskStats>,
+}
+
+/// One task's recent runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskStats {
+    /// Task name.
+    pub task: String,
+    /// Runs that finished in the last hour.
+    pub finished: u64,
+    /// Of which succeeded.
+    pub succeeded: u64,
+    /// Of which failed or timed out.
+    pub failed: u64,
+    /// Mean duration of their last attempts.
+    pub mean_duration_ms: Option<u64>,
+    /// 95th percentile of those durations.
+    pub p95_duration_ms: Option<u64>,
+}
+
+/// When a queued run should start and finish, from the runs ahead of it in its queue,
+/// the capacity that serves the queue and its task's mean duration.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RunEstimate {
+    /// Queued runs a claim takes before this one.
+    pub ahead: u64,
+    /// Estimated start.
+    pub start: DateTime<Utc>,
+    /// Estimated end (`null` when the task has no recent duration to go by).
+    pub completion: Option<DateTime<Utc>>,
+}
+
+/// Whether kairos is working: the database answers and some node beat recently.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Health {
+    /// True when everything below is fine.
+    pub healthy: bool,
+    /// The database answered.
+    pub database: bool,
+    /// Nodes whose heartbeat is fresh.
+    pub live_workers: u64,
+    /// The newest heartbeat of a running node.
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    /// What is wrong, in words.
+    pub reasons: Vec<String>,
 }

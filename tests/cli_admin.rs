@@ -111,6 +111,7 @@ async fn jobs_and_runs_commands_read_and_steer_the_database() {
             priority: None,
             policy: JobPolicy::default(),
             source: JobSource::Api,
+            callback_url: None,
         }],
         t0,
     )

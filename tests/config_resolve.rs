@@ -108,6 +108,7 @@ fn no_file_gives_the_macro_jobs_and_defaults() {
             priority: None,
             policy: JobPolicy::default(),
             source: JobSource::Code,
+            callback_url: None,
         }
     );
     assert_eq!(jobs[1].schedule, cron("*/10 * * * *", Tz::UTC));
@@ -321,6 +322,7 @@ interval = "10m"
             priority: Some(2),
             policy: JobPolicy::default(),
             source: JobSource::Config,
+            callback_url: None,
         }
     );
     let once = job(&jobs, "aa_docs_once");

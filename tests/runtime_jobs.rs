@@ -39,6 +39,7 @@ fn spec(name: &str, schedule: Schedule) -> JobSpec {
         priority: None,
         policy: JobPolicy::default(),
         source: JobSource::Api,
+        callback_url: None,
     }
 }
 

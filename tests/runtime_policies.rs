@@ -251,6 +251,7 @@ fn every_minute(name: &str, task: &str, policy: JobPolicy, params: Value) -> Job
         priority: None,
         policy,
         source: JobSource::Api,
+        callback_url: None,
     }
 }
 

@@ -42,10 +42,16 @@ pub(super) struct EnqueueArgs {
     /// While a run with this key is queued or running, return it instead of adding one.
     #[arg(long)]
     idempotency_key: Option<String>,
+    /// Expire the run (never start it) if it has not started this long after now.
+    #[arg(long, value_parser = parse_duration_arg)]
+    ttl: Option<Duration>,
+    /// POST the finished run as JSON to this URL.
+    #[arg(long)]
+    callback_url: Option<String>,
     /// Enqueue every run of this JSON-lines file in one transaction, all or nothing.
     /// Each line: {"task", "params", "at" | "in", "priority", "timeout", "max_retries",
     /// "tags", "idempotency_key"} (all but task optional).
-    #[arg(long, conflicts_with_all = ["params", "at", "in_", "priority", "timeout", "max_retries", "tag", "idempotency_key"])]
+    #[arg(long, conflicts_with_all = ["params", "at", "in_", "priority", "timeout", "max_retries", "tag", "idempotency_key", "ttl", "callback_url"])]
     batch: Option<PathBuf>,
 }
 
@@ -70,6 +76,10 @@ struct BatchLine {
     tags: BTreeMap<String, String>,
     #[serde(default)]
     idempotency_key: Option<String>,
+    #[serde(default)]
+    ttl: Option<String>,
+    #[serde(default)]
+    callback_url: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -112,6 +122,12 @@ pub(super) async fn run(
     }
     if let Some(k) = args.idempotency_key {
         e = e.idempotency_key(k);
+    }
+    if let Some(t) = args.ttl {
+        e = e.ttl(t);
+    }
+    if let Some(u) = args.callback_url {
+        e = e.callback_url(u);
     }
     let enqueued = admin.enqueue(e).await?;
     let run = admin.run(enqueued.id).await?;
@@ -238,6 +254,12 @@ fn parse_line(line: &str) -> Result<Enqueue, String> {
     }
     if let Some(k) = l.idempotency_key {
         e = e.idempotency_key(k);
+    }
+    if let Some(t) = &l.ttl {
+        e = e.ttl(parse_duration_arg(t).map_err(|m| format!("ttl: {m}"))?);
+    }
+    if let Some(u) = l.callback_url {
+        e = e.callback_url(u);
     }
     Ok(e)
 }

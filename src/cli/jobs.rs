@@ -115,6 +115,9 @@ pub(super) struct JobDef {
     /// At max_instances: skip, queue or replace.
     #[arg(long)]
     overlap: Option<Overlap>,
+    /// POST each finished run of the job as JSON to this URL.
+    #[arg(long)]
+    callback_url: Option<String>,
 }
 
 impl JobDef {
@@ -161,6 +164,9 @@ impl JobDef {
         c.max_catch_up = self.max_catch_up;
         c.misfire_grace = self.misfire_grace;
         c.overlap = self.overlap;
+        if let Some(u) = &self.callback_url {
+            c = c.callback_url(Some(u.clone()));
+        }
         Ok(c)
     }
 }
@@ -250,6 +256,9 @@ pub(super) async fn run(
             }
             if let Some(Some(p)) = changes.priority.take() {
                 new = new.priority(p);
+            }
+            if let Some(Some(u)) = changes.callback_url.take() {
+                new = new.callback_url(u);
             }
             changes.schedule = None;
             let job = admin.create_job(new.policies(changes)).await?;

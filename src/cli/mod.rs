@@ -81,6 +81,11 @@ enum Command {
     /// List the tasks nodes have registered, with their effective policies.
     #[command(subcommand)]
     Tasks(system::TasksCmd),
+    /// Counts by status, queue depths, throughput and per-task durations.
+    Stats(system::StatsArgs),
+    /// Exit 0 when the database answers and a node's heartbeat is fresh, else 1 with
+    /// the reason.
+    Health(system::HealthArgs),
     /// Cron expression tools.
     #[command(subcommand)]
     Cron(cron::CronCmd),
@@ -130,6 +135,9 @@ pub async fn run() {
     if let Err(e) = execute(cli, &registry, Arc::new(SystemClock), &mut stdout).await {
         if e.code() == "broken_pipe" {
             std::process::exit(0);
+        }
+        if e.is_silent() {
+            std::process::exit(1);
         }
         let _ = stdout.flush();
         fail(json, e.code(), &e.to_string());
@@ -206,6 +214,8 @@ pub async fn execute(
         Command::Queues(cmd) => system::queues(cmd, &admin, &mut out).await,
         Command::Nodes(cmd) => system::nodes(cmd, &admin, now, &mut out).await,
         Command::Tasks(cmd) => system::tasks(cmd, &admin, &mut out).await,
+        Command::Stats(args) => system::stats(args, &admin, &mut out).await,
+        Command::Health(args) => system::health(args, &admin, &mut out).await,
         Command::Cron(_) | Command::Migrate => unreachable!("handled above"),
     };
     result.map_err(|e| e.in_database(&shown))

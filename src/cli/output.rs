@@ -14,6 +14,7 @@ use crate::error::Error;
 pub struct CliError {
     code: &'static str,
     message: String,
+    silent: bool,
 }
 
 impl CliError {
@@ -21,12 +22,24 @@ impl CliError {
         CliError {
             code,
             message: message.into(),
+            silent: false,
         }
     }
 
     /// Bad arguments (exit status 2).
     pub(crate) fn usage(message: impl Into<String>) -> Self {
         CliError::new("usage", message)
+    }
+
+    /// An error already reported on stdout: exit 1 without printing more.
+    pub(crate) fn silent(mut self) -> Self {
+        self.silent = true;
+        self
+    }
+
+    /// Whether it was already reported.
+    pub(crate) fn is_silent(&self) -> bool {
+        self.silent
     }
 
     /// Names the database in errors that came from it (a query failing on an open

@@ -62,6 +62,31 @@ pub(super) enum RunsCmd {
         /// Run id.
         id: i64,
     },
+    /// Delete finished runs older than an age (with their history and logs); prints
+    /// how many.
+    Cleanup {
+        /// Finished more than this long ago, e.g. 24h or 7d.
+        #[arg(long, value_parser = super::parse_duration_arg)]
+        older_than: std::time::Duration,
+        /// Only runs with this final status; repeat for several (default: every
+        /// finished status).
+        #[arg(long)]
+        status: Vec<RunStatus>,
+    },
+}
+
+#[derive(Serialize)]
+struct CleanedUp {
+    deleted: u64,
+}
+
+/// `runs show`: the run, and for a queued one when it should start and end.
+#[derive(Serialize)]
+struct Shown<'a> {
+    #[serde(flatten)]
+    run: &'a Run,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    estimate: Option<crate::model::RunEstimate>,
 }
 
 #[derive(Serialize)]
@@ -121,7 +146,25 @@ pub(super) async fn run(
         }
         RunsCmd::Show { id } => {
             let run = admin.run(id).await?;
-            out.print(&run, || run_detail(&run))
+            let estimate = admin.estimate(&run).await?;
+            out.print(
+                &Shown {
+                    run: &run,
+                    estimate,
+                },
+                || {
+                    let mut s = run_detail(&run);
+                    if let Some(e) = estimate {
+                        s.push_str(&format!(
+                            "\n\nestimate: {} run(s) ahead; starts {}, ends {}",
+                            e.ahead,
+                            rfc3339(e.start),
+                            opt_time(e.completion)
+                        ));
+                    }
+                    s
+                },
+            )
         }
         RunsCmd::Cancel { id } => {
             let outcome = admin.cancel_run(id).await?;
@@ -141,6 +184,15 @@ pub(super) async fn run(
                     "queued run {id} again for attempt {} of {}",
                     run.attempt + 1,
                     run.max_attempts
+                )
+            })
+        }
+        RunsCmd::Cleanup { older_than, status } => {
+            let deleted = admin.cleanup_runs(older_than, &status).await?;
+            out.print(&CleanedUp { deleted }, || {
+                format!(
+                    "deleted {deleted} finished run(s) older than {}",
+                    crate::schedule::format_duration(older_than)
                 )
             })
         }
@@ -249,6 +301,20 @@ fn run_detail(r: &Run) -> String {
             r.result.as_ref().map_or("-".into(), |v| v.to_string()),
         ),
         ("error", r.error.clone().unwrap_or_else(|| "-".into())),
+        (
+            "progress",
+            match (r.progress, &r.progress_message) {
+                (Some(p), Some(m)) => format!("{p}% {m}"),
+                (Some(p), None) => format!("{p}%"),
+                (None, _) => "-".into(),
+            },
+        ),
+        ("stage", r.stage.clone().unwrap_or_else(|| "-".into())),
+        ("expires", opt_time(r.expires_at)),
+        (
+            "callback url",
+            r.callback_url.clone().unwrap_or_else(|| "-".into()),
+        ),
     ]);
     if !r.history.is_empty() {
         s.push_str("\n\nhistory:");

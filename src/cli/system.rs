@@ -47,6 +47,23 @@ pub(super) enum NodesCmd {
     },
 }
 
+#[derive(Debug, clap::Args)]
+pub(super) struct StatsArgs {
+    /// Only runs of this task.
+    #[arg(long)]
+    task: Option<String>,
+    /// Only runs with this tag (key=value); repeat to require several.
+    #[arg(long, value_parser = super::parse_tag)]
+    tag: Vec<(String, String)>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct HealthArgs {
+    /// A node's heartbeat older than this is stale.
+    #[arg(long, default_value = "30s", value_parser = super::parse_duration_arg)]
+    max_age: Duration,
+}
+
 #[derive(Debug, Subcommand)]
 pub(super) enum TasksCmd {
     /// Every task nodes registered, with its effective policies.
@@ -113,6 +130,88 @@ pub(super) async fn tasks(cmd: TasksCmd, admin: &Admin, out: &mut Out<'_>) -> Re
     let TasksCmd::List = cmd;
     let tasks = admin.tasks().await?;
     out.print(&tasks, || tasks_table(&tasks))
+}
+
+pub(super) async fn stats(
+    args: StatsArgs,
+    admin: &Admin,
+    out: &mut Out<'_>,
+) -> Result<(), CliError> {
+    let s = admin.stats(args.task.as_deref(), &args.tag).await?;
+    out.print(&s, || stats_text(&s))
+}
+
+pub(super) async fn health(
+    args: HealthArgs,
+    admin: &Admin,
+    out: &mut Out<'_>,
+) -> Result<(), CliError> {
+    let h = admin.health(args.max_age).await;
+    out.print(&h, || {
+        if h.healthy {
+            format!(
+                "healthy: the database answers; {} worker(s) on live nodes; last heartbeat {}",
+                h.live_workers,
+                h.last_heartbeat.map_or("-".into(), rfc3339)
+            )
+        } else {
+            format!("unhealthy: {}", h.reasons.join("; "))
+        }
+    })?;
+    if h.healthy {
+        Ok(())
+    } else {
+        Err(CliError::new("unhealthy", "").silent())
+    }
+}
+
+fn stats_text(s: &crate::model::Stats) -> String {
+    let counts: Vec<String> = s.counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let pct = |r: Option<f64>| r.map_or("-".into(), |r| format!("{:.1}%", r * 100.0));
+    let mut out = format!(
+        "runs: {}
+last minute: {} finished; last hour: {} finished ({:.1}/min), {} succeeded, {} failed
+
+{}",
+        counts.join(", "),
+        s.completed_last_minute,
+        s.completed_last_hour,
+        s.per_minute_last_hour,
+        pct(s.completion_rate),
+        pct(s.failure_rate),
+        queues_table(&s.queues)
+    );
+    let rows = s
+        .tasks
+        .iter()
+        .map(|t| {
+            vec![
+                t.task.clone(),
+                t.finished.to_string(),
+                t.succeeded.to_string(),
+                t.failed.to_string(),
+                t.mean_duration_ms.map_or("-".into(), |d| format!("{d} ms")),
+                t.p95_duration_ms.map_or("-".into(), |d| format!("{d} ms")),
+            ]
+        })
+        .collect();
+    out.push_str(
+        "
+
+",
+    );
+    out.push_str(&table(
+        &[
+            "TASK (LAST HOUR)",
+            "FINISHED",
+            "SUCCEEDED",
+            "FAILED",
+            "MEAN",
+            "P95",
+        ],
+        rows,
+    ));
+    out
 }
 
 /// `kairos migrate`'s report.

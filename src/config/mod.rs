@@ -33,6 +33,11 @@
 //! shutdown_grace = "30s"
 //! connect_timeout = "5s"    # how long connecting to the database may take
 //!
+//! [retention]               # how long finished runs are kept (default: forever)
+//! succeeded = "7d"          # also failed, timed_out, cancelled, expired
+//! failed = "30d"
+//! every = "10m"             # how often a node prunes
+//!
 //! [queues.mail]             # limits of a queue, held across all nodes
 //! concurrency = 1           # its runs one at a time (priority, then due time)
 //! rate_limit = "100/1m"     # at most 100 starts in any one-minute window
@@ -76,7 +81,9 @@ pub use crate::job::Defaults;
 use crate::job::{JobSpec, TaskPolicy};
 use crate::task::Registry;
 
-pub use model::{JobEntry, Located, PolicyKeys, QueueConfig, RateLimit, TaskOverride, Trigger};
+pub use model::{
+    JobEntry, Located, PolicyKeys, QueueConfig, RateLimit, Retention, TaskOverride, Trigger,
+};
 
 /// Why `jobs.toml` was rejected.
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +174,8 @@ pub struct Config {
     pub jobs: Vec<JobEntry>,
     /// `[queues.<name>]` limits, by queue name.
     pub queues: BTreeMap<String, QueueConfig>,
+    /// `[retention]`: how long finished runs are kept.
+    pub retention: Retention,
     /// The file name used in errors; `None` when the config did not come from a file.
     pub file: Option<String>,
 }

@@ -61,6 +61,8 @@ pub struct TaskOverride {
     /// Misfire, overlap and daylight-saving policy of the task's own job (and default
     /// of its `[[jobs]]`).
     pub policy: PolicyKeys,
+    /// `callback_url`: where the runs of the task's own job are POSTed when finished.
+    pub callback_url: Option<String>,
 }
 
 /// The job-policy keys shared by `[tasks.<name>]` and `[[jobs]]`; `None` keeps the
@@ -78,6 +80,43 @@ pub struct PolicyKeys {
     pub overlap: Option<Overlap>,
     /// `dst = "debian" | "skip" | "both"` (cron schedules only).
     pub dst: Option<Located<DstPolicy>>,
+}
+
+/// The `[retention]` table: how long finished runs are kept, per final status, before
+/// a node prunes them (with their history, logs and webhook deliveries). A status left
+/// out is kept forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Retention {
+    /// `succeeded = "7d"`.
+    pub succeeded: Option<Duration>,
+    /// `failed = "30d"`.
+    pub failed: Option<Duration>,
+    /// `timed_out = "30d"`.
+    pub timed_out: Option<Duration>,
+    /// `cancelled = "7d"`.
+    pub cancelled: Option<Duration>,
+    /// `expired = "1d"`.
+    pub expired: Option<Duration>,
+    /// `every = "10m"`: how often a node prunes (default 10 minutes).
+    pub every: Option<Duration>,
+}
+
+impl Retention {
+    /// The kept age of each status that has one.
+    pub fn ages(&self) -> Vec<(crate::RunStatus, Duration)> {
+        use crate::RunStatus as S;
+        [
+            (S::Succeeded, self.succeeded),
+            (S::Failed, self.failed),
+            (S::TimedOut, self.timed_out),
+            (S::Cancelled, self.cancelled),
+            (S::Expired, self.expired),
+        ]
+        .into_iter()
+        .filter_map(|(s, d)| d.map(|d| (s, d)))
+        .collect()
+    }
 }
 
 /// A `[queues.<name>]` table: limits of one queue, enforced across all nodes.
@@ -123,4 +162,6 @@ pub struct JobEntry {
     pub priority: Option<i32>,
     /// Misfire, overlap and daylight-saving policy (over the task's).
     pub policy: PolicyKeys,
+    /// `callback_url`: where the job's finished runs are POSTed.
+    pub callback_url: Option<String>,
 }

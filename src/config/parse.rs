@@ -25,6 +25,7 @@ type Keys = &'static [(&'static str, &'static str)];
 const TOP_KEYS: Keys = &[
     ("scheduler", "[scheduler]"),
     ("queues", "[queues.<queue name>]"),
+    ("retention", "[retention]"),
     ("tasks", "[tasks.<task name>]"),
     ("jobs", "[[jobs]]"),
 ];
@@ -38,6 +39,15 @@ const SCHEDULER_KEYS: Keys = &[
     ("timezone", "timezone = \"UTC\""),
     ("shutdown_grace", "shutdown_grace = \"30s\""),
     ("connect_timeout", "connect_timeout = \"5s\""),
+];
+
+const RETENTION_KEYS: Keys = &[
+    ("succeeded", "succeeded = \"7d\""),
+    ("failed", "failed = \"30d\""),
+    ("timed_out", "timed_out = \"30d\""),
+    ("cancelled", "cancelled = \"7d\""),
+    ("expired", "expired = \"1d\""),
+    ("every", "every = \"10m\""),
 ];
 
 const QUEUE_KEYS: Keys = &[
@@ -65,6 +75,10 @@ const TASK_KEYS: Keys = &[
     ("timeout", "timeout = \"5m\""),
     ("priority", "priority = 5"),
     ("queue", "queue = \"mail\""),
+    (
+        "callback_url",
+        "callback_url = \"https://example.com/hooks/kairos\"",
+    ),
     POLICY_KEYS[0],
     POLICY_KEYS[1],
     POLICY_KEYS[2],
@@ -82,6 +96,10 @@ const JOB_KEYS: Keys = &[
     ("params", "params = { region = \"eu\" }"),
     ("enabled", "enabled = true"),
     ("priority", "priority = 2"),
+    (
+        "callback_url",
+        "callback_url = \"https://example.com/hooks/kairos\"",
+    ),
     POLICY_KEYS[0],
     POLICY_KEYS[1],
     POLICY_KEYS[2],
@@ -365,6 +383,22 @@ impl TableCx<'_> {
         to_json(self.cx, e.value)
     }
 
+    /// An `http://` or `https://` URL.
+    fn url(&self, e: &Entry<'_, '_>) -> Result<String, ConfigError> {
+        let s = self.non_empty(e)?;
+        crate::ops::check_url(&s).map_err(|why| {
+            self.cx.err(
+                &e.span(),
+                format!(
+                    "{} {why}; write e.g. `{}`",
+                    self.what(e),
+                    example(self.keys, e.key)
+                ),
+            )
+        })?;
+        Ok(s)
+    }
+
     /// One of the names `T` accepts (`FromStr` lists them), with a "did you mean".
     fn named<T: std::str::FromStr<Err = String>>(
         &self,
@@ -516,6 +550,7 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
             "scheduler" => parse_scheduler(&cx, &e, &mut config)?,
             "tasks" => parse_tasks(&cx, &e, &mut config)?,
             "queues" => parse_queues(&cx, &e, &mut config)?,
+            "retention" => parse_retention(&cx, &e, &mut config)?,
             "jobs" => parse_jobs(&cx, &e, &mut config)?,
             _ => unreachable!("entries() refuses other keys"),
         }
@@ -621,6 +656,7 @@ fn parse_tasks(cx: &Cx<'_>, e: &Entry<'_, '_>, config: &mut Config) -> Result<()
                 "timeout" => o.timeout = Some(t.duration(&e, false)?),
                 "priority" => o.priority = Some(t.priority(&e)?),
                 "queue" => o.queue = Some(t.non_empty(&e)?),
+                "callback_url" => o.callback_url = Some(t.url(&e)?),
                 _ if t.policy_key(&e, &mut o.policy)? => {}
                 _ => unreachable!("entries() refuses other keys"),
             }
@@ -643,6 +679,35 @@ fn parse_tasks(cx: &Cx<'_>, e: &Entry<'_, '_>, config: &mut Config) -> Result<()
             ));
         }
         config.tasks.insert(name.to_string(), o);
+    }
+    Ok(())
+}
+
+fn parse_retention(cx: &Cx<'_>, e: &Entry<'_, '_>, config: &mut Config) -> Result<(), ConfigError> {
+    let DeValue::Table(table) = e.value.get_ref() else {
+        return Err(cx.err(
+            &e.span(),
+            "`retention` must be a table; write `[retention]` on its own line, followed by ages \
+             such as `succeeded = \"7d\"`",
+        ));
+    };
+    let t = TableCx {
+        cx,
+        name: "[retention]".to_string(),
+        keys: RETENTION_KEYS,
+    };
+    let r = &mut config.retention;
+    for e in entries(cx, table, RETENTION_KEYS, Some("[retention]"))? {
+        let d = Some(t.duration(&e, false)?);
+        match e.key {
+            "succeeded" => r.succeeded = d,
+            "failed" => r.failed = d,
+            "timed_out" => r.timed_out = d,
+            "cancelled" => r.cancelled = d,
+            "expired" => r.expired = d,
+            "every" => r.every = d,
+            _ => unreachable!("entries() refuses other keys"),
+        }
     }
     Ok(())
 }
@@ -744,6 +809,7 @@ fn parse_job(
     let mut priority = None;
     let mut params_pos = None;
     let mut policy = PolicyKeys::default();
+    let mut callback_url = None;
     for e in entries(cx, body, JOB_KEYS, Some("[[jobs]]"))? {
         match e.key {
             "name" => name = Some(t.located(&e, t.non_empty(&e)?)),
@@ -773,6 +839,7 @@ fn parse_job(
             }
             "enabled" => enabled = t.boolean(&e)?,
             "priority" => priority = Some(t.priority(&e)?),
+            "callback_url" => callback_url = Some(t.url(&e)?),
             _ if t.policy_key(&e, &mut policy)? => {}
             _ => unreachable!("entries() refuses other keys"),
         }
@@ -826,5 +893,6 @@ fn parse_job(
         enabled,
         priority,
         policy,
+        callback_url,
     })
 }

@@ -82,6 +82,7 @@ pub(super) fn resolve(
             priority: entry.priority,
             policy: apply_keys(task_policy.job_policy, &entry.policy),
             source: JobSource::Config,
+            callback_url: entry.callback_url.clone(),
         });
     }
 
@@ -301,6 +302,7 @@ fn own_job(
         priority: None,
         policy: policy.job_policy,
         source: JobSource::Code,
+        callback_url: o.and_then(|o| o.callback_url.clone()),
     }))
 }
 

@@ -32,6 +32,8 @@ pub struct Enqueue {
     pub(crate) max_retries: Option<u32>,
     pub(crate) tags: BTreeMap<String, String>,
     pub(crate) idempotency_key: Option<String>,
+    pub(crate) ttl: Option<Duration>,
+    pub(crate) callback_url: Option<String>,
 }
 
 impl Enqueue {
@@ -82,6 +84,17 @@ impl Enqueue {
     /// returns that run instead of adding one.
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.idempotency_key = Some(key.into());
+        self
+    }
+    /// If the run has not started this long after it is enqueued, it ends `expired`
+    /// instead of running late.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+    /// POST the finished run as JSON to this URL (see the webhook docs).
+    pub fn callback_url(mut self, url: impl Into<String>) -> Self {
+        self.callback_url = Some(url.into());
         self
     }
 }
@@ -278,5 +291,19 @@ fn build(e: Enqueue, view: &TaskView, now: DateTime<Utc>) -> Result<NewRun, Erro
         retry_delay: view.policy.retry_delay,
         timeout,
         idempotency_key: e.idempotency_key,
+        expires_at: match e.ttl {
+            Some(d) if d.is_zero() => {
+                return Err(Error::invalid("ttl", "must be longer than zero"));
+            }
+            Some(d) => Some(after(now, d, "ttl")?),
+            None => None,
+        },
+        callback_url: match e.callback_url {
+            Some(u) => {
+                super::check_url(&u).map_err(|why| Error::invalid("callback_url", why))?;
+                Some(u)
+            }
+            None => None,
+        },
     })
 }

@@ -32,6 +32,7 @@ pub struct NewJob {
     priority: Option<i32>,
     changes: JobChanges,
     paused: bool,
+    callback_url: Option<String>,
 }
 
 impl NewJob {
@@ -45,7 +46,13 @@ impl NewJob {
             priority: None,
             changes: JobChanges::default(),
             paused: false,
+            callback_url: None,
         }
+    }
+    /// POST each finished run of the job as JSON to this URL.
+    pub fn callback_url(mut self, url: impl Into<String>) -> Self {
+        self.callback_url = Some(url.into());
+        self
     }
     /// Params of every run.
     pub fn params(mut self, params: Value) -> Self {
@@ -87,6 +94,8 @@ pub struct JobChanges {
     pub misfire_grace: Option<Duration>,
     /// Overlap policy.
     pub overlap: Option<Overlap>,
+    /// Webhook URL (`Some(None)`: none).
+    pub callback_url: Option<Option<String>>,
 }
 
 impl JobChanges {
@@ -127,6 +136,11 @@ impl JobChanges {
     /// Overlap policy.
     pub fn overlap(mut self, o: Overlap) -> Self {
         self.overlap = Some(o);
+        self
+    }
+    /// Webhook URL of its finished runs (`None` removes it).
+    pub fn callback_url(mut self, url: Option<String>) -> Self {
+        self.callback_url = Some(url);
         self
     }
 
@@ -267,6 +281,7 @@ impl Admin {
             priority: new.priority,
             policy: new.changes.apply(view.policy.job_policy)?,
             source: JobSource::Api,
+            callback_url: checked_url(new.callback_url)?,
         };
         if !self
             .store()
@@ -313,6 +328,10 @@ impl Admin {
             priority: changes.priority.unwrap_or(job.priority),
             policy: changes.apply(job.policy)?,
             source: JobSource::Api,
+            callback_url: match changes.callback_url.clone() {
+                Some(u) => checked_url(u)?,
+                None => job.callback_url.clone(),
+            },
         };
         if !self.store().update_job(&spec, self.now()).await? {
             return Err(self.job_not_found(name).await);
@@ -404,6 +423,16 @@ impl Admin {
         let all: Vec<JobSlot> = slots.into_values().collect();
         let skip = all.len().saturating_sub(limit);
         Ok(all.into_iter().skip(skip).collect())
+    }
+}
+
+fn checked_url(url: Option<String>) -> Result<Option<String>, Error> {
+    match url {
+        Some(u) => {
+            super::check_url(&u).map_err(|why| Error::invalid("callback_url", why))?;
+            Ok(Some(u))
+        }
+        None => Ok(None),
     }
 }
 

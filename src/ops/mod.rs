@@ -12,6 +12,7 @@
 
 mod cluster;
 mod enqueue;
+mod insight;
 mod jobs;
 mod runs;
 
@@ -23,6 +24,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 pub use enqueue::{Enqueue, Enqueued};
+pub use insight::DEFAULT_HEARTBEAT_MAX_AGE;
 pub use jobs::{JobChanges, NewJob};
 pub use runs::CancelResult;
 
@@ -246,6 +248,31 @@ pub(crate) fn task_info(t: &crate::task::TaskDef, p: &TaskPolicy) -> TaskInfo {
         params_schema: t.params_schema(),
         location: t.location.to_string(),
     }
+}
+
+/// Checks a webhook URL: absolute `http://` or `https://` with a host. Returns what is
+/// wrong, to be put after the field's name.
+pub(crate) fn check_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| {
+            format!(
+                "`{}` is not an http:// or https:// URL",
+                crate::error::clip(url)
+            )
+        })?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || url.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "`{}` has no host or contains spaces",
+            crate::error::clip(url)
+        ));
+    }
+    if url.len() > 2048 {
+        return Err("is longer than 2048 characters".into());
+    }
+    Ok(())
 }
 
 /// `now + d`, or an error naming `field` when that is beyond any date kairos can store

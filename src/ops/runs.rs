@@ -84,6 +84,36 @@ impl Admin {
         }
     }
 
+    /// Deletes finished runs (with their history, logs and deliveries) that finished
+    /// more than `older_than` ago, of these statuses (every finished status when
+    /// empty). Returns how many were deleted.
+    pub async fn cleanup_runs(
+        &self,
+        older_than: std::time::Duration,
+        statuses: &[RunStatus],
+    ) -> Result<u64, Error> {
+        if let Some(s) = statuses.iter().find(|s| !s.is_finished()) {
+            return Err(Error::invalid(
+                "status",
+                format!("{s} runs are not finished; only finished runs are cleaned up"),
+            ));
+        }
+        let statuses: Vec<RunStatus> = if statuses.is_empty() {
+            RunStatus::ALL
+                .into_iter()
+                .filter(|s| s.is_finished())
+                .collect()
+        } else {
+            statuses.to_vec()
+        };
+        let now = self.now();
+        let before = chrono::Duration::from_std(older_than)
+            .ok()
+            .and_then(|d| now.checked_sub_signed(d))
+            .ok_or_else(|| Error::invalid("older_than", "too long ago"))?;
+        Ok(self.store().prune_runs(&statuses, before).await?)
+    }
+
     /// Deletes a run that is not running, with its history.
     pub async fn delete_run(&self, id: i64) -> Result<RunStatus, Error> {
         match self.store().delete_run(id).await? {

@@ -55,6 +55,7 @@ pub struct SchedulerBuilder {
     cancel_grace: Option<Duration>,
     lease: Option<Duration>,
     connect_timeout: Option<Duration>,
+    maintenance_interval: Option<Duration>,
 }
 
 impl SchedulerBuilder {
@@ -111,6 +112,14 @@ impl SchedulerBuilder {
     /// How long a claimed run stays owned without a renewal (default 60s).
     pub fn lease(mut self, d: Duration) -> Self {
         self.lease = Some(d);
+        self
+    }
+
+    /// How often the node beats its heartbeat, renews its leases, takes back runs of
+    /// dead nodes, expires runs past their time to live and prunes per `[retention]`
+    /// (default 10s).
+    pub fn maintenance_interval(mut self, d: Duration) -> Self {
+        self.maintenance_interval = Some(d);
         self
     }
 
@@ -250,6 +259,11 @@ impl SchedulerBuilder {
                 .or(config.scheduler.shutdown_grace)
                 .unwrap_or(Duration::from_secs(30)),
             cancel_grace: self.cancel_grace.unwrap_or(Duration::from_secs(5)),
+            retention: config.retention,
+            maintenance_interval: self
+                .maintenance_interval
+                .unwrap_or(Duration::from_secs(10))
+                .max(Duration::from_millis(10)),
             workers: Arc::new(Semaphore::new(max_workers)),
             signals,
             shutdown: CancellationToken::new(),

@@ -139,6 +139,8 @@ pub(crate) struct Shared {
     lease: Duration,
     shutdown_grace: Duration,
     cancel_grace: Duration,
+    retention: crate::config::Retention,
+    maintenance_interval: Duration,
     workers: Arc<Semaphore>,
     signals: Arc<Signals>,
     shutdown: CancellationToken,

@@ -1,6 +1,7 @@
 //! The watcher: notices changes made by other processes (the CLI, other nodes) through
 //! the store's change marker, applies cancel requests to local runs, beats the node's
-//! heartbeat, renews its leases and takes back runs whose node's lease expired.
+//! heartbeat, renews its leases, takes back runs whose node's lease expired, expires
+//! queued runs whose time to live ran out, and prunes finished runs per `[retention]`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,20 +11,25 @@ use super::{CancelReason, Shared};
 /// How often the change counter is read: the bound on how late a CLI pause or cancel
 /// takes effect. One indexed single-row read per tick keeps an idle node nearly silent.
 pub(super) const WATCH_INTERVAL: Duration = Duration::from_millis(500);
-/// How often heartbeats, lease renewals and lease expiry checks run.
-const HEARTBEAT_EVERY: u32 = 20;
 
 pub(super) async fn run(shared: Arc<Shared>) {
     let mut seen = shared.store.change_marker().await.unwrap_or((0, 0));
     let mut ticker = tokio::time::interval(WATCH_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut n: u32 = 0;
+    let mut chores = tokio::time::interval(shared.maintenance_interval);
+    chores.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    chores.tick().await;
+    let mut last_prune: Option<chrono::DateTime<chrono::Utc>> = None;
     loop {
         tokio::select! {
             _ = shared.shutdown.cancelled() => return,
             _ = ticker.tick() => {}
+            _ = chores.tick() => {
+                maintain(&shared).await;
+                prune(&shared, &mut last_prune).await;
+                continue;
+            }
         }
-        n = n.wrapping_add(1);
         match shared.store.change_marker().await {
             Ok(m) if m != seen => {
                 seen = m;
@@ -33,9 +39,6 @@ pub(super) async fn run(shared: Arc<Shared>) {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "watcher: cannot read change counter"),
-        }
-        if n.is_multiple_of(HEARTBEAT_EVERY) {
-            maintain(&shared).await;
         }
     }
 }
@@ -72,5 +75,42 @@ async fn maintain(shared: &Shared) {
             shared.signals.wake_dispatcher.notify_one();
         }
         Err(e) => tracing::warn!(error = %e, "lease expiry check failed"),
+    }
+    match shared.store.expire_runs(now).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(runs = n, "queued runs expired: their time to live ran out"),
+        Err(e) => tracing::warn!(error = %e, "expiry check failed"),
+    }
+}
+
+/// Default time between two prunes.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// Deletes finished runs older than `[retention]` allows, at most every `every`.
+async fn prune(shared: &Shared, last: &mut Option<chrono::DateTime<chrono::Utc>>) {
+    let ages = shared.retention.ages();
+    if ages.is_empty() {
+        return;
+    }
+    let now = shared.clock.now();
+    let every = shared.retention.every.unwrap_or(PRUNE_EVERY);
+    if last.is_some_and(|t| now < t + chrono::Duration::from_std(every).unwrap_or_default()) {
+        return;
+    }
+    *last = Some(now);
+    for (status, age) in &ages {
+        let before = now - chrono::Duration::from_std(*age).unwrap_or_default();
+        match shared.store.prune_runs(&[*status], before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(runs = n, %status, "pruned finished runs past their retention"),
+            Err(e) => tracing::warn!(error = %e, %status, "pruning failed"),
+        }
+    }
+    // Slot records go with the oldest runs kept.
+    if let Some(longest) = ages.iter().map(|(_, d)| *d).max() {
+        let before = now - chrono::Duration::from_std(longest).unwrap_or_default();
+        if let Err(e) = shared.store.prune_slots(before).await {
+            tracing::warn!(error = %e, "pruning slot records failed");
+        }
     }
 }

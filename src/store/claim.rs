@@ -74,12 +74,14 @@ pub(crate) struct Claim {
 const CLAIM_COLUMNS: &str = "id, task, queue, job_id, params, tags, attempt, scheduled_for, max_retries, \
      retry_delay_ms, timeout_ms";
 
-/// Conditions every claim adds: nothing starts from a paused queue or on a paused node.
+/// Conditions every claim adds: nothing starts from a paused queue or on a paused node,
+/// and no run whose time to live ran out (`$2` is the claim's time).
 /// Both subqueries are uncorrelated, so each is evaluated once per claim and the scan
 /// keeps following the claim index in order (a correlated `NOT EXISTS` per row led
 /// PostgreSQL to scan and sort every queued run).
 const NOT_PAUSED: &str = "queue NOT IN (SELECT name FROM kairos_queues WHERE paused) \
-     AND NOT EXISTS (SELECT 1 FROM kairos_nodes n WHERE n.id = $1 AND n.paused)";
+     AND NOT EXISTS (SELECT 1 FROM kairos_nodes n WHERE n.id = $1 AND n.paused) \
+     AND (expires_at IS NULL OR expires_at > $2)";
 
 impl Store {
     /// Claims up to `limit` due runs (run_at ≤ `due_by`) for `node`, lowest priority

@@ -198,6 +198,7 @@ impl TryFrom<job::Model> for Job {
                 .transpose()?,
             paused: m.paused,
             source: parse::<JobSource>(T, m.id, "source", &m.source)?,
+            callback_url: m.callback_url,
             // A paused or disabled job has no next run to show, whatever slot it
             // would resume from.
             next_run_at: next.filter(|_| firing),
@@ -264,6 +265,16 @@ impl TryFrom<run::Model> for Run {
             created_at: from_ms(m.created_at),
             started_at: m.started_at.map(from_ms),
             finished_at: m.finished_at.map(from_ms),
+            expires_at: m.expires_at.map(from_ms),
+            progress: m.progress.map(|p| p.clamp(0, 100) as u8),
+            progress_message: m.progress_message,
+            stage: m.stage,
+            checkpoint: m
+                .checkpoint
+                .as_deref()
+                .map(|c| json(T, m.id, "checkpoint", c))
+                .transpose()?,
+            callback_url: m.callback_url,
             history: Vec::new(),
         })
     }

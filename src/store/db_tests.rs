@@ -32,6 +32,8 @@ fn run(task: &str, priority: i32, max_retries: u32) -> NewRun {
         retry_delay: Duration::from_secs(1),
         timeout: Duration::from_secs(60),
         idempotency_key: None,
+        expires_at: None,
+        callback_url: None,
     }
 }
 

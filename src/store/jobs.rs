@@ -80,7 +80,7 @@ pub(crate) enum FireOutcome {
 }
 
 /// The columns a job's definition is stored in, in the order of [`spec_values`].
-const SPEC_COLUMNS: [&str; 17] = [
+const SPEC_COLUMNS: [&str; 18] = [
     "task",
     "kind",
     "cron",
@@ -98,6 +98,7 @@ const SPEC_COLUMNS: [&str; 17] = [
     "disabled_reason",
     "source",
     "next_run_at",
+    "callback_url",
 ];
 
 /// A job's definition as the values of [`SPEC_COLUMNS`].
@@ -126,6 +127,7 @@ fn spec_values(
         Value::from(disabled_reason.map(str::to_string)),
         Value::from(spec.source.as_str()),
         Value::from(next.map(ms)),
+        Value::from(spec.callback_url.clone()),
     ]
 }
 
@@ -249,6 +251,7 @@ impl Store {
             || old.priority != spec.priority
             || old.policy != spec.policy
             || old.source != spec.source
+            || old.callback_url != spec.callback_url
             || old.disabled_reason.map(|r| r.as_str()) != reason;
         if !changed {
             return Ok(());
@@ -673,8 +676,9 @@ impl Store {
         let row = conn
             .query_one_raw(self.stmt(
                 "INSERT INTO kairos_runs (task, queue, job_id, origin, params, priority, run_at, scheduled_for, \
-                 max_retries, retry_delay_ms, timeout_ms, created_at, status, attempt, cancel_requested) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'queued', 0, false) \
+                 max_retries, retry_delay_ms, timeout_ms, created_at, callback_url, status, attempt, \
+                 cancel_requested) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'queued', 0, false) \
                  ON CONFLICT DO NOTHING RETURNING id",
                 [
                     Value::from(r.task.clone()),
@@ -689,6 +693,7 @@ impl Store {
                     Value::from(duration_ms(r.retry_delay)),
                     Value::from(duration_ms(r.timeout)),
                     Value::from(ms(now)),
+                    Value::from(r.callback_url.clone()),
                 ],
             ))
             .await?;

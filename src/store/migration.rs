@@ -14,7 +14,10 @@ pub(crate) struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261126_000001_init::Migration)]
+        vec![
+            Box::new(m20261126_000001_init::Migration),
+            Box::new(m20261128_000002_run_insight::Migration),
+        ]
     }
 
     fn migration_table_name() -> DynIden {
@@ -205,6 +208,7 @@ pub(crate) const TABLES: &[(&str, &[&str])] = &[
             "version",
             "created_at",
             "updated_at",
+            "callback_url",
         ],
     ),
     (
@@ -234,9 +238,39 @@ pub(crate) const TABLES: &[(&str, &[&str])] = &[
             "created_at",
             "started_at",
             "finished_at",
+            "expires_at",
+            "progress",
+            "progress_message",
+            "stage",
+            "checkpoint",
+            "callback_url",
         ],
     ),
     ("kairos_run_tags", &["run_id", "key", "value"]),
+    (
+        "kairos_run_logs",
+        &["id", "run_id", "attempt", "at", "level", "message"],
+    ),
+    (
+        "kairos_deliveries",
+        &[
+            "id",
+            "run_id",
+            "url",
+            "attempt",
+            "at",
+            "status_code",
+            "error",
+            "delivered",
+        ],
+    ),
+    (
+        "kairos_events",
+        &[
+            "id", "at", "kind", "run_id", "job", "task", "node_id", "data",
+        ],
+    ),
+    ("kairos_subscribers", &["id", "heartbeat_at"]),
     (
         "kairos_run_history",
         &[
@@ -367,6 +401,23 @@ pub(crate) const INDEXES: &[(&str, &str)] = &[
     (
         "kairos_jobs_next",
         "CREATE INDEX IF NOT EXISTS kairos_jobs_next ON kairos_jobs (next_run_at) WHERE enabled AND NOT paused",
+    ),
+];
+
+/// Indexes of the run-insight migration.
+pub(crate) const INSIGHT_INDEXES: &[(&str, &str)] = &[
+    (
+        "kairos_run_logs_run",
+        "CREATE INDEX IF NOT EXISTS kairos_run_logs_run ON kairos_run_logs (run_id, id)",
+    ),
+    (
+        "kairos_deliveries_run",
+        "CREATE INDEX IF NOT EXISTS kairos_deliveries_run ON kairos_deliveries (run_id, id)",
+    ),
+    (
+        "kairos_runs_expiring",
+        "CREATE INDEX IF NOT EXISTS kairos_runs_expiring ON kairos_runs (expires_at) \
+         WHERE expires_at IS NOT NULL AND status = 'queued'",
     ),
 ];
 
@@ -560,5 +611,107 @@ mod m20261126_000001_init {
                 .col(big_integer(KairosMeta::Value))
                 .to_owned(),
         ]
+    }
+}
+
+/// Run insight: expiry, progress, stage, checkpoints, webhooks, per-run logs, and the
+/// event log other processes read.
+mod m20261128_000002_run_insight {
+    use super::*;
+
+    pub(super) struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261128_000002_run_insight"
+        }
+    }
+
+    /// `(table, column, SQL type)` added by this migration.
+    const COLUMNS: &[(&str, &str, &str)] = &[
+        ("kairos_runs", "expires_at", "BIGINT"),
+        ("kairos_runs", "progress", "INTEGER"),
+        ("kairos_runs", "progress_message", "TEXT"),
+        ("kairos_runs", "stage", "TEXT"),
+        ("kairos_runs", "checkpoint", "TEXT"),
+        ("kairos_runs", "callback_url", "TEXT"),
+        ("kairos_jobs", "callback_url", "TEXT"),
+    ];
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            let db = manager.get_connection();
+            // `ADD COLUMN` has no `IF NOT EXISTS` on SQLite: ask first, so that running
+            // the migration again (a repair) is harmless.
+            for (table, column, ty) in COLUMNS {
+                if !manager.has_column(table, column).await? {
+                    db.execute_unprepared(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}"))
+                        .await?;
+                }
+            }
+            for table in [
+                Table::create()
+                    .table("kairos_run_logs")
+                    .if_not_exists()
+                    .col(big_pk_auto("id"))
+                    .col(big_integer("run_id"))
+                    .col(integer("attempt"))
+                    .col(big_integer("at"))
+                    .col(string("level"))
+                    .col(text("message"))
+                    .to_owned(),
+                Table::create()
+                    .table("kairos_deliveries")
+                    .if_not_exists()
+                    .col(big_pk_auto("id"))
+                    .col(big_integer("run_id"))
+                    .col(text("url"))
+                    .col(integer("attempt"))
+                    .col(big_integer("at"))
+                    .col(integer_null("status_code"))
+                    .col(text_null("error"))
+                    .col(boolean("delivered"))
+                    .to_owned(),
+                Table::create()
+                    .table("kairos_events")
+                    .if_not_exists()
+                    .col(big_pk_auto("id"))
+                    .col(big_integer("at"))
+                    .col(string("kind"))
+                    .col(big_integer_null("run_id"))
+                    .col(string_null("job"))
+                    .col(string_null("task"))
+                    .col(string_null("node_id"))
+                    .col(text("data"))
+                    .to_owned(),
+                Table::create()
+                    .table("kairos_subscribers")
+                    .if_not_exists()
+                    .col(string("id").primary_key())
+                    .col(big_integer("heartbeat_at"))
+                    .to_owned(),
+            ] {
+                manager.create_table(table).await?;
+            }
+            for (_, sql) in INSIGHT_INDEXES {
+                db.execute_unprepared(sql).await?;
+            }
+            Ok(())
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            let db = manager.get_connection();
+            for t in [
+                "kairos_subscribers",
+                "kairos_events",
+                "kairos_deliveries",
+                "kairos_run_logs",
+            ] {
+                db.execute_unprepared(&format!("DROP TABLE IF EXISTS {t}"))
+                    .await?;
+            }
+            Ok(())
+        }
     }
 }

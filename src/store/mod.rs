@@ -19,11 +19,13 @@ mod jobs;
 pub(crate) mod migration;
 mod nodes;
 mod queues;
+mod retention;
 mod run_reads;
 mod runs;
 pub(crate) mod schema;
 mod slots;
 mod sql;
+mod stats;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -40,6 +42,7 @@ pub(crate) use control::{CancelOutcome, DeleteOutcome, RetryOutcome};
 pub(crate) use jobs::{FireOutcome, FirePlan, PlannedRun, SlotRecord};
 pub(crate) use nodes::NodeRow;
 pub(crate) use runs::NewRun;
+pub(crate) use stats::{Finished, StatsScope};
 
 /// The URL used when none is configured: a SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://kairos.db";

@@ -39,6 +39,10 @@ pub(crate) struct NewRun {
     pub(crate) retry_delay: Duration,
     pub(crate) timeout: Duration,
     pub(crate) idempotency_key: Option<String>,
+    /// Still queued at this time, the run ends `expired`.
+    pub(crate) expires_at: Option<DateTime<Utc>>,
+    /// Where the finished run is POSTed.
+    pub(crate) callback_url: Option<String>,
 }
 
 impl NewRun {
@@ -63,6 +67,8 @@ impl NewRun {
             retry_delay: policy.retry_delay,
             timeout: policy.timeout,
             idempotency_key: None,
+            expires_at: None,
+            callback_url: job.callback_url.clone(),
         }
     }
 }
@@ -211,8 +217,13 @@ impl Store {
         if runs.is_empty() {
             return Ok(Vec::new());
         }
-        const PER_ROW: usize = 14;
-        let mut values = Vec::with_capacity(runs.len() * PER_ROW + 3);
+        // Columns most runs leave empty are only written when a run of the batch has
+        // them: every bound parameter costs on the hot path.
+        let extra = runs
+            .iter()
+            .any(|r| r.expires_at.is_some() || r.callback_url.is_some());
+        let per_row: usize = if extra { 16 } else { 14 };
+        let mut values = Vec::with_capacity(runs.len() * per_row + 3);
         let mut rows = Vec::with_capacity(runs.len());
         let (state, guard) = match owner {
             Some((node, lease)) => {
@@ -227,7 +238,7 @@ impl Store {
             let n = values.len();
             rows.push(format!(
                 "({}, {state}, false)",
-                placeholders(n + 1, PER_ROW)
+                placeholders(n + 1, per_row)
             ));
             values.extend([
                 Value::from(r.task.clone()),
@@ -245,10 +256,21 @@ impl Store {
                 Value::from(r.idempotency_key.clone()),
                 Value::from(ms(now)),
             ]);
+            if extra {
+                values.push(Value::from(r.expires_at.map(ms)));
+                values.push(Value::from(r.callback_url.clone()));
+            }
         }
-        let cols = "task, queue, job_id, origin, params, tags, priority, run_at, scheduled_for, \
-             max_retries, retry_delay_ms, timeout_ms, idempotency_key, created_at, \
-             status, attempt, node_id, started_at, lease_until, cancel_requested";
+        let cols = format!(
+            "task, queue, job_id, origin, params, tags, priority, run_at, scheduled_for, \
+             max_retries, retry_delay_ms, timeout_ms, idempotency_key, created_at, {}\
+             status, attempt, node_id, started_at, lease_until, cancel_requested",
+            if extra {
+                "expires_at, callback_url, "
+            } else {
+                ""
+            }
+        );
         // Only a run with an idempotency key can conflict (enqueued runs have no job
         // slot); PostgreSQL makes every row of an `ON CONFLICT` insert speculative.
         let on_conflict = if runs.iter().any(|r| r.idempotency_key.is_some()) {

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use sea_orm_migration::{MigratorTrait, SchemaManager};
 
-use super::migration::{INDEXES, Migrator, TABLES};
+use super::migration::{INDEXES, INSIGHT_INDEXES, Migrator, TABLES};
 use super::{Lock, Store, StoreError, write_txn};
 
 /// What `migrate` did.
@@ -120,6 +120,11 @@ impl Store {
                 url: self.url.clone(),
             });
         }
+        // An older schema lacks what newer migrations add: apply them first.
+        if !self.pending().await?.is_empty() {
+            self.migrate().await?;
+            return Ok(());
+        }
         if !missing.is_empty() {
             let mut problems = missing.problems();
             if !missing.tables.is_empty() || !missing.indexes.is_empty() {
@@ -129,9 +134,6 @@ impl Store {
                 url: self.url.clone(),
                 problems,
             });
-        }
-        if !self.pending().await?.is_empty() {
-            self.migrate().await?;
         }
         Ok(())
     }
@@ -217,7 +219,7 @@ impl Store {
                 }
             }
         }
-        for (name, _) in INDEXES {
+        for (name, _) in INDEXES.iter().chain(INSIGHT_INDEXES) {
             let table_missing = missing
                 .tables
                 .iter()

@@ -39,6 +39,8 @@ pub struct Model {
     pub version: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Where the job's finished runs are POSTed.
+    pub callback_url: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -32,6 +32,17 @@ pub struct Model {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// A queued run not started by then ends `expired`.
+    pub expires_at: Option<i64>,
+    /// 0 to 100, as the task last reported.
+    pub progress: Option<i32>,
+    pub progress_message: Option<String>,
+    /// App-defined stage the task last reported.
+    pub stage: Option<String>,
+    /// JSON state the task saved for its next attempt.
+    pub checkpoint: Option<String>,
+    /// Where the finished run is POSTed.
+    pub callback_url: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

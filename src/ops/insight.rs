@@ -1,0 +1,228 @@
+//! Numbers and checks for operators: statistics over recent runs, a queued run's
+//! estimated start and completion, and the health check behind `kairos health`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::Admin;
+use crate::error::Error;
+use crate::model::{Health, Run, RunEstimate, RunStatus, Stats, TaskStats};
+use crate::store::StatsScope;
+
+/// Finished runs read for statistics at most (the most recent).
+const SAMPLE: i64 = 50_000;
+
+/// A heartbeat older than this counts as stale by default: three missed beats at the
+/// default maintenance interval.
+pub const DEFAULT_HEARTBEAT_MAX_AGE: Duration = Duration::from_secs(30);
+
+impl Admin {
+    /// Counts by status, queue depths, completions over the last minute and hour, and
+    /// per-task durations, for runs of `task` (all when `None`) carrying every tag.
+    pub async fn stats(
+        &self,
+        task: Option<&str>,
+        tags: &[(String, String)],
+    ) -> Result<Stats, Error> {
+        let now = self.now();
+        let scope = StatsScope {
+            task: task.map(str::to_string),
+            tags: tags.to_vec(),
+        };
+        let mut counts: BTreeMap<RunStatus, u64> =
+            RunStatus::ALL.into_iter().map(|s| (s, 0)).collect();
+        counts.extend(self.store().status_counts(&scope).await?);
+        let hour = self
+            .store()
+            .finished_since(now - chrono::Duration::hours(1), &scope, SAMPLE)
+            .await?;
+        let minute_ago = now - chrono::Duration::minutes(1);
+        let done = hour.len() as u64;
+        let ok = hour
+            .iter()
+            .filter(|f| f.status == RunStatus::Succeeded)
+            .count() as u64;
+        let bad = hour
+            .iter()
+            .filter(|f| matches!(f.status, RunStatus::Failed | RunStatus::TimedOut))
+            .count() as u64;
+        let mut by_task: BTreeMap<&str, Vec<&crate::store::Finished>> = BTreeMap::new();
+        for f in &hour {
+            by_task.entry(f.task.as_str()).or_default().push(f);
+        }
+        let tasks = by_task
+            .into_iter()
+            .map(|(task, runs)| {
+                let mut d: Vec<u64> = runs
+                    .iter()
+                    .filter(|f| f.status != RunStatus::Cancelled && f.status != RunStatus::Expired)
+                    .filter_map(|f| f.duration_ms.and_then(|x| u64::try_from(x).ok()))
+                    .collect();
+                d.sort_unstable();
+                TaskStats {
+                    task: task.to_string(),
+                    finished: runs.len() as u64,
+                    succeeded: runs
+                        .iter()
+                        .filter(|f| f.status == RunStatus::Succeeded)
+                        .count() as u64,
+                    failed: runs
+                        .iter()
+                        .filter(|f| matches!(f.status, RunStatus::Failed | RunStatus::TimedOut))
+                        .count() as u64,
+                    mean_duration_ms: (!d.is_empty())
+                        .then(|| d.iter().sum::<u64>() / d.len() as u64),
+                    p95_duration_ms: percentile(&d, 0.95),
+                }
+            })
+            .collect();
+        let mut queues = self.store().queues().await?;
+        if task.is_some() || !tags.is_empty() {
+            // Queue depths are about the whole queue; keep the queues the scope uses.
+            let used: Vec<String> = self
+                .runs(&crate::RunFilter {
+                    task: scope.task.clone(),
+                    tags: scope.tags.clone(),
+                    status: vec![RunStatus::Queued, RunStatus::Running],
+                    page_size: 1000,
+                    ..Default::default()
+                })
+                .await?
+                .runs
+                .into_iter()
+                .map(|r| r.queue)
+                .collect();
+            queues.retain(|q| used.contains(&q.name));
+        }
+        Ok(Stats {
+            at: now,
+            running: counts[&RunStatus::Running],
+            queued: counts[&RunStatus::Queued],
+            counts,
+            queues,
+            completed_last_minute: hour.iter().filter(|f| f.finished_at >= minute_ago).count()
+                as u64,
+            completed_last_hour: done,
+            per_minute_last_hour: done as f64 / 60.0,
+            completion_rate: (done > 0).then(|| ok as f64 / done as f64),
+            failure_rate: (done > 0).then(|| bad as f64 / done as f64),
+            tasks,
+        })
+    }
+
+    /// When a queued run should start and end; `None` for a run that is not queued.
+    pub async fn estimate(&self, run: &Run) -> Result<Option<RunEstimate>, Error> {
+        if run.status != RunStatus::Queued {
+            return Ok(None);
+        }
+        let now = self.now();
+        let ahead = self
+            .store()
+            .queued_ahead(&run.queue, run.id, run.priority, run.run_at, now)
+            .await?;
+        // Who serves the queue: live workers, bounded by the queue's and the task's
+        // limits.
+        let (workers, _) = self
+            .store()
+            .live_workers(
+                now - chrono::Duration::from_std(DEFAULT_HEARTBEAT_MAX_AGE).unwrap_or_default(),
+            )
+            .await?;
+        let mut capacity = workers.max(1);
+        if let Some(q) = self
+            .store()
+            .queues()
+            .await?
+            .into_iter()
+            .find(|q| q.name == run.queue)
+            && let Some(c) = q.concurrency
+        {
+            capacity = capacity.min(u64::from(c));
+        }
+        let view = self.task_view(&run.task).await.ok();
+        if let Some(m) = view.as_ref().and_then(|v| v.policy.max_instances) {
+            capacity = capacity.min(u64::from(m));
+        }
+        let scope = StatsScope {
+            task: Some(run.task.clone()),
+            tags: Vec::new(),
+        };
+        let recent = self
+            .store()
+            .finished_since(now - chrono::Duration::hours(1), &scope, 1000)
+            .await?;
+        let durations: Vec<i64> = recent.iter().filter_map(|f| f.duration_ms).collect();
+        let mean =
+            (!durations.is_empty()).then(|| durations.iter().sum::<i64>() / durations.len() as i64);
+        let earliest = run.run_at.max(now);
+        let start = match mean {
+            Some(m) => {
+                let rounds = ahead.div_ceil(capacity) as i64;
+                earliest + chrono::Duration::milliseconds(m.saturating_mul(rounds))
+            }
+            None => earliest,
+        };
+        Ok(Some(RunEstimate {
+            ahead,
+            start,
+            completion: mean.map(|m| start + chrono::Duration::milliseconds(m)),
+        }))
+    }
+
+    /// Healthy when the database answers and a running node beat within `max_age`.
+    pub async fn health(&self, max_age: Duration) -> Health {
+        let now = self.now();
+        let mut h = Health {
+            healthy: false,
+            database: false,
+            live_workers: 0,
+            last_heartbeat: None,
+            reasons: Vec::new(),
+        };
+        if let Err(e) = self.store().ping().await {
+            h.reasons.push(format!("the database does not answer: {e}"));
+            return h;
+        }
+        h.database = true;
+        let since = now - chrono::Duration::from_std(max_age).unwrap_or_default();
+        match self.store().live_workers(since).await {
+            Ok((workers, newest)) => {
+                h.live_workers = workers;
+                h.last_heartbeat = newest;
+                if workers == 0 {
+                    h.reasons.push(match newest {
+                        Some(t) => format!(
+                            "no node beat in the last {}: the newest heartbeat is {}s old",
+                            crate::schedule::format_duration(max_age),
+                            (now - t).num_seconds()
+                        ),
+                        None => "no node is running against this database".to_string(),
+                    });
+                }
+            }
+            Err(e) => h.reasons.push(format!("cannot read the nodes: {e}")),
+        }
+        h.healthy = h.reasons.is_empty();
+        h
+    }
+}
+
+/// The `p` quantile of sorted values (nearest rank).
+fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((sorted.len() as f64) * p).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(super::percentile(&v, 0.95), Some(95));
+        assert_eq!(super::percentile(&[7], 0.95), Some(7));
+        assert_eq!(super::percentile(&[], 0.95), None);
+    }
+}

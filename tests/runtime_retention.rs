@@ -1,0 +1,206 @@
+//! Forgetting and measuring: a queued run past its time to live ends `expired` without
+//! running, `[retention]` prunes finished runs per status (with their history), cleanup
+//! deletes finished runs by age, and stats, estimates and health report what the
+//! database holds. On the injected clock, with a short maintenance interval.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use kairos::task::TaskOutcome;
+use kairos::{
+    Admin, Enqueue, ManualClock, Registry, RunFilter, RunStatus, Scheduler, SchedulerHandle,
+    TaskContext, TaskDef, TaskError,
+};
+use serde_json::Value;
+
+fn t0() -> DateTime<Utc> {
+    "2026-03-01T12:00:00Z".parse().unwrap()
+}
+
+fn ok(_: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
+    Box::pin(async { Ok(None) })
+}
+
+fn fails(_: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
+    Box::pin(async { Err(TaskError::Failed("no".into())) })
+}
+
+async fn start(
+    url: &str,
+    clock: &ManualClock,
+    config: &str,
+) -> (SchedulerHandle, tokio::task::JoinHandle<()>) {
+    let sched = Scheduler::builder()
+        .database_url(url)
+        .registry(
+            Registry::from_tasks([
+                TaskDef::new("ok", ok, "tests/runtime_retention.rs"),
+                TaskDef::new("fails", fails, "tests/runtime_retention.rs"),
+            ])
+            .unwrap(),
+        )
+        .config(kairos::config::Config::parse(config, "jobs.toml").unwrap())
+        .clock(clock.clone())
+        .maintenance_interval(Duration::from_millis(20))
+        .build()
+        .await
+        .unwrap();
+    let h = sched.handle();
+    (h, tokio::spawn(async move { sched.run().await.unwrap() }))
+}
+
+#[tokio::test]
+async fn a_queued_run_past_its_time_to_live_expires_without_running() {
+    for db in common::databases("ttl_expires").await {
+        let clock = ManualClock::new(t0());
+        let (h, node) = start(&db.url, &clock, "").await;
+        // Due in 10 minutes, but only worth running within 5.
+        let id = h
+            .enqueue(
+                Enqueue::new("ok")
+                    .delay(Duration::from_secs(600))
+                    .ttl(Duration::from_secs(300)),
+            )
+            .await
+            .unwrap();
+        let r = h.run(id).await.unwrap();
+        assert_eq!(r.expires_at, Some(t0() + chrono::Duration::seconds(300)));
+        clock.advance(Duration::from_secs(601));
+        let r = common::wait_status(h.admin(), id, RunStatus::Expired).await;
+        assert_eq!(r.attempt, 0, "{}: it never started", db.name);
+        assert!(r.error.unwrap().contains("time to live"));
+        assert!(r.finished_at.is_some());
+        h.shutdown();
+        node.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn retention_prunes_finished_runs_per_status() {
+    for db in common::databases("retention_prunes").await {
+        let clock = ManualClock::new(t0());
+        let config = "[retention]\nsucceeded = \"1h\"\nfailed = \"1d\"\nevery = \"1m\"\n";
+        let (h, node) = start(&db.url, &clock, config).await;
+        let good = h.enqueue(Enqueue::new("ok").tag("k", "v")).await.unwrap();
+        let bad = h.enqueue(Enqueue::new("fails")).await.unwrap();
+        common::wait_status(h.admin(), good, RunStatus::Succeeded).await;
+        common::wait_status(h.admin(), bad, RunStatus::Failed).await;
+        // Two hours later: the success is past its hour, the failure within its day.
+        clock.advance(Duration::from_secs(2 * 3600));
+        common::wait_until("the success pruned", || async {
+            h.admin().run(good).await.is_err()
+        })
+        .await;
+        assert_eq!(
+            h.run(bad).await.unwrap().status,
+            RunStatus::Failed,
+            "{}",
+            db.name
+        );
+        let tagged = h.runs(&RunFilter::new().tag("k", "v")).await.unwrap();
+        assert_eq!(tagged.total, 0, "its tags went with it");
+        h.shutdown();
+        node.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn cleanup_deletes_finished_runs_older_than_an_age() {
+    let db = common::sqlite();
+    let clock = ManualClock::new(t0());
+    let (h, node) = start(&db.url, &clock, "").await;
+    let a = h.enqueue(Enqueue::new("ok")).await.unwrap();
+    let b = h.enqueue(Enqueue::new("fails")).await.unwrap();
+    common::wait_status(h.admin(), a, RunStatus::Succeeded).await;
+    common::wait_status(h.admin(), b, RunStatus::Failed).await;
+    let later = h
+        .enqueue(Enqueue::new("ok").delay(Duration::from_secs(86_400)))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(3600));
+    let admin = h.admin();
+    assert_eq!(
+        admin
+            .cleanup_runs(Duration::from_secs(7200), &[])
+            .await
+            .unwrap(),
+        0,
+        "nothing finished two hours ago"
+    );
+    assert_eq!(
+        admin
+            .cleanup_runs(Duration::from_secs(1800), &[RunStatus::Failed])
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(admin.run(b).await.is_err());
+    assert!(admin.run(a).await.is_ok(), "only the failed one");
+    let err = admin
+        .cleanup_runs(Duration::from_secs(1), &[RunStatus::Queued])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "invalid_input");
+    assert_eq!(
+        admin.cleanup_runs(Duration::ZERO, &[]).await.unwrap(),
+        1,
+        "every finished run, never the queued one"
+    );
+    assert_eq!(admin.run(later).await.unwrap().status, RunStatus::Queued);
+    h.shutdown();
+    node.await.unwrap();
+}
+
+#[tokio::test]
+async fn stats_estimates_and_health_describe_the_database() {
+    for db in common::databases("stats_and_health").await {
+        let clock = ManualClock::new(t0());
+        let (h, node) = start(&db.url, &clock, "[queues.slow]\nconcurrency = 1\n").await;
+        for _ in 0..3 {
+            let id = h.enqueue(Enqueue::new("ok")).await.unwrap();
+            common::wait_status(h.admin(), id, RunStatus::Succeeded).await;
+        }
+        let f = h.enqueue(Enqueue::new("fails")).await.unwrap();
+        common::wait_status(h.admin(), f, RunStatus::Failed).await;
+        let waiting = h
+            .enqueue(Enqueue::new("ok").delay(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        let s = h.admin().stats(None, &[]).await.unwrap();
+        assert_eq!(s.counts[&RunStatus::Succeeded], 3, "{}", db.name);
+        assert_eq!(s.counts[&RunStatus::Failed], 1);
+        assert_eq!(s.queued, 1);
+        assert_eq!(s.completed_last_hour, 4);
+        assert_eq!(s.completed_last_minute, 4);
+        assert_eq!(s.completion_rate, Some(0.75));
+        assert_eq!(s.failure_rate, Some(0.25));
+        let ok = s.tasks.iter().find(|t| t.task == "ok").unwrap();
+        assert_eq!((ok.finished, ok.succeeded, ok.failed), (3, 3, 0));
+        assert_eq!(ok.p95_duration_ms, Some(0), "instant on the manual clock");
+        let scoped = h.admin().stats(Some("fails"), &[]).await.unwrap();
+        assert_eq!(scoped.counts[&RunStatus::Succeeded], 0);
+        assert_eq!(scoped.counts[&RunStatus::Failed], 1);
+        // A run due in a minute, nothing ahead of it: it starts when due.
+        let run = h.run(waiting).await.unwrap();
+        let e = h.admin().estimate(&run).await.unwrap().unwrap();
+        assert_eq!(e.ahead, 0);
+        assert_eq!(e.start, t0() + chrono::Duration::seconds(60));
+        assert_eq!(e.completion, Some(e.start), "the task takes no time here");
+        let health = h.admin().health(Duration::from_secs(30)).await;
+        assert!(health.healthy, "{health:?}");
+        assert!(health.live_workers > 0);
+        h.shutdown();
+        node.await.unwrap();
+        let after = Admin::connect(&db.url).await.unwrap();
+        let health = after.health(Duration::from_secs(30)).await;
+        assert!(!health.healthy);
+        assert!(health.database);
+        assert!(
+            health.reasons[0].contains("no node is running"),
+            "{health:?}"
+        );
+    }
+}
