@@ -54,6 +54,7 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+mod context;
 mod error;
 mod job;
 mod model;
@@ -75,7 +76,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
 pub use model::{
     DisabledReason, Health, Job, JobPolicy, JobSlot, JobSource, NodeInfo, QueueInfo, Run,
-    RunEstimate, RunEvent, RunEventKind, RunFilter, RunOrigin, RunPage, RunStatus, SkipReason,
+    RunEstimate, RunEvent, RunEventKind, RunFilter, RunLog, RunOrigin, RunPage, RunStatus, SkipReason,
     SlotOutcome, Stats, TaskInfo, TaskStats,
 };
 pub use ops::{
@@ -84,7 +85,8 @@ pub use ops::{
 pub use runtime::{BuildError, DATABASE_URL_ENV, Scheduler, SchedulerBuilder, SchedulerHandle};
 pub use store::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_DATABASE_URL, StoreError};
 pub use task::{
-    FailedRun, Misfire, Overlap, ParamDef, Registry, TaskContext, TaskDef, TaskError, snooze,
+    FailedRun, LogLevel, Misfire, Overlap, ParamDef, Registry, TaskContext, TaskDef, TaskError,
+    snooze,
 };
 
 #[doc(hidden)]

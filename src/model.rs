@@ -808,3 +808,20 @@ pub struct Health {
     /// What is wrong, in words.
     pub reasons: Vec<String>,
 }
+
+/// A line a task wrote to its run's log (`ctx.log`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunLog {
+    /// Its id: lines are ordered by it; `--follow` continues after the last one seen.
+    pub id: i64,
+    /// The run.
+    pub run_id: i64,
+    /// The attempt that wrote it.
+    pub attempt: u32,
+    /// When it was written.
+    pub at: DateTime<Utc>,
+    /// How much it matters.
+    pub level: crate::context::LogLevel,
+    /// The text.
+    pub message: String,
+}

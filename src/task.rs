@@ -3,13 +3,10 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 /// What a handler returns: the run's JSON result (if any) or why it failed.
 pub type TaskOutcome = Result<Option<Value>, TaskError>;
@@ -302,97 +299,7 @@ impl FailedRun {
     }
 }
 
-/// What a running task knows about its run, and how it learns it should stop.
-#[derive(Debug, Clone)]
-pub struct TaskContext {
-    inner: Arc<ContextInner>,
-}
-
-#[derive(Debug)]
-struct ContextInner {
-    run_id: i64,
-    task: String,
-    job_id: Option<i64>,
-    scheduled_for: DateTime<Utc>,
-    attempt: u32,
-    cancel: CancellationToken,
-    tags: std::collections::BTreeMap<String, String>,
-}
-
-impl TaskContext {
-    /// Builds a context; the runtime does this for every attempt.
-    pub fn new(
-        run_id: i64,
-        task: impl Into<String>,
-        job_id: Option<i64>,
-        scheduled_for: DateTime<Utc>,
-        attempt: u32,
-        cancel: CancellationToken,
-    ) -> Self {
-        TaskContext {
-            inner: Arc::new(ContextInner {
-                run_id,
-                task: task.into(),
-                job_id,
-                scheduled_for,
-                attempt,
-                cancel,
-                tags: Default::default(),
-            }),
-        }
-    }
-
-    /// The same context carrying the run's tags.
-    pub fn with_tags(self, tags: std::collections::BTreeMap<String, String>) -> Self {
-        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|a| ContextInner {
-            run_id: a.run_id,
-            task: a.task.clone(),
-            job_id: a.job_id,
-            scheduled_for: a.scheduled_for,
-            attempt: a.attempt,
-            cancel: a.cancel.clone(),
-            tags: a.tags.clone(),
-        });
-        TaskContext {
-            inner: Arc::new(ContextInner { tags, ..inner }),
-        }
-    }
-
-    /// The run's tags.
-    pub fn tags(&self) -> &std::collections::BTreeMap<String, String> {
-        &self.inner.tags
-    }
-
-    /// The run's id.
-    pub fn run_id(&self) -> i64 {
-        self.inner.run_id
-    }
-    /// The task's name.
-    pub fn task(&self) -> &str {
-        &self.inner.task
-    }
-    /// The job that fired this run, if a job did.
-    pub fn job_id(&self) -> Option<i64> {
-        self.inner.job_id
-    }
-    /// The nominal time of the slot (for a job) or the requested start (for a one-off run).
-    /// With the attempt it makes a stable idempotency key.
-    pub fn scheduled_for(&self) -> DateTime<Utc> {
-        self.inner.scheduled_for
-    }
-    /// 1 for the first attempt, 2 for the first retry, ...
-    pub fn attempt(&self) -> u32 {
-        self.inner.attempt
-    }
-    /// True once the run was cancelled or the node is shutting down.
-    pub fn is_cancelled(&self) -> bool {
-        self.inner.cancel.is_cancelled()
-    }
-    /// Completes when the run is cancelled; select on it to stop cooperatively.
-    pub async fn cancelled(&self) {
-        self.inner.cancel.cancelled().await
-    }
-}
+pub use crate::context::{LogLevel, TaskContext};
 
 /// Two tasks registered under one name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

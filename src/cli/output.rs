@@ -118,6 +118,25 @@ impl<'a> Out<'a> {
     }
 }
 
+impl Out<'_> {
+    /// Prints `value` as one line of JSON (for streams), or `text()`; flushed at once.
+    pub(crate) fn print_line<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+        text: impl FnOnce() -> String,
+    ) -> Result<(), CliError> {
+        let s = if self.json {
+            serde_json::to_string(value)
+                .map_err(|e| CliError::new("internal", format!("cannot print JSON: {e}")))?
+        } else {
+            text()
+        };
+        writeln!(self.w, "{s}")?;
+        self.w.flush()?;
+        Ok(())
+    }
+}
+
 pub(crate) fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }

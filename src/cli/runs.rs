@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::output::{CliError, Out, fields, opt_time, rfc3339, table, truncate};
 use super::{parse_since, parse_tag};
-use crate::model::{Run, RunFilter, RunStatus};
+use crate::model::{Run, RunFilter, RunLog, RunStatus};
 use crate::ops::{Admin, CancelResult};
 
 #[derive(Debug, Subcommand)]
@@ -51,6 +51,14 @@ pub(super) enum RunsCmd {
     Cancel {
         /// Run id.
         id: i64,
+    },
+    /// The lines a run's task wrote with `ctx.log`, oldest first.
+    Logs {
+        /// Run id.
+        id: i64,
+        /// Keep printing new lines until the run finishes.
+        #[arg(long, short)]
+        follow: bool,
     },
     /// Queue a failed, timed-out or cancelled run again as its next attempt.
     Retry {
@@ -187,6 +195,7 @@ pub(super) async fn run(
                 )
             })
         }
+        RunsCmd::Logs { id, follow } => logs(admin, id, follow, out).await,
         RunsCmd::Cleanup { older_than, status } => {
             let deleted = admin.cleanup_runs(older_than, &status).await?;
             out.print(&CleanedUp { deleted }, || {
@@ -207,6 +216,44 @@ pub(super) async fn run(
                 || format!("deleted run {id} ({status})"),
             )
         }
+    }
+}
+
+/// Prints a run's log; with `follow`, polls for new lines until the run has finished
+/// (and its last lines are printed). JSON: an array, or one object per line when
+/// following.
+async fn logs(admin: &Admin, id: i64, follow: bool, out: &mut Out<'_>) -> Result<(), CliError> {
+    let line = |l: &RunLog| {
+        format!(
+            "{}  attempt {}  {:<5}  {}",
+            rfc3339(l.at),
+            l.attempt,
+            l.level,
+            l.message
+        )
+    };
+    if !follow {
+        let lines = admin.run_logs(id, 0, 10_000).await?;
+        return out.print(&lines, || {
+            if lines.is_empty() {
+                "(no log lines)".into()
+            } else {
+                lines.iter().map(line).collect::<Vec<_>>().join("\n")
+            }
+        });
+    }
+    let mut after = 0;
+    loop {
+        // Read the status first: lines written before it finished are then all seen.
+        let finished = admin.run(id).await?.status.is_finished();
+        for l in admin.run_logs(id, after, 1000).await? {
+            after = l.id;
+            out.print_line(&l, || line(&l))?;
+        }
+        if finished {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }
 

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::Admin;
 use crate::error::Error;
-use crate::model::{Run, RunFilter, RunPage, RunStatus};
+use crate::model::{Run, RunFilter, RunLog, RunPage, RunStatus};
 use crate::store::{CancelOutcome, DeleteOutcome, RetryOutcome};
 
 /// What a cancel did.
@@ -82,6 +82,17 @@ impl Admin {
             })),
             RetryOutcome::NotFound => Err(Error::RunNotFound { id }),
         }
+    }
+
+    /// A run's log lines after line `after` (0: from the first), oldest first, at most
+    /// `limit`.
+    pub async fn run_logs(&self, id: i64, after: i64, limit: u64) -> Result<Vec<RunLog>, Error> {
+        let logs = self.store().run_logs(id, after, limit.min(10_000)).await?;
+        if logs.is_empty() && after == 0 {
+            // Tell "no such run" from "no lines yet".
+            self.run(id).await?;
+        }
+        Ok(logs)
     }
 
     /// Deletes finished runs (with their history, logs and deliveries) that finished

@@ -227,6 +227,8 @@ impl SchedulerBuilder {
             )));
         }
         let (tx, rx) = mpsc::unbounded_channel();
+        let (report_tx, report_rx) = mpsc::unbounded_channel();
+        let report_clock = clock.clone();
         let node = NodeRow {
             id: uuid::Uuid::now_v7().to_string(),
             hostname: hostname(),
@@ -269,10 +271,15 @@ impl SchedulerBuilder {
             shutdown: CancellationToken::new(),
             started: AtomicBool::new(false),
             completions: tx,
+            reports: crate::context::ReportSink {
+                tx: report_tx,
+                now: Arc::new(move || report_clock.now()),
+            },
         };
         Ok(Scheduler {
             shared: Arc::new(shared),
             completions: rx,
+            reports: report_rx,
         })
     }
 }

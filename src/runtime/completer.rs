@@ -38,6 +38,16 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg
 }
 
 async fn write(shared: &Shared, batch: &mut Vec<Done>) {
+    // What the attempts reported last is stored before how they ended.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if shared
+        .reports
+        .tx
+        .send(crate::context::Report::Flush(tx))
+        .is_ok()
+    {
+        let _ = rx.await;
+    }
     let completions: Vec<Completion> = batch.iter().map(|d| d.completion.clone()).collect();
     // A database outage must not lose outcomes: keep trying (the runs stay `running`
     // and leased meanwhile, so no other node takes them).

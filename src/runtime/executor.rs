@@ -116,15 +116,17 @@ async fn attempt(
             true,
         );
     };
-    let ctx = TaskContext::new(
+    let ctx = TaskContext::for_attempt(
         run.id,
-        run.task.clone(),
+        &run.task,
         run.job_id,
         run.scheduled_for,
         run.attempt,
         token.clone(),
-    )
-    .with_tags(run.tags.clone());
+        run.tags.clone(),
+        run.checkpoint.clone(),
+        shared.reports.clone(),
+    );
     tracing::info!("started");
     let mut fut = AssertUnwindSafe((def.handler)(ctx, run.params.clone())).catch_unwind();
     let deadline =

@@ -14,6 +14,7 @@ mod executor;
 mod handle;
 mod planner;
 pub(crate) mod policy;
+mod reporter;
 pub(crate) mod retry;
 mod watcher;
 
@@ -147,6 +148,8 @@ pub(crate) struct Shared {
     /// True while `run()` drives the node; the enqueue fast path needs its loops.
     started: AtomicBool,
     completions: mpsc::UnboundedSender<Msg>,
+    /// Where running tasks' reports go (see `reporter`).
+    reports: crate::context::ReportSink,
 }
 
 impl Shared {
@@ -182,6 +185,7 @@ impl Shared {
 pub struct Scheduler {
     shared: Arc<Shared>,
     completions: mpsc::UnboundedReceiver<Msg>,
+    reports: mpsc::UnboundedReceiver<crate::context::Report>,
 }
 
 impl Scheduler {
@@ -207,12 +211,14 @@ impl Scheduler {
         let Scheduler {
             shared,
             completions,
+            reports,
         } = self;
         shared
             .store
             .register_node(&shared.node, shared.clock.now())
             .await?;
         tracing::info!(node = %shared.node.id, workers = shared.node.max_workers, "kairos node started");
+        let reporter = tokio::spawn(reporter::run(shared.clone(), reports));
         let completer = tokio::spawn(completer::run(shared.clone(), completions));
         let planner = tokio::spawn(planner::run(shared.clone()));
         let dispatcher = tokio::spawn(dispatcher::run(shared.clone()));
@@ -246,6 +252,7 @@ impl Scheduler {
             let _ = rx.await;
         }
         completer.abort();
+        reporter.abort();
         let _ = shared
             .store
             .stop_node(&shared.node.id, shared.clock.now())

@@ -37,6 +37,8 @@ pub(crate) struct ClaimedRun {
     pub(crate) timeout: Duration,
     /// When this attempt was claimed (its `started_at`).
     pub(crate) started_at: DateTime<Utc>,
+    /// The state an earlier attempt saved.
+    pub(crate) checkpoint: Option<Json>,
 }
 
 /// A queue's limits as a node enforces them.
@@ -72,7 +74,7 @@ pub(crate) struct Claim {
 }
 
 const CLAIM_COLUMNS: &str = "id, task, queue, job_id, params, tags, attempt, scheduled_for, max_retries, \
-     retry_delay_ms, timeout_ms";
+     retry_delay_ms, timeout_ms, checkpoint";
 
 /// Conditions every claim adds: nothing starts from a paused queue or on a paused node,
 /// and no run whose time to live ran out (`$2` is the claim's time).
@@ -227,6 +229,13 @@ impl Store {
                         retry_delay: ms_duration(r.try_get("", "retry_delay_ms")?),
                         timeout: ms_duration(r.try_get("", "timeout_ms")?),
                         started_at: now,
+                        checkpoint: r
+                            .try_get::<Option<String>>("", "checkpoint")?
+                            .map(|c| {
+                                serde_json::from_str(&c)
+                                    .map_err(|e| corrupt(format!("checkpoint: {e}")))
+                            })
+                            .transpose()?,
                     })
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;

@@ -19,6 +19,7 @@ mod jobs;
 pub(crate) mod migration;
 mod nodes;
 mod queues;
+mod reports;
 mod retention;
 mod run_reads;
 mod runs;
@@ -41,6 +42,7 @@ pub(crate) use complete::Completion;
 pub(crate) use control::{CancelOutcome, DeleteOutcome, RetryOutcome};
 pub(crate) use jobs::{FireOutcome, FirePlan, PlannedRun, SlotRecord};
 pub(crate) use nodes::NodeRow;
+pub(crate) use reports::AttemptReport;
 pub(crate) use runs::NewRun;
 pub(crate) use stats::{Finished, StatsScope};
 

@@ -168,6 +168,7 @@ impl Store {
             retry_delay: run.retry_delay,
             timeout: run.timeout,
             started_at: now,
+            checkpoint: None,
         }))
     }
 

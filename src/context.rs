@@ -1,0 +1,307 @@
+//! What a running task sees of its run ([`TaskContext`]): who it is (run, job, nominal
+//! time, attempt, tags), whether it should stop, and how it reports back: progress,
+//! stage, per-run logs and checkpoints that the next attempt resumes from.
+//!
+//! Reports are not written by the task: they go to the node's reporter, which keeps
+//! only the latest progress, stage and checkpoint of each run and writes them a few
+//! times a second at most, always before the attempt's outcome. A task that reports
+//! nothing costs nothing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::task::TaskError;
+
+/// How much a run's log line matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogLevel {
+    /// Detail for debugging.
+    Debug,
+    /// What happened.
+    Info,
+    /// Something looked wrong but the task went on.
+    Warn,
+    /// Something failed.
+    Error,
+}
+
+impl LogLevel {
+    /// Every level, least severe first.
+    pub const ALL: [LogLevel; 4] = [
+        LogLevel::Debug,
+        LogLevel::Info,
+        LogLevel::Warn,
+        LogLevel::Error,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+crate::model::names!(LogLevel, "log level");
+
+/// One report of a running attempt, on its way to the node's reporter.
+#[derive(Debug)]
+pub(crate) enum Report {
+    Progress {
+        run_id: i64,
+        attempt: u32,
+        percent: u8,
+        message: String,
+    },
+    Stage {
+        run_id: i64,
+        attempt: u32,
+        stage: String,
+    },
+    Log {
+        run_id: i64,
+        attempt: u32,
+        at: DateTime<Utc>,
+        level: LogLevel,
+        message: String,
+    },
+    Checkpoint {
+        run_id: i64,
+        attempt: u32,
+        state: Value,
+    },
+    /// Answer once everything sent before is written.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Where a context sends its reports, and the clock that stamps log lines.
+#[derive(Clone)]
+pub(crate) struct ReportSink {
+    pub(crate) tx: mpsc::UnboundedSender<Report>,
+    pub(crate) now: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
+}
+
+impl fmt::Debug for ReportSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReportSink").finish_non_exhaustive()
+    }
+}
+
+/// What a running task knows about its run, how it learns it should stop, and how it
+/// reports progress, stages, logs and checkpoints.
+#[derive(Debug, Clone)]
+pub struct TaskContext {
+    inner: Arc<ContextInner>,
+}
+
+#[derive(Debug)]
+struct ContextInner {
+    run_id: i64,
+    task: String,
+    job_id: Option<i64>,
+    scheduled_for: DateTime<Utc>,
+    attempt: u32,
+    cancel: CancellationToken,
+    tags: BTreeMap<String, String>,
+    checkpoint: Mutex<Option<Value>>,
+    sink: Option<ReportSink>,
+}
+
+impl TaskContext {
+    /// Builds a context; the runtime does this for every attempt. A context built this
+    /// way (to call a task directly, in a test) keeps its reports to itself.
+    pub fn new(
+        run_id: i64,
+        task: impl Into<String>,
+        job_id: Option<i64>,
+        scheduled_for: DateTime<Utc>,
+        attempt: u32,
+        cancel: CancellationToken,
+    ) -> Self {
+        TaskContext {
+            inner: Arc::new(ContextInner {
+                run_id,
+                task: task.into(),
+                job_id,
+                scheduled_for,
+                attempt,
+                cancel,
+                tags: BTreeMap::new(),
+                checkpoint: Mutex::new(None),
+                sink: None,
+            }),
+        }
+    }
+
+    /// The context of a claimed attempt, reporting to the node.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn for_attempt(
+        run_id: i64,
+        task: &str,
+        job_id: Option<i64>,
+        scheduled_for: DateTime<Utc>,
+        attempt: u32,
+        cancel: CancellationToken,
+        tags: BTreeMap<String, String>,
+        checkpoint: Option<Value>,
+        sink: ReportSink,
+    ) -> Self {
+        TaskContext {
+            inner: Arc::new(ContextInner {
+                run_id,
+                task: task.to_string(),
+                job_id,
+                scheduled_for,
+                attempt,
+                cancel,
+                tags,
+                checkpoint: Mutex::new(checkpoint),
+                sink: Some(sink),
+            }),
+        }
+    }
+
+    /// The same context carrying these tags (for tests of a task that reads them).
+    pub fn with_tags(self, tags: BTreeMap<String, String>) -> Self {
+        let i = &self.inner;
+        TaskContext {
+            inner: Arc::new(ContextInner {
+                run_id: i.run_id,
+                task: i.task.clone(),
+                job_id: i.job_id,
+                scheduled_for: i.scheduled_for,
+                attempt: i.attempt,
+                cancel: i.cancel.clone(),
+                tags,
+                checkpoint: Mutex::new(i.checkpoint.lock().ok().and_then(|c| c.clone())),
+                sink: i.sink.clone(),
+            }),
+        }
+    }
+
+    /// The run's id.
+    pub fn run_id(&self) -> i64 {
+        self.inner.run_id
+    }
+    /// The task's name.
+    pub fn task(&self) -> &str {
+        &self.inner.task
+    }
+    /// The job that fired this run, if a job did.
+    pub fn job_id(&self) -> Option<i64> {
+        self.inner.job_id
+    }
+    /// The nominal time of the slot (for a job) or the requested start (for a one-off run).
+    /// With the attempt it makes a stable idempotency key.
+    pub fn scheduled_for(&self) -> DateTime<Utc> {
+        self.inner.scheduled_for
+    }
+    /// 1 for the first attempt, 2 for the first retry, ...
+    pub fn attempt(&self) -> u32 {
+        self.inner.attempt
+    }
+    /// The run's tags.
+    pub fn tags(&self) -> &BTreeMap<String, String> {
+        &self.inner.tags
+    }
+    /// True once the run was cancelled or the node is shutting down.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancel.is_cancelled()
+    }
+    /// Completes when the run is cancelled; select on it to stop cooperatively.
+    pub async fn cancelled(&self) {
+        self.inner.cancel.cancelled().await
+    }
+
+    fn send(&self, report: impl FnOnce(i64, u32) -> Report) {
+        if let Some(sink) = &self.inner.sink {
+            // The reporter lives as long as the node; a send fails only while the
+            // node is being torn down, when the report no longer matters.
+            let _ = sink.tx.send(report(self.inner.run_id, self.inner.attempt));
+        }
+    }
+
+    /// Reports how far the run is, 0 to 100 (clamped), and what it is doing, e.g.
+    /// `ctx.progress(42, "district 7 of 19")`. Stored a few times a second at most;
+    /// the last report before the attempt ends is always stored.
+    pub fn progress(&self, percent: u8, message: impl Into<String>) {
+        let message = message.into();
+        self.send(|run_id, attempt| Report::Progress {
+            run_id,
+            attempt,
+            percent: percent.min(100),
+            message,
+        });
+    }
+
+    /// Reports the stage the run entered, e.g. `ctx.stage("searching_web")`.
+    pub fn stage(&self, stage: impl Into<String>) {
+        let stage = stage.into();
+        self.send(|run_id, attempt| Report::Stage {
+            run_id,
+            attempt,
+            stage,
+        });
+    }
+
+    /// Adds a line to the run's log (`kairos runs logs ID`).
+    pub fn log(&self, level: LogLevel, message: impl Into<String>) {
+        let message = message.into();
+        let at = self
+            .inner
+            .sink
+            .as_ref()
+            .map_or_else(Utc::now, |s| (s.now)());
+        self.send(|run_id, attempt| Report::Log {
+            run_id,
+            attempt,
+            at,
+            level,
+            message,
+        });
+    }
+
+    /// Adds an `info` line to the run's log.
+    pub fn info(&self, message: impl Into<String>) {
+        self.log(LogLevel::Info, message)
+    }
+
+    /// Adds a `warn` line to the run's log.
+    pub fn warn(&self, message: impl Into<String>) {
+        self.log(LogLevel::Warn, message)
+    }
+
+    /// Saves `state` so that a later attempt of this run resumes from it
+    /// ([`TaskContext::last_checkpoint`]). Fails only if `state` cannot be serialized.
+    pub fn checkpoint<T: Serialize + ?Sized>(&self, state: &T) -> Result<(), TaskError> {
+        let state = serde_json::to_value(state)
+            .map_err(|e| TaskError::Failed(format!("cannot serialize the checkpoint: {e}")))?;
+        if let Ok(mut c) = self.inner.checkpoint.lock() {
+            *c = Some(state.clone());
+        }
+        self.send(|run_id, attempt| Report::Checkpoint {
+            run_id,
+            attempt,
+            state,
+        });
+        Ok(())
+    }
+
+    /// The state saved by the last [`TaskContext::checkpoint`] of this run (in this or
+    /// an earlier attempt), or `None` if there is none or it does not read as `T`.
+    pub fn last_checkpoint<T: DeserializeOwned>(&self) -> Option<T> {
+        let c = self.inner.checkpoint.lock().ok()?.clone()?;
+        serde_json::from_value(c).ok()
+    }
+}

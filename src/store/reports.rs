@@ -1,0 +1,169 @@
+//! What running tasks report: their latest progress, stage and checkpoint on the run's
+//! row, and their log lines in `kairos_run_logs`. Written in batches by the node's
+//! reporter and fenced like completions: a node that lost a run cannot report for it.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, TransactionTrait, Value};
+
+use super::codec::{count, from_ms, int, ms};
+use super::sql::placeholders;
+use super::{Store, StoreError, write_txn};
+use crate::context::LogLevel;
+use crate::model::RunLog;
+
+/// The reports of one attempt since the last write.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct AttemptReport {
+    pub(crate) run_id: i64,
+    pub(crate) attempt: u32,
+    pub(crate) progress: Option<(u8, String)>,
+    pub(crate) stage: Option<String>,
+    pub(crate) checkpoint: Option<serde_json::Value>,
+    pub(crate) logs: Vec<(DateTime<Utc>, LogLevel, String)>,
+}
+
+impl Store {
+    /// Writes reports of attempts `node` runs, in one transaction. Reports for runs the
+    /// node no longer owns are dropped; returns how many attempts matched.
+    pub(crate) async fn write_reports(
+        &self,
+        node: &str,
+        reports: &[AttemptReport],
+    ) -> Result<usize, StoreError> {
+        if reports.is_empty() {
+            return Ok(0);
+        }
+        let txn = self.db.begin_with_options(write_txn()).await?;
+        let mut matched = 0;
+        let mut logs: Vec<Value> = Vec::new();
+        let mut rows = Vec::new();
+        for r in reports {
+            let mut sets = Vec::new();
+            let mut values = Vec::new();
+            if let Some((p, m)) = &r.progress {
+                values.push(Value::from(i32::from(*p)));
+                sets.push(format!("progress = ${}", values.len()));
+                values.push(Value::from(m.clone()));
+                sets.push(format!("progress_message = ${}", values.len()));
+            }
+            if let Some(s) = &r.stage {
+                values.push(Value::from(s.clone()));
+                sets.push(format!("stage = ${}", values.len()));
+            }
+            if let Some(c) = &r.checkpoint {
+                values.push(Value::from(c.to_string()));
+                sets.push(format!("checkpoint = ${}", values.len()));
+            }
+            if sets.is_empty() {
+                // Only logs: the statement just checks the fence.
+                sets.push("id = id".into());
+            }
+            let n = values.len();
+            values.extend([
+                Value::from(r.run_id),
+                Value::from(int(r.attempt)),
+                Value::from(node.to_string()),
+            ]);
+            let res = txn
+                .execute_raw(self.stmt(
+                    &format!(
+                        "UPDATE kairos_runs SET {} WHERE id = ${} AND attempt = ${} AND node_id = ${} \
+                         AND status = 'running'",
+                        sets.join(", "),
+                        n + 1,
+                        n + 2,
+                        n + 3
+                    ),
+                    values,
+                ))
+                .await?;
+            if res.rows_affected() == 0 {
+                continue;
+            }
+            matched += 1;
+            for (at, level, message) in &r.logs {
+                let k = logs.len();
+                logs.extend([
+                    Value::from(r.run_id),
+                    Value::from(int(r.attempt)),
+                    Value::from(ms(*at)),
+                    Value::from(level.as_str()),
+                    Value::from(message.clone()),
+                ]);
+                rows.push(format!("({})", placeholders(k + 1, 5)));
+                if rows.len() == 200 {
+                    self.insert_logs(&txn, &rows, std::mem::take(&mut logs))
+                        .await?;
+                    rows.clear();
+                }
+            }
+        }
+        if !rows.is_empty() {
+            self.insert_logs(&txn, &rows, logs).await?;
+        }
+        txn.commit().await?;
+        if matched < reports.len() {
+            tracing::warn!(
+                stale = reports.len() - matched,
+                "reports for attempts this node no longer owns were discarded"
+            );
+        }
+        Ok(matched)
+    }
+
+    async fn insert_logs<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        rows: &[String],
+        values: Vec<Value>,
+    ) -> Result<(), StoreError> {
+        conn.execute_raw(self.stmt(
+            &format!(
+                "INSERT INTO kairos_run_logs (run_id, attempt, at, level, message) VALUES {}",
+                rows.join(", ")
+            ),
+            values,
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// A run's log lines after the line `after` (0 for all), oldest first, at most
+    /// `limit`.
+    pub(crate) async fn run_logs(
+        &self,
+        run_id: i64,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<RunLog>, StoreError> {
+        let rows = self
+            .db
+            .query_all_raw(self.stmt(
+                "SELECT id, attempt, at, level, message FROM kairos_run_logs \
+                 WHERE run_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+                [
+                    Value::from(run_id),
+                    Value::from(after),
+                    Value::from(i64::try_from(limit).unwrap_or(i64::MAX)),
+                ],
+            ))
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let level: String = r.try_get("", "level")?;
+                Ok(RunLog {
+                    id: r.try_get("", "id")?,
+                    run_id,
+                    attempt: count(r.try_get("", "attempt")?),
+                    at: from_ms(r.try_get("", "at")?),
+                    level: level.parse().map_err(|message| StoreError::Corrupt {
+                        table: "kairos_run_logs",
+                        id: run_id.to_string(),
+                        message,
+                    })?,
+                    message: r.try_get("", "message")?,
+                })
+            })
+            .collect()
+    }
+}
