@@ -3,32 +3,14 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use kairos::schedule::Schedule;
-use kairos::task::TaskOutcome;
 use kairos::testing::JobSpec;
-use kairos::{
-    Admin, Enqueue, JobPolicy, JobSource, Registry, RunStatus, Scheduler, TaskContext, TaskDef,
-};
+use kairos::{Admin, Enqueue, JobPolicy, JobSource, Registry, RunStatus, TaskDef};
 use serde_json::{Value, json};
 
-fn kairos(url: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kairos"))
-        .args(args)
-        .env("KAIROS_DATABASE_URL", url)
-        .env_remove("RUST_LOG")
-        .current_dir(std::env::temp_dir())
-        .output()
-        .expect("run kairos");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::cli::{Node, cli, hello, kairos, node_builder};
 
 #[test]
 fn cron_next_prints_rfc3339_times_strictly_after_from() {
@@ -43,7 +25,8 @@ fn cron_next_prints_rfc3339_times_strictly_after_from() {
             "--count",
             "3",
         ],
-    );
+    )
+    .into_parts();
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
@@ -67,7 +50,8 @@ fn cron_next_prints_rfc3339_times_strictly_after_from() {
             "--count",
             "2",
         ],
-    );
+    )
+    .into_parts();
     assert_eq!(code, 0);
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
@@ -78,7 +62,8 @@ fn cron_next_prints_rfc3339_times_strictly_after_from() {
 
 #[test]
 fn cron_next_rejects_bad_input_with_one_line_naming_the_field() {
-    let (code, out, err) = kairos("sqlite://unused.db", &["cron", "next", "0 25 * * *"]);
+    let (code, out, err) =
+        kairos("sqlite://unused.db", &["cron", "next", "0 25 * * *"]).into_parts();
     assert_ne!(code, 0);
     assert!(out.is_empty());
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -86,13 +71,10 @@ fn cron_next_rejects_bad_input_with_one_line_naming_the_field() {
     let (code, _, err) = kairos(
         "sqlite://unused.db",
         &["cron", "next", "* * * * *", "--tz", "Mars/Base"],
-    );
+    )
+    .into_parts();
     assert_ne!(code, 0);
     assert!(err.contains("unknown time zone `Mars/Base`"), "{err}");
-}
-
-fn hello(_: TaskContext, p: Value) -> BoxFuture<'static, TaskOutcome> {
-    Box::pin(async move { Ok(Some(p)) })
 }
 
 #[tokio::test]
@@ -118,29 +100,19 @@ async fn jobs_and_runs_commands_read_and_steer_the_database() {
     .await
     .unwrap();
     let store = Admin::connect(&db.url).await.unwrap();
-    let sched = Scheduler::builder()
-        .database_url(&db.url)
-        .registry(
-            Registry::from_tasks([TaskDef::new("hello", hello, "tests/cli_admin.rs")]).unwrap(),
-        )
-        .build()
-        .await
-        .unwrap();
-    let h = sched.handle();
-    let id = h
+    let registry =
+        Registry::from_tasks([TaskDef::new("hello", hello, "tests/cli_admin.rs")]).unwrap();
+    let sched = node_builder(&db.url, registry, None).build().await.unwrap();
+    let id = sched
+        .handle()
         .enqueue(Enqueue::new("hello").params(json!({"who": "ada"})))
         .await
         .unwrap();
-    let node = tokio::spawn(sched.run());
+    let node = Node::run(&db.url, sched).await;
     common::wait_status(&store, id, RunStatus::Succeeded).await;
+    let url = db.url.as_str();
 
-    let url = db.url.clone();
-    let run = move |args: Vec<&'static str>| {
-        let url = url.clone();
-        tokio::task::spawn_blocking(move || kairos(&url, &args))
-    };
-
-    let (code, out, err) = run(vec!["runs", "list", "--json"]).await.unwrap();
+    let (code, out, err) = cli(url, &["runs", "list", "--json"]).await.into_parts();
     assert_eq!(code, 0, "{err}");
     let page: Value = serde_json::from_str(&out).expect("runs list --json is JSON");
     assert_eq!(page["total"], 1);
@@ -164,7 +136,7 @@ async fn jobs_and_runs_commands_read_and_steer_the_database() {
     assert_eq!(runs[0]["status"], "succeeded");
     assert_eq!(runs[0]["task"], "hello");
 
-    let (code, out, _) = run(vec!["jobs", "list"]).await.unwrap();
+    let (code, out, _) = cli(url, &["jobs", "list"]).await.into_parts();
     assert_eq!(code, 0);
     assert!(out.lines().next().unwrap().starts_with("JOB"), "{out}");
     assert!(
@@ -172,24 +144,25 @@ async fn jobs_and_runs_commands_read_and_steer_the_database() {
         "{out}"
     );
 
-    let (code, _, err) = run(vec!["jobs", "pause", "hourly_hello"]).await.unwrap();
+    let (code, _, err) = cli(url, &["jobs", "pause", "hourly_hello"])
+        .await
+        .into_parts();
     assert_eq!(code, 0, "{err}");
     assert!(store.job("hourly_hello").await.unwrap().paused);
-    let (code, _, err) = run(vec!["jobs", "pause", "hourly_helo"]).await.unwrap();
+    let (code, _, err) = cli(url, &["jobs", "pause", "hourly_helo"])
+        .await
+        .into_parts();
     assert_eq!(code, 1);
     assert!(err.contains("no job named `hourly_helo`"), "{err}");
 
     // Enqueue from the CLI: the task is known from the catalogue the node published,
     // and the running node picks it up through the change counter.
-    let (code, out, err) = run(vec![
-        "enqueue",
-        "hello",
-        "--params",
-        r#"{"who":"cli"}"#,
-        "--json",
-    ])
+    let (code, out, err) = cli(
+        url,
+        &["enqueue", "hello", "--params", r#"{"who":"cli"}"#, "--json"],
+    )
     .await
-    .unwrap();
+    .into_parts();
     assert_eq!(code, 0, "{err}");
     let cli_id = serde_json::from_str::<Value>(&out).unwrap()["id"]
         .as_i64()
@@ -197,32 +170,31 @@ async fn jobs_and_runs_commands_read_and_steer_the_database() {
     let r = common::wait_status(&store, cli_id, RunStatus::Succeeded).await;
     assert_eq!(r.result, Some(json!({"who": "cli"})));
 
-    let (code, _, err) = run(vec!["enqueue", "helo"]).await.unwrap();
+    let (code, _, err) = cli(url, &["enqueue", "helo"]).await.into_parts();
     assert_eq!(code, 1);
     assert!(err.contains("did you mean `hello`"), "{err}");
-    let (code, _, err) = run(vec!["enqueue", "hello", "--params", "[1]"])
+    let (code, _, err) = cli(url, &["enqueue", "hello", "--params", "[1]"])
         .await
-        .unwrap();
+        .into_parts();
     assert_eq!(code, 1);
     assert!(err.contains("must be a JSON object"), "{err}");
 
     // Cancel a run scheduled for later.
-    let (_, out, _) = run(vec!["enqueue", "hello", "--in", "2h", "--json"])
+    let (_, out, _) = cli(url, &["enqueue", "hello", "--in", "2h", "--json"])
         .await
-        .unwrap();
+        .into_parts();
     let later = serde_json::from_str::<Value>(&out).unwrap()["id"]
         .as_i64()
         .unwrap();
-    let (code, _, err) = run(vec!["runs", "cancel", "later"]).await.unwrap();
+    let (code, _, err) = cli(url, &["runs", "cancel", "later"]).await.into_parts();
     assert_eq!(code, 2, "a non-numeric id is a usage error: {err}");
-    let later_s: &'static str = Box::leak(later.to_string().into_boxed_str());
-    let (code, _, err) = run(vec!["runs", "cancel", later_s]).await.unwrap();
+    let later_s = later.to_string();
+    let (code, _, err) = cli(url, &["runs", "cancel", &later_s]).await.into_parts();
     assert_eq!(code, 0, "{err}");
     assert_eq!(store.run(later).await.unwrap().status, RunStatus::Cancelled);
-    let (code, out, _) = run(vec!["runs", "show", later_s]).await.unwrap();
+    let (code, out, _) = cli(url, &["runs", "show", &later_s]).await.into_parts();
     assert_eq!(code, 0);
     assert!(out.contains("cancelled"), "{out}");
 
-    h.shutdown();
-    node.await.unwrap().unwrap();
+    node.stop().await;
 }

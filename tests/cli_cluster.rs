@@ -5,79 +5,11 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-use kairos::config::Config;
-use kairos::task::TaskOutcome;
-use kairos::{Admin, Registry, RunStatus, Scheduler, SchedulerHandle, TaskContext, TaskDef};
-use serde_json::Value;
+use kairos::{Admin, Registry, RunStatus, TaskDef};
 
-// ---------------------------------------------------------------------------------
-// Running the binary
-
-/// What one `kairos` invocation did.
-#[derive(Debug)]
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    /// Asserts exit status 0.
-    #[track_caller]
-    fn ok(self) -> Self {
-        assert_eq!(self.code, 0, "expected success: {self:#?}");
-        self
-    }
-
-    /// Asserts exit status 1 with a one-line error: the line.
-    #[track_caller]
-    fn fails(self) -> String {
-        assert_eq!(self.code, 1, "expected an error: {self:#?}");
-        assert!(self.stderr.starts_with("error: "), "{self:#?}");
-        assert_eq!(self.stderr.trim_end().lines().count(), 1, "{self:#?}");
-        self.stderr
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
-    }
-}
-
-/// Runs `kairos ARGS` against `url` from an empty working folder, off the async
-/// runtime so the node in this process keeps running.
-async fn cli(url: &str, args: &[&str]) -> Output {
-    let url = url.to_string();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let dir = tempfile::tempdir().expect("a working folder");
-        let out = Command::new(env!("CARGO_BIN_EXE_kairos"))
-            .args(&args)
-            .env("KAIROS_DATABASE_URL", &url)
-            .env_remove("RUST_LOG")
-            .current_dir(dir.path())
-            .output()
-            .expect("run kairos");
-        Output {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    })
-    .await
-    .expect("kairos thread")
-}
-
-/// `kairos enqueue TASK --json`: the new run's id.
-async fn enqueue(url: &str, task: &str) -> i64 {
-    cli(url, &["enqueue", task, "--json"]).await.ok().json()["id"]
-        .as_i64()
-        .expect("a run id")
-}
+use common::cli::{Node, cli, enqueue, hello};
 
 /// Asserts that run `id` is still queued after the node had time to start it (its
 /// watcher notices CLI changes within half a second).
@@ -90,10 +22,6 @@ async fn assert_stays_queued(admin: &Admin, id: i64) {
 // ---------------------------------------------------------------------------------
 // A node
 
-fn hello(_: TaskContext, p: Value) -> BoxFuture<'static, TaskOutcome> {
-    Box::pin(async move { Ok(Some(p)) })
-}
-
 /// Queue `mail` runs one at a time, at most 100 starts a minute.
 const QUEUES: &str = r#"
 [queues.mail]
@@ -101,57 +29,25 @@ concurrency = 1
 rate_limit = "100/1m"
 "#;
 
-struct Node {
-    handle: SchedulerHandle,
-    admin: Admin,
-    id: String,
-    join: tokio::task::JoinHandle<Result<(), kairos::Error>>,
-}
-
-impl Node {
-    /// A node with `hello` (queue `default`) and `send` (queue `mail`).
-    async fn start(url: &str) -> Node {
-        let here = "tests/cli_cluster.rs";
-        let sched = Scheduler::builder()
-            .database_url(url)
-            .registry(
-                Registry::from_tasks([
-                    TaskDef::new("hello", hello, here),
-                    TaskDef {
-                        queue: Some("mail"),
-                        ..TaskDef::new("send", hello, here)
-                    },
-                ])
-                .unwrap(),
-            )
-            .config(Config::parse(QUEUES, "jobs.toml").unwrap())
-            .shutdown_grace(Duration::from_millis(200))
-            .build()
-            .await
-            .expect("build the node");
-        let handle = sched.handle();
-        let id = sched.node_id().to_string();
-        let join = tokio::spawn(sched.run());
-        let admin = Admin::connect(url).await.expect("connect");
-        let node = Node {
-            handle,
-            admin,
-            id,
-            join,
-        };
-        let (admin, id) = (node.admin.clone(), node.id.clone());
-        common::wait_until("the node to register", move || {
-            let (admin, id) = (admin.clone(), id.clone());
-            async move { admin.nodes().await.unwrap().iter().any(|n| n.id == id) }
-        })
-        .await;
-        node
-    }
-
-    async fn stop(self) {
-        self.handle.shutdown();
-        self.join.await.unwrap().unwrap();
-    }
+/// A node with `hello` (queue `default`) and `send` (queue `mail`), once registered.
+async fn start_node(url: &str) -> Node {
+    let here = "tests/cli_cluster.rs";
+    let registry = Registry::from_tasks([
+        TaskDef::new("hello", hello, here),
+        TaskDef {
+            queue: Some("mail"),
+            ..TaskDef::new("send", hello, here)
+        },
+    ])
+    .unwrap();
+    let node = Node::start(url, registry, Some(QUEUES)).await;
+    let (admin, id) = (node.admin.clone(), node.id.clone());
+    common::wait_until("the node to register", move || {
+        let (admin, id) = (admin.clone(), id.clone());
+        async move { admin.nodes().await.unwrap().iter().any(|n| n.id == id) }
+    })
+    .await;
+    node
 }
 
 // ---------------------------------------------------------------------------------
@@ -160,7 +56,7 @@ impl Node {
 #[tokio::test]
 async fn queues_list_shows_each_queue_with_its_limits_and_load() {
     for db in common::databases("queues_list_shows_each_queue").await {
-        let node = Node::start(&db.url).await;
+        let node = start_node(&db.url).await;
         cli(&db.url, &["enqueue", "send", "--in", "1h"]).await.ok();
         let queues = cli(&db.url, &["queues", "list", "--json"])
             .await
@@ -197,7 +93,7 @@ async fn queues_list_shows_each_queue_with_its_limits_and_load() {
 #[tokio::test]
 async fn a_paused_queue_starts_nothing_until_resumed() {
     for db in common::databases("a_paused_queue_starts_nothing").await {
-        let node = Node::start(&db.url).await;
+        let node = start_node(&db.url).await;
         let url = db.url.as_str();
         let out = cli(url, &["queues", "pause", "mail"]).await.ok();
         assert!(out.stdout.contains("paused queue `mail`"), "{out:#?}");
@@ -205,8 +101,8 @@ async fn a_paused_queue_starts_nothing_until_resumed() {
         let row = table.lines().find(|l| l.starts_with("mail")).unwrap();
         assert!(row.trim_end().ends_with("yes"), "{table}");
 
-        let held = enqueue(url, "send").await;
-        let other = enqueue(url, "hello").await;
+        let held = enqueue(url, &["send"]).await;
+        let other = enqueue(url, &["hello"]).await;
         common::wait_status(&node.admin, other, RunStatus::Succeeded).await;
         assert_stays_queued(&node.admin, held).await;
 
@@ -223,7 +119,7 @@ async fn a_paused_queue_starts_nothing_until_resumed() {
 #[tokio::test]
 async fn pausing_an_unknown_queue_suggests_a_known_one() {
     let db = common::sqlite();
-    let node = Node::start(&db.url).await;
+    let node = start_node(&db.url).await;
     let err = cli(&db.url, &["queues", "pause", "mial"]).await.fails();
     assert!(err.contains("no queue named `mial`"), "{err}");
     assert!(err.contains("did you mean `mail`"), "{err}");
@@ -243,7 +139,7 @@ async fn pausing_an_unknown_queue_suggests_a_known_one() {
 #[tokio::test]
 async fn nodes_list_shows_the_running_node() {
     for db in common::databases("nodes_list_shows_the_running_node").await {
-        let node = Node::start(&db.url).await;
+        let node = start_node(&db.url).await;
         let nodes = cli(&db.url, &["nodes", "list", "--json"]).await.ok().json();
         let me = nodes
             .as_array()
@@ -274,14 +170,14 @@ async fn nodes_list_shows_the_running_node() {
 #[tokio::test]
 async fn a_node_paused_by_id_starts_nothing_until_resumed() {
     for db in common::databases("a_node_paused_by_id").await {
-        let node = Node::start(&db.url).await;
+        let node = start_node(&db.url).await;
         let url = db.url.as_str();
         let out = cli(url, &["nodes", "pause", &node.id]).await.ok();
         assert_eq!(out.stdout.trim(), format!("paused node {}", node.id));
         let nodes = node.admin.nodes().await.unwrap();
         assert!(nodes.iter().find(|n| n.id == node.id).unwrap().paused);
 
-        let held = enqueue(url, "hello").await;
+        let held = enqueue(url, &["hello"]).await;
         assert_stays_queued(&node.admin, held).await;
 
         cli(url, &["nodes", "resume", &node.id]).await.ok();
@@ -296,16 +192,16 @@ async fn a_node_paused_by_id_starts_nothing_until_resumed() {
 #[tokio::test]
 async fn pausing_every_node_holds_later_nodes_too() {
     for db in common::databases("pausing_every_node_holds_later_nodes").await {
-        let node = Node::start(&db.url).await;
+        let node = start_node(&db.url).await;
         let url = db.url.as_str();
         let out = cli(url, &["nodes", "pause"]).await.ok();
         assert!(out.stdout.contains("paused every node"), "{out:#?}");
-        let held = enqueue(url, "hello").await;
+        let held = enqueue(url, &["hello"]).await;
         assert_stays_queued(&node.admin, held).await;
 
         // A node started while every node is paused is paused too.
         node.stop().await;
-        let node = Node::start(&db.url).await;
+        let node = start_node(&db.url).await;
         assert_stays_queued(&node.admin, held).await;
         let listed = cli(url, &["nodes", "list", "--json"]).await.ok().json();
         let me = listed
@@ -330,9 +226,9 @@ async fn pausing_every_node_holds_later_nodes_too() {
 #[tokio::test]
 async fn resuming_every_node_undoes_a_pause_by_id_too() {
     let db = common::sqlite();
-    let node = Node::start(&db.url).await;
+    let node = start_node(&db.url).await;
     cli(&db.url, &["nodes", "pause", &node.id]).await.ok();
-    let held = enqueue(&db.url, "hello").await;
+    let held = enqueue(&db.url, &["hello"]).await;
     assert_stays_queued(&node.admin, held).await;
     cli(&db.url, &["nodes", "resume"]).await.ok();
     common::wait_status(&node.admin, held, RunStatus::Succeeded).await;
@@ -343,13 +239,13 @@ async fn resuming_every_node_undoes_a_pause_by_id_too() {
 #[tokio::test]
 async fn resuming_one_node_after_pausing_every_node_starts_runs_on_it() {
     for db in common::databases("resuming_one_node_after_pausing_every_node").await {
-        let node = Node::start(&db.url).await;
+        let node = start_node(&db.url).await;
         cli(&db.url, &["nodes", "pause"]).await.ok();
         let out = cli(&db.url, &["nodes", "resume", &node.id]).await.ok();
         assert_eq!(out.stdout.trim(), format!("resumed node {}", node.id));
         let listed = node.admin.nodes().await.unwrap();
         assert!(!listed.iter().find(|n| n.id == node.id).unwrap().paused);
-        let id = enqueue(&db.url, "hello").await;
+        let id = enqueue(&db.url, &["hello"]).await;
         common::wait_status(&node.admin, id, RunStatus::Succeeded).await;
         node.stop().await;
     }

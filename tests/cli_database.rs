@@ -7,68 +7,27 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures::future::BoxFuture;
-use kairos::task::TaskOutcome;
-use kairos::{Admin, Registry, Scheduler, TaskContext, TaskDef};
+use kairos::{Admin, Registry, Scheduler, TaskDef};
 use serde_json::Value;
 
-/// What one `kairos` invocation did, and how long it took.
-#[derive(Debug)]
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
-
-/// Runs `kairos ARGS` in `dir` with no database configured but what `args` say.
-fn kairos_in(dir: &Path, args: &[&str]) -> Output {
-    let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_kairos"))
-        .args(args)
-        .env_remove("KAIROS_DATABASE_URL")
-        .env_remove("RUST_LOG")
-        .current_dir(dir)
-        .output()
-        .expect("run kairos");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        took: started.elapsed(),
-    }
-}
+use common::cli::{Kairos, Output, at_once, kairos_in, node_builder, noop};
 
 /// Runs `kairos --database-url URL ARGS` from an empty folder.
 fn kairos(url: &str, args: &[&str]) -> Output {
-    let dir = tempfile::tempdir().expect("a working folder");
-    let mut all = vec!["--database-url", url];
-    all.extend_from_slice(args);
-    kairos_in(dir.path(), &all)
+    Kairos::new(args).url_flag(url).run()
 }
 
 /// [`kairos`] off the async runtime.
 async fn cli(url: &str, args: &[&str]) -> Output {
-    let url = url.to_string();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        kairos(&url, &args)
-    })
-    .await
-    .expect("kairos thread")
+    Kairos::new(args).url_flag(url).spawn().await
 }
 
 /// Asserts a one-line `error:` on stderr, exit 1, containing every one of `needles`.
 #[track_caller]
 fn assert_error(out: &Output, needles: &[&str]) {
-    assert_eq!(out.code, 1, "{out:#?}");
-    assert!(out.stdout.is_empty(), "{out:#?}");
-    assert!(out.stderr.starts_with("error: "), "{out:#?}");
-    assert_eq!(out.stderr.trim_end().lines().count(), 1, "{out:#?}");
+    out.assert_fails();
     for n in needles {
         assert!(out.stderr.contains(n), "mentions `{n}`: {out:#?}");
     }
@@ -84,19 +43,11 @@ fn files(dir: &Path) -> Vec<String> {
     v
 }
 
-fn noop(_: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
-    Box::pin(async { Ok(None) })
-}
-
 /// Builds (without running) a node on `url`.
 async fn build_node(url: &str) -> Result<Scheduler, kairos::BuildError> {
-    Scheduler::builder()
-        .database_url(url)
-        .registry(
-            Registry::from_tasks([TaskDef::new("noop", noop, "tests/cli_database.rs")]).unwrap(),
-        )
-        .build()
-        .await
+    let registry =
+        Registry::from_tasks([TaskDef::new("noop", noop, "tests/cli_database.rs")]).unwrap();
+    node_builder(url, registry, None).build().await
 }
 
 /// Whether table `name` exists in the database.
@@ -445,27 +396,11 @@ async fn a_dropped_column_is_not_promised_a_repair_by_migrate() {
 /// their outputs.
 fn migrate_at_once(url: &str, n: usize) -> Vec<(i32, String)> {
     let dir = tempfile::tempdir().unwrap();
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(n));
-    let threads: Vec<_> = (0..n)
-        .map(|_| {
-            let (url, dir, barrier) = (url.to_string(), dir.path().to_path_buf(), barrier.clone());
-            std::thread::spawn(move || {
-                let mut cmd = Command::new(env!("CARGO_BIN_EXE_kairos"));
-                cmd.args(["--database-url", &url, "migrate"])
-                    .env_remove("RUST_LOG")
-                    .current_dir(dir)
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped());
-                barrier.wait();
-                let out = cmd.output().expect("run kairos");
-                (
-                    out.status.code().unwrap_or(-1),
-                    String::from_utf8_lossy(&out.stderr).into_owned(),
-                )
-            })
-        })
-        .collect();
-    threads.into_iter().map(|t| t.join().unwrap()).collect()
+    let migrate = Kairos::new(&["migrate"]).url_flag(url).dir(dir.path());
+    at_once(vec![migrate; n])
+        .into_iter()
+        .map(|out| (out.code, out.stderr))
+        .collect()
 }
 
 #[tokio::test]

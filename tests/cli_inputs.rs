@@ -5,38 +5,23 @@
 
 mod common;
 
-use std::process::Command;
+use kairos::{Admin, Registry, RunFilter, TaskDef};
 
-use futures::future::BoxFuture;
-use kairos::task::TaskOutcome;
-use kairos::{Admin, Registry, RunFilter, Scheduler, TaskContext, TaskDef};
-use serde_json::Value;
-
-/// What one `kairos` invocation did.
-#[derive(Debug)]
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+use common::cli::{Kairos, Output, node_builder, noop};
 
 /// Runs `kairos ARGS` against `url` from an empty working folder, with
 /// `RUST_BACKTRACE=1` so a panic would show.
 fn kairos(url: &str, args: &[&str]) -> Output {
-    let dir = tempfile::tempdir().expect("a working folder");
-    let out = Command::new(env!("CARGO_BIN_EXE_kairos"))
-        .args(args)
-        .env("KAIROS_DATABASE_URL", url)
+    Kairos::new(args).url(url).env("RUST_BACKTRACE", "1").run()
+}
+
+/// [`kairos`] off the async runtime.
+async fn cli(url: &str, args: &[&str]) -> Output {
+    Kairos::new(args)
+        .url(url)
         .env("RUST_BACKTRACE", "1")
-        .env_remove("RUST_LOG")
-        .current_dir(dir.path())
-        .output()
-        .expect("run kairos");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+        .spawn()
+        .await
 }
 
 /// Asserts that `out` is a refusal: exit `status`, an `error:` first line, no panic.
@@ -52,32 +37,15 @@ fn assert_refused(args: &[&str], out: &Output, status: i32) {
     );
 }
 
-fn t(_: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
-    Box::pin(async { Ok(None) })
-}
-
 /// A database whose catalogue holds the task `t` (a node was built on it).
 async fn database_with_task_t() -> common::TestDb {
     let db = common::sqlite();
-    Scheduler::builder()
-        .database_url(&db.url)
-        .registry(Registry::from_tasks([TaskDef::new("t", t, "tests/cli_inputs.rs")]).unwrap())
+    let registry = Registry::from_tasks([TaskDef::new("t", noop, "tests/cli_inputs.rs")]).unwrap();
+    node_builder(&db.url, registry, None)
         .build()
         .await
         .expect("build a node");
     db
-}
-
-/// Runs `kairos` off the async runtime.
-async fn cli(url: &str, args: &[&str]) -> Output {
-    let url = url.to_string();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        kairos(&url, &args)
-    })
-    .await
-    .unwrap()
 }
 
 #[tokio::test]

@@ -6,111 +6,17 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use chrono::{DateTime, Timelike, Utc};
-use futures::future::BoxFuture;
-use kairos::config::Config;
 use kairos::schedule::Schedule;
-use kairos::task::TaskOutcome;
-use kairos::{
-    Admin, DisabledReason, JobSource, Registry, RunOrigin, RunStatus, Scheduler, SchedulerHandle,
-    TaskContext, TaskDef,
-};
+use kairos::{DisabledReason, JobSource, Registry, RunOrigin, RunStatus, TaskDef};
 use serde_json::{Value, json};
 
+use common::cli::{Node, blocks, cli, cli_at_once, cli_with_config, hello};
+
 // ---------------------------------------------------------------------------------
-// Running the binary
-
-/// What one `kairos` invocation did.
-#[derive(Debug)]
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    /// Asserts exit status 0.
-    #[track_caller]
-    fn ok(self) -> Self {
-        assert_eq!(self.code, 0, "expected success: {self:#?}");
-        self
-    }
-
-    /// Asserts exit status 1 with a one-line error: the line.
-    #[track_caller]
-    fn fails(self) -> String {
-        assert_eq!(self.code, 1, "expected an error: {self:#?}");
-        assert!(self.stdout.is_empty(), "{self:#?}");
-        assert!(self.stderr.starts_with("error: "), "{self:#?}");
-        assert_eq!(self.stderr.trim_end().lines().count(), 1, "{self:#?}");
-        self.stderr
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
-    }
-}
-
-/// Runs `kairos ARGS` against `url` from an empty working folder, off the async
-/// runtime so the node in this process keeps running.
-async fn cli(url: &str, args: &[&str]) -> Output {
-    cli_with_config(url, None, args).await
-}
-
-/// [`cli`] from a folder holding a `jobs.toml` with `config`, if given.
-async fn cli_with_config(url: &str, config: Option<&str>, args: &[&str]) -> Output {
-    let url = url.to_string();
-    let config = config.map(str::to_string);
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let dir = tempfile::tempdir().expect("a working folder");
-        if let Some(text) = config {
-            std::fs::write(dir.path().join("jobs.toml"), text).expect("write jobs.toml");
-        }
-        kairos(dir.path(), &url, &args)
-    })
-    .await
-    .expect("kairos thread")
-}
-
-/// Runs `kairos ARGS` against `url` in `dir`.
-fn kairos(dir: &std::path::Path, url: &str, args: &[String]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_kairos"))
-        .args(args)
-        .env("KAIROS_DATABASE_URL", url)
-        .env_remove("RUST_LOG")
-        .current_dir(dir)
-        .output()
-        .expect("run kairos");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// Starts `kairos` processes at the same moment, one per argument list, and returns
-/// their outputs in order.
-async fn cli_at_once(url: &str, each: Vec<Vec<String>>) -> Vec<Output> {
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(each.len()));
-    let runs = each.into_iter().map(|args| {
-        let (url, barrier) = (url.to_string(), barrier.clone());
-        tokio::task::spawn_blocking(move || {
-            let dir = tempfile::tempdir().expect("a working folder");
-            barrier.wait();
-            kairos(dir.path(), &url, &args)
-        })
-    });
-    futures::future::join_all(runs)
-        .await
-        .into_iter()
-        .map(|r| r.expect("kairos thread"))
-        .collect()
-}
+// Reading the output
 
 /// The cell under `column` in the row whose first cell is `row`, in an aligned table.
 fn cell(table: &str, row: &str, column: &str) -> String {
@@ -138,56 +44,14 @@ fn time(v: &Value) -> DateTime<Utc> {
 // ---------------------------------------------------------------------------------
 // A node
 
-fn hello(_: TaskContext, p: Value) -> BoxFuture<'static, TaskOutcome> {
-    Box::pin(async move { Ok(Some(p)) })
-}
-
-/// Runs until cancelled.
-fn blocks(ctx: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
-    Box::pin(async move {
-        ctx.cancelled().await;
-        Ok(None)
-    })
-}
-
-struct Node {
-    handle: SchedulerHandle,
-    admin: Admin,
-    join: tokio::task::JoinHandle<Result<(), kairos::Error>>,
-}
-
-impl Node {
-    /// A node running the tasks `hello` and `blocks`, with `jobs_toml` as its
-    /// configuration.
-    async fn start(url: &str, jobs_toml: &str) -> Node {
-        let sched = Scheduler::builder()
-            .database_url(url)
-            .registry(
-                Registry::from_tasks([
-                    TaskDef::new("hello", hello, "tests/cli_jobs.rs"),
-                    TaskDef::new("blocks", blocks, "tests/cli_jobs.rs"),
-                ])
-                .unwrap(),
-            )
-            .config(Config::parse(jobs_toml, "jobs.toml").expect("a valid jobs.toml"))
-            .shutdown_grace(Duration::from_millis(200))
-            .build()
-            .await
-            .expect("build the node");
-        let handle = sched.handle();
-        let join = tokio::spawn(sched.run());
-        let admin = Admin::connect(url).await.expect("connect");
-        Node {
-            handle,
-            admin,
-            join,
-        }
-    }
-
-    async fn stop(self) {
-        self.handle.shutdown();
-        self.join.await.unwrap().unwrap();
-    }
+/// A node running the tasks `hello` and `blocks`, with `jobs_toml` as its configuration.
+async fn start_node(url: &str, jobs_toml: &str) -> Node {
+    let registry = Registry::from_tasks([
+        TaskDef::new("hello", hello, "tests/cli_jobs.rs"),
+        TaskDef::new("blocks", blocks, "tests/cli_jobs.rs"),
+    ])
+    .unwrap();
+    Node::start(url, registry, Some(jobs_toml)).await
 }
 
 const DECLARES_NIGHTLY: &str = r#"
@@ -211,7 +75,7 @@ interval = "1h"
 #[tokio::test]
 async fn jobs_created_with_cron_interval_or_at_are_listed_with_source_api() {
     for db in common::databases("jobs_created_are_listed_with_source_api").await {
-        let node = Node::start(&db.url, "").await;
+        let node = start_node(&db.url, "").await;
         let url = db.url.as_str();
         let tokyo = cli(
             url,
@@ -317,7 +181,7 @@ async fn jobs_created_with_cron_interval_or_at_are_listed_with_source_api() {
 #[tokio::test]
 async fn a_cron_job_without_a_timezone_uses_the_configured_default() {
     let db = common::sqlite();
-    let node = Node::start(&db.url, "").await;
+    let node = start_node(&db.url, "").await;
     let config = "[scheduler]\ntimezone = \"Asia/Tokyo\"\n";
     let args = [
         "jobs",
@@ -352,7 +216,7 @@ async fn a_cron_job_without_a_timezone_uses_the_configured_default() {
 #[tokio::test]
 async fn jobs_create_refuses_bad_definitions() {
     let db = common::sqlite();
-    let node = Node::start(&db.url, DECLARES_OTHER).await;
+    let node = start_node(&db.url, DECLARES_OTHER).await;
     let url = db.url.as_str();
     cli(
         url,
@@ -473,7 +337,7 @@ async fn jobs_create_refuses_bad_definitions() {
 #[tokio::test]
 async fn timezone_and_dst_without_a_cron_schedule_are_usage_errors() {
     let db = common::sqlite();
-    let node = Node::start(&db.url, "").await;
+    let node = start_node(&db.url, "").await;
     cli(
         &db.url,
         &["jobs", "create", "j", "--task", "hello", "--interval", "1h"],
@@ -534,7 +398,7 @@ async fn timezone_and_dst_without_a_cron_schedule_are_usage_errors() {
 #[tokio::test]
 async fn jobs_made_at_run_time_survive_a_restart_with_a_jobs_toml_that_omits_them() {
     for db in common::databases("jobs_made_at_run_time_survive_a_restart").await {
-        let node = Node::start(&db.url, DECLARES_OTHER).await;
+        let node = start_node(&db.url, DECLARES_OTHER).await;
         cli(
             &db.url,
             &[
@@ -552,7 +416,7 @@ async fn jobs_made_at_run_time_survive_a_restart_with_a_jobs_toml_that_omits_the
         let before = node.admin.job("made").await.unwrap();
         node.stop().await;
 
-        let node = Node::start(&db.url, DECLARES_OTHER).await;
+        let node = start_node(&db.url, DECLARES_OTHER).await;
         let after = node.admin.job("made").await.unwrap();
         assert!(after.enabled, "{after:?}");
         assert_eq!(after.disabled_reason, None);
@@ -562,7 +426,7 @@ async fn jobs_made_at_run_time_survive_a_restart_with_a_jobs_toml_that_omits_the
         node.stop().await;
 
         // Even a node with no jobs.toml at all keeps it.
-        let node = Node::start(&db.url, "").await;
+        let node = start_node(&db.url, "").await;
         let table = cli(&db.url, &["jobs", "list"]).await.ok().stdout;
         assert_eq!(cell(&table, "made", "STATE"), "active", "{table}");
         assert_eq!(cell(&table, "made", "SOURCE"), "api", "{table}");
@@ -574,7 +438,7 @@ async fn jobs_made_at_run_time_survive_a_restart_with_a_jobs_toml_that_omits_the
 #[tokio::test]
 async fn jobs_update_changes_the_schedule() {
     for db in common::databases("jobs_update_changes_the_schedule").await {
-        let node = Node::start(&db.url, "").await;
+        let node = start_node(&db.url, "").await;
         let url = db.url.as_str();
         cli(
             url,
@@ -651,7 +515,7 @@ async fn jobs_update_changes_the_schedule() {
 #[tokio::test]
 async fn declared_jobs_cannot_be_updated_or_deleted() {
     for db in common::databases("declared_jobs_cannot_be_updated_or_deleted").await {
-        let node = Node::start(&db.url, DECLARES_NIGHTLY).await;
+        let node = start_node(&db.url, DECLARES_NIGHTLY).await;
         let before = node.admin.job("nightly").await.unwrap();
         assert_eq!(before.source, JobSource::Config);
         let err = cli(&db.url, &["jobs", "update", "nightly", "--interval", "5m"])
@@ -682,7 +546,7 @@ async fn declared_jobs_cannot_be_updated_or_deleted() {
 #[tokio::test]
 async fn updating_a_paused_job_keeps_it_paused_without_a_next_run() {
     for db in common::databases("updating_a_paused_job_keeps_it_paused").await {
-        let node = Node::start(&db.url, "").await;
+        let node = start_node(&db.url, "").await;
         let url = db.url.as_str();
         cli(
             url,
@@ -720,7 +584,7 @@ async fn updating_a_paused_job_keeps_it_paused_without_a_next_run() {
 #[tokio::test]
 async fn a_job_created_at_a_time_already_past_runs_once() {
     for db in common::databases("a_job_created_at_a_time_already_past").await {
-        let node = Node::start(&db.url, "").await;
+        let node = start_node(&db.url, "").await;
         let at = (Utc::now() - chrono::Duration::hours(1))
             .with_nanosecond(0)
             .unwrap();
@@ -768,7 +632,7 @@ async fn a_job_created_at_a_time_already_past_runs_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn creating_one_name_from_several_processes_at_once_makes_one_job() {
     for db in common::databases("creating_one_name_from_several_processes").await {
-        let node = Node::start(&db.url, "").await;
+        let node = start_node(&db.url, "").await;
         for round in 0..5 {
             let name = format!("same{round}");
             let each = (1..=6)
@@ -808,7 +672,7 @@ async fn creating_one_name_from_several_processes_at_once_makes_one_job() {
 #[tokio::test]
 async fn jobs_delete_removes_finished_runs_unless_keep_history() {
     for db in common::databases("jobs_delete_removes_finished_runs").await {
-        let node = Node::start(&db.url, "").await;
+        let node = start_node(&db.url, "").await;
         let url = db.url.as_str();
         let mut runs = Vec::new();
         for name in ["gone", "kept"] {
@@ -869,7 +733,7 @@ async fn jobs_delete_removes_finished_runs_unless_keep_history() {
 #[tokio::test]
 async fn jobs_delete_cancels_the_jobs_queued_runs() {
     for db in common::databases("jobs_delete_cancels_the_jobs_queued_runs").await {
-        let node = Node::start(&db.url, "").await;
+        let node = start_node(&db.url, "").await;
         let url = db.url.as_str();
         cli(url, &["nodes", "pause"]).await.ok();
         cli(
@@ -900,7 +764,7 @@ async fn jobs_delete_cancels_the_jobs_queued_runs() {
 #[tokio::test]
 async fn jobs_delete_stops_the_jobs_running_run() {
     for db in common::databases("jobs_delete_stops_the_jobs_running_run").await {
-        let node = Node::start(&db.url, "").await;
+        let node = start_node(&db.url, "").await;
         let url = db.url.as_str();
         cli(
             url,
@@ -942,8 +806,8 @@ async fn jobs_delete_stops_the_jobs_running_run() {
 #[tokio::test]
 async fn resuming_a_job_that_left_jobs_toml_explains_why_it_cannot() {
     for db in common::databases("resuming_a_job_that_left_jobs_toml").await {
-        Node::start(&db.url, DECLARES_NIGHTLY).await.stop().await;
-        let node = Node::start(&db.url, DECLARES_OTHER).await;
+        start_node(&db.url, DECLARES_NIGHTLY).await.stop().await;
+        let node = start_node(&db.url, DECLARES_OTHER).await;
         let job = node.admin.job("nightly").await.unwrap();
         assert!(!job.enabled);
         assert_eq!(job.disabled_reason, Some(DisabledReason::Undeclared));
@@ -981,7 +845,7 @@ async fn resuming_a_job_that_left_jobs_toml_explains_why_it_cannot() {
 async fn resuming_a_job_disabled_in_jobs_toml_points_at_enabled_false() {
     let db = common::sqlite();
     let toml = format!("{DECLARES_NIGHTLY}enabled = false\n");
-    let node = Node::start(&db.url, &toml).await;
+    let node = start_node(&db.url, &toml).await;
     let job = node.admin.job("nightly").await.unwrap();
     assert_eq!(job.disabled_reason, Some(DisabledReason::Config));
     let err = cli(&db.url, &["jobs", "resume", "nightly"]).await.fails();
@@ -992,7 +856,7 @@ async fn resuming_a_job_disabled_in_jobs_toml_points_at_enabled_false() {
 #[tokio::test]
 async fn a_misspelt_job_name_gets_a_suggestion_from_every_job_command() {
     for db in common::databases("a_misspelt_job_name_gets_a_suggestion").await {
-        let node = Node::start(&db.url, "").await;
+        let node = start_node(&db.url, "").await;
         cli(
             &db.url,
             &[
@@ -1037,7 +901,7 @@ async fn a_misspelt_job_name_gets_a_suggestion_from_every_job_command() {
 async fn paused_and_disabled_jobs_show_no_next_run() {
     for db in common::databases("paused_and_disabled_jobs_show_no_next_run").await {
         let toml = format!("{DECLARES_NIGHTLY}enabled = false\n");
-        let node = Node::start(&db.url, &toml).await;
+        let node = start_node(&db.url, &toml).await;
         let url = db.url.as_str();
         cli(
             url,
@@ -1116,7 +980,7 @@ async fn paused_and_disabled_jobs_show_no_next_run() {
 #[tokio::test]
 async fn jobs_trigger_makes_a_manual_run_of_the_job() {
     for db in common::databases("jobs_trigger_makes_a_manual_run").await {
-        let node = Node::start(&db.url, DECLARES_NIGHTLY).await;
+        let node = start_node(&db.url, DECLARES_NIGHTLY).await;
         let out = cli(&db.url, &["jobs", "trigger", "nightly"]).await.ok();
         assert!(
             out.stdout.contains("triggered job `nightly`: run"),

@@ -6,82 +6,13 @@
 
 mod common;
 
-use std::process::Command;
-use std::time::Duration;
-
-use futures::future::BoxFuture;
-use kairos::task::TaskOutcome;
-use kairos::{Admin, Registry, RunStatus, Scheduler, SchedulerHandle, TaskContext, TaskDef};
+use kairos::{Registry, RunStatus, TaskDef};
 use serde_json::{Value, json};
 
+use common::cli::{Node, Output, cli, cli_json, fails, hello, kairos, kairos_env};
+
 // ---------------------------------------------------------------------------------
-// Running the binary
-
-/// What one `kairos` invocation did.
-#[derive(Debug)]
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    /// Asserts exit status 0.
-    fn ok(self) -> Self {
-        assert_eq!(self.code, 0, "expected success: {self:#?}");
-        self
-    }
-
-    /// stdout parsed as JSON (fails the test with the output when it is not).
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not one JSON value ({e}): {self:#?}"))
-    }
-}
-
-/// Runs `kairos ARGS` against `url` from an empty working folder, with `env` set.
-fn kairos_env(url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let dir = tempfile::tempdir().expect("a working folder");
-    let out = Command::new(env!("CARGO_BIN_EXE_kairos"))
-        .args(args)
-        .env("KAIROS_DATABASE_URL", url)
-        .env_remove("RUST_LOG")
-        .env_remove("RUST_BACKTRACE")
-        .envs(env.iter().copied())
-        .current_dir(dir.path())
-        .output()
-        .expect("run kairos");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn kairos(url: &str, args: &[&str]) -> Output {
-    kairos_env(url, args, &[])
-}
-
-/// [`kairos`] off the async runtime, so a node in this process keeps running.
-async fn cli(url: &str, args: &[&str]) -> Output {
-    let url = url.to_string();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        kairos(&url, &args)
-    })
-    .await
-    .expect("kairos thread")
-}
-
-/// `kairos ARGS --json`, expected to succeed: its JSON.
-async fn cli_json(url: &str, args: &[&str]) -> Value {
-    let mut args = args.to_vec();
-    args.push("--json");
-    let out = cli(url, &args).await.ok();
-    assert!(out.stderr.is_empty(), "nothing on stderr: {out:#?}");
-    out.json()
-}
+// Checking the output
 
 /// Asserts that `{"error": {"code", "message"}}` is all `out` printed.
 fn assert_json_error(out: &Output, status: i32, code: &str) {
@@ -173,60 +104,17 @@ const JOB_KEYS: &[&str] = &[
 // ---------------------------------------------------------------------------------
 // A node that prepares the database
 
-fn hello(_: TaskContext, p: Value) -> BoxFuture<'static, TaskOutcome> {
-    Box::pin(async move { Ok(Some(p)) })
-}
-
-fn fails(ctx: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
-    Box::pin(async move {
-        Err(kairos::TaskError::Failed(format!(
-            "attempt {} failed",
-            ctx.attempt()
-        )))
-    })
-}
-
-struct Node {
-    handle: SchedulerHandle,
-    admin: Admin,
-    id: String,
-    join: tokio::task::JoinHandle<Result<(), kairos::Error>>,
-}
-
-impl Node {
-    /// Builds a node with the tasks `hello` and `fails` (queue `mail`) and runs it.
-    async fn start(url: &str) -> Node {
-        let registry = Registry::from_tasks([
-            TaskDef::new("hello", hello, "tests/cli_output.rs"),
-            TaskDef {
-                queue: Some("mail"),
-                ..TaskDef::new("fails", fails, "tests/cli_output.rs")
-            },
-        ])
-        .unwrap();
-        let sched = Scheduler::builder()
-            .database_url(url)
-            .registry(registry)
-            .shutdown_grace(Duration::from_millis(200))
-            .build()
-            .await
-            .expect("build the node");
-        let handle = sched.handle();
-        let id = sched.node_id().to_string();
-        let join = tokio::spawn(sched.run());
-        let admin = Admin::connect(url).await.expect("connect");
-        Node {
-            handle,
-            admin,
-            id,
-            join,
-        }
-    }
-
-    async fn stop(self) {
-        self.handle.shutdown();
-        self.join.await.unwrap().unwrap();
-    }
+/// A node with the tasks `hello` and `fails` (queue `mail`), running.
+async fn start_node(url: &str) -> Node {
+    let registry = Registry::from_tasks([
+        TaskDef::new("hello", hello, "tests/cli_output.rs"),
+        TaskDef {
+            queue: Some("mail"),
+            ..TaskDef::new("fails", fails, "tests/cli_output.rs")
+        },
+    ])
+    .unwrap();
+    Node::start(url, registry, None).await
 }
 
 // ---------------------------------------------------------------------------------
@@ -235,7 +123,7 @@ impl Node {
 #[tokio::test]
 async fn jobs_commands_print_json_with_the_documented_fields() {
     for db in common::databases("jobs_commands_print_json").await {
-        let node = Node::start(&db.url).await;
+        let node = start_node(&db.url).await;
         let url = db.url.as_str();
 
         let job = cli_json(
@@ -322,7 +210,7 @@ async fn jobs_commands_print_json_with_the_documented_fields() {
 #[tokio::test]
 async fn runs_and_enqueue_commands_print_json_with_the_documented_fields() {
     for db in common::databases("runs_and_enqueue_commands_print_json").await {
-        let node = Node::start(&db.url).await;
+        let node = start_node(&db.url).await;
         let url = db.url.as_str();
 
         let run = cli_json(
@@ -413,7 +301,7 @@ async fn runs_and_enqueue_commands_print_json_with_the_documented_fields() {
 #[tokio::test]
 async fn runs_delete_json_names_the_run_id_id() {
     let db = common::sqlite();
-    let node = Node::start(&db.url).await;
+    let node = start_node(&db.url).await;
     let later = cli_json(&db.url, &["enqueue", "hello", "--in", "1h"]).await;
     let id = later["id"].as_i64().unwrap();
     let deleted = cli_json(&db.url, &["runs", "delete", &id.to_string()]).await;
@@ -424,7 +312,7 @@ async fn runs_delete_json_names_the_run_id_id() {
 #[tokio::test]
 async fn cluster_commands_print_json_with_the_documented_fields() {
     for db in common::databases("cluster_commands_print_json").await {
-        let node = Node::start(&db.url).await;
+        let node = start_node(&db.url).await;
         let url = db.url.as_str();
 
         let queues = cli_json(url, &["queues", "list"]).await;
@@ -548,7 +436,7 @@ fn cron_next_json_is_an_array_of_rfc3339_times() {
 #[tokio::test]
 async fn errors_print_a_json_error_object_with_exit_1() {
     for db in common::databases("errors_print_a_json_error_object").await {
-        let node = Node::start(&db.url).await;
+        let node = start_node(&db.url).await;
         let url = db.url.as_str();
         let later = cli_json(url, &["enqueue", "hello"]).await["id"]
             .as_i64()
@@ -826,7 +714,7 @@ fn help_placeholders_are_upper_case_names() {
 #[tokio::test]
 async fn malformed_flag_values_are_usage_errors_with_exit_2() {
     let db = common::sqlite();
-    let node = Node::start(&db.url).await;
+    let node = start_node(&db.url).await;
     for args in [
         &["enqueue", "hello", "--in", "tomorrow", "--json"][..],
         &["enqueue", "hello", "--at", "tomorrow", "--json"],

@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::process::Command;
-use std::time::Duration;
+use kairos::{Registry, RunStatus};
+use serde_json::json;
 
-use kairos::{Admin, Registry, RunFilter, RunStatus, Scheduler, SchedulerHandle};
-use serde_json::{Value, json};
+use common::cli::{Node, cli};
 
 /// A report for `region` over the last `days` (7 when left out).
 #[kairos::task]
@@ -21,93 +20,21 @@ async fn report(region: String, days: Option<u32>) -> anyhow::Result<String> {
 // ---------------------------------------------------------------------------------
 // Running the binary
 
-/// What one `kairos` invocation did.
-#[derive(Debug)]
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
-    }
-}
-
-/// Runs `kairos ARGS` against `url` from an empty working folder, off the async
-/// runtime so the node in this process keeps running.
-async fn cli(url: &str, args: &[&str]) -> Output {
-    let url = url.to_string();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let dir = tempfile::tempdir().expect("a working folder");
-        let out = Command::new(env!("CARGO_BIN_EXE_kairos"))
-            .args(&args)
-            .env("KAIROS_DATABASE_URL", &url)
-            .env_remove("RUST_LOG")
-            .current_dir(dir.path())
-            .output()
-            .expect("run kairos");
-        Output {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    })
-    .await
-    .expect("kairos thread")
-}
-
 /// `kairos enqueue report --params PARAMS`, expected to be refused: its error line.
 async fn refused(url: &str, params: &str) -> String {
     let out = cli(url, &["enqueue", "report", "--params", params]).await;
     assert_eq!(out.code, 1, "{params} is refused: {out:#?}");
-    assert!(out.stdout.is_empty(), "{out:#?}");
-    assert!(out.stderr.starts_with("error: "), "{out:#?}");
-    assert_eq!(out.stderr.trim_end().lines().count(), 1, "{out:#?}");
-    out.stderr
+    out.fails()
 }
 
 // ---------------------------------------------------------------------------------
 // A node running `report`
 
-struct Node {
-    handle: SchedulerHandle,
-    admin: Admin,
-    join: tokio::task::JoinHandle<Result<(), kairos::Error>>,
-}
-
-impl Node {
-    async fn start(url: &str) -> Node {
-        let registry = Registry::from_inventory().expect("no duplicate task");
-        assert!(registry.get("report").is_some_and(|t| t.params.is_some()));
-        let sched = Scheduler::builder()
-            .database_url(url)
-            .registry(registry)
-            .shutdown_grace(Duration::from_millis(200))
-            .build()
-            .await
-            .expect("build the node");
-        let handle = sched.handle();
-        let join = tokio::spawn(sched.run());
-        let admin = Admin::connect(url).await.expect("connect");
-        Node {
-            handle,
-            admin,
-            join,
-        }
-    }
-
-    async fn stop(self) {
-        self.handle.shutdown();
-        self.join.await.unwrap().unwrap();
-    }
-
-    async fn total_runs(&self) -> u64 {
-        self.admin.runs(&RunFilter::new()).await.unwrap().total
-    }
+/// A node running every `#[kairos::task]` of this file.
+async fn start_node(url: &str) -> Node {
+    let registry = Registry::from_inventory().expect("no duplicate task");
+    assert!(registry.get("report").is_some_and(|t| t.params.is_some()));
+    Node::start(url, registry, None).await
 }
 
 // ---------------------------------------------------------------------------------
@@ -115,7 +42,7 @@ impl Node {
 #[tokio::test]
 async fn the_published_schema_lists_the_parameters_and_their_types() {
     for db in common::databases("the_published_schema_lists_the_parameters").await {
-        let node = Node::start(&db.url).await;
+        let node = start_node(&db.url).await;
         let out = cli(&db.url, &["tasks", "list", "--json"]).await;
         assert_eq!(out.code, 0, "{out:#?}");
         let tasks = out.json();
@@ -144,7 +71,7 @@ async fn the_published_schema_lists_the_parameters_and_their_types() {
 #[tokio::test]
 async fn a_param_of_the_wrong_type_is_refused_naming_it_and_the_type() {
     for db in common::databases("a_param_of_the_wrong_type_is_refused").await {
-        let node = Node::start(&db.url).await;
+        let node = start_node(&db.url).await;
         let err = refused(&db.url, r#"{"region": 5}"#).await;
         assert!(err.contains("region"), "{err}");
         assert!(err.contains("string"), "names the expected type: {err}");
@@ -174,7 +101,7 @@ async fn a_param_of_the_wrong_type_is_refused_naming_it_and_the_type() {
 #[tokio::test]
 async fn missing_and_unknown_params_are_refused_naming_them() {
     for db in common::databases("missing_and_unknown_params_are_refused").await {
-        let node = Node::start(&db.url).await;
+        let node = start_node(&db.url).await;
         let err = refused(&db.url, "{}").await;
         assert!(err.contains("region"), "names the missing param: {err}");
         assert!(
@@ -218,7 +145,7 @@ async fn missing_and_unknown_params_are_refused_naming_them() {
 #[tokio::test]
 async fn valid_params_are_enqueued_and_the_run_succeeds() {
     for db in common::databases("valid_params_are_enqueued").await {
-        let node = Node::start(&db.url).await;
+        let node = start_node(&db.url).await;
         for (params, result) in [
             (r#"{"region": "eu"}"#, "eu/7"),
             (r#"{"region": "apac", "days": 30}"#, "apac/30"),
@@ -241,7 +168,7 @@ async fn valid_params_are_enqueued_and_the_run_succeeds() {
 #[tokio::test]
 async fn a_batch_with_bad_params_enqueues_nothing_and_names_the_line() {
     for db in common::databases("a_batch_with_bad_params_enqueues_nothing").await {
-        let node = Node::start(&db.url).await;
+        let node = start_node(&db.url).await;
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("runs.jsonl");
         std::fs::write(
@@ -278,7 +205,7 @@ async fn a_batch_with_bad_params_enqueues_nothing_and_names_the_line() {
 #[tokio::test]
 async fn jobs_get_their_params_checked_too() {
     for db in common::databases("jobs_get_their_params_checked_too").await {
-        let node = Node::start(&db.url).await;
+        let node = start_node(&db.url).await;
         let out = cli(
             &db.url,
             &[

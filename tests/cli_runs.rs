@@ -7,97 +7,15 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-use kairos::task::TaskOutcome;
-use kairos::{
-    Admin, Registry, RunEventKind, RunFilter, RunStatus, Scheduler, SchedulerHandle, TaskContext,
-    TaskDef, TaskError,
-};
+use kairos::{Registry, RunEventKind, RunStatus, TaskDef};
 use serde_json::{Value, json};
+
+use common::cli::{Node, blocks, cli, cli_at_once, enqueue, fails, hello, node_builder};
 
 // ---------------------------------------------------------------------------------
 // Running the binary
-
-/// What one `kairos` invocation did.
-#[derive(Debug)]
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    /// Asserts exit status 0.
-    #[track_caller]
-    fn ok(self) -> Self {
-        assert_eq!(self.code, 0, "expected success: {self:#?}");
-        self
-    }
-
-    /// Asserts exit status 1 with a one-line error: the line.
-    #[track_caller]
-    fn fails(self) -> String {
-        assert_eq!(self.code, 1, "expected an error: {self:#?}");
-        assert!(self.stdout.is_empty(), "{self:#?}");
-        assert!(self.stderr.starts_with("error: "), "{self:#?}");
-        assert_eq!(self.stderr.trim_end().lines().count(), 1, "{self:#?}");
-        self.stderr
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
-    }
-}
-
-/// Runs `kairos ARGS` against `url` from an empty working folder, off the async
-/// runtime so the node in this process keeps running.
-async fn cli(url: &str, args: &[&str]) -> Output {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    cli_at_once(url, vec![args]).await.remove(0)
-}
-
-/// Starts `kairos` processes at the same moment, one per argument list, each from an
-/// empty working folder, and returns their outputs in order.
-async fn cli_at_once(url: &str, each: Vec<Vec<String>>) -> Vec<Output> {
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(each.len()));
-    let runs = each.into_iter().map(|args| {
-        let (url, barrier) = (url.to_string(), barrier.clone());
-        tokio::task::spawn_blocking(move || {
-            let dir = tempfile::tempdir().expect("a working folder");
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_kairos"));
-            cmd.args(&args)
-                .env("KAIROS_DATABASE_URL", &url)
-                .env_remove("RUST_LOG")
-                .current_dir(dir.path());
-            barrier.wait();
-            let out = cmd.output().expect("run kairos");
-            Output {
-                code: out.status.code().unwrap_or(-1),
-                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            }
-        })
-    });
-    futures::future::join_all(runs)
-        .await
-        .into_iter()
-        .map(|r| r.expect("kairos thread"))
-        .collect()
-}
-
-/// `kairos enqueue ARGS --json`: the new run's id.
-async fn enqueue(url: &str, args: &[&str]) -> i64 {
-    let mut all = vec!["enqueue"];
-    all.extend_from_slice(args);
-    all.push("--json");
-    cli(url, &all).await.ok().json()["id"]
-        .as_i64()
-        .expect("a run id")
-}
 
 /// `kairos runs list ARGS --json`.
 async fn list(url: &str, args: &[&str]) -> Value {
@@ -120,78 +38,25 @@ fn ids(page: &Value) -> Vec<i64> {
 // ---------------------------------------------------------------------------------
 // A node
 
-fn hello(_: TaskContext, p: Value) -> BoxFuture<'static, TaskOutcome> {
-    Box::pin(async move { Ok(Some(p)) })
-}
-
-fn fails(ctx: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
-    Box::pin(async move {
-        Err(TaskError::Failed(format!(
-            "attempt {} failed",
-            ctx.attempt()
-        )))
-    })
-}
-
-/// Runs until cancelled.
-fn blocks(ctx: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
-    Box::pin(async move {
-        ctx.cancelled().await;
-        Ok(None)
-    })
-}
-
-struct Node {
-    handle: SchedulerHandle,
-    admin: Admin,
-    join: tokio::task::JoinHandle<Result<(), kairos::Error>>,
-}
-
-impl Node {
-    /// A node with `hello`, `fails` (one quick retry), `blocks` and `send` (queue
-    /// `mail`).
-    async fn start(url: &str) -> Node {
-        let here = "tests/cli_runs.rs";
-        let registry = Registry::from_tasks([
-            TaskDef::new("hello", hello, here),
-            TaskDef {
-                max_retries: Some(1),
-                retry_delay: Some(Duration::from_millis(10)),
-                ..TaskDef::new("fails", fails, here)
-            },
-            TaskDef::new("blocks", blocks, here),
-            TaskDef {
-                queue: Some("mail"),
-                ..TaskDef::new("send", hello, here)
-            },
-        ])
-        .unwrap();
-        let sched = Scheduler::builder()
-            .database_url(url)
-            .registry(registry)
-            .shutdown_grace(Duration::from_millis(200))
-            .cancel_grace(Duration::from_millis(500))
-            .build()
-            .await
-            .expect("build the node");
-        let handle = sched.handle();
-        let join = tokio::spawn(sched.run());
-        let admin = Admin::connect(url).await.expect("connect");
-        Node {
-            handle,
-            admin,
-            join,
-        }
-    }
-
-    async fn stop(self) {
-        self.handle.shutdown();
-        self.join.await.unwrap().unwrap();
-    }
-
-    async fn total(&self) -> u64 {
-        self.admin.runs(&RunFilter::new()).await.unwrap().total
-    }
+/// A node with `hello`, `fails` (one quick retry), `blocks` and `send` (queue `mail`).
+async fn start_node(url: &str) -> Node {
+    let here = "tests/cli_runs.rs";
+    let registry = Registry::from_tasks([
+        TaskDef::new("hello", hello, here),
+        TaskDef {
+            max_retries: Some(1),
+            retry_delay: Some(Duration::from_millis(10)),
+            ..TaskDef::new("fails", fails, here)
+        },
+        TaskDef::new("blocks", blocks, here),
+        TaskDef {
+            queue: Some("mail"),
+            ..TaskDef::new("send", hello, here)
+        },
+    ])
+    .unwrap();
+    let builder = node_builder(url, registry, None).cancel_grace(Duration::from_millis(500));
+    Node::start_with(url, builder).await
 }
 
 // ---------------------------------------------------------------------------------
@@ -200,7 +65,7 @@ impl Node {
 #[tokio::test]
 async fn runs_retry_queues_a_failed_run_again_within_its_max_attempts() {
     for db in common::databases("runs_retry_queues_a_failed_run_again").await {
-        let node = Node::start(&db.url).await;
+        let node = start_node(&db.url).await;
         let url = db.url.as_str();
         let id = enqueue(url, &["fails"]).await;
         let run = common::wait_status(&node.admin, id, RunStatus::Failed).await;
@@ -262,7 +127,7 @@ async fn runs_retry_queues_a_failed_run_again_within_its_max_attempts() {
 #[tokio::test]
 async fn a_run_without_retries_can_be_retried_by_hand() {
     for db in common::databases("a_run_without_retries_can_be_retried").await {
-        let node = Node::start(&db.url).await;
+        let node = start_node(&db.url).await;
         let url = db.url.as_str();
         let id = enqueue(url, &["fails", "--max-retries", "0"]).await;
         let run = common::wait_status(&node.admin, id, RunStatus::Failed).await;
@@ -290,7 +155,7 @@ async fn a_run_without_retries_can_be_retried_by_hand() {
 #[tokio::test]
 async fn only_failed_timed_out_or_cancelled_runs_can_be_retried() {
     let db = common::sqlite();
-    let node = Node::start(&db.url).await;
+    let node = start_node(&db.url).await;
     let url = db.url.as_str();
     let ok = enqueue(url, &["hello"]).await;
     common::wait_status(&node.admin, ok, RunStatus::Succeeded).await;
@@ -321,7 +186,7 @@ async fn only_failed_timed_out_or_cancelled_runs_can_be_retried() {
 #[tokio::test]
 async fn runs_cancel_on_a_finished_run_exits_1() {
     for db in common::databases("runs_cancel_on_a_finished_run_exits_1").await {
-        let node = Node::start(&db.url).await;
+        let node = start_node(&db.url).await;
         let id = enqueue(&db.url, &["hello"]).await;
         common::wait_status(&node.admin, id, RunStatus::Succeeded).await;
         let err = cli(&db.url, &["runs", "cancel", &id.to_string()])
@@ -344,7 +209,7 @@ async fn runs_cancel_on_a_finished_run_exits_1() {
 #[tokio::test]
 async fn runs_cancel_stops_a_running_run() {
     for db in common::databases("runs_cancel_stops_a_running_run").await {
-        let node = Node::start(&db.url).await;
+        let node = start_node(&db.url).await;
         let id = enqueue(&db.url, &["blocks"]).await;
         common::wait_status(&node.admin, id, RunStatus::Running).await;
         let out = cli(&db.url, &["runs", "cancel", &id.to_string()])
@@ -360,7 +225,7 @@ async fn runs_cancel_stops_a_running_run() {
 #[tokio::test]
 async fn runs_delete_removes_a_run_that_is_not_running() {
     for db in common::databases("runs_delete_removes_a_run").await {
-        let node = Node::start(&db.url).await;
+        let node = start_node(&db.url).await;
         let url = db.url.as_str();
         let done = enqueue(url, &["hello"]).await;
         common::wait_status(&node.admin, done, RunStatus::Succeeded).await;
@@ -411,7 +276,7 @@ async fn runs_delete_removes_a_run_that_is_not_running() {
 #[tokio::test]
 async fn an_idempotency_key_returns_the_same_run_while_it_is_unfinished() {
     for db in common::databases("an_idempotency_key_returns_the_same_run").await {
-        let node = Node::start(&db.url).await;
+        let node = start_node(&db.url).await;
         let url = db.url.as_str();
         let args = [
             "enqueue",
@@ -429,7 +294,7 @@ async fn an_idempotency_key_returns_the_same_run_while_it_is_unfinished() {
         assert_eq!(second["existing"], true);
         let text = cli(url, &args[..6]).await.ok().stdout;
         assert!(text.contains("already queued; nothing added"), "{text}");
-        assert_eq!(node.total().await, 1);
+        assert_eq!(node.total_runs().await, 1);
 
         let other = enqueue(url, &["hello", "--in", "1h", "--idempotency-key", "other"]).await;
         assert_ne!(json!(other), first["id"]);
@@ -442,7 +307,7 @@ async fn an_idempotency_key_returns_the_same_run_while_it_is_unfinished() {
         common::wait_status(&node.admin, third, RunStatus::Succeeded).await;
         let fourth = enqueue(url, &["hello", "--idempotency-key", "k"]).await;
         assert_ne!(fourth, third);
-        assert_eq!(node.total().await, 4);
+        assert_eq!(node.total_runs().await, 4);
         node.stop().await;
     }
 }
@@ -450,7 +315,7 @@ async fn an_idempotency_key_returns_the_same_run_while_it_is_unfinished() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enqueues_with_one_idempotency_key_at_once_make_one_run() {
     for db in common::databases("enqueues_with_one_idempotency_key_at_once").await {
-        let node = Node::start(&db.url).await;
+        let node = start_node(&db.url).await;
         for round in 0..5 {
             let key = format!("once{round}");
             let args = [
@@ -478,7 +343,7 @@ async fn enqueues_with_one_idempotency_key_at_once_make_one_run() {
                 .count();
             assert_eq!(fresh, 1, "exactly one was added: {outs:#?}");
         }
-        assert_eq!(node.total().await, 5);
+        assert_eq!(node.total_runs().await, 5);
         node.stop().await;
     }
 }
@@ -522,7 +387,7 @@ async fn a_mix_of_runs(node: &Node, url: &str) -> Vec<i64> {
 #[tokio::test]
 async fn runs_list_filters_by_tag_status_task_queue_job_and_creation_time() {
     for db in common::databases("runs_list_filters").await {
-        let node = Node::start(&db.url).await;
+        let node = start_node(&db.url).await;
         let url = db.url.as_str();
         let all = a_mix_of_runs(&node, url).await;
 
@@ -608,7 +473,7 @@ async fn runs_list_filters_by_tag_status_task_queue_job_and_creation_time() {
 #[tokio::test]
 async fn runs_list_paginates_with_a_total() {
     for db in common::databases("runs_list_paginates_with_a_total").await {
-        let node = Node::start(&db.url).await;
+        let node = start_node(&db.url).await;
         let url = db.url.as_str();
         let all = a_mix_of_runs(&node, url).await;
         let mut seen = Vec::new();
@@ -662,7 +527,7 @@ async fn runs_list_paginates_with_a_total() {
 #[tokio::test]
 async fn enqueue_batch_enqueues_every_line_in_one_go() {
     for db in common::databases("enqueue_batch_enqueues_every_line").await {
-        let node = Node::start(&db.url).await;
+        let node = start_node(&db.url).await;
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("runs.jsonl");
         std::fs::write(
@@ -705,7 +570,7 @@ async fn enqueue_batch_enqueues_every_line_in_one_go() {
                 .iter()
                 .all(|i| i["id"].is_i64() && i.get("existing").is_some())
         );
-        assert_eq!(node.total().await, 8);
+        assert_eq!(node.total_runs().await, 8);
         node.stop().await;
     }
 }
@@ -723,7 +588,7 @@ async fn batch_error(url: &str, lines: &[&str]) -> String {
 #[tokio::test]
 async fn a_batch_with_one_bad_line_enqueues_nothing_and_names_the_line() {
     for db in common::databases("a_batch_with_one_bad_line_enqueues_nothing").await {
-        let node = Node::start(&db.url).await;
+        let node = start_node(&db.url).await;
         let url = db.url.as_str();
         let good = r#"{"task": "hello"}"#;
 
@@ -765,7 +630,7 @@ async fn a_batch_with_one_bad_line_enqueues_nothing_and_names_the_line() {
             .fails();
         assert!(err.contains("/no/such/runs.jsonl"), "{err}");
 
-        assert_eq!(node.total().await, 0, "nothing was enqueued");
+        assert_eq!(node.total_runs().await, 0, "nothing was enqueued");
         let out = cli(url, &["enqueue", "hello", "--batch", "x.jsonl"]).await;
         assert_eq!(out.code, 2, "a task and --batch together: {out:#?}");
         node.stop().await;
@@ -775,7 +640,7 @@ async fn a_batch_with_one_bad_line_enqueues_nothing_and_names_the_line() {
 #[tokio::test]
 async fn enqueue_with_tags_and_a_delay_is_listed_as_asked() {
     for db in common::databases("enqueue_with_tags_and_a_delay").await {
-        let node = Node::start(&db.url).await;
+        let node = start_node(&db.url).await;
         let before = chrono::Utc::now();
         let out = cli(
             &db.url,

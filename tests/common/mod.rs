@@ -1,7 +1,10 @@
 //! Test support: fresh databases (from `kairos::testing`), and waiting for run states
-//! with a bounded real-time poll.
+//! with a bounded real-time poll. Running the `kairos` binary, for the CLI tests, is in
+//! [`cli`].
 
 #![allow(dead_code, unreachable_pub)]
+
+pub mod cli;
 
 use std::time::Duration;
 
