@@ -76,13 +76,16 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
 pub use model::{
     DisabledReason, Health, Job, JobPolicy, JobSlot, JobSource, NodeInfo, QueueInfo, Run,
-    RunEstimate, RunEvent, RunEventKind, RunFilter, RunLog, RunOrigin, RunPage, RunStatus, SkipReason,
-    SlotOutcome, Stats, TaskInfo, TaskStats,
+    RunEstimate, RunEvent, RunEventKind, RunFilter, RunLog, RunOrigin, RunPage, RunStatus,
+    SkipReason, SlotOutcome, Stats, TaskInfo, TaskStats,
 };
 pub use ops::{
     Admin, CancelResult, DEFAULT_HEARTBEAT_MAX_AGE, Enqueue, Enqueued, JobChanges, NewJob,
 };
-pub use runtime::{BuildError, DATABASE_URL_ENV, Scheduler, SchedulerBuilder, SchedulerHandle};
+pub use runtime::{
+    BuildError, DATABASE_URL_ENV, HookResult, RunOutcome, Scheduler, SchedulerBuilder,
+    SchedulerHandle, SkippedSlots,
+};
 pub use store::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_DATABASE_URL, StoreError};
 pub use task::{
     FailedRun, LogLevel, Misfire, Overlap, ParamDef, Registry, TaskContext, TaskDef, TaskError,

@@ -9,6 +9,9 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use std::future::Future;
+
+use super::hooks::{HookResult, RunOutcome, SkippedSlots};
 use super::{Scheduler, Shared, Signals};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
@@ -56,6 +59,7 @@ pub struct SchedulerBuilder {
     lease: Option<Duration>,
     connect_timeout: Option<Duration>,
     maintenance_interval: Option<Duration>,
+    hooks: super::hooks::Hooks,
 }
 
 impl SchedulerBuilder {
@@ -120,6 +124,53 @@ impl SchedulerBuilder {
     /// (default 10s).
     pub fn maintenance_interval(mut self, d: Duration) -> Self {
         self.maintenance_interval = Some(d);
+        self
+    }
+
+    /// Calls `hook` after each run that succeeds (on this node). A hook that panics or
+    /// returns an error is logged; it never changes the run.
+    pub fn on_success<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(RunOutcome) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: HookResult,
+    {
+        self.hooks.on_success.push(super::hooks::hook(hook));
+        self
+    }
+
+    /// Calls `hook` after each run that fails for good (failed or timed out, its
+    /// attempts used up), besides the task's own `on_failure`.
+    pub fn on_failure<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(RunOutcome) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: HookResult,
+    {
+        self.hooks.on_failure.push(super::hooks::hook(hook));
+        self
+    }
+
+    /// Calls `hook` after each failed attempt that will be retried.
+    pub fn on_retry<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(RunOutcome) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: HookResult,
+    {
+        self.hooks.on_retry.push(super::hooks::hook(hook));
+        self
+    }
+
+    /// Calls `hook` when slots of a job pass without a run (overlap, misfire, pause),
+    /// as this node fires the job.
+    pub fn on_skip<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(SkippedSlots) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: HookResult,
+    {
+        self.hooks.on_skip.push(super::hooks::hook(hook));
         self
     }
 
@@ -271,6 +322,7 @@ impl SchedulerBuilder {
             shutdown: CancellationToken::new(),
             started: AtomicBool::new(false),
             completions: tx,
+            hooks: self.hooks,
             reports: crate::context::ReportSink {
                 tx: report_tx,
                 now: Arc::new(move || report_clock.now()),

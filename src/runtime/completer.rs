@@ -7,12 +7,46 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::hooks::{Hooks, RunOutcome};
 use super::{Done, Msg, Shared};
 use crate::model::RunStatus;
 use crate::store::Completion;
 
 /// Outcomes written per transaction at most.
 const COMPLETE_BATCH: usize = 2048;
+
+/// Runs the scheduler-wide hooks for an outcome as it was stored.
+fn call_hooks(shared: &Shared, done: &Done, statuses: &std::collections::HashMap<i64, RunStatus>) {
+    let h = &shared.hooks;
+    if !h.wants_outcomes() {
+        return;
+    }
+    let id = done.completion.id();
+    let Some(&status) = statuses.get(&id) else {
+        return;
+    };
+    let outcome = |error: Option<&String>, retry_at| RunOutcome {
+        run_id: id,
+        task: done.task.clone(),
+        job_id: done.job_id,
+        attempt: done.completion.attempt(),
+        status,
+        error: error.cloned(),
+        retry_at,
+    };
+    match (&done.completion, status) {
+        (Completion::Succeeded { .. }, RunStatus::Succeeded) => {
+            Hooks::call(&h.on_success, "on_success", outcome(None, None))
+        }
+        (Completion::Finished { error, .. }, RunStatus::Failed | RunStatus::TimedOut) => {
+            Hooks::call(&h.on_failure, "on_failure", outcome(Some(error), None))
+        }
+        (Completion::Retry { error, run_at, .. }, RunStatus::Queued) => {
+            Hooks::call(&h.on_retry, "on_retry", outcome(Some(error), Some(*run_at)))
+        }
+        _ => {}
+    }
+}
 
 pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg>) {
     let mut batch = Vec::with_capacity(COMPLETE_BATCH);
@@ -55,7 +89,12 @@ async fn write(shared: &Shared, batch: &mut Vec<Done>) {
     let statuses = loop {
         match shared
             .store
-            .complete(&shared.node.id, &completions, shared.clock.now())
+            .complete(
+                &shared.node.id,
+                &completions,
+                shared.clock.now(),
+                shared.hooks.wants_outcomes(),
+            )
             .await
         {
             Ok(s) => break s,
@@ -67,6 +106,7 @@ async fn write(shared: &Shared, batch: &mut Vec<Done>) {
         }
     };
     for done in batch.drain(..) {
+        call_hooks(shared, &done, &statuses);
         let Some(failed) = done.failed else { continue };
         if !matches!(
             statuses.get(&failed.run_id),

@@ -76,6 +76,8 @@ async fn attempt(
             let run_at = shared.clock.now() + chrono::Duration::from_std(delay).unwrap_or_default();
             tracing::warn!(%error, retry_at = %run_at, "attempt failed; will retry");
             return Done {
+                task: run.task.clone(),
+                job_id: run.job_id,
                 completion: Completion::Retry {
                     id: run.id,
                     attempt: run.attempt,
@@ -87,6 +89,8 @@ async fn attempt(
         }
         tracing::error!(%error, status = %status, "run failed");
         Done {
+            task: run.task.clone(),
+            job_id: run.job_id,
             failed: (status != RunStatus::Cancelled).then(|| {
                 FailedRun::new(
                     run.id,
@@ -159,6 +163,8 @@ async fn attempt(
         CancelReason::Shutdown if !matches!(result, Some(Ok(Ok(_)))) => {
             tracing::info!("released at shutdown");
             return Done {
+                task: run.task.clone(),
+                job_id: run.job_id,
                 completion: Completion::Released {
                     id: run.id,
                     attempt: run.attempt,
@@ -178,6 +184,8 @@ async fn attempt(
                 "succeeded"
             );
             Done {
+                task: run.task.clone(),
+                job_id: run.job_id,
                 completion: Completion::Succeeded {
                     id: run.id,
                     attempt: run.attempt,
@@ -191,6 +199,8 @@ async fn attempt(
             let run_at = shared.clock.now() + chrono::Duration::from_std(delay).unwrap_or_default();
             tracing::info!(until = %run_at, "snoozed");
             Done {
+                task: run.task.clone(),
+                job_id: run.job_id,
                 completion: Completion::Snoozed {
                     id: run.id,
                     attempt: run.attempt,

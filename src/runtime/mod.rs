@@ -12,6 +12,7 @@ mod completer;
 mod dispatcher;
 mod executor;
 mod handle;
+mod hooks;
 mod planner;
 pub(crate) mod policy;
 mod reporter;
@@ -31,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use builder::{BuildError, DATABASE_URL_ENV, SchedulerBuilder};
 pub use handle::SchedulerHandle;
+pub use hooks::{HookResult, RunOutcome, SkippedSlots};
 
 use crate::clock::Clock;
 use crate::job::{Defaults, TaskPolicy};
@@ -43,6 +45,8 @@ use crate::task::{FailedRun, Registry};
 pub(crate) struct Done {
     completion: Completion,
     failed: Option<FailedRun>,
+    task: String,
+    job_id: Option<i64>,
 }
 
 /// What the completer receives.
@@ -150,6 +154,7 @@ pub(crate) struct Shared {
     completions: mpsc::UnboundedSender<Msg>,
     /// Where running tasks' reports go (see `reporter`).
     reports: crate::context::ReportSink,
+    hooks: hooks::Hooks,
 }
 
 impl Shared {

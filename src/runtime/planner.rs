@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use super::hooks::{Hooks, SkippedSlots};
 use super::policy::plan_due;
 use super::{CancelReason, Shared};
 use crate::model::{Job, RunOrigin};
@@ -54,12 +55,26 @@ async fn tick(shared: &Shared) -> Result<Option<DateTime<Utc>>, StoreError> {
                 continue;
             };
             fired += runs.len();
-            if *overlap_skipped > 0 {
+            if !overlap_skipped.is_empty() {
                 tracing::info!(
                     job_id = plan.job_id,
-                    slots = overlap_skipped,
+                    slots = overlap_skipped.len(),
                     "slot skipped: the job already has max_instances runs queued or running"
                 );
+            }
+            for rec in plan.skipped.iter().chain(overlap_skipped) {
+                if let Some(reason) = rec.reason {
+                    Hooks::call(
+                        &shared.hooks.on_skip,
+                        "on_skip",
+                        SkippedSlots {
+                            job_id: plan.job_id,
+                            first: rec.first,
+                            last: rec.last,
+                            reason,
+                        },
+                    );
+                }
             }
             for id in replaced {
                 tracing::info!(

@@ -79,6 +79,7 @@ impl Store {
         node: &str,
         done: &[Completion],
         now: DateTime<Utc>,
+        with_successes: bool,
     ) -> Result<HashMap<i64, RunStatus>, StoreError> {
         let mut out = HashMap::new();
         if done.is_empty() {
@@ -111,15 +112,31 @@ impl Store {
                     "UPDATE kairos_runs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'succeeded' END, \
                      error = CASE WHEN cancel_requested THEN 'cancelled by operator' ELSE NULL END, \
                      finished_at = $1, lease_until = NULL \
-                     WHERE id IN ({}) AND node_id = $2 AND attempt = $3 AND status = 'running'",
-                    placeholders(4, chunk.len())
+                     WHERE id IN ({}) AND node_id = $2 AND attempt = $3 AND status = 'running'{}",
+                    placeholders(4, chunk.len()),
+                    if with_successes {
+                        " RETURNING id, status"
+                    } else {
+                        ""
+                    }
                 );
-                // No RETURNING: the caller needs final statuses only for failures, and
-                // reading a row back per success is a measurable share of the hot path.
-                matched += txn
-                    .execute_raw(self.stmt(&sql, values))
-                    .await?
-                    .rows_affected() as usize;
+                // Reading a row back per success is a measurable share of the hot path:
+                // only when someone (a hook, an event subscriber) needs the outcome.
+                if with_successes {
+                    for r in txn.query_all_raw(self.stmt(&sql, values)).await? {
+                        matched += 1;
+                        let status: String = r.try_get("", "status")?;
+                        out.insert(
+                            r.try_get("", "id")?,
+                            status.parse().unwrap_or(RunStatus::Succeeded),
+                        );
+                    }
+                } else {
+                    matched += txn
+                        .execute_raw(self.stmt(&sql, values))
+                        .await?
+                        .rows_affected() as usize;
+                }
             }
         }
         for c in done {
@@ -336,7 +353,7 @@ struct Update {
 }
 
 impl Completion {
-    fn attempt(&self) -> u32 {
+    pub(crate) fn attempt(&self) -> u32 {
         match self {
             Completion::Succeeded { attempt, .. }
             | Completion::Finished { attempt, .. }

@@ -90,19 +90,19 @@ async fn claims_follow_priority_then_due_time_and_completions_are_fenced() {
         // The wrong attempt or the wrong node changes nothing.
         assert!(
             store
-                .complete("n1", &[ok(7)], t0())
+                .complete("n1", &[ok(7)], t0(), true)
                 .await
                 .unwrap()
                 .is_empty()
         );
         assert!(
             store
-                .complete("n2", &[ok(1)], t0())
+                .complete("n2", &[ok(1)], t0(), true)
                 .await
                 .unwrap()
                 .is_empty()
         );
-        store.complete("n1", &[ok(1)], t0()).await.unwrap();
+        store.complete("n1", &[ok(1)], t0(), true).await.unwrap();
         let r = store.run(ids[1]).await.unwrap().unwrap();
         assert_eq!(
             (r.status, r.attempt, r.finished_at),
@@ -131,6 +131,7 @@ async fn a_cancel_requested_before_the_completion_wins() {
                     result: Some(json!(1)),
                 }],
                 t0(),
+                true,
             )
             .await
             .unwrap();
@@ -148,7 +149,7 @@ async fn a_cancel_requested_before_the_completion_wins() {
             error: "boom".into(),
             run_at: t0(),
         };
-        store.complete("n1", &[retry], t0()).await.unwrap();
+        store.complete("n1", &[retry], t0(), true).await.unwrap();
         assert_eq!(
             store.run(id2).await.unwrap().unwrap().status,
             RunStatus::Cancelled
@@ -204,7 +205,7 @@ async fn expired_leases_requeue_runs_with_attempts_left_and_fail_the_others() {
         };
         assert!(
             store
-                .complete("dead", &[stale], later)
+                .complete("dead", &[stale], later, true)
                 .await
                 .unwrap()
                 .is_empty()
@@ -238,7 +239,7 @@ async fn idempotency_keys_name_one_unfinished_run() {
             attempt: 1,
             result: None,
         };
-        store.complete("n", &[done], t0()).await.unwrap();
+        store.complete("n", &[done], t0(), true).await.unwrap();
         let fresh = store.enqueue(&[keyed("k")], t0()).await.unwrap();
         assert_ne!(fresh[0].0, first[0].0);
         assert!(!fresh[0].1);
@@ -327,7 +328,7 @@ async fn retry_and_delete_keep_attempts_within_their_maximum() {
             status: RunStatus::Failed,
             error: "boom".into(),
         };
-        store.complete("n", &[fail], t0()).await.unwrap();
+        store.complete("n", &[fail], t0(), true).await.unwrap();
         assert_eq!(
             store.retry_run(id, t0()).await.unwrap(),
             super::RetryOutcome::Queued
@@ -355,7 +356,7 @@ async fn retry_and_delete_keep_attempts_within_their_maximum() {
             attempt: 2,
             result: None,
         };
-        store.complete("n", &[ok], t0()).await.unwrap();
+        store.complete("n", &[ok], t0(), true).await.unwrap();
         assert_eq!(
             store.delete_run(id).await.unwrap(),
             super::DeleteOutcome::Deleted(RunStatus::Succeeded)

@@ -26,7 +26,7 @@ use crate::task::Overlap;
 
 /// A range of consecutive slots of a job with one outcome (every slot of the job's
 /// schedule from `first` to `last`, both included).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SlotRecord {
     pub(crate) first: DateTime<Utc>,
     pub(crate) last: DateTime<Utc>,
@@ -72,7 +72,7 @@ pub(crate) enum FireOutcome {
     /// overlap; these running runs asked to stop (`overlap = "replace"`).
     Fired {
         runs: Vec<i64>,
-        overlap_skipped: usize,
+        overlap_skipped: Vec<SlotRecord>,
         replaced: Vec<i64>,
     },
     /// Another node fired these slots first, or the job changed meanwhile.
@@ -542,7 +542,7 @@ impl Store {
                 continue;
             }
             let mut prev = p.prev_slot;
-            let mut skipped_overlap = 0;
+            let mut skipped_overlap = Vec::new();
             let mut ids = Vec::new();
             let mut replaced = Vec::new();
             for r in &p.skipped {
@@ -560,7 +560,6 @@ impl Store {
                 let slot = planned.run.scheduled_for;
                 let full = p.max_instances.is_some_and(|m| active >= i64::from(m));
                 if full && p.overlap == Overlap::Skip {
-                    skipped_overlap += 1;
                     let first = planned.coalesced.map_or(slot, |(f, _)| f);
                     let rec = SlotRecord {
                         first,
@@ -570,6 +569,7 @@ impl Store {
                     };
                     self.record_slots(&txn, p.job_id, prev, &rec, None, now)
                         .await?;
+                    skipped_overlap.push(rec);
                     prev = Some(slot);
                     continue;
                 }

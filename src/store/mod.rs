@@ -257,6 +257,28 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(shown));
         }
+        // SQLite answers "database is locked" at once, without its busy handler, when
+        // another process is switching a fresh file to WAL: retry that for a while.
+        let started = std::time::Instant::now();
+        let mut wait = Duration::from_millis(20);
+        loop {
+            match Self::connect_once(opts.clone(), &shown, timeout).await {
+                Err(StoreError::Connect { reason, .. })
+                    if reason.contains("database is locked") && started.elapsed() < timeout =>
+                {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_millis(500));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn connect_once(
+        opts: ConnectOptions,
+        shown: &str,
+        timeout: Duration,
+    ) -> Result<Store, StoreError> {
         // The pool's own timeout covers acquiring; this one also bounds a TCP connect
         // to a host that never answers.
         let connect = tokio::time::timeout(timeout + Duration::from_millis(500), async {
@@ -266,13 +288,13 @@ impl Store {
             Ok(Ok(db)) => db,
             Ok(Err(e)) => {
                 return Err(StoreError::Connect {
-                    url: shown,
+                    url: shown.to_string(),
                     reason: connect_reason(&e, timeout),
                 });
             }
             Err(_) => {
                 return Err(StoreError::Connect {
-                    url: shown,
+                    url: shown.to_string(),
                     reason: format!(
                         "no answer within {} (set a longer connect timeout if the server is slow)",
                         crate::schedule::format_duration(timeout)
@@ -284,7 +306,7 @@ impl Store {
         let store = Store {
             db,
             backend,
-            url: shown,
+            url: shown.to_string(),
         };
         // Opening SQLite is lazy: read one page now, so a file that is not a database
         // fails here with its name rather than at the first query.
