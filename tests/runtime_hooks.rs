@@ -86,6 +86,7 @@ async fn hooks_see_each_outcome_and_never_break_the_scheduler() {
                 .unwrap(),
             )
             .clock(clock.clone())
+            .shutdown_grace(Duration::from_millis(200))
             .on_success(move |o| {
                 s1.lock().unwrap().success.push(o);
                 async {}
