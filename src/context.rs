@@ -55,30 +55,36 @@ impl LogLevel {
 
 crate::model::names!(LogLevel, "log level");
 
+/// Which attempt a report is about, and what events about it carry.
+#[derive(Debug, Clone)]
+pub(crate) struct Who {
+    pub(crate) run_id: i64,
+    pub(crate) attempt: u32,
+    pub(crate) task: Arc<str>,
+    pub(crate) job_id: Option<i64>,
+    pub(crate) tags: Arc<BTreeMap<String, String>>,
+}
+
 /// One report of a running attempt, on its way to the node's reporter.
 #[derive(Debug)]
 pub(crate) enum Report {
     Progress {
-        run_id: i64,
-        attempt: u32,
+        who: Who,
         percent: u8,
         message: String,
     },
     Stage {
-        run_id: i64,
-        attempt: u32,
+        who: Who,
         stage: String,
     },
     Log {
-        run_id: i64,
-        attempt: u32,
+        who: Who,
         at: DateTime<Utc>,
         level: LogLevel,
         message: String,
     },
     Checkpoint {
-        run_id: i64,
-        attempt: u32,
+        who: Who,
         state: Value,
     },
     /// Answer once everything sent before is written.
@@ -107,13 +113,9 @@ pub struct TaskContext {
 
 #[derive(Debug)]
 struct ContextInner {
-    run_id: i64,
-    task: String,
-    job_id: Option<i64>,
+    who: Who,
     scheduled_for: DateTime<Utc>,
-    attempt: u32,
     cancel: CancellationToken,
-    tags: BTreeMap<String, String>,
     checkpoint: Mutex<Option<Value>>,
     sink: Option<ReportSink>,
 }
@@ -131,13 +133,15 @@ impl TaskContext {
     ) -> Self {
         TaskContext {
             inner: Arc::new(ContextInner {
-                run_id,
-                task: task.into(),
-                job_id,
+                who: Who {
+                    run_id,
+                    attempt,
+                    task: task.into().into(),
+                    job_id,
+                    tags: Arc::new(BTreeMap::new()),
+                },
                 scheduled_for,
-                attempt,
                 cancel,
-                tags: BTreeMap::new(),
                 checkpoint: Mutex::new(None),
                 sink: None,
             }),
@@ -159,13 +163,15 @@ impl TaskContext {
     ) -> Self {
         TaskContext {
             inner: Arc::new(ContextInner {
-                run_id,
-                task: task.to_string(),
-                job_id,
+                who: Who {
+                    run_id,
+                    attempt,
+                    task: task.into(),
+                    job_id,
+                    tags: Arc::new(tags),
+                },
                 scheduled_for,
-                attempt,
                 cancel,
-                tags,
                 checkpoint: Mutex::new(checkpoint),
                 sink: Some(sink),
             }),
@@ -177,13 +183,12 @@ impl TaskContext {
         let i = &self.inner;
         TaskContext {
             inner: Arc::new(ContextInner {
-                run_id: i.run_id,
-                task: i.task.clone(),
-                job_id: i.job_id,
+                who: Who {
+                    tags: Arc::new(tags),
+                    ..i.who.clone()
+                },
                 scheduled_for: i.scheduled_for,
-                attempt: i.attempt,
                 cancel: i.cancel.clone(),
-                tags,
                 checkpoint: Mutex::new(i.checkpoint.lock().ok().and_then(|c| c.clone())),
                 sink: i.sink.clone(),
             }),
@@ -192,15 +197,15 @@ impl TaskContext {
 
     /// The run's id.
     pub fn run_id(&self) -> i64 {
-        self.inner.run_id
+        self.inner.who.run_id
     }
     /// The task's name.
     pub fn task(&self) -> &str {
-        &self.inner.task
+        &self.inner.who.task
     }
     /// The job that fired this run, if a job did.
     pub fn job_id(&self) -> Option<i64> {
-        self.inner.job_id
+        self.inner.who.job_id
     }
     /// The nominal time of the slot (for a job) or the requested start (for a one-off run).
     /// With the attempt it makes a stable idempotency key.
@@ -209,11 +214,11 @@ impl TaskContext {
     }
     /// 1 for the first attempt, 2 for the first retry, ...
     pub fn attempt(&self) -> u32 {
-        self.inner.attempt
+        self.inner.who.attempt
     }
     /// The run's tags.
     pub fn tags(&self) -> &BTreeMap<String, String> {
-        &self.inner.tags
+        &self.inner.who.tags
     }
     /// True once the run was cancelled or the node is shutting down.
     pub fn is_cancelled(&self) -> bool {
@@ -224,11 +229,11 @@ impl TaskContext {
         self.inner.cancel.cancelled().await
     }
 
-    fn send(&self, report: impl FnOnce(i64, u32) -> Report) {
+    fn send(&self, report: impl FnOnce(Who) -> Report) {
         if let Some(sink) = &self.inner.sink {
             // The reporter lives as long as the node; a send fails only while the
             // node is being torn down, when the report no longer matters.
-            let _ = sink.tx.send(report(self.inner.run_id, self.inner.attempt));
+            let _ = sink.tx.send(report(self.inner.who.clone()));
         }
     }
 
@@ -237,9 +242,8 @@ impl TaskContext {
     /// the last report before the attempt ends is always stored.
     pub fn progress(&self, percent: u8, message: impl Into<String>) {
         let message = message.into();
-        self.send(|run_id, attempt| Report::Progress {
-            run_id,
-            attempt,
+        self.send(|who| Report::Progress {
+            who,
             percent: percent.min(100),
             message,
         });
@@ -248,11 +252,7 @@ impl TaskContext {
     /// Reports the stage the run entered, e.g. `ctx.stage("searching_web")`.
     pub fn stage(&self, stage: impl Into<String>) {
         let stage = stage.into();
-        self.send(|run_id, attempt| Report::Stage {
-            run_id,
-            attempt,
-            stage,
-        });
+        self.send(|who| Report::Stage { who, stage });
     }
 
     /// Adds a line to the run's log (`kairos runs logs ID`).
@@ -263,9 +263,8 @@ impl TaskContext {
             .sink
             .as_ref()
             .map_or_else(Utc::now, |s| (s.now)());
-        self.send(|run_id, attempt| Report::Log {
-            run_id,
-            attempt,
+        self.send(|who| Report::Log {
+            who,
             at,
             level,
             message,
@@ -290,11 +289,7 @@ impl TaskContext {
         if let Ok(mut c) = self.inner.checkpoint.lock() {
             *c = Some(state.clone());
         }
-        self.send(|run_id, attempt| Report::Checkpoint {
-            run_id,
-            attempt,
-            state,
-        });
+        self.send(|who| Report::Checkpoint { who, state });
         Ok(())
     }
 

@@ -56,6 +56,7 @@ pub mod clock;
 pub mod config;
 mod context;
 mod error;
+pub mod events;
 mod job;
 mod model;
 mod ops;

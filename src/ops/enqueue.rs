@@ -119,6 +119,9 @@ impl Admin {
             .enqueue(std::slice::from_ref(&run), now)
             .await?[0];
         self.runs_changed();
+        if !existing {
+            self.emit(|| vec![queued(id, &run, now)]).await;
+        }
         Ok(Enqueued { id, existing })
     }
 
@@ -126,8 +129,17 @@ impl Admin {
     /// nothing is enqueued and the error lists every invalid item with its index.
     pub async fn enqueue_many(&self, items: Vec<Enqueue>) -> Result<Vec<Enqueued>, Error> {
         let runs = self.prepare_many(items).await?;
-        let ids = self.store().enqueue(&runs, self.now()).await?;
+        let now = self.now();
+        let ids = self.store().enqueue(&runs, now).await?;
         self.runs_changed();
+        self.emit(|| {
+            ids.iter()
+                .zip(&runs)
+                .filter(|((_, existing), _)| !existing)
+                .map(|((id, _), r)| queued(*id, r, now))
+                .collect()
+        })
+        .await;
         Ok(ids
             .into_iter()
             .map(|(id, existing)| Enqueued { id, existing })
@@ -164,6 +176,19 @@ impl Admin {
         let view = self.task_view(&e.task).await?;
         build(e, &view, now)
     }
+}
+
+/// The event of a run being enqueued.
+pub(crate) fn queued(id: i64, r: &NewRun, at: DateTime<Utc>) -> crate::events::Event {
+    crate::events::Event::new(crate::events::EventKind::RunQueued, at)
+        .run(id, &r.task)
+        .tags(&r.tags)
+        .data(serde_json::json!({
+            "run_at": r.run_at,
+            "origin": r.origin,
+            "queue": r.queue,
+            "priority": r.priority,
+        }))
 }
 
 /// Params as stored: `null` becomes `{}`; anything but an object is refused; the

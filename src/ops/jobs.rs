@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::Admin;
 use super::enqueue::check_params;
 use crate::error::Error;
+use crate::events::{Event, EventKind};
 use crate::job::JobSpec;
 use crate::model::{DisabledReason, Job, JobPolicy, JobSlot, JobSource, RunOrigin, SlotOutcome};
 use crate::schedule::Schedule;
@@ -218,6 +219,8 @@ impl Admin {
         match self.store().set_job_paused(name, true, self.now()).await? {
             Some(j) => {
                 self.jobs_changed();
+                self.job_event(EventKind::JobPaused, &j.name, "paused")
+                    .await;
                 Ok(j)
             }
             None => Err(self.job_not_found(name).await),
@@ -234,6 +237,8 @@ impl Admin {
         match self.store().set_job_paused(name, false, self.now()).await? {
             Some(j) => {
                 self.jobs_changed();
+                self.job_event(EventKind::JobResumed, &j.name, "resumed")
+                    .await;
                 Ok(j)
             }
             None => Err(self.job_not_found(name).await),
@@ -250,6 +255,10 @@ impl Admin {
         match self.store().trigger_job(&run, now).await? {
             Some(id) => {
                 self.runs_changed();
+                self.emit(|| {
+                    vec![super::enqueue::queued(id, &run, now).job(Some(job.name.clone()))]
+                })
+                .await;
                 Ok(id)
             }
             None => Err(Error::conflict(format!(
@@ -297,6 +306,8 @@ impl Admin {
             )));
         }
         self.jobs_changed();
+        self.job_event(EventKind::JobChanged, &new.name, "created")
+            .await;
         self.job(&new.name).await
     }
 
@@ -337,6 +348,7 @@ impl Admin {
             return Err(self.job_not_found(name).await);
         }
         self.jobs_changed();
+        self.job_event(EventKind::JobChanged, name, "updated").await;
         self.job(name).await
     }
 
@@ -361,6 +373,7 @@ impl Admin {
         {
             Some(counts) => {
                 self.jobs_changed();
+                self.job_event(EventKind::JobChanged, name, "deleted").await;
                 Ok(counts)
             }
             None => Err(self.job_not_found(name).await),
@@ -433,6 +446,20 @@ fn checked_url(url: Option<String>) -> Result<Option<String>, Error> {
             Ok(Some(u))
         }
         None => Ok(None),
+    }
+}
+
+impl Admin {
+    async fn job_event(&self, kind: EventKind, name: &str, change: &str) {
+        let now = self.now();
+        self.emit(|| {
+            vec![
+                Event::new(kind, now)
+                    .job(Some(name.to_string()))
+                    .data(serde_json::json!({ "change": change })),
+            ]
+        })
+        .await;
     }
 }
 

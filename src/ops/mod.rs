@@ -23,6 +23,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+pub(crate) use enqueue::queued as queued_event;
 pub use enqueue::{Enqueue, Enqueued};
 pub use insight::DEFAULT_HEARTBEAT_MAX_AGE;
 pub use jobs::{JobChanges, NewJob};
@@ -118,6 +119,26 @@ impl Admin {
                 defaults,
                 signals,
             }),
+        }
+    }
+
+    /// Publishes events `make` builds, if anybody listens: to the local node's stream,
+    /// or (from a tool without a node) to the event log while another process watches.
+    pub(crate) async fn emit(&self, make: impl FnOnce() -> Vec<crate::events::Event>) {
+        match &self.inner.signals {
+            Some(s) => {
+                if s.events.wanted() {
+                    for e in make() {
+                        s.events.publish(e);
+                    }
+                }
+            }
+            None => {
+                let since = self.now() - crate::runtime::SUBSCRIBER_TTL;
+                if self.store().watched(since, "").await.unwrap_or(false) {
+                    let _ = self.store().insert_events(&make()).await;
+                }
+            }
         }
     }
 

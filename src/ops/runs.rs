@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use super::Admin;
 use crate::error::Error;
+use crate::events::{Event, EventKind};
 use crate::model::{Run, RunFilter, RunLog, RunPage, RunStatus};
 use crate::store::{CancelOutcome, DeleteOutcome, RetryOutcome};
 
@@ -52,7 +53,22 @@ impl Admin {
     /// ends `cancelled`, unless it finished first.
     pub async fn cancel_run(&self, id: i64) -> Result<CancelResult, Error> {
         match self.store().cancel_run(id, self.now()).await? {
-            CancelOutcome::Cancelled => Ok(CancelResult::Cancelled),
+            CancelOutcome::Cancelled => {
+                if let Ok(r) = self.run(id).await {
+                    let now = self.now();
+                    self.emit(|| {
+                        vec![
+                            Event::new(EventKind::RunFinished, now)
+                                .run(id, &r.task)
+                                .job(r.job.clone())
+                                .tags(&r.tags)
+                                .data(serde_json::json!({ "status": RunStatus::Cancelled })),
+                        ]
+                    })
+                    .await;
+                }
+                Ok(CancelResult::Cancelled)
+            }
             CancelOutcome::Requested => {
                 self.run_cancelled(id);
                 Ok(CancelResult::Requested)
@@ -70,7 +86,19 @@ impl Admin {
         match self.store().retry_run(id, self.now()).await? {
             RetryOutcome::Queued => {
                 self.runs_changed();
-                self.run(id).await
+                let r = self.run(id).await?;
+                let now = self.now();
+                self.emit(|| {
+                    vec![
+                        Event::new(EventKind::RunQueued, now)
+                            .run(id, &r.task)
+                            .job(r.job.clone())
+                            .tags(&r.tags)
+                            .data(serde_json::json!({ "origin": "manual_retry" })),
+                    ]
+                })
+                .await;
+                Ok(r)
             }
             RetryOutcome::NotRetryable(s) => Err(Error::conflict(match s {
                 RunStatus::Succeeded => {

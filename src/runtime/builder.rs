@@ -286,7 +286,17 @@ impl SchedulerBuilder {
             pid: std::process::id(),
             max_workers,
         };
-        let signals = Arc::new(Signals::default());
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let signals = Arc::new(Signals::new(crate::events::EventBus::new(
+            Some(node.id.clone()),
+            Some(events_tx),
+        )));
+        let job_names = store
+            .jobs()
+            .await?
+            .into_iter()
+            .map(|j| (j.id, j.name))
+            .collect();
         let admin = Admin::new(
             store.clone(),
             Tasks::App {
@@ -323,6 +333,7 @@ impl SchedulerBuilder {
             started: AtomicBool::new(false),
             completions: tx,
             hooks: self.hooks,
+            job_names: std::sync::Mutex::new(job_names),
             reports: crate::context::ReportSink {
                 tx: report_tx,
                 now: Arc::new(move || report_clock.now()),
@@ -332,6 +343,7 @@ impl SchedulerBuilder {
             shared: Arc::new(shared),
             completions: rx,
             reports: report_rx,
+            events: events_rx,
         })
     }
 }

@@ -9,11 +9,53 @@ use tokio::sync::mpsc;
 
 use super::hooks::{Hooks, RunOutcome};
 use super::{Done, Msg, Shared};
+use crate::events::{Event, EventKind};
 use crate::model::RunStatus;
 use crate::store::Completion;
 
 /// Outcomes written per transaction at most.
 const COMPLETE_BATCH: usize = 2048;
+
+/// Tells subscribers how an attempt ended, as it was stored.
+fn emit(shared: &Shared, done: &Done, statuses: &std::collections::HashMap<i64, RunStatus>) {
+    let id = done.completion.id();
+    let Some(&status) = statuses.get(&id) else {
+        return;
+    };
+    let attempt = done.completion.attempt();
+    shared.emit(|| {
+        let (kind, data) = match (&done.completion, status) {
+            (Completion::Retry { error, run_at, .. }, RunStatus::Queued) => (
+                EventKind::RunRetried,
+                serde_json::json!({ "attempt": attempt, "error": error, "retry_at": run_at }),
+            ),
+            (Completion::Snoozed { run_at, .. }, RunStatus::Queued) => (
+                EventKind::RunQueued,
+                serde_json::json!({ "attempt": attempt, "run_at": run_at, "snoozed": true }),
+            ),
+            (Completion::Released { .. }, _) => (
+                EventKind::RunQueued,
+                serde_json::json!({ "attempt": attempt, "released": true }),
+            ),
+            (c, s) => (
+                EventKind::RunFinished,
+                serde_json::json!({
+                    "attempt": attempt,
+                    "status": s,
+                    "error": match c {
+                        Completion::Finished { error, .. } => Some(error.clone()),
+                        _ => None,
+                    },
+                }),
+            ),
+        };
+        Event::new(kind, shared.clock.now())
+            .run(id, &done.task)
+            .job(shared.job_name(done.job_id))
+            .tags(&done.tags)
+            .data(data)
+    });
+}
 
 /// Runs the scheduler-wide hooks for an outcome as it was stored.
 fn call_hooks(shared: &Shared, done: &Done, statuses: &std::collections::HashMap<i64, RunStatus>) {
@@ -55,7 +97,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
-                Msg::Done(d) => batch.push(d),
+                Msg::Done(d) => batch.push(*d),
                 Msg::Flush(tx) => flushes.push(tx),
             }
             if batch.len() < COMPLETE_BATCH {
@@ -93,7 +135,7 @@ async fn write(shared: &Shared, batch: &mut Vec<Done>) {
                 &shared.node.id,
                 &completions,
                 shared.clock.now(),
-                shared.hooks.wants_outcomes(),
+                shared.hooks.wants_outcomes() || shared.signals.events.wanted(),
             )
             .await
         {
@@ -107,6 +149,7 @@ async fn write(shared: &Shared, batch: &mut Vec<Done>) {
     };
     for done in batch.drain(..) {
         call_hooks(shared, &done, &statuses);
+        emit(shared, &done, &statuses);
         let Some(failed) = done.failed else { continue };
         if !matches!(
             statuses.get(&failed.run_id),

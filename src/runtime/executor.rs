@@ -14,6 +14,7 @@ use tracing::Instrument;
 
 use super::retry::{backoff, should_retry};
 use super::{CancelReason, Done, Running, Shared};
+use crate::events::{Event, EventKind};
 use crate::model::RunStatus;
 use crate::store::{ClaimedRun, Completion};
 use crate::task::{FailedRun, TaskContext, TaskError};
@@ -57,7 +58,7 @@ async fn execute(shared: Arc<Shared>, run: ClaimedRun) {
         .expect("running map poisoned")
         .remove(&run.id);
     // The completer may be gone only during a hard stop; the lease then re-queues the run.
-    let _ = shared.completions.send(super::Msg::Done(done));
+    let _ = shared.completions.send(super::Msg::Done(Box::new(done)));
     shared.signals.wake_dispatcher.notify_one();
 }
 
@@ -78,6 +79,7 @@ async fn attempt(
             return Done {
                 task: run.task.clone(),
                 job_id: run.job_id,
+                tags: run.tags.clone(),
                 completion: Completion::Retry {
                     id: run.id,
                     attempt: run.attempt,
@@ -91,6 +93,7 @@ async fn attempt(
         Done {
             task: run.task.clone(),
             job_id: run.job_id,
+            tags: run.tags.clone(),
             failed: (status != RunStatus::Cancelled).then(|| {
                 FailedRun::new(
                     run.id,
@@ -132,6 +135,13 @@ async fn attempt(
         shared.reports.clone(),
     );
     tracing::info!("started");
+    shared.emit(|| {
+        Event::new(EventKind::RunStarted, run.started_at)
+            .run(run.id, &run.task)
+            .job(shared.job_name(run.job_id))
+            .tags(&run.tags)
+            .data(serde_json::json!({ "attempt": run.attempt, "node_id": shared.node.id }))
+    });
     let mut fut = AssertUnwindSafe((def.handler)(ctx, run.params.clone())).catch_unwind();
     let deadline =
         started + chrono::Duration::from_std(run.timeout).unwrap_or(chrono::Duration::MAX);
@@ -165,6 +175,7 @@ async fn attempt(
             return Done {
                 task: run.task.clone(),
                 job_id: run.job_id,
+                tags: run.tags.clone(),
                 completion: Completion::Released {
                     id: run.id,
                     attempt: run.attempt,
@@ -186,6 +197,7 @@ async fn attempt(
             Done {
                 task: run.task.clone(),
                 job_id: run.job_id,
+                tags: run.tags.clone(),
                 completion: Completion::Succeeded {
                     id: run.id,
                     attempt: run.attempt,
@@ -201,6 +213,7 @@ async fn attempt(
             Done {
                 task: run.task.clone(),
                 job_id: run.job_id,
+                tags: run.tags.clone(),
                 completion: Completion::Snoozed {
                     id: run.id,
                     attempt: run.attempt,

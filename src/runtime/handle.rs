@@ -38,13 +38,15 @@ impl SchedulerHandle {
         if let Some(id) = self.start_now(&run, now).await? {
             return Ok(id);
         }
-        let id = self
+        let (id, existing) = self
             .shared
             .store
             .enqueue(std::slice::from_ref(&run), now)
-            .await?[0]
-            .0;
+            .await?[0];
         self.shared.signals.wake_dispatcher.notify_one();
+        if !existing {
+            self.shared.emit(|| crate::ops::queued_event(id, &run, now));
+        }
         Ok(id)
     }
 
@@ -84,6 +86,7 @@ impl SchedulerHandle {
         {
             Some(claimed) => {
                 let id = claimed.id;
+                s.emit(|| crate::ops::queued_event(id, run, now));
                 super::executor::spawn(s.clone(), claimed, permit);
                 Ok(Some(id))
             }
@@ -130,6 +133,13 @@ impl SchedulerHandle {
     /// All jobs.
     pub async fn jobs(&self) -> Result<Vec<Job>, Error> {
         self.shared.admin.jobs().await
+    }
+
+    /// Events as they happen on this node and, through the database, in other
+    /// processes (the CLI, other nodes), filtered. A subscriber that falls behind gets an
+    /// `EventKind::Dropped` notice and its stream ends.
+    pub fn events(&self, filter: crate::events::EventFilter) -> crate::events::EventStream {
+        self.shared.signals.events.subscribe(filter)
     }
 
     /// Asks the node to shut down gracefully; `run()` returns when it has.

@@ -10,6 +10,7 @@
 mod builder;
 mod completer;
 mod dispatcher;
+mod event_log;
 mod executor;
 mod handle;
 mod hooks;
@@ -31,6 +32,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 pub use builder::{BuildError, DATABASE_URL_ENV, SchedulerBuilder};
+pub(crate) use event_log::SUBSCRIBER_TTL;
 pub use handle::SchedulerHandle;
 pub use hooks::{HookResult, RunOutcome, SkippedSlots};
 
@@ -47,13 +49,14 @@ pub(crate) struct Done {
     failed: Option<FailedRun>,
     task: String,
     job_id: Option<i64>,
+    tags: std::collections::BTreeMap<String, String>,
 }
 
 /// What the completer receives.
 #[derive(Debug)]
 pub(crate) enum Msg {
-    /// An outcome to write.
-    Done(Done),
+    /// An outcome to write (boxed: it is large, and the channel holds many).
+    Done(Box<Done>),
     /// Answer once everything sent before is written.
     Flush(tokio::sync::oneshot::Sender<()>),
 }
@@ -109,12 +112,25 @@ impl Running {
 
 /// What the node's loops wait on, shared with the [`Admin`] so that a change made
 /// through it reaches this node's loops at once.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Signals {
     pub(crate) wake_planner: Notify,
     pub(crate) wake_dispatcher: Notify,
     /// Attempts running on this node, by run id.
     pub(crate) running: Mutex<HashMap<i64, Arc<Running>>>,
+    /// The node's event stream.
+    pub(crate) events: crate::events::EventBus,
+}
+
+impl Signals {
+    pub(crate) fn new(events: crate::events::EventBus) -> Self {
+        Signals {
+            wake_planner: Notify::new(),
+            wake_dispatcher: Notify::new(),
+            running: Mutex::new(HashMap::new()),
+            events,
+        }
+    }
 }
 
 impl Signals {
@@ -155,6 +171,8 @@ pub(crate) struct Shared {
     /// Where running tasks' reports go (see `reporter`).
     reports: crate::context::ReportSink,
     hooks: hooks::Hooks,
+    /// Names of jobs by id, for events about their runs.
+    job_names: Mutex<HashMap<i64, String>>,
 }
 
 impl Shared {
@@ -175,6 +193,19 @@ impl Shared {
         }
     }
 
+    /// The name of job `id`, as far as this node knows it.
+    pub(crate) fn job_name(&self, id: Option<i64>) -> Option<String> {
+        let id = id?;
+        self.job_names.lock().ok()?.get(&id).cloned()
+    }
+
+    /// Publishes the event `make` builds, if anybody listens.
+    pub(crate) fn emit(&self, make: impl FnOnce() -> crate::events::Event) {
+        if self.signals.events.wanted() {
+            self.signals.events.publish(make());
+        }
+    }
+
     /// The effective policy of a task, or the defaults for a task this node lacks.
     fn policy(&self, task: &str) -> TaskPolicy {
         self.policies
@@ -191,6 +222,7 @@ pub struct Scheduler {
     shared: Arc<Shared>,
     completions: mpsc::UnboundedReceiver<Msg>,
     reports: mpsc::UnboundedReceiver<crate::context::Report>,
+    events: mpsc::UnboundedReceiver<crate::events::Event>,
 }
 
 impl Scheduler {
@@ -217,6 +249,7 @@ impl Scheduler {
             shared,
             completions,
             reports,
+            events,
         } = self;
         shared
             .store
@@ -224,6 +257,7 @@ impl Scheduler {
             .await?;
         tracing::info!(node = %shared.node.id, workers = shared.node.max_workers, "kairos node started");
         let reporter = tokio::spawn(reporter::run(shared.clone(), reports));
+        let event_log = tokio::spawn(event_log::run(shared.clone(), events));
         let completer = tokio::spawn(completer::run(shared.clone(), completions));
         let planner = tokio::spawn(planner::run(shared.clone()));
         let dispatcher = tokio::spawn(dispatcher::run(shared.clone()));
@@ -232,7 +266,7 @@ impl Scheduler {
 
         shared.shutdown.cancelled().await;
         shared.started.store(false, Ordering::SeqCst);
-        let _ = tokio::join!(planner, dispatcher, watcher);
+        let _ = tokio::join!(planner, dispatcher, watcher, event_log);
         tracing::info!("shutting down: waiting for running runs");
         let max = u32::try_from(shared.node.max_workers).unwrap_or(u32::MAX);
         let all_idle = shared.workers.acquire_many(max);

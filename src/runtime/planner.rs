@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use super::hooks::{Hooks, SkippedSlots};
 use super::policy::plan_due;
 use super::{CancelReason, Shared};
+use crate::events::{Event, EventKind};
 use crate::model::{Job, RunOrigin};
 use crate::store::{FireOutcome, FirePlan, NewRun, PlannedRun, StoreError};
 
@@ -42,6 +43,11 @@ async fn tick(shared: &Shared) -> Result<Option<DateTime<Utc>>, StoreError> {
         if due.is_empty() {
             return shared.store.next_job_at().await;
         }
+        if let Ok(mut names) = shared.job_names.lock() {
+            for j in &due {
+                names.entry(j.id).or_insert_with(|| j.name.clone());
+            }
+        }
         let plans: Vec<FirePlan> = due.iter().map(|job| plan_for(shared, job, now)).collect();
         let outcomes = shared.store.fire(&plans, now).await?;
         let mut fired = 0;
@@ -55,6 +61,15 @@ async fn tick(shared: &Shared) -> Result<Option<DateTime<Utc>>, StoreError> {
                 continue;
             };
             fired += runs.len();
+            let job = due.iter().find(|j| j.id == plan.job_id);
+            for (id, slot) in runs {
+                shared.emit(|| {
+                    Event::new(EventKind::RunQueued, now)
+                        .run(*id, job.map_or("", |j| j.task.as_str()))
+                        .job(job.map(|j| j.name.clone()))
+                        .data(serde_json::json!({ "scheduled_for": slot, "origin": "schedule" }))
+                });
+            }
             if !overlap_skipped.is_empty() {
                 tracing::info!(
                     job_id = plan.job_id,
@@ -64,6 +79,13 @@ async fn tick(shared: &Shared) -> Result<Option<DateTime<Utc>>, StoreError> {
             }
             for rec in plan.skipped.iter().chain(overlap_skipped) {
                 if let Some(reason) = rec.reason {
+                    shared.emit(|| {
+                        Event::new(EventKind::SlotSkipped, now)
+                            .job(job.map(|j| j.name.clone()))
+                            .data(serde_json::json!({
+                                "first": rec.first, "last": rec.last, "reason": reason,
+                            }))
+                    });
                     Hooks::call(
                         &shared.hooks.on_skip,
                         "on_skip",

@@ -68,10 +68,10 @@ pub(crate) struct FirePlan {
 /// What happened to one plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum FireOutcome {
-    /// The plan was applied: these runs were inserted; this many slots skipped for
-    /// overlap; these running runs asked to stop (`overlap = "replace"`).
+    /// The plan was applied: these runs were inserted (id and slot); these slots
+    /// skipped for overlap; these running runs asked to stop (`overlap = "replace"`).
     Fired {
-        runs: Vec<i64>,
+        runs: Vec<(i64, DateTime<Utc>)>,
         overlap_skipped: Vec<SlotRecord>,
         replaced: Vec<i64>,
     },
@@ -581,7 +581,7 @@ impl Store {
                 let Some(id) = self.insert_job_run(&txn, &planned.run, now).await? else {
                     continue;
                 };
-                ids.push(id);
+                ids.push((id, slot));
                 if let Some((first, last)) = planned.coalesced {
                     let rec = SlotRecord {
                         first,

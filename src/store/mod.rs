@@ -15,6 +15,7 @@ mod control;
 mod db_tests;
 #[allow(unreachable_pub)]
 mod entity;
+mod events;
 mod jobs;
 pub(crate) mod migration;
 mod nodes;

@@ -1,0 +1,85 @@
+//! The node's side of the event log (see `crate::events`): it writes this node's
+//! events to the database while another process watches, relays other processes'
+//! events to this node's subscribers while it has any, and trims old events. Idle (no
+//! watcher anywhere), it only checks every few seconds whether somebody started
+//! watching.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::Shared;
+use crate::events::Event;
+
+/// How often pending events are written and others' events read.
+const TICK: Duration = Duration::from_millis(250);
+/// How often subscriptions are renewed and looked for.
+const BEAT: Duration = Duration::from_secs(2);
+/// A subscriber that has not beaten for this long is gone.
+pub(crate) const SUBSCRIBER_TTL: chrono::Duration = chrono::Duration::seconds(10);
+/// Events older than this are deleted.
+const KEEP: chrono::Duration = chrono::Duration::minutes(10);
+
+pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
+    let bus = &shared.signals.events;
+    let me = shared.node.id.clone();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_beat: Option<tokio::time::Instant> = None;
+    let mut last_prune = tokio::time::Instant::now();
+    let mut subscribed = false;
+    let mut after: i64 = 0;
+    loop {
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let now = chrono::Utc::now();
+        if last_beat.is_none_or(|t| t.elapsed() >= BEAT) {
+            last_beat = Some(tokio::time::Instant::now());
+            match shared.store.watched(now - SUBSCRIBER_TTL, &me).await {
+                Ok(w) => bus.remote_watchers.store(w, Ordering::Relaxed),
+                Err(e) => tracing::debug!(error = %e, "cannot read event subscribers"),
+            }
+            let local = bus.local_subscribers() > 0;
+            if local {
+                if !subscribed {
+                    after = shared.store.last_event_id().await.unwrap_or(0);
+                }
+                subscribed = shared.store.subscriber_beat(&me, now).await.is_ok();
+            } else if subscribed {
+                let _ = shared.store.subscriber_leave(&me).await;
+                subscribed = false;
+            }
+        }
+        let mut batch = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            batch.push(e);
+        }
+        if !batch.is_empty()
+            && let Err(e) = shared.store.insert_events(&batch).await
+        {
+            tracing::warn!(error = %e, events = batch.len(), "cannot write events for watchers");
+        }
+        if subscribed {
+            match shared.store.events_after(after, Some(&me), 1000).await {
+                Ok(events) => {
+                    for (id, e) in events {
+                        after = id;
+                        bus.relay(e);
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "cannot read other processes' events"),
+            }
+        }
+        if last_prune.elapsed() >= Duration::from_secs(60) {
+            last_prune = tokio::time::Instant::now();
+            let _ = shared.store.prune_events(now - KEEP).await;
+        }
+    }
+    if subscribed {
+        let _ = shared.store.subscriber_leave(&me).await;
+    }
+}

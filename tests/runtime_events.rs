@@ -1,0 +1,206 @@
+//! The event stream: a run's life as events in order, filters, a subscriber that falls
+//! behind dropped with a notice while the scheduler goes on, and changes made by
+//! another process reaching a node's subscribers through the database.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use kairos::events::{Event, EventFilter, EventKind, EventStream};
+use kairos::schedule::Schedule;
+use kairos::task::TaskOutcome;
+use kairos::testing::JobSpec;
+use kairos::{
+    Admin, Enqueue, JobPolicy, JobSource, ManualClock, Registry, RunStatus, Scheduler,
+    SchedulerHandle, TaskContext, TaskDef,
+};
+use serde_json::{Value, json};
+
+fn t0() -> DateTime<Utc> {
+    "2026-03-01T12:00:00Z".parse().unwrap()
+}
+
+fn reports(ctx: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
+    Box::pin(async move {
+        ctx.stage("working");
+        ctx.progress(50, "half way");
+        ctx.info("a line");
+        Ok(None)
+    })
+}
+
+fn noop(_: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
+    Box::pin(async { Ok(None) })
+}
+
+async fn start(url: &str, clock: &ManualClock) -> (SchedulerHandle, tokio::task::JoinHandle<()>) {
+    let sched = Scheduler::builder()
+        .database_url(url)
+        .registry(
+            Registry::from_tasks([
+                TaskDef::new("reports", reports, "tests/runtime_events.rs"),
+                TaskDef::new("noop", noop, "tests/runtime_events.rs"),
+            ])
+            .unwrap(),
+        )
+        .clock(clock.clone())
+        .max_workers(4)
+        .build()
+        .await
+        .unwrap();
+    let h = sched.handle();
+    (h, tokio::spawn(async move { sched.run().await.unwrap() }))
+}
+
+/// The next event within a few seconds.
+async fn next(s: &mut EventStream) -> Event {
+    tokio::time::timeout(Duration::from_secs(10), s.next())
+        .await
+        .expect("an event within 10 s")
+        .expect("the stream is open")
+}
+
+/// Events until one of `kind` (included).
+async fn until(s: &mut EventStream, kind: EventKind) -> Vec<Event> {
+    let mut out = Vec::new();
+    loop {
+        let e = next(s).await;
+        let done = e.kind == kind;
+        out.push(e);
+        if done {
+            return out;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_run_s_life_arrives_in_order_and_filters_select() {
+    for db in common::databases("events_in_order").await {
+        let clock = ManualClock::new(t0());
+        let (h, node) = start(&db.url, &clock).await;
+        let mut all = h.events(EventFilter::all());
+        let mut tagged = h.events(EventFilter::all().tag("kb_id", "42"));
+        let mut other_task = h.events(EventFilter::all().task("noop"));
+        let id = h
+            .enqueue(Enqueue::new("reports").tag("kb_id", "42"))
+            .await
+            .unwrap();
+        let events = until(&mut all, EventKind::RunFinished).await;
+        let kinds: Vec<EventKind> = events
+            .iter()
+            .filter(|e| e.run_id == Some(id))
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                EventKind::RunQueued,
+                EventKind::RunStarted,
+                EventKind::RunProgress,
+                EventKind::RunStage,
+                EventKind::RunLog,
+                EventKind::RunFinished
+            ],
+            "{}",
+            db.name
+        );
+        let last = events.last().unwrap();
+        assert_eq!(last.data["status"], json!("succeeded"));
+        assert_eq!(last.tags.get("kb_id").map(String::as_str), Some("42"));
+        let progress = events
+            .iter()
+            .find(|e| e.kind == EventKind::RunProgress)
+            .unwrap();
+        assert_eq!(progress.data["percent"], json!(50));
+        assert_eq!(progress.data["message"], json!("half way"));
+        // The tag filter sees the run; the task filter sees nothing of it.
+        assert_eq!(next(&mut tagged).await.kind, EventKind::RunQueued);
+        let n = h.enqueue(Enqueue::new("noop")).await.unwrap();
+        let e = next(&mut other_task).await;
+        assert_eq!((e.kind, e.run_id), (EventKind::RunQueued, Some(n)));
+        h.shutdown();
+        node.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_subscriber_that_falls_behind_is_dropped_and_the_scheduler_goes_on() {
+    let db = common::sqlite();
+    let clock = ManualClock::new(t0());
+    let (h, node) = start(&db.url, &clock).await;
+    let mut lazy = h.events(EventFilter::all());
+    let ids = h
+        .enqueue_many((0..2500).map(|_| Enqueue::new("noop")).collect())
+        .await
+        .unwrap();
+    common::wait_until("all runs done", || async {
+        h.runs(&kairos::RunFilter::new().status(RunStatus::Succeeded))
+            .await
+            .unwrap()
+            .total
+            == ids.len() as u64
+    })
+    .await;
+    let mut first = next(&mut lazy).await;
+    while first.kind != EventKind::Dropped {
+        first = next(&mut lazy).await;
+    }
+    assert!(first.data["missed"].as_u64().unwrap() > 0);
+    assert!(
+        lazy.next().await.is_none(),
+        "the stream ended after the notice"
+    );
+    h.shutdown();
+    node.await.unwrap();
+}
+
+#[tokio::test]
+async fn changes_made_by_another_process_reach_the_node_s_subscribers() {
+    for db in common::databases("events_across_processes").await {
+        let clock = ManualClock::new(t0());
+        kairos::testing::sync_jobs(
+            &db.url,
+            &[JobSpec {
+                name: "hourly".into(),
+                task: "noop".into(),
+                schedule: Schedule::Every(Duration::from_secs(3600)),
+                params: json!({}),
+                enabled: true,
+                priority: None,
+                policy: JobPolicy::default(),
+                source: JobSource::Api,
+                callback_url: None,
+            }],
+            t0(),
+        )
+        .await
+        .unwrap();
+        let (h, node) = start(&db.url, &clock).await;
+        let mut jobs = h.events(EventFilter::all().job("hourly"));
+        // The node registers as a subscriber within a beat; then the CLI's change
+        // reaches it through the event log.
+        let cli = Admin::connect(&db.url).await.unwrap();
+        let paused = tokio::time::timeout(Duration::from_secs(15), async {
+            loop {
+                cli.pause_job("hourly").await.unwrap();
+                cli.resume_job("hourly").await.unwrap();
+                match tokio::time::timeout(Duration::from_millis(700), jobs.next()).await {
+                    Ok(Some(e)) => return e,
+                    _ => continue,
+                }
+            }
+        })
+        .await
+        .expect("the CLI's change arrives");
+        assert!(
+            matches!(paused.kind, EventKind::JobPaused | EventKind::JobResumed),
+            "{paused:?}"
+        );
+        assert_eq!(paused.job.as_deref(), Some("hourly"), "{}", db.name);
+        assert_eq!(paused.node_id, None, "made by a tool, not a node");
+        h.shutdown();
+        node.await.unwrap();
+    }
+}
