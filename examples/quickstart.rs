@@ -9,6 +9,7 @@
 //! cargo run -- jobs list
 //! cargo run -- runs list --limit 10
 //! cargo run -- jobs pause heartbeat
+//! cargo run -- runs watch --task import_catalog   # live progress bars
 //! ```
 //!
 //! Set `KAIROS_QUICKSTART_SECONDS=N` to stop by itself after N seconds.
@@ -53,6 +54,29 @@ async fn report(region: String) -> anyhow::Result<Report> {
 async fn send_welcome_email(ctx: TaskContext, user_id: u64, email: String) -> anyhow::Result<()> {
     tracing::info!(run_id = ctx.run_id(), user_id, %email, "sending welcome email");
     Ok(())
+}
+
+/// Reports progress, stages and log lines as it goes: watch it with
+/// `cargo run -- runs watch --task import_catalog`.
+#[kairos::task(name = "import_catalog", interval_minutes = 1, timeout = "1m")]
+async fn import_catalog(ctx: TaskContext) -> anyhow::Result<u32> {
+    ctx.stage("downloading");
+    let pages = 12;
+    for page in 1..=pages {
+        if ctx.is_cancelled() {
+            anyhow::bail!("cancelled at page {page}");
+        }
+        if page == 6 {
+            ctx.stage("parsing");
+        }
+        ctx.progress(
+            (page * 100 / pages) as u8,
+            format!("page {page} of {pages}"),
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    ctx.info(format!("imported {pages} pages"));
+    Ok(pages)
 }
 
 /// Fails every attempt: kairos retries it with backoff, then calls `alert_ops`.
@@ -102,6 +126,9 @@ async fn main() -> anyhow::Result<()> {
     }
     handle
         .enqueue(Enqueue::new("flaky_sync").delay(Duration::from_secs(2)))
+        .await?;
+    handle
+        .enqueue(Enqueue::new("import_catalog").delay(Duration::from_secs(3)))
         .await?;
 
     if let Some(secs) = std::env::var("KAIROS_QUICKSTART_SECONDS")

@@ -98,8 +98,8 @@ async fn a_run_s_life_arrives_in_order_and_filters_select() {
             [
                 EventKind::RunQueued,
                 EventKind::RunStarted,
-                EventKind::RunProgress,
                 EventKind::RunStage,
+                EventKind::RunProgress,
                 EventKind::RunLog,
                 EventKind::RunFinished
             ],

@@ -14,6 +14,7 @@ mod jobs;
 mod output;
 mod runs;
 mod system;
+mod watch;
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -119,6 +119,11 @@ impl<'a> Out<'a> {
 }
 
 impl Out<'_> {
+    /// Whether the output is JSON.
+    pub(crate) fn is_json(&self) -> bool {
+        self.json
+    }
+
     /// Prints `value` as one line of JSON (for streams), or `text()`; flushed at once.
     pub(crate) fn print_line<T: Serialize + ?Sized>(
         &mut self,

@@ -52,6 +52,21 @@ pub(super) enum RunsCmd {
         /// Run id.
         id: i64,
     },
+    /// Live progress bars of running runs (stage, attempt, elapsed time), until the
+    /// run finishes (with an ID) or Ctrl-C; with --json, the events as JSON lines.
+    Watch {
+        /// Watch this run until it finishes.
+        id: Option<i64>,
+        /// Only runs of this task.
+        #[arg(long, conflicts_with = "id")]
+        task: Option<String>,
+        /// Only runs of this job.
+        #[arg(long, conflicts_with = "id")]
+        job: Option<String>,
+        /// Only runs with this tag (key=value).
+        #[arg(long, value_parser = parse_tag, conflicts_with = "id")]
+        tag: Option<(String, String)>,
+    },
     /// The lines a run's task wrote with `ctx.log`, oldest first.
     Logs {
         /// Run id.
@@ -196,6 +211,14 @@ pub(super) async fn run(
             })
         }
         RunsCmd::Logs { id, follow } => logs(admin, id, follow, out).await,
+        RunsCmd::Watch { id, task, job, tag } => {
+            let mut filter = crate::events::EventFilter::all();
+            filter.run_id = id;
+            filter.task = task;
+            filter.job = job;
+            filter.tag = tag;
+            super::watch::watch(super::watch::Watch { run: id, filter }, admin, out).await
+        }
         RunsCmd::Cleanup { older_than, status } => {
             let deleted = admin.cleanup_runs(older_than, &status).await?;
             out.print(&CleanedUp { deleted }, || {

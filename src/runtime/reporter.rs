@@ -118,14 +118,14 @@ fn publish(shared: &Shared, batch: &[AttemptReport], who: &[Who]) {
                 .job(shared.job_name(w.job_id))
                 .tags(&w.tags)
         };
-        if let Some((percent, message)) = &r.progress {
-            bus.publish(base(EventKind::RunProgress).data(serde_json::json!({
-                "attempt": w.attempt, "percent": percent, "message": message,
-            })));
-        }
         if let Some(stage) = &r.stage {
             bus.publish(base(EventKind::RunStage).data(serde_json::json!({
                 "attempt": w.attempt, "stage": stage,
+            })));
+        }
+        if let Some((percent, message)) = &r.progress {
+            bus.publish(base(EventKind::RunProgress).data(serde_json::json!({
+                "attempt": w.attempt, "percent": percent, "message": message,
             })));
         }
         for (at, level, message) in &r.logs {

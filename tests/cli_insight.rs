@@ -1,0 +1,107 @@
+//! Run insight through the binary: `runs logs`, `runs watch --json`, `runs cleanup`,
+//! `stats` and `health`, against a real-clock node in the test process.
+
+mod common;
+
+use std::time::Duration;
+
+use common::cli::{Node, cli, cli_json, enqueue, noop};
+use futures::future::BoxFuture;
+use kairos::task::TaskOutcome;
+use kairos::{Registry, RunStatus, TaskContext, TaskDef};
+use serde_json::Value;
+
+/// Takes a second and a half, reporting as it goes.
+fn slow_report(ctx: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
+    Box::pin(async move {
+        ctx.stage("counting");
+        for i in 1..=5u8 {
+            ctx.progress(i * 20, format!("step {i} of 5"));
+            ctx.info(format!("step {i}"));
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        Ok(None)
+    })
+}
+
+async fn start(url: &str) -> Node {
+    Node::start(
+        url,
+        Registry::from_tasks([
+            TaskDef::new("slow_report", slow_report, "tests/cli_insight.rs"),
+            TaskDef::new("noop", noop, "tests/cli_insight.rs"),
+        ])
+        .unwrap(),
+        None,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn logs_and_watch_follow_a_run_from_another_process() {
+    for db in common::databases("cli_logs_and_watch").await {
+        let node = start(&db.url).await;
+        let url = db.url.as_str();
+        let id = enqueue(url, &["slow_report"]).await;
+        let id_s = id.to_string();
+        // Watching a run ends when the run does; JSON lines are events.
+        let watch = cli(url, &["runs", "watch", &id_s, "--json"]).await.ok();
+        let events: Vec<Value> = watch
+            .stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect();
+        let last = events.last().expect("at least the final state");
+        assert!(
+            last["kind"] == "run_finished" || last["status"] == "succeeded",
+            "{}: {last}",
+            db.name
+        );
+        let r = node.admin.run(id).await.unwrap();
+        assert_eq!(r.status, RunStatus::Succeeded);
+        assert_eq!(r.progress, Some(100));
+        assert_eq!(r.stage.as_deref(), Some("counting"));
+        let logs = cli_json(url, &["runs", "logs", &id_s]).await;
+        let lines: Vec<&str> = logs
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["message"].as_str().unwrap())
+            .collect();
+        assert_eq!(lines, ["step 1", "step 2", "step 3", "step 4", "step 5"]);
+        let text = cli(url, &["runs", "logs", &id_s]).await.ok().stdout;
+        assert!(text.contains("info   step 3"), "{text}");
+        // Following a finished run prints its lines and returns.
+        let follow = cli(url, &["runs", "logs", &id_s, "--follow"]).await.ok();
+        assert_eq!(follow.stdout.lines().count(), 5);
+        node.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn stats_health_and_cleanup() {
+    let db = common::sqlite();
+    let node = start(&db.url).await;
+    let url = db.url.as_str();
+    for _ in 0..3 {
+        let id = enqueue(url, &["noop"]).await;
+        common::wait_status(&node.admin, id, RunStatus::Succeeded).await;
+    }
+    let s = cli_json(url, &["stats"]).await;
+    assert_eq!(s["counts"]["succeeded"], 3);
+    assert_eq!(s["completed_last_hour"], 3);
+    assert_eq!(s["completion_rate"], 1.0);
+    assert!(s["tasks"][0]["p95_duration_ms"].is_u64(), "{s}");
+    let text = cli(url, &["stats", "--task", "noop"]).await.ok().stdout;
+    assert!(text.contains("succeeded 3"), "{text}");
+    let h = cli(url, &["health", "--json"]).await.ok().json();
+    assert_eq!(h["healthy"], true);
+    let deleted = cli_json(url, &["runs", "cleanup", "--older-than", "1h"]).await;
+    assert_eq!(deleted["deleted"], 0, "nothing finished an hour ago");
+    let deleted = cli_json(url, &["runs", "cleanup", "--older-than", "0s"]).await;
+    assert_eq!(deleted["deleted"], 3);
+    node.stop().await;
+    let out = cli(url, &["health"]).await;
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stdout.contains("unhealthy"), "{out:#?}");
+}
