@@ -85,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
     if url.starts_with("postgres") {
         // Start from empty tables so earlier runs do not skew the figures.
         if kairos::Admin::connect(&url).await.is_ok() {
-            kairos::testing::execute(
+            kairos::test_support::execute(
                 &url,
                 "TRUNCATE kairos_runs, kairos_run_tags, kairos_run_history",
             )

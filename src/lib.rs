@@ -99,5 +99,4 @@ pub mod __private;
 
 /// Not public API: internals and helpers for kairos's own tests.
 #[doc(hidden)]
-#[path = "testing.rs"]
-pub mod testing;
+pub mod test_support;

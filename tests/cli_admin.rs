@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use kairos::schedule::Schedule;
-use kairos::testing::JobSpec;
+use kairos::test_support::JobSpec;
 use kairos::{Admin, Enqueue, JobPolicy, JobSource, Registry, RunStatus, TaskDef};
 use serde_json::{Value, json};
 
@@ -82,7 +82,7 @@ async fn jobs_and_runs_commands_read_and_steer_the_database() {
     let db = common::sqlite();
     // The CLI stamps runs with the wall clock, so the node uses it too.
     let t0 = chrono::Utc::now();
-    kairos::testing::sync_jobs(
+    kairos::test_support::sync_jobs(
         &db.url,
         &[JobSpec {
             name: "hourly_hello".into(),

@@ -60,7 +60,10 @@ async fn table_exists(db: &common::TestDb, name: &str) -> bool {
     } else {
         format!("SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = '{name}'")
     };
-    kairos::testing::query_i64(&db.url, &sql).await.unwrap() == 1
+    kairos::test_support::query_i64(&db.url, &sql)
+        .await
+        .unwrap()
+        == 1
 }
 
 // ---------------------------------------------------------------------------------
@@ -285,7 +288,7 @@ async fn a_dropped_table_is_reported_as_damage_and_repaired_by_migrate() {
             .expect("a node creates the schema");
         let admin = Admin::connect(&db.url).await.unwrap();
         admin.enqueue(kairos::Enqueue::new("noop")).await.unwrap();
-        kairos::testing::execute(&db.url, "DROP TABLE kairos_run_history")
+        kairos::test_support::execute(&db.url, "DROP TABLE kairos_run_history")
             .await
             .unwrap();
         assert!(!table_exists(&db, "kairos_run_history").await);
@@ -332,7 +335,7 @@ async fn a_dropped_table_is_reported_as_damage_and_repaired_by_migrate() {
 async fn migrate_reports_a_repair_in_json() {
     for db in common::databases("migrate_reports_a_repair_in_json").await {
         build_node(&db.url).await.unwrap();
-        kairos::testing::execute(&db.url, "DROP TABLE kairos_run_history")
+        kairos::test_support::execute(&db.url, "DROP TABLE kairos_run_history")
             .await
             .unwrap();
         let out = cli(&db.url, &["migrate", "--json"]).await;
@@ -352,7 +355,7 @@ async fn migrate_reports_a_repair_in_json() {
 async fn a_dropped_column_is_reported_by_migrate_not_papered_over() {
     for db in common::databases("a_dropped_column_is_reported_by_migrate").await {
         build_node(&db.url).await.unwrap();
-        kairos::testing::execute(
+        kairos::test_support::execute(
             &db.url,
             "ALTER TABLE kairos_run_history DROP COLUMN message",
         )
@@ -370,7 +373,7 @@ async fn a_dropped_column_is_reported_by_migrate_not_papered_over() {
 async fn a_dropped_column_is_not_promised_a_repair_by_migrate() {
     let db = common::sqlite();
     build_node(&db.url).await.unwrap();
-    kairos::testing::execute(
+    kairos::test_support::execute(
         &db.url,
         "ALTER TABLE kairos_run_history DROP COLUMN message",
     )

@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 use kairos::config::{Config, ConfigError};
 use kairos::schedule::{CronSchedule, Schedule, Tz};
 use kairos::task::TaskOutcome;
-use kairos::testing::{JobSpec, TaskPolicy};
+use kairos::test_support::{JobSpec, TaskPolicy};
 use kairos::{JobPolicy, JobSource};
 use kairos::{Registry, TaskContext, TaskDef};
 use serde_json::json;

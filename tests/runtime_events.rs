@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use kairos::events::{Event, EventFilter, EventKind, EventStream};
 use kairos::schedule::Schedule;
 use kairos::task::TaskOutcome;
-use kairos::testing::JobSpec;
+use kairos::test_support::JobSpec;
 use kairos::{
     Admin, Enqueue, JobPolicy, JobSource, ManualClock, Registry, RunStatus, Scheduler,
     SchedulerHandle, TaskContext, TaskDef,
@@ -160,7 +160,7 @@ async fn a_subscriber_that_falls_behind_is_dropped_and_the_scheduler_goes_on() {
 async fn changes_made_by_another_process_reach_the_node_s_subscribers() {
     for db in common::databases("events_across_processes").await {
         let clock = ManualClock::new(t0());
-        kairos::testing::sync_jobs(
+        kairos::test_support::sync_jobs(
             &db.url,
             &[JobSpec {
                 name: "hourly".into(),

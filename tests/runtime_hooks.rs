@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use kairos::schedule::Schedule;
 use kairos::task::TaskOutcome;
-use kairos::testing::JobSpec;
+use kairos::test_support::JobSpec;
 use kairos::{
     Enqueue, JobPolicy, JobSource, ManualClock, Registry, RunOutcome, RunStatus, Scheduler,
     SkipReason, SkippedSlots, TaskContext, TaskDef, TaskError,
@@ -49,7 +49,7 @@ struct Seen {
 async fn hooks_see_each_outcome_and_never_break_the_scheduler() {
     for db in common::databases("scheduler_hooks").await {
         let clock = ManualClock::new(t0());
-        kairos::testing::sync_jobs(
+        kairos::test_support::sync_jobs(
             &db.url,
             &[JobSpec {
                 name: "every_minute".into(),

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use kairos::schedule::{CronSchedule, Schedule, Tz};
 use kairos::task::TaskOutcome;
-use kairos::testing::JobSpec;
+use kairos::test_support::JobSpec;
 use kairos::{
     Admin, Clock, JobPolicy, JobSource, ManualClock, Registry, RunFilter, RunStatus, Scheduler,
     SlotOutcome, TaskContext, TaskDef,
@@ -45,7 +45,9 @@ fn spec(name: &str, schedule: Schedule) -> JobSpec {
 
 /// Creates the database with these jobs, as a node would, and connects to it.
 async fn with_jobs(url: &str, specs: &[JobSpec], now: DateTime<Utc>) -> Admin {
-    kairos::testing::sync_jobs(url, specs, now).await.unwrap();
+    kairos::test_support::sync_jobs(url, specs, now)
+        .await
+        .unwrap();
     Admin::connect(url).await.unwrap()
 }
 

@@ -29,7 +29,7 @@ use futures::future::BoxFuture;
 use kairos::config::Config;
 use kairos::schedule::Schedule;
 use kairos::task::TaskOutcome;
-use kairos::testing::JobSpec;
+use kairos::test_support::JobSpec;
 use kairos::{
     Admin, Enqueue, JobPolicy, JobSlot, JobSource, ManualClock, Misfire, Overlap, Registry, Run,
     RunFilter, RunOrigin, RunStatus, Scheduler, SchedulerHandle, SkipReason, SlotOutcome,
@@ -257,7 +257,9 @@ fn every_minute(name: &str, task: &str, policy: JobPolicy, params: Value) -> Job
 
 /// Creates the jobs at `t0()`, as a node starting then would.
 async fn create_jobs(url: &str, specs: &[JobSpec]) -> Admin {
-    kairos::testing::sync_jobs(url, specs, t0()).await.unwrap();
+    kairos::test_support::sync_jobs(url, specs, t0())
+        .await
+        .unwrap();
     Admin::connect(url).await.unwrap()
 }
 

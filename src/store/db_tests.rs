@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::{ClaimLimits, Completion, NewRun, OpenMode, QueueLimit, Store};
 use crate::model::{RunEventKind, RunOrigin, RunStatus};
-use crate::testing::{TestDb, databases};
+use crate::test_support::{TestDb, databases};
 
 fn t0() -> DateTime<Utc> {
     "2026-03-01T12:00:00Z".parse().unwrap()

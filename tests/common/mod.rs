@@ -1,4 +1,4 @@
-//! Test support: fresh databases (from `kairos::testing`), and waiting for run states
+//! Test support: fresh databases (from `kairos::test_support`), and waiting for run states
 //! with a bounded real-time poll. Running the `kairos` binary, for the CLI tests, is in
 //! [`cli`].
 
@@ -11,7 +11,7 @@ use std::time::Duration;
 use kairos::{Admin, Run, RunStatus};
 
 #[allow(unused_imports)]
-pub use kairos::testing::{TestDb, databases, postgres, sqlite};
+pub use kairos::test_support::{TestDb, databases, postgres, sqlite};
 
 /// Polls until the run reaches `status` (bounded: fails after 10 s).
 pub async fn wait_status(admin: &Admin, id: i64, status: RunStatus) -> Run {
