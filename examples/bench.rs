@@ -3,12 +3,16 @@
 //! ```text
 //! cargo run --release --example bench -- --database sqlite --runs 20000
 //! cargo run --release --example bench -- --database postgres://user:pass@127.0.0.1/db --runs 20000
+//! cargo run --release --example bench -- --database sqlite --runs 20000 --task progress
 //! ```
 //!
 //! 1. Enqueues N runs in batches (reports the enqueue rate on its own), then starts the
 //!    node and times until the database shows all N finished.
 //! 2. With idle workers, enqueues 200 runs one at a time 20 ms apart and measures the
 //!    time from the enqueue call to the task starting.
+//!
+//! `--task progress` runs, instead of no-op tasks, tasks that report progress 100 times
+//! (with a message) before they return: the cost of progress reporting.
 //!
 //! The last line is machine-readable:
 //! `runs_per_sec=<n> enqueue_per_sec=<e> start_p50_ms=<x> start_p99_ms=<y>`.
@@ -30,6 +34,16 @@ fn noop(_: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
     Box::pin(async { Ok(None) })
 }
 
+fn progress(ctx: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
+    Box::pin(async move {
+        for i in 1..=100u8 {
+            ctx.progress(i, format!("step {i} of 100"));
+        }
+        DONE.fetch_add(1, Ordering::Relaxed);
+        Ok(None)
+    })
+}
+
 fn probe(_: TaskContext, params: Value) -> BoxFuture<'static, TaskOutcome> {
     let now = Instant::now();
     if let Some(i) = params.get("i").and_then(Value::as_u64)
@@ -45,6 +59,7 @@ struct Args {
     runs: usize,
     workers: usize,
     batch: usize,
+    task: &'static str,
 }
 
 fn args() -> Args {
@@ -53,6 +68,7 @@ fn args() -> Args {
         runs: 20_000,
         workers: 256,
         batch: 1000,
+        task: "noop",
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -62,8 +78,16 @@ fn args() -> Args {
             "--runs" => a.runs = val().parse().expect("--runs N"),
             "--workers" => a.workers = val().parse().expect("--workers N"),
             "--batch" => a.batch = val().parse().expect("--batch N"),
+            "--task" => {
+                a.task = match val().as_str() {
+                    "noop" => "noop",
+                    "progress" => "progress",
+                    other => panic!("--task {other}: use noop or progress"),
+                }
+            }
             other => panic!(
-                "unknown flag {other}; use --database sqlite|URL --runs N --workers N --batch N"
+                "unknown flag {other}; use --database sqlite|URL --runs N --workers N --batch N \
+                 --task noop|progress"
             ),
         }
     }
@@ -94,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let registry = Registry::from_tasks([
         TaskDef::new("noop", noop, "examples/bench.rs"),
+        TaskDef::new("progress", progress, "examples/bench.rs"),
         TaskDef::new("probe", probe, "examples/bench.rs"),
     ])?;
     let sched = Scheduler::builder()
@@ -109,7 +134,7 @@ async fn main() -> anyhow::Result<()> {
     let mut left = a.runs;
     while left > 0 {
         let n = left.min(a.batch);
-        h.enqueue_many((0..n).map(|_| Enqueue::new("noop")).collect())
+        h.enqueue_many((0..n).map(|_| Enqueue::new(a.task)).collect())
             .await?;
         left -= n;
     }
@@ -141,8 +166,8 @@ async fn main() -> anyhow::Result<()> {
     let drain_secs = t.elapsed().as_secs_f64();
     let rate = a.runs as f64 / drain_secs;
     println!(
-        "completed {} runs in {:.3}s ({:.0}/s)",
-        a.runs, drain_secs, rate
+        "completed {} {} runs in {:.3}s ({:.0}/s)",
+        a.runs, a.task, drain_secs, rate
     );
 
     // Phase 2: enqueue→start latency with idle workers.

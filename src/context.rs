@@ -65,29 +65,47 @@ pub(crate) struct Who {
     pub(crate) tags: Arc<BTreeMap<String, String>>,
 }
 
-/// One report of a running attempt, on its way to the node's reporter.
+/// What an attempt reported since the reporter last took it.
+#[derive(Debug, Default)]
+pub(crate) struct Buffered {
+    pub(crate) progress: Option<(u8, String)>,
+    pub(crate) stage: Option<String>,
+    pub(crate) checkpoint: Option<Value>,
+    pub(crate) logs: Vec<(DateTime<Utc>, LogLevel, String)>,
+    /// The reporter holds this attempt in its pending set (so no wake-up is needed).
+    queued: bool,
+}
+
+/// An attempt's reports, kept in the context until the reporter takes them: a task
+/// reporting a thousand times between two writes sends the reporter one message.
+#[derive(Debug)]
+pub(crate) struct AttemptReports {
+    pub(crate) who: Who,
+    buffer: Mutex<Buffered>,
+}
+
+impl AttemptReports {
+    fn new(who: Who) -> Arc<Self> {
+        Arc::new(AttemptReports {
+            who,
+            buffer: Mutex::new(Buffered::default()),
+        })
+    }
+
+    /// Takes what was reported since the last call; the next report wakes the
+    /// reporter again.
+    pub(crate) fn take(&self) -> Buffered {
+        let mut b = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *b)
+    }
+}
+
+/// A message to the node's reporter.
 #[derive(Debug)]
 pub(crate) enum Report {
-    Progress {
-        who: Who,
-        percent: u8,
-        message: String,
-    },
-    Stage {
-        who: Who,
-        stage: String,
-    },
-    Log {
-        who: Who,
-        at: DateTime<Utc>,
-        level: LogLevel,
-        message: String,
-    },
-    Checkpoint {
-        who: Who,
-        state: Value,
-    },
-    /// Answer once everything sent before is written.
+    /// This attempt has reports waiting in its buffer.
+    Pending(Arc<AttemptReports>),
+    /// Answer once everything reported before is written.
     Flush(tokio::sync::oneshot::Sender<()>),
 }
 
@@ -113,7 +131,7 @@ pub struct TaskContext {
 
 #[derive(Debug)]
 struct ContextInner {
-    who: Who,
+    reports: Arc<AttemptReports>,
     scheduled_for: DateTime<Utc>,
     cancel: CancellationToken,
     checkpoint: Mutex<Option<Value>>,
@@ -133,13 +151,13 @@ impl TaskContext {
     ) -> Self {
         TaskContext {
             inner: Arc::new(ContextInner {
-                who: Who {
+                reports: AttemptReports::new(Who {
                     run_id,
                     attempt,
                     task: task.into().into(),
                     job_id,
                     tags: Arc::new(BTreeMap::new()),
-                },
+                }),
                 scheduled_for,
                 cancel,
                 checkpoint: Mutex::new(None),
@@ -163,13 +181,13 @@ impl TaskContext {
     ) -> Self {
         TaskContext {
             inner: Arc::new(ContextInner {
-                who: Who {
+                reports: AttemptReports::new(Who {
                     run_id,
                     attempt,
                     task: task.into(),
                     job_id,
                     tags: Arc::new(tags),
-                },
+                }),
                 scheduled_for,
                 cancel,
                 checkpoint: Mutex::new(checkpoint),
@@ -183,10 +201,10 @@ impl TaskContext {
         let i = &self.inner;
         TaskContext {
             inner: Arc::new(ContextInner {
-                who: Who {
+                reports: AttemptReports::new(Who {
                     tags: Arc::new(tags),
-                    ..i.who.clone()
-                },
+                    ..i.reports.who.clone()
+                }),
                 scheduled_for: i.scheduled_for,
                 cancel: i.cancel.clone(),
                 checkpoint: Mutex::new(i.checkpoint.lock().ok().and_then(|c| c.clone())),
@@ -197,15 +215,15 @@ impl TaskContext {
 
     /// The run's id.
     pub fn run_id(&self) -> i64 {
-        self.inner.who.run_id
+        self.inner.reports.who.run_id
     }
     /// The task's name.
     pub fn task(&self) -> &str {
-        &self.inner.who.task
+        &self.inner.reports.who.task
     }
     /// The job that fired this run, if a job did.
     pub fn job_id(&self) -> Option<i64> {
-        self.inner.who.job_id
+        self.inner.reports.who.job_id
     }
     /// The nominal time of the slot (for a job) or the requested start (for a one-off run).
     /// With the attempt it makes a stable idempotency key.
@@ -214,11 +232,11 @@ impl TaskContext {
     }
     /// 1 for the first attempt, 2 for the first retry, ...
     pub fn attempt(&self) -> u32 {
-        self.inner.who.attempt
+        self.inner.reports.who.attempt
     }
     /// The run's tags.
     pub fn tags(&self) -> &BTreeMap<String, String> {
-        &self.inner.who.tags
+        &self.inner.reports.who.tags
     }
     /// True once the run was cancelled or the node is shutting down.
     pub fn is_cancelled(&self) -> bool {
@@ -229,11 +247,22 @@ impl TaskContext {
         self.inner.cancel.cancelled().await
     }
 
-    fn send(&self, report: impl FnOnce(Who) -> Report) {
-        if let Some(sink) = &self.inner.sink {
+    /// Folds a report into the attempt's buffer, waking the reporter if it does not
+    /// hold the attempt yet.
+    fn report(&self, update: impl FnOnce(&mut Buffered)) {
+        let Some(sink) = &self.inner.sink else {
+            return;
+        };
+        let reports = &self.inner.reports;
+        let wake = {
+            let mut b = reports.buffer.lock().unwrap_or_else(|e| e.into_inner());
+            update(&mut b);
+            !std::mem::replace(&mut b.queued, true)
+        };
+        if wake {
             // The reporter lives as long as the node; a send fails only while the
             // node is being torn down, when the report no longer matters.
-            let _ = sink.tx.send(report(self.inner.who.clone()));
+            let _ = sink.tx.send(Report::Pending(reports.clone()));
         }
     }
 
@@ -242,17 +271,13 @@ impl TaskContext {
     /// the last report before the attempt ends is always stored.
     pub fn progress(&self, percent: u8, message: impl Into<String>) {
         let message = message.into();
-        self.send(|who| Report::Progress {
-            who,
-            percent: percent.min(100),
-            message,
-        });
+        self.report(|b| b.progress = Some((percent.min(100), message)));
     }
 
     /// Reports the stage the run entered, e.g. `ctx.stage("searching_web")`.
     pub fn stage(&self, stage: impl Into<String>) {
         let stage = stage.into();
-        self.send(|who| Report::Stage { who, stage });
+        self.report(|b| b.stage = Some(stage));
     }
 
     /// Adds a line to the run's log (`kairos runs logs ID`).
@@ -263,12 +288,7 @@ impl TaskContext {
             .sink
             .as_ref()
             .map_or_else(Utc::now, |s| (s.now)());
-        self.send(|who| Report::Log {
-            who,
-            at,
-            level,
-            message,
-        });
+        self.report(|b| b.logs.push((at, level, message)));
     }
 
     /// Adds an `info` line to the run's log.
@@ -289,7 +309,7 @@ impl TaskContext {
         if let Ok(mut c) = self.inner.checkpoint.lock() {
             *c = Some(state.clone());
         }
-        self.send(|who| Report::Checkpoint { who, state });
+        self.report(|b| b.checkpoint = Some(state));
         Ok(())
     }
 

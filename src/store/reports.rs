@@ -2,6 +2,8 @@
 //! row, and their log lines in `kairos_run_logs`. Written in batches by the node's
 //! reporter and fenced like completions: a node that lost a run cannot report for it.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, TransactionTrait, Value};
 
@@ -10,6 +12,10 @@ use super::sql::placeholders;
 use super::{Store, StoreError, write_txn};
 use crate::context::LogLevel;
 use crate::model::RunLog;
+
+/// Attempts updated by one statement (six parameters each, within SQLite's and
+/// PostgreSQL's parameter limits).
+const REPORT_CHUNK: usize = 500;
 
 /// The reports of one attempt since the last write.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -34,53 +40,58 @@ impl Store {
             return Ok(0);
         }
         let txn = self.db.begin_with_options(write_txn()).await?;
-        let mut matched = 0;
+        // One statement per chunk sets what each attempt reported (NULL: unchanged)
+        // and returns the attempts that passed the fence; only their logs are kept.
+        let mut owned = HashSet::new();
+        for chunk in reports.chunks(REPORT_CHUNK) {
+            let mut values = vec![Value::from(node.to_string())];
+            let mut rows = Vec::with_capacity(chunk.len());
+            for r in chunk {
+                let k = values.len();
+                rows.push(format!(
+                    "(CAST(${} AS BIGINT), CAST(${} AS INTEGER), CAST(${} AS INTEGER), \
+                     CAST(${} AS TEXT), CAST(${} AS TEXT), CAST(${} AS TEXT))",
+                    k + 1,
+                    k + 2,
+                    k + 3,
+                    k + 4,
+                    k + 5,
+                    k + 6
+                ));
+                let (percent, message) = match &r.progress {
+                    Some((p, m)) => (Some(i32::from(*p)), Some(m.clone())),
+                    None => (None, None),
+                };
+                values.extend([
+                    Value::from(r.run_id),
+                    Value::from(int(r.attempt)),
+                    Value::from(percent),
+                    Value::from(message),
+                    Value::from(r.stage.clone()),
+                    Value::from(r.checkpoint.as_ref().map(|c| c.to_string())),
+                ]);
+            }
+            let sql = format!(
+                "WITH r (id, attempt, progress, progress_message, stage, checkpoint) AS (VALUES {}) \
+                 UPDATE kairos_runs SET \
+                 progress = COALESCE(r.progress, kairos_runs.progress), \
+                 progress_message = CASE WHEN r.progress IS NULL THEN kairos_runs.progress_message \
+                 ELSE r.progress_message END, \
+                 stage = COALESCE(r.stage, kairos_runs.stage), \
+                 checkpoint = COALESCE(r.checkpoint, kairos_runs.checkpoint) \
+                 FROM r WHERE kairos_runs.id = r.id AND kairos_runs.attempt = r.attempt \
+                 AND kairos_runs.node_id = $1 AND kairos_runs.status = 'running' \
+                 RETURNING kairos_runs.id",
+                rows.join(", ")
+            );
+            for row in txn.query_all_raw(self.stmt(&sql, values)).await? {
+                owned.insert(row.try_get::<i64>("", "id")?);
+            }
+        }
+        let matched = reports.iter().filter(|r| owned.contains(&r.run_id)).count();
         let mut logs: Vec<Value> = Vec::new();
         let mut rows = Vec::new();
-        for r in reports {
-            let mut sets = Vec::new();
-            let mut values = Vec::new();
-            if let Some((p, m)) = &r.progress {
-                values.push(Value::from(i32::from(*p)));
-                sets.push(format!("progress = ${}", values.len()));
-                values.push(Value::from(m.clone()));
-                sets.push(format!("progress_message = ${}", values.len()));
-            }
-            if let Some(s) = &r.stage {
-                values.push(Value::from(s.clone()));
-                sets.push(format!("stage = ${}", values.len()));
-            }
-            if let Some(c) = &r.checkpoint {
-                values.push(Value::from(c.to_string()));
-                sets.push(format!("checkpoint = ${}", values.len()));
-            }
-            if sets.is_empty() {
-                // Only logs: the statement just checks the fence.
-                sets.push("id = id".into());
-            }
-            let n = values.len();
-            values.extend([
-                Value::from(r.run_id),
-                Value::from(int(r.attempt)),
-                Value::from(node.to_string()),
-            ]);
-            let res = txn
-                .execute_raw(self.stmt(
-                    &format!(
-                        "UPDATE kairos_runs SET {} WHERE id = ${} AND attempt = ${} AND node_id = ${} \
-                         AND status = 'running'",
-                        sets.join(", "),
-                        n + 1,
-                        n + 2,
-                        n + 3
-                    ),
-                    values,
-                ))
-                .await?;
-            if res.rows_affected() == 0 {
-                continue;
-            }
-            matched += 1;
+        for r in reports.iter().filter(|r| owned.contains(&r.run_id)) {
             for (at, level, message) in &r.logs {
                 let k = logs.len();
                 logs.extend([
