@@ -65,6 +65,7 @@ mod schema_check;
 mod store;
 mod suggest;
 pub mod task;
+pub mod webhook;
 
 /// Schedules: cron expressions, intervals, one-off times, durations.
 pub mod schedule {
@@ -92,6 +93,7 @@ pub use task::{
     FailedRun, LogLevel, Misfire, Overlap, ParamDef, Registry, TaskContext, TaskDef, TaskError,
     snooze,
 };
+pub use webhook::RunDelivery;
 
 #[doc(hidden)]
 #[path = "private.rs"]

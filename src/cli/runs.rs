@@ -8,6 +8,7 @@ use super::output::{CliError, Out, fields, opt_time, rfc3339, table, truncate};
 use super::{parse_since, parse_tag};
 use crate::model::{Run, RunFilter, RunLog, RunStatus};
 use crate::ops::{Admin, CancelResult};
+use crate::webhook::RunDelivery;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum RunsCmd {
@@ -103,13 +104,15 @@ struct CleanedUp {
     deleted: u64,
 }
 
-/// `runs show`: the run, and for a queued one when it should start and end.
+/// `runs show`: the run, for a queued one when it should start and end, and its
+/// webhook delivery attempts.
 #[derive(Serialize)]
 struct Shown<'a> {
     #[serde(flatten)]
     run: &'a Run,
     #[serde(skip_serializing_if = "Option::is_none")]
     estimate: Option<crate::model::RunEstimate>,
+    deliveries: &'a [RunDelivery],
 }
 
 #[derive(Serialize)]
@@ -170,13 +173,16 @@ pub(super) async fn run(
         RunsCmd::Show { id } => {
             let run = admin.run(id).await?;
             let estimate = admin.estimate(&run).await?;
+            let deliveries = admin.deliveries(id).await?;
             out.print(
                 &Shown {
                     run: &run,
                     estimate,
+                    deliveries: &deliveries,
                 },
                 || {
                     let mut s = run_detail(&run);
+                    s.push_str(&deliveries_text(&run, &deliveries));
                     if let Some(e) = estimate {
                         s.push_str(&format!(
                             "\n\nestimate: {} run(s) ahead; starts {}, ends {}",
@@ -323,6 +329,34 @@ pub(super) fn runs_table(runs: &[Run]) -> String {
         ],
         rows,
     )
+}
+
+/// The "deliveries:" block of `runs show` (empty for a run without a callback URL).
+fn deliveries_text(r: &Run, deliveries: &[RunDelivery]) -> String {
+    if deliveries.is_empty() {
+        return match &r.callback_url {
+            Some(_) if r.status.is_finished() => "\n\ndeliveries: none recorded yet".into(),
+            _ => String::new(),
+        };
+    }
+    let mut s = String::from("\n\ndeliveries:");
+    for d in deliveries {
+        let outcome = match (&d.error, d.status_code) {
+            (None, Some(code)) => format!("delivered (HTTP {code})"),
+            (None, None) => "delivered".into(),
+            (Some(e), None) if e == crate::webhook::IN_PROGRESS => "in progress".into(),
+            (Some(e), _) => format!("failed: {}", truncate(e, 200)),
+        };
+        s.push_str(&format!(
+            "\n  {}  attempt {}  {outcome}",
+            rfc3339(d.at),
+            d.attempt
+        ));
+        if r.callback_url.as_deref() != Some(d.url.as_str()) {
+            s.push_str(&format!("  (to {})", d.url));
+        }
+    }
+    s
 }
 
 fn run_detail(r: &Run) -> String {

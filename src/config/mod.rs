@@ -38,6 +38,12 @@
 //! failed = "30d"
 //! every = "10m"             # how often a node prunes
 //!
+//! [webhooks]                # POSTs of finished runs to their callback_url
+//! secret = "s3cret"         # signs each delivery (X-Kairos-Signature); or KAIROS_WEBHOOK_SECRET
+//! timeout = "10s"           # limit of one delivery attempt
+//! max_attempts = 5          # deliveries tried at most (the first included)
+//! retry_delay = "1s"        # wait after the first failure, doubling after each further one
+//!
 //! [queues.mail]             # limits of a queue, held across all nodes
 //! concurrency = 1           # its runs one at a time (priority, then due time)
 //! rate_limit = "100/1m"     # at most 100 starts in any one-minute window
@@ -83,6 +89,7 @@ use crate::task::Registry;
 
 pub use model::{
     JobEntry, Located, PolicyKeys, QueueConfig, RateLimit, Retention, TaskOverride, Trigger,
+    WebhookConfig,
 };
 
 /// Why `jobs.toml` was rejected.
@@ -176,6 +183,8 @@ pub struct Config {
     pub queues: BTreeMap<String, QueueConfig>,
     /// `[retention]`: how long finished runs are kept.
     pub retention: Retention,
+    /// `[webhooks]`: signing, timeout and retries of run callbacks.
+    pub webhooks: WebhookConfig,
     /// The file name used in errors; `None` when the config did not come from a file.
     pub file: Option<String>,
 }

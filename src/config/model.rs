@@ -119,6 +119,37 @@ impl Retention {
     }
 }
 
+/// The `[webhooks]` table: how finished runs are POSTed to their `callback_url` (see
+/// [`crate::webhook`]). `None` keeps the default. The same shape holds the
+/// [`SchedulerBuilder`](crate::SchedulerBuilder)'s `webhook_*` settings, which win over
+/// the file.
+#[derive(Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct WebhookConfig {
+    /// `secret = "..."`: signs each delivery (`X-Kairos-Signature`); unsigned without
+    /// one. `KAIROS_WEBHOOK_SECRET` in the environment wins over the file.
+    pub secret: Option<String>,
+    /// `timeout = "10s"`: limit of one delivery attempt, connecting included.
+    pub timeout: Option<Duration>,
+    /// `max_attempts = 5`: deliveries tried at most, the first included.
+    pub max_attempts: Option<u32>,
+    /// `retry_delay = "1s"`: the wait after the first failed delivery, doubling after each
+    /// further one.
+    pub retry_delay: Option<Duration>,
+}
+
+// By hand: the secret must not reach logs through `{:?}`.
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .field("timeout", &self.timeout)
+            .field("max_attempts", &self.max_attempts)
+            .field("retry_delay", &self.retry_delay)
+            .finish()
+    }
+}
+
 /// A `[queues.<name>]` table: limits of one queue, enforced across all nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]

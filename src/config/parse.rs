@@ -26,6 +26,7 @@ const TOP_KEYS: Keys = &[
     ("scheduler", "[scheduler]"),
     ("queues", "[queues.<queue name>]"),
     ("retention", "[retention]"),
+    ("webhooks", "[webhooks]"),
     ("tasks", "[tasks.<task name>]"),
     ("jobs", "[[jobs]]"),
 ];
@@ -48,6 +49,13 @@ const RETENTION_KEYS: Keys = &[
     ("cancelled", "cancelled = \"7d\""),
     ("expired", "expired = \"1d\""),
     ("every", "every = \"10m\""),
+];
+
+const WEBHOOK_KEYS: Keys = &[
+    ("secret", "secret = \"a long random string\""),
+    ("timeout", "timeout = \"10s\""),
+    ("max_attempts", "max_attempts = 5"),
+    ("retry_delay", "retry_delay = \"1s\""),
 ];
 
 const QUEUE_KEYS: Keys = &[
@@ -551,6 +559,7 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
             "tasks" => parse_tasks(&cx, &e, &mut config)?,
             "queues" => parse_queues(&cx, &e, &mut config)?,
             "retention" => parse_retention(&cx, &e, &mut config)?,
+            "webhooks" => parse_webhooks(&cx, &e, &mut config)?,
             "jobs" => parse_jobs(&cx, &e, &mut config)?,
             _ => unreachable!("entries() refuses other keys"),
         }
@@ -706,6 +715,52 @@ fn parse_retention(cx: &Cx<'_>, e: &Entry<'_, '_>, config: &mut Config) -> Resul
             "cancelled" => r.cancelled = d,
             "expired" => r.expired = d,
             "every" => r.every = d,
+            _ => unreachable!("entries() refuses other keys"),
+        }
+    }
+    Ok(())
+}
+
+fn parse_webhooks(cx: &Cx<'_>, e: &Entry<'_, '_>, config: &mut Config) -> Result<(), ConfigError> {
+    let DeValue::Table(table) = e.value.get_ref() else {
+        return Err(cx.err(
+            &e.span(),
+            "`webhooks` must be a table; write `[webhooks]` on its own line, followed by keys \
+             such as `timeout = \"10s\"`",
+        ));
+    };
+    let t = TableCx {
+        cx,
+        name: "[webhooks]".to_string(),
+        keys: WEBHOOK_KEYS,
+    };
+    let w = &mut config.webhooks;
+    for e in entries(cx, table, WEBHOOK_KEYS, Some("[webhooks]"))? {
+        match e.key {
+            // Not trimmed or otherwise changed: the receiver must use the same bytes.
+            "secret" => {
+                if t.string(&e)?.is_empty() {
+                    return Err(cx.err(
+                        &e.span(),
+                        "`secret` in [webhooks] is empty; write a long random string, or leave \
+                         the key out to send deliveries unsigned",
+                    ));
+                }
+                w.secret = Some(t.string(&e)?.to_string());
+            }
+            "timeout" => w.timeout = Some(t.duration(&e, false)?),
+            "max_attempts" => {
+                w.max_attempts = Some(t.int(
+                    &e,
+                    1,
+                    crate::webhook::MAX_ATTEMPTS_LIMIT.into(),
+                    &format!(
+                        "use 1 (no retries) to {}",
+                        crate::webhook::MAX_ATTEMPTS_LIMIT
+                    ),
+                )? as u32)
+            }
+            "retry_delay" => w.retry_delay = Some(t.duration(&e, true)?),
             _ => unreachable!("entries() refuses other keys"),
         }
     }

@@ -1,4 +1,5 @@
-//! Operations on runs: reading them (one, or a filtered page), cancel, retry, delete.
+//! Operations on runs: reading them (one, or a filtered page, its logs and webhook
+//! deliveries), cancel, retry, delete.
 
 use serde::Serialize;
 
@@ -7,6 +8,7 @@ use crate::error::Error;
 use crate::events::{Event, EventKind};
 use crate::model::{Run, RunFilter, RunLog, RunPage, RunStatus};
 use crate::store::{CancelOutcome, DeleteOutcome, RetryOutcome};
+use crate::webhook::RunDelivery;
 
 /// What a cancel did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -121,6 +123,17 @@ impl Admin {
             self.run(id).await?;
         }
         Ok(logs)
+    }
+
+    /// A run's webhook delivery attempts, oldest first (empty when it has no
+    /// `callback_url` or has not finished yet).
+    pub async fn deliveries(&self, id: i64) -> Result<Vec<RunDelivery>, Error> {
+        let deliveries = self.store().deliveries(id).await?;
+        if deliveries.is_empty() {
+            // Tell "no such run" from "nothing delivered yet".
+            self.run(id).await?;
+        }
+        Ok(deliveries)
     }
 
     /// Deletes finished runs (with their history, logs and deliveries) that finished

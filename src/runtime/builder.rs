@@ -60,6 +60,7 @@ pub struct SchedulerBuilder {
     connect_timeout: Option<Duration>,
     maintenance_interval: Option<Duration>,
     hooks: super::hooks::Hooks,
+    webhooks: crate::config::WebhookConfig,
 }
 
 impl SchedulerBuilder {
@@ -174,6 +175,34 @@ impl SchedulerBuilder {
         self
     }
 
+    /// Signs webhook deliveries with this secret (`X-Kairos-Signature`, see
+    /// [`crate::webhook`]); wins over `KAIROS_WEBHOOK_SECRET` and `[webhooks] secret`.
+    pub fn webhook_secret(mut self, secret: impl Into<String>) -> Self {
+        self.webhooks.secret = Some(secret.into());
+        self
+    }
+
+    /// Limit of one webhook delivery attempt, connecting included (default
+    /// `[webhooks] timeout`, else 10s).
+    pub fn webhook_timeout(mut self, d: Duration) -> Self {
+        self.webhooks.timeout = Some(d);
+        self
+    }
+
+    /// Webhook deliveries tried at most per finished run, the first included (default
+    /// `[webhooks] max_attempts`, else 5).
+    pub fn webhook_max_attempts(mut self, n: u32) -> Self {
+        self.webhooks.max_attempts = Some(n);
+        self
+    }
+
+    /// Wait after the first failed webhook delivery, doubling after each further one
+    /// (default `[webhooks] retry_delay`, else 1s).
+    pub fn webhook_retry_delay(mut self, d: Duration) -> Self {
+        self.webhooks.retry_delay = Some(d);
+        self
+    }
+
     /// How long connecting to the database may take before start-up fails (default
     /// `[scheduler] connect_timeout`, else 5s).
     pub fn connect_timeout(mut self, d: Duration) -> Self {
@@ -212,6 +241,12 @@ impl SchedulerBuilder {
             )));
         }
         let (jobs, policies) = config.resolve(&registry)?;
+        let webhooks = crate::webhook::WebhookSettings::resolve(
+            &self.webhooks,
+            std::env::var(crate::webhook::SECRET_ENV).ok(),
+            &config.webhooks,
+        )
+        .map_err(BuildError::Invalid)?;
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let timeout = self
             .connect_timeout
@@ -333,6 +368,7 @@ impl SchedulerBuilder {
             started: AtomicBool::new(false),
             completions: tx,
             hooks: self.hooks,
+            webhooks: crate::webhook::Webhooks::new(webhooks),
             job_names: std::sync::Mutex::new(job_names),
             reports: crate::context::ReportSink {
                 tx: report_tx,

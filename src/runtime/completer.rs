@@ -1,7 +1,9 @@
 //! The completer: writes attempt outcomes back in batches (one transaction for
 //! everything finished since the last write), then runs failure callbacks for runs that
-//! really ended failed (not those an operator cancelled meanwhile).
+//! really ended failed (not those an operator cancelled meanwhile), and hands the runs
+//! that ended to the webhook worker (which POSTs those with a callback URL).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -90,6 +92,24 @@ fn call_hooks(shared: &Shared, done: &Done, statuses: &std::collections::HashMap
     }
 }
 
+/// The attempts of `batch` that may have ended their run, for the webhook worker:
+/// those stored with a final status, and plain successes (whose status is read back only
+/// when hooks or events want it; the worker's query tells). Retries, snoozes and
+/// releases stored as `queued` did not end anything.
+fn ended(batch: &[Done], statuses: &HashMap<i64, RunStatus>) -> Vec<(i64, u32)> {
+    batch
+        .iter()
+        .filter(
+            |d| match (&d.completion, statuses.get(&d.completion.id())) {
+                (Completion::Released { .. }, _) => false,
+                (Completion::Succeeded { .. }, None) => true,
+                (_, status) => status.is_some_and(|s| s.is_finished()),
+            },
+        )
+        .map(|d| (d.completion.id(), d.completion.attempt()))
+        .collect()
+}
+
 pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg>) {
     let mut batch = Vec::with_capacity(COMPLETE_BATCH);
     let mut flushes = Vec::new();
@@ -147,6 +167,7 @@ async fn write(shared: &Shared, batch: &mut Vec<Done>) {
             }
         }
     };
+    shared.webhooks.finished(ended(batch, &statuses));
     for done in batch.drain(..) {
         call_hooks(shared, &done, &statuses);
         emit(shared, &done, &statuses);

@@ -171,6 +171,8 @@ pub(crate) struct Shared {
     /// Where running tasks' reports go (see `reporter`).
     reports: crate::context::ReportSink,
     hooks: hooks::Hooks,
+    /// Where finished runs with a callback URL go (see `crate::webhook`).
+    webhooks: crate::webhook::Webhooks,
     /// Names of jobs by id, for events about their runs.
     job_names: Mutex<HashMap<i64, String>>,
 }
@@ -258,6 +260,13 @@ impl Scheduler {
         tracing::info!(node = %shared.node.id, workers = shared.node.max_workers, "kairos node started");
         let reporter = tokio::spawn(reporter::run(shared.clone(), reports));
         let event_log = tokio::spawn(event_log::run(shared.clone(), events));
+        let webhooks = shared.webhooks.start(
+            shared.store.clone(),
+            shared.node.id.clone(),
+            shared.clock.clone(),
+            shared.maintenance_interval,
+            shared.shutdown_grace,
+        );
         let completer = tokio::spawn(completer::run(shared.clone(), completions));
         let planner = tokio::spawn(planner::run(shared.clone()));
         let dispatcher = tokio::spawn(dispatcher::run(shared.clone()));
@@ -292,6 +301,10 @@ impl Scheduler {
         }
         completer.abort();
         reporter.abort();
+        // After the last outcomes: their webhooks get a first attempt, within a bound.
+        if let Some(w) = webhooks {
+            w.stop().await;
+        }
         let _ = shared
             .store
             .stop_node(&shared.node.id, shared.clock.now())

@@ -13,6 +13,7 @@ mod complete;
 mod control;
 #[cfg(test)]
 mod db_tests;
+mod deliveries;
 #[allow(unreachable_pub)]
 mod entity;
 mod events;
