@@ -95,6 +95,15 @@ async fn progress_stage_and_logs_are_stored_with_the_last_report() {
         let after_first = h.admin().run_logs(id, logs[0].id, 100).await.unwrap();
         assert_eq!(after_first.len(), 1, "reading on after a line");
         assert!(h.admin().run_logs(999_999, 0, 10).await.is_err());
+        // Deleting the run deletes its log with it.
+        h.admin().delete_run(id).await.unwrap();
+        let sql = format!("SELECT COUNT(*) AS n FROM kairos_run_logs WHERE run_id = {id}");
+        assert_eq!(
+            kairos::test_support::query_i64(&db.url, &sql)
+                .await
+                .unwrap(),
+            0
+        );
         h.shutdown();
         node.await.unwrap();
     }

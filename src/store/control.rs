@@ -180,13 +180,12 @@ impl Store {
         if status == RunStatus::Running {
             return Ok(DeleteOutcome::Running);
         }
-        for sql in [
-            "DELETE FROM kairos_run_tags WHERE run_id = $1",
-            "DELETE FROM kairos_run_history WHERE run_id = $1",
-            "DELETE FROM kairos_runs WHERE id = $1",
-        ] {
-            txn.execute_raw(self.stmt(sql, [Value::from(id)])).await?;
+        for table in super::retention::RUN_CHILDREN {
+            let sql = format!("DELETE FROM {table} WHERE run_id = $1");
+            txn.execute_raw(self.stmt(&sql, [Value::from(id)])).await?;
         }
+        txn.execute_raw(self.stmt("DELETE FROM kairos_runs WHERE id = $1", [Value::from(id)]))
+            .await?;
         bump(&txn, self).await?;
         txn.commit().await?;
         Ok(DeleteOutcome::Deleted(status))

@@ -356,13 +356,18 @@ impl Store {
             .rows_affected();
         let mut deleted = 0;
         if !keep_history {
-            for sql in [
-                "DELETE FROM kairos_run_tags WHERE run_id IN (SELECT id FROM kairos_runs WHERE job_id = $1 AND status <> 'running')",
-                "DELETE FROM kairos_run_history WHERE run_id IN (SELECT id FROM kairos_runs WHERE job_id = $1 AND status <> 'running')",
-                "DELETE FROM kairos_job_slots WHERE job_id = $1",
-            ] {
-                txn.execute_raw(self.stmt(sql, [id.clone()])).await?;
+            for table in super::retention::RUN_CHILDREN {
+                let sql = format!(
+                    "DELETE FROM {table} WHERE run_id IN \
+                     (SELECT id FROM kairos_runs WHERE job_id = $1 AND status <> 'running')"
+                );
+                txn.execute_raw(self.stmt(&sql, [id.clone()])).await?;
             }
+            txn.execute_raw(self.stmt(
+                "DELETE FROM kairos_job_slots WHERE job_id = $1",
+                [id.clone()],
+            ))
+            .await?;
             deleted = txn
                 .execute_raw(self.stmt(
                     "DELETE FROM kairos_runs WHERE job_id = $1 AND status <> 'running'",

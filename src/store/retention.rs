@@ -14,7 +14,7 @@ use crate::model::RunStatus;
 const PRUNE_BATCH: i64 = 1000;
 
 /// Tables holding rows that belong to a run.
-const RUN_CHILDREN: [&str; 4] = [
+pub(super) const RUN_CHILDREN: [&str; 4] = [
     "kairos_run_tags",
     "kairos_run_history",
     "kairos_run_logs",
