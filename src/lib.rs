@@ -65,6 +65,7 @@ mod schema_check;
 mod store;
 mod suggest;
 pub mod task;
+pub mod testing;
 pub mod webhook;
 
 /// Schedules: cron expressions, intervals, one-off times, durations.

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
-use kairos::schedule::{CronSchedule, Schedule, Tz};
+use kairos::schedule::Schedule;
 use kairos::task::TaskOutcome;
 use kairos::test_support::JobSpec;
+use kairos::testing::TestScheduler;
 use kairos::{
-    Admin, Clock, JobPolicy, JobSource, ManualClock, Registry, RunFilter, RunStatus, Scheduler,
+    Admin, JobPolicy, JobSource, ManualClock, Registry, RunFilter, RunStatus, Scheduler,
     SlotOutcome, TaskContext, TaskDef,
 };
 use serde_json::{Value, json};
@@ -129,25 +130,38 @@ async fn two_nodes_fire_each_slot_exactly_once() {
 
 #[tokio::test]
 async fn cron_job_fires_at_zone_local_times() {
-    let db = common::sqlite();
-    let clock = ManualClock::new("2026-03-01T15:59:00Z".parse().unwrap());
-    let tz: Tz = "Asia/Shanghai".parse().unwrap();
-    let cron = Schedule::Cron(CronSchedule::parse("0 0 * * *", tz).unwrap());
-    let store = with_jobs(&db.url, &[spec("midnight_shanghai", cron)], clock.now()).await;
-    let (h, t) = node(&db.url, &clock).await;
-    clock.advance(Duration::from_secs(60));
-    let got = wait_slots(&store, "midnight_shanghai", 1).await;
+    let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+    let h = TestScheduler::builder()
+        .start_at(t("2026-03-01T15:59:00Z"))
+        .registry(registry())
+        .config_toml(
+            r#"
+[[jobs]]
+name = "midnight_shanghai"
+task = "tick"
+schedule = "0 0 * * *"
+timezone = "Asia/Shanghai"
+"#,
+        )
+        .build()
+        .await
+        .unwrap();
+    let ran = h.advance(Duration::from_secs(2 * 86_400)).await;
+    let got: Vec<_> = ran
+        .iter()
+        .map(|r| (r.scheduled_for, r.started_at))
+        .collect();
+    // Midnight in Shanghai is 16:00 UTC.
     assert_eq!(
         got,
-        vec!["2026-03-01T16:00:00Z".parse::<DateTime<Utc>>().unwrap()]
+        [
+            (t("2026-03-01T16:00:00Z"), Some(t("2026-03-01T16:00:00Z"))),
+            (t("2026-03-02T16:00:00Z"), Some(t("2026-03-02T16:00:00Z"))),
+        ]
     );
-    let job = store.job("midnight_shanghai").await.unwrap();
-    assert_eq!(
-        job.next_run_at,
-        Some("2026-03-02T16:00:00Z".parse().unwrap())
-    );
-    h.shutdown();
-    t.await.unwrap();
+    let job = h.admin().job("midnight_shanghai").await.unwrap();
+    assert_eq!(job.next_run_at, Some(t("2026-03-03T16:00:00Z")));
+    h.shutdown().await;
 }
 
 #[tokio::test]

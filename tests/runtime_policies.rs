@@ -30,6 +30,7 @@ use kairos::config::Config;
 use kairos::schedule::Schedule;
 use kairos::task::TaskOutcome;
 use kairos::test_support::JobSpec;
+use kairos::testing::TestScheduler;
 use kairos::{
     Admin, Enqueue, JobPolicy, JobSlot, JobSource, ManualClock, Misfire, Overlap, Registry, Run,
     RunFilter, RunOrigin, RunStatus, Scheduler, SchedulerHandle, SkipReason, SlotOutcome,
@@ -1414,38 +1415,43 @@ task = "tick"
 schedule = "30 2 * * *"
 timezone = "America/New_York"
 "#;
-    let db = common::sqlite();
     let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
     // 2026-03-08 02:00 EST jumps to 03:00 EDT: 02:30 does not exist that day.
-    let clock = ManualClock::new(t("2026-03-07T12:00:00Z"));
-    let node = Node::start(&db.url, &clock, jobs_toml).await;
-    let admin = node.admin();
+    let h = TestScheduler::builder()
+        .start_at(t("2026-03-07T12:00:00Z"))
+        .registry(registry())
+        .config_toml(jobs_toml)
+        .build()
+        .await
+        .unwrap();
     let dst_of = |job: &kairos::Job| serde_json::to_value(job).unwrap()["schedule"]["dst"].clone();
     for (job, dst, next) in [
         ("ny_skip", "skip", "2026-03-09T06:30:00Z"),
         ("nightly", "skip", "2026-03-09T06:30:00Z"),
         ("ny_debian", "debian", "2026-03-08T07:00:00Z"),
     ] {
-        let j = admin.job(job).await.unwrap();
+        let j = h.admin().job(job).await.unwrap();
         assert_eq!(dst_of(&j), dst, "{job}");
         assert_eq!(j.next_run_at, Some(t(next)), "{job}");
     }
-    // At 03:00 EDT the Debian job runs for its 02:30; the others wait for the 9th.
-    clock.set(t("2026-03-08T07:00:00Z"));
-    let runs = wait_job_runs(admin, "ny_debian", 1).await;
-    assert_eq!(runs[0].scheduled_for, t("2026-03-08T07:00:00Z"));
-    wait_next(admin, "ny_debian", t("2026-03-09T06:30:00Z")).await;
-    settle().await;
-    assert!(job_runs(admin, "ny_skip").await.is_empty());
-    assert!(job_runs(admin, "nightly").await.is_empty());
-    clock.set(t("2026-03-09T06:30:00Z"));
-    for (job, n) in [("ny_skip", 1), ("nightly", 1), ("ny_debian", 2)] {
-        let runs = wait_job_runs(admin, job, n).await;
-        assert_eq!(
-            runs.last().unwrap().scheduled_for,
-            t("2026-03-09T06:30:00Z"),
-            "{job}"
-        );
-    }
-    node.stop().await;
+    // At 03:00 EDT the Debian job runs for its 02:30; the others wait for the 9th, when
+    // all three run.
+    let mut ran: Vec<(DateTime<Utc>, Option<String>)> = h
+        .advance_to(t("2026-03-09T12:00:00Z"))
+        .await
+        .into_iter()
+        .map(|r| (r.started_at.unwrap(), r.job))
+        .collect();
+    ran.sort();
+    let job = |n: &str| Some(n.to_string());
+    assert_eq!(
+        ran,
+        [
+            (t("2026-03-08T07:00:00Z"), job("ny_debian")),
+            (t("2026-03-09T06:30:00Z"), job("nightly")),
+            (t("2026-03-09T06:30:00Z"), job("ny_debian")),
+            (t("2026-03-09T06:30:00Z"), job("ny_skip")),
+        ]
+    );
+    h.shutdown().await;
 }

@@ -59,6 +59,7 @@ pub struct SchedulerBuilder {
     lease: Option<Duration>,
     connect_timeout: Option<Duration>,
     maintenance_interval: Option<Duration>,
+    retry_jitter: Option<bool>,
     hooks: super::hooks::Hooks,
     webhooks: crate::config::WebhookConfig,
 }
@@ -125,6 +126,14 @@ impl SchedulerBuilder {
     /// (default 10s).
     pub fn maintenance_interval(mut self, d: Duration) -> Self {
         self.maintenance_interval = Some(d);
+        self
+    }
+
+    /// Whether retry delays are jittered to 75–125% of the backoff (default true, so
+    /// that runs failing together do not all retry at once). Tests that assert exact
+    /// retry times turn it off; `kairos::testing` does.
+    pub fn retry_jitter(mut self, on: bool) -> Self {
+        self.retry_jitter = Some(on);
         self
     }
 
@@ -362,6 +371,7 @@ impl SchedulerBuilder {
                 .maintenance_interval
                 .unwrap_or(Duration::from_secs(10))
                 .max(Duration::from_millis(10)),
+            retry_jitter: self.retry_jitter.unwrap_or(true),
             workers: Arc::new(Semaphore::new(max_workers)),
             signals,
             shutdown: CancellationToken::new(),

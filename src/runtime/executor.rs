@@ -73,7 +73,13 @@ async fn attempt(
     let started = run.started_at;
     let fail = |error: String, status: RunStatus, permanent: bool| -> Done {
         if status != RunStatus::Cancelled && should_retry(run.attempt, run.max_retries, permanent) {
-            let delay = backoff(run.retry_delay, run.attempt, rand::random::<f64>());
+            // 0.5 is the middle of the jitter range: the plain backoff.
+            let jitter = if shared.retry_jitter {
+                rand::random::<f64>()
+            } else {
+                0.5
+            };
+            let delay = backoff(run.retry_delay, run.attempt, jitter);
             let run_at = shared.clock.now() + chrono::Duration::from_std(delay).unwrap_or_default();
             tracing::warn!(%error, retry_at = %run_at, "attempt failed; will retry");
             return Done {

@@ -162,6 +162,8 @@ pub(crate) struct Shared {
     cancel_grace: Duration,
     retention: crate::config::Retention,
     maintenance_interval: Duration,
+    /// Whether retry delays are jittered (see `SchedulerBuilder::retry_jitter`).
+    retry_jitter: bool,
     workers: Arc<Semaphore>,
     signals: Arc<Signals>,
     shutdown: CancellationToken,

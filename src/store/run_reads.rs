@@ -183,3 +183,109 @@ impl Store {
         Ok(out)
     }
 }
+
+/// What the test harness needs to step time (see `crate::testing`).
+impl Store {
+    /// The earliest instant after `now` at which something is due: a job's next slot,
+    /// a queued run's start or expiry, or a running attempt's timeout.
+    pub(crate) async fn next_instant(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        let n = Value::from(ms(now));
+        let row = self
+            .db
+            .query_one_raw(self.stmt(
+                "SELECT \
+                 (SELECT MIN(next_run_at) FROM kairos_jobs WHERE enabled AND NOT paused AND next_run_at > $1) AS job, \
+                 (SELECT MIN(run_at) FROM kairos_runs WHERE status = 'queued' AND run_at > $1) AS queued, \
+                 (SELECT MIN(expires_at) FROM kairos_runs WHERE status = 'queued' AND expires_at > $1) AS expiry, \
+                 (SELECT MIN(started_at + timeout_ms) FROM kairos_runs WHERE status = 'running' \
+                  AND started_at + timeout_ms > $1) AS timeout",
+                [n],
+            ))
+            .await?;
+        let Some(r) = row else { return Ok(None) };
+        let mut best: Option<i64> = None;
+        for col in ["job", "queued", "expiry", "timeout"] {
+            if let Some(t) = r.try_get::<Option<i64>>("", col)? {
+                best = Some(best.map_or(t, |b| b.min(t)));
+            }
+        }
+        Ok(best.map(from_ms))
+    }
+
+    /// Whether work is due at `now`: a job's slot, a queued run, or a running run.
+    pub(crate) async fn busy(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        let row = self
+            .db
+            .query_one_raw(self.stmt(
+                "SELECT \
+                 (SELECT COUNT(*) FROM kairos_jobs WHERE enabled AND NOT paused AND next_run_at <= $1) AS jobs, \
+                 (SELECT COUNT(*) FROM kairos_runs WHERE status = 'queued' AND run_at <= $1 \
+                  AND queue NOT IN (SELECT name FROM kairos_queues WHERE paused) \
+                  AND (expires_at IS NULL OR expires_at > $1)) AS queued, \
+                 (SELECT COUNT(*) FROM kairos_runs WHERE status = 'running') AS running",
+                [Value::from(ms(now))],
+            ))
+            .await?;
+        let Some(r) = row else { return Ok(false) };
+        Ok(r.try_get::<i64>("", "jobs")?
+            + r.try_get::<i64>("", "queued")?
+            + r.try_get::<i64>("", "running")?
+            > 0)
+    }
+
+    /// A fingerprint of the runs table that changes whenever a run does.
+    pub(crate) async fn runs_fingerprint(&self) -> Result<(i64, i64, i64), StoreError> {
+        let row = self
+            .db
+            .query_one_raw(self.stmt(
+                "SELECT (SELECT COUNT(*) FROM kairos_runs) AS n, \
+                 (SELECT COUNT(*) FROM kairos_runs WHERE finished_at IS NOT NULL) AS done, \
+                 (SELECT value FROM kairos_meta WHERE key = 'change_seq') AS seq",
+                [],
+            ))
+            .await?;
+        Ok(match row {
+            Some(r) => (
+                r.try_get("", "n")?,
+                r.try_get("", "done")?,
+                r.try_get::<Option<i64>>("", "seq")?.unwrap_or(0),
+            ),
+            None => (0, 0, 0),
+        })
+    }
+
+    /// Runs that finished after `after` and at or before `until`, in the order they
+    /// finished.
+    pub(crate) async fn finished_between(
+        &self,
+        after: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<Run>, StoreError> {
+        let rows = self
+            .db
+            .query_all_raw(self.stmt(
+                "SELECT * FROM kairos_runs WHERE finished_at > $1 AND finished_at <= $2 \
+                 ORDER BY finished_at, id",
+                [Value::from(ms(after)), Value::from(ms(until))],
+            ))
+            .await?;
+        let mut runs = rows
+            .iter()
+            .map(|r| Run::try_from(run::Model::from_query_result(r, "")?))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ids: Vec<i64> = runs.iter().filter_map(|r| r.job_id).collect();
+        if !ids.is_empty() {
+            let names = self.job_names(&ids).await?;
+            for r in &mut runs {
+                r.job = r.job_id.and_then(|j| names.get(&j).cloned());
+            }
+        }
+        Ok(runs)
+    }
+}
