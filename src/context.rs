@@ -149,21 +149,18 @@ impl TaskContext {
         attempt: u32,
         cancel: CancellationToken,
     ) -> Self {
-        TaskContext {
-            inner: Arc::new(ContextInner {
-                reports: AttemptReports::new(Who {
-                    run_id,
-                    attempt,
-                    task: task.into().into(),
-                    job_id,
-                    tags: Arc::new(BTreeMap::new()),
-                }),
-                scheduled_for,
-                cancel,
-                checkpoint: Mutex::new(None),
-                sink: None,
-            }),
-        }
+        let task: String = task.into();
+        Self::for_attempt_with(
+            run_id,
+            &task,
+            job_id,
+            scheduled_for,
+            attempt,
+            cancel,
+            BTreeMap::new(),
+            None,
+            None,
+        )
     }
 
     /// The context of a claimed attempt, reporting to the node.
@@ -179,6 +176,32 @@ impl TaskContext {
         checkpoint: Option<Value>,
         sink: ReportSink,
     ) -> Self {
+        Self::for_attempt_with(
+            run_id,
+            task,
+            job_id,
+            scheduled_for,
+            attempt,
+            cancel,
+            tags,
+            checkpoint,
+            Some(sink),
+        )
+    }
+
+    /// A context reporting to `sink`, or keeping its reports to itself without one.
+    #[allow(clippy::too_many_arguments)]
+    fn for_attempt_with(
+        run_id: i64,
+        task: &str,
+        job_id: Option<i64>,
+        scheduled_for: DateTime<Utc>,
+        attempt: u32,
+        cancel: CancellationToken,
+        tags: BTreeMap<String, String>,
+        checkpoint: Option<Value>,
+        sink: Option<ReportSink>,
+    ) -> Self {
         TaskContext {
             inner: Arc::new(ContextInner {
                 reports: AttemptReports::new(Who {
@@ -191,7 +214,7 @@ impl TaskContext {
                 scheduled_for,
                 cancel,
                 checkpoint: Mutex::new(checkpoint),
-                sink: Some(sink),
+                sink,
             }),
         }
     }

@@ -35,6 +35,24 @@ pub struct JobSpec {
     pub callback_url: Option<String>,
 }
 
+impl JobSpec {
+    /// An enabled job of `task` without params, with the default policies, declared
+    /// through the API (the fields are public for everything else).
+    pub fn new(name: impl Into<String>, task: impl Into<String>, schedule: Schedule) -> Self {
+        JobSpec {
+            name: name.into(),
+            task: task.into(),
+            schedule,
+            params: Value::Object(Default::default()),
+            enabled: true,
+            priority: None,
+            policy: JobPolicy::default(),
+            source: JobSource::Api,
+            callback_url: None,
+        }
+    }
+}
+
 /// How runs of one task execute, after every default and override is applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskPolicy {

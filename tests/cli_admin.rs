@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kairos::schedule::Schedule;
 use kairos::test_support::JobSpec;
-use kairos::{Admin, Enqueue, JobPolicy, JobSource, Registry, RunStatus, TaskDef};
+use kairos::{Admin, Enqueue, Registry, RunStatus, TaskDef};
 use serde_json::{Value, json};
 
 use common::cli::{Node, cli, hello, kairos, node_builder};
@@ -85,15 +85,12 @@ async fn jobs_and_runs_commands_read_and_steer_the_database() {
     kairos::test_support::sync_jobs(
         &db.url,
         &[JobSpec {
-            name: "hourly_hello".into(),
-            task: "hello".into(),
-            schedule: Schedule::Every(Duration::from_secs(3600)),
             params: json!({"who": "job"}),
-            enabled: true,
-            priority: None,
-            policy: JobPolicy::default(),
-            source: JobSource::Api,
-            callback_url: None,
+            ..JobSpec::new(
+                "hourly_hello",
+                "hello",
+                Schedule::Every(Duration::from_secs(3600)),
+            )
         }],
         t0,
     )

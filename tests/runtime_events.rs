@@ -13,8 +13,8 @@ use kairos::schedule::Schedule;
 use kairos::task::TaskOutcome;
 use kairos::test_support::JobSpec;
 use kairos::{
-    Admin, Enqueue, JobPolicy, JobSource, ManualClock, Registry, RunStatus, Scheduler,
-    SchedulerHandle, TaskContext, TaskDef,
+    Admin, Enqueue, ManualClock, Registry, RunStatus, Scheduler, SchedulerHandle, TaskContext,
+    TaskDef,
 };
 use serde_json::{Value, json};
 
@@ -162,17 +162,11 @@ async fn changes_made_by_another_process_reach_the_node_s_subscribers() {
         let clock = ManualClock::new(t0());
         kairos::test_support::sync_jobs(
             &db.url,
-            &[JobSpec {
-                name: "hourly".into(),
-                task: "noop".into(),
-                schedule: Schedule::Every(Duration::from_secs(3600)),
-                params: json!({}),
-                enabled: true,
-                priority: None,
-                policy: JobPolicy::default(),
-                source: JobSource::Api,
-                callback_url: None,
-            }],
+            &[JobSpec::new(
+                "hourly",
+                "noop",
+                Schedule::Every(Duration::from_secs(3600)),
+            )],
             t0(),
         )
         .await

@@ -13,10 +13,10 @@ use kairos::schedule::Schedule;
 use kairos::task::TaskOutcome;
 use kairos::test_support::JobSpec;
 use kairos::{
-    Enqueue, JobPolicy, JobSource, ManualClock, Registry, RunOutcome, RunStatus, Scheduler,
-    SkipReason, SkippedSlots, TaskContext, TaskDef, TaskError,
+    Enqueue, ManualClock, Registry, RunOutcome, RunStatus, Scheduler, SkipReason, SkippedSlots,
+    TaskContext, TaskDef, TaskError,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 
 fn t0() -> DateTime<Utc> {
     "2026-03-01T12:00:00Z".parse().unwrap()
@@ -51,17 +51,11 @@ async fn hooks_see_each_outcome_and_never_break_the_scheduler() {
         let clock = ManualClock::new(t0());
         kairos::test_support::sync_jobs(
             &db.url,
-            &[JobSpec {
-                name: "every_minute".into(),
-                task: "hangs".into(),
-                schedule: Schedule::Every(Duration::from_secs(60)),
-                params: json!({}),
-                enabled: true,
-                priority: None,
-                policy: JobPolicy::default(),
-                source: JobSource::Api,
-                callback_url: None,
-            }],
+            &[JobSpec::new(
+                "every_minute",
+                "hangs",
+                Schedule::Every(Duration::from_secs(60)),
+            )],
             t0(),
         )
         .await

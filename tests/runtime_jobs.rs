@@ -13,8 +13,8 @@ use kairos::task::TaskOutcome;
 use kairos::test_support::JobSpec;
 use kairos::testing::TestScheduler;
 use kairos::{
-    Admin, JobPolicy, JobSource, ManualClock, Registry, RunFilter, RunStatus, Scheduler,
-    SlotOutcome, TaskContext, TaskDef,
+    Admin, ManualClock, Registry, RunFilter, RunStatus, Scheduler, SlotOutcome, TaskContext,
+    TaskDef,
 };
 use serde_json::{Value, json};
 
@@ -31,17 +31,7 @@ fn registry() -> Registry {
 }
 
 fn spec(name: &str, schedule: Schedule) -> JobSpec {
-    JobSpec {
-        name: name.into(),
-        task: "tick".into(),
-        schedule,
-        params: json!({}),
-        enabled: true,
-        priority: None,
-        policy: JobPolicy::default(),
-        source: JobSource::Api,
-        callback_url: None,
-    }
+    JobSpec::new(name, "tick", schedule)
 }
 
 /// Creates the database with these jobs, as a node would, and connects to it.

@@ -32,9 +32,9 @@ use kairos::task::TaskOutcome;
 use kairos::test_support::JobSpec;
 use kairos::testing::TestScheduler;
 use kairos::{
-    Admin, Enqueue, JobPolicy, JobSlot, JobSource, ManualClock, Misfire, Overlap, Registry, Run,
-    RunFilter, RunOrigin, RunStatus, Scheduler, SchedulerHandle, SkipReason, SlotOutcome,
-    TaskContext, TaskDef,
+    Admin, Enqueue, JobPolicy, JobSlot, ManualClock, Misfire, Overlap, Registry, Run, RunFilter,
+    RunOrigin, RunStatus, Scheduler, SchedulerHandle, SkipReason, SlotOutcome, TaskContext,
+    TaskDef,
 };
 use serde_json::{Value, json};
 
@@ -244,15 +244,9 @@ fn policy(misfire: Misfire, grace: Duration) -> JobPolicy {
 /// A job firing `task` every minute from the time it is created.
 fn every_minute(name: &str, task: &str, policy: JobPolicy, params: Value) -> JobSpec {
     JobSpec {
-        name: name.into(),
-        task: task.into(),
-        schedule: Schedule::Every(MINUTE),
         params,
-        enabled: true,
-        priority: None,
         policy,
-        source: JobSource::Api,
-        callback_url: None,
+        ..JobSpec::new(name, task, Schedule::Every(MINUTE))
     }
 }
 

@@ -15,7 +15,7 @@ pub(super) enum RunsCmd {
     /// Runs, newest first, a page at a time.
     List {
         /// Only runs with this status (queued, running, succeeded, failed, timed_out,
-        /// cancelled); repeat for several.
+        /// cancelled, expired); repeat for several.
         #[arg(long)]
         status: Vec<RunStatus>,
         /// Only runs of this task.
