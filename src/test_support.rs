@@ -19,6 +19,8 @@ pub struct TestDb {
     /// `sqlite` or `postgres`.
     pub name: &'static str,
     dir: Option<PathBuf>,
+    /// For a PostgreSQL database: the server URL it was created through, and its name.
+    created_on: Option<(String, String)>,
 }
 
 impl TestDb {
@@ -33,6 +35,29 @@ impl Drop for TestDb {
         if let Some(d) = &self.dir {
             let _ = std::fs::remove_dir_all(d);
         }
+        if let Some((admin, name)) = self.created_on.take() {
+            // Drop runs inside the test's runtime, which cannot be blocked on: the
+            // database is dropped from a thread with a runtime of its own. FORCE ends
+            // the connections the test's pools still hold.
+            let dropped = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                rt.block_on(async {
+                    let db = sea_orm::Database::connect(admin).await.ok()?;
+                    let res = db
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                    db.close().await.ok();
+                    res.ok()
+                })
+            })
+            .join();
+            if !matches!(dropped, Ok(Some(_))) {
+                eprintln!("could not drop a PostgreSQL test database");
+            }
+        }
     }
 }
 
@@ -44,6 +69,7 @@ pub fn sqlite() -> TestDb {
         url: format!("sqlite://{}", dir.join("kairos.db").display()),
         name: "sqlite",
         dir: Some(dir),
+        created_on: None,
     }
 }
 
@@ -75,6 +101,7 @@ pub async fn postgres(test: &str) -> Option<TestDb> {
         url: format!("{base}{sep}{name}{query}"),
         name: "postgres",
         dir: None,
+        created_on: Some((admin.clone(), name.clone())),
     })
 }
 
