@@ -698,8 +698,12 @@ pub struct NodeInfo {
     pub version: String,
     /// Worker slots.
     pub max_workers: u32,
-    /// `running` or `stopped`.
+    /// `running`, `stopped` (shut down), or `dead` (declared dead by another node after
+    /// it missed its heartbeats; its runs were taken back).
     pub status: String,
+    /// Running and heard from within the default heartbeat timeout (10s), on the
+    /// database's clock.
+    pub alive: bool,
     /// Claims no new runs while paused.
     pub paused: bool,
     /// Start time.

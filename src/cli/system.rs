@@ -291,7 +291,11 @@ fn nodes_table(nodes: &[NodeInfo], now: DateTime<Utc>) -> String {
                 n.version.clone(),
                 rfc3339(n.started_at),
                 format!("{} ({age}s ago)", rfc3339(n.heartbeat_at)),
-                n.status.clone(),
+                if n.alive || n.status != "running" {
+                    n.status.clone()
+                } else {
+                    "dead (silent)".into()
+                },
                 if n.paused { "yes" } else { "no" }.into(),
                 n.running.to_string(),
             ]

@@ -122,12 +122,11 @@ impl Admin {
             .await?;
         // Who serves the queue: live workers, bounded by the queue's and the task's
         // limits.
-        let (workers, _) = self
+        let workers = self
             .store()
-            .live_workers(
-                now - chrono::Duration::from_std(DEFAULT_HEARTBEAT_MAX_AGE).unwrap_or_default(),
-            )
-            .await?;
+            .live_workers(DEFAULT_HEARTBEAT_MAX_AGE)
+            .await?
+            .workers;
         let mut capacity = workers.max(1);
         if let Some(q) = self
             .store()
@@ -171,7 +170,6 @@ impl Admin {
 
     /// Healthy when the database answers and a running node beat within `max_age`.
     pub async fn health(&self, max_age: Duration) -> Health {
-        let now = self.now();
         let mut h = Health {
             healthy: false,
             database: false,
@@ -184,17 +182,16 @@ impl Admin {
             return h;
         }
         h.database = true;
-        let since = now - chrono::Duration::from_std(max_age).unwrap_or_default();
-        match self.store().live_workers(since).await {
-            Ok((workers, newest)) => {
-                h.live_workers = workers;
-                h.last_heartbeat = newest;
-                if workers == 0 {
-                    h.reasons.push(match newest {
-                        Some(t) => format!(
+        match self.store().live_workers(max_age).await {
+            Ok(live) => {
+                h.live_workers = live.workers;
+                h.last_heartbeat = live.newest;
+                if live.workers == 0 {
+                    h.reasons.push(match live.newest_age {
+                        Some(age) => format!(
                             "no node beat in the last {}: the newest heartbeat is {}s old",
                             crate::schedule::format_duration(max_age),
-                            (now - t).num_seconds()
+                            age.as_secs()
                         ),
                         None => "no node is running against this database".to_string(),
                     });

@@ -13,6 +13,16 @@ use std::future::Future;
 
 use super::hooks::{HookResult, RunOutcome, SkippedSlots};
 use super::{Scheduler, Shared, Signals};
+
+/// How long a claimed run stays owned without a renewal, by default.
+pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+/// The shortest lease a node accepts: it renews every third of it.
+const MIN_LEASE: Duration = Duration::from_secs(3);
+/// How often a node beats its heartbeat and renews its leases, by default.
+pub(crate) const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+/// After how long without a heartbeat a node is declared dead, by default. With the
+/// interval above, a killed node's runs are taken back 10–12 s after it died.
+pub(crate) const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::ops::{Admin, Tasks, task_info};
@@ -57,6 +67,8 @@ pub struct SchedulerBuilder {
     shutdown_grace: Option<Duration>,
     cancel_grace: Option<Duration>,
     lease: Option<Duration>,
+    heartbeat_interval: Option<Duration>,
+    heartbeat_timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
     maintenance_interval: Option<Duration>,
     retry_jitter: Option<bool>,
@@ -115,15 +127,33 @@ impl SchedulerBuilder {
         self
     }
 
-    /// How long a claimed run stays owned without a renewal (default 60s).
+    /// How long a claimed run stays owned without a renewal (default 60s). The node
+    /// renews its leases with every heartbeat, and at least every third of the lease;
+    /// a lease shorter than 3s is refused. A node that finds it no longer owns a run
+    /// (taken back after its lease ran out, or its node was declared dead) stops it.
     pub fn lease(mut self, d: Duration) -> Self {
         self.lease = Some(d);
         self
     }
 
-    /// How often the node beats its heartbeat, renews its leases, takes back runs of
-    /// dead nodes, expires runs past their time to live and prunes per `[retention]`
-    /// (default 10s).
+    /// How often the node records that it is alive and renews its leases (default
+    /// 2s).
+    pub fn heartbeat_interval(mut self, d: Duration) -> Self {
+        self.heartbeat_interval = Some(d);
+        self
+    }
+
+    /// A node whose last heartbeat is older than this is declared dead by the other
+    /// nodes (or by the next node started on the database), and its running runs are
+    /// taken back: queued again, or failed when it was their final attempt (default
+    /// 10s; at least three heartbeats).
+    pub fn heartbeat_timeout(mut self, d: Duration) -> Self {
+        self.heartbeat_timeout = Some(d);
+        self
+    }
+
+    /// How often the node expires runs past their time to live, sweeps for webhook
+    /// deliveries and prunes per `[retention]` (default 10s).
     pub fn maintenance_interval(mut self, d: Duration) -> Self {
         self.maintenance_interval = Some(d);
         self
@@ -314,11 +344,31 @@ impl SchedulerBuilder {
                 })
                 .collect(),
         };
-        let lease = self.lease.unwrap_or(Duration::from_secs(60));
-        if lease < Duration::from_secs(1) {
+        let lease = self.lease.unwrap_or(DEFAULT_LEASE);
+        if lease < MIN_LEASE {
             return Err(BuildError::Invalid(format!(
-                "lease = {}: a lease shorter than 1s cannot be renewed in time; use at least 1s",
+                "lease = {}: a lease is renewed every third of it, so one shorter than 3s \
+                 may run out under a live node; use at least 3s",
                 crate::schedule::format_duration(lease)
+            )));
+        }
+        let heartbeat_interval = self
+            .heartbeat_interval
+            .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL);
+        if heartbeat_interval < Duration::from_millis(10) {
+            return Err(BuildError::Invalid(format!(
+                "heartbeat_interval = {}: use at least 10ms",
+                crate::schedule::format_duration(heartbeat_interval)
+            )));
+        }
+        let heartbeat_timeout = self.heartbeat_timeout.unwrap_or(DEFAULT_HEARTBEAT_TIMEOUT);
+        if heartbeat_timeout < heartbeat_interval * 3 {
+            return Err(BuildError::Invalid(format!(
+                "heartbeat_timeout = {} with heartbeat_interval = {}: a node would be declared \
+                 dead after missing fewer than three heartbeats; use a timeout of at least {}",
+                crate::schedule::format_duration(heartbeat_timeout),
+                crate::schedule::format_duration(heartbeat_interval),
+                crate::schedule::format_duration(heartbeat_interval * 3)
             )));
         }
         let (tx, rx) = mpsc::unbounded_channel();
@@ -361,6 +411,9 @@ impl SchedulerBuilder {
             claim_limits,
             node,
             lease,
+            // Renewed at least three times per lease, so one slow beat never loses it.
+            beat_interval: heartbeat_interval.min(lease / 3),
+            heartbeat_timeout,
             shutdown_grace: self
                 .shutdown_grace
                 .or(config.scheduler.shutdown_grace)

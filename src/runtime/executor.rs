@@ -35,12 +35,22 @@ pub(super) fn spawn(
 async fn execute(shared: Arc<Shared>, run: ClaimedRun) {
     let token = CancellationToken::new();
     let running = Arc::new(Running::new(run.attempt, token.clone()));
-    shared
+    let older = shared
         .signals
         .running
         .lock()
         .expect("running map poisoned")
         .insert(run.id, running.clone());
+    if let Some(older) = older {
+        // An earlier attempt of this run still runs here: the run was taken back from
+        // this node and claimed again before the renewal noticed. Stop the old one.
+        tracing::warn!(
+            run_id = run.id,
+            attempt = older.attempt,
+            "an earlier attempt of this run was taken back from this node: stopping it"
+        );
+        older.cancel(CancelReason::LeaseLost);
+    }
     let span = tracing::info_span!(
         "run",
         run_id = run.id,
@@ -51,12 +61,13 @@ async fn execute(shared: Arc<Shared>, run: ClaimedRun) {
     let done = attempt(&shared, &run, token, &running)
         .instrument(span)
         .await;
-    shared
-        .signals
-        .running
-        .lock()
-        .expect("running map poisoned")
-        .remove(&run.id);
+    {
+        let mut map = shared.signals.running.lock().expect("running map poisoned");
+        // Only this attempt's entry: a newer attempt of the run may have replaced it.
+        if map.get(&run.id).is_some_and(|r| Arc::ptr_eq(r, &running)) {
+            map.remove(&run.id);
+        }
+    }
     // The completer may be gone only during a hard stop; the lease then re-queues the run.
     let _ = shared.completions.send(super::Msg::Done(Box::new(done)));
     shared.signals.wake_dispatcher.notify_one();
@@ -176,8 +187,17 @@ async fn attempt(
             tracing::info!("cancelled by operator");
             return fail("cancelled by operator".into(), RunStatus::Cancelled, true);
         }
-        CancelReason::Shutdown if !matches!(result, Some(Ok(Ok(_)))) => {
-            tracing::info!("released at shutdown");
+        // Released without counting the attempt. After a lost lease the release is
+        // normally discarded (another node owns the run now); it takes effect only
+        // if nobody took the run back while the database was out of reach.
+        reason @ (CancelReason::Shutdown | CancelReason::LeaseLost)
+            if !matches!(result, Some(Ok(Ok(_)))) =>
+        {
+            if reason == CancelReason::Shutdown {
+                tracing::info!("released at shutdown");
+            } else {
+                tracing::warn!("stopped: this node lost the run's lease");
+            }
             return Done {
                 task: run.task.clone(),
                 job_id: run.job_id,

@@ -31,6 +31,7 @@ use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use builder::DEFAULT_HEARTBEAT_TIMEOUT;
 pub use builder::{BuildError, DATABASE_URL_ENV, SchedulerBuilder};
 pub(crate) use event_log::SUBSCRIBER_TTL;
 pub use handle::SchedulerHandle;
@@ -71,6 +72,8 @@ pub(crate) enum CancelReason {
     Operator = 1,
     /// The node is shutting down: release the run to the queue.
     Shutdown = 2,
+    /// The node no longer owns the run (its lease ran out and it was taken back).
+    LeaseLost = 3,
 }
 
 /// A running attempt as the node tracks it.
@@ -105,6 +108,7 @@ impl Running {
         match self.reason.load(Ordering::SeqCst) {
             1 => CancelReason::Operator,
             2 => CancelReason::Shutdown,
+            3 => CancelReason::LeaseLost,
             _ => CancelReason::None,
         }
     }
@@ -134,15 +138,30 @@ impl Signals {
 }
 
 impl Signals {
-    /// Cancels a local attempt, if this node runs it.
-    pub(crate) fn cancel_local(&self, run_id: i64, attempt: Option<u32>, reason: CancelReason) {
+    /// Cancels a local attempt, if this node runs it; returns whether it did.
+    pub(crate) fn cancel_local(
+        &self,
+        run_id: i64,
+        attempt: Option<u32>,
+        reason: CancelReason,
+    ) -> bool {
         let running = self.running.lock().expect("running map poisoned");
-        if let Some(r) = running
+        match running
             .get(&run_id)
             .filter(|r| attempt.is_none_or(|a| a == r.attempt))
         {
-            r.cancel(reason);
+            Some(r) => {
+                r.cancel(reason);
+                true
+            }
+            None => false,
         }
+    }
+
+    /// The attempts running on this node now: (run id, attempt).
+    pub(crate) fn local_attempts(&self) -> Vec<(i64, u32)> {
+        let running = self.running.lock().expect("running map poisoned");
+        running.iter().map(|(id, r)| (*id, r.attempt)).collect()
     }
 }
 
@@ -158,6 +177,10 @@ pub(crate) struct Shared {
     claim_limits: ClaimLimits,
     node: NodeRow,
     lease: Duration,
+    /// How often the node beats its heartbeat and renews its leases.
+    beat_interval: Duration,
+    /// A node silent for longer is declared dead.
+    heartbeat_timeout: Duration,
     shutdown_grace: Duration,
     cancel_grace: Duration,
     retention: crate::config::Retention,
@@ -255,10 +278,7 @@ impl Scheduler {
             reports,
             events,
         } = self;
-        shared
-            .store
-            .register_node(&shared.node, shared.clock.now())
-            .await?;
+        shared.store.register_node(&shared.node).await?;
         tracing::info!(node = %shared.node.id, workers = shared.node.max_workers, "kairos node started");
         let reporter = tokio::spawn(reporter::run(shared.clone(), reports));
         let event_log = tokio::spawn(event_log::run(shared.clone(), events));
@@ -307,10 +327,7 @@ impl Scheduler {
         if let Some(w) = webhooks {
             w.stop().await;
         }
-        let _ = shared
-            .store
-            .stop_node(&shared.node.id, shared.clock.now())
-            .await;
+        let _ = shared.store.stop_node(&shared.node.id).await;
         tracing::info!("kairos node stopped");
         Ok(())
     }

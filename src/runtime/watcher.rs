@@ -1,10 +1,14 @@
 //! The watcher: notices changes made by other processes (the CLI, other nodes) through
-//! the store's change marker, applies cancel requests to local runs, beats the node's
-//! heartbeat, renews its leases, takes back runs whose node's lease expired, expires
+//! the store's change marker and applies cancel requests to local runs; beats the
+//! node's heartbeat and renews its leases (stopping runs it turns out no longer to
+//! own), declares silent nodes dead and takes back runs whose lease ended; expires
 //! queued runs whose time to live ran out, and prunes finished runs per `[retention]`.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use super::{CancelReason, Shared};
 
@@ -19,11 +23,20 @@ pub(super) async fn run(shared: Arc<Shared>) {
     let mut chores = tokio::time::interval(shared.maintenance_interval);
     chores.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     chores.tick().await;
+    // The first beat comes at once: a node started after a crash takes back the runs
+    // of the node it replaces as soon as that one counts as dead.
+    let mut beats = tokio::time::interval(shared.beat_interval);
+    beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_renewed = shared.clock.now();
     let mut last_prune: Option<chrono::DateTime<chrono::Utc>> = None;
     loop {
         tokio::select! {
             _ = shared.shutdown.cancelled() => return,
             _ = ticker.tick() => {}
+            _ = beats.tick() => {
+                beat(&shared, &mut last_renewed).await;
+                continue;
+            }
             _ = chores.tick() => {
                 maintain(&shared).await;
                 prune(&shared, &mut last_prune).await;
@@ -55,14 +68,77 @@ async fn apply_cancel_requests(shared: &Shared) {
     }
 }
 
-async fn maintain(shared: &Shared) {
+/// One heartbeat: records that the node is alive, renews the leases of its running
+/// runs and stops those it no longer owns, declares silent nodes dead and takes back
+/// runs whose lease ended.
+async fn beat(shared: &Shared, last_renewed: &mut DateTime<Utc>) {
     let now = shared.clock.now();
-    let until = now + chrono::Duration::from_std(shared.lease).unwrap_or_default();
-    if let Err(e) = shared.store.heartbeat(&shared.node.id, now).await {
-        tracing::warn!(error = %e, "heartbeat failed");
+    let lease = chrono::Duration::from_std(shared.lease).unwrap_or_default();
+    match shared.store.heartbeat(&shared.node.id).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            node = %shared.node.id,
+            "this node had been declared dead by another (no heartbeat for too long); \
+             the runs it held were taken back"
+        ),
+        Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
     }
-    if let Err(e) = shared.store.renew_leases(&shared.node.id, until).await {
-        tracing::warn!(error = %e, "lease renewal failed");
+    // Attempts registered before the renewal have committed claims: one that the
+    // renewal does not find was taken back from this node.
+    let local = shared.signals.local_attempts();
+    match shared
+        .store
+        .renew_leases(&shared.node.id, now + lease)
+        .await
+    {
+        Ok(owned) => {
+            *last_renewed = now;
+            let owned: HashSet<(i64, u32)> = owned.into_iter().collect();
+            for (id, attempt) in local.into_iter().filter(|a| !owned.contains(a)) {
+                if shared
+                    .signals
+                    .cancel_local(id, Some(attempt), CancelReason::LeaseLost)
+                {
+                    tracing::warn!(
+                        run_id = id,
+                        attempt,
+                        "this node no longer owns the run (its lease ended and it was \
+                         taken back): stopping this attempt"
+                    );
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "lease renewal failed");
+            if now - *last_renewed >= lease {
+                // Another node may own these runs by now: stop rather than run beside it.
+                for (id, attempt) in local {
+                    if shared
+                        .signals
+                        .cancel_local(id, Some(attempt), CancelReason::LeaseLost)
+                    {
+                        tracing::warn!(
+                            run_id = id,
+                            attempt,
+                            "no lease renewal for a whole lease: stopping this attempt"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    match shared
+        .store
+        .declare_dead_nodes(&shared.node.id, shared.heartbeat_timeout)
+        .await
+    {
+        Ok(dead) if !dead.is_empty() => tracing::warn!(
+            nodes = ?dead,
+            "declared dead: no heartbeat for {}",
+            crate::schedule::format_duration(shared.heartbeat_timeout)
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "dead node check failed"),
     }
     match shared.store.recover_expired(now).await {
         Ok((0, 0)) => {}
@@ -76,6 +152,10 @@ async fn maintain(shared: &Shared) {
         }
         Err(e) => tracing::warn!(error = %e, "lease expiry check failed"),
     }
+}
+
+async fn maintain(shared: &Shared) {
+    let now = shared.clock.now();
     match shared.store.expire_runs(now).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(runs = n, "queued runs expired: their time to live ran out"),

@@ -325,6 +325,7 @@ pub(crate) fn node_info(m: node::Model, running: u64) -> NodeInfo {
         pid: u32::try_from(m.pid).unwrap_or(0),
         version: m.version,
         max_workers: count(m.max_workers),
+        alive: false,
         status: m.status,
         paused: m.paused,
         started_at: from_ms(m.started_at),

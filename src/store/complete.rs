@@ -313,20 +313,25 @@ impl Store {
         Ok((requeued, failed))
     }
 
-    /// Extends the lease of every run `node` is running.
+    /// Extends the lease of every run `node` is running; returns those runs as (id,
+    /// attempt): an attempt the node believes it runs that is missing here was taken
+    /// back.
     pub(crate) async fn renew_leases(
         &self,
         node: &str,
         until: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
-        let res = self
+    ) -> Result<Vec<(i64, u32)>, StoreError> {
+        let rows = self
             .db
-            .execute_raw(self.stmt(
-                "UPDATE kairos_runs SET lease_until = $1 WHERE status = 'running' AND node_id = $2",
+            .query_all_raw(self.stmt(
+                "UPDATE kairos_runs SET lease_until = $1 WHERE status = 'running' AND node_id = $2 \
+                 RETURNING id, attempt",
                 [Value::from(ms(until)), Value::from(node.to_string())],
             ))
             .await?;
-        Ok(res.rows_affected())
+        rows.iter()
+            .map(|r| Ok((r.try_get("", "id")?, count(r.try_get("", "attempt")?))))
+            .collect()
     }
 
     /// The earliest `run_at` among queued runs.

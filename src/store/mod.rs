@@ -336,6 +336,18 @@ impl Store {
         self.backend == DbBackend::Postgres
     }
 
+    /// SQL for the database server's current time in epoch milliseconds. Node
+    /// liveness (heartbeats, dead-node detection, health) is judged on this one clock,
+    /// so nodes whose own clocks disagree (or run on a test's virtual clock) neither
+    /// declare each other dead nor look alive when they are not.
+    pub(crate) fn db_now_ms(&self) -> &'static str {
+        if self.is_pg() {
+            "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
+        } else {
+            "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+        }
+    }
+
     /// The underlying connection, for tests that inspect tables directly.
     #[allow(dead_code)]
     pub(crate) fn connection(&self) -> &DatabaseConnection {

@@ -1,10 +1,9 @@
 //! Node rows: each process running the scheduler registers itself, beats a heartbeat,
 //! may be paused by an operator, and marks itself stopped on shutdown.
 
-use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, FromQueryResult, TransactionTrait, Value};
 
-use super::codec::{int, ms, node_info};
+use super::codec::{int, node_info};
 use super::entity::node;
 use super::{Store, StoreError, bump, write_txn};
 use crate::model::NodeInfo;
@@ -21,46 +20,102 @@ pub(crate) struct NodeRow {
 impl Store {
     /// Records the node as running; it starts paused while every node is paused
     /// (`kairos nodes pause` without an id).
-    pub(crate) async fn register_node(
-        &self,
-        node: &NodeRow,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    pub(crate) async fn register_node(&self, node: &NodeRow) -> Result<(), StoreError> {
         self.db
             .execute_raw(self.stmt(
-                "INSERT INTO kairos_nodes (id, hostname, pid, version, max_workers, status, paused, started_at, heartbeat_at) \
-                 VALUES ($1, $2, $3, $4, $5, 'running', \
-                 COALESCE((SELECT value FROM kairos_meta WHERE key = 'nodes_paused'), 0) <> 0, $6, $6)",
+                &format!(
+                    "INSERT INTO kairos_nodes (id, hostname, pid, version, max_workers, status, paused, started_at, heartbeat_at) \
+                     VALUES ($1, $2, $3, $4, $5, 'running', \
+                     COALESCE((SELECT value FROM kairos_meta WHERE key = 'nodes_paused'), 0) <> 0, {now}, {now})",
+                    now = self.db_now_ms()
+                ),
                 [
                     Value::from(node.id.clone()),
                     Value::from(node.hostname.clone()),
                     Value::from(i32::try_from(node.pid).unwrap_or(i32::MAX)),
                     Value::from(env!("CARGO_PKG_VERSION")),
                     Value::from(int(u32::try_from(node.max_workers).unwrap_or(u32::MAX))),
-                    Value::from(ms(now)),
                 ],
             ))
             .await?;
         Ok(())
     }
 
-    /// Records that the node is alive.
-    pub(crate) async fn heartbeat(&self, node: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        self.db
+    /// Records that the node is alive (on the database's clock). Returns false when
+    /// another node had declared it dead meanwhile (its runs were taken back); it
+    /// counts as alive again from now.
+    pub(crate) async fn heartbeat(&self, node: &str) -> Result<bool, StoreError> {
+        let now = self.db_now_ms();
+        let res = self
+            .db
             .execute_raw(self.stmt(
-                "UPDATE kairos_nodes SET heartbeat_at = $1 WHERE id = $2",
-                [Value::from(ms(now)), Value::from(node.to_string())],
+                &format!(
+                    "UPDATE kairos_nodes SET heartbeat_at = {now} WHERE id = $1 AND status <> 'dead'"
+                ),
+                [Value::from(node.to_string())],
             ))
             .await?;
-        Ok(())
+        if res.rows_affected() > 0 {
+            return Ok(true);
+        }
+        self.db
+            .execute_raw(self.stmt(
+                &format!(
+                    "UPDATE kairos_nodes SET heartbeat_at = {now}, status = 'running' WHERE id = $1"
+                ),
+                [Value::from(node.to_string())],
+            ))
+            .await?;
+        Ok(false)
+    }
+
+    /// Declares dead every running node other than `me` whose last heartbeat is older
+    /// than `timeout` on the database's clock, and ends the leases of their running
+    /// runs so that [`Store::recover_expired`] takes them back. Returns the nodes
+    /// declared dead.
+    pub(crate) async fn declare_dead_nodes(
+        &self,
+        me: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_with_options(write_txn()).await?;
+        let rows = txn
+            .query_all_raw(self.stmt(
+                &format!(
+                    "UPDATE kairos_nodes SET status = 'dead' \
+                     WHERE status = 'running' AND heartbeat_at < {} - $1 AND id <> $2 RETURNING id",
+                    self.db_now_ms()
+                ),
+                [
+                    Value::from(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX)),
+                    Value::from(me.to_string()),
+                ],
+            ))
+            .await?;
+        let dead = rows
+            .iter()
+            .map(|r| r.try_get::<String>("", "id"))
+            .collect::<Result<Vec<_>, _>>()?;
+        for id in &dead {
+            txn.execute_raw(self.stmt(
+                "UPDATE kairos_runs SET lease_until = 0 WHERE status = 'running' AND node_id = $1",
+                [Value::from(id.clone())],
+            ))
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(dead)
     }
 
     /// Records that the node stopped.
-    pub(crate) async fn stop_node(&self, node: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    pub(crate) async fn stop_node(&self, node: &str) -> Result<(), StoreError> {
         self.db
             .execute_raw(self.stmt(
-                "UPDATE kairos_nodes SET status = 'stopped', heartbeat_at = $1 WHERE id = $2",
-                [Value::from(ms(now)), Value::from(node.to_string())],
+                &format!(
+                    "UPDATE kairos_nodes SET status = 'stopped', heartbeat_at = {} WHERE id = $1",
+                    self.db_now_ms()
+                ),
+                [Value::from(node.to_string())],
             ))
             .await?;
         Ok(())
@@ -86,15 +141,25 @@ impl Store {
         let rows = self
             .db
             .query_all_raw(self.stmt(
-                "SELECT * FROM kairos_nodes ORDER BY started_at DESC, id",
+                &format!(
+                    "SELECT *, {} AS db_now FROM kairos_nodes ORDER BY started_at DESC, id",
+                    self.db_now_ms()
+                ),
                 [],
             ))
             .await?;
+        let fresh = i64::try_from(crate::runtime::DEFAULT_HEARTBEAT_TIMEOUT.as_millis())
+            .unwrap_or(i64::MAX);
         rows.iter()
             .map(|r| {
                 let m = node::Model::from_query_result(r, "")?;
+                let db_now: i64 = r.try_get("", "db_now")?;
                 let n = running.get(&m.id).copied().unwrap_or(0);
-                Ok(node_info(m, n))
+                let alive = m.status == "running" && m.heartbeat_at >= db_now - fresh;
+                Ok(NodeInfo {
+                    alive,
+                    ..node_info(m, n)
+                })
             })
             .collect()
     }

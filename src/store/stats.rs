@@ -50,6 +50,16 @@ pub(crate) struct Finished {
     pub(crate) duration_ms: Option<i64>,
 }
 
+/// Worker slots on nodes that beat recently, as the database's clock judges.
+#[derive(Debug, Default)]
+pub(crate) struct LiveWorkers {
+    pub(crate) workers: u64,
+    /// The newest heartbeat of a running node.
+    pub(crate) newest: Option<DateTime<Utc>>,
+    /// How old that heartbeat is.
+    pub(crate) newest_age: Option<std::time::Duration>,
+}
+
 impl Store {
     /// How many runs have each status.
     pub(crate) async fn status_counts(
@@ -156,26 +166,34 @@ impl Store {
     /// Worker slots of nodes that beat since `since`, and the newest heartbeat.
     pub(crate) async fn live_workers(
         &self,
-        since: DateTime<Utc>,
-    ) -> Result<(u64, Option<DateTime<Utc>>), StoreError> {
+        max_age: std::time::Duration,
+    ) -> Result<LiveWorkers, StoreError> {
         let row = self
             .db
             .query_one_raw(self.stmt(
-                "SELECT (SELECT SUM(max_workers) FROM kairos_nodes WHERE status = 'running' \
-                 AND heartbeat_at >= $1) AS workers, \
-                 (SELECT MAX(heartbeat_at) FROM kairos_nodes WHERE status = 'running') AS newest",
-                [Value::from(ms(since))],
+                &format!(
+                    "SELECT (SELECT SUM(max_workers) FROM kairos_nodes WHERE status = 'running' \
+                     AND heartbeat_at >= {now} - $1) AS workers, \
+                     (SELECT MAX(heartbeat_at) FROM kairos_nodes WHERE status = 'running') AS newest, \
+                     {now} AS db_now",
+                    now = self.db_now_ms()
+                ),
+                [Value::from(i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX))],
             ))
             .await?;
-        Ok(match row {
-            Some(r) => (
-                u64::from(count(
-                    i32::try_from(r.try_get::<Option<i64>>("", "workers")?.unwrap_or(0))
-                        .unwrap_or(i32::MAX),
-                )),
-                r.try_get::<Option<i64>>("", "newest")?.map(from_ms),
-            ),
-            None => (0, None),
+        let Some(r) = row else {
+            return Ok(LiveWorkers::default());
+        };
+        let newest = r.try_get::<Option<i64>>("", "newest")?;
+        let db_now: i64 = r.try_get("", "db_now")?;
+        Ok(LiveWorkers {
+            workers: u64::from(count(
+                i32::try_from(r.try_get::<Option<i64>>("", "workers")?.unwrap_or(0))
+                    .unwrap_or(i32::MAX),
+            )),
+            newest: newest.map(from_ms),
+            newest_age: newest
+                .map(|t| std::time::Duration::from_millis((db_now - t).max(0) as u64)),
         })
     }
 

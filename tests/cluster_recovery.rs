@@ -1,0 +1,237 @@
+//! Dead-node recovery with real processes: a node process killed with SIGKILL while it
+//! runs a run, and the run taken back at default settings (heartbeat every 2 s, dead
+//! after 10 s) by a node that survives it, or by the next node started on the
+//! database. Also: a node that loses a run's lease stops that attempt.
+//!
+//! The node processes are this test binary run again with `KAIROS_TEST_NODE_URL` set:
+//! then `node_process` runs a node until it is killed.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use kairos::task::TaskOutcome;
+use kairos::{Admin, Enqueue, Registry, RunStatus, TaskContext, TaskDef};
+use serde_json::Value;
+
+use common::cli::{Node, node_builder};
+
+const NODE_URL_ENV: &str = "KAIROS_TEST_NODE_URL";
+
+/// Attempts of `sleepy` that were stopped: (run id, attempt).
+static STOPPED: Mutex<Vec<(i64, u32)>> = Mutex::new(Vec::new());
+
+/// Waits until cancelled (then records it in `STOPPED`), or an hour.
+fn sleepy(ctx: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
+    Box::pin(async move {
+        tokio::select! {
+            _ = ctx.cancelled() => STOPPED.lock().unwrap().push((ctx.run_id(), ctx.attempt())),
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+        Ok(None)
+    })
+}
+
+fn registry() -> Registry {
+    let here = "tests/cluster_recovery.rs";
+    Registry::from_tasks([TaskDef {
+        max_retries: Some(1),
+        ..TaskDef::new("sleepy", sleepy, here)
+    }])
+    .unwrap()
+}
+
+/// Not a test of its own: the body of a node process (see the module docs).
+#[test]
+fn node_process() {
+    let Ok(url) = std::env::var(NODE_URL_ENV) else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let node = node_builder(&url, registry(), None).build().await.unwrap();
+        node.run().await.unwrap();
+    });
+}
+
+/// A node process on `url`, killed when dropped.
+struct NodeProcess(Child);
+
+impl NodeProcess {
+    fn spawn(url: &str) -> NodeProcess {
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["node_process", "--exact", "--nocapture", "--test-threads=1"])
+            .env(NODE_URL_ENV, url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start a node process");
+        NodeProcess(child)
+    }
+
+    /// SIGKILL: no shutdown, no release, no last heartbeat.
+    fn kill(&mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Enqueues a `sleepy` run once the node process has published its tasks, and waits
+/// until that process runs it; returns the run id and the process's node id.
+async fn running_on_the_process(url: &str) -> (Admin, i64, String) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (admin, id) = loop {
+        if let Ok(admin) = Admin::connect(url).await
+            && let Ok(e) = admin.enqueue(Enqueue::new("sleepy")).await
+        {
+            break (admin, e.id);
+        }
+        assert!(Instant::now() < deadline, "the node process never started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let run = common::wait_status(&admin, id, RunStatus::Running).await;
+    (admin, id, run.node_id.expect("a running run has an owner"))
+}
+
+/// Waits until run `id` runs on node `on` (a second attempt); returns how long it took.
+async fn taken_back_by(admin: &Admin, id: i64, on: &str, since: Instant) -> Duration {
+    loop {
+        let run = admin.run(id).await.unwrap();
+        if run.status == RunStatus::Running && run.node_id.as_deref() == Some(on) {
+            assert_eq!(run.attempt, 2, "the lost attempt counts: {run:?}");
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(40),
+            "run {id} was not taken back: {run:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_s_run_is_taken_back_by_a_survivor_within_20_s() {
+    for db in common::databases("killed_node_survivor").await {
+        let mut process = NodeProcess::spawn(&db.url);
+        let (admin, id, dead) = running_on_the_process(&db.url).await;
+        let survivor = Node::start(&db.url, registry(), None).await;
+        process.kill();
+        let killed = Instant::now();
+        let took = taken_back_by(&admin, id, &survivor.id, killed).await;
+        assert!(
+            took <= Duration::from_secs(20),
+            "{}: taken back after {took:?}",
+            db.name
+        );
+        let run = admin.run(id).await.unwrap();
+        assert!(
+            run.history
+                .iter()
+                .any(|e| e.event == kairos::RunEventKind::Recovered),
+            "{run:?}"
+        );
+        // The survivor declared the killed node dead; `nodes list` says so.
+        let nodes = admin.nodes().await.unwrap();
+        let gone = nodes.iter().find(|n| n.id == dead).unwrap();
+        assert_eq!(
+            (gone.status.as_str(), gone.alive),
+            ("dead", false),
+            "{gone:?}"
+        );
+        let alive = nodes.iter().find(|n| n.id == survivor.id).unwrap();
+        assert!(alive.alive, "{alive:?}");
+        survivor.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_after_a_crash_takes_back_the_dead_node_s_run() {
+    // One machine, one SQLite file: the node is restarted after the crash.
+    let db = common::sqlite();
+    let mut process = NodeProcess::spawn(&db.url);
+    let (admin, id, _) = running_on_the_process(&db.url).await;
+    process.kill();
+    let killed = Instant::now();
+    let restarted = Node::start(&db.url, registry(), None).await;
+    let took = taken_back_by(&admin, id, &restarted.id, killed).await;
+    assert!(took <= Duration::from_secs(20), "taken back after {took:?}");
+    restarted.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_lost_a_run_s_lease_stops_that_attempt() {
+    for db in common::databases("lost_lease_stops").await {
+        let node = Node::start_with(
+            &db.url,
+            node_builder(&db.url, registry(), None)
+                .lease(Duration::from_secs(3))
+                .heartbeat_interval(Duration::from_millis(100))
+                .heartbeat_timeout(Duration::from_secs(1)),
+        )
+        .await;
+        let id = node.handle.enqueue(Enqueue::new("sleepy")).await.unwrap();
+        common::wait_status(&node.admin, id, RunStatus::Running).await;
+        // The node claims nothing new, and another node's recovery takes the run back
+        // (as after a network partition): it is queued again and no longer this node's.
+        node.admin
+            .set_nodes_paused(Some(&node.id), true)
+            .await
+            .unwrap();
+        kairos::test_support::execute(
+            &db.url,
+            &format!(
+                "UPDATE kairos_runs SET status = 'queued', node_id = NULL, lease_until = NULL \
+                 WHERE id = {id}"
+            ),
+        )
+        .await
+        .unwrap();
+        // The node notices at its next renewal and stops its attempt.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !STOPPED.lock().unwrap().contains(&(id, 1)) {
+            assert!(
+                Instant::now() < deadline,
+                "{}: attempt 1 still runs beside the queued run",
+                db.name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Its outcome is not written over the run another node may own now.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let run = node.admin.run(id).await.unwrap();
+        assert_eq!((run.status, run.attempt), (RunStatus::Queued, 1), "{run:?}");
+        node.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn leases_and_heartbeats_that_cannot_work_are_refused_at_build_time() {
+    let db = common::sqlite();
+    let Err(err) = node_builder(&db.url, registry(), None)
+        .lease(Duration::from_secs(2))
+        .build()
+        .await
+    else {
+        panic!("a 2s lease is refused");
+    };
+    assert!(err.to_string().contains("at least 3s"), "{err}");
+    let Err(err) = node_builder(&db.url, registry(), None)
+        .heartbeat_interval(Duration::from_secs(5))
+        .heartbeat_timeout(Duration::from_secs(10))
+        .build()
+        .await
+    else {
+        panic!("a timeout of two heartbeats is refused");
+    };
+    assert!(err.to_string().contains("at least 15s"), "{err}");
+}
