@@ -234,4 +234,16 @@ async fn leases_and_heartbeats_that_cannot_work_are_refused_at_build_time() {
         panic!("a timeout of two heartbeats is refused");
     };
     assert!(err.to_string().contains("at least 15s"), "{err}");
+    // The same settings from jobs.toml.
+    let toml = "[scheduler]\nheartbeat_interval = \"1s\"\nheartbeat_timeout = \"2s\"\n";
+    let Err(err) = node_builder(&db.url, registry(), Some(toml)).build().await else {
+        panic!("a timeout of two heartbeats is refused");
+    };
+    assert!(err.to_string().contains("heartbeat_timeout = 2s"), "{err}");
+    let toml = "[scheduler]\nlease = \"10s\"\nheartbeat_interval = \"1s\"\n";
+    let node = node_builder(&db.url, registry(), Some(toml))
+        .build()
+        .await
+        .expect("a 10s lease renewed every second is fine");
+    drop(node);
 }

@@ -32,6 +32,9 @@
 //! timezone = "UTC"          # default zone of cron jobs
 //! shutdown_grace = "30s"
 //! connect_timeout = "5s"    # how long connecting to the database may take
+//! lease = "60s"             # a claimed run stays owned this long without a renewal
+//! heartbeat_interval = "2s" # how often a node beats and renews its leases
+//! heartbeat_timeout = "10s" # a node silent this long is dead; its runs are taken back
 //!
 //! [retention]               # how long finished runs are kept (default: forever)
 //! succeeded = "7d"          # also failed, timed_out, cancelled, expired
@@ -165,6 +168,14 @@ pub struct SchedulerConfig {
     pub shutdown_grace: Option<std::time::Duration>,
     /// How long connecting to the database may take (`connect_timeout`).
     pub connect_timeout: Option<std::time::Duration>,
+    /// How long a claimed run stays owned without a renewal (`lease`).
+    pub lease: Option<std::time::Duration>,
+    /// How often a node beats its heartbeat and renews its leases
+    /// (`heartbeat_interval`).
+    pub heartbeat_interval: Option<std::time::Duration>,
+    /// After how long without a heartbeat a node is declared dead
+    /// (`heartbeat_timeout`).
+    pub heartbeat_timeout: Option<std::time::Duration>,
 }
 
 /// A parsed and validated `jobs.toml`. [`Config::default()`] means "no file".

@@ -40,6 +40,9 @@ const SCHEDULER_KEYS: Keys = &[
     ("timezone", "timezone = \"UTC\""),
     ("shutdown_grace", "shutdown_grace = \"30s\""),
     ("connect_timeout", "connect_timeout = \"5s\""),
+    ("lease", "lease = \"60s\""),
+    ("heartbeat_interval", "heartbeat_interval = \"2s\""),
+    ("heartbeat_timeout", "heartbeat_timeout = \"10s\""),
 ];
 
 const RETENTION_KEYS: Keys = &[
@@ -595,6 +598,13 @@ fn parse_scheduler(cx: &Cx<'_>, e: &Entry<'_, '_>, config: &mut Config) -> Resul
             "timezone" => config.defaults.timezone = t.timezone(&e)?.value,
             "shutdown_grace" => config.scheduler.shutdown_grace = Some(t.duration(&e, true)?),
             "connect_timeout" => config.scheduler.connect_timeout = Some(t.duration(&e, false)?),
+            "lease" => config.scheduler.lease = Some(t.duration(&e, false)?),
+            "heartbeat_interval" => {
+                config.scheduler.heartbeat_interval = Some(t.duration(&e, false)?)
+            }
+            "heartbeat_timeout" => {
+                config.scheduler.heartbeat_timeout = Some(t.duration(&e, false)?)
+            }
             _ => unreachable!("entries() refuses other keys"),
         }
     }

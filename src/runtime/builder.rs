@@ -127,7 +127,8 @@ impl SchedulerBuilder {
         self
     }
 
-    /// How long a claimed run stays owned without a renewal (default 60s). The node
+    /// How long a claimed run stays owned without a renewal (default `[scheduler]
+    /// lease`, else 60s). The node
     /// renews its leases with every heartbeat, and at least every third of the lease;
     /// a lease shorter than 3s is refused. A node that finds it no longer owns a run
     /// (taken back after its lease ran out, or its node was declared dead) stops it.
@@ -137,7 +138,7 @@ impl SchedulerBuilder {
     }
 
     /// How often the node records that it is alive and renews its leases (default
-    /// 2s).
+    /// `[scheduler] heartbeat_interval`, else 2s).
     pub fn heartbeat_interval(mut self, d: Duration) -> Self {
         self.heartbeat_interval = Some(d);
         self
@@ -146,7 +147,7 @@ impl SchedulerBuilder {
     /// A node whose last heartbeat is older than this is declared dead by the other
     /// nodes (or by the next node started on the database), and its running runs are
     /// taken back: queued again, or failed when it was their final attempt (default
-    /// 10s; at least three heartbeats).
+    /// `[scheduler] heartbeat_timeout`, else 10s; at least three heartbeats).
     pub fn heartbeat_timeout(mut self, d: Duration) -> Self {
         self.heartbeat_timeout = Some(d);
         self
@@ -344,7 +345,10 @@ impl SchedulerBuilder {
                 })
                 .collect(),
         };
-        let lease = self.lease.unwrap_or(DEFAULT_LEASE);
+        let lease = self
+            .lease
+            .or(config.scheduler.lease)
+            .unwrap_or(DEFAULT_LEASE);
         if lease < MIN_LEASE {
             return Err(BuildError::Invalid(format!(
                 "lease = {}: a lease is renewed every third of it, so one shorter than 3s \
@@ -354,6 +358,7 @@ impl SchedulerBuilder {
         }
         let heartbeat_interval = self
             .heartbeat_interval
+            .or(config.scheduler.heartbeat_interval)
             .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL);
         if heartbeat_interval < Duration::from_millis(10) {
             return Err(BuildError::Invalid(format!(
@@ -361,7 +366,10 @@ impl SchedulerBuilder {
                 crate::schedule::format_duration(heartbeat_interval)
             )));
         }
-        let heartbeat_timeout = self.heartbeat_timeout.unwrap_or(DEFAULT_HEARTBEAT_TIMEOUT);
+        let heartbeat_timeout = self
+            .heartbeat_timeout
+            .or(config.scheduler.heartbeat_timeout)
+            .unwrap_or(DEFAULT_HEARTBEAT_TIMEOUT);
         if heartbeat_timeout < heartbeat_interval * 3 {
             return Err(BuildError::Invalid(format!(
                 "heartbeat_timeout = {} with heartbeat_interval = {}: a node would be declared \

@@ -94,36 +94,23 @@ async fn beat(shared: &Shared, last_renewed: &mut DateTime<Utc>) {
         Ok(owned) => {
             *last_renewed = now;
             let owned: HashSet<(i64, u32)> = owned.into_iter().collect();
-            for (id, attempt) in local.into_iter().filter(|a| !owned.contains(a)) {
-                if shared
-                    .signals
-                    .cancel_local(id, Some(attempt), CancelReason::LeaseLost)
-                {
-                    tracing::warn!(
-                        run_id = id,
-                        attempt,
-                        "this node no longer owns the run (its lease ended and it was \
-                         taken back): stopping this attempt"
-                    );
-                }
-            }
+            let lost = local.into_iter().filter(|a| !owned.contains(a));
+            stop_attempts(
+                shared,
+                lost,
+                "this node no longer owns the run (its lease ended and it was taken back): \
+                 stopping this attempt",
+            );
         }
         Err(e) => {
             tracing::warn!(error = %e, "lease renewal failed");
             if now - *last_renewed >= lease {
                 // Another node may own these runs by now: stop rather than run beside it.
-                for (id, attempt) in local {
-                    if shared
-                        .signals
-                        .cancel_local(id, Some(attempt), CancelReason::LeaseLost)
-                    {
-                        tracing::warn!(
-                            run_id = id,
-                            attempt,
-                            "no lease renewal for a whole lease: stopping this attempt"
-                        );
-                    }
-                }
+                stop_attempts(
+                    shared,
+                    local.into_iter(),
+                    "no lease renewal for a whole lease: stopping this attempt",
+                );
             }
         }
     }
@@ -151,6 +138,18 @@ async fn beat(shared: &Shared, last_renewed: &mut DateTime<Utc>) {
             shared.signals.wake_dispatcher.notify_one();
         }
         Err(e) => tracing::warn!(error = %e, "lease expiry check failed"),
+    }
+}
+
+/// Stops these local attempts: this node can no longer count on owning them.
+fn stop_attempts(shared: &Shared, attempts: impl Iterator<Item = (i64, u32)>, why: &str) {
+    for (id, attempt) in attempts {
+        if shared
+            .signals
+            .cancel_local(id, Some(attempt), CancelReason::LeaseLost)
+        {
+            tracing::warn!(run_id = id, attempt, "{why}");
+        }
     }
 }
 
