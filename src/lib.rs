@@ -75,6 +75,10 @@ pub mod schedule {
 
 pub use kairos_macros::task;
 
+/// The SeaORM version kairos uses, for [`Admin::enqueue_in`] with the application's own
+/// transaction.
+pub use sea_orm;
+
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
 pub use model::{

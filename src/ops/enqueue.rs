@@ -146,6 +146,71 @@ impl Admin {
             .collect())
     }
 
+    /// Enqueues one run in the application's own transaction (or any SeaORM
+    /// connection to kairos's database): the run exists if and only if `txn` commits,
+    /// so it cannot be lost after, or run without, the business write beside it.
+    ///
+    /// ```no_run
+    /// # async fn f(db: kairos::sea_orm::DatabaseConnection, admin: kairos::Admin) -> anyhow::Result<()> {
+    /// use kairos::sea_orm::{ConnectionTrait, TransactionTrait};
+    /// let txn = db.begin().await?;
+    /// txn.execute_unprepared("INSERT INTO orders (id) VALUES (42)").await?;
+    /// admin.enqueue_in(&txn, kairos::Enqueue::new("ship_order")
+    ///     .params(serde_json::json!({"order": 42}))).await?;
+    /// txn.commit().await?; // both, or neither
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Nodes see the run once the transaction commits (within half a second); no
+    /// `queued` event is published for it, since the transaction may yet roll back.
+    pub async fn enqueue_in<C: sea_orm::ConnectionTrait>(
+        &self,
+        txn: &C,
+        e: Enqueue,
+    ) -> Result<Enqueued, Error> {
+        self.same_engine(txn)?;
+        let run = self.prepare(e, self.now()).await?;
+        let (id, existing) = self
+            .store()
+            .enqueue_on(txn, std::slice::from_ref(&run), self.now())
+            .await?[0];
+        self.runs_changed();
+        Ok(Enqueued { id, existing })
+    }
+
+    /// [`Admin::enqueue_many`] in the application's own transaction: all or nothing,
+    /// and only if `txn` commits.
+    pub async fn enqueue_many_in<C: sea_orm::ConnectionTrait>(
+        &self,
+        txn: &C,
+        items: Vec<Enqueue>,
+    ) -> Result<Vec<Enqueued>, Error> {
+        self.same_engine(txn)?;
+        let runs = self.prepare_many(items).await?;
+        let ids = self.store().enqueue_on(txn, &runs, self.now()).await?;
+        self.runs_changed();
+        Ok(ids
+            .into_iter()
+            .map(|(id, existing)| Enqueued { id, existing })
+            .collect())
+    }
+
+    /// Refuses a transaction on another kind of database than kairos's.
+    fn same_engine<C: sea_orm::ConnectionTrait>(&self, txn: &C) -> Result<(), Error> {
+        if txn.get_database_backend() == self.store().backend() {
+            return Ok(());
+        }
+        Err(Error::Invalid {
+            field: "txn".into(),
+            message: format!(
+                "the transaction is on a {:?} database but kairos's database is {:?}: \
+                 open the transaction on kairos's database",
+                txn.get_database_backend(),
+                self.store().backend()
+            ),
+        })
+    }
+
     /// Checks every item; the runs to insert, or every problem at once.
     pub(crate) async fn prepare_many(&self, items: Vec<Enqueue>) -> Result<Vec<NewRun>, Error> {
         let now = self.now();

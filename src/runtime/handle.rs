@@ -50,6 +50,33 @@ impl SchedulerHandle {
         Ok(id)
     }
 
+    /// Enqueues one run in the application's own SeaORM transaction: it exists if and
+    /// only if `txn` commits (see [`Admin::enqueue_in`]). Returns its id.
+    pub async fn enqueue_in<C: sea_orm::ConnectionTrait>(
+        &self,
+        txn: &C,
+        e: Enqueue,
+    ) -> Result<i64, Error> {
+        Ok(self.shared.admin.enqueue_in(txn, e).await?.id)
+    }
+
+    /// Enqueues runs in the application's own SeaORM transaction, all or nothing, and
+    /// only if `txn` commits; returns their ids in order.
+    pub async fn enqueue_many_in<C: sea_orm::ConnectionTrait>(
+        &self,
+        txn: &C,
+        runs: Vec<Enqueue>,
+    ) -> Result<Vec<i64>, Error> {
+        Ok(self
+            .shared
+            .admin
+            .enqueue_many_in(txn, runs)
+            .await?
+            .into_iter()
+            .map(|e| e.id)
+            .collect())
+    }
+
     /// Enqueues runs in one transaction, all or nothing; returns their ids in order.
     pub async fn enqueue_many(&self, runs: Vec<Enqueue>) -> Result<Vec<i64>, Error> {
         Ok(self

@@ -331,6 +331,11 @@ impl Store {
         &self.url
     }
 
+    /// The database engine.
+    pub(crate) fn backend(&self) -> DbBackend {
+        self.backend
+    }
+
     /// True on PostgreSQL.
     pub(crate) fn is_pg(&self) -> bool {
         self.backend == DbBackend::Postgres

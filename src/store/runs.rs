@@ -95,19 +95,33 @@ impl Store {
             return Ok(ids.into_iter().map(|id| (id, false)).collect());
         }
         let txn = self.db.begin_with_options(write_txn()).await?;
+        let out = self.enqueue_on(&txn, runs, now).await?;
+        txn.commit().await?;
+        Ok(out)
+    }
+
+    /// Inserts runs on `conn`, a transaction (kairos's own, or the application's, so
+    /// that the runs exist if and only if it commits). Returns what
+    /// [`Store::enqueue`] returns.
+    pub(crate) async fn enqueue_on<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        runs: &[NewRun],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(i64, bool)>, StoreError> {
         let mut out = vec![(0, false); runs.len()];
         // Runs with a key one by one (each may find an existing run), the rest batched.
         let (keyed, batched): (Vec<usize>, Vec<usize>) =
             (0..runs.len()).partition(|&i| runs[i].idempotency_key.is_some());
         for chunk in batched.chunks(RUN_CHUNK) {
             let rows: Vec<NewRun> = chunk.iter().map(|&i| runs[i].clone()).collect();
-            let ids = self.insert_runs(&txn, &rows, now, None).await?;
+            let ids = self.insert_runs(conn, &rows, now, None).await?;
             for (&i, id) in chunk.iter().zip(ids) {
                 out[i] = (id, false);
             }
         }
         for i in keyed {
-            out[i] = self.insert_keyed(&txn, &runs[i], now).await?;
+            out[i] = self.insert_keyed(conn, &runs[i], now).await?;
         }
         let tagged: Vec<(i64, &BTreeMap<String, String>)> = runs
             .iter()
@@ -115,8 +129,7 @@ impl Store {
             .filter(|(r, (_, existed))| !r.tags.is_empty() && !existed)
             .map(|(r, (id, _))| (*id, &r.tags))
             .collect();
-        self.insert_tags(&txn, &tagged).await?;
-        txn.commit().await?;
+        self.insert_tags(conn, &tagged).await?;
         Ok(out)
     }
 

@@ -1,0 +1,125 @@
+//! Enqueueing in the application's own transaction (`enqueue_in`, `enqueue_many_in`):
+//! the runs exist if and only if the business write beside them commits, on SQLite
+//! and PostgreSQL, and a committed run is picked up by a running node.
+
+mod common;
+
+use kairos::sea_orm::{ConnectionTrait, Database, TransactionTrait};
+use kairos::{Enqueue, Registry, RunFilter, RunStatus, TaskDef};
+use serde_json::json;
+
+use common::cli::{Node, hello};
+
+fn registry() -> Registry {
+    Registry::from_tasks([TaskDef::new(
+        "ship_order",
+        hello,
+        "tests/runtime_enqueue_in.rs",
+    )])
+    .unwrap()
+}
+
+/// How many rows `sql` (`SELECT COUNT(*) AS n ...`) counts.
+async fn count(url: &str, sql: &str) -> i64 {
+    kairos::test_support::query_i64(url, sql).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_enqueued_in_the_application_s_transaction_exist_only_if_it_commits() {
+    for db in common::databases("enqueue_in_txn").await {
+        let node = Node::start(&db.url, registry(), None).await;
+        let app = Database::connect(db.url.as_str()).await.unwrap();
+        app.execute_unprepared("CREATE TABLE orders (id BIGINT PRIMARY KEY)")
+            .await
+            .unwrap();
+
+        // Rolled back: neither the order nor its run.
+        let txn = app.begin().await.unwrap();
+        txn.execute_unprepared("INSERT INTO orders (id) VALUES (1)")
+            .await
+            .unwrap();
+        let lost = node
+            .handle
+            .enqueue_in(
+                &txn,
+                Enqueue::new("ship_order").params(json!({ "order": 1 })),
+            )
+            .await
+            .unwrap();
+        txn.rollback().await.unwrap();
+        assert!(
+            node.admin.run(lost).await.is_err(),
+            "{}: the run of a rolled-back transaction exists",
+            db.name
+        );
+
+        // Committed: the order, and its runs (one keyed, one tagged), which run.
+        let txn = app.begin().await.unwrap();
+        txn.execute_unprepared("INSERT INTO orders (id) VALUES (2)")
+            .await
+            .unwrap();
+        let ids = node
+            .handle
+            .enqueue_many_in(
+                &txn,
+                vec![
+                    Enqueue::new("ship_order")
+                        .params(json!({ "order": 2 }))
+                        .idempotency_key("ship-2"),
+                    Enqueue::new("ship_order")
+                        .params(json!({ "order": 2, "copy": true }))
+                        .tag("order", "2"),
+                ],
+            )
+            .await
+            .unwrap();
+        // Bad params are refused before anything is written; the transaction goes on.
+        let bad = node
+            .admin
+            .enqueue_in(&txn, Enqueue::new("ship_order").params(json!([1])))
+            .await
+            .unwrap_err();
+        assert_eq!(bad.code(), "invalid_params", "{bad}");
+        txn.commit().await.unwrap();
+        for id in &ids {
+            let run = common::wait_status(&node.admin, *id, RunStatus::Succeeded).await;
+            assert_eq!(run.result.as_ref().unwrap()["order"], 2, "{}", db.name);
+        }
+        assert_eq!(count(&db.url, "SELECT COUNT(*) AS n FROM orders").await, 1);
+        let page = node
+            .admin
+            .runs(&RunFilter::new().task("ship_order"))
+            .await
+            .unwrap();
+        assert_eq!(page.total, 2, "{}: {:?}", db.name, page.runs);
+        let tagged = node
+            .admin
+            .runs(&RunFilter::new().tag("order", "2"))
+            .await
+            .unwrap();
+        assert_eq!(tagged.total, 1);
+        app.close().await.unwrap();
+        node.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_transaction_on_another_engine_is_refused() {
+    let db = common::sqlite();
+    let node = Node::start(&db.url, registry(), None).await;
+    let Ok(pg) = std::env::var("KAIROS_TEST_POSTGRES_URL") else {
+        eprintln!("SKIPPED (postgres): a_transaction_on_another_engine_is_refused");
+        node.stop().await;
+        return;
+    };
+    let other = Database::connect(pg.as_str()).await.unwrap();
+    let txn = other.begin().await.unwrap();
+    let err = node
+        .admin
+        .enqueue_in(&txn, Enqueue::new("ship_order"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("kairos's database"), "{err}");
+    txn.rollback().await.unwrap();
+    node.stop().await;
+}
