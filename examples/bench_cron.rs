@@ -135,6 +135,19 @@ async fn main() -> anyhow::Result<()> {
             late.push(*us);
         }
     }
+    // The second whose runs started latest, to tell a stall from a steady delay.
+    if let Some((_, slot, us)) = starts
+        .iter()
+        .filter(|(_, s, _)| in_window(s))
+        .max_by_key(|(_, _, us)| *us)
+    {
+        println!(
+            "latest_start: slot {} (second {} of the window) started {:.1} ms late",
+            slot.format("%H:%M:%S"),
+            slot.timestamp() - first + 1,
+            *us as f64 / 1000.0
+        );
+    }
     late.sort_unstable();
     let expected = a.jobs * usize::try_from((last - first + 1).max(0)).unwrap_or(0);
     let missed = expected.saturating_sub(seen.len());
