@@ -704,26 +704,10 @@ impl Store {
                 "({}, 'queued', 0, false)",
                 placeholders(values.len() + 1, 13)
             ));
-            values.extend([
-                Value::from(r.task.clone()),
-                Value::from(r.queue.clone()),
-                Value::from(r.job_id),
-                Value::from(r.origin.as_str()),
-                Value::from(r.params.to_string()),
-                Value::from(r.priority),
-                Value::from(ms(r.run_at)),
-                Value::from(ms(r.scheduled_for)),
-                Value::from(int(r.max_retries)),
-                Value::from(duration_ms(r.retry_delay)),
-                Value::from(duration_ms(r.timeout)),
-                Value::from(ms(now)),
-                Value::from(r.callback_url.clone()),
-            ]);
+            values.extend(job_run_values(r, now));
         }
         let sql = format!(
-            "INSERT INTO kairos_runs (task, queue, job_id, origin, params, priority, run_at, \
-             scheduled_for, max_retries, retry_delay_ms, timeout_ms, created_at, callback_url, \
-             status, attempt, cancel_requested) VALUES {} \
+            "INSERT INTO kairos_runs ({JOB_RUN_COLUMNS}) VALUES {} \
              ON CONFLICT DO NOTHING RETURNING id, job_id, scheduled_for",
             rows.join(", ")
         );
@@ -803,26 +787,12 @@ impl Store {
     ) -> Result<Option<i64>, StoreError> {
         let row = conn
             .query_one_raw(self.stmt(
-                "INSERT INTO kairos_runs (task, queue, job_id, origin, params, priority, run_at, scheduled_for, \
-                 max_retries, retry_delay_ms, timeout_ms, created_at, callback_url, status, attempt, \
-                 cancel_requested) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'queued', 0, false) \
-                 ON CONFLICT DO NOTHING RETURNING id",
-                [
-                    Value::from(r.task.clone()),
-                    Value::from(r.queue.clone()),
-                    Value::from(r.job_id),
-                    Value::from(r.origin.as_str()),
-                    Value::from(r.params.to_string()),
-                    Value::from(r.priority),
-                    Value::from(ms(r.run_at)),
-                    Value::from(ms(r.scheduled_for)),
-                    Value::from(int(r.max_retries)),
-                    Value::from(duration_ms(r.retry_delay)),
-                    Value::from(duration_ms(r.timeout)),
-                    Value::from(ms(now)),
-                    Value::from(r.callback_url.clone()),
-                ],
+                &format!(
+                    "INSERT INTO kairos_runs ({JOB_RUN_COLUMNS}) VALUES ({}, 'queued', 0, false) \
+                     ON CONFLICT DO NOTHING RETURNING id",
+                    placeholders(1, 13)
+                ),
+                job_run_values(r, now),
             ))
             .await?;
         Ok(match row {
@@ -830,4 +800,30 @@ impl Store {
             None => None,
         })
     }
+}
+
+/// The columns of a job's run as [`Store::fire`] inserts it: [`job_run_values`], then
+/// the status, attempt and cancel flag of a new run.
+const JOB_RUN_COLUMNS: &str = "task, queue, job_id, origin, params, priority, run_at, \
+     scheduled_for, max_retries, retry_delay_ms, timeout_ms, created_at, callback_url, \
+     status, attempt, cancel_requested";
+
+/// The values of a job's run for the `INSERT` of [`Store::fire`], in the order of
+/// [`JOB_RUN_COLUMNS`].
+fn job_run_values(r: &NewRun, now: DateTime<Utc>) -> [Value; 13] {
+    [
+        Value::from(r.task.clone()),
+        Value::from(r.queue.clone()),
+        Value::from(r.job_id),
+        Value::from(r.origin.as_str()),
+        Value::from(r.params.to_string()),
+        Value::from(r.priority),
+        Value::from(ms(r.run_at)),
+        Value::from(ms(r.scheduled_for)),
+        Value::from(int(r.max_retries)),
+        Value::from(duration_ms(r.retry_delay)),
+        Value::from(duration_ms(r.timeout)),
+        Value::from(ms(now)),
+        Value::from(r.callback_url.clone()),
+    ]
 }
