@@ -44,7 +44,7 @@ use tokio::task::JoinHandle;
 use crate::clock::{Clock, ManualClock};
 use crate::config::Config;
 use crate::error::Error;
-use crate::events::{Event, EventFilter};
+use crate::events::Event;
 use crate::model::{JobSlot, Run, RunFilter};
 use crate::ops::{Admin, Enqueue};
 use crate::runtime::{BuildError, SchedulerBuilder, SchedulerHandle};
@@ -135,7 +135,7 @@ impl TestSchedulerBuilder {
         let sched = b.build().await?;
         let handle = sched.handle();
         let events = Arc::new(Mutex::new(Vec::new()));
-        let mut stream = handle.events(EventFilter::all());
+        let mut stream = handle.events();
         let sink = events.clone();
         let recorder = tokio::spawn(async move {
             while let Some(e) = stream.next().await {

@@ -80,9 +80,9 @@ async fn a_run_s_life_arrives_in_order_and_filters_select() {
     for db in common::databases("events_in_order").await {
         let clock = ManualClock::new(t0());
         let (h, node) = start(&db.url, &clock).await;
-        let mut all = h.events(EventFilter::all());
-        let mut tagged = h.events(EventFilter::all().tag("kb_id", "42"));
-        let mut other_task = h.events(EventFilter::all().task("noop"));
+        let mut all = h.events();
+        let mut tagged = h.events_matching(EventFilter::all().tag("kb_id", "42"));
+        let mut other_task = h.events_matching(EventFilter::all().task("noop"));
         let id = h
             .enqueue(Enqueue::new("reports").tag("kb_id", "42"))
             .await
@@ -130,7 +130,7 @@ async fn a_subscriber_that_falls_behind_is_dropped_and_the_scheduler_goes_on() {
     let db = common::sqlite();
     let clock = ManualClock::new(t0());
     let (h, node) = start(&db.url, &clock).await;
-    let mut lazy = h.events(EventFilter::all());
+    let mut lazy = h.events();
     let ids = h
         .enqueue_many((0..2500).map(|_| Enqueue::new("noop")).collect())
         .await
@@ -172,7 +172,7 @@ async fn changes_made_by_another_process_reach_the_node_s_subscribers() {
         .await
         .unwrap();
         let (h, node) = start(&db.url, &clock).await;
-        let mut jobs = h.events(EventFilter::all().job("hourly"));
+        let mut jobs = h.events_matching(EventFilter::all().job("hourly"));
         // The node registers as a subscriber within a beat; then the CLI's change
         // reaches it through the event log.
         let cli = Admin::connect(&db.url).await.unwrap();

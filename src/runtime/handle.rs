@@ -162,10 +162,20 @@ impl SchedulerHandle {
         self.shared.admin.jobs().await
     }
 
-    /// Events as they happen on this node and, through the database, in other
-    /// processes (the CLI, other nodes), filtered. A subscriber that falls behind gets an
+    /// Every event as it happens on this node and, through the database, in other
+    /// processes (the CLI, other nodes). A subscriber that falls behind gets an
     /// `EventKind::Dropped` notice and its stream ends.
-    pub fn events(&self, filter: crate::events::EventFilter) -> crate::events::EventStream {
+    pub fn events(&self) -> crate::events::EventStream {
+        self.events_matching(crate::events::EventFilter::all())
+    }
+
+    /// The events that `filter` selects (by run, job, task, tag or kind), as
+    /// [`SchedulerHandle::events`] delivers them; the filtering happens before they are
+    /// queued for this subscriber.
+    pub fn events_matching(
+        &self,
+        filter: crate::events::EventFilter,
+    ) -> crate::events::EventStream {
         self.shared.signals.events.subscribe(filter)
     }
 

@@ -318,14 +318,14 @@ pub(crate) fn queue_info(m: queue::Model, queued: u64, running: u64) -> QueueInf
 }
 
 /// A node row with its running count.
-pub(crate) fn node_info(m: node::Model, running: u64) -> NodeInfo {
+pub(crate) fn node_info(m: node::Model, running: u64, alive: bool) -> NodeInfo {
     NodeInfo {
         id: m.id,
         hostname: m.hostname,
         pid: u32::try_from(m.pid).unwrap_or(0),
         version: m.version,
         max_workers: count(m.max_workers),
-        alive: false,
+        alive,
         status: m.status,
         paused: m.paused,
         started_at: from_ms(m.started_at),

@@ -156,10 +156,7 @@ impl Store {
                 let db_now: i64 = r.try_get("", "db_now")?;
                 let n = running.get(&m.id).copied().unwrap_or(0);
                 let alive = m.status == "running" && m.heartbeat_at >= db_now - fresh;
-                Ok(NodeInfo {
-                    alive,
-                    ..node_info(m, n)
-                })
+                Ok(node_info(m, n, alive))
             })
             .collect()
     }
