@@ -2,6 +2,7 @@
 //! and a `ManualClock` that tests move by hand, so cron and retry logic never waits on
 //! real time.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -14,6 +15,13 @@ pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     fn now(&self) -> DateTime<Utc>;
     /// Completes at (or after) `deadline` on this clock.
     fn sleep_until(&self, deadline: DateTime<Utc>) -> BoxFuture<'static, ()>;
+    /// Whether this clock reads the machine's wall time. A node corrects such a clock
+    /// by its measured offset from the database's clock, so that nodes whose machines
+    /// disagree about the time still agree on when a slot is due and a lease ends. A
+    /// test clock that stands still or jumps by hand is used as it is.
+    fn is_wall_clock(&self) -> bool {
+        false
+    }
 }
 
 /// The real wall clock.
@@ -36,6 +44,77 @@ impl Clock for SystemClock {
                 }
             }
         })
+    }
+
+    fn is_wall_clock(&self) -> bool {
+        true
+    }
+}
+
+/// A wall clock shifted by the offset a node measured between its machine and the
+/// database (see [`Clock::is_wall_clock`]).
+#[derive(Debug)]
+pub(crate) struct SyncedClock {
+    inner: Arc<dyn Clock>,
+    offset_ms: AtomicI64,
+}
+
+/// Offsets that differ from the one in use by less than this are ignored: a database
+/// on the same machine reads the same clock, and measurement noise must not move it.
+const OFFSET_SLACK_MS: i64 = 25;
+
+impl SyncedClock {
+    pub(crate) fn new(inner: Arc<dyn Clock>) -> Self {
+        SyncedClock {
+            inner,
+            offset_ms: AtomicI64::new(0),
+        }
+    }
+
+    /// The machine's clock, uncorrected.
+    pub(crate) fn local_now(&self) -> DateTime<Utc> {
+        self.inner.now()
+    }
+
+    /// Takes a measurement: `db` was read between the local instants `before` and
+    /// `after`. Returns the new offset when it changed.
+    pub(crate) fn observe(
+        &self,
+        before: DateTime<Utc>,
+        db: DateTime<Utc>,
+        after: DateTime<Utc>,
+    ) -> Option<chrono::Duration> {
+        let mid = before + (after - before) / 2;
+        let measured = (db - mid).num_milliseconds();
+        let current = self.offset_ms.load(Ordering::Relaxed);
+        let wanted = if measured.abs() < OFFSET_SLACK_MS {
+            0
+        } else {
+            measured
+        };
+        if (wanted - current).abs() < OFFSET_SLACK_MS {
+            return None;
+        }
+        self.offset_ms.store(wanted, Ordering::Relaxed);
+        Some(chrono::Duration::milliseconds(wanted))
+    }
+
+    fn offset(&self) -> chrono::Duration {
+        chrono::Duration::milliseconds(self.offset_ms.load(Ordering::Relaxed))
+    }
+}
+
+impl Clock for SyncedClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.inner.now() + self.offset()
+    }
+
+    fn sleep_until(&self, deadline: DateTime<Utc>) -> BoxFuture<'static, ()> {
+        self.inner.sleep_until(deadline - self.offset())
+    }
+
+    fn is_wall_clock(&self) -> bool {
+        true
     }
 }
 
@@ -109,6 +188,37 @@ mod tests {
         clock.advance(Duration::from_secs(1));
         assert!(futures::poll!(&mut sleep).is_ready());
         assert_eq!(clock.now(), t0() + chrono::Duration::seconds(10));
+    }
+
+    #[test]
+    fn synced_clock_follows_the_database_and_ignores_noise() {
+        let manual = ManualClock::new(t0());
+        let synced = SyncedClock::new(Arc::new(manual.clone()));
+        let ms = chrono::Duration::milliseconds;
+        // Same machine: a few milliseconds either way change nothing.
+        assert_eq!(synced.observe(t0(), t0() + ms(3), t0() + ms(2)), None);
+        assert_eq!(synced.now(), t0());
+        // The machine runs five minutes fast: the node reads the database's time.
+        let off = synced.observe(t0(), t0() - ms(300_000), t0() + ms(2));
+        assert_eq!(off, Some(ms(-300_001)));
+        assert_eq!(synced.now(), t0() - ms(300_001));
+        assert_eq!(synced.local_now(), t0());
+        // Noise around the new offset is ignored; the clock back in sync returns to 0.
+        assert_eq!(synced.observe(t0(), t0() - ms(300_010), t0()), None);
+        assert_eq!(synced.observe(t0(), t0() + ms(1), t0()), Some(ms(0)));
+    }
+
+    #[tokio::test]
+    async fn synced_clock_sleeps_until_the_corrected_deadline() {
+        let manual = ManualClock::new(t0());
+        let synced = SyncedClock::new(Arc::new(manual.clone()));
+        synced.observe(t0(), t0() + chrono::Duration::seconds(60), t0());
+        // Due at t0 + 70 s database time = t0 + 10 s on this machine.
+        let mut sleep = synced.sleep_until(t0() + chrono::Duration::seconds(70));
+        manual.advance(Duration::from_secs(9));
+        assert!(futures::poll!(&mut sleep).is_pending());
+        manual.advance(Duration::from_secs(1));
+        assert!(futures::poll!(&mut sleep).is_ready());
     }
 
     #[tokio::test]

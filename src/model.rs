@@ -813,6 +813,19 @@ pub struct Health {
     pub reasons: Vec<String>,
 }
 
+impl Health {
+    /// The report when the database cannot even be opened.
+    pub(crate) fn unreachable(why: &dyn std::fmt::Display) -> Health {
+        Health {
+            healthy: false,
+            database: false,
+            live_workers: 0,
+            last_heartbeat: None,
+            reasons: vec![format!("the database does not answer: {why}")],
+        }
+    }
+}
+
 /// A line a task wrote to its run's log (`ctx.log`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunLog {

@@ -146,3 +146,22 @@ pub async fn query_i64(url: &str, sql: &str) -> Result<i64, crate::StoreError> {
         .transpose()?
         .unwrap_or(0))
 }
+
+/// The machine's clock, wrong by a fixed offset: a node on a machine whose clock is
+/// off, for tests of how nodes agree on time.
+#[derive(Debug, Clone, Copy)]
+pub struct SkewedClock(pub chrono::Duration);
+
+impl crate::clock::Clock for SkewedClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.0
+    }
+
+    fn sleep_until(&self, deadline: DateTime<Utc>) -> futures::future::BoxFuture<'static, ()> {
+        crate::clock::Clock::sleep_until(&crate::clock::SystemClock, deadline - self.0)
+    }
+
+    fn is_wall_clock(&self) -> bool {
+        true
+    }
+}

@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -18,6 +17,7 @@ use kairos::{Admin, Enqueue, Registry, RunStatus, TaskContext, TaskDef};
 use serde_json::Value;
 
 use common::cli::{Node, node_builder};
+use common::process::NodeProcess;
 
 const NODE_URL_ENV: &str = "KAIROS_TEST_NODE_URL";
 
@@ -57,35 +57,6 @@ fn node_process() {
     });
 }
 
-/// A node process on `url`, killed when dropped.
-struct NodeProcess(Child);
-
-impl NodeProcess {
-    fn spawn(url: &str) -> NodeProcess {
-        let child = Command::new(std::env::current_exe().unwrap())
-            .args(["node_process", "--exact", "--nocapture", "--test-threads=1"])
-            .env(NODE_URL_ENV, url)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start a node process");
-        NodeProcess(child)
-    }
-
-    /// SIGKILL: no shutdown, no release, no last heartbeat.
-    fn kill(&mut self) {
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Enqueues a `sleepy` run once the node process has published its tasks, and waits
 /// until that process runs it; returns the run id and the process's node id.
 async fn running_on_the_process(url: &str) -> (Admin, i64, String) {
@@ -122,7 +93,7 @@ async fn taken_back_by(admin: &Admin, id: i64, on: &str, since: Instant) -> Dura
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_s_run_is_taken_back_by_a_survivor_within_20_s() {
     for db in common::databases("killed_node_survivor").await {
-        let mut process = NodeProcess::spawn(&db.url);
+        let mut process = NodeProcess::spawn("node_process", &[(NODE_URL_ENV, db.url.clone())]);
         let (admin, id, dead) = running_on_the_process(&db.url).await;
         let survivor = Node::start(&db.url, registry(), None).await;
         process.kill();
@@ -158,7 +129,7 @@ async fn a_killed_node_s_run_is_taken_back_by_a_survivor_within_20_s() {
 async fn a_node_started_after_a_crash_takes_back_the_dead_node_s_run() {
     // One machine, one SQLite file: the node is restarted after the crash.
     let db = common::sqlite();
-    let mut process = NodeProcess::spawn(&db.url);
+    let mut process = NodeProcess::spawn("node_process", &[(NODE_URL_ENV, db.url.clone())]);
     let (admin, id, _) = running_on_the_process(&db.url).await;
     process.kill();
     let killed = Instant::now();

@@ -194,9 +194,14 @@ pub async fn execute(
     if let Command::Migrate = cli.command {
         return system::migrate(&url, timeout, &mut out).await;
     }
-    let store = Store::open(&url, OpenMode::Existing, timeout)
-        .await
-        .map_err(Error::from)?;
+    let store = match Store::open(&url, OpenMode::Existing, timeout).await {
+        Ok(store) => store,
+        // A database that cannot be reached is the first thing a health check reports.
+        Err(e) if matches!(cli.command, Command::Health(_)) => {
+            return system::print_health(&crate::model::Health::unreachable(&e), &mut out);
+        }
+        Err(e) => return Err(Error::from(e).into()),
+    };
     let tasks = if registry.is_empty() {
         Tasks::Catalog
     } else {

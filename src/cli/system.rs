@@ -146,8 +146,13 @@ pub(super) async fn health(
     admin: &Admin,
     out: &mut Out<'_>,
 ) -> Result<(), CliError> {
-    let h = admin.health(args.max_age).await;
-    out.print(&h, || {
+    print_health(&admin.health(args.max_age).await, out)
+}
+
+/// Prints a health report; an unhealthy one makes the command fail (silently: the
+/// report says why).
+pub(super) fn print_health(h: &crate::model::Health, out: &mut Out<'_>) -> Result<(), CliError> {
+    out.print(h, || {
         if h.healthy {
             format!(
                 "healthy: the database answers; {} worker(s) on live nodes; last heartbeat {}",

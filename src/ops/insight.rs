@@ -170,18 +170,16 @@ impl Admin {
 
     /// Healthy when the database answers and a running node beat within `max_age`.
     pub async fn health(&self, max_age: Duration) -> Health {
+        if let Err(e) = self.store().ping().await {
+            return Health::unreachable(&e);
+        }
         let mut h = Health {
             healthy: false,
-            database: false,
+            database: true,
             live_workers: 0,
             last_heartbeat: None,
             reasons: Vec::new(),
         };
-        if let Err(e) = self.store().ping().await {
-            h.reasons.push(format!("the database does not answer: {e}"));
-            return h;
-        }
-        h.database = true;
         match self.store().live_workers(max_age).await {
             Ok(live) => {
                 h.live_workers = live.workers;

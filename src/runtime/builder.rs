@@ -23,7 +23,7 @@ pub(crate) const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
 /// After how long without a heartbeat a node is declared dead, by default. With the
 /// interval above, a killed node's runs are taken back 10–12 s after it died.
 pub(crate) const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SyncedClock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::ops::{Admin, Tasks, task_info};
 use crate::store::{
@@ -293,6 +293,19 @@ impl SchedulerBuilder {
             .or(config.scheduler.connect_timeout)
             .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         let store = Store::open(&url, OpenMode::Create, timeout).await?;
+        // A wall clock is read through the database's: nodes on machines whose clocks
+        // disagree must still agree on when a slot is due and a lease ends.
+        let clock_sync = if clock.is_wall_clock() {
+            let synced = Arc::new(SyncedClock::new(clock.clone()));
+            super::watcher::sync_clock(&store, &synced).await;
+            Some(synced)
+        } else {
+            None
+        };
+        let clock: Arc<dyn Clock> = match &clock_sync {
+            Some(s) => s.clone(),
+            None => clock,
+        };
         let now = clock.now();
         let (disabled, taken_over) = store.sync_jobs(&jobs, now).await?;
         for name in disabled {
@@ -413,6 +426,7 @@ impl SchedulerBuilder {
             store,
             admin,
             clock,
+            clock_sync,
             registry,
             policies,
             defaults: config.defaults.clone(),

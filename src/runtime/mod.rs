@@ -171,6 +171,9 @@ pub(crate) struct Shared {
     store: Store,
     admin: Admin,
     clock: Arc<dyn Clock>,
+    /// The wall clock's correction to the database's time, re-measured on each beat
+    /// (none for a test clock).
+    clock_sync: Option<Arc<crate::clock::SyncedClock>>,
     registry: Registry,
     policies: HashMap<String, TaskPolicy>,
     defaults: Defaults,

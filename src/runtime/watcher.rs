@@ -28,13 +28,14 @@ pub(super) async fn run(shared: Arc<Shared>) {
     let mut beats = tokio::time::interval(shared.beat_interval);
     beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_renewed = shared.clock.now();
+    let mut last_failure: Option<tokio::time::Instant> = None;
     let mut last_prune: Option<chrono::DateTime<chrono::Utc>> = None;
     loop {
         tokio::select! {
             _ = shared.shutdown.cancelled() => return,
             _ = ticker.tick() => {}
             _ = beats.tick() => {
-                beat(&shared, &mut last_renewed).await;
+                beat(&shared, &mut last_renewed, &mut last_failure).await;
                 continue;
             }
             _ = chores.tick() => {
@@ -71,7 +72,18 @@ async fn apply_cancel_requests(shared: &Shared) {
 /// One heartbeat: records that the node is alive, renews the leases of its running
 /// runs and stops those it no longer owns, declares silent nodes dead and takes back
 /// runs whose lease ended.
-async fn beat(shared: &Shared, last_renewed: &mut DateTime<Utc>) {
+///
+/// After this node could not reach the database, it waits a whole heartbeat timeout
+/// of working beats before judging others: they were cut off too, and need a beat or
+/// two to show they are alive and renew their leases.
+async fn beat(
+    shared: &Shared,
+    last_renewed: &mut DateTime<Utc>,
+    last_failure: &mut Option<tokio::time::Instant>,
+) {
+    if let Some(sync) = &shared.clock_sync {
+        sync_clock(&shared.store, sync).await;
+    }
     let now = shared.clock.now();
     let lease = chrono::Duration::from_std(shared.lease).unwrap_or_default();
     match shared.store.heartbeat(&shared.node.id).await {
@@ -81,7 +93,10 @@ async fn beat(shared: &Shared, last_renewed: &mut DateTime<Utc>) {
             "this node had been declared dead by another (no heartbeat for too long); \
              the runs it held were taken back"
         ),
-        Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+        Err(e) => {
+            tracing::warn!(error = %e, "heartbeat failed: cannot reach the database");
+            *last_failure = Some(tokio::time::Instant::now());
+        }
     }
     // Attempts registered before the renewal have committed claims: one that the
     // renewal does not find was taken back from this node.
@@ -104,6 +119,7 @@ async fn beat(shared: &Shared, last_renewed: &mut DateTime<Utc>) {
         }
         Err(e) => {
             tracing::warn!(error = %e, "lease renewal failed");
+            *last_failure = Some(tokio::time::Instant::now());
             if now - *last_renewed >= lease {
                 // Another node may own these runs by now: stop rather than run beside it.
                 stop_attempts(
@@ -113,6 +129,9 @@ async fn beat(shared: &Shared, last_renewed: &mut DateTime<Utc>) {
                 );
             }
         }
+    }
+    if last_failure.is_some_and(|t| t.elapsed() < shared.heartbeat_timeout) {
+        return;
     }
     match shared
         .store
@@ -138,6 +157,40 @@ async fn beat(shared: &Shared, last_renewed: &mut DateTime<Utc>) {
             shared.signals.wake_dispatcher.notify_one();
         }
         Err(e) => tracing::warn!(error = %e, "lease expiry check failed"),
+    }
+}
+
+/// A reading of the database's clock slower than this says little about the offset.
+const CLOCK_READ_MAX: chrono::Duration = chrono::Duration::milliseconds(50);
+
+/// Measures how far this machine's clock is from the database's and corrects the
+/// node's clock by it (see [`crate::clock::Clock::is_wall_clock`]).
+pub(super) async fn sync_clock(store: &crate::store::Store, sync: &crate::clock::SyncedClock) {
+    for _ in 0..3 {
+        let before = sync.local_now();
+        let db = match store.db_time_ms().await {
+            Ok(ms) => DateTime::<Utc>::from_timestamp_millis(ms),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the database's clock");
+                return;
+            }
+        };
+        let after = sync.local_now();
+        let Some(db) = db else { return };
+        if after - before > CLOCK_READ_MAX {
+            continue;
+        }
+        if let Some(offset) = sync.observe(before, db, after) {
+            if offset.is_zero() {
+                tracing::info!("this machine's clock agrees with the database's again");
+            } else {
+                tracing::warn!(
+                    offset_ms = offset.num_milliseconds(),
+                    "this machine's clock differs from the database's: the node keeps time                      by the database (fix the machine's clock with NTP)"
+                );
+            }
+        }
+        return;
     }
 }
 

@@ -41,6 +41,18 @@ impl Store {
         Ok(())
     }
 
+    /// The database's clock, in milliseconds since the epoch: the time nodes agree on.
+    pub(crate) async fn db_time_ms(&self) -> Result<i64, StoreError> {
+        let row = self
+            .db
+            .query_one_raw(self.stmt(&format!("SELECT {} AS now", self.db_now_ms()), []))
+            .await?
+            .ok_or_else(|| {
+                StoreError::Db(sea_orm::DbErr::RecordNotFound("the database's time".into()))
+            })?;
+        Ok(row.try_get::<i64>("", "now")?)
+    }
+
     /// Records that the node is alive (on the database's clock). Returns false when
     /// another node had declared it dead meanwhile (its runs were taken back); it
     /// counts as alive again from now.
