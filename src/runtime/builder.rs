@@ -71,6 +71,7 @@ pub struct SchedulerBuilder {
     heartbeat_timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
     maintenance_interval: Option<Duration>,
+    poll_interval: Option<Duration>,
     retry_jitter: Option<bool>,
     hooks: super::hooks::Hooks,
     webhooks: crate::config::WebhookConfig,
@@ -157,6 +158,15 @@ impl SchedulerBuilder {
     /// deliveries and prunes per `[retention]` (default 10s).
     pub fn maintenance_interval(mut self, d: Duration) -> Self {
         self.maintenance_interval = Some(d);
+        self
+    }
+
+    /// How often the node looks for changes other processes made (runs they enqueued,
+    /// pauses, cancels, job changes): the bound on how late it notices them on SQLite
+    /// (default 500ms). On PostgreSQL the database notifies the node at once and this
+    /// poll, ten times slower, is only a backstop for a lost notification channel.
+    pub fn poll_interval(mut self, d: Duration) -> Self {
+        self.poll_interval = Some(d);
         self
     }
 
@@ -445,6 +455,10 @@ impl SchedulerBuilder {
             maintenance_interval: self
                 .maintenance_interval
                 .unwrap_or(Duration::from_secs(10))
+                .max(Duration::from_millis(10)),
+            poll_interval: self
+                .poll_interval
+                .unwrap_or(super::watcher::WATCH_INTERVAL)
                 .max(Duration::from_millis(10)),
             retry_jitter: self.retry_jitter.unwrap_or(true),
             workers: Arc::new(Semaphore::new(max_workers)),

@@ -14,6 +14,7 @@ mod event_log;
 mod executor;
 mod handle;
 mod hooks;
+mod listener;
 mod planner;
 pub(crate) mod policy;
 mod reporter;
@@ -120,6 +121,11 @@ impl Running {
 pub(crate) struct Signals {
     pub(crate) wake_planner: Notify,
     pub(crate) wake_dispatcher: Notify,
+    /// Another process changed something (see `listener`): the watcher looks at once.
+    pub(crate) changed: Notify,
+    /// Whether database notifications reach this node (see `listener`); while they
+    /// do, the watcher's polling is only a backstop.
+    pub(crate) listening: std::sync::atomic::AtomicBool,
     /// Attempts running on this node, by run id.
     pub(crate) running: Mutex<HashMap<i64, Arc<Running>>>,
     /// The node's event stream.
@@ -131,6 +137,8 @@ impl Signals {
         Signals {
             wake_planner: Notify::new(),
             wake_dispatcher: Notify::new(),
+            changed: Notify::new(),
+            listening: std::sync::atomic::AtomicBool::new(false),
             running: Mutex::new(HashMap::new()),
             events,
         }
@@ -188,6 +196,8 @@ pub(crate) struct Shared {
     cancel_grace: Duration,
     retention: crate::config::Retention,
     maintenance_interval: Duration,
+    /// How often the watcher looks for other processes' changes (see `watcher`).
+    poll_interval: Duration,
     /// Whether retry delays are jittered (see `SchedulerBuilder::retry_jitter`).
     retry_jitter: bool,
     workers: Arc<Semaphore>,
@@ -296,11 +306,12 @@ impl Scheduler {
         let planner = tokio::spawn(planner::run(shared.clone()));
         let dispatcher = tokio::spawn(dispatcher::run(shared.clone()));
         let watcher = tokio::spawn(watcher::run(shared.clone()));
+        let listener = tokio::spawn(listener::run(shared.clone()));
         shared.started.store(true, Ordering::SeqCst);
 
         shared.shutdown.cancelled().await;
         shared.started.store(false, Ordering::SeqCst);
-        let _ = tokio::join!(planner, dispatcher, watcher, event_log);
+        let _ = tokio::join!(planner, dispatcher, watcher, event_log, listener);
         tracing::info!("shutting down: waiting for running runs");
         let max = u32::try_from(shared.node.max_workers).unwrap_or(u32::MAX);
         let all_idle = shared.workers.acquire_many(max);

@@ -12,13 +12,18 @@ use chrono::{DateTime, Utc};
 
 use super::{CancelReason, Shared};
 
-/// How often the change counter is read: the bound on how late a CLI pause or cancel
-/// takes effect. One indexed single-row read per tick keeps an idle node nearly silent.
+/// How often the change counter is read by default: the bound on how late a CLI pause
+/// or cancel takes effect on SQLite. One indexed single-row read per tick keeps an idle
+/// node nearly silent.
 pub(super) const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// While database notifications arrive (see `listener`) the counter is only a
+/// backstop, read this many times less often.
+const BACKSTOP_FACTOR: u32 = 10;
 
 pub(super) async fn run(shared: Arc<Shared>) {
     let mut seen = shared.store.change_marker().await.unwrap_or((0, 0));
-    let mut ticker = tokio::time::interval(WATCH_INTERVAL);
+    let mut ticker = tokio::time::interval(shared.poll_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut chores = tokio::time::interval(shared.maintenance_interval);
     chores.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -30,10 +35,18 @@ pub(super) async fn run(shared: Arc<Shared>) {
     let mut last_renewed = shared.clock.now();
     let mut last_failure: Option<tokio::time::Instant> = None;
     let mut last_prune: Option<chrono::DateTime<chrono::Utc>> = None;
+    let mut last_look = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = shared.shutdown.cancelled() => return,
-            _ = ticker.tick() => {}
+            _ = shared.signals.changed.notified() => {}
+            _ = ticker.tick() => {
+                if shared.signals.listening.load(std::sync::atomic::Ordering::SeqCst)
+                    && last_look.elapsed() < shared.poll_interval * BACKSTOP_FACTOR
+                {
+                    continue;
+                }
+            }
             _ = beats.tick() => {
                 beat(&shared, &mut last_renewed, &mut last_failure).await;
                 continue;
@@ -44,6 +57,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 continue;
             }
         }
+        last_look = tokio::time::Instant::now();
         match shared.store.change_marker().await {
             Ok(m) if m != seen => {
                 seen = m;

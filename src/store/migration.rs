@@ -17,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261126_000001_init::Migration),
             Box::new(m20261128_000002_run_insight::Migration),
+            Box::new(m20261129_000003_notify::Migration),
         ]
     }
 
@@ -715,3 +716,64 @@ mod m20261128_000002_run_insight {
         }
     }
 }
+
+/// PostgreSQL only: the database tells listening nodes when runs are inserted (by any
+/// process, in any transaction, on commit) and when the change counter moves (pauses,
+/// cancels, job changes), so that an idle node wakes at once instead of polling. One
+/// notification per statement, and identical ones in a transaction fold into one.
+mod m20261129_000003_notify {
+    use super::*;
+
+    pub(super) struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261129_000003_notify"
+        }
+    }
+
+    /// The channel the notifications go to; the payload is the table's name.
+    pub(crate) const CHANNEL: &str = "kairos";
+
+    const UP: &[&str] = &[
+        "CREATE OR REPLACE FUNCTION kairos_notify() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN PERFORM pg_notify('kairos', TG_TABLE_NAME); RETURN NULL; END $$",
+        "DROP TRIGGER IF EXISTS kairos_runs_notify ON kairos_runs",
+        "CREATE TRIGGER kairos_runs_notify AFTER INSERT ON kairos_runs \
+         FOR EACH STATEMENT EXECUTE FUNCTION kairos_notify()",
+        "DROP TRIGGER IF EXISTS kairos_meta_notify ON kairos_meta",
+        "CREATE TRIGGER kairos_meta_notify AFTER UPDATE ON kairos_meta \
+         FOR EACH STATEMENT EXECUTE FUNCTION kairos_notify()",
+    ];
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            if manager.get_database_backend() != sea_orm::DbBackend::Postgres {
+                return Ok(());
+            }
+            let db = manager.get_connection();
+            for sql in UP {
+                db.execute_unprepared(sql).await?;
+            }
+            Ok(())
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            if manager.get_database_backend() != sea_orm::DbBackend::Postgres {
+                return Ok(());
+            }
+            let db = manager.get_connection();
+            for sql in [
+                "DROP TRIGGER IF EXISTS kairos_runs_notify ON kairos_runs",
+                "DROP TRIGGER IF EXISTS kairos_meta_notify ON kairos_meta",
+                "DROP FUNCTION IF EXISTS kairos_notify()",
+            ] {
+                db.execute_unprepared(sql).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+pub(crate) use m20261129_000003_notify::CHANNEL as NOTIFY_CHANNEL;

@@ -341,6 +341,36 @@ impl Store {
         self.backend == DbBackend::Postgres
     }
 
+    /// On PostgreSQL, a listener on the notifications kairos's triggers send (see the
+    /// `notify` migration), on a connection of its own: it holds the connection for
+    /// good, and must not take one from the pool the hot path uses.
+    pub(crate) async fn listen(
+        &self,
+    ) -> Option<Result<sea_orm::sqlx::postgres::PgListener, StoreError>> {
+        use sea_orm::sqlx::postgres::{PgListener, PgPoolOptions};
+        if !self.is_pg() {
+            return None;
+        }
+        let options = (*self.db.get_postgres_connection_pool().connect_options()).clone();
+        let connect = async {
+            let pool = PgPoolOptions::new()
+                .max_connections(1)
+                .min_connections(0)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(options)
+                .await?;
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(migration::NOTIFY_CHANNEL).await?;
+            Ok::<_, sea_orm::sqlx::Error>(listener)
+        };
+        Some(
+            connect
+                .await
+                .map_err(|e| StoreError::Db(DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e.into())))),
+        )
+    }
+
     /// SQL for the database server's current time in epoch milliseconds. Node
     /// liveness (heartbeats, dead-node detection, health) is judged on this one clock,
     /// so nodes whose own clocks disagree (or run on a test's virtual clock) neither
