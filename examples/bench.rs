@@ -11,11 +11,22 @@
 //! 2. With idle workers, enqueues 200 runs one at a time 20 ms apart and measures the
 //!    time from the enqueue call to the task starting.
 //!
+//! 3. Enqueues 200 runs the same way from another process (this program run again
+//!    with `--enqueuer`), and measures the time from the enqueue call there to the task
+//!    starting here: how fast another process's enqueue reaches an idle node (database
+//!    notifications on PostgreSQL; the node's poll, every 500 ms, on SQLite).
+//!
 //! `--task progress` runs, instead of no-op tasks, tasks that report progress 100 times
-//! (with a message) before they return: the cost of progress reporting.
+//! (with a message) before they return: the cost of progress reporting. `--task typed`
+//! runs a `#[kairos::task]` function that takes one param and returns a `Serialize`
+//! value, stored as the run's result.
+//!
+//! `--idle SECONDS` instead measures what an idle node costs: its CPU time and (on
+//! PostgreSQL) the database transactions it makes per second.
 //!
 //! The last line is machine-readable:
-//! `runs_per_sec=<n> enqueue_per_sec=<e> start_p50_ms=<x> start_p99_ms=<y>`.
+//! `runs_per_sec=<n> enqueue_per_sec=<e> start_p50_ms=<x> start_p99_ms=<y>
+//! remote_start_p50_ms=<a> remote_start_p99_ms=<b>`.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,6 +35,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use kairos::task::TaskOutcome;
 use kairos::{Enqueue, Registry, Scheduler, TaskContext, TaskDef};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 static DONE: AtomicUsize = AtomicUsize::new(0);
@@ -44,6 +56,19 @@ fn progress(ctx: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
     })
 }
 
+/// What `typed` returns: stored as the run's JSON result.
+#[derive(Serialize)]
+struct Doubled {
+    n: u64,
+    doubled: u64,
+}
+
+#[kairos::task(name = "typed")]
+async fn typed(n: u64) -> anyhow::Result<Doubled> {
+    DONE.fetch_add(1, Ordering::Relaxed);
+    Ok(Doubled { n, doubled: n * 2 })
+}
+
 fn probe(_: TaskContext, params: Value) -> BoxFuture<'static, TaskOutcome> {
     let now = Instant::now();
     if let Some(i) = params.get("i").and_then(Value::as_u64)
@@ -54,12 +79,99 @@ fn probe(_: TaskContext, params: Value) -> BoxFuture<'static, TaskOutcome> {
     Box::pin(async { Ok(None) })
 }
 
+/// Microseconds since the epoch: comparable across processes on one machine.
+fn epoch_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
+
+static REMOTE: Mutex<Vec<f64>> = Mutex::new(Vec::new());
+
+/// A probe enqueued by another process: records how long after its enqueue call began
+/// it started here.
+fn remote_probe(_: TaskContext, params: Value) -> BoxFuture<'static, TaskOutcome> {
+    let now = epoch_us();
+    if let Some(sent) = params.get("sent_us").and_then(Value::as_i64) {
+        REMOTE.lock().unwrap().push((now - sent) as f64 / 1000.0);
+    }
+    Box::pin(async { Ok(None) })
+}
+
+const PROBES: usize = 200;
+
+/// The `--enqueuer` process: enqueues the remote probes through its own connection.
+async fn enqueuer(url: &str) -> anyhow::Result<()> {
+    let admin = kairos::Admin::connect(url).await?;
+    for _ in 0..PROBES {
+        let params = json!({ "sent_us": epoch_us() });
+        admin
+            .enqueue(Enqueue::new("remote_probe").params(params))
+            .await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// CPU time this process used, in seconds (Linux).
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| f.get(i).and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    ticks / 100.0
+}
+
+/// Transactions the database counted so far (PostgreSQL).
+async fn db_xacts(url: &str) -> Option<i64> {
+    kairos::test_support::query_i64(
+        url,
+        "SELECT CAST(xact_commit + xact_rollback AS BIGINT) AS n FROM pg_stat_database \
+         WHERE datname = current_database()",
+    )
+    .await
+    .ok()
+}
+
+/// `--idle`: what a node with nothing to do costs.
+async fn idle(url: &str, secs: u64, h: &kairos::SchedulerHandle) -> anyhow::Result<()> {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pg = url.starts_with("postgres");
+    // The statistics of other backends reach pg_stat_database within a second or so.
+    let x0 = if pg { db_xacts(url).await } else { None };
+    let (c0, t0) = (cpu_secs(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let (c1, elapsed) = (cpu_secs(), t0.elapsed().as_secs_f64());
+    let x1 = if pg { db_xacts(url).await } else { None };
+    // Our own two reads count as transactions too.
+    let per_sec = match (x0, x1) {
+        (Some(a), Some(b)) => format!("{:.1}", (b - a - 2).max(0) as f64 / elapsed),
+        _ => "-".into(),
+    };
+    h.shutdown();
+    println!(
+        "idle node over {elapsed:.0}s: cpu {:.2}%, database transactions {per_sec}/s",
+        (c1 - c0) / elapsed * 100.0
+    );
+    println!(
+        "idle_cpu_pct={:.2} idle_db_xacts_per_sec={per_sec}",
+        (c1 - c0) / elapsed * 100.0
+    );
+    Ok(())
+}
+
 struct Args {
     database: String,
     runs: usize,
     workers: usize,
     batch: usize,
     task: &'static str,
+    enqueuer: bool,
+    idle: Option<u64>,
 }
 
 fn args() -> Args {
@@ -69,6 +181,8 @@ fn args() -> Args {
         workers: 256,
         batch: 1000,
         task: "noop",
+        enqueuer: false,
+        idle: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -82,12 +196,15 @@ fn args() -> Args {
                 a.task = match val().as_str() {
                     "noop" => "noop",
                     "progress" => "progress",
-                    other => panic!("--task {other}: use noop or progress"),
+                    "typed" => "typed",
+                    other => panic!("--task {other}: use noop, progress or typed"),
                 }
             }
+            "--enqueuer" => a.enqueuer = true,
+            "--idle" => a.idle = Some(val().parse().expect("--idle SECONDS")),
             other => panic!(
                 "unknown flag {other}; use --database sqlite|URL --runs N --workers N --batch N \
-                 --task noop|progress"
+                 --task noop|progress|typed --idle SECONDS"
             ),
         }
     }
@@ -97,6 +214,9 @@ fn args() -> Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = args();
+    if a.enqueuer {
+        return enqueuer(&a.database).await;
+    }
     let _dir;
     let url = if a.database == "sqlite" {
         let d = tempfile::tempdir()?;
@@ -116,11 +236,16 @@ async fn main() -> anyhow::Result<()> {
             .await?;
         }
     }
-    let registry = Registry::from_tasks([
+    // `typed` comes from its #[kairos::task]; the others are plain functions.
+    let mut registry = Registry::from_inventory()?;
+    for task in [
         TaskDef::new("noop", noop, "examples/bench.rs"),
         TaskDef::new("progress", progress, "examples/bench.rs"),
         TaskDef::new("probe", probe, "examples/bench.rs"),
-    ])?;
+        TaskDef::new("remote_probe", remote_probe, "examples/bench.rs"),
+    ] {
+        registry.insert(task)?;
+    }
     let sched = Scheduler::builder()
         .database_url(&url)
         .registry(registry)
@@ -128,14 +253,27 @@ async fn main() -> anyhow::Result<()> {
         .build()
         .await?;
     let h = sched.handle();
+    if let Some(secs) = a.idle {
+        let run = tokio::spawn(sched.run());
+        idle(&url, secs, &h).await?;
+        run.await??;
+        return Ok(());
+    }
 
     // Phase 1: enqueue in batches, then drain.
     let t = Instant::now();
     let mut left = a.runs;
     while left > 0 {
         let n = left.min(a.batch);
-        h.enqueue_many((0..n).map(|_| Enqueue::new(a.task)).collect())
-            .await?;
+        h.enqueue_many(
+            (0..n)
+                .map(|i| match a.task {
+                    "typed" => Enqueue::new(a.task).params(json!({ "n": i })),
+                    _ => Enqueue::new(a.task),
+                })
+                .collect(),
+        )
+        .await?;
         left -= n;
     }
     let enqueue_secs = t.elapsed().as_secs_f64();
@@ -171,7 +309,6 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // Phase 2: enqueue→start latency with idle workers.
-    const PROBES: usize = 200;
     *STARTS.lock().unwrap() = vec![None; PROBES];
     let mut sent = Vec::with_capacity(PROBES);
     let mut calls = Vec::with_capacity(PROBES);
@@ -204,14 +341,38 @@ async fn main() -> anyhow::Result<()> {
         pct(0.99)
     );
 
+    // Phase 3: enqueued by another process.
+    let status = std::process::Command::new(std::env::current_exe()?)
+        .args(["--enqueuer", "--database", &url])
+        .status()?;
+    anyhow::ensure!(status.success(), "the enqueuer process failed");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut remote = REMOTE.lock().unwrap().clone();
+    remote.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let rpct = |p: f64| {
+        remote
+            .get(((remote.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    println!(
+        "start latency of {} runs enqueued by another process: p50 {:.3} ms, p99 {:.3} ms",
+        remote.len(),
+        rpct(0.5),
+        rpct(0.99)
+    );
+
     h.shutdown();
     run.await??;
     println!(
-        "runs_per_sec={:.0} enqueue_per_sec={:.0} start_p50_ms={:.3} start_p99_ms={:.3}",
+        "runs_per_sec={:.0} enqueue_per_sec={:.0} start_p50_ms={:.3} start_p99_ms={:.3} \
+         remote_start_p50_ms={:.3} remote_start_p99_ms={:.3}",
         rate,
         enqueue_rate,
         pct(0.5),
-        pct(0.99)
+        pct(0.99),
+        rpct(0.5),
+        rpct(0.99)
     );
     Ok(())
 }

@@ -139,6 +139,59 @@ impl Store {
                 }
             }
         }
+        // Successes with a result: one statement per distinct attempt number and chunk,
+        // the results joined in from a VALUES list.
+        let mut with_result: BTreeMap<u32, Vec<(i64, String)>> = BTreeMap::new();
+        for c in done {
+            if let Completion::Succeeded {
+                id,
+                attempt,
+                result: Some(result),
+            } = c
+            {
+                with_result
+                    .entry(*attempt)
+                    .or_default()
+                    .push((*id, result.to_string()));
+            }
+        }
+        for (attempt, rows) in &with_result {
+            for chunk in rows.chunks(INSERT_CHUNK / 2) {
+                let mut values = vec![
+                    Value::from(ms(now)),
+                    Value::from(node.to_string()),
+                    Value::from(int(*attempt)),
+                ];
+                let mut tuples = Vec::with_capacity(chunk.len());
+                for (id, result) in chunk {
+                    let k = values.len();
+                    tuples.push(format!(
+                        "(CAST(${} AS BIGINT), CAST(${} AS TEXT))",
+                        k + 1,
+                        k + 2
+                    ));
+                    values.extend([Value::from(*id), Value::from(result.clone())]);
+                }
+                let sql = format!(
+                    "WITH v (id, result) AS (VALUES {}) \
+                     UPDATE kairos_runs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'succeeded' END, \
+                     error = CASE WHEN cancel_requested THEN 'cancelled by operator' ELSE NULL END, \
+                     result = v.result, finished_at = $1, lease_until = NULL \
+                     FROM v WHERE kairos_runs.id = v.id AND kairos_runs.node_id = $2 \
+                     AND kairos_runs.attempt = $3 AND kairos_runs.status = 'running' \
+                     RETURNING kairos_runs.id, kairos_runs.status",
+                    tuples.join(", ")
+                );
+                for r in txn.query_all_raw(self.stmt(&sql, values)).await? {
+                    matched += 1;
+                    let status: String = r.try_get("", "status")?;
+                    out.insert(
+                        r.try_get("", "id")?,
+                        status.parse().unwrap_or(RunStatus::Succeeded),
+                    );
+                }
+            }
+        }
         for c in done {
             let fence = |id: i64, attempt: u32, first: usize| {
                 (
@@ -371,17 +424,8 @@ impl Completion {
     /// `None` for a plain success, which is written in bulk.
     fn update(&self, now: DateTime<Utc>) -> Option<Update> {
         Some(match self {
-            Completion::Succeeded { result: None, .. } => return None,
-            Completion::Succeeded {
-                result: Some(result),
-                ..
-            } => Update {
-                set: "status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'succeeded' END, \
-                         error = CASE WHEN cancel_requested THEN 'cancelled by operator' ELSE NULL END, \
-                         result = $1, finished_at = $2, lease_until = NULL",
-                values: vec![Value::from(result.to_string()), Value::from(ms(now))],
-                event: None,
-            },
+            // Successes are written in batches (see `complete`).
+            Completion::Succeeded { .. } => return None,
             Completion::Finished { status, error, .. } => Update {
                 set: "status = CASE WHEN cancel_requested THEN 'cancelled' ELSE $1 END, \
                          error = $2, finished_at = $3, lease_until = NULL",
