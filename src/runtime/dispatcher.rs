@@ -44,11 +44,13 @@ pub(super) async fn run(shared: Arc<Shared>) {
         let mut sleep_until = None;
         if free > 0 {
             let now = shared.clock.now();
+            // Runs due within the lead are claimed now and wait here for their time.
+            let due_by = now + shared.lead;
             match shared
                 .store
                 .claim(
                     &shared.node.id,
-                    now,
+                    due_by,
                     now,
                     free,
                     shared.lease,
@@ -79,8 +81,9 @@ pub(super) async fn run(shared: Arc<Shared>) {
                     match shared.store.next_queued_at().await {
                         // Due runs remain but none could be claimed (limits or pauses):
                         // a completion, a change or the rate limit's budget wakes us.
-                        Ok(Some(t)) if t <= now => sleep_until = claim.retry_at,
+                        Ok(Some(t)) if t <= due_by => sleep_until = claim.retry_at,
                         Ok(next) => {
+                            let next = next.map(|t| t - shared.lead);
                             sleep_until = match (next, claim.retry_at) {
                                 (Some(a), Some(b)) => Some(a.min(b)),
                                 (a, b) => a.or(b),

@@ -130,6 +130,33 @@ async fn attempt(
         }
     };
 
+    // Back in the queue without counting the attempt (see `CancelReason`).
+    let release = || Done {
+        task: run.task.clone(),
+        job_id: run.job_id,
+        tags: run.tags.clone(),
+        completion: Completion::Released {
+            id: run.id,
+            attempt: run.attempt,
+        },
+        failed: None,
+    };
+
+    if run.started_at > shared.clock.now() {
+        // Claimed ahead of its time (see `SchedulerBuilder::lead`): start on the dot.
+        tokio::select! {
+            _ = shared.clock.sleep_until(run.started_at) => {}
+            _ = token.cancelled() => {
+                return match running.reason() {
+                    CancelReason::Operator => {
+                        fail("cancelled by operator".into(), RunStatus::Cancelled, true)
+                    }
+                    _ => release(),
+                };
+            }
+        }
+    }
+
     let Some(def) = shared.registry.get(&run.task) else {
         return fail(
             format!(
@@ -198,16 +225,7 @@ async fn attempt(
             } else {
                 tracing::warn!("stopped: this node lost the run's lease");
             }
-            return Done {
-                task: run.task.clone(),
-                job_id: run.job_id,
-                tags: run.tags.clone(),
-                completion: Completion::Released {
-                    id: run.id,
-                    attempt: run.attempt,
-                },
-                failed: None,
-            };
+            return release();
         }
         _ => {}
     }

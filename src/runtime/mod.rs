@@ -198,6 +198,9 @@ pub(crate) struct Shared {
     maintenance_interval: Duration,
     /// How often the watcher looks for other processes' changes (see `watcher`).
     poll_interval: Duration,
+    /// How far ahead of their time slots are fired and runs claimed, so that they
+    /// start on time (see `SchedulerBuilder::lead`).
+    lead: chrono::Duration,
     /// Whether retry delays are jittered (see `SchedulerBuilder::retry_jitter`).
     retry_jitter: bool,
     workers: Arc<Semaphore>,

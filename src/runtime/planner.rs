@@ -2,6 +2,12 @@
 //! `next_run_at` (or until woken by a job change) instead of polling, plans each due
 //! job's slots with the misfire policy (see [`super::policy`]) and applies the plans
 //! through the store's compare-and-set.
+//!
+//! A slot is fired a little ahead of its time (see `SchedulerBuilder::lead`): its run
+//! is queued, due at the slot, before the slot comes, so that the dispatcher can claim
+//! it ahead too and the task starts on the dot however many jobs share the second.
+//! Jobs with an instance limit fire only when due: whether their slot is free depends
+//! on runs that may still end before it.
 
 use std::sync::Arc;
 
@@ -35,20 +41,52 @@ pub(super) async fn run(shared: Arc<Shared>) {
     }
 }
 
+/// When to look again: at the earliest slot after `horizon`, less the lead, or when
+/// the first job left waiting (due within the lead, but fired only when due) is due.
+async fn next_look(
+    shared: &Shared,
+    horizon: DateTime<Utc>,
+    waiting: Option<DateTime<Utc>>,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let next = shared
+        .store
+        .next_job_at(horizon)
+        .await?
+        .map(|t| t - shared.lead);
+    Ok(match (next, waiting) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
+}
+
 /// Fires what is due; returns when to look again.
 async fn tick(shared: &Shared) -> Result<Option<DateTime<Utc>>, StoreError> {
     loop {
         let now = shared.clock.now();
-        let due = shared.store.due_jobs(now, FIRE_BATCH).await?;
+        let horizon = now + shared.lead;
+        let mut due = shared.store.due_jobs(horizon, FIRE_BATCH).await?;
+        let batch_full = due.len() as u64 >= FIRE_BATCH;
+        let mut waiting = None;
+        due.retain(|j| {
+            let at = j.due_at.unwrap_or(now);
+            let ready = at <= now || shared.policy(&j.task).max_instances.is_none();
+            if !ready {
+                waiting = Some(waiting.map_or(at, |w: DateTime<Utc>| w.min(at)));
+            }
+            ready
+        });
         if due.is_empty() {
-            return shared.store.next_job_at().await;
+            return next_look(shared, horizon, waiting).await;
         }
         if let Ok(mut names) = shared.job_names.lock() {
             for j in &due {
                 names.entry(j.id).or_insert_with(|| j.name.clone());
             }
         }
-        let plans: Vec<FirePlan> = due.iter().map(|job| plan_for(shared, job, now)).collect();
+        let plans: Vec<FirePlan> = due
+            .iter()
+            .map(|job| plan_for(shared, job, now.max(job.due_at.unwrap_or(now))))
+            .collect();
         let outcomes = shared.store.fire(&plans, now).await?;
         let mut fired = 0;
         for (plan, outcome) in plans.iter().zip(&outcomes) {
@@ -119,8 +157,8 @@ async fn tick(shared: &Shared) -> Result<Option<DateTime<Utc>>, StoreError> {
         if fired > 0 {
             shared.signals.wake_dispatcher.notify_one();
         }
-        if (due.len() as u64) < FIRE_BATCH && plans.iter().all(|p| p.next.is_none_or(|n| n > now)) {
-            return shared.store.next_job_at().await;
+        if !batch_full && plans.iter().all(|p| p.next.is_none_or(|n| n > horizon)) {
+            return next_look(shared, horizon, waiting).await;
         }
     }
 }

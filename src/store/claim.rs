@@ -35,7 +35,8 @@ pub(crate) struct ClaimedRun {
     pub(crate) max_retries: u32,
     pub(crate) retry_delay: Duration,
     pub(crate) timeout: Duration,
-    /// When this attempt was claimed (its `started_at`).
+    /// When this attempt starts (its `started_at`): when it was claimed, or its
+    /// `run_at` for a run claimed ahead of its time (see `SchedulerBuilder::lead`).
     pub(crate) started_at: DateTime<Utc>,
     /// The state an earlier attempt saved.
     pub(crate) checkpoint: Option<Json>,
@@ -74,7 +75,7 @@ pub(crate) struct Claim {
 }
 
 const CLAIM_COLUMNS: &str = "id, task, queue, job_id, params, tags, attempt, scheduled_for, max_retries, \
-     retry_delay_ms, timeout_ms, checkpoint";
+     retry_delay_ms, timeout_ms, checkpoint, started_at";
 
 /// Conditions every claim adds: nothing starts from a paused queue or on a paused node,
 /// and no run whose time to live ran out (`$2` is the claim's time).
@@ -87,7 +88,8 @@ const NOT_PAUSED: &str = "queue NOT IN (SELECT name FROM kairos_queues WHERE pau
 
 impl Store {
     /// Claims up to `limit` due runs (run_at ≤ `due_by`) for `node`, lowest priority
-    /// number first, then earliest run_at, within `limits` (see "Limits" above).
+    /// number first, then earliest run_at, within `limits` (see "Limits" above). A run
+    /// claimed before its `run_at` (`due_by` ahead of `now`) gets that as its start.
     pub(crate) async fn claim(
         &self,
         node: &str,
@@ -192,7 +194,8 @@ impl Store {
         values.extend(ids.iter().map(|id| Value::from(*id)));
         let sql = format!(
             "UPDATE kairos_runs SET status = 'running', attempt = attempt + 1, node_id = $1, \
-             started_at = $2, lease_until = $3 WHERE id IN ({}) RETURNING {CLAIM_COLUMNS}",
+             started_at = CASE WHEN run_at > $2 THEN run_at ELSE $2 END, lease_until = $3 \
+             WHERE id IN ({}) RETURNING {CLAIM_COLUMNS}",
             placeholders(4, ids.len())
         );
         let rows = txn.query_all_raw(self.stmt(&sql, values)).await?;
@@ -228,7 +231,7 @@ impl Store {
                         max_retries: count(r.try_get("", "max_retries")?),
                         retry_delay: ms_duration(r.try_get("", "retry_delay_ms")?),
                         timeout: ms_duration(r.try_get("", "timeout_ms")?),
-                        started_at: now,
+                        started_at: from_ms(r.try_get("", "started_at")?),
                         checkpoint: r
                             .try_get::<Option<String>>("", "checkpoint")?
                             .map(|c| {

@@ -492,13 +492,17 @@ impl Store {
         Ok(jobs)
     }
 
-    /// The earliest next slot of any enabled, unpaused job.
-    pub(crate) async fn next_job_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+    /// The earliest next slot after `after` of any enabled, unpaused job.
+    pub(crate) async fn next_job_at(
+        &self,
+        after: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let row = self
             .db
             .query_one_raw(self.stmt(
-                "SELECT MIN(next_run_at) AS t FROM kairos_jobs WHERE enabled AND NOT paused",
-                [],
+                "SELECT MIN(next_run_at) AS t FROM kairos_jobs WHERE enabled AND NOT paused \
+                 AND next_run_at > $1",
+                [Value::from(ms(after))],
             ))
             .await?;
         Ok(match row {

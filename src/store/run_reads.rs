@@ -201,13 +201,15 @@ impl Store {
                  (SELECT MIN(run_at) FROM kairos_runs WHERE status = 'queued' AND run_at > $1) AS queued, \
                  (SELECT MIN(expires_at) FROM kairos_runs WHERE status = 'queued' AND expires_at > $1) AS expiry, \
                  (SELECT MIN(started_at + timeout_ms) FROM kairos_runs WHERE status = 'running' \
-                  AND started_at + timeout_ms > $1) AS timeout",
+                  AND started_at + timeout_ms > $1) AS timeout, \
+                 (SELECT MIN(started_at) FROM kairos_runs WHERE status = 'running' \
+                  AND started_at > $1) AS start",
                 [n],
             ))
             .await?;
         let Some(r) = row else { return Ok(None) };
         let mut best: Option<i64> = None;
-        for col in ["job", "queued", "expiry", "timeout"] {
+        for col in ["job", "queued", "expiry", "timeout", "start"] {
             if let Some(t) = r.try_get::<Option<i64>>("", col)? {
                 best = Some(best.map_or(t, |b| b.min(t)));
             }
@@ -215,7 +217,8 @@ impl Store {
         Ok(best.map(from_ms))
     }
 
-    /// Whether work is due at `now`: a job's slot, a queued run, or a running run.
+    /// Whether work is due at `now`: a job's slot, a queued run, or a running run (one
+    /// claimed ahead of its start does not count until then).
     pub(crate) async fn busy(
         &self,
         now: chrono::DateTime<chrono::Utc>,
@@ -228,7 +231,7 @@ impl Store {
                  (SELECT COUNT(*) FROM kairos_runs WHERE status = 'queued' AND run_at <= $1 \
                   AND queue NOT IN (SELECT name FROM kairos_queues WHERE paused) \
                   AND (expires_at IS NULL OR expires_at > $1)) AS queued, \
-                 (SELECT COUNT(*) FROM kairos_runs WHERE status = 'running') AS running",
+                 (SELECT COUNT(*) FROM kairos_runs WHERE status = 'running' AND started_at <= $1) AS running",
                 [Value::from(ms(now))],
             ))
             .await?;
