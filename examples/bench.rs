@@ -21,6 +21,11 @@
 //! runs a `#[kairos::task]` function that takes one param and returns a `Serialize`
 //! value, stored as the run's result.
 //!
+//! `--prefill N` first writes N finished runs straight into the table (as a long-lived
+//! installation has), to measure claims and completions beside them. `--limited` puts
+//! a concurrency limit (never reached) on the runs' queue, so that every claim takes
+//! the limited path: counted running runs under a lock shared by every node.
+//!
 //! `--idle SECONDS` instead measures what an idle node costs: its CPU time and (on
 //! PostgreSQL) the database transactions it makes per second.
 //!
@@ -137,6 +142,29 @@ async fn db_xacts(url: &str) -> Option<i64> {
     .ok()
 }
 
+/// Writes `n` finished runs in one statement per engine, as old history.
+async fn prefill(url: &str, n: u64) -> anyhow::Result<()> {
+    let cols = "task, queue, origin, params, status, priority, run_at, scheduled_for, attempt, \
+                max_retries, retry_delay_ms, timeout_ms, cancel_requested, created_at, \
+                started_at, finished_at, node_id";
+    let vals = "'noop', 'default', 'api', '{}', 'succeeded', 0, t, t, 1, 0, 1000, 3600000, \
+                false, t, t, t + 1, 'old-node'";
+    let sql = if url.starts_with("postgres") {
+        format!(
+            "INSERT INTO kairos_runs ({cols}) SELECT {vals} FROM \
+             (SELECT CAST(1700000000000 + g AS BIGINT) AS t FROM generate_series(1, {n}) AS g) s; \
+             ANALYZE kairos_runs"
+        )
+    } else {
+        format!(
+            "WITH RECURSIVE s(t) AS (SELECT 1700000000001 UNION ALL SELECT t + 1 FROM s \
+             WHERE t < 1700000000000 + {n}) INSERT INTO kairos_runs ({cols}) SELECT {vals} FROM s"
+        )
+    };
+    kairos::test_support::execute(url, &sql).await?;
+    Ok(())
+}
+
 /// `--idle`: what a node with nothing to do costs.
 async fn idle(url: &str, secs: u64, h: &kairos::SchedulerHandle) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -172,6 +200,8 @@ struct Args {
     task: &'static str,
     enqueuer: bool,
     idle: Option<u64>,
+    prefill: u64,
+    limited: bool,
 }
 
 fn args() -> Args {
@@ -183,6 +213,8 @@ fn args() -> Args {
         task: "noop",
         enqueuer: false,
         idle: None,
+        prefill: 0,
+        limited: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -201,10 +233,12 @@ fn args() -> Args {
                 }
             }
             "--enqueuer" => a.enqueuer = true,
+            "--prefill" => a.prefill = val().parse().expect("--prefill N"),
+            "--limited" => a.limited = true,
             "--idle" => a.idle = Some(val().parse().expect("--idle SECONDS")),
             other => panic!(
                 "unknown flag {other}; use --database sqlite|URL --runs N --workers N --batch N \
-                 --task noop|progress|typed --idle SECONDS"
+                 --task noop|progress|typed --idle SECONDS --prefill N --limited"
             ),
         }
     }
@@ -246,12 +280,24 @@ async fn main() -> anyhow::Result<()> {
     ] {
         registry.insert(task)?;
     }
-    let sched = Scheduler::builder()
+    let mut builder = Scheduler::builder()
         .database_url(&url)
         .registry(registry)
-        .max_workers(a.workers)
-        .build()
-        .await?;
+        .max_workers(a.workers);
+    if a.limited {
+        let toml = "[queues.default]\nconcurrency = 1000000\n";
+        builder = builder.config(kairos::config::Config::parse(toml, "bench.toml")?);
+    }
+    let sched = builder.build().await?;
+    if a.prefill > 0 {
+        let t = Instant::now();
+        prefill(&url, a.prefill).await?;
+        println!(
+            "prefilled {} finished runs in {:.1}s",
+            a.prefill,
+            t.elapsed().as_secs_f64()
+        );
+    }
     let h = sched.handle();
     if let Some(secs) = a.idle {
         let run = tokio::spawn(sched.run());
