@@ -56,6 +56,11 @@ fn registry() -> Registry {
             max_retries: Some(0),
             ..TaskDef::new("once", work, here)
         },
+        TaskDef {
+            queue: Some("narrow"),
+            max_retries: Some(3),
+            ..TaskDef::new("narrow", work, here)
+        },
     ])
     .unwrap()
 }
@@ -93,6 +98,9 @@ fn spawn(url: &str, jobs: Option<&str>, skew_ms: Option<i64>) -> NodeProcess {
 }
 
 const EVERY_SECOND: &str = r#"
+[queues.narrow]
+concurrency = 2
+
 [[jobs]]
 name = "every_second"
 task = "tick"
@@ -197,6 +205,8 @@ async fn three_nodes_fire_each_slot_once_and_finish_every_run_through_a_kill() {
         .collect();
     let singles = (0..15).map(|_| Enqueue::new("single").params(json!({ "ms": 300 })));
     admin.enqueue_many(singles.collect()).await.unwrap();
+    let narrow = (0..20).map(|_| Enqueue::new("narrow").params(json!({ "ms": 250 })));
+    admin.enqueue_many(narrow.collect()).await.unwrap();
 
     // Kill the node that holds the most running runs, while the burst runs.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -275,6 +285,26 @@ async fn three_nodes_fire_each_slot_once_and_finish_every_run_through_a_kill() {
         assert!(
             pair[1].0 >= pair[0].1,
             "max_instances = 1 broken across nodes: {pair:?}"
+        );
+    }
+    // Two at a time in the narrow queue across all nodes: at no start were two others
+    // of its runs still going.
+    let narrow = wait_all_finished(&admin, task_runs("narrow"), Duration::from_secs(30)).await;
+    let spans: Vec<_> = narrow
+        .iter()
+        .map(|r| {
+            assert_eq!(r.status, RunStatus::Succeeded, "{r:?}");
+            (r.started_at.unwrap(), r.finished_at.unwrap())
+        })
+        .collect();
+    for (start, _) in &spans {
+        let during = spans
+            .iter()
+            .filter(|(s, f)| s <= start && start < f)
+            .count();
+        assert!(
+            during <= 2,
+            "queue concurrency 2 broken across nodes: {during} at {start}"
         );
     }
     let ran_on: HashSet<_> = work.iter().filter_map(|r| r.node_id.clone()).collect();

@@ -51,7 +51,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 .claim(
                     &shared.node.id,
                     due_by,
-                    now,
+                    &|| shared.clock.now(),
                     free,
                     shared.lease,
                     &shared.claim_limits,

@@ -89,16 +89,17 @@ const NOT_PAUSED: &str = "queue NOT IN (SELECT name FROM kairos_queues WHERE pau
 impl Store {
     /// Claims up to `limit` due runs (run_at ≤ `due_by`) for `node`, lowest priority
     /// number first, then earliest run_at, within `limits` (see "Limits" above). A run
-    /// claimed before its `run_at` (`due_by` ahead of `now`) gets that as its start.
+    /// claimed before its `run_at` (`due_by` ahead of `clock()`) gets that as its start.
     pub(crate) async fn claim(
         &self,
         node: &str,
         due_by: DateTime<Utc>,
-        now: DateTime<Utc>,
+        clock: &(dyn Fn() -> DateTime<Utc> + Sync),
         limit: usize,
         lease: Duration,
         limits: &ClaimLimits,
     ) -> Result<Claim, StoreError> {
+        let mut now = clock();
         if limit == 0 {
             return Ok(Claim::default());
         }
@@ -133,6 +134,9 @@ impl Store {
             .collect::<Result<_, _>>()?
         } else {
             self.lock(&txn, Lock::Limits).await?;
+            // The lock may have been waited for while other nodes' runs ended: the
+            // claim's time (the runs' start) is taken once it is held.
+            now = clock().max(now);
             let mut room = Room::default();
             self.count_room(&txn, limits, now, &mut room).await?;
             let full_tasks: Vec<String> = room.full_tasks();

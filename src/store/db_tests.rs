@@ -47,7 +47,7 @@ const LEASE: Duration = Duration::from_secs(30);
 
 async fn claim(store: &Store, node: &str, at: DateTime<Utc>, n: usize) -> Vec<(i64, u32)> {
     store
-        .claim(node, at, at, n, LEASE, &ClaimLimits::default())
+        .claim(node, at, &|| at, n, LEASE, &ClaimLimits::default())
         .await
         .unwrap()
         .runs
@@ -284,7 +284,7 @@ async fn queue_limits_hold_in_the_claim() {
             },
         );
         let c = store
-            .claim("n", t0(), t0(), 10, LEASE, &limits)
+            .claim("n", t0(), &t0, 10, LEASE, &limits)
             .await
             .unwrap();
         let queues: Vec<&str> = c.runs.iter().map(|r| r.queue.as_str()).collect();
@@ -294,13 +294,13 @@ async fn queue_limits_hold_in_the_claim() {
         assert_eq!(c.retry_at, Some(t0() + chrono::Duration::seconds(60)));
         let later = t0() + chrono::Duration::seconds(59);
         let c = store
-            .claim("n", later, later, 10, LEASE, &limits)
+            .claim("n", later, &|| later, 10, LEASE, &limits)
             .await
             .unwrap();
         assert!(c.runs.is_empty(), "`one` is busy and `rate` out of budget");
         let later = t0() + chrono::Duration::seconds(61);
         let c = store
-            .claim("n", later, later, 10, LEASE, &limits)
+            .claim("n", later, &|| later, 10, LEASE, &limits)
             .await
             .unwrap();
         assert_eq!(c.runs.len(), 1);
