@@ -297,6 +297,18 @@ impl Store {
         &self,
         now: DateTime<Utc>,
     ) -> Result<(u64, u64), StoreError> {
+        // Almost always no lease has ended: a plain read first keeps the check from
+        // taking the write lock for nothing.
+        let expired = self
+            .db
+            .query_one_raw(self.stmt(
+                "SELECT id FROM kairos_runs WHERE status = 'running' AND lease_until < $1 LIMIT 1",
+                [Value::from(ms(now))],
+            ))
+            .await?;
+        if expired.is_none() {
+            return Ok((0, 0));
+        }
         let txn = self.db.begin_with_options(write_txn()).await?;
         let rows = txn
             .query_all_raw(self.stmt(
