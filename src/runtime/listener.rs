@@ -40,8 +40,10 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 n = listener.try_recv() => n,
             };
             match next {
-                Ok(Some(n)) => match n.payload() {
-                    "kairos_runs" => shared.signals.wake_dispatcher.notify_one(),
+                // What this node did itself it already acted on.
+                Ok(Some(n)) if shared.store.is_own_notification(n.payload()) => {}
+                Ok(Some(n)) => match n.payload().split(' ').next() {
+                    Some("kairos_runs") => shared.signals.wake_dispatcher.notify_one(),
                     _ => wake_all(&shared),
                 },
                 Ok(None) => break,

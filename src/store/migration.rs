@@ -720,7 +720,9 @@ mod m20261128_000002_run_insight {
 /// PostgreSQL only: the database tells listening nodes when runs are inserted (by any
 /// process, in any transaction, on commit) and when the change counter moves (pauses,
 /// cancels, job changes), so that an idle node wakes at once instead of polling. One
-/// notification per statement, and identical ones in a transaction fold into one.
+/// notification per statement, and identical ones in a transaction fold into one. The
+/// payload is `<table> <application_name>`: a node names its connections, and ignores
+/// what it did itself (it already knows).
 mod m20261129_000003_notify {
     use super::*;
 
@@ -732,12 +734,13 @@ mod m20261129_000003_notify {
         }
     }
 
-    /// The channel the notifications go to; the payload is the table's name.
+    /// The channel the notifications go to.
     pub(crate) const CHANNEL: &str = "kairos";
 
     const UP: &[&str] = &[
         "CREATE OR REPLACE FUNCTION kairos_notify() RETURNS trigger LANGUAGE plpgsql AS $$ \
-         BEGIN PERFORM pg_notify('kairos', TG_TABLE_NAME); RETURN NULL; END $$",
+         BEGIN PERFORM pg_notify('kairos', TG_TABLE_NAME || ' ' || current_setting('application_name')); \
+         RETURN NULL; END $$",
         "DROP TRIGGER IF EXISTS kairos_runs_notify ON kairos_runs",
         "CREATE TRIGGER kairos_runs_notify AFTER INSERT ON kairos_runs \
          FOR EACH STATEMENT EXECUTE FUNCTION kairos_notify()",

@@ -166,6 +166,9 @@ pub(crate) struct Store {
     db: DatabaseConnection,
     backend: DbBackend,
     url: String,
+    /// On PostgreSQL, the `application_name` of this handle's connections: the
+    /// database's notifications name it, so a node can ignore what it did itself.
+    origin: String,
 }
 
 impl Store {
@@ -193,6 +196,7 @@ impl Store {
         timeout: Duration,
     ) -> Result<Store, StoreError> {
         let shown = redact(url);
+        let origin = format!("kairos {}", uuid::Uuid::new_v4().simple());
         let mut opts = ConnectOptions::new(url.to_string());
         opts.sqlx_logging(false)
             .connect_timeout(timeout)
@@ -221,6 +225,10 @@ impl Store {
             });
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             opts.max_connections(8).min_connections(1);
+            if !url.contains("application_name=") {
+                let name = origin.clone();
+                opts.map_sqlx_postgres_opts(move |o| o.application_name(&name));
+            }
             // The pool retries a refused connection until its timeout; one plain TCP
             // connect tells "nothing listens there" at once.
             if let Some((host, port)) = pg_address(url) {
@@ -264,7 +272,7 @@ impl Store {
         let started = std::time::Instant::now();
         let mut wait = Duration::from_millis(20);
         loop {
-            match Self::connect_once(opts.clone(), &shown, timeout).await {
+            match Self::connect_once(opts.clone(), &shown, &origin, timeout).await {
                 Err(StoreError::Connect { reason, .. })
                     if reason.contains("database is locked") && started.elapsed() < timeout =>
                 {
@@ -279,6 +287,7 @@ impl Store {
     async fn connect_once(
         opts: ConnectOptions,
         shown: &str,
+        origin: &str,
         timeout: Duration,
     ) -> Result<Store, StoreError> {
         // The pool's own timeout covers acquiring; this one also bounds a TCP connect
@@ -309,6 +318,7 @@ impl Store {
             db,
             backend,
             url: shown.to_string(),
+            origin: origin.to_string(),
         };
         // Opening SQLite is lazy: read one page now, so a file that is not a database
         // fails here with its name rather than at the first query.
@@ -339,6 +349,14 @@ impl Store {
     /// True on PostgreSQL.
     pub(crate) fn is_pg(&self) -> bool {
         self.backend == DbBackend::Postgres
+    }
+
+    /// Whether a notification's payload (`<table> <application_name>`, see the
+    /// `notify` migration) came from this handle's own connections.
+    pub(crate) fn is_own_notification(&self, payload: &str) -> bool {
+        payload
+            .split_once(' ')
+            .is_some_and(|(_, origin)| origin == self.origin)
     }
 
     /// On PostgreSQL, a listener on the notifications kairos's triggers send (see the
