@@ -776,6 +776,19 @@ async fn queues_nodes_tasks_stats_health_and_metrics() {
         assert_eq!(n["nodes"][0]["id"], node.id.as_str());
         assert_eq!(n["nodes"][0]["alive"], true);
         assert!(n["nodes"][0]["heartbeat_at"].is_string());
+        let p = api
+            .post_empty(&format!("/api/v1/nodes/{}/pause", node.id))
+            .await
+            .expect(200);
+        assert_eq!(p["nodes"][0]["paused"], true);
+        let p = api
+            .post_empty(&format!("/api/v1/nodes/{}/resume", node.id))
+            .await
+            .expect(200);
+        assert_eq!(p["nodes"][0]["paused"], false);
+        api.post_empty("/api/v1/nodes/ghost/pause")
+            .await
+            .error(404, "not_found");
 
         let t = api.get("/api/v1/tasks").await.expect(200);
         let names: Vec<&str> = t["tasks"]

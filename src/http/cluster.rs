@@ -1,5 +1,6 @@
 //! Queues, nodes and tasks: `/api/v1/queues` (depth, running, limits; pause and
-//! resume), `/api/v1/nodes` (with heartbeats and whether each is alive) and
+//! resume), `/api/v1/nodes` (with heartbeats and whether each is alive; pause and
+//! resume one) and
 //! `/api/v1/tasks` (what can be enqueued, with its params' JSON Schema).
 
 use axum::Json;
@@ -113,5 +114,43 @@ pub(crate) async fn tasks(
     Query::parse(raw.as_deref()).finish(&[])?;
     Ok(Json(TaskList {
         tasks: st.admin.tasks().await?,
+    }))
+}
+
+/// Start no new runs on a node (running ones continue).
+#[utoipa::path(
+    post, path = "/api/v1/nodes/{id}/pause", tag = "cluster",
+    params(("id" = String, Path, description = "Node id")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The node after the change", body = NodeList),
+        (status = 404, description = "No such node", body = ErrorBody),
+    )
+)]
+pub(crate) async fn pause_node(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<NodeList>, ApiError> {
+    Ok(Json(NodeList {
+        nodes: st.admin.set_nodes_paused(Some(&id), true).await?,
+    }))
+}
+
+/// Start runs on a node again.
+#[utoipa::path(
+    post, path = "/api/v1/nodes/{id}/resume", tag = "cluster",
+    params(("id" = String, Path, description = "Node id")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The node after the change", body = NodeList),
+        (status = 404, description = "No such node", body = ErrorBody),
+    )
+)]
+pub(crate) async fn resume_node(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<NodeList>, ApiError> {
+    Ok(Json(NodeList {
+        nodes: st.admin.set_nodes_paused(Some(&id), false).await?,
     }))
 }

@@ -207,22 +207,22 @@ pub(crate) async fn sse(
     Ok(Sse::new(all).keep_alive(KeepAlive::default()))
 }
 
-/// A message from a WebSocket client.
+/// A message from a WebSocket client: `subscribe` (to what one of `run`, `job`,
+/// `task`, `tag` selects, everything when none, optionally of some `kinds`) or
+/// `unsubscribe` (a `subscription`). Flat rather than a tagged enum, so a bad value
+/// is reported with its key.
 #[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-enum ClientMessage {
-    /// Receive the events one of `run`, `job`, `task`, `tag` selects (all when none),
-    /// optionally of some kinds only.
-    Subscribe {
-        run: Option<i64>,
-        job: Option<String>,
-        task: Option<String>,
-        tag: Option<String>,
-        #[serde(default)]
-        kinds: Vec<String>,
-    },
-    /// Stop a subscription.
-    Unsubscribe { subscription: u64 },
+#[serde(deny_unknown_fields)]
+struct ClientMessage {
+    #[serde(rename = "type")]
+    kind: String,
+    run: Option<i64>,
+    job: Option<String>,
+    task: Option<String>,
+    tag: Option<String>,
+    #[serde(default)]
+    kinds: Vec<String>,
+    subscription: Option<u64>,
 }
 
 /// Live events over a WebSocket.
@@ -336,14 +336,8 @@ fn on_message(
         Ok(m) => m,
         Err(e) => return error_reply(e),
     };
-    match msg {
-        ClientMessage::Subscribe {
-            run,
-            job,
-            task,
-            tag,
-            kinds,
-        } => {
+    match (msg.kind.as_str(), msg.subscription) {
+        ("subscribe", None) => {
             if subs.len() >= MAX_SUBSCRIPTIONS {
                 return error_reply(ApiError::field(
                     "type",
@@ -351,14 +345,14 @@ fn on_message(
                 ));
             }
             let mut f = EventFilter::all();
-            f.run_id = run;
-            f.job = job;
-            f.task = task;
-            match tag.map(|t| input::tag("tag", &t)).transpose() {
+            f.run_id = msg.run;
+            f.job = msg.job;
+            f.task = msg.task;
+            match msg.tag.map(|t| input::tag("tag", &t)).transpose() {
                 Ok(t) => f.tag = t,
                 Err(e) => return error_reply(e),
             }
-            for k in kinds {
+            for k in msg.kinds {
                 match k.parse::<EventKind>() {
                     Ok(k) => f.kinds.push(k),
                     Err(e) => return error_reply(ApiError::field("kinds", e)),
@@ -369,7 +363,11 @@ fn on_message(
             subs.push((id, f));
             json!({ "type": "subscribed", "subscription": id })
         }
-        ClientMessage::Unsubscribe { subscription } => {
+        ("subscribe", Some(_)) => error_reply(ApiError::field(
+            "subscription",
+            "`subscription` goes with `unsubscribe`",
+        )),
+        ("unsubscribe", Some(subscription)) => {
             let before = subs.len();
             subs.retain(|(id, _)| *id != subscription);
             if subs.len() == before {
@@ -380,5 +378,16 @@ fn on_message(
             }
             json!({ "type": "unsubscribed", "subscription": subscription })
         }
+        ("unsubscribe", None) => error_reply(ApiError::field(
+            "subscription",
+            "say which subscription to stop",
+        )),
+        (other, _) => error_reply(ApiError::field(
+            "type",
+            format!(
+                "unknown message type `{}`; use subscribe or unsubscribe",
+                crate::error::clip(other)
+            ),
+        )),
     }
 }

@@ -133,6 +133,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(cluster::pause_queue))
         .routes(routes!(cluster::resume_queue))
         .routes(routes!(cluster::nodes))
+        .routes(routes!(cluster::pause_node))
+        .routes(routes!(cluster::resume_node))
         .routes(routes!(cluster::tasks))
         .routes(routes!(insight::stats))
         .routes(routes!(insight::health))
