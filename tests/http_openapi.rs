@@ -72,11 +72,17 @@ async fn every_documented_route_is_served_and_no_other_method_is() {
     let paths = doc["paths"].as_object().unwrap();
     assert!(paths.len() >= 20, "{:?}", paths.keys());
     let mut served = 0;
+    let mut operation_ids = BTreeSet::new();
     for (path, item) in paths {
         for method in METHODS {
             let (status, code) = probe(&api.base, method, &concrete(path)).await;
-            if item.get(method).is_some() {
+            if let Some(op) = item.get(method) {
                 served += 1;
+                let id = op["operationId"].as_str().expect("an operationId");
+                assert!(
+                    operation_ids.insert(id.to_string()),
+                    "operationId {id} twice"
+                );
                 assert_ne!(status, 405, "{method} {path} is documented but not served");
                 assert_ne!(
                     code.as_deref(),

@@ -23,7 +23,7 @@ pub(crate) struct QueueList {
 
 /// Every queue: declared, used by a task, or holding unfinished runs.
 #[utoipa::path(
-    get, path = "/api/v1/queues", tag = "cluster",
+    get, operation_id = "cluster_queues", path = "/api/v1/queues", tag = "cluster",
     security((), ("bearer" = [])),
     responses((status = 200, description = "Every queue with its load and limits", body = QueueList))
 )]
@@ -39,7 +39,7 @@ pub(crate) async fn queues(
 
 /// Start no new runs from a queue (running ones continue; queued ones wait).
 #[utoipa::path(
-    post, path = "/api/v1/queues/{name}/pause", tag = "cluster",
+    post, operation_id = "cluster_pause_queue", path = "/api/v1/queues/{name}/pause", tag = "cluster",
     params(("name" = String, Path, description = "Queue name")),
     security((), ("bearer" = [])),
     responses(
@@ -56,7 +56,7 @@ pub(crate) async fn pause_queue(
 
 /// Start runs from a queue again.
 #[utoipa::path(
-    post, path = "/api/v1/queues/{name}/resume", tag = "cluster",
+    post, operation_id = "cluster_resume_queue", path = "/api/v1/queues/{name}/resume", tag = "cluster",
     params(("name" = String, Path, description = "Queue name")),
     security((), ("bearer" = [])),
     responses(
@@ -80,7 +80,7 @@ pub(crate) struct NodeList {
 
 /// Every node that ran against this database, most recent first, with heartbeats.
 #[utoipa::path(
-    get, path = "/api/v1/nodes", tag = "cluster",
+    get, operation_id = "cluster_nodes", path = "/api/v1/nodes", tag = "cluster",
     security((), ("bearer" = [])),
     responses((status = 200, description = "Every node", body = NodeList))
 )]
@@ -103,7 +103,7 @@ pub(crate) struct TaskList {
 
 /// Every task nodes registered, with effective policies and params schema.
 #[utoipa::path(
-    get, path = "/api/v1/tasks", tag = "cluster",
+    get, operation_id = "cluster_tasks", path = "/api/v1/tasks", tag = "cluster",
     security((), ("bearer" = [])),
     responses((status = 200, description = "Every task", body = TaskList))
 )]
@@ -119,7 +119,7 @@ pub(crate) async fn tasks(
 
 /// Start no new runs on a node (running ones continue).
 #[utoipa::path(
-    post, path = "/api/v1/nodes/{id}/pause", tag = "cluster",
+    post, operation_id = "cluster_pause_node", path = "/api/v1/nodes/{id}/pause", tag = "cluster",
     params(("id" = String, Path, description = "Node id")),
     security((), ("bearer" = [])),
     responses(
@@ -138,7 +138,7 @@ pub(crate) async fn pause_node(
 
 /// Start runs on a node again.
 #[utoipa::path(
-    post, path = "/api/v1/nodes/{id}/resume", tag = "cluster",
+    post, operation_id = "cluster_resume_node", path = "/api/v1/nodes/{id}/resume", tag = "cluster",
     params(("id" = String, Path, description = "Node id")),
     security((), ("bearer" = [])),
     responses(

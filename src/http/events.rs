@@ -170,7 +170,7 @@ fn sse_filter(raw: Option<&str>) -> Result<EventFilter, ApiError> {
 /// event as JSON data. The first, `subscribed`, says the stream is live; a `dropped`
 /// event (the client fell behind) ends the stream.
 #[utoipa::path(
-    get, path = "/api/v1/events", tag = "events",
+    get, operation_id = "events_sse", path = "/api/v1/events", tag = "events",
     params(
         ("run" = Option<i64>, Query, description = "Only events of this run"),
         ("job" = Option<String>, Query, description = "Only events of this job"),
@@ -235,7 +235,7 @@ struct ClientMessage {
 /// "error", "error": {...}}`. A client that falls behind gets `{"type": "dropped"}`
 /// and the connection is closed (code 1013).
 #[utoipa::path(
-    get, path = "/api/v1/ws", tag = "events",
+    get, operation_id = "events_ws", path = "/api/v1/ws", tag = "events",
     security((), ("bearer" = [])),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol"),

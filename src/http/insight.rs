@@ -29,7 +29,7 @@ use crate::store::StatsScope;
 /// Counts by status, queue depths, throughput per minute and hour, completion rate and
 /// durations per task over the last hour.
 #[utoipa::path(
-    get, path = "/api/v1/stats", tag = "insight",
+    get, operation_id = "insight_stats", path = "/api/v1/stats", tag = "insight",
     params(
         ("task" = Option<String>, Query, description = "Only runs of this task"),
         ("tag" = Option<String>, Query, description = "Only runs with this tag, key=value; repeat to require several"),
@@ -58,7 +58,7 @@ pub(crate) async fn stats(
 /// Healthy (200) when the database answers and a running node's heartbeat is fresh;
 /// else 503 with the reasons. Always open, even with `--protect-reads`.
 #[utoipa::path(
-    get, path = "/health", tag = "insight",
+    get, operation_id = "insight_health", path = "/health", tag = "insight",
     params(("max_age" = Option<String>, Query, description = "A heartbeat older than this is stale (default 30s)")),
     responses(
         (status = 200, description = "Healthy", body = schema::Health),
@@ -99,7 +99,7 @@ const SAMPLE: i64 = 50_000;
 /// Prometheus metrics: runs by task and status, run durations, queue depths and
 /// limits, cron firing lateness, jobs by state, node heartbeats.
 #[utoipa::path(
-    get, path = "/metrics", tag = "insight",
+    get, operation_id = "insight_metrics", path = "/metrics", tag = "insight",
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain"),

@@ -189,7 +189,7 @@ pub(crate) struct JobList {
 
 /// Every job with its schedule, state and next run.
 #[utoipa::path(
-    get, path = "/api/v1/jobs", tag = "jobs",
+    get, operation_id = "jobs_list", path = "/api/v1/jobs", tag = "jobs",
     security((), ("bearer" = [])),
     responses((status = 200, description = "Every job", body = JobList))
 )]
@@ -206,7 +206,7 @@ pub(crate) async fn list(
 /// Create a job for a registered task (kept across restarts; never removed by
 /// `jobs.toml`).
 #[utoipa::path(
-    post, path = "/api/v1/jobs", tag = "jobs", request_body = CreateJob,
+    post, operation_id = "jobs_create", path = "/api/v1/jobs", tag = "jobs", request_body = CreateJob,
     security((), ("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = schema::Job),
@@ -264,7 +264,7 @@ pub(crate) struct JobDetail {
 
 /// One job, with its recent runs.
 #[utoipa::path(
-    get, path = "/api/v1/jobs/{name}", tag = "jobs",
+    get, operation_id = "jobs_show", path = "/api/v1/jobs/{name}", tag = "jobs",
     params(("name" = String, Path, description = "Job name")),
     security((), ("bearer" = [])),
     responses(
@@ -287,7 +287,7 @@ pub(crate) async fn show(
 
 /// Change a job created through the API or CLI (a new schedule restarts from now).
 #[utoipa::path(
-    patch, path = "/api/v1/jobs/{name}", tag = "jobs", request_body = UpdateJob,
+    patch, operation_id = "jobs_update", path = "/api/v1/jobs/{name}", tag = "jobs", request_body = UpdateJob,
     params(("name" = String, Path, description = "Job name")),
     security((), ("bearer" = [])),
     responses(
@@ -345,7 +345,7 @@ pub(crate) struct DeletedJob {
 
 /// Delete a job created at run time (or one no longer declared).
 #[utoipa::path(
-    delete, path = "/api/v1/jobs/{name}", tag = "jobs",
+    delete, operation_id = "jobs_delete", path = "/api/v1/jobs/{name}", tag = "jobs",
     params(
         ("name" = String, Path, description = "Job name"),
         ("keep_history" = Option<bool>, Query, description = "Keep its finished runs and slot records"),
@@ -376,7 +376,7 @@ pub(crate) async fn delete(
 
 /// Stop firing a job until resumed (runs it already queued still run).
 #[utoipa::path(
-    post, path = "/api/v1/jobs/{name}/pause", tag = "jobs",
+    post, operation_id = "jobs_pause", path = "/api/v1/jobs/{name}/pause", tag = "jobs",
     params(("name" = String, Path, description = "Job name")),
     security((), ("bearer" = [])),
     responses(
@@ -393,7 +393,7 @@ pub(crate) async fn pause(
 
 /// Resume a paused job (slots missed meanwhile go through its misfire policy).
 #[utoipa::path(
-    post, path = "/api/v1/jobs/{name}/resume", tag = "jobs",
+    post, operation_id = "jobs_resume", path = "/api/v1/jobs/{name}/resume", tag = "jobs",
     params(("name" = String, Path, description = "Job name")),
     security((), ("bearer" = [])),
     responses(
@@ -411,7 +411,7 @@ pub(crate) async fn resume(
 
 /// Run a job now, outside its schedule (the run's origin is `manual`).
 #[utoipa::path(
-    post, path = "/api/v1/jobs/{name}/trigger", tag = "jobs",
+    post, operation_id = "jobs_trigger", path = "/api/v1/jobs/{name}/trigger", tag = "jobs",
     params(("name" = String, Path, description = "Job name")),
     security((), ("bearer" = [])),
     responses(
@@ -438,7 +438,7 @@ pub(crate) struct Slots {
 
 /// What became of each slot: ran, caught_up, coalesced or skipped (with why).
 #[utoipa::path(
-    get, path = "/api/v1/jobs/{name}/slots", tag = "jobs",
+    get, operation_id = "jobs_slots", path = "/api/v1/jobs/{name}/slots", tag = "jobs",
     params(
         ("name" = String, Path, description = "Job name"),
         ("since" = Option<String>, Query, description = "From this age (default 1d) or RFC 3339 time on"),

@@ -65,7 +65,7 @@ pub(crate) fn base() -> utoipa::openapi::OpenApi {
 
 /// The OpenAPI 3.1 document of this API.
 #[utoipa::path(
-    get, path = "/api/v1/openapi.json", tag = "meta",
+    get, operation_id = "openapi_document", path = "/api/v1/openapi.json", tag = "meta",
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json"))
 )]
 pub(crate) async fn document(State(st): State<AppState>) -> impl IntoResponse {

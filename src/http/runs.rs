@@ -122,7 +122,7 @@ pub(crate) struct RunCreated {
 
 /// Enqueue a run.
 #[utoipa::path(
-    post, path = "/api/v1/runs", tag = "runs", request_body = CreateRun,
+    post, operation_id = "runs_create", path = "/api/v1/runs", tag = "runs", request_body = CreateRun,
     security((), ("bearer" = [])),
     responses(
         (status = 201, description = "Enqueued", body = RunCreated),
@@ -199,7 +199,7 @@ pub(crate) struct BatchCreated {
 /// When any item is invalid nothing is enqueued, and the 400 answer lists every
 /// invalid item in `error.details.errors` with its `index` (from 0).
 #[utoipa::path(
-    post, path = "/api/v1/runs/batch", tag = "runs", request_body = CreateBatch,
+    post, operation_id = "runs_batch", path = "/api/v1/runs/batch", tag = "runs", request_body = CreateBatch,
     security((), ("bearer" = [])),
     responses(
         (status = 201, description = "Every run enqueued", body = BatchCreated),
@@ -318,7 +318,7 @@ const LIST_PARAMS: &[&str] = &[
 
 /// Runs, newest first, one page at a time.
 #[utoipa::path(
-    get, path = "/api/v1/runs", tag = "runs",
+    get, operation_id = "runs_list", path = "/api/v1/runs", tag = "runs",
     params(
         ("status" = Option<String>, Query, description = "Only these statuses: repeat or separate with commas (queued, running, succeeded, failed, timed_out, cancelled, expired)"),
         ("task" = Option<String>, Query, description = "Only runs of this task"),
@@ -391,7 +391,7 @@ pub(crate) struct RunDetail {
 
 /// One run: status, progress, stage, timestamps, attempts, result or error, history.
 #[utoipa::path(
-    get, path = "/api/v1/runs/{id}", tag = "runs",
+    get, operation_id = "runs_show", path = "/api/v1/runs/{id}", tag = "runs",
     params(("id" = i64, Path, description = "Run id")),
     security((), ("bearer" = [])),
     responses(
@@ -428,7 +428,7 @@ pub(crate) struct Logs {
 
 /// The lines a run's task wrote with `ctx.log`, oldest first.
 #[utoipa::path(
-    get, path = "/api/v1/runs/{id}/logs", tag = "runs",
+    get, operation_id = "runs_logs", path = "/api/v1/runs/{id}/logs", tag = "runs",
     params(
         ("id" = i64, Path, description = "Run id"),
         ("after" = Option<i64>, Query, description = "Only lines after this line id (for polling)"),
@@ -473,7 +473,7 @@ pub(crate) struct Cancelled {
 
 /// Cancel a queued or running run.
 #[utoipa::path(
-    post, path = "/api/v1/runs/{id}/cancel", tag = "runs",
+    post, operation_id = "runs_cancel", path = "/api/v1/runs/{id}/cancel", tag = "runs",
     params(("id" = i64, Path, description = "Run id")),
     security((), ("bearer" = [])),
     responses(
@@ -494,7 +494,7 @@ pub(crate) async fn cancel(
 
 /// Queue a failed, timed-out or cancelled run again as its next attempt.
 #[utoipa::path(
-    post, path = "/api/v1/runs/{id}/retry", tag = "runs",
+    post, operation_id = "runs_retry", path = "/api/v1/runs/{id}/retry", tag = "runs",
     params(("id" = i64, Path, description = "Run id")),
     security((), ("bearer" = [])),
     responses(
@@ -523,7 +523,7 @@ pub(crate) struct DeletedRun {
 
 /// Delete a run that is not running, with its history and logs.
 #[utoipa::path(
-    delete, path = "/api/v1/runs/{id}", tag = "runs",
+    delete, operation_id = "runs_delete", path = "/api/v1/runs/{id}", tag = "runs",
     params(("id" = i64, Path, description = "Run id")),
     security((), ("bearer" = [])),
     responses(
@@ -564,7 +564,7 @@ pub(crate) struct CleanedUp {
 
 /// Delete finished runs older than an age, with their history and logs.
 #[utoipa::path(
-    post, path = "/api/v1/runs/cleanup", tag = "runs", request_body = Cleanup,
+    post, operation_id = "runs_cleanup", path = "/api/v1/runs/cleanup", tag = "runs", request_body = Cleanup,
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "How many runs were deleted", body = CleanedUp),
