@@ -29,9 +29,10 @@ enum Access {
 }
 
 fn access(method: &Method, path: &str) -> Access {
-    if path == "/health" || path == "/api/v1/openapi.json" {
+    let read = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if read && (path == "/health" || path == "/api/v1/openapi.json") {
         Access::Open
-    } else if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+    } else if read {
         Access::Read
     } else {
         Access::Write
