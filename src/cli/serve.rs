@@ -30,7 +30,7 @@ pub(super) struct ServeArgs {
     /// Bearer token required on mutating endpoints (prefer the environment variable or
     /// --token-file: command lines are visible to other users of the machine).
     #[arg(long, env = TOKEN_ENV, hide_env_values = true)]
-    token: Option<String>,
+    token: Option<Secret>,
     /// Read the token from this file (its first line); takes precedence over
     /// --token and KAIROS_ADMIN_TOKEN.
     #[arg(long)]
@@ -42,6 +42,23 @@ pub(super) struct ServeArgs {
     /// Largest request body accepted, in bytes (larger ones get 413).
     #[arg(long, default_value_t = DEFAULT_BODY_LIMIT as u64, value_parser = clap::value_parser!(u64).range(1..=1_073_741_824))]
     body_limit: u64,
+}
+
+/// A token that never shows in `{:?}` (the parsed arguments derive `Debug`).
+#[derive(Clone)]
+struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
 }
 
 #[derive(Serialize)]
@@ -61,7 +78,7 @@ impl ServeArgs {
                 })?;
                 Some(text.lines().next().unwrap_or("").trim().to_string())
             }
-            None => self.token.clone(),
+            None => self.token.as_ref().map(|t| t.0.clone()),
         };
         match token {
             Some(t) if t.is_empty() => Err(CliError::usage(format!(

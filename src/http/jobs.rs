@@ -457,7 +457,7 @@ pub(crate) async fn slots(
 ) -> Result<Json<Slots>, ApiError> {
     let mut q = Query::parse(raw.as_deref());
     let since = q.one("since")?.unwrap_or_else(|| "1d".into());
-    let since = input::since("since", &since, chrono::Utc::now())?;
+    let since = input::since("since", &since, st.admin.now())?;
     let limit: u32 = q.parsed("limit")?.unwrap_or(1000);
     if !(1..=100_000).contains(&limit) {
         return Err(ApiError::field("limit", "must be 1 to 100000"));

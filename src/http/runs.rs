@@ -340,7 +340,7 @@ pub(crate) async fn list(
     State(st): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<crate::model::RunPage>, ApiError> {
-    let now = chrono::Utc::now();
+    let now = st.admin.now();
     let mut q = Query::parse(raw.as_deref());
     let mut f = RunFilter::new();
     for s in q.all("status") {
