@@ -363,6 +363,9 @@ async fn enqueue_input_is_checked_field_by_field() {
         api.delete("/api/v1/runs")
             .await
             .error(405, "method_not_allowed");
+        // axum's own rejections (here: a path part that is not UTF-8) are rewritten
+        // into the same shape.
+        api.get("/api/v1/jobs/%FF").await.error(400, "bad_request");
         node.stop().await;
     }
 }
