@@ -26,6 +26,7 @@
 
 mod auth;
 mod cluster;
+mod dashboard;
 mod error;
 mod events;
 mod input;
@@ -180,5 +181,6 @@ pub fn router(admin: Admin, opts: HttpOptions) -> axum::Router {
         ))
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::map_response(error::json_errors))
+        .merge(dashboard::routes())
         .with_state(state)
 }
