@@ -57,6 +57,7 @@ pub mod config;
 mod context;
 mod error;
 pub mod events;
+pub mod http;
 mod job;
 mod model;
 mod ops;

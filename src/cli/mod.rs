@@ -1,4 +1,4 @@
-//! The admin CLI: `kairos jobs|runs|enqueue|queues|nodes|tasks|cron|migrate`. It only
+//! The admin CLI: `kairos jobs|runs|enqueue|queues|nodes|tasks|cron|migrate|serve`. It only
 //! parses arguments and prints results: every operation is the front door's
 //! ([`Admin`]). The `kairos` binary runs it with no tasks of its own (it uses the task
 //! catalogue nodes publish); an application can embed the same CLI with [`run`] so its
@@ -13,6 +13,7 @@ mod enqueue;
 mod jobs;
 mod output;
 mod runs;
+mod serve;
 mod system;
 mod watch;
 
@@ -92,6 +93,9 @@ enum Command {
     Cron(cron::CronCmd),
     /// Create the kairos tables, upgrade them, or repair ones dropped by hand.
     Migrate,
+    /// Serve the HTTP API (JSON, live events, Prometheus metrics, OpenAPI document)
+    /// until Ctrl-C or SIGTERM.
+    Serve(serve::ServeArgs),
 }
 
 /// Parses the process arguments and runs the CLI with the program's registered tasks;
@@ -194,6 +198,9 @@ pub async fn execute(
     if let Command::Migrate = cli.command {
         return system::migrate(&url, timeout, &mut out).await;
     }
+    if let Command::Serve(args) = &cli.command {
+        args.check()?;
+    }
     let store = match Store::open(&url, OpenMode::Existing, timeout).await {
         Ok(store) => store,
         // A database that cannot be reached is the first thing a health check reports.
@@ -222,6 +229,7 @@ pub async fn execute(
         Command::Tasks(cmd) => system::tasks(cmd, &admin, &mut out).await,
         Command::Stats(args) => system::stats(args, &admin, &mut out).await,
         Command::Health(args) => system::health(args, &admin, &mut out).await,
+        Command::Serve(args) => serve::run(args, admin.clone(), &mut out).await,
         Command::Cron(_) | Command::Migrate => unreachable!("handled above"),
     };
     result.map_err(|e| e.in_database(&shown))

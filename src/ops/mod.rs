@@ -142,6 +142,19 @@ impl Admin {
         }
     }
 
+    /// A subscription to the local node's event stream (which also relays other
+    /// processes' events), when this admin belongs to a running node; `None` for an
+    /// admin tool, which reads the database's event log instead.
+    pub(crate) fn local_events(
+        &self,
+        filter: crate::events::EventFilter,
+    ) -> Option<crate::events::EventStream> {
+        self.inner
+            .signals
+            .as_ref()
+            .map(|s| s.events.subscribe(filter))
+    }
+
     /// Jobs changed: the local planner and dispatcher look again.
     pub(crate) fn jobs_changed(&self) {
         if let Some(s) = &self.inner.signals {

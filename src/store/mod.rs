@@ -18,6 +18,7 @@ mod deliveries;
 mod entity;
 mod events;
 mod jobs;
+mod metrics;
 pub(crate) mod migration;
 mod nodes;
 mod queues;

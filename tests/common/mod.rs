@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod cli;
+pub mod http;
 pub mod process;
 
 use std::time::Duration;

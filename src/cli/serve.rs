@@ -1,0 +1,177 @@
+//! `kairos serve [--bind 127.0.0.1:8080]`: the HTTP API (see [`crate::http`]) over the
+//! database and configuration the other commands use, until Ctrl-C or SIGTERM.
+//!
+//! It binds a loopback address by default. Binding any other address without a token
+//! is refused: the API can enqueue, cancel and delete, and a scheduler's admin port on
+//! an open network without a secret is an incident waiting to happen.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use serde::Serialize;
+
+use super::output::{CliError, Out};
+use crate::http::{DEFAULT_BODY_LIMIT, HttpOptions};
+use crate::ops::Admin;
+
+/// Environment variable holding the API's bearer token.
+pub(super) const TOKEN_ENV: &str = "KAIROS_ADMIN_TOKEN";
+
+/// How long open connections (event streams) may delay a shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Args)]
+pub(super) struct ServeArgs {
+    /// Address and port to listen on; anything but a loopback address needs a token.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    bind: SocketAddr,
+    /// Bearer token required on mutating endpoints (prefer the environment variable or
+    /// --token-file: command lines are visible to other users of the machine).
+    #[arg(long, env = TOKEN_ENV, hide_env_values = true)]
+    token: Option<Secret>,
+    /// Read the token from this file (its first line); takes precedence over
+    /// --token and KAIROS_ADMIN_TOKEN.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Require the token on read-only endpoints too (/health and the OpenAPI document
+    /// stay open).
+    #[arg(long)]
+    protect_reads: bool,
+    /// Largest request body accepted, in bytes (larger ones get 413).
+    #[arg(long, default_value_t = DEFAULT_BODY_LIMIT as u64, value_parser = clap::value_parser!(u64).range(1..=1_073_741_824))]
+    body_limit: u64,
+}
+
+/// A token that never shows in `{:?}` (the parsed arguments derive `Debug`).
+#[derive(Clone)]
+struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
+#[derive(Serialize)]
+struct Listening {
+    listening: String,
+    token: bool,
+    protect_reads: bool,
+}
+
+impl ServeArgs {
+    /// The token, from the file, the flag or the environment.
+    fn token(&self) -> Result<Option<String>, CliError> {
+        let token = match &self.token_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    CliError::usage(format!("--token-file: cannot read {}: {e}", path.display()))
+                })?;
+                Some(text.lines().next().unwrap_or("").trim().to_string())
+            }
+            None => self.token.as_ref().map(|t| t.0.clone()),
+        };
+        match token {
+            Some(t) if t.is_empty() => Err(CliError::usage(format!(
+                "the token is empty; set {TOKEN_ENV} (or --token-file) to a long random \
+                 string, or leave it unset on a loopback address"
+            ))),
+            t => Ok(t),
+        }
+    }
+
+    /// Refuses what must not start: a non-loopback address without a token, or read
+    /// protection without a token. Checked before the database is opened.
+    pub(super) fn check(&self) -> Result<(), CliError> {
+        let token = self.token()?;
+        if token.is_none() && !self.bind.ip().is_loopback() {
+            return Err(CliError::usage(format!(
+                "refusing to serve the API on {} without a token: anyone who can reach it \
+                 could enqueue, cancel and delete runs. Set {TOKEN_ENV} (or --token-file), \
+                 or bind a loopback address such as 127.0.0.1:{}",
+                self.bind,
+                self.bind.port()
+            )));
+        }
+        if token.is_none() && self.protect_reads {
+            return Err(CliError::usage(format!(
+                "--protect-reads needs a token: set {TOKEN_ENV} or --token-file"
+            )));
+        }
+        Ok(())
+    }
+}
+
+pub(super) async fn run(args: ServeArgs, admin: Admin, out: &mut Out<'_>) -> Result<(), CliError> {
+    args.check()?;
+    let mut opts = HttpOptions::new()
+        .protect_reads(args.protect_reads)
+        .body_limit(usize::try_from(args.body_limit).unwrap_or(DEFAULT_BODY_LIMIT));
+    if let Some(t) = args.token()? {
+        opts = opts.token(t);
+    }
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .map_err(|e| CliError::new("bind", format!("cannot listen on {}: {e}", args.bind)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| CliError::new("bind", format!("cannot read the bound address: {e}")))?;
+    let info = Listening {
+        listening: format!("http://{addr}"),
+        token: opts.has_token(),
+        protect_reads: args.protect_reads,
+    };
+    out.print_line(&info, || {
+        format!(
+            "serving the kairos API on http://{addr} ({}); Ctrl-C stops",
+            match (info.token, info.protect_reads) {
+                (false, _) => "no token: loopback only",
+                (true, false) => "token required for changes",
+                (true, true) => "token required for every endpoint but /health",
+            }
+        )
+    })?;
+    let app = crate::http::router(admin, opts);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = axum::serve(listener, app).with_graceful_shutdown({
+        let stop = stop.clone();
+        async move { stop.cancelled().await }
+    });
+    let server = tokio::spawn(async move { server.await });
+    shutdown_signal().await;
+    stop.cancel();
+    // Event streams never end by themselves: give open requests a moment, then go.
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, server).await;
+    Ok(())
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

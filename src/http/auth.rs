@@ -1,0 +1,142 @@
+//! Who may call what. With a token configured, every mutating request needs
+//! `Authorization: Bearer <token>` (missing: 401, wrong: 403); read-only requests
+//! need it too when reads are protected. `GET /health` and the OpenAPI document stay
+//! open, so load balancers and client generators work without the secret.
+//!
+//! The token is compared in constant time and never logged or echoed. Independently
+//! of the token, a mutating request that a browser sends from another origin is
+//! refused: without that, any web page could make a browser on the operator's
+//! machine post to a loopback API that has no token.
+
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use super::error::ApiError;
+
+/// What a request needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Nothing.
+    Open,
+    /// The token when reads are protected.
+    Read,
+    /// The token whenever one is set.
+    Write,
+}
+
+fn access(method: &Method, path: &str) -> Access {
+    let read = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if read && (path == "/health" || path == "/api/v1/openapi.json") {
+        Access::Open
+    } else if read {
+        Access::Read
+    } else {
+        Access::Write
+    }
+}
+
+/// Checks the request against the token and the origin rule before any handler runs.
+pub(crate) async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let needed = access(req.method(), req.uri().path());
+    if needed == Access::Write
+        && let Err(e) = same_origin(&req)
+    {
+        return e.into_response();
+    }
+    if let Some(token) = &state.opts.token {
+        let required = match needed {
+            Access::Open => false,
+            Access::Read => state.opts.protect_reads,
+            Access::Write => true,
+        };
+        if required && let Err(e) = check_token(&req, token) {
+            return e.into_response();
+        }
+    }
+    next.run(req).await
+}
+
+fn check_token(req: &Request, token: &str) -> Result<(), ApiError> {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this endpoint needs `Authorization: Bearer <token>` (the token kairos serve \
+             was given with KAIROS_ADMIN_TOKEN or --token)",
+        ));
+    };
+    let given = value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the Authorization header must be `Bearer <token>`",
+            )
+        })?;
+    // `ct_eq` on slices of different lengths returns false at once; the length of the
+    // token is not the secret, its bytes are.
+    if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the bearer token is not the one this server was given",
+        ))
+    }
+}
+
+/// Refuses a mutating request whose `Origin` (sent by browsers) names another host
+/// than the one addressed.
+fn same_origin(req: &Request) -> Result<(), ApiError> {
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest.trim_end_matches('/'));
+    if origin_host.is_some_and(|o| !host.is_empty() && o.eq_ignore_ascii_case(host)) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "cross-origin requests may not change anything (this API grants no CORS)",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_and_document_are_open_writes_are_not() {
+        assert_eq!(access(&Method::GET, "/health"), Access::Open);
+        assert_eq!(access(&Method::GET, "/api/v1/openapi.json"), Access::Open);
+        assert_eq!(access(&Method::GET, "/api/v1/runs"), Access::Read);
+        assert_eq!(access(&Method::GET, "/metrics"), Access::Read);
+        assert_eq!(access(&Method::POST, "/api/v1/runs"), Access::Write);
+        assert_eq!(access(&Method::DELETE, "/api/v1/runs/1"), Access::Write);
+        assert_eq!(access(&Method::PATCH, "/api/v1/jobs/x"), Access::Write);
+        // A write to an open path's neighbour is still a write.
+        assert_eq!(access(&Method::POST, "/health"), Access::Write);
+    }
+}

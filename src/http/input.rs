@@ -1,0 +1,256 @@
+//! Reading requests: JSON bodies (malformed JSON, a wrong type or an unknown key is a
+//! 400 naming the field; a body over the limit is a 413), query strings (every
+//! parameter known, repeated values allowed, anything unknown refused), path ids, and
+//! the values the CLI also accepts: durations such as `10m`, instants given as RFC 3339
+//! or as an age such as `1h`, and `key=value` tags.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{StatusCode, header};
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+
+/// A JSON request body, parsed with errors that name the offending field.
+pub(crate) struct JsonBody<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        // A JSON content type is required: it also makes a cross-site form post
+        // impossible without a CORS preflight, which this API never grants.
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                let mime = v.split(';').next().unwrap_or("").trim();
+                mime.eq_ignore_ascii_case("application/json")
+            });
+        if !json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the request body must be JSON: send `Content-Type: application/json`",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| body_error(rejection.status()))?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// The error for a body that could not be read.
+pub(crate) fn body_error(status: StatusCode) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is larger than this server accepts; split a batch into \
+             smaller ones",
+        )
+    } else {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the request body could not be read",
+        )
+    }
+}
+
+/// Parses JSON into `T`; errors name the path of the bad value (`runs[2].priority`).
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            "the request body is empty; send a JSON object",
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, T>(de) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let syntax = inner.is_syntax() || inner.is_eof();
+            let message = crate::error::clip(&inner.to_string());
+            if syntax {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_json",
+                    format!("the request body is not valid JSON: {message}"),
+                )
+                .with_details(serde_json::json!({
+                    "line": inner.line(), "column": inner.column(),
+                })));
+            }
+            // A missing or unknown field is reported at its parent's path ("."):
+            // name the field from serde's message instead.
+            let field = if path == "." {
+                quoted(&message).unwrap_or_else(|| "body".to_string())
+            } else {
+                path
+            };
+            Err(ApiError::field(&field, message))
+        }
+    }
+}
+
+/// The first `` `name` `` in a serde message.
+fn quoted(message: &str) -> Option<String> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(message[start..start + len].to_string())
+}
+
+/// A query string as key/value pairs, taken one by one; whatever is left at the end is
+/// an unknown parameter and refused, naming the known ones.
+pub(crate) struct Query {
+    pairs: Vec<(String, String)>,
+}
+
+impl Query {
+    pub(crate) fn parse(raw: Option<&str>) -> Query {
+        let pairs = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        Query { pairs }
+    }
+
+    /// Every value of `key` (repeated keys and comma-separated values both count).
+    pub(crate) fn all(&mut self, key: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        self.pairs.retain(|(k, v)| {
+            if k == key {
+                out.extend(
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string),
+                );
+                false
+            } else {
+                true
+            }
+        });
+        out
+    }
+
+    /// Every value of `key`, without splitting on commas (tags may hold commas).
+    pub(crate) fn all_raw(&mut self, key: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        self.pairs.retain(|(k, v)| {
+            if k == key {
+                out.push(v.clone());
+                false
+            } else {
+                true
+            }
+        });
+        out
+    }
+
+    /// The value of `key`; given twice (with different values) is an error.
+    pub(crate) fn one(&mut self, key: &str) -> Result<Option<String>, ApiError> {
+        let mut values = self.all_raw(key);
+        values.dedup();
+        match values.len() {
+            0 => Ok(None),
+            1 => Ok(values.pop()),
+            _ => Err(ApiError::field(key, "given more than once")),
+        }
+    }
+
+    /// The value of `key` parsed with `FromStr`.
+    pub(crate) fn parsed<T: std::str::FromStr>(&mut self, key: &str) -> Result<Option<T>, ApiError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.one(key)?
+            .map(|v| {
+                v.parse::<T>().map_err(|e| {
+                    ApiError::field(key, format!("`{}` is invalid: {e}", crate::error::clip(&v)))
+                })
+            })
+            .transpose()
+    }
+
+    /// Refuses any parameter not taken; `known` lists the valid ones in the message.
+    pub(crate) fn finish(self, known: &[&str]) -> Result<(), ApiError> {
+        let Some((key, _)) = self.pairs.first() else {
+            return Ok(());
+        };
+        let message = if known.is_empty() {
+            format!(
+                "unknown query parameter `{}`; this endpoint takes none",
+                crate::error::clip(key)
+            )
+        } else {
+            format!(
+                "unknown query parameter `{}`; use one of: {}",
+                crate::error::clip(key),
+                known.join(", ")
+            )
+        };
+        Err(
+            ApiError::new(StatusCode::BAD_REQUEST, "unknown_parameter", message)
+                .with_details(serde_json::json!({ "field": key })),
+        )
+    }
+}
+
+/// A run id from the path.
+pub(crate) fn run_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>().map_err(|_| {
+        ApiError::field(
+            "id",
+            format!(
+                "`{}` is not a run id (a whole number)",
+                crate::error::clip(raw)
+            ),
+        )
+    })
+}
+
+/// A duration such as `10m`, `1h30m` or `7d`.
+pub(crate) fn duration(field: &str, s: &str) -> Result<std::time::Duration, ApiError> {
+    crate::schedule::parse_duration(s).map_err(|e| ApiError::field(field, e.to_string()))
+}
+
+/// An RFC 3339 instant or an age before `now` (`1h`: an hour ago), as the CLI takes.
+pub(crate) fn since(field: &str, s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let d = crate::schedule::parse_duration(s).map_err(|e| {
+        ApiError::field(
+            field,
+            format!(
+                "`{}` is neither an RFC 3339 time nor an age such as `1h` or `7d` ({e})",
+                crate::error::clip(s)
+            ),
+        )
+    })?;
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| now.checked_sub_signed(d))
+        .ok_or_else(|| ApiError::field(field, "too long ago"))
+}
+
+/// A `key=value` tag.
+pub(crate) fn tag(field: &str, s: &str) -> Result<(String, String), ApiError> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(ApiError::field(
+            field,
+            format!(
+                "`{}` is not a tag; write key=value, e.g. kb_id=42",
+                crate::error::clip(s)
+            ),
+        )),
+    }
+}
