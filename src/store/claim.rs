@@ -86,6 +86,48 @@ const NOT_PAUSED: &str = "queue NOT IN (SELECT name FROM kairos_queues WHERE pau
      AND NOT EXISTS (SELECT 1 FROM kairos_nodes n WHERE n.id = $1 AND n.paused) \
      AND (expires_at IS NULL OR expires_at > $2)";
 
+/// The claimed runs of a claim's `RETURNING {CLAIM_COLUMNS}` rows.
+fn decode_claimed(rows: &[sea_orm::QueryResult]) -> Result<Vec<ClaimedRun>, StoreError> {
+    rows.iter()
+        .map(|r| {
+            let id: i64 = r.try_get("", "id")?;
+            let corrupt = |message: String| StoreError::Corrupt {
+                table: "kairos_runs",
+                id: id.to_string(),
+                message,
+            };
+            let params: String = r.try_get("", "params")?;
+            let tags: Option<String> = r.try_get("", "tags")?;
+            Ok(ClaimedRun {
+                id,
+                task: r.try_get("", "task")?,
+                queue: r.try_get("", "queue")?,
+                job_id: r.try_get("", "job_id")?,
+                params: serde_json::from_str(&params)
+                    .map_err(|e| corrupt(format!("params: {e}")))?,
+                tags: match tags {
+                    Some(t) => {
+                        serde_json::from_str(&t).map_err(|e| corrupt(format!("tags: {e}")))?
+                    }
+                    None => BTreeMap::new(),
+                },
+                attempt: count(r.try_get("", "attempt")?),
+                scheduled_for: from_ms(r.try_get("", "scheduled_for")?),
+                max_retries: count(r.try_get("", "max_retries")?),
+                retry_delay: ms_duration(r.try_get("", "retry_delay_ms")?),
+                timeout: ms_duration(r.try_get("", "timeout_ms")?),
+                started_at: from_ms(r.try_get("", "started_at")?),
+                checkpoint: r
+                    .try_get::<Option<String>>("", "checkpoint")?
+                    .map(|c| {
+                        serde_json::from_str(&c).map_err(|e| corrupt(format!("checkpoint: {e}")))
+                    })
+                    .transpose()?,
+            })
+        })
+        .collect()
+}
+
 impl Store {
     /// Claims up to `limit` due runs (run_at ≤ `due_by`) for `node`, lowest priority
     /// number first, then earliest run_at, within `limits` (see "Limits" above). A run
@@ -104,7 +146,6 @@ impl Store {
             return Ok(Claim::default());
         }
         let pg = self.is_pg();
-        let txn = self.db.begin_with_options(write_txn()).await?;
         let lock = if pg { " FOR UPDATE SKIP LOCKED" } else { "" };
         // Without statistics SQLite prefers a range scan on another index plus a sort of
         // every due row; the claim index yields rows already in claim order.
@@ -113,76 +154,98 @@ impl Store {
         } else {
             "kairos_runs INDEXED BY kairos_runs_claim"
         };
-        let mut retry_at = None;
+        if limits.is_empty() {
+            // Nothing to count: one statement picks, locks and claims the runs, with no
+            // transaction around it.
+            let sql = format!(
+                "UPDATE kairos_runs SET status = 'running', attempt = attempt + 1, node_id = $1, \
+                 started_at = CASE WHEN run_at > $4 THEN run_at ELSE $4 END, lease_until = $5 \
+                 WHERE id IN (SELECT id FROM {from} WHERE status = 'queued' AND run_at <= $2 \
+                 AND {NOT_PAUSED} ORDER BY priority, run_at, id LIMIT $3{lock}) \
+                 RETURNING {CLAIM_COLUMNS}, priority, run_at"
+            );
+            let rows = self
+                .db
+                .query_all_raw(self.stmt(
+                    &sql,
+                    [
+                        Value::from(node.to_string()),
+                        Value::from(ms(due_by)),
+                        Value::from(limit as i64),
+                        Value::from(ms(now)),
+                        Value::from(ms(now) + duration_ms(lease)),
+                    ],
+                ))
+                .await?;
+            let mut order = Vec::with_capacity(rows.len());
+            for r in &rows {
+                order.push((
+                    r.try_get::<i32>("", "priority")?,
+                    r.try_get::<i64>("", "run_at")?,
+                    r.try_get::<i64>("", "id")?,
+                ));
+            }
+            // RETURNING gives no order guarantee; start in claim order.
+            order.sort_unstable();
+            let pos: HashMap<i64, usize> =
+                order.iter().enumerate().map(|(i, k)| (k.2, i)).collect();
+            let mut runs = decode_claimed(&rows)?;
+            runs.sort_by_key(|c| pos.get(&c.id).copied().unwrap_or(usize::MAX));
+            return Ok(Claim {
+                runs,
+                retry_at: None,
+            });
+        }
+        let txn = self.db.begin_with_options(write_txn()).await?;
         let mut starts: HashMap<String, u32> = HashMap::new();
-        let ids: Vec<i64> = if limits.is_empty() {
-            let sql = format!(
-                "SELECT id FROM {from} WHERE status = 'queued' AND run_at <= $2 AND {NOT_PAUSED} \
-                 ORDER BY priority, run_at, id LIMIT $3{lock}"
-            );
-            txn.query_all_raw(self.stmt(
-                &sql,
-                [
-                    Value::from(node.to_string()),
-                    Value::from(ms(due_by)),
-                    Value::from(limit as i64),
-                ],
-            ))
-            .await?
-            .iter()
-            .map(|r| r.try_get::<i64>("", "id"))
-            .collect::<Result<_, _>>()?
-        } else {
-            self.lock(&txn, Lock::Limits).await?;
-            // The lock may have been waited for while other nodes' runs ended: the
-            // claim's time (the runs' start) is taken once it is held.
-            now = clock().max(now);
-            let mut room = Room::default();
-            self.count_room(&txn, limits, now, &mut room).await?;
-            let full_tasks: Vec<String> = room.full_tasks();
-            let full_queues: Vec<String> = room.full_queues();
-            let mut values = vec![
-                Value::from(node.to_string()),
-                Value::from(ms(due_by)),
-                Value::from((limit * 4) as i64),
-            ];
-            let mut exclude = String::new();
-            if !full_tasks.is_empty() {
-                exclude.push_str(&format!(
-                    " AND task NOT IN ({})",
-                    placeholders(values.len() + 1, full_tasks.len())
-                ));
-                values.extend(full_tasks.into_iter().map(Value::from));
+        self.lock(&txn, Lock::Limits).await?;
+        // The lock may have been waited for while other nodes' runs ended: the
+        // claim's time (the runs' start) is taken once it is held.
+        now = clock().max(now);
+        let mut room = Room::default();
+        self.count_room(&txn, limits, now, &mut room).await?;
+        let full_tasks: Vec<String> = room.full_tasks();
+        let full_queues: Vec<String> = room.full_queues();
+        let mut values = vec![
+            Value::from(node.to_string()),
+            Value::from(ms(due_by)),
+            Value::from((limit * 4) as i64),
+        ];
+        let mut exclude = String::new();
+        if !full_tasks.is_empty() {
+            exclude.push_str(&format!(
+                " AND task NOT IN ({})",
+                placeholders(values.len() + 1, full_tasks.len())
+            ));
+            values.extend(full_tasks.into_iter().map(Value::from));
+        }
+        if !full_queues.is_empty() {
+            exclude.push_str(&format!(
+                " AND queue NOT IN ({})",
+                placeholders(values.len() + 1, full_queues.len())
+            ));
+            values.extend(full_queues.into_iter().map(Value::from));
+        }
+        let sql = format!(
+            "SELECT id, task, queue FROM {from} WHERE status = 'queued' AND run_at <= $2 AND {NOT_PAUSED}{exclude} \
+             ORDER BY priority, run_at, id LIMIT $3{lock}"
+        );
+        let mut ids = Vec::new();
+        for r in txn.query_all_raw(self.stmt(&sql, values)).await? {
+            if ids.len() == limit {
+                break;
             }
-            if !full_queues.is_empty() {
-                exclude.push_str(&format!(
-                    " AND queue NOT IN ({})",
-                    placeholders(values.len() + 1, full_queues.len())
-                ));
-                values.extend(full_queues.into_iter().map(Value::from));
-            }
-            let sql = format!(
-                "SELECT id, task, queue FROM {from} WHERE status = 'queued' AND run_at <= $2 AND {NOT_PAUSED}{exclude} \
-                 ORDER BY priority, run_at, id LIMIT $3{lock}"
-            );
-            let mut ids = Vec::new();
-            for r in txn.query_all_raw(self.stmt(&sql, values)).await? {
-                if ids.len() == limit {
-                    break;
-                }
-                let id: i64 = r.try_get("", "id")?;
-                let task: String = r.try_get("", "task")?;
-                let queue: String = r.try_get("", "queue")?;
-                if room.take(&task, &queue) {
-                    ids.push(id);
-                    if limits.queues.get(&queue).is_some_and(|q| q.rate.is_some()) {
-                        *starts.entry(queue).or_default() += 1;
-                    }
+            let id: i64 = r.try_get("", "id")?;
+            let task: String = r.try_get("", "task")?;
+            let queue: String = r.try_get("", "queue")?;
+            if room.take(&task, &queue) {
+                ids.push(id);
+                if limits.queues.get(&queue).is_some_and(|q| q.rate.is_some()) {
+                    *starts.entry(queue).or_default() += 1;
                 }
             }
-            retry_at = room.budget_returns(limits, &starts, now);
-            ids
-        };
+        }
+        let retry_at = room.budget_returns(limits, &starts, now);
         if ids.is_empty() {
             txn.commit().await?;
             return Ok(Claim {
@@ -207,45 +270,7 @@ impl Store {
             self.record_starts(&txn, queue, *n, now, limits).await?;
         }
         txn.commit().await?;
-        let mut claimed =
-            rows.iter()
-                .map(|r| {
-                    let id: i64 = r.try_get("", "id")?;
-                    let corrupt = |message: String| StoreError::Corrupt {
-                        table: "kairos_runs",
-                        id: id.to_string(),
-                        message,
-                    };
-                    let params: String = r.try_get("", "params")?;
-                    let tags: Option<String> = r.try_get("", "tags")?;
-                    Ok(ClaimedRun {
-                        id,
-                        task: r.try_get("", "task")?,
-                        queue: r.try_get("", "queue")?,
-                        job_id: r.try_get("", "job_id")?,
-                        params: serde_json::from_str(&params)
-                            .map_err(|e| corrupt(format!("params: {e}")))?,
-                        tags: match tags {
-                            Some(t) => serde_json::from_str(&t)
-                                .map_err(|e| corrupt(format!("tags: {e}")))?,
-                            None => BTreeMap::new(),
-                        },
-                        attempt: count(r.try_get("", "attempt")?),
-                        scheduled_for: from_ms(r.try_get("", "scheduled_for")?),
-                        max_retries: count(r.try_get("", "max_retries")?),
-                        retry_delay: ms_duration(r.try_get("", "retry_delay_ms")?),
-                        timeout: ms_duration(r.try_get("", "timeout_ms")?),
-                        started_at: from_ms(r.try_get("", "started_at")?),
-                        checkpoint: r
-                            .try_get::<Option<String>>("", "checkpoint")?
-                            .map(|c| {
-                                serde_json::from_str(&c)
-                                    .map_err(|e| corrupt(format!("checkpoint: {e}")))
-                            })
-                            .transpose()?,
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
+        let mut claimed = decode_claimed(&rows)?;
         // RETURNING gives no order guarantee; start in claim order.
         let pos: HashMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
         claimed.sort_by_key(|c| pos.get(&c.id).copied().unwrap_or(usize::MAX));

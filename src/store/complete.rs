@@ -85,7 +85,6 @@ impl Store {
         if done.is_empty() {
             return Ok(out);
         }
-        let txn = self.db.begin_with_options(write_txn()).await?;
         let mut matched = 0usize;
         // Plain successes (no result) are the common case: one statement per distinct
         // attempt number (almost always just one), matching ids through the primary key.
@@ -100,43 +99,23 @@ impl Store {
                 plain.entry(*attempt).or_default().push(*id);
             }
         }
+        // A batch that is one such statement needs no transaction around it.
+        if let [(attempt, ids)] = plain.iter().collect::<Vec<_>>()[..]
+            && ids.len() == done.len()
+            && ids.len() <= INSERT_CHUNK
+        {
+            matched += self
+                .complete_plain(&self.db, node, *attempt, ids, now, with_successes, &mut out)
+                .await?;
+            warn_stale(done, matched);
+            return Ok(out);
+        }
+        let txn = self.db.begin_with_options(write_txn()).await?;
         for (attempt, ids) in &plain {
             for chunk in ids.chunks(INSERT_CHUNK) {
-                let mut values = vec![
-                    Value::from(ms(now)),
-                    Value::from(node.to_string()),
-                    Value::from(int(*attempt)),
-                ];
-                values.extend(chunk.iter().map(|id| Value::from(*id)));
-                let sql = format!(
-                    "UPDATE kairos_runs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'succeeded' END, \
-                     error = CASE WHEN cancel_requested THEN 'cancelled by operator' ELSE NULL END, \
-                     finished_at = $1, lease_until = NULL \
-                     WHERE id IN ({}) AND node_id = $2 AND attempt = $3 AND status = 'running'{}",
-                    placeholders(4, chunk.len()),
-                    if with_successes {
-                        " RETURNING id, status"
-                    } else {
-                        ""
-                    }
-                );
-                // Reading a row back per success is a measurable share of the hot path:
-                // only when someone (a hook, an event subscriber) needs the outcome.
-                if with_successes {
-                    for r in txn.query_all_raw(self.stmt(&sql, values)).await? {
-                        matched += 1;
-                        let status: String = r.try_get("", "status")?;
-                        out.insert(
-                            r.try_get("", "id")?,
-                            status.parse().unwrap_or(RunStatus::Succeeded),
-                        );
-                    }
-                } else {
-                    matched += txn
-                        .execute_raw(self.stmt(&sql, values))
-                        .await?
-                        .rows_affected() as usize;
-                }
+                matched += self
+                    .complete_plain(&txn, node, *attempt, chunk, now, with_successes, &mut out)
+                    .await?;
             }
         }
         // Successes with a result: one statement per distinct attempt number and chunk,
@@ -234,14 +213,59 @@ impl Store {
             }
         }
         txn.commit().await?;
-        if matched < done.len() {
-            tracing::warn!(
-                stale = done.len() - matched,
-                first = done.first().map(Completion::id),
-                "some outcomes were for attempts this node no longer owns; discarded"
+        warn_stale(done, matched);
+        Ok(out)
+    }
+
+    /// Completes plain successes (no result) of one attempt number; returns how many
+    /// rows matched (attempts this node still owned). With `with_successes`, the
+    /// statuses they were stored with go into `out`.
+    #[allow(clippy::too_many_arguments)]
+    async fn complete_plain<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        node: &str,
+        attempt: u32,
+        ids: &[i64],
+        now: DateTime<Utc>,
+        with_successes: bool,
+        out: &mut HashMap<i64, RunStatus>,
+    ) -> Result<usize, StoreError> {
+        let mut values = vec![
+            Value::from(ms(now)),
+            Value::from(node.to_string()),
+            Value::from(int(attempt)),
+        ];
+        values.extend(ids.iter().map(|id| Value::from(*id)));
+        let sql = format!(
+            "UPDATE kairos_runs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'succeeded' END, \
+             error = CASE WHEN cancel_requested THEN 'cancelled by operator' ELSE NULL END, \
+             finished_at = $1, lease_until = NULL \
+             WHERE id IN ({}) AND node_id = $2 AND attempt = $3 AND status = 'running'{}",
+            placeholders(4, ids.len()),
+            if with_successes {
+                " RETURNING id, status"
+            } else {
+                ""
+            }
+        );
+        // Reading a row back per success is a measurable share of the hot path: only
+        // when someone (a hook, an event subscriber) needs the outcome.
+        if !with_successes {
+            return Ok(conn
+                .execute_raw(self.stmt(&sql, values))
+                .await?
+                .rows_affected() as usize);
+        }
+        let rows = conn.query_all_raw(self.stmt(&sql, values)).await?;
+        for r in &rows {
+            let status: String = r.try_get("", "status")?;
+            out.insert(
+                r.try_get("", "id")?,
+                status.parse().unwrap_or(RunStatus::Succeeded),
             );
         }
-        Ok(out)
+        Ok(rows.len())
     }
 
     /// Appends an entry to a run's history.
@@ -480,5 +504,16 @@ impl Completion {
                 event: Some((RunEventKind::Released, "released at shutdown".to_string())),
             },
         })
+    }
+}
+
+/// Logs outcomes the database refused because their attempt was no longer this node's.
+fn warn_stale(done: &[Completion], matched: usize) {
+    if matched < done.len() {
+        tracing::warn!(
+            stale = done.len() - matched,
+            first = done.first().map(Completion::id),
+            "some outcomes were for attempts this node no longer owns; discarded"
+        );
     }
 }
