@@ -47,6 +47,7 @@ struct Args {
     jobs: usize,
     seconds: u64,
     workers: Option<usize>,
+    lead_ms: Option<u64>,
 }
 
 fn args() -> Args {
@@ -55,6 +56,7 @@ fn args() -> Args {
         jobs: 1000,
         seconds: 60,
         workers: None,
+        lead_ms: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -64,8 +66,9 @@ fn args() -> Args {
             "--jobs" => a.jobs = val().parse().expect("--jobs N"),
             "--seconds" => a.seconds = val().parse().expect("--seconds N"),
             "--workers" => a.workers = Some(val().parse().expect("--workers N")),
+            "--lead-ms" => a.lead_ms = Some(val().parse().expect("--lead-ms N")),
             other => panic!(
-                "unknown flag {other}; use --database sqlite|URL --jobs N --seconds N --workers N"
+                "unknown flag {other}; use --database sqlite|URL --jobs N --seconds N --workers N --lead-ms N"
             ),
         }
     }
@@ -84,6 +87,11 @@ fn quantile_ms(sorted: &[i64], q: f64) -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // RUST_LOG=kairos=debug shows what the node does during a stall.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let a = args();
     let _dir;
     let url = if a.database == "sqlite" {
@@ -98,7 +106,7 @@ async fn main() -> anyhow::Result<()> {
         // Start from empty tables so earlier runs do not skew the figures.
         kairos::test_support::execute(
             &url,
-            "TRUNCATE kairos_runs, kairos_run_tags, kairos_run_history, kairos_job_slots",
+            "TRUNCATE kairos_runs, kairos_run_tags, kairos_run_history, kairos_job_slots, kairos_jobs",
         )
         .await?;
     }
@@ -110,13 +118,15 @@ async fn main() -> anyhow::Result<()> {
     }
     let config = Config::parse(&toml, "bench_cron.toml")?;
     let registry = Registry::from_tasks([TaskDef::new("tick", tick, "examples/bench_cron.rs")])?;
-    let sched = Scheduler::builder()
+    let mut builder = Scheduler::builder()
         .database_url(&url)
         .registry(registry)
         .config(config)
-        .max_workers(a.workers.unwrap_or(a.jobs * 2).max(16))
-        .build()
-        .await?;
+        .max_workers(a.workers.unwrap_or(a.jobs * 2).max(16));
+    if let Some(ms) = a.lead_ms {
+        builder = builder.lead(Duration::from_millis(ms));
+    }
+    let sched = builder.build().await?;
     let h = sched.handle();
     let started = Utc::now();
     let node = tokio::spawn(sched.run());
