@@ -46,13 +46,18 @@ pub enum EventKind {
     JobResumed,
     /// A job was created, changed or deleted.
     JobChanged,
+    /// A node started (`data`: `node_id`, `hostname`, `pid`, `workers`).
+    NodeJoined,
+    /// A node stopped, or was declared dead by another (`data`: `node_id`, `reason`:
+    /// `stopped` or `dead`).
+    NodeLeft,
     /// This subscriber fell behind and was dropped; the stream ends after it.
     Dropped,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 12] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::RunQueued,
         EventKind::RunStarted,
         EventKind::RunProgress,
@@ -64,6 +69,8 @@ impl EventKind {
         EventKind::JobPaused,
         EventKind::JobResumed,
         EventKind::JobChanged,
+        EventKind::NodeJoined,
+        EventKind::NodeLeft,
         EventKind::Dropped,
     ];
 
@@ -81,6 +88,8 @@ impl EventKind {
             EventKind::JobPaused => "job_paused",
             EventKind::JobResumed => "job_resumed",
             EventKind::JobChanged => "job_changed",
+            EventKind::NodeJoined => "node_joined",
+            EventKind::NodeLeft => "node_left",
             EventKind::Dropped => "dropped",
         }
     }

@@ -195,3 +195,43 @@ fn kairos_serve_refuses_a_non_loopback_address_without_a_token() {
     assert_eq!(out.code, 2, "{out:#?}");
     assert!(!db.dir().unwrap().join("kairos.db").exists());
 }
+
+#[tokio::test]
+async fn kairos_serve_takes_its_token_from_jobs_toml() {
+    let db = common::sqlite();
+    Kairos::new(&["migrate"]).url(&db.url).run().ok();
+    let config = db.dir().unwrap().join("jobs.toml");
+    std::fs::write(&config, "[http]\ntoken = \"from-the-config\"\n").unwrap();
+    let config = config.to_str().unwrap();
+    let serve = Serve::start(&db.url, &["--config", config, "--protect-reads"], &[]);
+    let runs = format!("{}/api/v1/runs", serve.base);
+    let (status, _) = request(reqwest::Method::GET, runs.clone(), None, None).await;
+    assert_eq!(status, 401);
+    let (status, _) = request(reqwest::Method::GET, runs, Some("from-the-config"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(serve.terminate(), 0);
+    // The environment wins over the file.
+    let serve = Serve::start(
+        &db.url,
+        &["--config", config, "--protect-reads"],
+        &[("KAIROS_ADMIN_TOKEN", "from-the-environment")],
+    );
+    let runs = format!("{}/api/v1/runs", serve.base);
+    let (status, _) = request(
+        reqwest::Method::GET,
+        runs.clone(),
+        Some("from-the-config"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = request(
+        reqwest::Method::GET,
+        runs,
+        Some("from-the-environment"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(serve.terminate(), 0);
+}

@@ -198,3 +198,29 @@ async fn changes_made_by_another_process_reach_the_node_s_subscribers() {
         node.await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_node_announces_that_it_joined_and_left() {
+    let db = common::sqlite();
+    let clock = ManualClock::new(t0());
+    let sched = Scheduler::builder()
+        .database_url(&db.url)
+        .registry(
+            Registry::from_tasks([TaskDef::new("noop", noop, "tests/runtime_events.rs")]).unwrap(),
+        )
+        .clock(clock.clone())
+        .build()
+        .await
+        .unwrap();
+    let id = sched.node_id().to_string();
+    let h = sched.handle();
+    let mut s = h.events();
+    let run = tokio::spawn(async move { sched.run().await.unwrap() });
+    let joined = until(&mut s, EventKind::NodeJoined).await.pop().unwrap();
+    assert_eq!(joined.data["node_id"], json!(id));
+    assert_eq!(joined.data["workers"].as_u64().map(|w| w > 0), Some(true));
+    h.shutdown();
+    let left = until(&mut s, EventKind::NodeLeft).await.pop().unwrap();
+    assert_eq!(left.data, json!({ "node_id": id, "reason": "stopped" }));
+    run.await.unwrap();
+}

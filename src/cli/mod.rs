@@ -161,7 +161,7 @@ fn fail(json: bool, code: &str, message: &str) -> ! {
 
 /// Runs parsed arguments against `clock`, writing to `out`.
 pub async fn execute(
-    cli: Cli,
+    mut cli: Cli,
     registry: &Registry,
     clock: Arc<dyn Clock>,
     out: &mut dyn Write,
@@ -198,7 +198,8 @@ pub async fn execute(
     if let Command::Migrate = cli.command {
         return system::migrate(&url, timeout, &mut out).await;
     }
-    if let Command::Serve(args) = &cli.command {
+    if let Command::Serve(args) = &mut cli.command {
+        args.with_config(&config.http);
         args.check()?;
     }
     let store = match Store::open(&url, OpenMode::Existing, timeout).await {

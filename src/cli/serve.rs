@@ -42,6 +42,9 @@ pub(super) struct ServeArgs {
     /// Largest request body accepted, in bytes (larger ones get 413).
     #[arg(long, default_value_t = DEFAULT_BODY_LIMIT as u64, value_parser = clap::value_parser!(u64).range(1..=1_073_741_824))]
     body_limit: u64,
+    /// `[http] token` from jobs.toml, the last resort.
+    #[arg(skip)]
+    config_token: Option<Secret>,
 }
 
 /// A token that never shows in `{:?}` (the parsed arguments derive `Debug`).
@@ -69,7 +72,13 @@ struct Listening {
 }
 
 impl ServeArgs {
-    /// The token, from the file, the flag or the environment.
+    /// Takes `[http] token` from the configuration, used when no flag or environment
+    /// variable gives one.
+    pub(super) fn with_config(&mut self, http: &crate::config::HttpConfig) {
+        self.config_token = http.token.clone().map(Secret);
+    }
+
+    /// The token, from the file, the flag or the environment, else the configuration.
     fn token(&self) -> Result<Option<String>, CliError> {
         let token = match &self.token_file {
             Some(path) => {
@@ -78,7 +87,11 @@ impl ServeArgs {
                 })?;
                 Some(text.lines().next().unwrap_or("").trim().to_string())
             }
-            None => self.token.as_ref().map(|t| t.0.clone()),
+            None => self
+                .token
+                .as_ref()
+                .or(self.config_token.as_ref())
+                .map(|t| t.0.clone()),
         };
         match token {
             Some(t) if t.is_empty() => Err(CliError::usage(format!(

@@ -91,8 +91,8 @@ use crate::job::{JobSpec, TaskPolicy};
 use crate::task::Registry;
 
 pub use model::{
-    JobEntry, Located, PolicyKeys, QueueConfig, RateLimit, Retention, TaskOverride, Trigger,
-    WebhookConfig,
+    HttpConfig, JobEntry, Located, PolicyKeys, QueueConfig, RateLimit, Retention, TaskOverride,
+    Trigger, WebhookConfig,
 };
 
 /// Why `jobs.toml` was rejected.
@@ -196,6 +196,8 @@ pub struct Config {
     pub retention: Retention,
     /// `[webhooks]`: signing, timeout and retries of run callbacks.
     pub webhooks: WebhookConfig,
+    /// `[http]`: the token of `kairos serve`.
+    pub http: HttpConfig,
     /// The file name used in errors; `None` when the config did not come from a file.
     pub file: Option<String>,
 }

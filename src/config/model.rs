@@ -150,6 +150,24 @@ impl std::fmt::Debug for WebhookConfig {
     }
 }
 
+/// `[http]`: settings of `kairos serve`.
+#[derive(Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HttpConfig {
+    /// `token = "..."`: the bearer token mutating endpoints require. `--token-file`,
+    /// `--token` and `KAIROS_ADMIN_TOKEN` win over the file.
+    pub token: Option<String>,
+}
+
+// By hand: the token must not reach logs through `{:?}`.
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
 /// A `[queues.<name>]` table: limits of one queue, enforced across all nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]

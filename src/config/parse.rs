@@ -27,6 +27,7 @@ const TOP_KEYS: Keys = &[
     ("queues", "[queues.<queue name>]"),
     ("retention", "[retention]"),
     ("webhooks", "[webhooks]"),
+    ("http", "[http]"),
     ("tasks", "[tasks.<task name>]"),
     ("jobs", "[[jobs]]"),
 ];
@@ -60,6 +61,8 @@ const WEBHOOK_KEYS: Keys = &[
     ("max_attempts", "max_attempts = 5"),
     ("retry_delay", "retry_delay = \"1s\""),
 ];
+
+const HTTP_KEYS: Keys = &[("token", "token = \"a long random string\"")];
 
 const QUEUE_KEYS: Keys = &[
     ("concurrency", "concurrency = 1"),
@@ -563,6 +566,7 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
             "queues" => parse_queues(&cx, &e, &mut config)?,
             "retention" => parse_retention(&cx, &e, &mut config)?,
             "webhooks" => parse_webhooks(&cx, &e, &mut config)?,
+            "http" => parse_http(&cx, &e, &mut config)?,
             "jobs" => parse_jobs(&cx, &e, &mut config)?,
             _ => unreachable!("entries() refuses other keys"),
         }
@@ -771,6 +775,38 @@ fn parse_webhooks(cx: &Cx<'_>, e: &Entry<'_, '_>, config: &mut Config) -> Result
                 )? as u32)
             }
             "retry_delay" => w.retry_delay = Some(t.duration(&e, true)?),
+            _ => unreachable!("entries() refuses other keys"),
+        }
+    }
+    Ok(())
+}
+
+fn parse_http(cx: &Cx<'_>, e: &Entry<'_, '_>, config: &mut Config) -> Result<(), ConfigError> {
+    let DeValue::Table(table) = e.value.get_ref() else {
+        return Err(cx.err(
+            &e.span(),
+            "`http` must be a table; write `[http]` on its own line, followed by \
+             `token = \"a long random string\"`",
+        ));
+    };
+    let t = TableCx {
+        cx,
+        name: "[http]".to_string(),
+        keys: HTTP_KEYS,
+    };
+    for e in entries(cx, table, HTTP_KEYS, Some("[http]"))? {
+        match e.key {
+            "token" => {
+                let token = t.string(&e)?;
+                if token.trim().is_empty() {
+                    return Err(cx.err(
+                        &e.span(),
+                        "`token` in [http] is empty; write a long random string, or leave the \
+                         key out to serve without one (loopback addresses only)",
+                    ));
+                }
+                config.http.token = Some(token.to_string());
+            }
             _ => unreachable!("entries() refuses other keys"),
         }
     }

@@ -176,7 +176,7 @@ fn sse_filter(raw: Option<&str>) -> Result<EventFilter, ApiError> {
         ("job" = Option<String>, Query, description = "Only events of this job"),
         ("task" = Option<String>, Query, description = "Only events of runs of this task"),
         ("tag" = Option<String>, Query, description = "Only events of runs with this tag, key=value"),
-        ("kind" = Option<String>, Query, description = "Only these kinds, comma-separated (run_queued, run_started, run_progress, run_stage, run_log, run_retried, run_finished, slot_skipped, job_paused, job_resumed, job_changed)"),
+        ("kind" = Option<String>, Query, description = "Only these kinds, comma-separated (run_queued, run_started, run_progress, run_stage, run_log, run_retried, run_finished, slot_skipped, job_paused, job_resumed, job_changed, node_joined, node_left)"),
     ),
     security((), ("bearer" = [])),
     responses(

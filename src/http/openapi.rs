@@ -330,7 +330,7 @@ pub(crate) mod schema {
         at: DateTime<Utc>,
         /// `run_queued`, `run_started`, `run_progress`, `run_stage`, `run_log`,
         /// `run_retried`, `run_finished`, `slot_skipped`, `job_paused`, `job_resumed`,
-        /// `job_changed`, `dropped`.
+        /// `job_changed`, `node_joined`, `node_left`, `dropped`.
         kind: String,
         run_id: Option<i64>,
         job: Option<String>,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::Shared;
-use crate::events::Event;
+use crate::events::{Event, EventKind};
 
 /// How often pending events are written and others' events read.
 const TICK: Duration = Duration::from_millis(250);
@@ -31,6 +31,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Eve
     let mut last_prune = tokio::time::Instant::now();
     let mut subscribed = false;
     let mut after: i64 = 0;
+    let mut announced = false;
     loop {
         tokio::select! {
             _ = shared.shutdown.cancelled() => break,
@@ -42,6 +43,18 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Eve
             match shared.store.watched(now - SUBSCRIBER_TTL, &me).await {
                 Ok(w) => bus.remote_watchers.store(w, Ordering::Relaxed),
                 Err(e) => tracing::debug!(error = %e, "cannot read event subscribers"),
+            }
+            if !announced {
+                // Once watchers elsewhere are known, so that they hear of it too.
+                announced = true;
+                shared.emit(|| {
+                    Event::new(EventKind::NodeJoined, shared.clock.now()).data(serde_json::json!({
+                        "node_id": me,
+                        "hostname": shared.node.hostname,
+                        "pid": shared.node.pid,
+                        "workers": shared.node.max_workers,
+                    }))
+                });
             }
             let local = bus.local_subscribers() > 0;
             if local {
@@ -78,6 +91,17 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Eve
             last_prune = tokio::time::Instant::now();
             let _ = shared.store.prune_events(now - KEEP).await;
         }
+    }
+    shared.emit(|| {
+        Event::new(EventKind::NodeLeft, shared.clock.now())
+            .data(serde_json::json!({ "node_id": me, "reason": "stopped" }))
+    });
+    // What is still pending (this node's last events) goes out before it stops.
+    let rest: Vec<Event> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+    if !rest.is_empty()
+        && let Err(e) = shared.store.insert_events(&rest).await
+    {
+        tracing::debug!(error = %e, "cannot write the last events");
     }
     if subscribed {
         let _ = shared.store.subscriber_leave(&me).await;

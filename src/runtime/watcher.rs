@@ -152,11 +152,19 @@ async fn beat(
         .declare_dead_nodes(&shared.node.id, shared.heartbeat_timeout)
         .await
     {
-        Ok(dead) if !dead.is_empty() => tracing::warn!(
-            nodes = ?dead,
-            "declared dead: no heartbeat for {}",
-            crate::schedule::format_duration(shared.heartbeat_timeout)
-        ),
+        Ok(dead) if !dead.is_empty() => {
+            tracing::warn!(
+                nodes = ?dead,
+                "declared dead: no heartbeat for {}",
+                crate::schedule::format_duration(shared.heartbeat_timeout)
+            );
+            for id in dead {
+                shared.emit(|| {
+                    crate::events::Event::new(crate::events::EventKind::NodeLeft, now)
+                        .data(serde_json::json!({ "node_id": id, "reason": "dead" }))
+                });
+            }
+        }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "dead node check failed"),
     }
