@@ -507,6 +507,25 @@ pub struct RunFilter {
     pub page_size: u64,
 }
 
+/// A filter's instant, given as RFC 3339 or as an age before `now` (`1h`: an hour
+/// ago), as the CLI's flags and the HTTP API's query parameters take it. The error says
+/// what to write instead.
+pub(crate) fn parse_since(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let d = crate::schedule::parse_duration(s).map_err(|e| {
+        format!(
+            "`{}` is neither an RFC 3339 time nor an age such as `1h` or `7d` ({e})",
+            crate::error::clip(s)
+        )
+    })?;
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| now.checked_sub_signed(d))
+        .ok_or_else(|| format!("`{}` is too long ago", crate::error::clip(s)))
+}
+
 impl RunFilter {
     /// The largest page size accepted.
     pub const MAX_PAGE_SIZE: u64 = 10_000;

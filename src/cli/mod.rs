@@ -243,19 +243,7 @@ fn parse_duration_arg(s: &str) -> Result<Duration, String> {
 
 /// An instant given as RFC 3339 or as an age before `now` (`1h`: an hour ago).
 fn parse_since(s: &str, now: DateTime<Utc>, flag: &str) -> Result<DateTime<Utc>, CliError> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    let d = crate::schedule::parse_duration(s).map_err(|e| {
-        CliError::usage(format!(
-            "{flag}: `{}` is neither an RFC 3339 time nor an age such as `1h` or `7d` ({e})",
-            output::clip(s)
-        ))
-    })?;
-    chrono::Duration::from_std(d)
-        .ok()
-        .and_then(|d| now.checked_sub_signed(d))
-        .ok_or_else(|| CliError::usage(format!("{flag}: `{}` is too long ago", output::clip(s))))
+    crate::model::parse_since(s, now).map_err(|e| CliError::usage(format!("{flag}: {e}")))
 }
 
 /// An RFC 3339 instant for a flag.

@@ -223,22 +223,7 @@ pub(crate) fn duration(field: &str, s: &str) -> Result<std::time::Duration, ApiE
 
 /// An RFC 3339 instant or an age before `now` (`1h`: an hour ago), as the CLI takes.
 pub(crate) fn since(field: &str, s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    let d = crate::schedule::parse_duration(s).map_err(|e| {
-        ApiError::field(
-            field,
-            format!(
-                "`{}` is neither an RFC 3339 time nor an age such as `1h` or `7d` ({e})",
-                crate::error::clip(s)
-            ),
-        )
-    })?;
-    chrono::Duration::from_std(d)
-        .ok()
-        .and_then(|d| now.checked_sub_signed(d))
-        .ok_or_else(|| ApiError::field(field, "too long ago"))
+    crate::model::parse_since(s, now).map_err(|e| ApiError::field(field, e))
 }
 
 /// A `key=value` tag.

@@ -69,7 +69,12 @@ async fn tick(shared: &Shared) -> Result<Option<DateTime<Utc>>, StoreError> {
         let mut waiting = None;
         due.retain(|j| {
             let at = j.due_at.unwrap_or(now);
-            let ready = at <= now || shared.policy(&j.task).max_instances.is_none();
+            // A task this node lacks has the defaults: no instance limit.
+            let limited = shared
+                .policies
+                .get(&j.task)
+                .is_some_and(|p| p.max_instances.is_some());
+            let ready = at <= now || !limited;
             if !ready {
                 waiting = Some(waiting.map_or(at, |w: DateTime<Utc>| w.min(at)));
             }
