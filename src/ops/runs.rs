@@ -86,9 +86,8 @@ impl Admin {
     /// earlier attempts stay in its history).
     pub async fn retry_run(&self, id: i64) -> Result<Run, Error> {
         match self.store().retry_run(id, self.now()).await? {
-            RetryOutcome::Queued => {
+            RetryOutcome::Queued(r) => {
                 self.runs_changed();
-                let r = self.run(id).await?;
                 let now = self.now();
                 self.emit(|| {
                     vec![
@@ -100,7 +99,7 @@ impl Admin {
                     ]
                 })
                 .await;
-                Ok(r)
+                Ok(*r)
             }
             RetryOutcome::NotRetryable(s) => Err(Error::conflict(match s {
                 RunStatus::Succeeded => {

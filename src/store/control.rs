@@ -34,10 +34,11 @@ pub(crate) enum DeleteOutcome {
 }
 
 /// What `retry_run` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum RetryOutcome {
-    /// Queued again for its next attempt.
-    Queued,
+    /// Queued again for its next attempt: the run as the retry left it (a node may
+    /// claim it the moment the retry commits).
+    Queued(Box<crate::model::Run>),
     /// The run is not finished, or succeeded: nothing to retry.
     NotRetryable(RunStatus),
     /// No such run.
@@ -167,8 +168,16 @@ impl Store {
         )
         .await?;
         bump(&txn, self).await?;
+        let row = txn
+            .query_one_raw(self.stmt("SELECT * FROM kairos_runs WHERE id = $1", [Value::from(id)]))
+            .await?
+            .ok_or(StoreError::Db(sea_orm::DbErr::RecordNotFound(format!(
+                "run {id}"
+            ))))?;
         txn.commit().await?;
-        Ok(RetryOutcome::Queued)
+        Ok(RetryOutcome::Queued(Box::new(
+            self.complete_run(row).await?,
+        )))
     }
 
     /// Deletes a run that is not running, with its tags and history.

@@ -20,12 +20,17 @@ impl Store {
         else {
             return Ok(None);
         };
+        Ok(Some(self.complete_run(row).await?))
+    }
+
+    /// A run from its row, with its job's name and its history.
+    pub(crate) async fn complete_run(&self, row: sea_orm::QueryResult) -> Result<Run, StoreError> {
         let mut r = Run::try_from(run::Model::from_query_result(&row, "")?)?;
         if let Some(job_id) = r.job_id {
             r.job = self.job_names(&[job_id]).await?.remove(&job_id);
         }
-        r.history = self.history(id).await?;
-        Ok(Some(r))
+        r.history = self.history(r.id).await?;
+        Ok(r)
     }
 
     /// A run's history, oldest first.
