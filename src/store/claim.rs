@@ -86,6 +86,26 @@ const NOT_PAUSED: &str = "queue NOT IN (SELECT name FROM kairos_queues WHERE pau
      AND NOT EXISTS (SELECT 1 FROM kairos_nodes n WHERE n.id = $1 AND n.paused) \
      AND (expires_at IS NULL OR expires_at > $2)";
 
+/// The query that picks claimable runs in claim order: `columns` of at most `$3` queued
+/// runs due by `$2` for node `$1`, with `exclude` (more conditions) added; locked on
+/// PostgreSQL, skipping rows another claim holds.
+///
+/// It must follow `kairos_runs_claim` in order: any other plan reads and sorts every
+/// queued run at each claim. PostgreSQL picks it by cost, which `kairos_runs_next_due`
+/// is kept out of (see its definition); SQLite, without statistics, preferred a range
+/// scan plus a sort, so it is told.
+pub(super) fn pick_sql(pg: bool, columns: &str, exclude: &str) -> String {
+    let (from, lock) = if pg {
+        ("kairos_runs", " FOR UPDATE SKIP LOCKED")
+    } else {
+        ("kairos_runs INDEXED BY kairos_runs_claim", "")
+    };
+    format!(
+        "SELECT {columns} FROM {from} WHERE status = 'queued' AND run_at <= $2 AND {NOT_PAUSED}{exclude} \
+         ORDER BY priority, run_at, id LIMIT $3{lock}"
+    )
+}
+
 /// The claimed runs of a claim's `RETURNING {CLAIM_COLUMNS}` rows.
 fn decode_claimed(rows: &[sea_orm::QueryResult]) -> Result<Vec<ClaimedRun>, StoreError> {
     rows.iter()
@@ -146,23 +166,14 @@ impl Store {
             return Ok(Claim::default());
         }
         let pg = self.is_pg();
-        let lock = if pg { " FOR UPDATE SKIP LOCKED" } else { "" };
-        // Without statistics SQLite prefers a range scan on another index plus a sort of
-        // every due row; the claim index yields rows already in claim order.
-        let from = if pg {
-            "kairos_runs"
-        } else {
-            "kairos_runs INDEXED BY kairos_runs_claim"
-        };
         if limits.is_empty() {
             // Nothing to count: one statement picks, locks and claims the runs, with no
             // transaction around it.
             let sql = format!(
                 "UPDATE kairos_runs SET status = 'running', attempt = attempt + 1, node_id = $1, \
                  started_at = CASE WHEN run_at > $4 THEN run_at ELSE $4 END, lease_until = $5 \
-                 WHERE id IN (SELECT id FROM {from} WHERE status = 'queued' AND run_at <= $2 \
-                 AND {NOT_PAUSED} ORDER BY priority, run_at, id LIMIT $3{lock}) \
-                 RETURNING {CLAIM_COLUMNS}, priority, run_at"
+                 WHERE id IN ({}) RETURNING {CLAIM_COLUMNS}, priority, run_at",
+                pick_sql(pg, "id", "")
             );
             let rows = self
                 .db
@@ -226,10 +237,7 @@ impl Store {
             ));
             values.extend(full_queues.into_iter().map(Value::from));
         }
-        let sql = format!(
-            "SELECT id, task, queue FROM {from} WHERE status = 'queued' AND run_at <= $2 AND {NOT_PAUSED}{exclude} \
-             ORDER BY priority, run_at, id LIMIT $3{lock}"
-        );
+        let sql = pick_sql(pg, "id, task, queue", &exclude);
         let mut ids = Vec::new();
         for r in txn.query_all_raw(self.stmt(&sql, values)).await? {
             if ids.len() == limit {

@@ -428,7 +428,8 @@ impl Store {
         let row = self
             .db
             .query_one_raw(self.stmt(
-                "SELECT MIN(run_at) AS t FROM kairos_runs WHERE status = 'queued'",
+                // `attempt >= 0` matches the predicate of `kairos_runs_next_due`.
+                "SELECT MIN(run_at) AS t FROM kairos_runs WHERE status = 'queued' AND attempt >= 0",
                 [],
             ))
             .await?;

@@ -203,7 +203,7 @@ impl Store {
             .query_one_raw(self.stmt(
                 "SELECT \
                  (SELECT MIN(next_run_at) FROM kairos_jobs WHERE enabled AND NOT paused AND next_run_at > $1) AS job, \
-                 (SELECT MIN(run_at) FROM kairos_runs WHERE status = 'queued' AND run_at > $1) AS queued, \
+                 (SELECT MIN(run_at) FROM kairos_runs WHERE status = 'queued' AND attempt >= 0 AND run_at > $1) AS queued, \
                  (SELECT MIN(expires_at) FROM kairos_runs WHERE status = 'queued' AND expires_at > $1) AS expiry, \
                  (SELECT MIN(started_at + timeout_ms) FROM kairos_runs WHERE status = 'running' \
                   AND started_at + timeout_ms > $1) AS timeout, \

@@ -20,7 +20,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use sea_orm_migration::{MigratorTrait, SchemaManager};
 
-use super::migration::{INDEXES, INSIGHT_INDEXES, Migrator, TABLES};
+use super::migration::{
+    INDEXES, INSIGHT_INDEXES, LEAN_INDEXES, Migrator, REPLACED_INDEXES, TABLES,
+};
 use super::{Lock, Store, StoreError, write_txn};
 
 /// What `migrate` did.
@@ -219,7 +221,12 @@ impl Store {
                 }
             }
         }
-        for (name, _) in INDEXES.iter().chain(INSIGHT_INDEXES) {
+        let expected = INDEXES
+            .iter()
+            .chain(INSIGHT_INDEXES)
+            .chain(LEAN_INDEXES)
+            .filter(|(name, _)| !REPLACED_INDEXES.contains(name));
+        for (name, _) in expected {
             let table_missing = missing
                 .tables
                 .iter()
