@@ -20,7 +20,7 @@ use serde_json::Value as Json;
 
 use super::codec::{count, from_ms, int, ms};
 use super::runs::INSERT_CHUNK;
-use super::sql::placeholders;
+use super::sql::{RUNNING_BY_ID, placeholders};
 use super::{Store, StoreError, bump, write_txn};
 use crate::model::{RunEventKind, RunStatus};
 
@@ -157,7 +157,7 @@ impl Store {
                      error = CASE WHEN cancel_requested THEN 'cancelled by operator' ELSE NULL END, \
                      result = v.result, finished_at = $1, lease_until = NULL \
                      FROM v WHERE kairos_runs.id = v.id AND kairos_runs.node_id = $2 \
-                     AND kairos_runs.attempt = $3 AND kairos_runs.status = 'running' \
+                     AND kairos_runs.attempt = $3 AND kairos_runs.{RUNNING_BY_ID} \
                      RETURNING kairos_runs.id, kairos_runs.status",
                     tuples.join(", ")
                 );
@@ -175,7 +175,7 @@ impl Store {
             let fence = |id: i64, attempt: u32, first: usize| {
                 (
                     format!(
-                        "WHERE id = ${} AND attempt = ${} AND node_id = ${} AND status = 'running' \
+                        "WHERE id = ${} AND attempt = ${} AND node_id = ${} AND {RUNNING_BY_ID} \
                          RETURNING status, cancel_requested",
                         first,
                         first + 1,
@@ -237,18 +237,7 @@ impl Store {
             Value::from(int(attempt)),
         ];
         values.extend(ids.iter().map(|id| Value::from(*id)));
-        let sql = format!(
-            "UPDATE kairos_runs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'succeeded' END, \
-             error = CASE WHEN cancel_requested THEN 'cancelled by operator' ELSE NULL END, \
-             finished_at = $1, lease_until = NULL \
-             WHERE id IN ({}) AND node_id = $2 AND attempt = $3 AND status = 'running'{}",
-            placeholders(4, ids.len()),
-            if with_successes {
-                " RETURNING id, status"
-            } else {
-                ""
-            }
-        );
+        let sql = plain_success_sql(ids.len(), with_successes);
         // Reading a row back per success is a measurable share of the hot path: only
         // when someone (a hook, an event subscriber) needs the outcome.
         if !with_successes {
@@ -358,17 +347,21 @@ impl Store {
                 "its node stopped renewing the lease; the attempt was taken back"
             };
             let sql = if last {
-                "UPDATE kairos_runs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'failed' END, \
-                 finished_at = $1, error = $2, node_id = NULL, lease_until = NULL \
-                 WHERE id = $3 AND attempt = $4 AND status = 'running'"
+                format!(
+                    "UPDATE kairos_runs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'failed' END, \
+                     finished_at = $1, error = $2, node_id = NULL, lease_until = NULL \
+                     WHERE id = $3 AND attempt = $4 AND {RUNNING_BY_ID}"
+                )
             } else {
-                "UPDATE kairos_runs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END, \
-                 finished_at = CASE WHEN cancel_requested THEN $1 ELSE NULL END, run_at = $1, error = $2, \
-                 node_id = NULL, lease_until = NULL WHERE id = $3 AND attempt = $4 AND status = 'running'"
+                format!(
+                    "UPDATE kairos_runs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END, \
+                     finished_at = CASE WHEN cancel_requested THEN $1 ELSE NULL END, run_at = $1, error = $2, \
+                     node_id = NULL, lease_until = NULL WHERE id = $3 AND attempt = $4 AND {RUNNING_BY_ID}"
+                )
             };
             let res = txn
                 .execute_raw(self.stmt(
-                    sql,
+                    &sql,
                     [
                         Value::from(ms(now)),
                         Value::from(message),
@@ -405,18 +398,30 @@ impl Store {
     /// Extends the lease of every run `node` is running; returns those runs as (id,
     /// attempt): an attempt the node believes it runs that is missing here was taken
     /// back.
+    ///
+    /// On PostgreSQL, rows another transaction holds are skipped: the node's own
+    /// completions lock the runs they end in id order, the renewal in index order, and
+    /// waiting on each other they deadlocked (a stall of a second, then an error). A
+    /// skipped run is still reported as owned if it was at the statement's start, and
+    /// its lease is extended at the next renewal (a third of a lease later).
     pub(crate) async fn renew_leases(
         &self,
         node: &str,
         until: DateTime<Utc>,
     ) -> Result<Vec<(i64, u32)>, StoreError> {
+        let sql = if self.is_pg() {
+            "WITH mine AS (SELECT id, attempt FROM kairos_runs WHERE status = 'running' AND node_id = $2), \
+             renewed AS (UPDATE kairos_runs SET lease_until = $1 WHERE id IN \
+             (SELECT id FROM kairos_runs WHERE status = 'running' AND node_id = $2 FOR UPDATE SKIP LOCKED) \
+             RETURNING id) \
+             SELECT id, attempt FROM mine"
+        } else {
+            "UPDATE kairos_runs SET lease_until = $1 WHERE status = 'running' AND node_id = $2 \
+             RETURNING id, attempt"
+        };
         let rows = self
             .db
-            .query_all_raw(self.stmt(
-                "UPDATE kairos_runs SET lease_until = $1 WHERE status = 'running' AND node_id = $2 \
-                 RETURNING id, attempt",
-                [Value::from(ms(until)), Value::from(node.to_string())],
-            ))
+            .query_all_raw(self.stmt(sql, [Value::from(ms(until)), Value::from(node.to_string())]))
             .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("", "id")?, count(r.try_get("", "attempt")?))))
@@ -438,6 +443,23 @@ impl Store {
             None => None,
         })
     }
+}
+
+/// The statement that ends `n` attempts as plain successes: `$1` the time, `$2` the
+/// node, `$3` the attempt, then the ids.
+pub(super) fn plain_success_sql(n: usize, with_successes: bool) -> String {
+    format!(
+        "UPDATE kairos_runs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'succeeded' END, \
+         error = CASE WHEN cancel_requested THEN 'cancelled by operator' ELSE NULL END, \
+         finished_at = $1, lease_until = NULL \
+         WHERE id IN ({}) AND node_id = $2 AND attempt = $3 AND {RUNNING_BY_ID}{}",
+        placeholders(4, n),
+        if with_successes {
+            " RETURNING id, status"
+        } else {
+            ""
+        }
+    )
 }
 
 /// One completion's `SET` clause, its values, and the history entry it adds.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use super::codec::ms;
 use super::{ClaimLimits, Completion, NewRun, OpenMode, QueueLimit, Store};
 use crate::model::{RunEventKind, RunOrigin, RunStatus};
 use crate::test_support::{TestDb, databases};
@@ -368,7 +369,7 @@ async fn retry_and_delete_keep_attempts_within_their_maximum() {
 /// After a burst, PostgreSQL's statistics may still say that no run is queued (they were
 /// gathered when none was). The claim must follow the claim index in order all the
 /// same: reading and sorting every queued run at each claim made draining 100,000 runs
-/// five times slower.
+/// five times slower. Completions likewise must look their runs up by id.
 #[tokio::test]
 async fn the_claim_follows_its_index_with_statistics_from_an_empty_queue() {
     use sea_orm::ConnectionTrait;
@@ -389,31 +390,49 @@ async fn the_claim_follows_its_index_with_statistics_from_an_empty_queue() {
             .unwrap();
         let burst: Vec<NewRun> = (0..5000).map(|i| run("a", i % 3, 0)).collect();
         store.enqueue(&burst, t0()).await.unwrap();
-        let explain = if pg { "EXPLAIN" } else { "EXPLAIN QUERY PLAN" };
-        let sql = format!("{explain} {}", super::claim::pick_sql(pg, "id", ""));
-        let rows = store
-            .db
-            .query_all_raw(store.stmt(
-                &sql,
-                [
-                    sea_orm::Value::from("n".to_string()),
-                    sea_orm::Value::from(super::codec::ms(t0())),
-                    sea_orm::Value::from(64i64),
-                ],
-            ))
-            .await
-            .unwrap();
-        let col = if pg { "QUERY PLAN" } else { "detail" };
-        let plan: Vec<String> = rows
-            .iter()
-            .map(|r| r.try_get::<String>("", col).unwrap())
-            .collect();
-        let plan = plan.join("\n");
+        let pick = super::claim::pick_sql(pg, "id", "");
+        let plan = explain(
+            &store,
+            &pick,
+            vec!["n".into(), ms(t0()).into(), 64i64.into()],
+        )
+        .await;
         assert!(plan.contains("kairos_runs_claim"), "{}: {plan}", db.name);
         assert!(
             !plan.contains("Sort") && !plan.contains("TEMP B-TREE"),
             "{}: the claim sorts: {plan}",
             db.name
         );
+        // Half the burst is running on node `n` now, still under statistics that say
+        // nothing runs: ending 1,000 of them must look the ids up by primary key, not
+        // scan the node's running runs.
+        let running = claim(&store, "n", t0(), 2500).await;
+        let mut values: Vec<sea_orm::Value> = vec![ms(t0()).into(), "n".into(), 1i32.into()];
+        values.extend(running.iter().take(1000).map(|(id, _)| (*id).into()));
+        let end = super::complete::plain_success_sql(1000, false);
+        let plan = explain(&store, &end, values).await;
+        assert!(
+            !plan.contains("kairos_runs_running"),
+            "{}: the completion scans the running runs: {plan}",
+            db.name
+        );
     }
+}
+
+/// The plan of `sql` with `values`, one line per step.
+async fn explain(store: &Store, sql: &str, values: Vec<sea_orm::Value>) -> String {
+    use sea_orm::ConnectionTrait;
+    let pg = store.is_pg();
+    let explain = if pg { "EXPLAIN" } else { "EXPLAIN QUERY PLAN" };
+    let rows = store
+        .db
+        .query_all_raw(store.stmt(&format!("{explain} {sql}"), values))
+        .await
+        .unwrap();
+    let col = if pg { "QUERY PLAN" } else { "detail" };
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|r| r.try_get::<String>("", col).unwrap())
+        .collect();
+    lines.join("\n")
 }

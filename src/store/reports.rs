@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, TransactionTrait, Value};
 
 use super::codec::{count, from_ms, int, ms};
-use super::sql::placeholders;
+use super::sql::{RUNNING_BY_ID, placeholders};
 use super::{Store, StoreError, write_txn};
 use crate::context::LogLevel;
 use crate::model::RunLog;
@@ -80,7 +80,7 @@ impl Store {
                  stage = COALESCE(r.stage, kairos_runs.stage), \
                  checkpoint = COALESCE(r.checkpoint, kairos_runs.checkpoint) \
                  FROM r WHERE kairos_runs.id = r.id AND kairos_runs.attempt = r.attempt \
-                 AND kairos_runs.node_id = $1 AND kairos_runs.status = 'running' \
+                 AND kairos_runs.node_id = $1 AND kairos_runs.{RUNNING_BY_ID} \
                  RETURNING kairos_runs.id",
                 rows.join(", ")
             );

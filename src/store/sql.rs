@@ -18,6 +18,16 @@
 
 use sea_orm::{DbBackend, Statement, Value};
 
+/// The fence's test of a run's status in statements that address runs by id: the same
+/// as `status = 'running'`, written as a range so that it does not imply the predicate
+/// of `kairos_runs_running`. Otherwise SQLite (which has no statistics) always, and
+/// PostgreSQL with statistics gathered while no run was running, preferred scanning
+/// every running run of the node (and, on PostgreSQL, the index entries that earlier
+/// runs left behind) to looking the ids up: completing 1,000 runs took 300 ms, and
+/// draining 100,000 runs with 1,024 workers ran at 3,000 runs/s instead of 45,000.
+/// Only the primary key serves these statements.
+pub(super) const RUNNING_BY_ID: &str = "status BETWEEN 'running' AND 'running'";
+
 pub(crate) fn stmt<I>(backend: DbBackend, sql: &str, values: I) -> Statement
 where
     I: IntoIterator<Item = Value>,
