@@ -247,6 +247,11 @@ fn args() -> Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // RUST_LOG=kairos=debug (or sqlx=debug: every statement and its time) on stderr.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let a = args();
     if a.enqueuer {
         return enqueuer(&a.database).await;

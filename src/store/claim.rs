@@ -165,6 +165,7 @@ impl Store {
         if limit == 0 {
             return Ok(Claim::default());
         }
+        let _turn = self.write_turn().await;
         let pg = self.is_pg();
         if limits.is_empty() {
             // Nothing to count: one statement picks, locks and claims the runs, with no

@@ -436,3 +436,86 @@ async fn explain(store: &Store, sql: &str, values: Vec<sea_orm::Value>) -> Strin
         .collect();
     lines.join("\n")
 }
+
+/// Results are stored exactly as the task's value serialises, in a batch on its own
+/// (one statement) and beside other outcomes (a transaction), with and without the
+/// statuses read back; a result for a run the node no longer owns is not written.
+#[tokio::test]
+async fn results_are_stored_as_serialised_in_every_kind_of_batch() {
+    use sea_orm::ConnectionTrait;
+    for db in databases("results_batch").await {
+        let store = open(&db).await;
+        let runs: Vec<NewRun> = (0..6).map(|_| run("a", 0, 3)).collect();
+        let ids = ids(&store.enqueue(&runs, t0()).await.unwrap());
+        assert_eq!(claim(&store, "n", t0(), 6).await.len(), 6);
+        // Keys a JSONB value would reorder (it sorts by length), escapes, non-ASCII.
+        let value = |i: i64| json!({ "long_key": i, "b": "say \"hi\"\n", "ü": [1, 2.5, null] });
+        let ok = |i: usize| Completion::Succeeded {
+            id: ids[i],
+            attempt: 1,
+            result: Some(value(ids[i])),
+        };
+        // Alone, statuses not wanted: one statement.
+        store
+            .complete("n", &[ok(0), ok(1)], t0(), false)
+            .await
+            .unwrap();
+        // Alone, statuses wanted.
+        let got = store.complete("n", &[ok(2)], t0(), true).await.unwrap();
+        assert_eq!(got.get(&ids[2]), Some(&RunStatus::Succeeded), "{}", db.name);
+        // Beside a failure and a plain success: one transaction.
+        let failed = Completion::Finished {
+            id: ids[4],
+            attempt: 1,
+            status: RunStatus::Failed,
+            error: "boom".into(),
+        };
+        let plain = Completion::Succeeded {
+            id: ids[5],
+            attempt: 1,
+            result: None,
+        };
+        let got = store
+            .complete("n", &[ok(3), failed, plain], t0(), true)
+            .await
+            .unwrap();
+        assert_eq!(got.get(&ids[3]), Some(&RunStatus::Succeeded), "{}", db.name);
+        // Another node's result for a run it does not own changes nothing.
+        let stale = Completion::Succeeded {
+            id: ids[0],
+            attempt: 1,
+            result: Some(json!("stale")),
+        };
+        assert!(
+            store
+                .complete("other", &[stale], t0(), true)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let rows = store
+            .db
+            .query_all_raw(store.stmt("SELECT id, status, result FROM kairos_runs ORDER BY id", []))
+            .await
+            .unwrap();
+        let stored: Vec<(i64, String, Option<String>)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.try_get("", "id").unwrap(),
+                    r.try_get("", "status").unwrap(),
+                    r.try_get("", "result").unwrap(),
+                )
+            })
+            .collect();
+        for (i, (id, status, result)) in stored.iter().enumerate() {
+            let (want_status, want_result) = match i {
+                0..=3 => ("succeeded", Some(value(*id).to_string())),
+                4 => ("failed", None),
+                _ => ("succeeded", None),
+            };
+            assert_eq!(status, want_status, "{}: run {i}", db.name);
+            assert_eq!(result, &want_result, "{}: run {i}", db.name);
+        }
+    }
+}

@@ -39,6 +39,7 @@ impl Store {
         if reports.is_empty() {
             return Ok(0);
         }
+        let _turn = self.write_turn().await;
         let txn = self.db.begin_with_options(write_txn()).await?;
         // One statement per chunk sets what each attempt reported (NULL: unchanged)
         // and returns the attempts that passed the fence; only their logs are kept.

@@ -85,6 +85,7 @@ impl Store {
         runs: &[NewRun],
         now: DateTime<Utc>,
     ) -> Result<Vec<(i64, bool)>, StoreError> {
+        let _turn = self.write_turn().await;
         let plain = runs
             .iter()
             .all(|r| r.idempotency_key.is_none() && r.tags.is_empty());
@@ -144,6 +145,7 @@ impl Store {
         now: DateTime<Utc>,
         lease: Duration,
     ) -> Result<Option<ClaimedRun>, StoreError> {
+        let _turn = self.write_turn().await;
         let one = std::slice::from_ref(run);
         let id = if run.tags.is_empty() {
             // One statement is atomic on its own: no transaction round trips on the
