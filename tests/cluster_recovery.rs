@@ -185,6 +185,56 @@ async fn a_node_that_lost_a_run_s_lease_stops_that_attempt() {
     }
 }
 
+/// A run the database shows as a live node's but that the node does not run (its
+/// claim committed, but the answer was lost with the connection) is not kept alive by
+/// that node's renewals: its lease runs out and it is taken back.
+#[tokio::test]
+async fn a_run_its_node_does_not_know_is_taken_back_although_the_node_lives() {
+    for db in common::databases("orphan_taken_back").await {
+        let node = Node::start_with(
+            &db.url,
+            node_builder(&db.url, registry(), None)
+                .lease(Duration::from_secs(3))
+                .heartbeat_interval(Duration::from_millis(100))
+                .heartbeat_timeout(Duration::from_secs(1)),
+        )
+        .await;
+        // Paused, the node claims nothing: the run is only ever "its" by the write below.
+        node.admin
+            .set_nodes_paused(Some(&node.id), true)
+            .await
+            .unwrap();
+        let id = node.handle.enqueue(Enqueue::new("sleepy")).await.unwrap();
+        let now = chrono::Utc::now().timestamp_millis();
+        kairos::test_support::execute(
+            &db.url,
+            &format!(
+                "UPDATE kairos_runs SET status = 'running', node_id = '{}', attempt = 1, \
+                 started_at = {now}, lease_until = {} WHERE id = {id}",
+                node.id,
+                now + 3_000
+            ),
+        )
+        .await
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let run = node.admin.run(id).await.unwrap();
+            if run.status == RunStatus::Queued {
+                assert_eq!(run.attempt, 1, "{}: {run:?}", db.name);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: the live node keeps renewing a run it does not run: {run:?}",
+                db.name
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        node.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn leases_and_heartbeats_that_cannot_work_are_refused_at_build_time() {
     let db = common::sqlite();

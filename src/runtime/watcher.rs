@@ -95,31 +95,45 @@ async fn beat(
     last_renewed: &mut DateTime<Utc>,
     last_failure: &mut Option<tokio::time::Instant>,
 ) {
-    if let Some(sync) = &shared.clock_sync {
-        sync_clock(&shared.store, sync).await;
-    }
-    let now = shared.clock.now();
-    let lease = chrono::Duration::from_std(shared.lease).unwrap_or_default();
+    // The heartbeat returns the database's time it recorded: the clock's reading.
+    let before = shared.clock_sync.as_ref().map(|s| s.local_now());
     match shared.store.heartbeat(&shared.node.id).await {
-        Ok(true) => {}
-        Ok(false) => tracing::warn!(
-            node = %shared.node.id,
-            "this node had been declared dead by another (no heartbeat for too long); \
-             the runs it held were taken back"
-        ),
+        Ok((alive, db_ms)) => {
+            if !alive {
+                tracing::warn!(
+                    node = %shared.node.id,
+                    "this node had been declared dead by another (no heartbeat for too long); \
+                     the runs it held were taken back"
+                );
+            }
+            if let (Some(sync), Some(before), Some(db)) = (
+                &shared.clock_sync,
+                before,
+                db_ms.and_then(DateTime::<Utc>::from_timestamp_millis),
+            ) {
+                observe_clock(sync, before, db, sync.local_now());
+            }
+        }
         Err(e) => {
             tracing::warn!(error = %e, "heartbeat failed: cannot reach the database");
             *last_failure = Some(tokio::time::Instant::now());
         }
     }
+    let now = shared.clock.now();
+    let lease = chrono::Duration::from_std(shared.lease).unwrap_or_default();
     // Attempts registered before the renewal have committed claims: one that the
-    // renewal does not find was taken back from this node.
+    // renewal does not find was taken back from this node. With none, there is
+    // nothing to renew (and no statement to make).
     let local = shared.signals.local_attempts();
-    match shared
-        .store
-        .renew_leases(&shared.node.id, now + lease)
-        .await
-    {
+    let renewed = if local.is_empty() {
+        Ok(Vec::new())
+    } else {
+        shared
+            .store
+            .renew_leases(&shared.node.id, &local, now + lease)
+            .await
+    };
+    match renewed {
         Ok(owned) => {
             *last_renewed = now;
             let owned: HashSet<(i64, u32)> = owned.into_iter().collect();
@@ -147,26 +161,45 @@ async fn beat(
     if last_failure.is_some_and(|t| t.elapsed() < shared.heartbeat_timeout) {
         return;
     }
-    match shared
+    let checks = match shared
         .store
-        .declare_dead_nodes(&shared.node.id, shared.heartbeat_timeout)
+        .beat_checks(&shared.node.id, shared.heartbeat_timeout, now)
         .await
     {
-        Ok(dead) if !dead.is_empty() => {
-            tracing::warn!(
-                nodes = ?dead,
-                "declared dead: no heartbeat for {}",
-                crate::schedule::format_duration(shared.heartbeat_timeout)
-            );
-            for id in dead {
-                shared.emit(|| {
-                    crate::events::Event::new(crate::events::EventKind::NodeLeft, now)
-                        .data(serde_json::json!({ "node_id": id, "reason": "dead" }))
-                });
-            }
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "dead node and lease checks failed");
+            return;
         }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "dead node check failed"),
+    };
+    let mut declared = false;
+    if checks.silent_nodes {
+        match shared
+            .store
+            .declare_dead_nodes(&shared.node.id, shared.heartbeat_timeout)
+            .await
+        {
+            Ok(dead) if !dead.is_empty() => {
+                declared = true;
+                tracing::warn!(
+                    nodes = ?dead,
+                    "declared dead: no heartbeat for {}",
+                    crate::schedule::format_duration(shared.heartbeat_timeout)
+                );
+                for id in dead {
+                    shared.emit(|| {
+                        crate::events::Event::new(crate::events::EventKind::NodeLeft, now)
+                            .data(serde_json::json!({ "node_id": id, "reason": "dead" }))
+                    });
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "dead node check failed"),
+        }
+    }
+    // A node declared dead has had its runs' leases ended just now.
+    if !checks.ended_leases && !declared {
+        return;
     }
     match shared.store.recover_expired(now).await {
         Ok((0, 0)) => {}
@@ -202,17 +235,33 @@ pub(super) async fn sync_clock(store: &crate::store::Store, sync: &crate::clock:
         if after - before > CLOCK_READ_MAX {
             continue;
         }
-        if let Some(offset) = sync.observe(before, db, after) {
-            if offset.is_zero() {
-                tracing::info!("this machine's clock agrees with the database's again");
-            } else {
-                tracing::warn!(
-                    offset_ms = offset.num_milliseconds(),
-                    "this machine's clock differs from the database's: the node keeps time                      by the database (fix the machine's clock with NTP)"
-                );
-            }
-        }
+        observe_clock(sync, before, db, after);
         return;
+    }
+}
+
+/// Takes one reading of the database's clock (`db`, read between `before` and
+/// `after` on this machine's) into the node's correction, and says when the offset
+/// appears or goes. A slow reading says little and is dropped.
+fn observe_clock(
+    sync: &crate::clock::SyncedClock,
+    before: DateTime<Utc>,
+    db: DateTime<Utc>,
+    after: DateTime<Utc>,
+) {
+    if after - before > CLOCK_READ_MAX {
+        return;
+    }
+    if let Some(offset) = sync.observe(before, db, after) {
+        if offset.is_zero() {
+            tracing::info!("this machine's clock agrees with the database's again");
+        } else {
+            tracing::warn!(
+                offset_ms = offset.num_milliseconds(),
+                "this machine's clock differs from the database's: the node keeps time \
+                 by the database (fix the machine's clock with NTP)"
+            );
+        }
     }
 }
 

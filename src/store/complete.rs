@@ -458,37 +458,88 @@ impl Store {
         Ok((requeued, failed))
     }
 
-    /// Extends the lease of every run `node` is running; returns those runs as (id,
-    /// attempt): an attempt the node believes it runs that is missing here was taken
-    /// back.
+    /// Extends the leases of `attempts`, the (id, attempt) pairs `node` is running;
+    /// returns those it still owns: one missing here was taken back.
+    ///
+    /// Only the attempts the node knows of are renewed: a run the database shows as
+    /// the node's but that the node does not run (its claim committed, but the answer
+    /// was lost with the connection) has its lease run out and is taken back, instead
+    /// of being kept running forever by a live node.
     ///
     /// On PostgreSQL, rows another transaction holds are skipped: the node's own
-    /// completions lock the runs they end in id order, the renewal in index order, and
-    /// waiting on each other they deadlocked (a stall of a second, then an error). A
-    /// skipped run is still reported as owned if it was at the statement's start, and
-    /// its lease is extended at the next renewal (a third of a lease later).
+    /// completions lock the runs they end, and waiting on each other the two
+    /// deadlocked (a stall of a second, then an error). A skipped run still counts as
+    /// owned if it was at the statement's start, and its lease is extended at the next
+    /// renewal (a third of a lease later).
     pub(crate) async fn renew_leases(
         &self,
         node: &str,
+        attempts: &[(i64, u32)],
         until: DateTime<Utc>,
     ) -> Result<Vec<(i64, u32)>, StoreError> {
-        let sql = if self.is_pg() {
-            "WITH mine AS (SELECT id, attempt FROM kairos_runs WHERE status = 'running' AND node_id = $2), \
-             renewed AS (UPDATE kairos_runs SET lease_until = $1 WHERE id IN \
-             (SELECT id FROM kairos_runs WHERE status = 'running' AND node_id = $2 FOR UPDATE SKIP LOCKED) \
-             RETURNING id) \
-             SELECT id, attempt FROM mine"
-        } else {
-            "UPDATE kairos_runs SET lease_until = $1 WHERE status = 'running' AND node_id = $2 \
-             RETURNING id, attempt"
-        };
-        let rows = self
+        let mut owned = Vec::with_capacity(attempts.len());
+        for chunk in attempts.chunks(INSERT_CHUNK) {
+            let ids = placeholders(3, chunk.len());
+            let mine = format!("id IN ({ids}) AND node_id = $2 AND {RUNNING_BY_ID}");
+            let sql = if self.is_pg() {
+                format!(
+                    "WITH mine AS (SELECT id, attempt FROM kairos_runs WHERE {mine}), \
+                     renewed AS (UPDATE kairos_runs SET lease_until = $1 WHERE id IN \
+                     (SELECT id FROM kairos_runs WHERE {mine} FOR UPDATE SKIP LOCKED) RETURNING id) \
+                     SELECT id, attempt FROM mine"
+                )
+            } else {
+                format!(
+                    "UPDATE kairos_runs SET lease_until = $1 WHERE {mine} RETURNING id, attempt"
+                )
+            };
+            let mut values = vec![Value::from(ms(until)), Value::from(node.to_string())];
+            values.extend(chunk.iter().map(|(id, _)| Value::from(*id)));
+            for r in self.db.query_all_raw(self.stmt(&sql, values)).await? {
+                owned.push((r.try_get("", "id")?, count(r.try_get("", "attempt")?)));
+            }
+        }
+        Ok(owned)
+    }
+
+    /// Whether a beat has anything to act on, in one read: a node other than `me`
+    /// silent for longer than `timeout` (on the database's clock), or a running run
+    /// whose lease ended before `now`. An idle node's beat is then two statements,
+    /// this and its heartbeat.
+    pub(crate) async fn beat_checks(
+        &self,
+        me: &str,
+        timeout: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<BeatChecks, StoreError> {
+        let row = self
             .db
-            .query_all_raw(self.stmt(sql, [Value::from(ms(until)), Value::from(node.to_string())]))
+            .query_one_raw(self.stmt(
+                &format!(
+                    "SELECT \
+                     CASE WHEN EXISTS (SELECT 1 FROM kairos_nodes WHERE status = 'running' \
+                     AND heartbeat_at < {} - $1 AND id <> $2) THEN 1 ELSE 0 END AS silent, \
+                     CASE WHEN EXISTS (SELECT 1 FROM kairos_runs WHERE status = 'running' \
+                     AND lease_until < $3) THEN 1 ELSE 0 END AS expired",
+                    self.db_now_ms()
+                ),
+                [
+                    Value::from(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX)),
+                    Value::from(me.to_string()),
+                    Value::from(ms(now)),
+                ],
+            ))
             .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("", "id")?, count(r.try_get("", "attempt")?))))
-            .collect()
+        let flag = |col: &str| -> Result<bool, StoreError> {
+            Ok(match &row {
+                Some(r) => r.try_get::<i32>("", col)? != 0,
+                None => false,
+            })
+        };
+        Ok(BeatChecks {
+            silent_nodes: flag("silent")?,
+            ended_leases: flag("expired")?,
+        })
     }
 
     /// The earliest `run_at` among queued runs.
@@ -506,6 +557,15 @@ impl Store {
             None => None,
         })
     }
+}
+
+/// What [`Store::beat_checks`] found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct BeatChecks {
+    /// Some other node has been silent for too long.
+    pub(crate) silent_nodes: bool,
+    /// Some running run's lease has ended.
+    pub(crate) ended_leases: bool,
 }
 
 /// What every statement of a batch of successes shares.

@@ -168,12 +168,25 @@ async fn expired_leases_requeue_runs_with_attempts_left_and_fail_the_others() {
             .await
             .unwrap());
         claim(&store, "dead", t0(), 2).await;
-        claim(&store, "alive", t0(), 1).await;
+        let alive = claim(&store, "alive", t0(), 1).await;
         let later = t0() + chrono::Duration::seconds(31);
-        store
-            .renew_leases("alive", later + chrono::Duration::seconds(30))
-            .await
-            .unwrap();
+        assert_eq!(
+            store
+                .renew_leases("alive", &alive, later + chrono::Duration::seconds(30))
+                .await
+                .unwrap(),
+            alive,
+            "{}",
+            db.name
+        );
+        // The dead node's runs are not its own: nothing renewed, nothing owned.
+        assert!(
+            store
+                .renew_leases("alive", &[(ids[0], 1)], later)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(
             store.recover_expired(later).await.unwrap(),
             (1, 1),

@@ -53,32 +53,43 @@ impl Store {
         Ok(row.try_get::<i64>("", "now")?)
     }
 
-    /// Records that the node is alive (on the database's clock). Returns false when
-    /// another node had declared it dead meanwhile (its runs were taken back); it
-    /// counts as alive again from now.
-    pub(crate) async fn heartbeat(&self, node: &str) -> Result<bool, StoreError> {
+    /// Records that the node is alive (on the database's clock). Returns whether it
+    /// still counted as alive (false when another node had declared it dead meanwhile
+    /// and its runs were taken back; it counts as alive again from now), and the
+    /// database's time it recorded, in milliseconds: a reading of the database's clock
+    /// that costs no statement of its own.
+    pub(crate) async fn heartbeat(&self, node: &str) -> Result<(bool, Option<i64>), StoreError> {
         let now = self.db_now_ms();
-        let res = self
+        let at = |row: Option<sea_orm::QueryResult>| -> Result<Option<i64>, StoreError> {
+            Ok(match row {
+                Some(r) => Some(r.try_get::<i64>("", "heartbeat_at")?),
+                None => None,
+            })
+        };
+        let row = self
             .db
-            .execute_raw(self.stmt(
+            .query_one_raw(self.stmt(
                 &format!(
-                    "UPDATE kairos_nodes SET heartbeat_at = {now} WHERE id = $1 AND status <> 'dead'"
+                    "UPDATE kairos_nodes SET heartbeat_at = {now} WHERE id = $1 AND status <> 'dead' \
+                     RETURNING heartbeat_at"
                 ),
                 [Value::from(node.to_string())],
             ))
             .await?;
-        if res.rows_affected() > 0 {
-            return Ok(true);
+        if row.is_some() {
+            return Ok((true, at(row)?));
         }
-        self.db
-            .execute_raw(self.stmt(
+        let row = self
+            .db
+            .query_one_raw(self.stmt(
                 &format!(
-                    "UPDATE kairos_nodes SET heartbeat_at = {now}, status = 'running' WHERE id = $1"
+                    "UPDATE kairos_nodes SET heartbeat_at = {now}, status = 'running' WHERE id = $1 \
+                     RETURNING heartbeat_at"
                 ),
                 [Value::from(node.to_string())],
             ))
             .await?;
-        Ok(false)
+        Ok((false, at(row)?))
     }
 
     /// Declares dead every running node other than `me` whose last heartbeat is older
