@@ -139,17 +139,22 @@ async fn a_node_started_after_a_crash_takes_back_the_dead_node_s_run() {
     restarted.stop().await;
 }
 
+/// A node with a 3 s lease, renewed every 100 ms, that declares others dead after 1 s.
+async fn quick_lease_node(url: &str) -> Node {
+    Node::start_with(
+        url,
+        node_builder(url, registry(), None)
+            .lease(Duration::from_secs(3))
+            .heartbeat_interval(Duration::from_millis(100))
+            .heartbeat_timeout(Duration::from_secs(1)),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_lost_a_run_s_lease_stops_that_attempt() {
     for db in common::databases("lost_lease_stops").await {
-        let node = Node::start_with(
-            &db.url,
-            node_builder(&db.url, registry(), None)
-                .lease(Duration::from_secs(3))
-                .heartbeat_interval(Duration::from_millis(100))
-                .heartbeat_timeout(Duration::from_secs(1)),
-        )
-        .await;
+        let node = quick_lease_node(&db.url).await;
         let id = node.handle.enqueue(Enqueue::new("sleepy")).await.unwrap();
         common::wait_status(&node.admin, id, RunStatus::Running).await;
         // The node claims nothing new, and another node's recovery takes the run back
@@ -191,14 +196,7 @@ async fn a_node_that_lost_a_run_s_lease_stops_that_attempt() {
 #[tokio::test]
 async fn a_run_its_node_does_not_know_is_taken_back_although_the_node_lives() {
     for db in common::databases("orphan_taken_back").await {
-        let node = Node::start_with(
-            &db.url,
-            node_builder(&db.url, registry(), None)
-                .lease(Duration::from_secs(3))
-                .heartbeat_interval(Duration::from_millis(100))
-                .heartbeat_timeout(Duration::from_secs(1)),
-        )
-        .await;
+        let node = quick_lease_node(&db.url).await;
         // Paused, the node claims nothing: the run is only ever "its" by the write below.
         node.admin
             .set_nodes_paused(Some(&node.id), true)
