@@ -95,29 +95,14 @@ impl Store {
     /// Declares dead every running node other than `me` whose last heartbeat is older
     /// than `timeout` on the database's clock, and ends the leases of their running
     /// runs so that [`Store::recover_expired`] takes them back. Returns the nodes
-    /// declared dead.
+    /// declared dead. It takes the write lock: a beat calls it only when
+    /// [`Store::beat_checks`] found a silent node.
     pub(crate) async fn declare_dead_nodes(
         &self,
         me: &str,
         timeout: std::time::Duration,
     ) -> Result<Vec<String>, StoreError> {
         let timeout_ms = Value::from(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX));
-        // Almost always nobody is dead: a plain read keeps the beat from taking the
-        // write lock (all of SQLite's) for nothing.
-        let silent = self
-            .db
-            .query_one_raw(self.stmt(
-                &format!(
-                    "SELECT id FROM kairos_nodes WHERE status = 'running' AND heartbeat_at < {} - $1 \
-                     AND id <> $2 LIMIT 1",
-                    self.db_now_ms()
-                ),
-                [timeout_ms.clone(), Value::from(me.to_string())],
-            ))
-            .await?;
-        if silent.is_none() {
-            return Ok(Vec::new());
-        }
         let txn = self.db.begin_with_options(write_txn()).await?;
         let rows = txn
             .query_all_raw(self.stmt(
