@@ -195,3 +195,40 @@ async fn jobs_and_runs_commands_read_and_steer_the_database() {
 
     node.stop().await;
 }
+
+#[tokio::test]
+async fn a_tool_finds_a_task_published_after_it_looked_for_it() {
+    let db = common::sqlite();
+    let hello_def = || TaskDef::new("hello", hello, "tests/cli_admin.rs");
+    let first = node_builder(&db.url, Registry::from_tasks([hello_def()]).unwrap(), None)
+        .build()
+        .await
+        .unwrap();
+    let admin = Admin::connect(&db.url).await.unwrap();
+    // Enqueues one after another: the second is checked against the catalogue entry
+    // the first read.
+    for who in ["a", "b"] {
+        admin
+            .enqueue(Enqueue::new("hello").params(json!({ "who": who })))
+            .await
+            .unwrap();
+    }
+    let err = admin.enqueue(Enqueue::new("later")).await.unwrap_err();
+    assert!(matches!(err, kairos::Error::UnknownTask { .. }), "{err}");
+    // A node of a newer version publishes `later`: the very next enqueue finds it,
+    // although the tool looked for it a moment ago.
+    let registry = Registry::from_tasks([
+        hello_def(),
+        TaskDef::new("later", hello, "tests/cli_admin.rs"),
+    ])
+    .unwrap();
+    let second = node_builder(&db.url, registry, None).build().await.unwrap();
+    let id = admin
+        .enqueue(Enqueue::new("later").params(json!({ "who": "c" })))
+        .await
+        .unwrap()
+        .id;
+    let run = admin.run(id).await.unwrap();
+    assert_eq!((run.task.as_str(), run.status), ("later", RunStatus::Queued));
+    drop((first, second));
+}

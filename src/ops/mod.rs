@@ -57,7 +57,17 @@ struct Inner {
     defaults: Defaults,
     /// The loops of the node this admin belongs to, woken by its changes.
     signals: Option<Arc<Signals>>,
+    /// Catalogue entries read lately (see [`CATALOG_TTL`]).
+    catalog: std::sync::Mutex<HashMap<String, (std::time::Instant, TaskInfo)>>,
 }
+
+/// How long a catalogue entry read from the database serves the operations that follow
+/// (a tool or an HTTP server enqueuing runs one after another would otherwise read it
+/// before every run, a round trip on the way to the run's start). A node publishes a
+/// changed entry when it starts with a new version of the task, so a check may follow
+/// the previous version for this long after such a deploy; an unknown name is always
+/// looked up again, so a task registered meanwhile is found at once.
+const CATALOG_TTL: Duration = Duration::from_secs(1);
 
 /// Where task policies and parameters come from.
 #[derive(Debug)]
@@ -118,6 +128,7 @@ impl Admin {
                 clock,
                 defaults,
                 signals,
+                catalog: Default::default(),
             }),
         }
     }
@@ -217,7 +228,7 @@ impl Admin {
                 };
                 Ok(TaskView { policy, check })
             }
-            Tasks::Catalog => match self.inner.store.task(name).await? {
+            Tasks::Catalog => match self.catalog_task(name).await? {
                 Some(t) => Ok(TaskView {
                     policy: TaskPolicy {
                         max_instances: t.max_instances,
@@ -246,6 +257,27 @@ impl Admin {
                 }
             },
         }
+    }
+
+    /// The catalogue entry of `name`, read at most [`CATALOG_TTL`] ago.
+    async fn catalog_task(&self, name: &str) -> Result<Option<TaskInfo>, Error> {
+        let cache = || self.inner.catalog.lock().expect("catalogue cache poisoned");
+        if let Some((at, t)) = cache().get(name)
+            && at.elapsed() < CATALOG_TTL
+        {
+            return Ok(Some(t.clone()));
+        }
+        let found = self.inner.store.task(name).await?;
+        let mut cache = cache();
+        match &found {
+            Some(t) => {
+                cache.insert(name.to_string(), (std::time::Instant::now(), t.clone()));
+            }
+            None => {
+                cache.remove(name);
+            }
+        }
+        Ok(found)
     }
 
     /// Every task: the application's (with effective policies) or the published
