@@ -92,13 +92,15 @@ fn call_hooks(shared: &Shared, done: &Done, statuses: &std::collections::HashMap
     }
 }
 
-/// The attempts of `batch` that may have ended their run, for the webhook worker:
-/// those stored with a final status, and plain successes (whose status is read back only
-/// when hooks or events want it; the worker's query tells). Retries, snoozes and
-/// releases stored as `queued` did not end anything.
+/// The attempts of `batch` that may have ended a run with a callback URL, for the
+/// webhook worker: those stored with a final status, and plain successes (whose status
+/// is read back only when hooks or events want it; the worker's query tells). Retries,
+/// snoozes and releases stored as `queued` did not end anything. Runs without a callback
+/// URL are left out here, so that a batch of them costs the worker no query.
 fn ended(batch: &[Done], statuses: &HashMap<i64, RunStatus>) -> Vec<(i64, u32)> {
     batch
         .iter()
+        .filter(|d| d.callback)
         .filter(
             |d| match (&d.completion, statuses.get(&d.completion.id())) {
                 (Completion::Released { .. }, _) => false,

@@ -93,53 +93,50 @@ async fn attempt(
             let delay = backoff(run.retry_delay, run.attempt, jitter);
             let run_at = shared.clock.now() + chrono::Duration::from_std(delay).unwrap_or_default();
             tracing::warn!(%error, retry_at = %run_at, "attempt failed; will retry");
-            return Done {
-                task: run.task.clone(),
-                job_id: run.job_id,
-                tags: run.tags.clone(),
-                completion: Completion::Retry {
+            return Done::of(
+                run,
+                Completion::Retry {
                     id: run.id,
                     attempt: run.attempt,
                     error,
                     run_at,
                 },
-                failed: None,
-            };
+                None,
+            );
         }
         tracing::error!(%error, status = %status, "run failed");
-        Done {
-            task: run.task.clone(),
-            job_id: run.job_id,
-            tags: run.tags.clone(),
-            failed: (status != RunStatus::Cancelled).then(|| {
-                FailedRun::new(
-                    run.id,
-                    run.task.clone(),
-                    run.job_id,
-                    run.attempt,
-                    error.clone(),
-                    run.params.clone(),
-                )
-            }),
-            completion: Completion::Finished {
+        let failed = (status != RunStatus::Cancelled).then(|| {
+            FailedRun::new(
+                run.id,
+                run.task.clone(),
+                run.job_id,
+                run.attempt,
+                error.clone(),
+                run.params.clone(),
+            )
+        });
+        Done::of(
+            run,
+            Completion::Finished {
                 id: run.id,
                 attempt: run.attempt,
                 status,
                 error,
             },
-        }
+            failed,
+        )
     };
 
     // Back in the queue without counting the attempt (see `CancelReason`).
-    let release = || Done {
-        task: run.task.clone(),
-        job_id: run.job_id,
-        tags: run.tags.clone(),
-        completion: Completion::Released {
-            id: run.id,
-            attempt: run.attempt,
-        },
-        failed: None,
+    let release = || {
+        Done::of(
+            run,
+            Completion::Released {
+                id: run.id,
+                attempt: run.attempt,
+            },
+            None,
+        )
     };
 
     if run.started_at > shared.clock.now() {
@@ -238,27 +235,23 @@ async fn attempt(
                 elapsed_ms = (shared.clock.now() - started).num_milliseconds(),
                 "succeeded"
             );
-            Done {
-                task: run.task.clone(),
-                job_id: run.job_id,
-                tags: run.tags.clone(),
-                completion: Completion::Succeeded {
+            Done::of(
+                run,
+                Completion::Succeeded {
                     id: run.id,
                     attempt: run.attempt,
                     result: value,
                 },
-                failed: None,
-            }
+                None,
+            )
         }
         Ok(Err(TaskError::Snooze(delay))) => {
             let delay = delay.min(crate::schedule::MAX_DURATION);
             let run_at = shared.clock.now() + chrono::Duration::from_std(delay).unwrap_or_default();
             tracing::info!(until = %run_at, "snoozed");
-            Done {
-                task: run.task.clone(),
-                job_id: run.job_id,
-                tags: run.tags.clone(),
-                completion: Completion::Snoozed {
+            Done::of(
+                run,
+                Completion::Snoozed {
                     id: run.id,
                     attempt: run.attempt,
                     run_at,
@@ -267,8 +260,8 @@ async fn attempt(
                         crate::schedule::format_duration(delay)
                     ),
                 },
-                failed: None,
-            }
+                None,
+            )
         }
         Ok(Err(e)) => {
             let permanent = e.is_permanent();

@@ -52,6 +52,26 @@ pub(crate) struct Done {
     task: String,
     job_id: Option<i64>,
     tags: std::collections::BTreeMap<String, String>,
+    /// The run has a callback URL: its end is for the webhook worker.
+    callback: bool,
+}
+
+impl Done {
+    /// `completion` of the attempt `run`.
+    fn of(
+        run: &crate::store::ClaimedRun,
+        completion: Completion,
+        failed: Option<FailedRun>,
+    ) -> Done {
+        Done {
+            completion,
+            failed,
+            task: run.task.clone(),
+            job_id: run.job_id,
+            tags: run.tags.clone(),
+            callback: run.callback,
+        }
+    }
 }
 
 /// What the completer receives.

@@ -40,6 +40,9 @@ pub(crate) struct ClaimedRun {
     pub(crate) started_at: DateTime<Utc>,
     /// The state an earlier attempt saved.
     pub(crate) checkpoint: Option<Json>,
+    /// The run has a callback URL (see `Enqueue::callback_url`), which never changes
+    /// once the run exists: only then need its end be looked up for a webhook.
+    pub(crate) callback: bool,
 }
 
 /// A queue's limits as a node enforces them.
@@ -75,7 +78,7 @@ pub(crate) struct Claim {
 }
 
 const CLAIM_COLUMNS: &str = "id, task, queue, job_id, params, tags, attempt, scheduled_for, max_retries, \
-     retry_delay_ms, timeout_ms, checkpoint, started_at";
+     retry_delay_ms, timeout_ms, checkpoint, started_at, callback_url IS NOT NULL AS callback";
 
 /// Conditions every claim adds: nothing starts from a paused queue or on a paused node,
 /// and no run whose time to live ran out (`$2` is the claim's time).
@@ -143,6 +146,7 @@ fn decode_claimed(rows: &[sea_orm::QueryResult]) -> Result<Vec<ClaimedRun>, Stor
                         serde_json::from_str(&c).map_err(|e| corrupt(format!("checkpoint: {e}")))
                     })
                     .transpose()?,
+                callback: r.try_get("", "callback")?,
             })
         })
         .collect()

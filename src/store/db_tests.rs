@@ -532,3 +532,54 @@ async fn results_are_stored_as_serialised_in_every_kind_of_batch() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_claimed_run_says_whether_it_has_a_callback_on_every_claim_path() {
+    for db in databases("claim_callback_flag").await {
+        let store = open(&db).await;
+        let hooked = || NewRun {
+            callback_url: Some("http://127.0.0.1:9/hook".into()),
+            ..run("a", 0, 0)
+        };
+        let queued = ids(&store
+            .enqueue(&[hooked(), run("a", 1, 0), hooked(), run("a", 1, 0)], t0())
+            .await
+            .unwrap());
+        let flags = |c: super::claim::Claim| -> Vec<(i64, bool)> {
+            c.runs.iter().map(|r| (r.id, r.callback)).collect()
+        };
+        // The plain claim (one statement) and the limited one (counted in a
+        // transaction) return the flag alike.
+        let plain = store
+            .claim("n", t0(), &t0, 2, LEASE, &ClaimLimits::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            flags(plain),
+            vec![(queued[0], true), (queued[2], true)],
+            "{}",
+            db.name
+        );
+        let mut limits = ClaimLimits::default();
+        limits.max_instances.insert("a".into(), 10);
+        let limited = store
+            .claim("n", t0(), &t0, 2, LEASE, &limits)
+            .await
+            .unwrap();
+        assert_eq!(
+            flags(limited),
+            vec![(queued[1], false), (queued[3], false)],
+            "{}",
+            db.name
+        );
+        // So does a run enqueued straight onto this node.
+        for (new, expected) in [(hooked(), true), (run("a", 0, 0), false)] {
+            let c = store
+                .enqueue_claimed(&new, "n", t0(), LEASE)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(c.callback, expected, "{}", db.name);
+        }
+    }
+}

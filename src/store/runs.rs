@@ -184,6 +184,7 @@ impl Store {
             timeout: run.timeout,
             started_at: now,
             checkpoint: None,
+            callback: run.callback_url.is_some(),
         }))
     }
 
