@@ -181,7 +181,7 @@ impl Store {
                 pick_sql(pg, "id", "")
             );
             let rows = self
-                .db
+                .claims_db()
                 .query_all_raw(self.stmt(
                     &sql,
                     [
@@ -212,7 +212,7 @@ impl Store {
                 retry_at: None,
             });
         }
-        let txn = self.db.begin_with_options(write_txn()).await?;
+        let txn = self.claims_db().begin_with_options(write_txn()).await?;
         let mut starts: HashMap<String, u32> = HashMap::new();
         self.lock(&txn, Lock::Limits).await?;
         // The lock may have been waited for while other nodes' runs ended: the

@@ -583,3 +583,48 @@ async fn a_claimed_run_says_whether_it_has_a_callback_on_every_claim_path() {
         }
     }
 }
+
+#[tokio::test]
+async fn claims_commit_without_waiting_for_the_log_flush_on_postgresql_only() {
+    use sea_orm::ConnectionTrait;
+    for db in databases("claims_commit_mode").await {
+        let store = open(&db).await;
+        if !store.is_pg() {
+            continue;
+        }
+        let setting = |conn: &sea_orm::DatabaseConnection| {
+            let conn = conn.clone();
+            async move {
+                let row = conn
+                    .query_one_raw(sea_orm::Statement::from_string(
+                        sea_orm::DbBackend::Postgres,
+                        "SELECT current_setting('synchronous_commit') AS s",
+                    ))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                row.try_get::<String>("", "s").unwrap()
+            }
+        };
+        assert_eq!(setting(store.claims_db()).await, "off");
+        // Everything else (enqueues, completions) stays durable at its commit.
+        assert_eq!(setting(&store.db).await, "on");
+        // The claims' connections carry the main pool's name, so the node still
+        // recognises its own notifications.
+        let name = |conn: &sea_orm::DatabaseConnection| {
+            let conn = conn.clone();
+            async move {
+                conn.query_one_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Postgres,
+                    "SELECT current_setting('application_name') AS s",
+                ))
+                .await
+                .unwrap()
+                .unwrap()
+                .try_get::<String>("", "s")
+                .unwrap()
+            }
+        };
+        assert_eq!(name(store.claims_db()).await, name(&store.db).await);
+    }
+}
