@@ -26,12 +26,17 @@
 //! a concurrency limit (never reached) on the runs' queue, so that every claim takes
 //! the limited path: counted running runs under a lock shared by every node.
 //!
+//! `--nodes N` drains the runs with N node processes on the one database: this one and
+//! N - 1 copies of this program (started with `--node`, told when to start by a line on
+//! their standard input, stopped when it closes). The latency phases then run on this
+//! node alone.
+//!
 //! `--idle SECONDS` instead measures what an idle node costs: its CPU time and (on
 //! PostgreSQL) the database transactions it makes per second.
 //!
 //! The last line is machine-readable:
 //! `runs_per_sec=<n> enqueue_per_sec=<e> start_p50_ms=<x> start_p99_ms=<y>
-//! remote_start_p50_ms=<a> remote_start_p99_ms=<b>`.
+//! remote_start_p50_ms=<a> remote_start_p99_ms=<b> nodes=<N>`.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -192,6 +197,108 @@ async fn idle(url: &str, secs: u64, h: &kairos::SchedulerHandle) -> anyhow::Resu
     Ok(())
 }
 
+/// A node with the benchmark's tasks, as `a` says.
+async fn node(url: &str, a: &Args) -> anyhow::Result<Scheduler> {
+    // `typed` comes from its #[kairos::task]; the others are plain functions.
+    let mut registry = Registry::from_inventory()?;
+    for task in [
+        TaskDef::new("noop", noop, "examples/bench.rs"),
+        TaskDef::new("progress", progress, "examples/bench.rs"),
+        TaskDef::new("probe", probe, "examples/bench.rs"),
+        TaskDef::new("remote_probe", remote_probe, "examples/bench.rs"),
+    ] {
+        registry.insert(task)?;
+    }
+    let mut builder = Scheduler::builder()
+        .database_url(url)
+        .registry(registry)
+        .max_workers(a.workers);
+    if a.limited {
+        let toml = "[queues.default]\nconcurrency = 1000000\n";
+        builder = builder.config(kairos::config::Config::parse(toml, "bench.toml")?);
+    }
+    Ok(builder.build().await?)
+}
+
+/// `--node`: one of the other nodes of `--nodes`. Says `ready` once built, starts at a
+/// `go` line, stops when its standard input closes, and says how many runs it ran.
+async fn other_node(a: &Args) -> anyhow::Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let sched = node(&a.database, a).await?;
+    let h = sched.handle();
+    println!("ready");
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    if lines.next_line().await?.as_deref() != Some("go") {
+        return Ok(());
+    }
+    let run = tokio::spawn(sched.run());
+    while lines.next_line().await?.is_some() {}
+    h.shutdown();
+    run.await??;
+    println!("ran {}", DONE.load(Ordering::Relaxed));
+    Ok(())
+}
+
+/// Another node process, seen from the benchmark.
+struct OtherNode {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    stdout: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl OtherNode {
+    /// Starts one and waits until it is built (connected, its tasks published).
+    async fn start(url: &str, a: &Args) -> anyhow::Result<OtherNode> {
+        use tokio::io::AsyncBufReadExt;
+        let mut cmd = tokio::process::Command::new(std::env::current_exe()?);
+        cmd.args(["--node", "--database", url, "--task", a.task])
+            .args(["--workers", &a.workers.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        if a.limited {
+            cmd.arg("--limited");
+        }
+        let mut child = cmd.spawn()?;
+        let stdin = child.stdin.take().expect("piped");
+        let mut stdout = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+        let line = stdout.next_line().await?;
+        anyhow::ensure!(
+            line.as_deref() == Some("ready"),
+            "another node did not start: {line:?}"
+        );
+        Ok(OtherNode {
+            child,
+            stdin,
+            stdout,
+        })
+    }
+
+    async fn go(&mut self) -> anyhow::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.stdin.write_all(b"go\n").await?;
+        Ok(self.stdin.flush().await?)
+    }
+
+    /// Stops it; the runs it ran.
+    async fn stop(self) -> anyhow::Result<usize> {
+        let OtherNode {
+            mut child,
+            stdin,
+            mut stdout,
+        } = self;
+        drop(stdin);
+        let mut ran = 0;
+        while let Some(line) = stdout.next_line().await? {
+            if let Some(n) = line.strip_prefix("ran ") {
+                ran = n.parse()?;
+            }
+        }
+        anyhow::ensure!(child.wait().await?.success(), "another node failed");
+        Ok(ran)
+    }
+}
+
 struct Args {
     database: String,
     runs: usize,
@@ -202,6 +309,9 @@ struct Args {
     idle: Option<u64>,
     prefill: u64,
     limited: bool,
+    nodes: usize,
+    /// This process is one of the other nodes of `--nodes`.
+    node: bool,
 }
 
 fn args() -> Args {
@@ -215,6 +325,8 @@ fn args() -> Args {
         idle: None,
         prefill: 0,
         limited: false,
+        nodes: 1,
+        node: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -235,10 +347,15 @@ fn args() -> Args {
             "--enqueuer" => a.enqueuer = true,
             "--prefill" => a.prefill = val().parse().expect("--prefill N"),
             "--limited" => a.limited = true,
+            "--nodes" => {
+                a.nodes = val().parse().expect("--nodes N");
+                assert!(a.nodes >= 1, "--nodes N: at least 1");
+            }
+            "--node" => a.node = true,
             "--idle" => a.idle = Some(val().parse().expect("--idle SECONDS")),
             other => panic!(
                 "unknown flag {other}; use --database sqlite|URL --runs N --workers N --batch N \
-                 --task noop|progress|typed --idle SECONDS --prefill N --limited"
+                 --task noop|progress|typed --idle SECONDS --prefill N --limited --nodes N"
             ),
         }
     }
@@ -255,6 +372,9 @@ async fn main() -> anyhow::Result<()> {
     let a = args();
     if a.enqueuer {
         return enqueuer(&a.database).await;
+    }
+    if a.node {
+        return other_node(&a).await;
     }
     let _dir;
     let url = if a.database == "sqlite" {
@@ -275,25 +395,7 @@ async fn main() -> anyhow::Result<()> {
             .await?;
         }
     }
-    // `typed` comes from its #[kairos::task]; the others are plain functions.
-    let mut registry = Registry::from_inventory()?;
-    for task in [
-        TaskDef::new("noop", noop, "examples/bench.rs"),
-        TaskDef::new("progress", progress, "examples/bench.rs"),
-        TaskDef::new("probe", probe, "examples/bench.rs"),
-        TaskDef::new("remote_probe", remote_probe, "examples/bench.rs"),
-    ] {
-        registry.insert(task)?;
-    }
-    let mut builder = Scheduler::builder()
-        .database_url(&url)
-        .registry(registry)
-        .max_workers(a.workers);
-    if a.limited {
-        let toml = "[queues.default]\nconcurrency = 1000000\n";
-        builder = builder.config(kairos::config::Config::parse(toml, "bench.toml")?);
-    }
-    let sched = builder.build().await?;
+    let sched = node(&url, &a).await?;
     if a.prefill > 0 {
         let t = Instant::now();
         prefill(&url, a.prefill).await?;
@@ -302,6 +404,10 @@ async fn main() -> anyhow::Result<()> {
             a.prefill,
             t.elapsed().as_secs_f64()
         );
+    }
+    let mut others = Vec::new();
+    for _ in 1..a.nodes {
+        others.push(OtherNode::start(&url, &a).await?);
     }
     let h = sched.handle();
     if let Some(secs) = a.idle {
@@ -334,11 +440,15 @@ async fn main() -> anyhow::Result<()> {
         a.runs, enqueue_secs, enqueue_rate
     );
 
+    for other in &mut others {
+        other.go().await?;
+    }
     let run = tokio::spawn(sched.run());
     let t = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(5)).await;
-        if DONE.load(Ordering::Relaxed) < a.runs {
+        // With other nodes, only the database knows when all runs are done.
+        if others.is_empty() && DONE.load(Ordering::Relaxed) < a.runs {
             continue;
         }
         let open: u64 = h
@@ -355,9 +465,16 @@ async fn main() -> anyhow::Result<()> {
     let drain_secs = t.elapsed().as_secs_f64();
     let rate = a.runs as f64 / drain_secs;
     println!(
-        "completed {} {} runs in {:.3}s ({:.0}/s)",
-        a.runs, a.task, drain_secs, rate
+        "completed {} {} runs in {:.3}s ({:.0}/s) on {} node process(es)",
+        a.runs, a.task, drain_secs, rate, a.nodes
     );
+    if !others.is_empty() {
+        let mut shares = vec![DONE.load(Ordering::Relaxed)];
+        for other in others {
+            shares.push(other.stop().await?);
+        }
+        println!("runs per node: {shares:?}");
+    }
 
     // Phase 2: enqueue→start latency with idle workers.
     *STARTS.lock().unwrap() = vec![None; PROBES];
@@ -417,13 +534,14 @@ async fn main() -> anyhow::Result<()> {
     run.await??;
     println!(
         "runs_per_sec={:.0} enqueue_per_sec={:.0} start_p50_ms={:.3} start_p99_ms={:.3} \
-         remote_start_p50_ms={:.3} remote_start_p99_ms={:.3}",
+         remote_start_p50_ms={:.3} remote_start_p99_ms={:.3} nodes={}",
         rate,
         enqueue_rate,
         pct(0.5),
         pct(0.99),
         rpct(0.5),
-        rpct(0.99)
+        rpct(0.99),
+        a.nodes
     );
     Ok(())
 }
