@@ -229,6 +229,9 @@ async fn a_tool_finds_a_task_published_after_it_looked_for_it() {
         .unwrap()
         .id;
     let run = admin.run(id).await.unwrap();
-    assert_eq!((run.task.as_str(), run.status), ("later", RunStatus::Queued));
+    assert_eq!(
+        (run.task.as_str(), run.status),
+        ("later", RunStatus::Queued)
+    );
     drop((first, second));
 }
