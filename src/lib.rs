@@ -63,6 +63,7 @@ mod model;
 mod ops;
 mod runtime;
 mod schema_check;
+mod sqlx_txn;
 mod store;
 mod suggest;
 pub mod task;
@@ -94,6 +95,7 @@ pub use runtime::{
     BuildError, DATABASE_URL_ENV, HookResult, RunOutcome, Scheduler, SchedulerBuilder,
     SchedulerHandle, SkippedSlots,
 };
+pub use sqlx_txn::SqlxTxn;
 pub use store::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_DATABASE_URL, StoreError};
 pub use task::{
     FailedRun, LogLevel, Misfire, Overlap, ParamDef, Registry, TaskContext, TaskDef, TaskError,

@@ -123,3 +123,98 @@ async fn a_transaction_on_another_engine_is_refused() {
     txn.rollback().await.unwrap();
     node.stop().await;
 }
+
+/// In sqlx transactions on `$pool` (lent through `SqlxTxn::$lend`): a run enqueued in
+/// one that rolls back does not exist; the runs of one that commits are returned.
+macro_rules! in_sqlx_transactions {
+    ($node:expr, $pool:expr, $lend:ident) => {{
+        let pool = $pool;
+        sqlx::query("CREATE TABLE orders (id BIGINT PRIMARY KEY)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query("INSERT INTO orders (id) VALUES (1)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let lost = $node
+            .handle
+            .enqueue_in(
+                &SqlxTxn::$lend(&mut tx),
+                Enqueue::new("ship_order").params(json!({ "order": 1 })),
+            )
+            .await
+            .unwrap();
+        tx.rollback().await.unwrap();
+        // Checked now: SQLite may give the id to the next run.
+        assert!(
+            $node.admin.run(lost).await.is_err(),
+            "the run of a rolled-back transaction exists"
+        );
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query("INSERT INTO orders (id) VALUES (2)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let lent = SqlxTxn::$lend(&mut tx);
+        let mut kept = vec![
+            $node
+                .admin
+                .enqueue_in(
+                    &lent,
+                    Enqueue::new("ship_order")
+                        .params(json!({ "order": 2 }))
+                        .idempotency_key("ship-2"),
+                )
+                .await
+                .unwrap()
+                .id,
+        ];
+        kept.extend(
+            $node
+                .handle
+                .enqueue_many_in(
+                    &lent,
+                    vec![
+                        Enqueue::new("ship_order")
+                            .params(json!({ "order": 2, "copy": true }))
+                            .tag("order", "2"),
+                    ],
+                )
+                .await
+                .unwrap(),
+        );
+        tx.commit().await.unwrap();
+        pool.close().await;
+        kept
+    }};
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_enqueued_in_a_sqlx_transaction_exist_only_if_it_commits() {
+    use kairos::SqlxTxn;
+    use kairos::sea_orm::sqlx;
+    for db in common::databases("enqueue_in_sqlx").await {
+        let node = Node::start(&db.url, registry(), None).await;
+        let kept = if db.url.starts_with("postgres") {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            in_sqlx_transactions!(node, pool, postgres)
+        } else {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            in_sqlx_transactions!(node, pool, sqlite)
+        };
+        for id in &kept {
+            let run = common::wait_status(&node.admin, *id, RunStatus::Succeeded).await;
+            assert_eq!(run.result.as_ref().unwrap()["order"], 2, "{}", db.name);
+        }
+        assert_eq!(count(&db.url, "SELECT COUNT(*) AS n FROM orders").await, 1);
+        let tagged = node
+            .admin
+            .runs(&RunFilter::new().tag("order", "2"))
+            .await
+            .unwrap();
+        assert_eq!(tagged.total, 1, "{}: the tag went in with its run", db.name);
+        node.stop().await;
+    }
+}

@@ -161,8 +161,11 @@ impl Admin {
     /// # Ok(()) }
     /// ```
     ///
-    /// Nodes see the run once the transaction commits (within half a second); no
-    /// `queued` event is published for it, since the transaction may yet roll back.
+    /// A sqlx transaction is lent with [`SqlxTxn`](crate::SqlxTxn).
+    ///
+    /// Nodes see the run once the transaction commits (at once on PostgreSQL, which
+    /// notifies them; within half a second on SQLite); no `queued` event is published
+    /// for it, since the transaction may yet roll back.
     pub async fn enqueue_in<C: sea_orm::ConnectionTrait>(
         &self,
         txn: &C,

@@ -50,8 +50,9 @@ impl SchedulerHandle {
         Ok(id)
     }
 
-    /// Enqueues one run in the application's own SeaORM transaction: it exists if and
-    /// only if `txn` commits (see [`Admin::enqueue_in`]). Returns its id.
+    /// Enqueues one run in the application's own SeaORM transaction (or sqlx one, lent
+    /// with [`SqlxTxn`](crate::SqlxTxn)): it exists if and only if `txn` commits (see
+    /// [`Admin::enqueue_in`]). Returns its id.
     pub async fn enqueue_in<C: sea_orm::ConnectionTrait>(
         &self,
         txn: &C,
