@@ -151,6 +151,12 @@ fn describe(e: &DbErr) -> String {
     }
 }
 
+/// A pooled connection idle for this long is pinged before it is used again: it may
+/// have been dropped by the server (a restart) or the network. Busier ones are used as
+/// they are; should one have died anyway, its statement fails like any statement
+/// during an outage, and is retried.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 /// On PostgreSQL, a small pool for claims, on the main pool's connection settings
 /// (opened lazily, so a node that never claims never opens one), whose sessions commit
 /// with `synchronous_commit = off`: a claim's commit returns without waiting for the
@@ -175,6 +181,16 @@ fn claims_pool(db: &DatabaseConnection) -> DatabaseConnection {
         .max_connections(2)
         .min_connections(0)
         .acquire_timeout(main.options().get_acquire_timeout())
+        // As the main pool (see `PING_IF_IDLE_FOR`).
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    sea_orm::sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_lazy_with(options);
     sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(pool)
 }
@@ -251,7 +267,11 @@ impl Store {
         let mut opts = ConnectOptions::new(url.to_string());
         opts.sqlx_logging(std::env::var_os("KAIROS_SQLX_LOG").is_some())
             .connect_timeout(timeout)
-            .acquire_timeout(timeout.max(Duration::from_secs(30)));
+            .acquire_timeout(timeout.max(Duration::from_secs(30)))
+            // The pool's default pings every connection it hands out: a round trip
+            // before each statement. A connection in use moments ago is alive; one
+            // that sat idle (through an outage, say) is still checked.
+            .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR);
         if url.starts_with("sqlite:") {
             let path = sqlite_path(url);
             if let Some(path) = &path {
