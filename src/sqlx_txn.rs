@@ -80,6 +80,18 @@ fn values(stmt: &Statement) -> SqlxValues {
     SqlxValues(stmt.values.clone().unwrap_or(sea_orm::Values(Vec::new())))
 }
 
+/// Runs `$body` with `$c` bound to the borrowed connection, whichever engine it is on
+/// (the same code, typed for each).
+macro_rules! on_conn {
+    ($self:ident, $c:ident => $body:expr) => {
+        match &mut *$self.conn.lock().await {
+            Conn::Postgres($c) => $body,
+            Conn::Sqlite($c) => $body,
+        }
+        .map_err(db_err)
+    };
+}
+
 #[sea_orm::prelude::async_trait::async_trait]
 impl ConnectionTrait for SqlxTxn<'_> {
     fn get_database_backend(&self) -> DbBackend {
@@ -88,56 +100,33 @@ impl ConnectionTrait for SqlxTxn<'_> {
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         let sql = sqlx::AssertSqlSafe(stmt.sql.as_str());
-        match &mut *self.conn.lock().await {
-            Conn::Postgres(c) => sqlx::query_with(sql, values(&stmt))
-                .execute(&mut **c)
-                .await
-                .map(Into::into),
-            Conn::Sqlite(c) => sqlx::query_with(sql, values(&stmt))
-                .execute(&mut **c)
-                .await
-                .map(Into::into),
-        }
-        .map_err(db_err)
+        on_conn!(self, c => sqlx::query_with(sql, values(&stmt))
+            .execute(&mut **c)
+            .await
+            .map(Into::into))
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
         use sqlx::Executor;
-        let sql = sqlx::AssertSqlSafe(sql.to_string());
-        match &mut *self.conn.lock().await {
-            Conn::Postgres(c) => c.execute(sql).await.map(Into::into),
-            Conn::Sqlite(c) => c.execute(sql).await.map(Into::into),
-        }
-        .map_err(db_err)
+        on_conn!(self, c => c
+            .execute(sqlx::AssertSqlSafe(sql.to_string()))
+            .await
+            .map(Into::into))
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         let sql = sqlx::AssertSqlSafe(stmt.sql.as_str());
-        match &mut *self.conn.lock().await {
-            Conn::Postgres(c) => sqlx::query_with(sql, values(&stmt))
-                .fetch_optional(&mut **c)
-                .await
-                .map(|r| r.map(Into::into)),
-            Conn::Sqlite(c) => sqlx::query_with(sql, values(&stmt))
-                .fetch_optional(&mut **c)
-                .await
-                .map(|r| r.map(Into::into)),
-        }
-        .map_err(db_err)
+        on_conn!(self, c => sqlx::query_with(sql, values(&stmt))
+            .fetch_optional(&mut **c)
+            .await
+            .map(|r| r.map(Into::into)))
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         let sql = sqlx::AssertSqlSafe(stmt.sql.as_str());
-        match &mut *self.conn.lock().await {
-            Conn::Postgres(c) => sqlx::query_with(sql, values(&stmt))
-                .fetch_all(&mut **c)
-                .await
-                .map(|rows| rows.into_iter().map(Into::into).collect()),
-            Conn::Sqlite(c) => sqlx::query_with(sql, values(&stmt))
-                .fetch_all(&mut **c)
-                .await
-                .map(|rows| rows.into_iter().map(Into::into).collect()),
-        }
-        .map_err(db_err)
+        on_conn!(self, c => sqlx::query_with(sql, values(&stmt))
+            .fetch_all(&mut **c)
+            .await
+            .map(|rows| rows.into_iter().map(Into::into).collect()))
     }
 }

@@ -584,47 +584,37 @@ async fn a_claimed_run_says_whether_it_has_a_callback_on_every_claim_path() {
     }
 }
 
+/// A PostgreSQL setting as `conn`'s sessions have it.
+async fn setting(conn: &sea_orm::DatabaseConnection, name: &str) -> String {
+    use sea_orm::ConnectionTrait;
+    conn.query_one_raw(sea_orm::Statement::from_sql_and_values(
+        sea_orm::DbBackend::Postgres,
+        "SELECT current_setting($1) AS s",
+        [name.into()],
+    ))
+    .await
+    .unwrap()
+    .unwrap()
+    .try_get::<String>("", "s")
+    .unwrap()
+}
+
 #[tokio::test]
 async fn claims_commit_without_waiting_for_the_log_flush_on_postgresql_only() {
-    use sea_orm::ConnectionTrait;
     for db in databases("claims_commit_mode").await {
         let store = open(&db).await;
         if !store.is_pg() {
             continue;
         }
-        let setting = |conn: &sea_orm::DatabaseConnection| {
-            let conn = conn.clone();
-            async move {
-                let row = conn
-                    .query_one_raw(sea_orm::Statement::from_string(
-                        sea_orm::DbBackend::Postgres,
-                        "SELECT current_setting('synchronous_commit') AS s",
-                    ))
-                    .await
-                    .unwrap()
-                    .unwrap();
-                row.try_get::<String>("", "s").unwrap()
-            }
-        };
-        assert_eq!(setting(store.claims_db()).await, "off");
+        let claims = store.claims_db();
+        assert_eq!(setting(claims, "synchronous_commit").await, "off");
         // Everything else (enqueues, completions) stays durable at its commit.
-        assert_eq!(setting(&store.db).await, "on");
+        assert_eq!(setting(&store.db, "synchronous_commit").await, "on");
         // The claims' connections carry the main pool's name, so the node still
         // recognises its own notifications.
-        let name = |conn: &sea_orm::DatabaseConnection| {
-            let conn = conn.clone();
-            async move {
-                conn.query_one_raw(sea_orm::Statement::from_string(
-                    sea_orm::DbBackend::Postgres,
-                    "SELECT current_setting('application_name') AS s",
-                ))
-                .await
-                .unwrap()
-                .unwrap()
-                .try_get::<String>("", "s")
-                .unwrap()
-            }
-        };
-        assert_eq!(name(store.claims_db()).await, name(&store.db).await);
+        assert_eq!(
+            setting(claims, "application_name").await,
+            setting(&store.db, "application_name").await
+        );
     }
 }
