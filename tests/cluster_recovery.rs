@@ -1,7 +1,8 @@
 //! Dead-node recovery with real processes: a node process killed with SIGKILL while it
 //! runs a run, and the run taken back at default settings (heartbeat every 2 s, dead
 //! after 10 s) by a node that survives it, or by the next node started on the
-//! database. Also: a node that loses a run's lease stops that attempt.
+//! database. Also: a node that loses a run's lease stops that attempt, and one whose
+//! claim the database lost keeps only the execution of its new claim.
 //!
 //! The node processes are this test binary run again with `KAIROS_TEST_NODE_URL` set:
 //! then `node_process` runs a node until it is killed.
@@ -35,12 +36,31 @@ fn sleepy(ctx: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
     })
 }
 
+/// Executions of `held` that were stopped: the `token` param of each.
+static HELD_STOPPED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Like `sleepy`, but records its `token` param when stopped (run ids repeat across the
+/// databases of concurrent tests; tokens do not).
+fn held(ctx: TaskContext, params: Value) -> BoxFuture<'static, TaskOutcome> {
+    Box::pin(async move {
+        let token = params["token"].as_str().unwrap_or_default().to_string();
+        tokio::select! {
+            _ = ctx.cancelled() => HELD_STOPPED.lock().unwrap().push(token),
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+        Ok(None)
+    })
+}
+
 fn registry() -> Registry {
     let here = "tests/cluster_recovery.rs";
-    Registry::from_tasks([TaskDef {
-        max_retries: Some(1),
-        ..TaskDef::new("sleepy", sleepy, here)
-    }])
+    Registry::from_tasks([
+        TaskDef {
+            max_retries: Some(1),
+            ..TaskDef::new("sleepy", sleepy, here)
+        },
+        TaskDef::new("held", held, here),
+    ])
     .unwrap()
 }
 
@@ -193,6 +213,76 @@ async fn a_node_that_lost_a_run_s_lease_stops_that_attempt() {
 /// A run the database shows as a live node's but that the node does not run (its
 /// claim committed, but the answer was lost with the connection) is not kept alive by
 /// that node's renewals: its lease runs out and it is taken back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_the_database_lost_and_the_node_made_again_keeps_only_the_new_execution() {
+    for db in common::databases("claim_lost_and_made_again").await {
+        let node = Node::start(&db.url, registry(), None).await;
+        let token = format!("{}-{}", db.name, std::process::id());
+        let stops = || {
+            HELD_STOPPED
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|t| **t == token)
+                .count()
+        };
+        let id = node
+            .handle
+            .enqueue(Enqueue::new("held").params(serde_json::json!({ "token": token })))
+            .await
+            .unwrap();
+        common::wait_status(&node.admin, id, RunStatus::Running).await;
+        // A crashed PostgreSQL server lost the claim (claims commit without waiting for
+        // the disk): the run is as before it, queued with its attempt uncounted, while
+        // attempt 1 still runs here. The node claims it again, as attempt 1 again,
+        // before its next renewal (every 2 s) notices anything.
+        kairos::test_support::execute(
+            &db.url,
+            &format!(
+                "UPDATE kairos_runs SET status = 'queued', attempt = 0, node_id = NULL, \
+                 started_at = NULL, lease_until = NULL WHERE id = {id}"
+            ),
+        )
+        .await
+        .unwrap();
+        // A run for later goes through the queue and wakes the node's claims.
+        let other = node
+            .handle
+            .enqueue(Enqueue::new("held").delay(Duration::from_secs(3600)))
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while stops() == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{}: the first execution still runs beside the new claim",
+                db.name
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The first execution returned `Ok` once stopped: had its outcome been written,
+        // it would have ended the new claim (same node, same attempt) as succeeded.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let run = node.admin.run(id).await.unwrap();
+        assert_eq!(
+            (run.status, run.attempt, run.node_id.as_deref()),
+            (RunStatus::Running, 1, Some(node.id.as_str())),
+            "{}: {run:?}",
+            db.name
+        );
+        assert_eq!(
+            stops(),
+            1,
+            "{}: only the first execution was stopped",
+            db.name
+        );
+        for run in [id, other] {
+            node.admin.cancel_run(run).await.unwrap();
+        }
+        node.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn a_run_its_node_does_not_know_is_taken_back_although_the_node_lives() {
     for db in common::databases("orphan_taken_back").await {

@@ -42,14 +42,24 @@ async fn execute(shared: Arc<Shared>, run: ClaimedRun) {
         .expect("running map poisoned")
         .insert(run.id, running.clone());
     if let Some(older) = older {
-        // An earlier attempt of this run still runs here: the run was taken back from
-        // this node and claimed again before the renewal noticed. Stop the old one.
-        tracing::warn!(
-            run_id = run.id,
-            attempt = older.attempt,
-            "an earlier attempt of this run was taken back from this node: stopping it"
-        );
-        older.cancel(CancelReason::LeaseLost);
+        if older.attempt == run.attempt {
+            tracing::warn!(
+                run_id = run.id,
+                attempt = run.attempt,
+                "this attempt was claimed again (the database lost the claim it ran under): \
+                 stopping the earlier execution, whose outcome is dropped"
+            );
+            older.supersede();
+        } else {
+            // An earlier attempt of this run still runs here: the run was taken back
+            // from this node and claimed again before the renewal noticed.
+            tracing::warn!(
+                run_id = run.id,
+                attempt = older.attempt,
+                "an earlier attempt of this run was taken back from this node: stopping it"
+            );
+            older.cancel(CancelReason::LeaseLost);
+        }
     }
     let span = tracing::info_span!(
         "run",
@@ -67,6 +77,9 @@ async fn execute(shared: Arc<Shared>, run: ClaimedRun) {
         if map.get(&run.id).is_some_and(|r| Arc::ptr_eq(r, &running)) {
             map.remove(&run.id);
         }
+    }
+    if running.is_superseded() {
+        return;
     }
     // The completer may be gone only during a hard stop; the lease then re-queues the run.
     let _ = shared.completions.send(super::Msg::Done(Box::new(done)));

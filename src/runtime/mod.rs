@@ -103,6 +103,9 @@ pub(crate) struct Running {
     pub(crate) attempt: u32,
     pub(crate) token: CancellationToken,
     reason: std::sync::atomic::AtomicU8,
+    /// This node claimed the same attempt number of the run again (see
+    /// [`Running::supersede`]): whatever this execution ends with is not written.
+    superseded: std::sync::atomic::AtomicBool,
 }
 
 impl Running {
@@ -111,7 +114,24 @@ impl Running {
             attempt,
             token,
             reason: std::sync::atomic::AtomicU8::new(CancelReason::None as u8),
+            superseded: Default::default(),
         }
+    }
+
+    /// Stops this execution for good because the node just claimed this very attempt
+    /// of the run again. That happens only when the database lost the claim this
+    /// execution runs under (a crashed PostgreSQL server can lose the last claims, which
+    /// commit without waiting for the disk): the run was queued again with the attempt
+    /// uncounted, and the new claim has the same attempt number. The fence on node and
+    /// attempt cannot tell the two executions apart, so this one's outcome (a release,
+    /// most likely) would end or re-queue the new claim; it is dropped instead.
+    pub(crate) fn supersede(&self) {
+        self.superseded.store(true, Ordering::SeqCst);
+        self.cancel(CancelReason::LeaseLost);
+    }
+
+    pub(crate) fn is_superseded(&self) -> bool {
+        self.superseded.load(Ordering::SeqCst)
     }
 
     /// Cancels the attempt for `reason` (an operator's cancel is not downgraded).
