@@ -167,7 +167,9 @@ const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 /// restart) can lose such a commit, and then the run is as it was before the claim,
 /// queued, so it runs again, as at-least-once execution allows. The node that had
 /// claimed it finds at its next renewal that the run is not its own and stops its
-/// attempt, and that attempt's outcome is refused by the completion's fence. Every
+/// attempt, and that attempt's outcome is refused by the completion's fence (should the
+/// node claim the run again first, as the same attempt, it stops the earlier execution
+/// and drops its outcome: see `Running::supersede`). Every
 /// later commit with the default setting (any completion, any enqueue) flushes the
 /// log up to itself, claims included: a completion that is durable makes its claim
 /// durable. Other sessions see a claim as soon as it commits, as with any commit.
