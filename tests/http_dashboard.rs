@@ -523,10 +523,12 @@ async fn drive(driver: &Driver, chromium: &Path, api: &Api, admin: &Admin) {
     .await;
     s.type_into("#token-input", TOKEN).await;
     s.click("#token-save").await;
-    assert_eq!(
-        s.js("return sessionStorage.getItem('kairos.token')").await,
-        TOKEN
-    );
+    // The page stores it when the dialog's `close` event comes, a task after the click.
+    s.wait_for(
+        "the token to be stored",
+        &format!("return sessionStorage.getItem('kairos.token') === '{TOKEN}'"),
+    )
+    .await;
 
     // Jobs: pause one with a click; the page and the database agree.
     let row = r#"tr[data-job="nightly"]"#;
