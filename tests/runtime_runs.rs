@@ -75,6 +75,20 @@ fn slow(_: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
     })
 }
 
+static BUSY_ACTIVE: AtomicUsize = AtomicUsize::new(0);
+static BUSY_PEAK: AtomicUsize = AtomicUsize::new(0);
+
+/// `slow` without an instance limit: only the node's worker slots bound it.
+fn busy(_: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
+    Box::pin(async {
+        let now = BUSY_ACTIVE.fetch_add(1, Ordering::SeqCst) + 1;
+        BUSY_PEAK.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        BUSY_ACTIVE.fetch_sub(1, Ordering::SeqCst);
+        Ok(None)
+    })
+}
+
 fn registry() -> Registry {
     Registry::from_tasks([
         TaskDef::new("echo", echo, "tests/runtime_runs.rs"),
@@ -285,6 +299,36 @@ async fn max_instances_limits_concurrent_runs_of_a_task() {
     assert_eq!(SLOW_PEAK.load(Ordering::SeqCst), 2);
     h.shutdown();
     task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_runs_as_many_runs_as_it_has_workers_and_claims_more_as_they_free_up() {
+    for db in common::databases("worker_slots").await {
+        BUSY_PEAK.store(0, Ordering::SeqCst);
+        // No task with a limit: nothing but freed slots brings the node back to claim.
+        let only_busy = Registry::from_tasks([TaskDef::new("busy", busy, "tests/runtime_runs.rs")]);
+        let sched = Scheduler::builder()
+            .database_url(&db.url)
+            .registry(only_busy.unwrap())
+            .max_workers(2)
+            .build()
+            .await
+            .unwrap();
+        let h = sched.handle();
+        let task = tokio::spawn(async move { sched.run().await.expect("run") });
+        // More runs than workers: each claim fills the slots, and a freed slot is
+        // what the dispatcher then waits for.
+        let ids = h
+            .enqueue_many((0..12).map(|_| Enqueue::new("busy")).collect())
+            .await
+            .unwrap();
+        for id in ids {
+            common::wait_status(h.admin(), id, RunStatus::Succeeded).await;
+        }
+        assert_eq!(BUSY_PEAK.load(Ordering::SeqCst), 2, "{}", db.name);
+        h.shutdown();
+        task.await.unwrap();
+    }
 }
 
 #[tokio::test]

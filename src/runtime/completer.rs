@@ -170,6 +170,12 @@ async fn write(shared: &Shared, batch: &mut Vec<Done>) {
         }
     };
     shared.webhooks.finished(ended(batch, &statuses));
+    let requeued = batch.iter().any(|d| {
+        matches!(
+            d.completion,
+            Completion::Retry { .. } | Completion::Snoozed { .. } | Completion::Released { .. }
+        )
+    });
     for done in batch.drain(..) {
         call_hooks(shared, &done, &statuses);
         emit(shared, &done, &statuses);
@@ -191,7 +197,11 @@ async fn write(shared: &Shared, batch: &mut Vec<Done>) {
             }
         });
     }
-    // Claims count the runs the database shows as running, and a retry may be due
-    // before the time the dispatcher sleeps until: either way it should look again.
-    shared.signals.wake_dispatcher.notify_one();
+    // Limited claims count the runs the database shows as running, so a run written as
+    // ended may free a slot; and a run queued again may be due before the time the
+    // dispatcher sleeps until. Otherwise the slot the attempt freed already woke it
+    // (see the executor): another look would claim nothing.
+    if requeued || !shared.claim_limits.is_empty() {
+        shared.signals.wake_dispatcher.notify_one();
+    }
 }

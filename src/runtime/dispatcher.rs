@@ -1,7 +1,9 @@
 //! The dispatcher: claims due runs in batches while there are free worker slots and
 //! starts each on the executor. It sleeps until the earliest queued `run_at`, a
 //! completion frees a slot, a rate limit has budget again, or an enqueue wakes it; it
-//! never polls on a timer.
+//! never polls on a timer. A freed slot wakes it only while slots are what it waits
+//! for (every slot busy, or due runs left over by the last claim): on a node whose
+//! queue is empty, a run that ends costs no claim.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +28,10 @@ pub(super) async fn run(shared: Arc<Shared>) {
         let woken = shared.signals.wake_dispatcher.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
+        // A slot freed since this was last listened to is kept by the Notify, so one
+        // freed meanwhile is not missed.
+        let freed = shared.signals.slot_freed.notified();
+        tokio::pin!(freed);
         if shared.shutdown.is_cancelled() {
             return;
         }
@@ -36,12 +42,18 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 tokio::select! {
                     _ = shared.shutdown.cancelled() => return,
                     _ = woken.as_mut() => continue,
+                    _ = freed.as_mut() => continue,
                     _ = tokio::time::sleep_until(deadline) => {}
                 }
             }
         }
         gather_until = None;
         let mut sleep_until = None;
+        // Every slot is busy: a freed one is what to wait for. (With a slot free, the
+        // claim below either filled them all and looks again at once, or found nothing
+        // more to claim, which a freed slot does not change; limits are looked at
+        // again when the completer wakes us.)
+        let wait_for_slots = free == 0;
         if free > 0 {
             let now = shared.clock.now();
             // Runs due within the lead are claimed now and wait here for their time.
@@ -101,8 +113,16 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 }
             }
         }
-        if !shared.idle(sleep_until, woken).await {
-            return;
+        let slots = async {
+            if wait_for_slots {
+                freed.await
+            } else {
+                std::future::pending().await
+            }
+        };
+        tokio::select! {
+            awake = shared.idle(sleep_until, woken) => if !awake { return },
+            _ = slots => {}
         }
     }
 }

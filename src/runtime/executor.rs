@@ -83,7 +83,7 @@ async fn execute(shared: Arc<Shared>, run: ClaimedRun) {
     }
     // The completer may be gone only during a hard stop; the lease then re-queues the run.
     let _ = shared.completions.send(super::Msg::Done(Box::new(done)));
-    shared.signals.wake_dispatcher.notify_one();
+    shared.signals.slot_freed.notify_one();
 }
 
 async fn attempt(

@@ -161,6 +161,9 @@ impl Running {
 pub(crate) struct Signals {
     pub(crate) wake_planner: Notify,
     pub(crate) wake_dispatcher: Notify,
+    /// An attempt ended and gave its worker slot back. The dispatcher listens only
+    /// while slots are what it waits for (see `dispatcher`).
+    pub(crate) slot_freed: Notify,
     /// Another process changed something (see `listener`): the watcher looks at once.
     pub(crate) changed: Notify,
     /// Whether database notifications reach this node (see `listener`); while they
@@ -177,6 +180,7 @@ impl Signals {
         Signals {
             wake_planner: Notify::new(),
             wake_dispatcher: Notify::new(),
+            slot_freed: Notify::new(),
             changed: Notify::new(),
             listening: std::sync::atomic::AtomicBool::new(false),
             running: Mutex::new(HashMap::new()),

@@ -64,7 +64,8 @@ pub(crate) struct ClaimLimits {
 }
 
 impl ClaimLimits {
-    fn is_empty(&self) -> bool {
+    /// No limit at all: claims count nothing.
+    pub(crate) fn is_empty(&self) -> bool {
         self.max_instances.is_empty() && self.queues.is_empty()
     }
 }
