@@ -111,6 +111,7 @@ async fn beat(
                 before,
                 db_ms.and_then(DateTime::<Utc>::from_timestamp_millis),
             ) {
+                // A slow beat is no reading; the next one may be.
                 observe_clock(sync, before, db, sync.local_now());
             }
         }
@@ -232,25 +233,24 @@ pub(super) async fn sync_clock(store: &crate::store::Store, sync: &crate::clock:
         };
         let after = sync.local_now();
         let Some(db) = db else { return };
-        if after - before > CLOCK_READ_MAX {
-            continue;
+        if observe_clock(sync, before, db, after) {
+            return;
         }
-        observe_clock(sync, before, db, after);
-        return;
     }
 }
 
 /// Takes one reading of the database's clock (`db`, read between `before` and
 /// `after` on this machine's) into the node's correction, and says when the offset
-/// appears or goes. A slow reading says little and is dropped.
+/// appears or goes. A slow reading says little and is dropped: returns whether the
+/// reading was taken.
 fn observe_clock(
     sync: &crate::clock::SyncedClock,
     before: DateTime<Utc>,
     db: DateTime<Utc>,
     after: DateTime<Utc>,
-) {
+) -> bool {
     if after - before > CLOCK_READ_MAX {
-        return;
+        return false;
     }
     if let Some(offset) = sync.observe(before, db, after) {
         if offset.is_zero() {
@@ -263,6 +263,7 @@ fn observe_clock(
             );
         }
     }
+    true
 }
 
 /// Stops these local attempts: this node can no longer count on owning them.
