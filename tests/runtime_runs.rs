@@ -65,14 +65,17 @@ fn fails_then_hook(ctx: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome
 static SLOW_ACTIVE: AtomicUsize = AtomicUsize::new(0);
 static SLOW_PEAK: AtomicUsize = AtomicUsize::new(0);
 
+/// Runs for 20 ms, counted in `active` while it does (the most at once in `peak`).
+async fn counted(active: &AtomicUsize, peak: &AtomicUsize) -> TaskOutcome {
+    let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+    peak.fetch_max(now, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    active.fetch_sub(1, Ordering::SeqCst);
+    Ok(None)
+}
+
 fn slow(_: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
-    Box::pin(async {
-        let now = SLOW_ACTIVE.fetch_add(1, Ordering::SeqCst) + 1;
-        SLOW_PEAK.fetch_max(now, Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        SLOW_ACTIVE.fetch_sub(1, Ordering::SeqCst);
-        Ok(None)
-    })
+    Box::pin(counted(&SLOW_ACTIVE, &SLOW_PEAK))
 }
 
 static BUSY_ACTIVE: AtomicUsize = AtomicUsize::new(0);
@@ -80,13 +83,7 @@ static BUSY_PEAK: AtomicUsize = AtomicUsize::new(0);
 
 /// `slow` without an instance limit: only the node's worker slots bound it.
 fn busy(_: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
-    Box::pin(async {
-        let now = BUSY_ACTIVE.fetch_add(1, Ordering::SeqCst) + 1;
-        BUSY_PEAK.fetch_max(now, Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        BUSY_ACTIVE.fetch_sub(1, Ordering::SeqCst);
-        Ok(None)
-    })
+    Box::pin(counted(&BUSY_ACTIVE, &BUSY_PEAK))
 }
 
 fn registry() -> Registry {
