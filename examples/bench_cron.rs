@@ -160,6 +160,25 @@ async fn main() -> anyhow::Result<()> {
             *us as f64 / 1000.0
         );
     }
+    // Per second: how late its first run started (the wake-up) and its last (the wake-up
+    // plus starting every run of the second).
+    let mut per_second: std::collections::BTreeMap<i64, (i64, i64)> = Default::default();
+    for (_, slot, us) in starts.iter().filter(|(_, s, _)| in_window(s)) {
+        let e = per_second
+            .entry(slot.timestamp())
+            .or_insert((i64::MAX, i64::MIN));
+        e.0 = e.0.min(*us);
+        e.1 = e.1.max(*us);
+    }
+    let mut firsts: Vec<i64> = per_second.values().map(|v| v.0).collect();
+    let mut lasts: Vec<i64> = per_second.values().map(|v| v.1).collect();
+    firsts.sort_unstable();
+    lasts.sort_unstable();
+    println!(
+        "per second: first start p50 {:.1} ms, last start p50 {:.1} ms",
+        quantile_ms(&firsts, 0.5),
+        quantile_ms(&lasts, 0.5)
+    );
     late.sort_unstable();
     let expected = a.jobs * usize::try_from((last - first + 1).max(0)).unwrap_or(0);
     let missed = expected.saturating_sub(seen.len());

@@ -1,6 +1,10 @@
 //! Starting on the dot: with a lead, a slot is fired and its run claimed ahead of its
 //! time, and the task starts exactly at the slot; jobs with an instance limit fire only
 //! when due; a run cancelled or released while it waits for its time never executes.
+//! With the system clock, runs claimed ahead are released by the node's own timer and
+//! still never start before their time.
+
+mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -9,13 +13,25 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use kairos::task::TaskOutcome;
 use kairos::testing::TestScheduler;
-use kairos::{Registry, RunFilter, RunStatus, TaskContext, TaskDef};
+use kairos::{Enqueue, Registry, RunFilter, RunStatus, Scheduler, TaskContext, TaskDef};
 use serde_json::Value;
 
 static EXECUTED: AtomicUsize = AtomicUsize::new(0);
 
 fn count(_: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
     EXECUTED.fetch_add(1, Ordering::SeqCst);
+    Box::pin(async { Ok(None) })
+}
+
+/// (run id, microseconds from its due time to the task's start) of `stamp` runs.
+static STAMPS: std::sync::Mutex<Vec<(i64, i64)>> = std::sync::Mutex::new(Vec::new());
+
+fn stamp(ctx: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
+    let early_or_late = (Utc::now() - ctx.scheduled_for()).num_microseconds();
+    STAMPS
+        .lock()
+        .unwrap()
+        .push((ctx.run_id(), early_or_late.unwrap_or(i64::MAX)));
     Box::pin(async { Ok(None) })
 }
 
@@ -137,4 +153,76 @@ async fn a_lead_over_a_second_is_refused() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("lead = 5s"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_system_clock_runs_claimed_ahead_never_start_early() {
+    for db in common::databases("claimed_ahead_never_early").await {
+        // Run ids repeat across the databases.
+        STAMPS.lock().unwrap().clear();
+        let sched = Scheduler::builder()
+            .database_url(&db.url)
+            .registry(
+                Registry::from_tasks([TaskDef::new("stamp", stamp, "tests/runtime_lead.rs")])
+                    .unwrap(),
+            )
+            .lead(Duration::from_millis(800))
+            // A run claimed ahead holds its worker while it waits: enough for all.
+            .max_workers(64)
+            .build()
+            .await
+            .unwrap();
+        let h = sched.handle();
+        let node = tokio::spawn(async move { sched.run().await.expect("run") });
+        // Two groups of runs with one due time each, far enough ahead to be claimed
+        // before it.
+        let mut ids = Vec::new();
+        for delay in [600, 900] {
+            ids.extend(
+                h.enqueue_many(
+                    (0..20)
+                        .map(|_| Enqueue::new("stamp").delay(Duration::from_millis(delay)))
+                        .collect(),
+                )
+                .await
+                .unwrap(),
+            );
+        }
+        common::wait_until("the first group claimed ahead", || async {
+            h.run(ids[0]).await.unwrap().status == RunStatus::Running
+        })
+        .await;
+        for id in &ids {
+            common::wait_status(h.admin(), *id, RunStatus::Succeeded).await;
+        }
+        let stamps: Vec<(i64, i64)> = STAMPS
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(id, _)| ids.contains(id))
+            .copied()
+            .collect();
+        assert_eq!(
+            stamps.len(),
+            ids.len(),
+            "{}: each run executed once",
+            db.name
+        );
+        for (id, us) in &stamps {
+            assert!(
+                *us >= 0,
+                "{}: run {id} started {us} µs before its time",
+                db.name
+            );
+            let run = h.run(*id).await.unwrap();
+            assert_eq!(
+                run.started_at,
+                Some(run.scheduled_for),
+                "{}: {run:?}",
+                db.name
+            );
+        }
+        h.shutdown();
+        node.await.unwrap();
+    }
 }

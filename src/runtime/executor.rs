@@ -155,7 +155,7 @@ async fn attempt(
     if run.started_at > shared.clock.now() {
         // Claimed ahead of its time (see `SchedulerBuilder::lead`): start on the dot.
         tokio::select! {
-            _ = shared.clock.sleep_until(run.started_at) => {}
+            _ = shared.start_at(run.started_at) => {}
             _ = token.cancelled() => {
                 return match running.reason() {
                     CancelReason::Operator => {

@@ -15,6 +15,7 @@ mod executor;
 mod handle;
 mod hooks;
 mod listener;
+mod on_time;
 mod planner;
 pub(crate) mod policy;
 mod reporter;
@@ -277,6 +278,23 @@ impl Shared {
             _ = self.shutdown.cancelled() => false,
             _ = woken => true,
             _ = sleep => true,
+        }
+    }
+
+    /// Waits for `start`, the start of a run claimed ahead of its time: on the dot
+    /// with a wall clock (see `on_time`), as the clock moves with a test clock.
+    async fn start_at(&self, start: DateTime<Utc>) {
+        if self.clock.is_wall_clock() {
+            let left = (start - self.clock.now()).to_std().unwrap_or_default();
+            on_time::until(std::time::Instant::now() + left).await;
+            // The gate keeps the monotonic clock's time; had the wall clock been
+            // slewed or stepped meanwhile, the run still starts no earlier than
+            // `start` on the node's clock.
+            if self.clock.now() < start {
+                self.clock.sleep_until(start).await;
+            }
+        } else {
+            self.clock.sleep_until(start).await;
         }
     }
 

@@ -1,0 +1,163 @@
+//! Starting runs claimed ahead of their time on the dot.
+//!
+//! tokio's timers count whole milliseconds and its driver wakes up to a millisecond or
+//! two after a deadline, so a thousand runs due at one second would all start about
+//! 2 ms late before the first of them even ran. Runs claimed ahead (see
+//! `SchedulerBuilder::lead`) wait on this gate instead: one thread sleeps on the
+//! operating system's fine-grained timer (tens of microseconds) until the next start
+//! time and releases every run waiting for it at once.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, oneshot};
+
+/// Start times closer than this share one release: the runs of one claim with one
+/// start time read the clock a few microseconds apart, and should go together.
+const GRAIN: Duration = Duration::from_micros(100);
+
+/// The runs waiting for one start time.
+#[derive(Default)]
+struct Group {
+    released: AtomicBool,
+    notify: Notify,
+}
+
+/// The waiting groups by start time (rounded up to the grain, so never early), each
+/// with the signal its leader waits for, and the condition the releasing thread sleeps
+/// on.
+#[derive(Default)]
+struct Gate {
+    groups: Mutex<BTreeMap<Instant, oneshot::Sender<()>>>,
+    earlier: Condvar,
+}
+
+/// The process's gate, its thread started on first use. It sleeps without a deadline
+/// while nothing waits, so an idle process pays nothing for it.
+fn gate() -> &'static Gate {
+    static GATE: OnceLock<&'static Gate> = OnceLock::new();
+    GATE.get_or_init(|| {
+        let gate: &'static Gate = Box::leak(Box::default());
+        std::thread::Builder::new()
+            .name("kairos-on-time".into())
+            .spawn(move || release_loop(gate))
+            .expect("cannot start the kairos-on-time thread");
+        gate
+    })
+}
+
+fn release_loop(gate: &Gate) {
+    let mut groups = gate.groups.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let now = Instant::now();
+        let next = groups.keys().next().copied();
+        match next {
+            None => {
+                groups = gate.earlier.wait(groups).unwrap_or_else(|e| e.into_inner());
+            }
+            Some(at) if at > now => {
+                groups = gate
+                    .earlier
+                    .wait_timeout(groups, at - now)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            Some(_) => {
+                let later = groups.split_off(&(now + Duration::from_nanos(1)));
+                for leader in std::mem::replace(&mut *groups, later).into_values() {
+                    // Gone only if its runtime stopped: nobody waits any more.
+                    let _ = leader.send(());
+                }
+            }
+        }
+    }
+}
+
+/// The group waiting for `at`, created (with its leader) by its first waiter.
+fn join(at: Instant) -> Arc<Group> {
+    // The runs of a group live in a map kept by their leader's task; the gate keeps
+    // only the leader's signal, so a group whose runtime is gone costs nothing.
+    static GROUPS: OnceLock<Mutex<BTreeMap<Instant, std::sync::Weak<Group>>>> = OnceLock::new();
+    let mut open = GROUPS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(group) = open.get(&at).and_then(std::sync::Weak::upgrade) {
+        return group;
+    }
+    open.retain(|_, g| g.strong_count() > 0);
+    let group = Arc::new(Group::default());
+    open.insert(at, Arc::downgrade(&group));
+    drop(open);
+    let (tx, rx) = oneshot::channel();
+    let leader = group.clone();
+    // The thread wakes this one task, which wakes the group's runs from inside the
+    // runtime: a thousand wake-ups from the thread would each cross into the runtime
+    // (and took half a millisecond before the first run started).
+    tokio::spawn(async move {
+        let _ = rx.await;
+        leader.released.store(true, Ordering::Release);
+        leader.notify.notify_waiters();
+    });
+    let gate = gate();
+    let mut groups = gate.groups.lock().unwrap_or_else(|e| e.into_inner());
+    let earliest = groups.keys().next().is_none_or(|first| at < *first);
+    groups.insert(at, tx);
+    if earliest {
+        gate.earlier.notify_one();
+    }
+    group
+}
+
+/// Completes at `at` (within the operating system's timer precision, never before).
+pub(super) async fn until(at: Instant) {
+    let now = Instant::now();
+    if at <= now {
+        return;
+    }
+    // Round up to the grain, counted from a fixed origin so that every waiter rounds
+    // the same way.
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    let origin = *ORIGIN.get_or_init(|| now);
+    let grain = GRAIN.as_nanos();
+    let since = (at - origin).as_nanos();
+    let at = origin
+        + Duration::from_nanos(u64::try_from(since.div_ceil(grain) * grain).unwrap_or(u64::MAX));
+    let group = join(at);
+    let released = group.notify.notified();
+    tokio::pin!(released);
+    // Listening before looking: a release between the two is not missed.
+    released.as_mut().enable();
+    if group.released.load(Ordering::Acquire) {
+        return;
+    }
+    released.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn waiters_are_released_at_their_time_and_not_before() {
+        let start = Instant::now();
+        let times = [40u64, 10, 25, 10, 0];
+        let waits = times.iter().map(|&ms| async move {
+            let at = start + Duration::from_millis(ms);
+            until(at).await;
+            (at, Instant::now())
+        });
+        for (at, woke) in futures::future::join_all(waits).await {
+            assert!(woke >= at, "released {:?} early", at - woke);
+        }
+        // Earlier deadlines joined after later ones still wake the thread in time.
+        let later = until(Instant::now() + Duration::from_secs(3600));
+        let soon = Instant::now() + Duration::from_millis(5);
+        tokio::select! {
+            _ = later => panic!("released an hour early"),
+            _ = until(soon) => assert!(Instant::now() >= soon),
+        }
+    }
+}
