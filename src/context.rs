@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -63,6 +64,10 @@ pub(crate) struct Who {
     pub(crate) task: Arc<str>,
     pub(crate) job_id: Option<i64>,
     pub(crate) tags: Arc<BTreeMap<String, String>>,
+    /// Set when the node claimed this same attempt again and stopped this execution
+    /// (see `Running::supersede`): the database cannot tell the two executions apart,
+    /// so the reporter drops what this one still reports.
+    pub(crate) superseded: Arc<AtomicBool>,
 }
 
 /// What an attempt reported since the reporter last took it.
@@ -160,6 +165,7 @@ impl TaskContext {
             BTreeMap::new(),
             None,
             None,
+            Arc::default(),
         )
     }
 
@@ -175,6 +181,7 @@ impl TaskContext {
         tags: BTreeMap<String, String>,
         checkpoint: Option<Value>,
         sink: ReportSink,
+        superseded: Arc<AtomicBool>,
     ) -> Self {
         Self::for_attempt_with(
             run_id,
@@ -186,6 +193,7 @@ impl TaskContext {
             tags,
             checkpoint,
             Some(sink),
+            superseded,
         )
     }
 
@@ -201,6 +209,7 @@ impl TaskContext {
         tags: BTreeMap<String, String>,
         checkpoint: Option<Value>,
         sink: Option<ReportSink>,
+        superseded: Arc<AtomicBool>,
     ) -> Self {
         TaskContext {
             inner: Arc::new(ContextInner {
@@ -210,6 +219,7 @@ impl TaskContext {
                     task: task.into(),
                     job_id,
                     tags: Arc::new(tags),
+                    superseded,
                 }),
                 scheduled_for,
                 cancel,

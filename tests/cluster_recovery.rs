@@ -45,7 +45,12 @@ fn held(ctx: TaskContext, params: Value) -> BoxFuture<'static, TaskOutcome> {
     Box::pin(async move {
         let token = params["token"].as_str().unwrap_or_default().to_string();
         tokio::select! {
-            _ = ctx.cancelled() => HELD_STOPPED.lock().unwrap().push(token),
+            _ = ctx.cancelled() => {
+                // Reported once stopped: by then another execution may own the attempt.
+                ctx.info(format!("stopped {token}"));
+                ctx.progress(99, "stopping");
+                HELD_STOPPED.lock().unwrap().push(token);
+            }
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
         }
         Ok(None)
@@ -276,6 +281,11 @@ async fn a_claim_the_database_lost_and_the_node_made_again_keeps_only_the_new_ex
             "{}: only the first execution was stopped",
             db.name
         );
+        // Nor did what it reported once stopped land on the new claim (the reporter
+        // writes a few times a second; the wait above covers two of its rounds).
+        assert_eq!(run.progress, None, "{}: {run:?}", db.name);
+        let logs = node.admin.run_logs(id, 0, 100).await.unwrap();
+        assert!(logs.is_empty(), "{}: {logs:?}", db.name);
         for run in [id, other] {
             node.admin.cancel_run(run).await.unwrap();
         }

@@ -187,6 +187,7 @@ async fn attempt(
         run.tags.clone(),
         run.checkpoint.clone(),
         shared.reports.clone(),
+        running.superseded.clone(),
     );
     tracing::info!("started");
     shared.emit(|| {

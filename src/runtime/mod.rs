@@ -106,7 +106,8 @@ pub(crate) struct Running {
     reason: std::sync::atomic::AtomicU8,
     /// This node claimed the same attempt number of the run again (see
     /// [`Running::supersede`]): whatever this execution ends with is not written.
-    superseded: std::sync::atomic::AtomicBool,
+    /// Shared with the execution's context, whose reports are then dropped too.
+    pub(crate) superseded: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Running {

@@ -44,6 +44,21 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Rep
         }
         let (batch, who): (Vec<AttemptReport>, Vec<Who>) = pending
             .drain(..)
+            .filter(|a| {
+                // Its (node, attempt) is also the current execution's: a write would
+                // land on the run as if the current execution had made it.
+                if a.who.superseded.load(std::sync::atomic::Ordering::SeqCst) {
+                    let dropped = a.take();
+                    tracing::warn!(
+                        run_id = a.who.run_id,
+                        attempt = a.who.attempt,
+                        logs = dropped.logs.len(),
+                        "dropped the reports of an execution this node stopped when it claimed the same attempt again"
+                    );
+                    return false;
+                }
+                true
+            })
             .map(|a| {
                 let b = a.take();
                 let report = AttemptReport {
