@@ -201,6 +201,8 @@ async fn attempt(
     let deadline =
         started + chrono::Duration::from_std(run.timeout).unwrap_or(chrono::Duration::MAX);
     let result = tokio::select! {
+        // The task first: one that is done at its first poll then never sets a timer.
+        biased;
         r = &mut fut => Some(r),
         _ = shared.clock.sleep_until(deadline) => {
             token.cancel();
