@@ -376,6 +376,10 @@ async fn retry_and_delete_keep_attempts_within_their_maximum() {
             super::DeleteOutcome::Deleted(RunStatus::Succeeded)
         );
         assert!(store.run(id).await.unwrap().is_none());
+        // It was the newest run: its id is not given again (webhook receivers and
+        // slot records name runs by id).
+        let next = ids(&store.enqueue(&[run("a", 0, 0)], t0()).await.unwrap())[0];
+        assert!(next > id, "{}: id {id} given again as {next}", db.name);
     }
 }
 
