@@ -13,6 +13,10 @@
 //! node has twice as many workers as jobs unless `--workers` says otherwise: runs that
 //! start together need a worker each.
 //!
+//! Before it, a line gives how late each second's first and last runs started (medians
+//! over the seconds): the first tells how punctually the node wakes, the gap to the
+//! last what starting all of a second's runs costs.
+//!
 //! The last line is machine-readable:
 //! `lateness_p50_ms=<x> lateness_p99_ms=<y> lateness_max_ms=<z> missed=<n>`, where
 //! `missed` counts (job, second) slots in the measured window that never started.
