@@ -262,6 +262,8 @@ pub(crate) struct Shared {
     webhooks: crate::webhook::Webhooks,
     /// Names of jobs by id, for events about their runs.
     job_names: Mutex<HashMap<i64, String>>,
+    /// The start times runs claimed ahead wait for (see `on_time`).
+    starts: on_time::Starts,
 }
 
 impl Shared {
@@ -287,7 +289,7 @@ impl Shared {
     async fn start_at(&self, start: DateTime<Utc>) {
         if self.clock.is_wall_clock() {
             let left = (start - self.clock.now()).to_std().unwrap_or_default();
-            on_time::until(std::time::Instant::now() + left).await;
+            self.starts.until(std::time::Instant::now() + left).await;
             // The gate keeps the monotonic clock's time; had the wall clock been
             // slewed or stepped meanwhile, the run still starts no earlier than
             // `start` on the node's clock.

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, oneshot};
@@ -19,7 +19,7 @@ use tokio::sync::{Notify, oneshot};
 const GRAIN: Duration = Duration::from_micros(100);
 
 /// The runs waiting for one start time.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Group {
     released: AtomicBool,
     notify: Notify,
@@ -30,7 +30,7 @@ struct Group {
 /// on.
 #[derive(Default)]
 struct Gate {
-    groups: Mutex<BTreeMap<Instant, oneshot::Sender<()>>>,
+    groups: Mutex<BTreeMap<Instant, Vec<oneshot::Sender<()>>>>,
     earlier: Condvar,
 }
 
@@ -66,7 +66,10 @@ fn release_loop(gate: &Gate) {
             }
             Some(_) => {
                 let later = groups.split_off(&(now + Duration::from_nanos(1)));
-                for leader in std::mem::replace(&mut *groups, later).into_values() {
+                for leader in std::mem::replace(&mut *groups, later)
+                    .into_values()
+                    .flatten()
+                {
                     // Gone only if its runtime stopped: nobody waits any more.
                     let _ = leader.send(());
                 }
@@ -75,65 +78,74 @@ fn release_loop(gate: &Gate) {
     }
 }
 
-/// The group waiting for `at`, created (with its leader) by its first waiter.
-fn join(at: Instant) -> Arc<Group> {
-    // The runs of a group live in a map kept by their leader's task; the gate keeps
-    // only the leader's signal, so a group whose runtime is gone costs nothing.
-    static GROUPS: OnceLock<Mutex<BTreeMap<Instant, std::sync::Weak<Group>>>> = OnceLock::new();
-    let mut open = GROUPS
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    if let Some(group) = open.get(&at).and_then(std::sync::Weak::upgrade) {
-        return group;
-    }
-    open.retain(|_, g| g.strong_count() > 0);
-    let group = Arc::new(Group::default());
-    open.insert(at, Arc::downgrade(&group));
-    drop(open);
-    let (tx, rx) = oneshot::channel();
-    let leader = group.clone();
-    // The thread wakes this one task, which wakes the group's runs from inside the
-    // runtime: a thousand wake-ups from the thread would each cross into the runtime
-    // (and took half a millisecond before the first run started).
-    tokio::spawn(async move {
-        let _ = rx.await;
-        leader.released.store(true, Ordering::Release);
-        leader.notify.notify_waiters();
-    });
-    let gate = gate();
-    let mut groups = gate.groups.lock().unwrap_or_else(|e| e.into_inner());
-    let earliest = groups.keys().next().is_none_or(|first| at < *first);
-    groups.insert(at, tx);
-    if earliest {
-        gate.earlier.notify_one();
-    }
-    group
+/// The start times a node's runs wait for, each with its group. A node's groups are its
+/// own: a group's leader runs on the runtime of the run that made it, and a run of
+/// another runtime (another node in the process) must not depend on that runtime
+/// staying up.
+#[derive(Debug, Default)]
+pub(crate) struct Starts {
+    groups: Mutex<BTreeMap<Instant, Weak<Group>>>,
 }
 
-/// Completes at `at` (within the operating system's timer precision, never before).
-pub(super) async fn until(at: Instant) {
-    let now = Instant::now();
-    if at <= now {
-        return;
+impl Starts {
+    /// The group waiting for `at`, created (with its leader) by its first waiter.
+    fn join(&self, at: Instant) -> Arc<Group> {
+        let mut open = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(group) = open.get(&at).and_then(Weak::upgrade) {
+            return group;
+        }
+        // Groups whose runs all started (or stopped waiting) are gone.
+        open.retain(|_, g| g.strong_count() > 0);
+        let group = Arc::new(Group::default());
+        open.insert(at, Arc::downgrade(&group));
+        drop(open);
+        let (tx, rx) = oneshot::channel();
+        let leader = group.clone();
+        // The thread wakes this one task, which wakes the group's runs from inside the
+        // runtime: a thousand wake-ups from the thread would each cross into the
+        // runtime (and took half a millisecond before the first run started).
+        tokio::spawn(async move {
+            let _ = rx.await;
+            leader.released.store(true, Ordering::Release);
+            leader.notify.notify_waiters();
+        });
+        let gate = gate();
+        let mut groups = gate.groups.lock().unwrap_or_else(|e| e.into_inner());
+        let earliest = groups.keys().next().is_none_or(|first| at < *first);
+        // Other nodes' groups may wait for the same time.
+        groups.entry(at).or_default().push(tx);
+        if earliest {
+            gate.earlier.notify_one();
+        }
+        group
     }
-    // Round up to the grain, counted from a fixed origin so that every waiter rounds
-    // the same way.
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    let origin = *ORIGIN.get_or_init(|| now);
-    let grain = GRAIN.as_nanos();
-    let since = (at - origin).as_nanos();
-    let at = origin
-        + Duration::from_nanos(u64::try_from(since.div_ceil(grain) * grain).unwrap_or(u64::MAX));
-    let group = join(at);
-    let released = group.notify.notified();
-    tokio::pin!(released);
-    // Listening before looking: a release between the two is not missed.
-    released.as_mut().enable();
-    if group.released.load(Ordering::Acquire) {
-        return;
+
+    /// Completes at `at` (within the operating system's timer precision, never before).
+    pub(super) async fn until(&self, at: Instant) {
+        let now = Instant::now();
+        if at <= now {
+            return;
+        }
+        // Round up to the grain, counted from a fixed origin so that every waiter
+        // rounds the same way.
+        static ORIGIN: OnceLock<Instant> = OnceLock::new();
+        let origin = *ORIGIN.get_or_init(|| now);
+        let grain = GRAIN.as_nanos();
+        let since = (at - origin).as_nanos();
+        let at = origin
+            + Duration::from_nanos(
+                u64::try_from(since.div_ceil(grain) * grain).unwrap_or(u64::MAX),
+            );
+        let group = self.join(at);
+        let released = group.notify.notified();
+        tokio::pin!(released);
+        // Listening before looking: a release between the two is not missed.
+        released.as_mut().enable();
+        if group.released.load(Ordering::Acquire) {
+            return;
+        }
+        released.await;
     }
-    released.await;
 }
 
 #[cfg(test)]
@@ -142,22 +154,57 @@ mod tests {
 
     #[tokio::test]
     async fn waiters_are_released_at_their_time_and_not_before() {
+        let starts = Starts::default();
+        let starts = &starts;
         let start = Instant::now();
         let times = [40u64, 10, 25, 10, 0];
         let waits = times.iter().map(|&ms| async move {
             let at = start + Duration::from_millis(ms);
-            until(at).await;
+            starts.until(at).await;
             (at, Instant::now())
         });
         for (at, woke) in futures::future::join_all(waits).await {
             assert!(woke >= at, "released {:?} early", at - woke);
         }
         // Earlier deadlines joined after later ones still wake the thread in time.
-        let later = until(Instant::now() + Duration::from_secs(3600));
+        let later = starts.until(Instant::now() + Duration::from_secs(3600));
         let soon = Instant::now() + Duration::from_millis(5);
         tokio::select! {
             _ = later => panic!("released an hour early"),
-            _ = until(soon) => assert!(Instant::now() >= soon),
+            _ = starts.until(soon) => assert!(Instant::now() >= soon),
         }
+    }
+
+    /// Two nodes of one process, on runtimes of their own, wait for the same start
+    /// time; one stops (its runtime ends) before it. The other's runs are released all
+    /// the same, and not early.
+    #[test]
+    fn a_node_s_runs_do_not_depend_on_another_node_s_runtime() {
+        let runtime = || {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let (a, b) = (runtime(), runtime());
+        let (starts_a, starts_b) = (Arc::new(Starts::default()), Arc::new(Starts::default()));
+        let at = Instant::now() + Duration::from_millis(300);
+        let waits_a = starts_a.clone();
+        a.spawn(async move { waits_a.until(at).await });
+        // The other node's run comes second, when the first one's group exists.
+        std::thread::sleep(Duration::from_millis(50));
+        let waits_b = starts_b.clone();
+        let woke = b.spawn(async move {
+            waits_b.until(at).await;
+            Instant::now()
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        a.shutdown_background();
+        let woke = b
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), woke).await })
+            .expect("the run of the node still running was never released")
+            .unwrap();
+        assert!(woke >= at, "released {:?} early", at - woke);
     }
 }
