@@ -116,21 +116,38 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg
     let mut batch = Vec::with_capacity(COMPLETE_BATCH);
     let mut flushes = Vec::new();
     while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                Msg::Done(d) => batch.push(*d),
-                Msg::Flush(tx) => flushes.push(tx),
-            }
-            if batch.len() < COMPLETE_BATCH {
-                next = rx.try_recv().ok();
-            }
-        }
+        take(Some(first), &mut rx, &mut batch, &mut flushes);
         if !batch.is_empty() {
+            // Runs released together for their start time are still starting (see
+            // `on_time`): outcomes can wait a few milliseconds, those starts cannot,
+            // and writing meanwhile took a fifth of the cores they start on.
+            if let Some(ends) = shared.starts.burst_ends() {
+                tokio::time::sleep_until(ends.into()).await;
+                take(None, &mut rx, &mut batch, &mut flushes);
+            }
             write(&shared, &mut batch).await;
         }
         for tx in flushes.drain(..) {
             let _ = tx.send(());
+        }
+    }
+}
+
+/// Adds `first` and whatever else is waiting (up to a batch) to `batch`.
+fn take(
+    first: Option<Msg>,
+    rx: &mut mpsc::UnboundedReceiver<Msg>,
+    batch: &mut Vec<Done>,
+    flushes: &mut Vec<tokio::sync::oneshot::Sender<()>>,
+) {
+    let mut next = first.or_else(|| rx.try_recv().ok());
+    while let Some(msg) = next.take() {
+        match msg {
+            Msg::Done(d) => batch.push(*d),
+            Msg::Flush(tx) => flushes.push(tx),
+        }
+        if batch.len() < COMPLETE_BATCH {
+            next = rx.try_recv().ok();
         }
     }
 }

@@ -8,7 +8,7 @@
 //! time and releases every run waiting for it at once.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,16 @@ use tokio::sync::{Notify, oneshot};
 /// Start times closer than this share one release: the runs of one claim with one
 /// start time read the clock a few microseconds apart, and should go together.
 const GRAIN: Duration = Duration::from_micros(100);
+
+/// How long starting the runs released together may take, for work that waits for it
+/// (a thousand runs start in 2–4 ms on two cores).
+pub(super) const BURST: Duration = Duration::from_millis(4);
+
+/// The instant start times are counted from.
+fn origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
 
 /// The runs waiting for one start time.
 #[derive(Debug, Default)]
@@ -85,6 +95,8 @@ fn release_loop(gate: &Gate) {
 #[derive(Debug, Default)]
 pub(crate) struct Starts {
     groups: Mutex<BTreeMap<Instant, Weak<Group>>>,
+    /// When a group was last released, in nanoseconds since `origin()` (0: never).
+    released_at: Arc<AtomicU64>,
 }
 
 impl Starts {
@@ -101,11 +113,14 @@ impl Starts {
         drop(open);
         let (tx, rx) = oneshot::channel();
         let leader = group.clone();
+        let released_at = self.released_at.clone();
         // The thread wakes this one task, which wakes the group's runs from inside the
         // runtime: a thousand wake-ups from the thread would each cross into the
         // runtime (and took half a millisecond before the first run started).
         tokio::spawn(async move {
             let _ = rx.await;
+            let since = u64::try_from(origin().elapsed().as_nanos()).unwrap_or(u64::MAX);
+            released_at.store(since.max(1), Ordering::Release);
             leader.released.store(true, Ordering::Release);
             leader.notify.notify_waiters();
         });
@@ -120,6 +135,18 @@ impl Starts {
         group
     }
 
+    /// While the runs of a group released a moment ago are still starting: until when
+    /// (a fixed [`BURST`] after the release). Work that can wait a few milliseconds
+    /// waits for it, so that the runs have the cores.
+    pub(super) fn burst_ends(&self) -> Option<Instant> {
+        let at = self.released_at.load(Ordering::Acquire);
+        if at == 0 {
+            return None;
+        }
+        let ends = origin() + Duration::from_nanos(at) + BURST;
+        (ends > Instant::now()).then_some(ends)
+    }
+
     /// Completes at `at` (within the operating system's timer precision, never before).
     pub(super) async fn until(&self, at: Instant) {
         let now = Instant::now();
@@ -128,8 +155,7 @@ impl Starts {
         }
         // Round up to the grain, counted from a fixed origin so that every waiter
         // rounds the same way.
-        static ORIGIN: OnceLock<Instant> = OnceLock::new();
-        let origin = *ORIGIN.get_or_init(|| now);
+        let origin = origin();
         let grain = GRAIN.as_nanos();
         let since = (at - origin).as_nanos();
         let at = origin
@@ -206,5 +232,23 @@ mod tests {
             .expect("the run of the node still running was never released")
             .unwrap();
         assert!(woke >= at, "released {:?} early", at - woke);
+    }
+
+    #[tokio::test]
+    async fn a_release_opens_a_burst_that_ends_on_its_own() {
+        let starts = Starts::default();
+        assert_eq!(starts.burst_ends(), None, "nothing released yet");
+        starts
+            .until(Instant::now() + Duration::from_millis(5))
+            .await;
+        let at = starts.released_at.load(Ordering::Acquire);
+        assert_ne!(at, 0, "the release is recorded");
+        let released = origin() + Duration::from_nanos(at);
+        assert!(released <= Instant::now());
+        // (None if this waiter woke more than a burst after the release.)
+        let ends = starts.burst_ends();
+        assert!(ends.is_none_or(|e| e == released + BURST), "{ends:?}");
+        tokio::time::sleep_until((released + BURST).into()).await;
+        assert_eq!(starts.burst_ends(), None, "over after BURST");
     }
 }
