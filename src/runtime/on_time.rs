@@ -3,9 +3,12 @@
 //! tokio's timers count whole milliseconds and its driver wakes up to a millisecond or
 //! two after a deadline, so a thousand runs due at one second would all start about
 //! 2 ms late before the first of them even ran. Runs claimed ahead (see
-//! `SchedulerBuilder::lead`) wait on this gate instead: one thread sleeps on the
-//! operating system's fine-grained timer (tens of microseconds) until the next start
-//! time and releases every run waiting for it at once.
+//! `SchedulerBuilder::lead`) wait on this gate instead: one thread per process sleeps
+//! on the operating system's fine-grained timer (tens of microseconds) until the next
+//! start time, and wakes one leader task per node and start time, which releases that
+//! node's runs for it from inside the runtime. For a few milliseconds after a release
+//! ([`BURST`]), work that can wait (writing outcomes) leaves the cores to the starting
+//! runs.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
