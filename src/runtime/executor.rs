@@ -20,15 +20,20 @@ use crate::store::{ClaimedRun, Completion};
 use crate::task::{FailedRun, TaskContext, TaskError};
 
 /// Runs a claimed attempt on its own task, holding a worker slot until its outcome is
-/// handed to the completer.
+/// handed to the completer (or dropped, for a superseded execution), then tells the
+/// dispatcher the slot is free.
 pub(super) fn spawn(
     shared: Arc<Shared>,
     run: ClaimedRun,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
+    let signals = shared.signals.clone();
     tokio::spawn(async move {
         execute(shared, run).await;
+        // The slot is free only once the permit is back: a dispatcher woken before
+        // would count no free slot and wait again for a notification already spent.
         drop(permit);
+        signals.slot_freed.notify_one();
     });
 }
 
@@ -83,7 +88,6 @@ async fn execute(shared: Arc<Shared>, run: ClaimedRun) {
     }
     // The completer may be gone only during a hard stop; the lease then re-queues the run.
     let _ = shared.completions.send(super::Msg::Done(Box::new(done)));
-    shared.signals.slot_freed.notify_one();
 }
 
 async fn attempt(
