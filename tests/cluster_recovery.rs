@@ -215,9 +215,9 @@ async fn a_node_that_lost_a_run_s_lease_stops_that_attempt() {
     }
 }
 
-/// A run the database shows as a live node's but that the node does not run (its
-/// claim committed, but the answer was lost with the connection) is not kept alive by
-/// that node's renewals: its lease runs out and it is taken back.
+/// A claim the database lost (a crashed PostgreSQL server) and the node made again, as
+/// the same attempt, while its first execution still ran: only the new execution
+/// counts; the first one's outcome and reports are dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_the_database_lost_and_the_node_made_again_keeps_only_the_new_execution() {
     for db in common::databases("claim_lost_and_made_again").await {
@@ -293,6 +293,9 @@ async fn a_claim_the_database_lost_and_the_node_made_again_keeps_only_the_new_ex
     }
 }
 
+/// A run the database shows as a live node's but that the node does not run (its
+/// claim committed, but the answer was lost with the connection) is not kept alive by
+/// that node's renewals: its lease runs out and it is taken back.
 #[tokio::test]
 async fn a_run_its_node_does_not_know_is_taken_back_although_the_node_lives() {
     for db in common::databases("orphan_taken_back").await {

@@ -169,10 +169,10 @@ const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 /// claimed it finds at its next renewal that the run is not its own and stops its
 /// attempt, and that attempt's outcome is refused by the completion's fence (should the
 /// node claim the run again first, as the same attempt, it stops the earlier execution
-/// and drops its outcome: see `Running::supersede`). Every
-/// later commit with the default setting (any completion, any enqueue) flushes the
-/// log up to itself, claims included: a completion that is durable makes its claim
-/// durable. Other sessions see a claim as soon as it commits, as with any commit.
+/// and drops its outcome: see `Running::supersede`). Every later commit with the
+/// default setting (any completion, any enqueue) flushes the log up to itself, claims
+/// included: a completion that is durable makes its claim durable. Other sessions see
+/// a claim as soon as it commits, as with any commit.
 fn claims_pool(db: &DatabaseConnection) -> DatabaseConnection {
     use sea_orm::sqlx::postgres::PgPoolOptions;
     let main = db.get_postgres_connection_pool();
