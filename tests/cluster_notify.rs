@@ -1,7 +1,8 @@
-//! Wake-ups across processes on PostgreSQL: the database notifies a node when another
-//! process enqueues, commits a transaction with a run in it, creates or triggers a job,
-//! or cancels a run. The node under test polls only once an hour, so whatever it does
-//! within the test's bound it did because it was notified.
+//! Wake-ups across processes: a node hears at once when another process enqueues,
+//! commits a transaction with a run in it, creates or triggers a job, or cancels a run.
+//! On PostgreSQL the database notifies it; on SQLite it sees the commit in the
+//! database's wal-index. The node under test polls only once an hour, so whatever it
+//! does within the test's bound it did because it heard.
 
 mod common;
 
@@ -34,70 +35,71 @@ async fn deaf_node(url: &str) -> (Node, Admin) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_enqueued_by_another_process_wakes_an_idle_node() {
-    let Some(db) = common::postgres("notify_enqueue").await else {
-        return;
-    };
-    let (node, other) = deaf_node(&db.url).await;
-    for _ in 0..3 {
-        let id = other.enqueue(Enqueue::new("hello")).await.unwrap().id;
-        common::wait_status(&other, id, RunStatus::Succeeded).await;
+    for db in common::databases("notify_enqueue").await {
+        let (node, other) = deaf_node(&db.url).await;
+        for _ in 0..3 {
+            let id = other.enqueue(Enqueue::new("hello")).await.unwrap().id;
+            common::wait_status(&other, id, RunStatus::Succeeded).await;
+        }
+        node.stop().await;
     }
-    node.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_written_in_an_application_transaction_starts_when_it_commits() {
-    let Some(db) = common::postgres("notify_txn").await else {
-        return;
-    };
-    let (node, other) = deaf_node(&db.url).await;
-    let app = Database::connect(db.url.as_str()).await.unwrap();
-    let txn = app.begin().await.unwrap();
-    let id = other
-        .enqueue_in(&txn, Enqueue::new("hello"))
-        .await
-        .unwrap()
-        .id;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let page = other.runs(&RunFilter::new()).await.unwrap();
-    assert_eq!(page.total, 0, "the run is invisible before the commit");
-    txn.commit().await.unwrap();
-    common::wait_status(&other, id, RunStatus::Succeeded).await;
-    node.stop().await;
+    for db in common::databases("notify_txn").await {
+        let (node, other) = deaf_node(&db.url).await;
+        let app = Database::connect(db.url.as_str()).await.unwrap();
+        let txn = app.begin().await.unwrap();
+        let id = other
+            .enqueue_in(&txn, Enqueue::new("hello"))
+            .await
+            .unwrap()
+            .id;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let page = other.runs(&RunFilter::new()).await.unwrap();
+        assert_eq!(
+            page.total, 0,
+            "{}: the run is invisible before the commit",
+            db.name
+        );
+        txn.commit().await.unwrap();
+        common::wait_status(&other, id, RunStatus::Succeeded).await;
+        node.stop().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_created_or_triggered_and_runs_cancelled_elsewhere_reach_the_node() {
-    let Some(db) = common::postgres("notify_changes").await else {
-        return;
-    };
-    let (node, other) = deaf_node(&db.url).await;
+    for db in common::databases("notify_changes").await {
+        let (node, other) = deaf_node(&db.url).await;
 
-    // A job created by another process fires on the node: its planner was asleep
-    // with nothing to plan.
-    let every_second = Schedule::Cron(CronSchedule::parse("* * * * * *", Tz::UTC).unwrap());
-    other
-        .create_job(NewJob::new("made_elsewhere", "hello", every_second))
-        .await
-        .unwrap();
-    common::wait_until("the new job's first run", || async {
-        let runs = other
-            .runs(
-                &RunFilter::new()
-                    .job("made_elsewhere")
-                    .status(RunStatus::Succeeded),
-            )
+        // A job created by another process fires on the node: its planner was asleep
+        // with nothing to plan.
+        let every_second = Schedule::Cron(CronSchedule::parse("* * * * * *", Tz::UTC).unwrap());
+        other
+            .create_job(NewJob::new("made_elsewhere", "hello", every_second))
             .await
             .unwrap();
-        runs.total > 0
-    })
-    .await;
-    other.pause_job("made_elsewhere").await.unwrap();
+        common::wait_until("the new job's first run", || async {
+            let runs = other
+                .runs(
+                    &RunFilter::new()
+                        .job("made_elsewhere")
+                        .status(RunStatus::Succeeded),
+                )
+                .await
+                .unwrap();
+            runs.total > 0
+        })
+        .await;
+        other.pause_job("made_elsewhere").await.unwrap();
 
-    // A running run cancelled by another process stops.
-    let id = other.enqueue(Enqueue::new("blocks")).await.unwrap().id;
-    common::wait_status(&other, id, RunStatus::Running).await;
-    other.cancel_run(id).await.unwrap();
-    common::wait_status(&other, id, RunStatus::Cancelled).await;
-    node.stop().await;
+        // A running run cancelled by another process stops.
+        let id = other.enqueue(Enqueue::new("blocks")).await.unwrap().id;
+        common::wait_status(&other, id, RunStatus::Running).await;
+        other.cancel_run(id).await.unwrap();
+        common::wait_status(&other, id, RunStatus::Cancelled).await;
+        node.stop().await;
+    }
 }

@@ -167,9 +167,11 @@ impl SchedulerBuilder {
     }
 
     /// How often the node looks for changes other processes made (runs they enqueued,
-    /// pauses, cancels, job changes): the bound on how late it notices them on SQLite
-    /// (default 500ms). On PostgreSQL the database notifies the node at once and this
-    /// poll, ten times slower, is only a backstop for a lost notification channel.
+    /// pauses, cancels, job changes) (default 500ms). On PostgreSQL the database
+    /// notifies the node at once and this poll, ten times slower, is only a backstop
+    /// for a lost notification channel. On SQLite (on Linux) the node hears other
+    /// processes' commits through the write-ahead log, and this poll is the bound only
+    /// for changes made while the node was writing too.
     pub fn poll_interval(mut self, d: Duration) -> Self {
         self.poll_interval = Some(d);
         self

@@ -4,7 +4,21 @@
 //! counter (pause, resume, cancel, job change) wakes the planner, the dispatcher and
 //! the watcher. While the listener is connected the watcher only polls as a backstop;
 //! when it drops, the node wakes every loop (notifications sent meanwhile are lost)
-//! and reconnects with backoff. SQLite has no notifications: the watcher polls.
+//! and reconnects with backoff.
+//!
+//! SQLite has no notifications, but every commit, by any connection of any process,
+//! writes to the database's write-ahead log. On Linux the node asks the kernel
+//! (inotify) to tell it when the log file is written; when that happens while the node
+//! itself was not writing, the watcher reads the change marker, which tells whether
+//! anything the node acts on changed. A run enqueued from the CLI or another process
+//! then starts within milliseconds rather than at the watcher's next poll, which stays
+//! as a backstop (and is all there is on other systems). An idle node spends nothing
+//! on this: no timer, no reads, until the file is written.
+//!
+//! A write seen while the node wrote too is taken as the node's own doing: a busy node
+//! commits claims and outcomes all the time, and would otherwise read the marker after
+//! each. What another process changed in those moments reaches the node at the
+//! watcher's next poll, as it did before this watch.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -13,6 +27,9 @@ use std::time::Duration;
 use super::Shared;
 
 pub(super) async fn run(shared: Arc<Shared>) {
+    if let Some(path) = shared.store.wal_file() {
+        return sqlite_wal::watch(shared, path).await;
+    }
     let mut backoff = Duration::from_millis(100);
     loop {
         let mut listener = match shared.store.listen().await {
@@ -62,4 +79,107 @@ fn wake_all(shared: &Shared) {
     shared.signals.wake_planner.notify_one();
     shared.signals.wake_dispatcher.notify_one();
     shared.signals.changed.notify_one();
+}
+
+/// The write-ahead log watch (see the module's doc).
+#[cfg(target_os = "linux")]
+mod sqlite_wal {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use futures::StreamExt;
+    use inotify::{EventMask, Inotify, WatchMask};
+
+    use super::Shared;
+
+    /// How long to wait before watching again when the log file is missing (SQLite
+    /// deletes it when the last connection to the database closes) or the watch failed.
+    const RETRY: Duration = Duration::from_secs(1);
+
+    /// How long the watch stops reading after a write of the node's own.
+    const BUSY_PAUSE: Duration = Duration::from_millis(10);
+
+    /// How long it stops reading after asking the watcher to look: one look at the
+    /// marker covers what another busy process wrote meanwhile.
+    const OTHERS_PAUSE: Duration = Duration::from_millis(2);
+
+    pub(super) async fn watch(shared: Arc<Shared>, wal: PathBuf) {
+        loop {
+            match watch_once(&shared, &wal).await {
+                Ok(Ended::Shutdown) => return,
+                Ok(Ended::FileGone) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, file = %wal.display(), "cannot watch the write-ahead log; polling meanwhile")
+                }
+            }
+            tokio::select! {
+                _ = shared.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(RETRY) => {}
+            }
+        }
+    }
+
+    enum Ended {
+        Shutdown,
+        FileGone,
+    }
+
+    async fn watch_once(shared: &Shared, wal: &std::path::Path) -> std::io::Result<Ended> {
+        let inotify = Inotify::init()?;
+        inotify.watches().add(
+            wal,
+            WatchMask::MODIFY | WatchMask::DELETE_SELF | WatchMask::MOVE_SELF,
+        )?;
+        // A change made while the watch was being set up is looked at once.
+        shared.signals.changed.notify_one();
+        let mut events = inotify.into_event_stream([0u8; 1024])?;
+        let mut turns = shared.store.write_turns();
+        loop {
+            let event = tokio::select! {
+                _ = shared.shutdown.cancelled() => return Ok(Ended::Shutdown),
+                e = events.next() => e,
+            };
+            let Some(event) = event else {
+                return Ok(Ended::FileGone);
+            };
+            let event = event?;
+            if event
+                .mask
+                .intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF | EventMask::IGNORED)
+            {
+                return Ok(Ended::FileGone);
+            }
+            // This node's own writes since the last event, or one in progress.
+            let now = shared.store.write_turns();
+            let writing = now != turns || now.0 != now.1;
+            let pause = if writing {
+                BUSY_PAUSE
+            } else {
+                shared.signals.changed.notify_one();
+                OTHERS_PAUSE
+            };
+            // The kernel folds the writes of the pause into one event: a busy node, or a
+            // busy process beside it, wakes this watch a few hundred times a second at
+            // most, not once per commit.
+            tokio::select! {
+                _ = shared.shutdown.cancelled() => return Ok(Ended::Shutdown),
+                _ = tokio::time::sleep(pause) => {}
+            }
+            // What the node wrote until now (a write in progress at the event among
+            // them) is its own: the next event is judged from here.
+            turns = shared.store.write_turns();
+        }
+    }
+}
+
+/// Elsewhere the watcher's poll is how other processes' changes arrive.
+#[cfg(not(target_os = "linux"))]
+mod sqlite_wal {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use super::Shared;
+
+    pub(super) async fn watch(_shared: Arc<Shared>, _wal: PathBuf) {}
 }

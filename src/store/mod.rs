@@ -32,6 +32,7 @@ mod sql;
 mod stats;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sea_orm::{
@@ -197,6 +198,27 @@ fn claims_pool(db: &DatabaseConnection) -> DatabaseConnection {
     sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(pool)
 }
 
+/// On SQLite, this process's turn to write (see [`Store::write_turn`]), and a count of
+/// the turns taken and ended.
+#[derive(Debug, Default)]
+pub(crate) struct WriteGate {
+    lock: tokio::sync::Mutex<()>,
+    taken: AtomicU64,
+    ended: AtomicU64,
+}
+
+/// A turn to write; counted as ended when dropped.
+pub(crate) struct WriteTurn<'a> {
+    _guard: tokio::sync::MutexGuard<'a, ()>,
+    ended: &'a AtomicU64,
+}
+
+impl Drop for WriteTurn<'_> {
+    fn drop(&mut self) {
+        self.ended.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 /// Whether opening may create the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OpenMode {
@@ -217,11 +239,13 @@ pub(crate) struct Store {
     /// database's notifications name it, so a node can ignore what it did itself.
     origin: String,
     /// On SQLite, this process's turn to write (see [`Store::write_turn`]).
-    write_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
+    write_gate: std::sync::Arc<WriteGate>,
     /// Where claims run: on PostgreSQL, connections of their own whose commits do not
     /// wait for the write-ahead log to reach the disk (see [`Store::claims_db`]); on
     /// SQLite, `db` itself.
     claims: DatabaseConnection,
+    /// The SQLite file, when the database is one (not in memory).
+    file: Option<PathBuf>,
 }
 
 impl Store {
@@ -233,12 +257,26 @@ impl Store {
     /// the throughput with runs that return results. Waiting here, the next write
     /// starts the moment the last one ends. PostgreSQL locks rows, not the database:
     /// nothing to wait for.
-    pub(super) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+    pub(super) async fn write_turn(&self) -> Option<WriteTurn<'_>> {
         if self.is_pg() {
-            None
-        } else {
-            Some(self.write_gate.lock().await)
+            return None;
         }
+        let guard = self.write_gate.lock.lock().await;
+        self.write_gate.taken.fetch_add(1, Ordering::SeqCst);
+        Some(WriteTurn {
+            _guard: guard,
+            ended: &self.write_gate.ended,
+        })
+    }
+
+    /// On SQLite, how many write turns this process has taken and ended (see
+    /// [`Store::write_turn`]): a node tells its own commits from other processes' by
+    /// them (see `runtime::listener`).
+    pub(crate) fn write_turns(&self) -> (u64, u64) {
+        (
+            self.write_gate.taken.load(Ordering::SeqCst),
+            self.write_gate.ended.load(Ordering::SeqCst),
+        )
     }
 
     /// Connects to `url`: creates and migrates in `Create` mode, checks the schema
@@ -346,6 +384,10 @@ impl Store {
         let mut wait = Duration::from_millis(20);
         loop {
             match Self::connect_once(opts.clone(), &shown, &origin, timeout).await {
+                Ok(mut store) => {
+                    store.file = sqlite_path(url);
+                    return Ok(store);
+                }
                 Err(StoreError::Connect { reason, .. })
                     if reason.contains("database is locked") && started.elapsed() < timeout =>
                 {
@@ -399,6 +441,7 @@ impl Store {
             origin: origin.to_string(),
             write_gate: Default::default(),
             claims,
+            file: None,
         };
         // Opening SQLite is lazy: read one page now, so a file that is not a database
         // fails here with its name rather than at the first query.
@@ -442,6 +485,15 @@ impl Store {
         payload
             .split_once(' ')
             .is_some_and(|(_, origin)| origin == self.origin)
+    }
+
+    /// On a SQLite file (kairos's are in WAL mode), its write-ahead log, which every
+    /// commit of any connection writes to (see `runtime::listener`).
+    pub(crate) fn wal_file(&self) -> Option<PathBuf> {
+        let file = self.file.as_ref()?;
+        let mut name = file.as_os_str().to_owned();
+        name.push("-wal");
+        Some(PathBuf::from(name))
     }
 
     /// On PostgreSQL, a listener on the notifications kairos's triggers send (see the
