@@ -172,11 +172,16 @@ async fn only_failed_timed_out_or_cancelled_runs_can_be_retried() {
     let err = cli(url, &["runs", "retry", "999999"]).await.fails();
     assert!(err.contains("no run with id 999999"), "{err}");
 
-    // A cancelled run may be retried: it runs now.
+    // A cancelled run may be retried: it runs now (the node hears the CLI's commit).
     cli(url, &["runs", "cancel", &later.to_string()]).await.ok();
     cli(url, &["runs", "retry", &later.to_string()]).await.ok();
-    let run = node.admin.run(later).await.unwrap();
-    assert_eq!(run.status, RunStatus::Queued);
+    let run = common::wait_status(&node.admin, later, RunStatus::Succeeded).await;
+    assert!(
+        run.history
+            .iter()
+            .any(|h| h.event == RunEventKind::ManualRetry),
+        "{run:?}"
+    );
     node.stop().await;
 }
 

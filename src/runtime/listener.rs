@@ -18,7 +18,7 @@
 //! A write seen while the node wrote too is taken as the node's own doing: a busy node
 //! commits claims and outcomes all the time, and would otherwise read the marker after
 //! each. What another process changed in those moments reaches the node at the
-//! watcher's next poll, as it did before this watch.
+//! watcher's next poll.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
