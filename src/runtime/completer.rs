@@ -133,20 +133,21 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg
     }
 }
 
-/// Adds `first` and whatever else is waiting (up to a batch) to `batch`.
+/// Adds `first` and whatever else is waiting to `batch`, until it holds a batch.
 fn take(
     first: Option<Msg>,
     rx: &mut mpsc::UnboundedReceiver<Msg>,
     batch: &mut Vec<Done>,
     flushes: &mut Vec<tokio::sync::oneshot::Sender<()>>,
 ) {
-    let mut next = first.or_else(|| rx.try_recv().ok());
+    let room = |batch: &Vec<Done>| batch.len() < COMPLETE_BATCH;
+    let mut next = first.or_else(|| room(batch).then(|| rx.try_recv().ok()).flatten());
     while let Some(msg) = next.take() {
         match msg {
             Msg::Done(d) => batch.push(*d),
             Msg::Flush(tx) => flushes.push(tx),
         }
-        if batch.len() < COMPLETE_BATCH {
+        if room(batch) {
             next = rx.try_recv().ok();
         }
     }
