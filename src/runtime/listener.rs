@@ -105,12 +105,19 @@ mod sqlite_wal {
     const OTHERS_PAUSE: Duration = Duration::from_millis(2);
 
     pub(super) async fn watch(shared: Arc<Shared>, wal: PathBuf) {
+        let mut warned = false;
         loop {
             match watch_once(&shared, &wal).await {
                 Ok(Ended::Shutdown) => return,
                 Ok(Ended::FileGone) => {}
+                // Said once: the poll still works, changes just arrive later. The usual
+                // cause is the per-user inotify limit (`fs.inotify.max_user_instances`).
+                Err(e) if !warned => {
+                    warned = true;
+                    tracing::warn!(error = %e, file = %wal.display(), "cannot watch the write-ahead log (raise fs.inotify.max_user_instances if the limit is reached); changes other processes make reach this node at its poll until it can");
+                }
                 Err(e) => {
-                    tracing::debug!(error = %e, file = %wal.display(), "cannot watch the write-ahead log; polling meanwhile")
+                    tracing::debug!(error = %e, file = %wal.display(), "cannot watch the write-ahead log yet")
                 }
             }
             tokio::select! {
