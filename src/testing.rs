@@ -286,12 +286,17 @@ impl TestScheduler {
         // Give the node's loops a chance to see the new time first.
         tokio::task::yield_now().await;
         tokio::time::sleep(POLL).await;
+        // A node with a lead fires slots and claims runs that far ahead: until it has,
+        // they are work to wait for. (A job with an instance limit is fired only when
+        // due, so it holds the wait until the node is seen to be stuck.)
+        let lead = self.handle.lead();
         loop {
             let now = self.now();
-            if !store.busy(now).await.unwrap_or(false) {
+            let due_by = now + lead;
+            if !store.busy(now, due_by).await.unwrap_or(false) {
                 // Outcomes still on their way to the database would show as running.
                 tokio::time::sleep(POLL).await;
-                if !store.busy(now).await.unwrap_or(false) {
+                if !store.busy(now, due_by).await.unwrap_or(false) {
                     return;
                 }
             }

@@ -24,6 +24,12 @@ impl SchedulerHandle {
         SchedulerHandle { shared }
     }
 
+    /// How far ahead this node fires slots and claims runs (see
+    /// `SchedulerBuilder::lead`); the test harness waits for that work too.
+    pub(crate) fn lead(&self) -> chrono::Duration {
+        self.shared.lead
+    }
+
     /// Every operation on jobs, runs, queues and nodes, bound to this application's
     /// tasks; changes made through it reach this node at once.
     pub fn admin(&self) -> &Admin {

@@ -222,22 +222,24 @@ impl Store {
         Ok(best.map(from_ms))
     }
 
-    /// Whether work is due at `now`: a job's slot, a queued run, or a running run (one
-    /// claimed ahead of its start does not count until then).
+    /// Whether work is due at `now`: a job's slot or a queued run due by `due_by` (a
+    /// node with a lead fires and claims them ahead), or a running run (one claimed
+    /// ahead of its start does not count until then).
     pub(crate) async fn busy(
         &self,
         now: chrono::DateTime<chrono::Utc>,
+        due_by: chrono::DateTime<chrono::Utc>,
     ) -> Result<bool, StoreError> {
         let row = self
             .db
             .query_one_raw(self.stmt(
                 "SELECT \
-                 (SELECT COUNT(*) FROM kairos_jobs WHERE enabled AND NOT paused AND next_run_at <= $1) AS jobs, \
-                 (SELECT COUNT(*) FROM kairos_runs WHERE status = 'queued' AND run_at <= $1 \
+                 (SELECT COUNT(*) FROM kairos_jobs WHERE enabled AND NOT paused AND next_run_at <= $2) AS jobs, \
+                 (SELECT COUNT(*) FROM kairos_runs WHERE status = 'queued' AND run_at <= $2 \
                   AND queue NOT IN (SELECT name FROM kairos_queues WHERE paused) \
                   AND (expires_at IS NULL OR expires_at > $1)) AS queued, \
                  (SELECT COUNT(*) FROM kairos_runs WHERE status = 'running' AND started_at <= $1) AS running",
-                [Value::from(ms(now))],
+                [Value::from(ms(now)), Value::from(ms(due_by))],
             ))
             .await?;
         let Some(r) = row else { return Ok(false) };
