@@ -385,7 +385,9 @@ impl Store {
         loop {
             match Self::connect_once(opts.clone(), &shown, &origin, timeout).await {
                 Ok(mut store) => {
-                    store.file = sqlite_path(url);
+                    // Resolved now: the process may change its working directory
+                    // later, and the log watch is set up again whenever the file goes.
+                    store.file = sqlite_path(url).map(|p| std::path::absolute(&p).unwrap_or(p));
                     return Ok(store);
                 }
                 Err(StoreError::Connect { reason, .. })
@@ -770,5 +772,23 @@ mod tests {
             Some(PathBuf::from("/tmp/x.db"))
         );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
+    }
+
+    /// The log a node watches stays the database's after the process changes its
+    /// working directory: a relative URL is resolved when the store connects.
+    #[tokio::test]
+    async fn a_relative_sqlite_path_is_watched_where_it_was_opened() {
+        let name = format!("target/kairos-rel-{}.db", uuid::Uuid::new_v4().simple());
+        let url = format!("sqlite://{name}");
+        let store = Store::connect(&url, OpenMode::Create, Duration::from_secs(10))
+            .await
+            .unwrap();
+        let wal = store.wal_file().unwrap();
+        let expected = std::env::current_dir().unwrap().join(format!("{name}-wal"));
+        assert_eq!(wal, expected);
+        drop(store);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{name}{suffix}"));
+        }
     }
 }
