@@ -316,11 +316,17 @@ impl Store {
             let path = sqlite_path(url);
             if let Some(path) = &path {
                 check_sqlite_path(path, mode)?;
+                if mode == OpenMode::Create {
+                    create_sqlite_file(path, &shown)?;
+                }
             }
             // One writer at a time is SQLite's rule; a small pool gives concurrent readers
             // without contending for the write lock.
             opts.max_connections(4).min_connections(1);
-            let create = mode == OpenMode::Create;
+            // The file exists by now. The pool opens connections all along; one opened
+            // after the file was deleted must fail rather than start an empty database
+            // beside the running nodes (in-memory databases have no file to create).
+            let create = path.is_none();
             opts.map_sqlx_sqlite_opts(move |o| {
                 o.create_if_missing(create)
                     .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
@@ -717,6 +723,21 @@ fn check_sqlite_path(path: &Path, mode: OpenMode) -> Result<(), StoreError> {
     }
 }
 
+/// Creates an empty database file if there is none (SQLite takes an empty file for an
+/// empty database); racing processes both succeed.
+fn create_sqlite_file(path: &Path, shown: &str) -> Result<(), StoreError> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map(drop)
+        .map_err(|e| StoreError::Connect {
+            url: shown.to_string(),
+            reason: format!("cannot create {}: {e}", path.display()),
+        })
+}
+
 /// A connection failure in words.
 fn connect_reason(e: &DbErr, timeout: Duration) -> String {
     let raw = e.to_string();
@@ -772,6 +793,36 @@ mod tests {
             Some(PathBuf::from("/tmp/x.db"))
         );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
+    }
+
+    /// A database file deleted under a running store is not made again, empty, by the
+    /// next connection the pool opens: that connection fails instead.
+    #[tokio::test]
+    async fn a_deleted_sqlite_file_is_not_created_again_by_the_pool() {
+        let dir =
+            std::env::temp_dir().join(format!("kairos-gone-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("kairos.db");
+        let url = format!("sqlite://{}", file.display());
+        let store = Store::connect(&url, OpenMode::Create, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert!(file.exists());
+        let pool = store.db.get_sqlite_connection_pool();
+        let held = pool.acquire().await.unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+        }
+        // The one connection is held: this needs a new one.
+        let second = pool.acquire().await;
+        assert!(
+            second.is_err(),
+            "a new connection opened a database: {second:?}"
+        );
+        assert!(!file.exists(), "the pool created the file again");
+        drop(held);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// The log a node watches stays the database's after the process changes its
