@@ -132,7 +132,13 @@ impl TestSchedulerBuilder {
             b = b.registry(r);
         }
         b = b.config(self.config.unwrap_or_default());
-        let sched = b.build().await?;
+        let sched = match b.build().await {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
         let handle = sched.handle();
         let events = Arc::new(Mutex::new(Vec::new()));
         let mut stream = handle.events();
