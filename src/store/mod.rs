@@ -829,13 +829,23 @@ mod tests {
     /// working directory: a relative URL is resolved when the store connects.
     #[tokio::test]
     async fn a_relative_sqlite_path_is_watched_where_it_was_opened() {
-        let name = format!("target/kairos-rel-{}.db", uuid::Uuid::new_v4().simple());
+        // The temporary folder, reached from the working directory by a relative path.
+        let cwd = std::env::current_dir().unwrap();
+        let mut rel = PathBuf::new();
+        for _ in cwd.components().skip(1) {
+            rel.push("..");
+        }
+        let tmp = std::env::temp_dir();
+        rel.push(tmp.strip_prefix("/").unwrap_or(&tmp));
+        rel.push(format!("kairos-rel-{}.db", uuid::Uuid::new_v4().simple()));
+        let name = rel.display().to_string();
+        assert!(rel.is_relative(), "{name}");
         let url = format!("sqlite://{name}");
         let store = Store::connect(&url, OpenMode::Create, Duration::from_secs(10))
             .await
             .unwrap();
         let wal = store.wal_file().unwrap();
-        let expected = std::env::current_dir().unwrap().join(format!("{name}-wal"));
+        let expected = cwd.join(format!("{name}-wal"));
         assert_eq!(wal, expected);
         drop(store);
         for suffix in ["", "-wal", "-shm"] {
