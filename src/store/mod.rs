@@ -312,13 +312,14 @@ impl Store {
             // before each statement. A connection in use moments ago is alive; one
             // that sat idle (through an outage, say) is still checked.
             .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR);
+        // The SQLite file, resolved now: the process may change its working directory
+        // later, and the log watch is set up again whenever the log file goes.
+        let mut file = None;
         if url.starts_with("sqlite:") {
             let path = sqlite_path(url);
             if let Some(path) = &path {
-                check_sqlite_path(path, mode)?;
-                if mode == OpenMode::Create {
-                    create_sqlite_file(path, &shown)?;
-                }
+                open_sqlite_path(path, mode)?;
+                file = Some(std::path::absolute(path).unwrap_or_else(|_| path.clone()));
             }
             // One writer at a time is SQLite's rule; a small pool gives concurrent readers
             // without contending for the write lock.
@@ -391,9 +392,7 @@ impl Store {
         loop {
             match Self::connect_once(opts.clone(), &shown, &origin, timeout).await {
                 Ok(mut store) => {
-                    // Resolved now: the process may change its working directory
-                    // later, and the log watch is set up again whenever the file goes.
-                    store.file = sqlite_path(url).map(|p| std::path::absolute(&p).unwrap_or(p));
+                    store.file = file;
                     return Ok(store);
                 }
                 Err(StoreError::Connect { reason, .. })
@@ -693,7 +692,10 @@ fn sqlite_path(url: &str) -> Option<PathBuf> {
     Some(PathBuf::from(rest))
 }
 
-fn check_sqlite_path(path: &Path, mode: OpenMode) -> Result<(), StoreError> {
+/// Checks that a SQLite file can be opened in `mode`; in `Create` mode, creates it empty
+/// if there is none (SQLite takes an empty file for an empty database; racing processes
+/// both succeed).
+fn open_sqlite_path(path: &Path, mode: OpenMode) -> Result<(), StoreError> {
     if path.exists() {
         if path.is_dir() {
             return Err(StoreError::Connect {
@@ -718,24 +720,18 @@ fn check_sqlite_path(path: &Path, mode: OpenMode) -> Result<(), StoreError> {
                     folder: folder.to_path_buf(),
                 });
             }
-            Ok(())
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map(drop)
+                .map_err(|e| StoreError::Connect {
+                    url: format!("sqlite://{}", path.display()),
+                    reason: format!("cannot create the file: {e}"),
+                })
         }
     }
-}
-
-/// Creates an empty database file if there is none (SQLite takes an empty file for an
-/// empty database); racing processes both succeed.
-fn create_sqlite_file(path: &Path, shown: &str) -> Result<(), StoreError> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map(drop)
-        .map_err(|e| StoreError::Connect {
-            url: shown.to_string(),
-            reason: format!("cannot create {}: {e}", path.display()),
-        })
 }
 
 /// A connection failure in words.
