@@ -1,8 +1,8 @@
 //! Wake-ups across processes: a node hears at once when another process enqueues,
 //! commits a transaction with a run in it, creates or triggers a job, or cancels a run.
-//! On PostgreSQL the database notifies it; on SQLite it sees the commit in the
-//! database's wal-index. The node under test polls only once an hour, so whatever it
-//! does within the test's bound it did because it heard.
+//! On PostgreSQL the database notifies it; on SQLite (on Linux) it sees the commit
+//! written to the database's write-ahead log. The node under test polls only once an
+//! hour, so whatever it does within the test's bound it did because it heard.
 
 mod common;
 
