@@ -20,9 +20,36 @@ const CLAIM_BATCH: usize = 512;
 /// Bounds the extra wait of a queued run on a loaded node; an idle node claims at once.
 const GATHER: Duration = Duration::from_millis(1);
 
+/// Below this many free slots (of `workers`) a claim waits up to [`GATHER`] for more.
+pub(super) fn gather_below(workers: usize) -> usize {
+    (workers / 4).max(1)
+}
+
+/// Takes the free worker slots, up to [`CLAIM_BATCH`], for a claim about to be made
+/// (`None` when fewer than `at_least` are free). Slots are taken before claiming, not
+/// per run after: a run claimed while another claimer (the listener, the handle's fast
+/// path) took the slot it was counted for would wait for one without its lease being
+/// renewed.
+pub(super) fn take_free_slots(
+    shared: &Shared,
+    at_least: usize,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    loop {
+        let free = shared.workers.available_permits().min(CLAIM_BATCH);
+        if free == 0 || free < at_least {
+            return None;
+        }
+        match shared.workers.clone().try_acquire_many_owned(free as u32) {
+            Ok(slots) => return Some(slots),
+            // Taken meanwhile by another claimer: count again.
+            Err(tokio::sync::TryAcquireError::NoPermits) => continue,
+            Err(tokio::sync::TryAcquireError::Closed) => return None,
+        }
+    }
+}
+
 pub(super) async fn run(shared: Arc<Shared>) {
     let workers = shared.node.max_workers;
-    let gather_below = (workers / 4).max(1);
     let mut gather_until: Option<Instant> = None;
     loop {
         let woken = shared.signals.wake_dispatcher.notified();
@@ -36,7 +63,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
             return;
         }
         let free = shared.workers.available_permits().min(CLAIM_BATCH);
-        if free > 0 && free < gather_below {
+        if free > 0 && free < gather_below(workers) {
             let deadline = *gather_until.get_or_insert_with(|| Instant::now() + GATHER);
             if Instant::now() < deadline {
                 tokio::select! {
@@ -53,8 +80,10 @@ pub(super) async fn run(shared: Arc<Shared>) {
         // claim below either filled them all and looks again at once, or found nothing
         // more to claim, which a freed slot does not change; limits are looked at
         // again when the completer wakes us.)
-        let wait_for_slots = free == 0;
-        if free > 0 {
+        let slots = take_free_slots(&shared, 1);
+        let wait_for_slots = slots.is_none();
+        if let Some(mut slots) = slots {
+            let free = slots.num_permits();
             let now = shared.clock.now();
             // Runs due within the lead are claimed now and wait here for their time.
             let due_by = now + shared.lead;
@@ -73,19 +102,11 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 Ok(claim) => {
                     let n = claim.runs.len();
                     for run in claim.runs {
-                        // Permits are taken only here and by the handle's fast path,
-                        // which takes its own before inserting; `free` was counted
-                        // before the claim, so a permit can be missing only if the fast
-                        // path took one meanwhile: then the run waits for a slot.
-                        let permit = match shared.workers.clone().try_acquire_owned() {
-                            Ok(p) => p,
-                            Err(_) => match shared.workers.clone().acquire_owned().await {
-                                Ok(p) => p,
-                                Err(_) => return,
-                            },
-                        };
+                        let permit = slots.split(1).expect("a slot was taken for each run");
                         executor::spawn(shared.clone(), run, permit);
                     }
+                    // The slots no run was found for are free again.
+                    drop(slots);
                     if n == free {
                         // Possibly more due: claim again at once.
                         continue;
