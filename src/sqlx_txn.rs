@@ -5,8 +5,10 @@
 //! guarantee as SeaORM ones: the run exists if and only if the transaction commits.
 //!
 //! kairos's statements are built as SeaORM statements; this adapter runs them on the
-//! borrowed connection, binding their values the way SeaORM's own drivers do.
+//! borrowed connection, binding their values the way SeaORM's own drivers do. A node
+//! also runs its claims through it on its notification listener's connection.
 
+use sea_orm::sqlx::postgres::PgListener;
 use sea_orm::sqlx::{self, PgConnection, SqliteConnection};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, ExecResult, QueryResult, RuntimeErr, Statement};
 use sea_query_sqlx::SqlxValues;
@@ -42,6 +44,8 @@ pub struct SqlxTxn<'c> {
 enum Conn<'c> {
     Postgres(&'c mut PgConnection),
     Sqlite(&'c mut SqliteConnection),
+    /// A node's listening connection, on which the node claims announced runs.
+    Listener(&'c mut PgListener),
 }
 
 impl std::fmt::Debug for SqlxTxn<'_> {
@@ -58,6 +62,15 @@ impl<'c> SqlxTxn<'c> {
     pub fn postgres(conn: &'c mut PgConnection) -> SqlxTxn<'c> {
         SqlxTxn {
             conn: Mutex::new(Conn::Postgres(conn)),
+            backend: DbBackend::Postgres,
+        }
+    }
+
+    /// A node's notification listener, whose connection also runs kairos's own
+    /// statements (see `Store::claim_on_listener`).
+    pub(crate) fn listener(listener: &'c mut PgListener) -> SqlxTxn<'c> {
+        SqlxTxn {
+            conn: Mutex::new(Conn::Listener(listener)),
             backend: DbBackend::Postgres,
         }
     }
@@ -87,6 +100,7 @@ macro_rules! on_conn {
         match &mut *$self.conn.lock().await {
             Conn::Postgres($c) => $body,
             Conn::Sqlite($c) => $body,
+            Conn::Listener($c) => $body,
         }
         .map_err(db_err)
     };

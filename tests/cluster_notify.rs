@@ -6,11 +6,16 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
 
 use kairos::schedule::{CronSchedule, Schedule, Tz};
 use kairos::sea_orm::{Database, TransactionTrait};
-use kairos::{Admin, Enqueue, NewJob, Registry, RunFilter, RunStatus, TaskDef};
+use kairos::task::TaskOutcome;
+use kairos::{Admin, Enqueue, NewJob, Registry, RunFilter, RunStatus, TaskContext, TaskDef};
 
 use common::cli::{Node, blocks, hello, node_builder};
 
@@ -19,8 +24,24 @@ fn registry() -> Registry {
     Registry::from_tasks([
         TaskDef::new("hello", hello, here),
         TaskDef::new("blocks", blocks, here),
+        TaskDef::new("counted", counted, here),
     ])
     .unwrap()
+}
+
+/// Runs of `counted` executing now, and the most seen at once.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+static MOST: AtomicUsize = AtomicUsize::new(0);
+
+/// Takes 30 ms, counted in [`RUNNING`] and [`MOST`].
+fn counted(_: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
+    Box::pin(async {
+        let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
+        MOST.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+        Ok(None)
+    })
 }
 
 /// A node that would notice other processes' changes only after an hour of polling,
@@ -41,6 +62,44 @@ async fn a_run_enqueued_by_another_process_wakes_an_idle_node() {
             let id = other.enqueue(Enqueue::new("hello")).await.unwrap().id;
             common::wait_status(&other, id, RunStatus::Succeeded).await;
         }
+        node.stop().await;
+    }
+}
+
+/// Each insert by another process is announced to the node, which claims on hearing
+/// it as well as in its dispatcher: together they never start more runs than the node
+/// has workers, and every run ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_announced_by_another_process_never_exceed_the_nodes_workers() {
+    for db in common::databases("notify_workers").await {
+        let builder = node_builder(&db.url, registry(), None)
+            .poll_interval(Duration::from_secs(3600))
+            .max_workers(2);
+        let node = Node::start_with(&db.url, builder).await;
+        let other = Admin::connect(&db.url).await.unwrap();
+        MOST.store(0, Ordering::SeqCst);
+        // In batches, each announced once (the first to an idle node), and one at a
+        // time, each announced on its own.
+        for round in 0..3 {
+            let mut ids = Vec::new();
+            let batch = (0..10).map(|_| Enqueue::new("counted")).collect();
+            for e in other.enqueue_many(batch).await.unwrap() {
+                ids.push(e.id);
+            }
+            for _ in 0..5 {
+                ids.push(other.enqueue(Enqueue::new("counted")).await.unwrap().id);
+            }
+            for id in ids {
+                let run = common::wait_status(&other, id, RunStatus::Succeeded).await;
+                assert_eq!(run.attempt, 1, "{}: round {round}: run {id}", db.name);
+            }
+        }
+        let most = MOST.load(Ordering::SeqCst);
+        assert_eq!(
+            most, 2,
+            "{}: at most 2 runs at once, and both workers used",
+            db.name
+        );
         node.stop().await;
     }
 }

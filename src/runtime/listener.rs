@@ -1,10 +1,11 @@
 //! On PostgreSQL, the node LISTENs for what the database's triggers announce: runs
 //! inserted by any process (an enqueue from the CLI or another node, a run written in
-//! an application's transaction, on its commit) wake the dispatcher; a moved change
-//! counter (pause, resume, cancel, job change) wakes the planner, the dispatcher and
-//! the watcher. While the listener is connected the watcher only polls as a backstop;
-//! when it drops, the node wakes every loop (notifications sent meanwhile are lost)
-//! and reconnects with backoff.
+//! an application's transaction, on its commit) are claimed at once on the listening
+//! connection while the node has free slots and no limits, and wake the dispatcher
+//! for the rest; a moved change counter (pause, resume, cancel, job change) wakes the
+//! planner, the dispatcher and the watcher. While the listener is connected the
+//! watcher only polls as a backstop; when it drops, the node wakes every loop
+//! (notifications sent meanwhile are lost) and reconnects with backoff.
 //!
 //! SQLite has no notifications, but every commit, by any connection of any process,
 //! writes to the database's write-ahead log. On Linux the node asks the kernel
@@ -24,7 +25,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::Shared;
+use sea_orm::sqlx::postgres::PgListener;
+
+use super::{Shared, dispatcher, executor};
 
 pub(super) async fn run(shared: Arc<Shared>) {
     if let Some(path) = shared.store.wal_file() {
@@ -60,7 +63,10 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 // What this node did itself it already acted on.
                 Ok(Some(n)) if shared.store.is_own_notification(n.payload()) => {}
                 Ok(Some(n)) => match n.payload().split(' ').next() {
-                    Some("kairos_runs") => shared.signals.wake_dispatcher.notify_one(),
+                    Some("kairos_runs") => {
+                        claim_announced(&shared, &mut listener).await;
+                        shared.signals.wake_dispatcher.notify_one();
+                    }
                     _ => wake_all(&shared),
                 },
                 Ok(None) => break,
@@ -72,6 +78,45 @@ pub(super) async fn run(shared: Arc<Shared>) {
         }
         shared.signals.listening.store(false, Ordering::SeqCst);
         wake_all(&shared);
+    }
+}
+
+/// Claims announced runs at once, on the listening connection, while the node has
+/// slots free (as many as the dispatcher would claim without waiting) and no limits to
+/// count: that connection's server process has just sent the notification and is
+/// still awake, so the claim skips waking a pool connection's, one of the few hops of
+/// a run enqueued by another process on its way to start. The dispatcher is woken
+/// after it all the same, for what this claim did not take and for runs due later.
+async fn claim_announced(shared: &Arc<Shared>, listener: &mut PgListener) {
+    if !shared.claim_limits.is_empty() || shared.shutdown.is_cancelled() {
+        return;
+    }
+    let gather_below = dispatcher::gather_below(shared.node.max_workers);
+    let Some(mut slots) = dispatcher::take_free_slots(shared, gather_below) else {
+        return;
+    };
+    let now = shared.clock.now();
+    let claimed = shared
+        .store
+        .claim_on_listener(
+            listener,
+            &shared.node.id,
+            now + shared.lead,
+            now,
+            slots.num_permits(),
+            shared.lease,
+        )
+        .await;
+    match claimed {
+        Ok(runs) => {
+            for run in runs {
+                let permit = slots.split(1).expect("a slot was taken for each run");
+                executor::spawn(shared.clone(), run, permit);
+            }
+        }
+        // The dispatcher claims them instead; a broken connection is seen by the next
+        // receive, which reconnects.
+        Err(e) => tracing::debug!(error = %e, "claim on the listening connection failed"),
     }
 }
 

@@ -173,41 +173,9 @@ impl Store {
         let _turn = self.write_turn().await;
         let pg = self.is_pg();
         if limits.is_empty() {
-            // Nothing to count: one statement picks, locks and claims the runs, with no
-            // transaction around it.
-            let sql = format!(
-                "UPDATE kairos_runs SET status = 'running', attempt = attempt + 1, node_id = $1, \
-                 started_at = CASE WHEN run_at > $4 THEN run_at ELSE $4 END, lease_until = $5 \
-                 WHERE id IN ({}) RETURNING {CLAIM_COLUMNS}, priority, run_at",
-                pick_sql(pg, "id", "")
-            );
-            let rows = self
-                .claims_db()
-                .query_all_raw(self.stmt(
-                    &sql,
-                    [
-                        Value::from(node.to_string()),
-                        Value::from(ms(due_by)),
-                        Value::from(limit as i64),
-                        Value::from(ms(now)),
-                        Value::from(ms(now) + duration_ms(lease)),
-                    ],
-                ))
+            let runs = self
+                .claim_plain(self.claims_db(), node, due_by, now, limit, lease)
                 .await?;
-            let mut order = Vec::with_capacity(rows.len());
-            for r in &rows {
-                order.push((
-                    r.try_get::<i32>("", "priority")?,
-                    r.try_get::<i64>("", "run_at")?,
-                    r.try_get::<i64>("", "id")?,
-                ));
-            }
-            // RETURNING gives no order guarantee; start in claim order.
-            order.sort_unstable();
-            let pos: HashMap<i64, usize> =
-                order.iter().enumerate().map(|(i, k)| (k.2, i)).collect();
-            let mut runs = decode_claimed(&rows)?;
-            runs.sort_by_key(|c| pos.get(&c.id).copied().unwrap_or(usize::MAX));
             return Ok(Claim {
                 runs,
                 retry_at: None,
@@ -292,6 +260,72 @@ impl Store {
             runs: claimed,
             retry_at,
         })
+    }
+
+    /// Claims up to `limit` due runs for `node` when no limit applies, on `conn`: one
+    /// statement picks, locks and claims them, with no transaction around it. Returns
+    /// them in claim order.
+    async fn claim_plain<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        node: &str,
+        due_by: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedRun>, StoreError> {
+        let sql = format!(
+            "UPDATE kairos_runs SET status = 'running', attempt = attempt + 1, node_id = $1, \
+             started_at = CASE WHEN run_at > $4 THEN run_at ELSE $4 END, lease_until = $5 \
+             WHERE id IN ({}) RETURNING {CLAIM_COLUMNS}, priority, run_at",
+            pick_sql(self.is_pg(), "id", "")
+        );
+        let rows = conn
+            .query_all_raw(self.stmt(
+                &sql,
+                [
+                    Value::from(node.to_string()),
+                    Value::from(ms(due_by)),
+                    Value::from(limit as i64),
+                    Value::from(ms(now)),
+                    Value::from(ms(now) + duration_ms(lease)),
+                ],
+            ))
+            .await?;
+        let mut order = Vec::with_capacity(rows.len());
+        for r in &rows {
+            order.push((
+                r.try_get::<i32>("", "priority")?,
+                r.try_get::<i64>("", "run_at")?,
+                r.try_get::<i64>("", "id")?,
+            ));
+        }
+        // RETURNING gives no order guarantee; start in claim order.
+        order.sort_unstable();
+        let pos: HashMap<i64, usize> = order.iter().enumerate().map(|(i, k)| (k.2, i)).collect();
+        let mut runs = decode_claimed(&rows)?;
+        runs.sort_by_key(|c| pos.get(&c.id).copied().unwrap_or(usize::MAX));
+        Ok(runs)
+    }
+
+    /// On PostgreSQL, claims up to `limit` due runs for `node` on the node's listening
+    /// connection, which has just carried the notification that announced them: its
+    /// server process is awake, where a pool connection idle since the last claim must
+    /// be woken first, which on a small machine costs about as much again as the claim
+    /// itself. Only for a node without limits (see [`ClaimLimits::is_empty`]); its
+    /// session commits as the claims pool's do (see `claims_pool`).
+    pub(crate) async fn claim_on_listener(
+        &self,
+        listener: &mut sea_orm::sqlx::postgres::PgListener,
+        node: &str,
+        due_by: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedRun>, StoreError> {
+        let conn = crate::sqlx_txn::SqlxTxn::listener(listener);
+        self.claim_plain(&conn, node, due_by, now, limit, lease)
+            .await
     }
 
     /// Counts what the limited tasks and queues already use.

@@ -505,7 +505,9 @@ impl Store {
 
     /// On PostgreSQL, a listener on the notifications kairos's triggers send (see the
     /// `notify` migration), on a connection of its own: it holds the connection for
-    /// good, and must not take one from the pool the hot path uses.
+    /// good, and must not take one from the pool the hot path uses. The node also
+    /// claims announced runs on it (see [`Store::claim_on_listener`]), so its session
+    /// commits as the claims pool's do.
     pub(crate) async fn listen(
         &self,
     ) -> Option<Result<sea_orm::sqlx::postgres::PgListener, StoreError>> {
@@ -513,7 +515,9 @@ impl Store {
         if !self.is_pg() {
             return None;
         }
-        let options = (*self.db.get_postgres_connection_pool().connect_options()).clone();
+        let options = (*self.db.get_postgres_connection_pool().connect_options())
+            .clone()
+            .options([("synchronous_commit", "off")]);
         let connect = async {
             let pool = PgPoolOptions::new()
                 .max_connections(1)
