@@ -187,6 +187,16 @@ async fn write(shared: &Shared, batch: &mut Vec<Done>) {
             }
         }
     };
+    {
+        let mut finishing = shared
+            .signals
+            .finishing
+            .lock()
+            .expect("finishing set poisoned");
+        for c in &completions {
+            finishing.remove(&(c.id(), c.attempt()));
+        }
+    }
     shared.webhooks.finished(ended(batch, &statuses));
     let requeued = batch.iter().any(|d| {
         matches!(

@@ -27,9 +27,14 @@ pub(super) fn spawn(
     run: ClaimedRun,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
+    // Registered before the task is scheduled: from the claim on, the node's lease
+    // renewal must count this attempt as its own. A beat in between would leave its
+    // lease unrenewed and, should it then run out (a clock that jumped, a machine
+    // that slept), take the run back from the node executing it.
+    let (token, running) = register(&shared, &run);
     let signals = shared.signals.clone();
     tokio::spawn(async move {
-        execute(shared, run).await;
+        execute(shared, run, token, running).await;
         // The slot is free only once the permit is back: a dispatcher woken before
         // would count no free slot and wait again for a notification already spent.
         drop(permit);
@@ -37,7 +42,9 @@ pub(super) fn spawn(
     });
 }
 
-async fn execute(shared: Arc<Shared>, run: ClaimedRun) {
+/// Enters the attempt in the node's running map, stopping an earlier execution of the
+/// run that is still there.
+fn register(shared: &Shared, run: &ClaimedRun) -> (CancellationToken, Arc<Running>) {
     let token = CancellationToken::new();
     let running = Arc::new(Running::new(run.attempt, token.clone()));
     let older = shared
@@ -66,6 +73,15 @@ async fn execute(shared: Arc<Shared>, run: ClaimedRun) {
             older.cancel(CancelReason::LeaseLost);
         }
     }
+    (token, running)
+}
+
+async fn execute(
+    shared: Arc<Shared>,
+    run: ClaimedRun,
+    token: CancellationToken,
+    running: Arc<Running>,
+) {
     let span = tracing::info_span!(
         "run",
         run_id = run.id,
@@ -81,6 +97,14 @@ async fn execute(shared: Arc<Shared>, run: ClaimedRun) {
         // Only this attempt's entry: a newer attempt of the run may have replaced it.
         if map.get(&run.id).is_some_and(|r| Arc::ptr_eq(r, &running)) {
             map.remove(&run.id);
+        }
+        if !running.is_superseded() {
+            shared
+                .signals
+                .finishing
+                .lock()
+                .expect("finishing set poisoned")
+                .insert((run.id, run.attempt));
         }
     }
     if running.is_superseded() {

@@ -22,7 +22,7 @@ mod reporter;
 pub(crate) mod retry;
 mod watcher;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -173,6 +173,11 @@ pub(crate) struct Signals {
     pub(crate) listening: std::sync::atomic::AtomicBool,
     /// Attempts running on this node, by run id.
     pub(crate) running: Mutex<HashMap<i64, Arc<Running>>>,
+    /// Attempts that ended here and whose outcome the completer has not written yet:
+    /// (run id, attempt). They are still this node's, so their leases are renewed until
+    /// then; otherwise an outcome held up (a database outage, a clock that jumped) could
+    /// find its run taken back, and be refused.
+    pub(crate) finishing: Mutex<HashSet<(i64, u32)>>,
     /// The node's event stream.
     pub(crate) events: crate::events::EventBus,
 }
@@ -186,6 +191,7 @@ impl Signals {
             changed: Notify::new(),
             listening: std::sync::atomic::AtomicBool::new(false),
             running: Mutex::new(HashMap::new()),
+            finishing: Mutex::new(HashSet::new()),
             events,
         }
     }
@@ -212,10 +218,18 @@ impl Signals {
         }
     }
 
-    /// The attempts running on this node now: (run id, attempt).
+    /// The attempts this node holds now, running or with their outcome still to be
+    /// written: (run id, attempt).
     pub(crate) fn local_attempts(&self) -> Vec<(i64, u32)> {
+        // The same lock order as the executor's, which moves an attempt from one to the
+        // other under both: none is missed in between.
         let running = self.running.lock().expect("running map poisoned");
-        running.iter().map(|(id, r)| (*id, r.attempt)).collect()
+        let finishing = self.finishing.lock().expect("finishing set poisoned");
+        running
+            .iter()
+            .map(|(id, r)| (*id, r.attempt))
+            .chain(finishing.iter().copied())
+            .collect()
     }
 }
 
