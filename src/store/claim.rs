@@ -311,9 +311,9 @@ impl Store {
     /// On PostgreSQL, claims up to `limit` due runs for `node` on the node's listening
     /// connection, which has just carried the notification that announced them: its
     /// server process is awake, where a pool connection idle since the last claim must
-    /// be woken first, which on a small machine costs about as much again as the claim
-    /// itself. Only for a node without limits (see [`ClaimLimits::is_empty`]); its
-    /// session commits as the claims pool's do (see `claims_pool`).
+    /// be woken first, one hop more on the way of a run enqueued by another process.
+    /// Only for a node without limits (see [`ClaimLimits::is_empty`]); its session
+    /// commits as the claims pool's do (see `claims_pool`).
     pub(crate) async fn claim_on_listener(
         &self,
         listener: &mut sea_orm::sqlx::postgres::PgListener,
