@@ -92,13 +92,16 @@ async fn execute(
     let done = attempt(&shared, &run, token, &running)
         .instrument(span)
         .await;
+    // Read once: an attempt entered as finishing must also reach the completer, which
+    // alone takes it out again.
+    let superseded = running.is_superseded();
     {
         let mut map = shared.signals.running.lock().expect("running map poisoned");
         // Only this attempt's entry: a newer attempt of the run may have replaced it.
         if map.get(&run.id).is_some_and(|r| Arc::ptr_eq(r, &running)) {
             map.remove(&run.id);
         }
-        if !running.is_superseded() {
+        if !superseded {
             shared
                 .signals
                 .finishing
@@ -107,7 +110,7 @@ async fn execute(
                 .insert((run.id, run.attempt));
         }
     }
-    if running.is_superseded() {
+    if superseded {
         return;
     }
     // The completer may be gone only during a hard stop; the lease then re-queues the run.
