@@ -67,7 +67,7 @@ impl<'c> SqlxTxn<'c> {
     }
 
     /// A node's notification listener, whose connection also runs kairos's own
-    /// statements (see `Store::claim_on_listener`).
+    /// statements (see `runtime::listener`).
     pub(crate) fn listener(listener: &'c mut PgListener) -> SqlxTxn<'c> {
         SqlxTxn {
             conn: Mutex::new(Conn::Listener(listener)),

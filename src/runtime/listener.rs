@@ -28,6 +28,7 @@ use std::time::Duration;
 use sea_orm::sqlx::postgres::PgListener;
 
 use super::{Shared, dispatcher, executor};
+use crate::sqlx_txn::SqlxTxn;
 
 pub(super) async fn run(shared: Arc<Shared>) {
     if let Some(path) = shared.store.wal_file() {
@@ -98,8 +99,8 @@ async fn claim_announced(shared: &Arc<Shared>, listener: &mut PgListener) {
     let now = shared.clock.now();
     let claimed = shared
         .store
-        .claim_on_listener(
-            listener,
+        .claim_plain(
+            &SqlxTxn::listener(listener),
             &shared.node.id,
             now + shared.lead,
             now,

@@ -264,8 +264,10 @@ impl Store {
 
     /// Claims up to `limit` due runs for `node` when no limit applies, on `conn`: one
     /// statement picks, locks and claims them, with no transaction around it. Returns
-    /// them in claim order.
-    async fn claim_plain<C: ConnectionTrait>(
+    /// them in claim order. `conn` is the claims pool, or on PostgreSQL the node's
+    /// listening connection (see `runtime::listener`), whose session commits as the
+    /// pool's do.
+    pub(crate) async fn claim_plain<C: ConnectionTrait>(
         &self,
         conn: &C,
         node: &str,
@@ -306,26 +308,6 @@ impl Store {
         let mut runs = decode_claimed(&rows)?;
         runs.sort_by_key(|c| pos.get(&c.id).copied().unwrap_or(usize::MAX));
         Ok(runs)
-    }
-
-    /// On PostgreSQL, claims up to `limit` due runs for `node` on the node's listening
-    /// connection, which has just carried the notification that announced them: its
-    /// server process is awake, where a pool connection idle since the last claim must
-    /// be woken first, one hop more on the way of a run enqueued by another process.
-    /// Only for a node without limits (see [`ClaimLimits::is_empty`]); its session
-    /// commits as the claims pool's do (see `claims_pool`).
-    pub(crate) async fn claim_on_listener(
-        &self,
-        listener: &mut sea_orm::sqlx::postgres::PgListener,
-        node: &str,
-        due_by: DateTime<Utc>,
-        now: DateTime<Utc>,
-        limit: usize,
-        lease: Duration,
-    ) -> Result<Vec<ClaimedRun>, StoreError> {
-        let conn = crate::sqlx_txn::SqlxTxn::listener(listener);
-        self.claim_plain(&conn, node, due_by, now, limit, lease)
-            .await
     }
 
     /// Counts what the limited tasks and queues already use.

@@ -654,7 +654,14 @@ async fn the_listening_connection_claims_in_order_and_commits_as_the_claims_pool
             .unwrap());
         // Due runs only, in claim order (priority first), marked as this node's.
         let claimed = store
-            .claim_on_listener(&mut listener, "n", t0(), t0(), 5, LEASE)
+            .claim_plain(
+                &crate::sqlx_txn::SqlxTxn::listener(&mut listener),
+                "n",
+                t0(),
+                t0(),
+                5,
+                LEASE,
+            )
             .await
             .unwrap();
         let got: Vec<(i64, u32)> = claimed.iter().map(|c| (c.id, c.attempt)).collect();

@@ -506,7 +506,7 @@ impl Store {
     /// On PostgreSQL, a listener on the notifications kairos's triggers send (see the
     /// `notify` migration), on a connection of its own: it holds the connection for
     /// good, and must not take one from the pool the hot path uses. The node also
-    /// claims announced runs on it (see [`Store::claim_on_listener`]), so its session
+    /// claims announced runs on it (see `runtime::listener`), so its session
     /// commits as the claims pool's do.
     pub(crate) async fn listen(
         &self,
