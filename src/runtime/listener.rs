@@ -1,9 +1,10 @@
-//! On PostgreSQL, the node LISTENs for what the database's triggers announce: runs
-//! inserted by any process (an enqueue from the CLI or another node, a run written in
-//! an application's transaction, on its commit) are claimed at once on the listening
-//! connection while the node has free slots and no limits, and wake the dispatcher
-//! for the rest; a moved change counter (pause, resume, cancel, job change) wakes the
-//! planner, the dispatcher and the watcher. While the listener is connected the
+//! On PostgreSQL, the node LISTENs for what inserts and the database's triggers
+//! announce: runs inserted by any process (an enqueue from the CLI or another node, a
+//! run written in an application's transaction, on its commit) are claimed at once on
+//! the listening connection while the node has free slots and no limits (through the
+//! primary key when the insert named their ids, as kairos's own do), and wake the
+//! dispatcher for the rest; a moved change counter (pause, resume, cancel, job change)
+//! wakes the planner, the dispatcher and the watcher. While the listener is connected the
 //! watcher only polls as a backstop; when it drops, the node wakes every loop
 //! (notifications sent meanwhile are lost) and reconnects with backoff.
 //!
@@ -29,6 +30,7 @@ use sea_orm::sqlx::postgres::PgListener;
 
 use super::{Shared, dispatcher, executor};
 use crate::sqlx_txn::SqlxTxn;
+use crate::store::{Announced, Notice};
 
 pub(super) async fn run(shared: Arc<Shared>) {
     if let Some(path) = shared.store.wal_file() {
@@ -63,12 +65,16 @@ pub(super) async fn run(shared: Arc<Shared>) {
             match next {
                 // What this node did itself it already acted on.
                 Ok(Some(n)) if shared.store.is_own_notification(n.payload()) => {}
-                Ok(Some(n)) => match n.payload().split(' ').next() {
-                    Some("kairos_runs") => {
-                        claim_announced(&shared, &mut listener).await;
-                        shared.signals.wake_dispatcher.notify_one();
+                Ok(Some(n)) => match Notice::read(n.payload()) {
+                    Notice::Runs(among) => {
+                        let claimed = claim_announced(&shared, &mut listener, among).await;
+                        // Every id announced was claimed here: nothing is left for the
+                        // dispatcher to claim or to wait for.
+                        if among.is_none_or(|a| claimed < a.len()) {
+                            shared.signals.wake_dispatcher.notify_one();
+                        }
                     }
-                    _ => wake_all(&shared),
+                    Notice::Changed => wake_all(&shared),
                 },
                 Ok(None) => break,
                 Err(e) => {
@@ -86,15 +92,21 @@ pub(super) async fn run(shared: Arc<Shared>) {
 /// slots free (as many as the dispatcher would claim without waiting) and no limits to
 /// count: that connection's server process has just sent the notification and is
 /// still awake, so the claim skips waking a pool connection's, one of the few hops of
-/// a run enqueued by another process on its way to start. The dispatcher is woken
-/// after it all the same, for what this claim did not take and for runs due later.
-async fn claim_announced(shared: &Arc<Shared>, listener: &mut PgListener) {
+/// a run enqueued by another process on its way to start. With the ids the insert
+/// announced (`among`), only those runs are looked at, through the primary key.
+/// Returns how many runs it claimed; the dispatcher is woken after it for what it did
+/// not take (and for runs due later) unless it took every announced id.
+async fn claim_announced(
+    shared: &Arc<Shared>,
+    listener: &mut PgListener,
+    among: Option<Announced>,
+) -> usize {
     if !shared.claim_limits.is_empty() || shared.shutdown.is_cancelled() {
-        return;
+        return 0;
     }
     let gather_below = dispatcher::gather_below(shared.node.max_workers);
     let Some(mut slots) = dispatcher::take_free_slots(shared, gather_below) else {
-        return;
+        return 0;
     };
     let now = shared.clock.now();
     let claimed = shared
@@ -106,18 +118,24 @@ async fn claim_announced(shared: &Arc<Shared>, listener: &mut PgListener) {
             now,
             slots.num_permits(),
             shared.lease,
+            among,
         )
         .await;
     match claimed {
         Ok(runs) => {
+            let n = runs.len();
             for run in runs {
                 let permit = slots.split(1).expect("a slot was taken for each run");
                 executor::spawn(shared.clone(), run, permit);
             }
+            n
         }
         // The dispatcher claims them instead; a broken connection is seen by the next
         // receive, which reconnects.
-        Err(e) => tracing::debug!(error = %e, "claim on the listening connection failed"),
+        Err(e) => {
+            tracing::debug!(error = %e, "claim on the listening connection failed");
+            0
+        }
     }
 }
 

@@ -110,6 +110,40 @@ pub(super) fn pick_sql(pg: bool, columns: &str, exclude: &str) -> String {
     )
 }
 
+/// The ids of the runs one insert statement added, as it announced them to listening
+/// nodes (PostgreSQL; see `Store::insert_runs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Announced {
+    /// The lowest id.
+    pub(crate) first: i64,
+    /// The highest id.
+    pub(crate) last: i64,
+}
+
+impl Announced {
+    /// How many ids the range holds (runs of other inserts may be among them, and
+    /// ids a rolled-back insert took are not).
+    pub(crate) fn len(&self) -> usize {
+        usize::try_from(self.last - self.first + 1).unwrap_or(0)
+    }
+}
+
+/// [`pick_sql`] on PostgreSQL for the runs with ids `$6` to `$7` (an announced insert):
+/// the same conditions and order, read through the primary key. The claim index
+/// would serve too, but it is walked from its start, and until vacuum it keeps an
+/// entry for every run claimed since: after a burst, tens of thousands of dead
+/// entries to step over at each claim, where the key goes straight to the new runs.
+/// The status test is written so that it cannot match the claim index's predicate,
+/// which keeps PostgreSQL from picking that index (its statistics cannot see the
+/// dead entries).
+fn pick_announced_sql() -> String {
+    format!(
+        "SELECT id FROM kairos_runs WHERE id BETWEEN $6 AND $7 AND status || '' = 'queued' \
+         AND run_at <= $2 AND {NOT_PAUSED} ORDER BY priority, run_at, id LIMIT $3 \
+         FOR UPDATE SKIP LOCKED"
+    )
+}
+
 /// The claimed runs of a claim's `RETURNING {CLAIM_COLUMNS}` rows.
 fn decode_claimed(rows: &[sea_orm::QueryResult]) -> Result<Vec<ClaimedRun>, StoreError> {
     rows.iter()
@@ -174,7 +208,7 @@ impl Store {
         let pg = self.is_pg();
         if limits.is_empty() {
             let runs = self
-                .claim_plain(self.claims_db(), node, due_by, now, limit, lease)
+                .claim_plain(self.claims_db(), node, due_by, now, limit, lease, None)
                 .await?;
             return Ok(Claim {
                 runs,
@@ -266,7 +300,9 @@ impl Store {
     /// statement picks, locks and claims them, with no transaction around it. Returns
     /// them in claim order. `conn` is the claims pool, or on PostgreSQL the node's
     /// listening connection (see `runtime::listener`), whose session commits as the
-    /// pool's do.
+    /// pool's do. `among`, on PostgreSQL, is the range of ids an insert announced
+    /// (see [`Announced`]): only runs in it are claimed.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn claim_plain<C: ConnectionTrait>(
         &self,
         conn: &C,
@@ -275,25 +311,28 @@ impl Store {
         now: DateTime<Utc>,
         limit: usize,
         lease: Duration,
+        among: Option<Announced>,
     ) -> Result<Vec<ClaimedRun>, StoreError> {
+        let pick = match among {
+            Some(_) if self.is_pg() => pick_announced_sql(),
+            _ => pick_sql(self.is_pg(), "id", ""),
+        };
         let sql = format!(
             "UPDATE kairos_runs SET status = 'running', attempt = attempt + 1, node_id = $1, \
              started_at = CASE WHEN run_at > $4 THEN run_at ELSE $4 END, lease_until = $5 \
-             WHERE id IN ({}) RETURNING {CLAIM_COLUMNS}, priority, run_at",
-            pick_sql(self.is_pg(), "id", "")
+             WHERE id IN ({pick}) RETURNING {CLAIM_COLUMNS}, priority, run_at"
         );
-        let rows = conn
-            .query_all_raw(self.stmt(
-                &sql,
-                [
-                    Value::from(node.to_string()),
-                    Value::from(ms(due_by)),
-                    Value::from(limit as i64),
-                    Value::from(ms(now)),
-                    Value::from(ms(now) + duration_ms(lease)),
-                ],
-            ))
-            .await?;
+        let mut values = vec![
+            Value::from(node.to_string()),
+            Value::from(ms(due_by)),
+            Value::from(limit as i64),
+            Value::from(ms(now)),
+            Value::from(ms(now) + duration_ms(lease)),
+        ];
+        if let Some(a) = among.filter(|_| self.is_pg()) {
+            values.extend([Value::from(a.first), Value::from(a.last)]);
+        }
+        let rows = conn.query_all_raw(self.stmt(&sql, values)).await?;
         let mut order = Vec::with_capacity(rows.len());
         for r in &rows {
             order.push((

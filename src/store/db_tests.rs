@@ -14,11 +14,11 @@ use super::{ClaimLimits, Completion, NewRun, OpenMode, QueueLimit, Store};
 use crate::model::{RunEventKind, RunOrigin, RunStatus};
 use crate::test_support::{TestDb, databases};
 
-fn t0() -> DateTime<Utc> {
+pub(super) fn t0() -> DateTime<Utc> {
     "2026-03-01T12:00:00Z".parse().unwrap()
 }
 
-fn run(task: &str, priority: i32, max_retries: u32) -> NewRun {
+pub(super) fn run(task: &str, priority: i32, max_retries: u32) -> NewRun {
     NewRun {
         task: task.into(),
         queue: "default".into(),
@@ -38,13 +38,13 @@ fn run(task: &str, priority: i32, max_retries: u32) -> NewRun {
     }
 }
 
-async fn open(db: &TestDb) -> Store {
+pub(super) async fn open(db: &TestDb) -> Store {
     Store::open(&db.url, OpenMode::Create, Duration::from_secs(5))
         .await
         .unwrap()
 }
 
-const LEASE: Duration = Duration::from_secs(30);
+pub(super) const LEASE: Duration = Duration::from_secs(30);
 
 async fn claim(store: &Store, node: &str, at: DateTime<Utc>, n: usize) -> Vec<(i64, u32)> {
     store
@@ -661,6 +661,7 @@ async fn the_listening_connection_claims_in_order_and_commits_as_the_claims_pool
                 t0(),
                 5,
                 LEASE,
+                None,
             )
             .await
             .unwrap();

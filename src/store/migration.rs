@@ -19,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000002_run_insight::Migration),
             Box::new(m20261129_000003_notify::Migration),
             Box::new(m20261129_000004_lean_indexes::Migration),
+            Box::new(m20261130_000005_announced_runs::Migration),
         ]
     }
 
@@ -848,5 +849,65 @@ mod m20261129_000004_lean_indexes {
             }
             Ok(())
         }
+    }
+}
+
+/// PostgreSQL only: kairos's own inserts of runs announce the ids they add (see
+/// `runs::announce`), and the `notify` trigger stands down for them; runs inserted by
+/// other means (an older node, plain SQL) are still announced by the trigger, without
+/// ids. Also has autovacuum visit `kairos_runs` after far fewer changes than its
+/// default (a fifth of the table): every claimed run leaves a dead entry in the claim
+/// index, which each claim steps over until vacuum removes it, so on a table of a
+/// million finished runs the default let claims grow slower through hundreds of
+/// thousands of claims.
+mod m20261130_000005_announced_runs {
+    use super::*;
+
+    pub(super) struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261130_000005_announced_runs"
+        }
+    }
+
+    const UP: &[&str] = &[
+        "CREATE OR REPLACE FUNCTION kairos_notify() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN \
+         IF current_setting('kairos.announced', true) = statement_timestamp()::text THEN \
+         RETURN NULL; END IF; \
+         PERFORM pg_notify('kairos', TG_TABLE_NAME || ' ' || current_setting('application_name')); \
+         RETURN NULL; END $$",
+        "ALTER TABLE kairos_runs SET (autovacuum_vacuum_scale_factor = 0.01, \
+         autovacuum_vacuum_threshold = 1000)",
+    ];
+
+    const DOWN: &[&str] = &[
+        "CREATE OR REPLACE FUNCTION kairos_notify() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN PERFORM pg_notify('kairos', TG_TABLE_NAME || ' ' || current_setting('application_name')); \
+         RETURN NULL; END $$",
+        "ALTER TABLE kairos_runs RESET (autovacuum_vacuum_scale_factor, autovacuum_vacuum_threshold)",
+    ];
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            run_pg(manager, UP).await
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            run_pg(manager, DOWN).await
+        }
+    }
+
+    async fn run_pg(manager: &SchemaManager<'_>, sqls: &[&str]) -> Result<(), DbErr> {
+        if manager.get_database_backend() != sea_orm::DbBackend::Postgres {
+            return Ok(());
+        }
+        let db = manager.get_connection();
+        for sql in sqls {
+            db.execute_unprepared(sql).await?;
+        }
+        Ok(())
     }
 }

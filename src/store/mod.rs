@@ -21,6 +21,8 @@ mod jobs;
 mod metrics;
 pub(crate) mod migration;
 mod nodes;
+#[cfg(test)]
+mod notify_tests;
 mod queues;
 mod reports;
 mod retention;
@@ -41,7 +43,7 @@ use sea_orm::{
 };
 
 pub(crate) use catalog::CatalogQueue;
-pub(crate) use claim::{ClaimLimits, ClaimedRun, QueueLimit};
+pub(crate) use claim::{Announced, ClaimLimits, ClaimedRun, QueueLimit};
 pub(crate) use complete::Completion;
 pub(crate) use control::{CancelOutcome, DeleteOutcome, RetryOutcome};
 pub(crate) use jobs::{FireOutcome, FirePlan, PlannedRun, SlotRecord};
@@ -216,6 +218,39 @@ pub(crate) struct WriteTurn<'a> {
 impl Drop for WriteTurn<'_> {
     fn drop(&mut self) {
         self.ended.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// The first word of the notification with which an insert of runs announces their
+/// ids: `kairos_runs#<first>-<last> <application_name>` (see `runs::announce`).
+pub(crate) const ANNOUNCED_RUNS: &str = "kairos_runs#";
+
+/// What a notification on kairos's channel tells a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Notice {
+    /// Runs were inserted, with the range of their ids when the insert announced it.
+    Runs(Option<Announced>),
+    /// Something else changed (the change counter moved).
+    Changed,
+}
+
+impl Notice {
+    /// Reads a notification's payload; what it cannot read counts as a change.
+    pub(crate) fn read(payload: &str) -> Notice {
+        let word = payload.split(' ').next().unwrap_or_default();
+        if word == "kairos_runs" {
+            return Notice::Runs(None);
+        }
+        let Some(range) = word.strip_prefix(ANNOUNCED_RUNS) else {
+            return Notice::Changed;
+        };
+        // A range it cannot read still says that runs were inserted.
+        let announced = range
+            .split_once('-')
+            .and_then(|(first, last)| Some((first.parse().ok()?, last.parse().ok()?)))
+            .filter(|(first, last)| first <= last)
+            .map(|(first, last)| Announced { first, last });
+        Notice::Runs(announced)
     }
 }
 
@@ -487,7 +522,8 @@ impl Store {
     }
 
     /// Whether a notification's payload (`<table> <application_name>`, see the
-    /// `notify` migration) came from this handle's own connections.
+    /// `notify` migration, or [`ANNOUNCED_RUNS`]) came from this handle's own
+    /// connections.
     pub(crate) fn is_own_notification(&self, payload: &str) -> bool {
         payload
             .split_once(' ')
@@ -757,6 +793,29 @@ fn connect_reason(e: &DbErr, timeout: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notifications_are_read_by_their_first_word() {
+        assert_eq!(Notice::read("kairos_runs kairos 12ab"), Notice::Runs(None));
+        assert_eq!(
+            Notice::read("kairos_runs#7-9 kairos 12ab"),
+            Notice::Runs(Some(Announced { first: 7, last: 9 }))
+        );
+        assert_eq!(Announced { first: 7, last: 9 }.len(), 3);
+        assert_eq!(Notice::read("kairos_meta kairos 12ab"), Notice::Changed);
+        // A range it cannot read still announces runs: the node claims as for a
+        // plain insert.
+        for odd in [
+            "kairos_runs#9-7 x",
+            "kairos_runs#7 x",
+            "kairos_runs#a-b x",
+            "kairos_runs#",
+        ] {
+            assert_eq!(Notice::read(odd), Notice::Runs(None), "{odd}");
+        }
+        assert_eq!(Notice::read(""), Notice::Changed);
+        assert_eq!(Notice::read("kairos_runsx 1"), Notice::Changed);
+    }
 
     #[test]
     fn passwords_are_hidden() {

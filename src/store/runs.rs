@@ -73,6 +73,35 @@ impl NewRun {
     }
 }
 
+/// On PostgreSQL, wraps `insert` (an `INSERT .. RETURNING id` into `kairos_runs`) so
+/// that the statement announces the runs it adds itself, with their ids, instead of
+/// leaving it to the `kairos_notify` trigger, whose notification cannot carry them. A
+/// node that hears the ids claims those runs through the primary key (see
+/// `Announced`). With `notify` false (runs inserted already claimed, which no other
+/// node needs to hear of) the statement only silences the trigger.
+///
+/// The trigger stands down for a statement that set `kairos.announced` to its own
+/// start time. An insert that adds no run sets nothing, and the trigger sends its
+/// plain notification as before.
+fn announce(insert: &str, notify: bool) -> String {
+    let notice = if notify {
+        format!(
+            "pg_notify('{}', '{}' || min(id) || '-' || max(id) || ' ' || \
+             current_setting('application_name')), ",
+            super::migration::NOTIFY_CHANNEL,
+            super::ANNOUNCED_RUNS
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "WITH ins AS ({insert}), announced AS (SELECT {notice}\
+         set_config('kairos.announced', statement_timestamp()::text, true) \
+         FROM ins HAVING count(*) > 0) \
+         SELECT ins.id FROM ins CROSS JOIN announced"
+    )
+}
+
 fn tags_text(tags: &BTreeMap<String, String>) -> Option<String> {
     (!tags.is_empty()).then(|| serde_json::to_string(tags).unwrap_or_default())
 }
@@ -310,6 +339,11 @@ impl Store {
                 "INSERT INTO kairos_runs ({cols}) VALUES {}{on_conflict} RETURNING id",
                 rows.join(", ")
             )
+        };
+        let sql = if self.is_pg() {
+            announce(&sql, !guard)
+        } else {
+            sql
         };
         let mut ids = conn
             .query_all_raw(self.stmt(&sql, values))

@@ -1,0 +1,136 @@
+//! PostgreSQL's notifications of inserted runs, as the store sends and reads them: an
+//! insert of kairos's announces the ids it added and the trigger stands down for it,
+//! other inserts are announced by the trigger, runs inserted already claimed are not
+//! announced, and a claim among announced ids takes only those. Skipped (with a note)
+//! without `KAIROS_TEST_POSTGRES_URL`.
+
+use std::time::Duration;
+
+use sea_orm::ConnectionTrait;
+use sea_orm::sqlx::postgres::PgListener;
+
+use super::db_tests::{LEASE, open, run, t0};
+use super::{Announced, Notice, Store};
+use crate::test_support::databases;
+
+/// The next notification, read.
+async fn next(listener: &mut PgListener) -> Notice {
+    let n = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+        .await
+        .expect("a notification within 10 s")
+        .unwrap();
+    Notice::read(n.payload())
+}
+
+/// A run inserted by plain SQL, as another program could.
+const PLAIN_INSERT: &str = "INSERT INTO kairos_runs (task, queue, origin, params, priority, \
+     run_at, scheduled_for, max_retries, retry_delay_ms, timeout_ms, created_at, status, \
+     attempt, cancel_requested) VALUES ('a', 'default', 'enqueue', '{}', 0, 0, 0, 0, 0, \
+     1000, 0, 'queued', 0, false)";
+
+#[tokio::test]
+async fn inserts_announce_their_ids_and_a_claim_among_them_takes_only_those() {
+    for db in databases("announced_runs").await {
+        let store = open(&db).await;
+        if !store.is_pg() {
+            continue;
+        }
+        let mut listener = store.listen().await.unwrap().unwrap();
+        let early = store.enqueue(&[run("a", 0, 0)], t0()).await.unwrap()[0].0;
+        assert_eq!(
+            next(&mut listener).await,
+            Notice::Runs(Some(Announced {
+                first: early,
+                last: early
+            }))
+        );
+        let batch: Vec<i64> = store
+            .enqueue(&[run("a", 1, 0), run("a", 0, 0)], t0())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.0)
+            .collect();
+        let Notice::Runs(Some(among)) = next(&mut listener).await else {
+            panic!("the batch announces its ids");
+        };
+        assert_eq!((among.first, among.last), (batch[0], batch[1]));
+
+        // Only the announced runs, in claim order, though an older one is due too.
+        let claimed = store
+            .claim_plain(
+                &crate::sqlx_txn::SqlxTxn::listener(&mut listener),
+                "n",
+                t0(),
+                t0(),
+                5,
+                LEASE,
+                Some(among),
+            )
+            .await
+            .unwrap();
+        let got: Vec<i64> = claimed.iter().map(|c| c.id).collect();
+        assert_eq!(got, vec![batch[1], batch[0]]);
+        assert_eq!(
+            store.run(early).await.unwrap().unwrap().status,
+            crate::model::RunStatus::Queued
+        );
+
+        // A run inserted already claimed is announced to no one; a plain insert is
+        // announced by the trigger, without ids. Notifications arrive in commit order,
+        // so the next one is the plain insert's.
+        store
+            .enqueue_claimed(&run("a", 0, 0), "n", t0(), LEASE)
+            .await
+            .unwrap()
+            .expect("nothing is paused");
+        store.db.execute_unprepared(PLAIN_INSERT).await.unwrap();
+        assert_eq!(next(&mut listener).await, Notice::Runs(None));
+
+        // In one transaction, kairos's insert announces its ids and a plain insert
+        // after it is still announced: the trigger stands down for one statement only.
+        let txn = sea_orm::TransactionTrait::begin(&store.db).await.unwrap();
+        let id = store
+            .enqueue_on(&txn, &[run("a", 0, 0)], t0())
+            .await
+            .unwrap()[0]
+            .0;
+        txn.execute_unprepared(PLAIN_INSERT).await.unwrap();
+        txn.commit().await.unwrap();
+        assert_eq!(
+            next(&mut listener).await,
+            Notice::Runs(Some(Announced {
+                first: id,
+                last: id
+            }))
+        );
+        assert_eq!(next(&mut listener).await, Notice::Runs(None));
+        // ... and nothing more was sent: the next notification is this marker's.
+        store
+            .db
+            .execute_unprepared("NOTIFY kairos, 'marker'")
+            .await
+            .unwrap();
+        assert_eq!(next(&mut listener).await, Notice::Changed);
+    }
+}
+
+#[tokio::test]
+async fn autovacuum_visits_the_runs_table_after_few_changes() {
+    for db in databases("runs_autovacuum").await {
+        let store: Store = open(&db).await;
+        if !store.is_pg() {
+            continue;
+        }
+        let (options,): (Vec<String>,) = sea_orm::sqlx::query_as(
+            "SELECT reloptions FROM pg_class WHERE oid = 'kairos_runs'::regclass",
+        )
+        .fetch_one(store.db.get_postgres_connection_pool())
+        .await
+        .unwrap();
+        assert!(
+            options.contains(&"autovacuum_vacuum_scale_factor=0.01".to_string()),
+            "{options:?}"
+        );
+    }
+}
