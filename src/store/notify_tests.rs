@@ -56,7 +56,12 @@ async fn inserts_announce_their_ids_and_a_claim_among_them_takes_only_those() {
         };
         assert_eq!((among.first, among.last), (batch[0], batch[1]));
 
-        // Only the announced runs, in claim order, though an older one is due too.
+        // A batch too large to be worth naming is announced by the trigger.
+        let big = vec![run("b", 0, 0); super::runs::ANNOUNCED_AT_MOST + 1];
+        store.enqueue(&big, t0()).await.unwrap();
+        assert_eq!(next(&mut listener).await, Notice::Runs(None));
+
+        // Only the announced runs, in claim order, though older ones are due too.
         let claimed = store
             .claim_plain(
                 &crate::sqlx_txn::SqlxTxn::listener(&mut listener),
