@@ -46,7 +46,12 @@ pub(super) async fn open(db: &TestDb) -> Store {
 
 pub(super) const LEASE: Duration = Duration::from_secs(30);
 
-async fn claim(store: &Store, node: &str, at: DateTime<Utc>, n: usize) -> Vec<(i64, u32)> {
+pub(super) async fn claim(
+    store: &Store,
+    node: &str,
+    at: DateTime<Utc>,
+    n: usize,
+) -> Vec<(i64, u32)> {
     store
         .claim(node, at, &|| at, n, LEASE, &ClaimLimits::default())
         .await
@@ -57,7 +62,7 @@ async fn claim(store: &Store, node: &str, at: DateTime<Utc>, n: usize) -> Vec<(i
         .collect()
 }
 
-fn ids(v: &[(i64, bool)]) -> Vec<i64> {
+pub(super) fn ids(v: &[(i64, bool)]) -> Vec<i64> {
     v.iter().map(|(id, _)| *id).collect()
 }
 
@@ -620,59 +625,5 @@ async fn claims_commit_without_waiting_for_the_log_flush_on_postgresql_only() {
             setting(claims, "application_name").await,
             setting(&store.db, "application_name").await
         );
-    }
-}
-
-#[tokio::test]
-async fn the_listening_connection_claims_in_order_and_commits_as_the_claims_pool_does() {
-    for db in databases("listener_claim").await {
-        let store = open(&db).await;
-        if !store.is_pg() {
-            continue;
-        }
-        let mut listener = store.listen().await.unwrap().unwrap();
-        let (mode,): (String,) =
-            sea_orm::sqlx::query_as("SELECT current_setting('synchronous_commit')")
-                .fetch_one(&mut listener)
-                .await
-                .unwrap();
-        assert_eq!(mode, "off");
-        let later = t0() + chrono::Duration::seconds(60);
-        let queued = ids(&store
-            .enqueue(
-                &[
-                    run("a", 1, 0),
-                    run("a", 0, 0),
-                    NewRun {
-                        run_at: later,
-                        ..run("a", 0, 0)
-                    },
-                ],
-                t0(),
-            )
-            .await
-            .unwrap());
-        // Due runs only, in claim order (priority first), marked as this node's.
-        let claimed = store
-            .claim_plain(
-                &crate::sqlx_txn::SqlxTxn::listener(&mut listener),
-                "n",
-                t0(),
-                t0(),
-                5,
-                LEASE,
-                None,
-            )
-            .await
-            .unwrap();
-        let got: Vec<(i64, u32)> = claimed.iter().map(|c| (c.id, c.attempt)).collect();
-        assert_eq!(got, vec![(queued[1], 1), (queued[0], 1)]);
-        for id in &queued[..2] {
-            let r = store.run(*id).await.unwrap().unwrap();
-            assert_eq!(r.status, RunStatus::Running);
-            assert_eq!(r.node_id.as_deref(), Some("n"));
-        }
-        // Nothing claimed twice: the dispatcher's claim finds only what was left.
-        assert_eq!(claim(&store, "n", later, 5).await, vec![(queued[2], 1)]);
     }
 }

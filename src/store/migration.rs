@@ -754,29 +754,19 @@ mod m20261129_000003_notify {
     #[async_trait::async_trait]
     impl MigrationTrait for Migration {
         async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-            if manager.get_database_backend() != sea_orm::DbBackend::Postgres {
-                return Ok(());
-            }
-            let db = manager.get_connection();
-            for sql in UP {
-                db.execute_unprepared(sql).await?;
-            }
-            Ok(())
+            on_postgres(manager, UP).await
         }
 
         async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-            if manager.get_database_backend() != sea_orm::DbBackend::Postgres {
-                return Ok(());
-            }
-            let db = manager.get_connection();
-            for sql in [
-                "DROP TRIGGER IF EXISTS kairos_runs_notify ON kairos_runs",
-                "DROP TRIGGER IF EXISTS kairos_meta_notify ON kairos_meta",
-                "DROP FUNCTION IF EXISTS kairos_notify()",
-            ] {
-                db.execute_unprepared(sql).await?;
-            }
-            Ok(())
+            on_postgres(
+                manager,
+                &[
+                    "DROP TRIGGER IF EXISTS kairos_runs_notify ON kairos_runs",
+                    "DROP TRIGGER IF EXISTS kairos_meta_notify ON kairos_meta",
+                    "DROP FUNCTION IF EXISTS kairos_notify()",
+                ],
+            )
+            .await
         }
     }
 }
@@ -892,22 +882,23 @@ mod m20261130_000005_announced_runs {
     #[async_trait::async_trait]
     impl MigrationTrait for Migration {
         async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-            run_pg(manager, UP).await
+            on_postgres(manager, UP).await
         }
 
         async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-            run_pg(manager, DOWN).await
+            on_postgres(manager, DOWN).await
         }
     }
+}
 
-    async fn run_pg(manager: &SchemaManager<'_>, sqls: &[&str]) -> Result<(), DbErr> {
-        if manager.get_database_backend() != sea_orm::DbBackend::Postgres {
-            return Ok(());
-        }
-        let db = manager.get_connection();
-        for sql in sqls {
-            db.execute_unprepared(sql).await?;
-        }
-        Ok(())
+/// Runs `statements` in order on PostgreSQL; nothing on SQLite.
+async fn on_postgres(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
+    if manager.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return Ok(());
     }
+    let db = manager.get_connection();
+    for sql in statements {
+        db.execute_unprepared(sql).await?;
+    }
+    Ok(())
 }

@@ -1,17 +1,45 @@
 //! PostgreSQL's notifications of inserted runs, as the store sends and reads them: an
 //! insert of kairos's announces the ids it added and the trigger stands down for it,
 //! other inserts are announced by the trigger, runs inserted already claimed are not
-//! announced, and a claim among announced ids takes only those. Skipped (with a note)
-//! without `KAIROS_TEST_POSTGRES_URL`.
+//! announced, and a claim among announced ids takes only those; the listening
+//! connection claims as the claims pool does. Skipped (with a note) without
+//! `KAIROS_TEST_POSTGRES_URL`.
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sea_orm::ConnectionTrait;
 use sea_orm::sqlx::postgres::PgListener;
 
-use super::db_tests::{LEASE, open, run, t0};
-use super::{Announced, Notice, Store};
-use crate::test_support::databases;
+use super::db_tests::{LEASE, claim, ids, open, run, t0};
+use super::{Announced, ClaimedRun, NewRun, Notice, Store};
+use crate::model::RunStatus;
+use crate::sqlx_txn::SqlxTxn;
+use crate::test_support::{TestDb, databases};
+
+/// The store and a listener on it, on PostgreSQL; `None` on SQLite.
+async fn listening(db: &TestDb) -> Option<(Store, PgListener)> {
+    let store = open(db).await;
+    if !store.is_pg() {
+        return None;
+    }
+    let listener = store.listen().await.unwrap().unwrap();
+    Some((store, listener))
+}
+
+/// A claim of up to 5 runs due by `at` for node `n` on the listening connection,
+/// among `among` when given.
+async fn claim_on(
+    store: &Store,
+    listener: &mut PgListener,
+    at: DateTime<Utc>,
+    among: Option<Announced>,
+) -> Vec<ClaimedRun> {
+    store
+        .claim_plain(&SqlxTxn::listener(listener), "n", at, at, 5, LEASE, among)
+        .await
+        .unwrap()
+}
 
 /// The next notification, read.
 async fn next(listener: &mut PgListener) -> Notice {
@@ -31,11 +59,9 @@ const PLAIN_INSERT: &str = "INSERT INTO kairos_runs (task, queue, origin, params
 #[tokio::test]
 async fn inserts_announce_their_ids_and_a_claim_among_them_takes_only_those() {
     for db in databases("announced_runs").await {
-        let store = open(&db).await;
-        if !store.is_pg() {
+        let Some((store, mut listener)) = listening(&db).await else {
             continue;
-        }
-        let mut listener = store.listen().await.unwrap().unwrap();
+        };
         let early = store.enqueue(&[run("a", 0, 0)], t0()).await.unwrap()[0].0;
         assert_eq!(
             next(&mut listener).await,
@@ -62,23 +88,12 @@ async fn inserts_announce_their_ids_and_a_claim_among_them_takes_only_those() {
         assert_eq!(next(&mut listener).await, Notice::Runs(None));
 
         // Only the announced runs, in claim order, though older ones are due too.
-        let claimed = store
-            .claim_plain(
-                &crate::sqlx_txn::SqlxTxn::listener(&mut listener),
-                "n",
-                t0(),
-                t0(),
-                5,
-                LEASE,
-                Some(among),
-            )
-            .await
-            .unwrap();
+        let claimed = claim_on(&store, &mut listener, t0(), Some(among)).await;
         let got: Vec<i64> = claimed.iter().map(|c| c.id).collect();
         assert_eq!(got, vec![batch[1], batch[0]]);
         assert_eq!(
             store.run(early).await.unwrap().unwrap().status,
-            crate::model::RunStatus::Queued
+            RunStatus::Queued
         );
 
         // A run inserted already claimed is announced to no one; a plain insert is
@@ -117,6 +132,47 @@ async fn inserts_announce_their_ids_and_a_claim_among_them_takes_only_those() {
             .await
             .unwrap();
         assert_eq!(next(&mut listener).await, Notice::Changed);
+    }
+}
+
+#[tokio::test]
+async fn the_listening_connection_claims_in_order_and_commits_as_the_claims_pool_does() {
+    for db in databases("listener_claim").await {
+        let Some((store, mut listener)) = listening(&db).await else {
+            continue;
+        };
+        let (mode,): (String,) =
+            sea_orm::sqlx::query_as("SELECT current_setting('synchronous_commit')")
+                .fetch_one(&mut listener)
+                .await
+                .unwrap();
+        assert_eq!(mode, "off");
+        let later = t0() + chrono::Duration::seconds(60);
+        let queued = ids(&store
+            .enqueue(
+                &[
+                    run("a", 1, 0),
+                    run("a", 0, 0),
+                    NewRun {
+                        run_at: later,
+                        ..run("a", 0, 0)
+                    },
+                ],
+                t0(),
+            )
+            .await
+            .unwrap());
+        // Due runs only, in claim order (priority first), marked as this node's.
+        let claimed = claim_on(&store, &mut listener, t0(), None).await;
+        let got: Vec<(i64, u32)> = claimed.iter().map(|c| (c.id, c.attempt)).collect();
+        assert_eq!(got, vec![(queued[1], 1), (queued[0], 1)]);
+        for id in &queued[..2] {
+            let r = store.run(*id).await.unwrap().unwrap();
+            assert_eq!(r.status, RunStatus::Running);
+            assert_eq!(r.node_id.as_deref(), Some("n"));
+        }
+        // Nothing claimed twice: the dispatcher's claim finds only what was left.
+        assert_eq!(claim(&store, "n", later, 5).await, vec![(queued[2], 1)]);
     }
 }
 
