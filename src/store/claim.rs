@@ -313,9 +313,11 @@ impl Store {
         lease: Duration,
         among: Option<Announced>,
     ) -> Result<Vec<ClaimedRun>, StoreError> {
+        // Only PostgreSQL announces ids (SQLite has no notifications).
+        let among = among.filter(|_| self.is_pg());
         let pick = match among {
-            Some(_) if self.is_pg() => pick_announced_sql(),
-            _ => pick_sql(self.is_pg(), "id", ""),
+            Some(_) => pick_announced_sql(),
+            None => pick_sql(self.is_pg(), "id", ""),
         };
         let sql = format!(
             "UPDATE kairos_runs SET status = 'running', attempt = attempt + 1, node_id = $1, \
@@ -329,7 +331,7 @@ impl Store {
             Value::from(ms(now)),
             Value::from(ms(now) + duration_ms(lease)),
         ];
-        if let Some(a) = among.filter(|_| self.is_pg()) {
+        if let Some(a) = among {
             values.extend([Value::from(a.first), Value::from(a.last)]);
         }
         let rows = conn.query_all_raw(self.stmt(&sql, values)).await?;

@@ -739,10 +739,14 @@ mod m20261129_000003_notify {
     /// The channel the notifications go to.
     pub(crate) const CHANNEL: &str = "kairos";
 
-    const UP: &[&str] = &[
-        "CREATE OR REPLACE FUNCTION kairos_notify() RETURNS trigger LANGUAGE plpgsql AS $$ \
+    /// The trigger function as this migration creates it (a later one changes it, and
+    /// puts this back when undone).
+    pub(super) const FUNCTION: &str = "CREATE OR REPLACE FUNCTION kairos_notify() RETURNS trigger LANGUAGE plpgsql AS $$ \
          BEGIN PERFORM pg_notify('kairos', TG_TABLE_NAME || ' ' || current_setting('application_name')); \
-         RETURN NULL; END $$",
+         RETURN NULL; END $$";
+
+    const UP: &[&str] = &[
+        FUNCTION,
         "DROP TRIGGER IF EXISTS kairos_runs_notify ON kairos_runs",
         "CREATE TRIGGER kairos_runs_notify AFTER INSERT ON kairos_runs \
          FOR EACH STATEMENT EXECUTE FUNCTION kairos_notify()",
@@ -873,9 +877,7 @@ mod m20261130_000005_announced_runs {
     ];
 
     const DOWN: &[&str] = &[
-        "CREATE OR REPLACE FUNCTION kairos_notify() RETURNS trigger LANGUAGE plpgsql AS $$ \
-         BEGIN PERFORM pg_notify('kairos', TG_TABLE_NAME || ' ' || current_setting('application_name')); \
-         RETURN NULL; END $$",
+        super::m20261129_000003_notify::FUNCTION,
         "ALTER TABLE kairos_runs RESET (autovacuum_vacuum_scale_factor, autovacuum_vacuum_threshold)",
     ];
 
