@@ -64,10 +64,10 @@ pub(crate) struct Who {
     pub(crate) task: Arc<str>,
     pub(crate) job_id: Option<i64>,
     pub(crate) tags: Arc<BTreeMap<String, String>>,
-    /// Set when the node claimed this same attempt again and stopped this execution
-    /// (see `Running::supersede`): the database cannot tell the two executions apart,
-    /// so the reporter drops what this one still reports.
-    pub(crate) superseded: Arc<AtomicBool>,
+    /// Set when the node stopped this execution as no longer the run's (see
+    /// `Running::disown`): the reporter drops what it still reports, which the
+    /// database could take for the node's new claim of the same attempt.
+    pub(crate) disowned: Arc<AtomicBool>,
 }
 
 /// What an attempt reported since the reporter last took it.
@@ -181,7 +181,7 @@ impl TaskContext {
         tags: BTreeMap<String, String>,
         checkpoint: Option<Value>,
         sink: ReportSink,
-        superseded: Arc<AtomicBool>,
+        disowned: Arc<AtomicBool>,
     ) -> Self {
         Self::for_attempt_with(
             run_id,
@@ -193,7 +193,7 @@ impl TaskContext {
             tags,
             checkpoint,
             Some(sink),
-            superseded,
+            disowned,
         )
     }
 
@@ -209,7 +209,7 @@ impl TaskContext {
         tags: BTreeMap<String, String>,
         checkpoint: Option<Value>,
         sink: Option<ReportSink>,
-        superseded: Arc<AtomicBool>,
+        disowned: Arc<AtomicBool>,
     ) -> Self {
         TaskContext {
             inner: Arc::new(ContextInner {
@@ -219,7 +219,7 @@ impl TaskContext {
                     task: task.into(),
                     job_id,
                     tags: Arc::new(tags),
-                    superseded,
+                    disowned,
                 }),
                 scheduled_for,
                 cancel,

@@ -293,6 +293,80 @@ async fn a_claim_the_database_lost_and_the_node_made_again_keeps_only_the_new_ex
     }
 }
 
+/// A claim the database lost, noticed by the node's renewal before it claims the run
+/// again (its one worker busy with that very execution): the stopped execution's
+/// outcome and reports are dropped, not written over the node's new claim of the same
+/// attempt, which runs on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_the_renewal_found_lost_and_the_node_claimed_again_keeps_the_new_claim() {
+    for db in common::databases("lost_then_claimed_again").await {
+        let node = Node::start_with(
+            &db.url,
+            node_builder(&db.url, registry(), None)
+                .max_workers(1)
+                .heartbeat_interval(Duration::from_millis(100)),
+        )
+        .await;
+        let token = format!("{}-{}-renewed", db.name, std::process::id());
+        let stops = || {
+            HELD_STOPPED
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|t| **t == token)
+                .count()
+        };
+        let id = node
+            .handle
+            .enqueue(Enqueue::new("held").params(serde_json::json!({ "token": token })))
+            .await
+            .unwrap();
+        common::wait_status(&node.admin, id, RunStatus::Running).await;
+        // The claim is lost (see the test above). The node's one worker runs the first
+        // execution, so nothing claims the run again until the renewal stops it; then
+        // the worker is free, and the node claims the run at once, as attempt 1 again,
+        // while the stopped execution's outcome (`Ok`) is on its way to be written.
+        kairos::test_support::execute(
+            &db.url,
+            &format!(
+                "UPDATE kairos_runs SET status = 'queued', attempt = 0, node_id = NULL, \
+                 started_at = NULL, lease_until = NULL WHERE id = {id}"
+            ),
+        )
+        .await
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let run = node.admin.run(id).await.unwrap();
+            if stops() > 0 && run.status == RunStatus::Running {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: not stopped and claimed again: {run:?}, {} stops",
+                db.name,
+                stops()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Two of the reporter's rounds and the completer's, had they anything to write.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let run = node.admin.run(id).await.unwrap();
+        assert_eq!(
+            (run.status, run.attempt, run.node_id.as_deref()),
+            (RunStatus::Running, 1, Some(node.id.as_str())),
+            "{}: {run:?}",
+            db.name
+        );
+        assert_eq!(stops(), 1, "{}: the new execution runs on", db.name);
+        assert_eq!(run.progress, None, "{}: {run:?}", db.name);
+        let logs = node.admin.run_logs(id, 0, 100).await.unwrap();
+        assert!(logs.is_empty(), "{}: {logs:?}", db.name);
+        node.admin.cancel_run(id).await.unwrap();
+        node.stop().await;
+    }
+}
+
 /// A run the database shows as a live node's but that the node does not run (its
 /// claim committed, but the answer was lost with the connection) is not kept alive by
 /// that node's renewals: its lease runs out and it is taken back.

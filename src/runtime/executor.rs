@@ -20,7 +20,7 @@ use crate::store::{ClaimedRun, Completion};
 use crate::task::{FailedRun, TaskContext, TaskError};
 
 /// Runs a claimed attempt on its own task, holding a worker slot until its outcome is
-/// handed to the completer (or dropped, for a superseded execution), then tells the
+/// handed to the completer (or dropped, for a disowned execution), then tells the
 /// dispatcher the slot is free.
 pub(super) fn spawn(
     shared: Arc<Shared>,
@@ -94,14 +94,14 @@ async fn execute(
         .await;
     // Read once: an attempt entered as finishing must also reach the completer, which
     // alone takes it out again.
-    let superseded = running.is_superseded();
+    let disowned = running.is_disowned();
     {
         let mut map = shared.signals.running.lock().expect("running map poisoned");
         // Only this attempt's entry: a newer attempt of the run may have replaced it.
         if map.get(&run.id).is_some_and(|r| Arc::ptr_eq(r, &running)) {
             map.remove(&run.id);
         }
-        if !superseded {
+        if !disowned {
             shared
                 .signals
                 .finishing
@@ -110,7 +110,12 @@ async fn execute(
                 .insert((run.id, run.attempt));
         }
     }
-    if superseded {
+    if disowned {
+        tracing::warn!(
+            run_id = run.id,
+            attempt = run.attempt,
+            "not written: the outcome of an execution this node no longer owns"
+        );
         return;
     }
     // The completer may be gone only during a hard stop; the lease then re-queues the run.
@@ -218,7 +223,7 @@ async fn attempt(
         run.tags.clone(),
         run.checkpoint.clone(),
         shared.reports.clone(),
-        running.superseded.clone(),
+        running.disowned.clone(),
     );
     tracing::info!("started");
     shared.emit(|| {

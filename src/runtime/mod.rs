@@ -104,10 +104,10 @@ pub(crate) struct Running {
     pub(crate) attempt: u32,
     pub(crate) token: CancellationToken,
     reason: std::sync::atomic::AtomicU8,
-    /// This node claimed the same attempt number of the run again (see
-    /// [`Running::supersede`]): whatever this execution ends with is not written.
-    /// Shared with the execution's context, whose reports are then dropped too.
-    pub(crate) superseded: Arc<std::sync::atomic::AtomicBool>,
+    /// This node no longer counts this execution as the run's (see
+    /// [`Running::disown`]): whatever it ends with is not written. Shared with the
+    /// execution's context, whose reports are then dropped too.
+    pub(crate) disowned: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Running {
@@ -116,7 +116,7 @@ impl Running {
             attempt,
             token,
             reason: std::sync::atomic::AtomicU8::new(CancelReason::None as u8),
-            superseded: Default::default(),
+            disowned: Default::default(),
         }
     }
 
@@ -128,12 +128,23 @@ impl Running {
     /// attempt cannot tell the two executions apart, so this one's outcome (a release,
     /// most likely) would end or re-queue the new claim; it is dropped instead.
     pub(crate) fn supersede(&self) {
-        self.superseded.store(true, Ordering::SeqCst);
+        self.disown();
+    }
+
+    /// Stops this execution and drops what it still reports and ends with: the node
+    /// no longer owns the run under this execution's claim. That is so once the run's
+    /// row is not this node's attempt any more (the lease renewal found it taken back,
+    /// or its claim lost), and when the node claimed the same attempt again (see
+    /// [`Running::supersede`]). A write would then be refused by the fence on node and
+    /// attempt, or, worse, land on the node's own new claim of that attempt, which the
+    /// fence cannot tell from this one.
+    pub(crate) fn disown(&self) {
+        self.disowned.store(true, Ordering::SeqCst);
         self.cancel(CancelReason::LeaseLost);
     }
 
-    pub(crate) fn is_superseded(&self) -> bool {
-        self.superseded.load(Ordering::SeqCst)
+    pub(crate) fn is_disowned(&self) -> bool {
+        self.disowned.load(Ordering::SeqCst)
     }
 
     /// Cancels the attempt for `reason` (an operator's cancel is not downgraded).
@@ -219,18 +230,37 @@ impl Signals {
     }
 
     /// The attempts this node holds now, running or with their outcome still to be
-    /// written: (run id, attempt).
-    pub(crate) fn local_attempts(&self) -> Vec<(i64, u32)> {
+    /// written.
+    pub(crate) fn local_attempts(&self) -> Vec<Held> {
         // The same lock order as the executor's, which moves an attempt from one to the
         // other under both: none is missed in between.
         let running = self.running.lock().expect("running map poisoned");
         let finishing = self.finishing.lock().expect("finishing set poisoned");
         running
             .iter()
-            .map(|(id, r)| (*id, r.attempt))
-            .chain(finishing.iter().copied())
+            .map(|(id, r)| Held {
+                id: *id,
+                attempt: r.attempt,
+                running: Some(r.clone()),
+            })
+            .chain(finishing.iter().map(|&(id, attempt)| Held {
+                id,
+                attempt,
+                running: None,
+            }))
             .collect()
     }
+}
+
+/// An attempt this node holds, as its lease renewal saw it.
+#[derive(Debug)]
+pub(crate) struct Held {
+    pub(crate) id: i64,
+    pub(crate) attempt: u32,
+    /// The execution, while it runs; none once it ended and its outcome waits for the
+    /// completer. What the renewal then decides applies to this very execution, not to
+    /// a new claim of the same attempt made meanwhile.
+    pub(crate) running: Option<Arc<Running>>,
 }
 
 /// State shared by the node's loops and handles.

@@ -45,15 +45,15 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Rep
         let (batch, who): (Vec<AttemptReport>, Vec<Who>) = pending
             .drain(..)
             .filter(|a| {
-                // Its (node, attempt) is also the current execution's: a write would
-                // land on the run as if the current execution had made it.
-                if a.who.superseded.load(std::sync::atomic::Ordering::SeqCst) {
+                // Its (node, attempt) may also be a current execution's: a write would
+                // land on the run as if that execution had made it.
+                if a.who.disowned.load(std::sync::atomic::Ordering::SeqCst) {
                     let dropped = a.take();
                     tracing::warn!(
                         run_id = a.who.run_id,
                         attempt = a.who.attempt,
                         logs = dropped.logs.len(),
-                        "dropped the reports of an execution this node stopped when it claimed the same attempt again"
+                        "dropped the reports of an execution this node stopped as no longer the run's"
                     );
                     return false;
                 }

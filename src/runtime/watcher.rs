@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{CancelReason, Shared};
+use super::{CancelReason, Held, Running, Shared};
 
 /// How often the change counter is read by default: the bound on how late a CLI pause
 /// or cancel takes effect on SQLite. One indexed single-row read per tick keeps an idle
@@ -126,24 +126,30 @@ async fn beat(
     // renewal does not find was taken back from this node. With none, there is
     // nothing to renew (and no statement to make).
     let local = shared.signals.local_attempts();
-    let renewed = if local.is_empty() {
+    let keys: Vec<(i64, u32)> = local.iter().map(|h| (h.id, h.attempt)).collect();
+    let renewed = if keys.is_empty() {
         Ok(Vec::new())
     } else {
         shared
             .store
-            .renew_leases(&shared.node.id, &local, now + lease)
+            .renew_leases(&shared.node.id, &keys, now + lease)
             .await
     };
     match renewed {
         Ok(owned) => {
             *last_renewed = now;
             let owned: HashSet<(i64, u32)> = owned.into_iter().collect();
-            let lost = local.into_iter().filter(|a| !owned.contains(a));
+            // Not written: the run is another's or queued, and a new claim of the same
+            // attempt by this node (made since the renewal read) could not be told from
+            // this execution by the fence.
+            let lost = local
+                .into_iter()
+                .filter(|h| !owned.contains(&(h.id, h.attempt)));
             stop_attempts(
-                shared,
                 lost,
-                "this node no longer owns the run (its lease ended and it was taken back): \
-                 stopping this attempt",
+                Running::disown,
+                "this node no longer owns the run (its lease ended and it was taken back, or \
+                 its claim was lost): stopping this attempt",
             );
         }
         Err(e) => {
@@ -151,9 +157,11 @@ async fn beat(
             *last_failure = Some(tokio::time::Instant::now());
             if now - *last_renewed >= lease {
                 // Another node may own these runs by now: stop rather than run beside it.
+                // Still this node's, perhaps: its outcome (a release, mostly) is written
+                // if nobody took the run back meanwhile.
                 stop_attempts(
-                    shared,
                     local.into_iter(),
+                    |r| r.cancel(CancelReason::LeaseLost),
                     "no lease renewal for a whole lease: stopping this attempt",
                 );
             }
@@ -266,14 +274,14 @@ fn observe_clock(
     true
 }
 
-/// Stops these local attempts: this node can no longer count on owning them.
-fn stop_attempts(shared: &Shared, attempts: impl Iterator<Item = (i64, u32)>, why: &str) {
-    for (id, attempt) in attempts {
-        if shared
-            .signals
-            .cancel_local(id, Some(attempt), CancelReason::LeaseLost)
-        {
-            tracing::warn!(run_id = id, attempt, "{why}");
+/// Stops these local executions with `stop`: this node can no longer count on owning
+/// them. Only the executions the renewal saw are stopped; one that ended meanwhile
+/// has nothing to stop.
+fn stop_attempts(attempts: impl Iterator<Item = Held>, stop: impl Fn(&Running), why: &str) {
+    for held in attempts {
+        if let Some(running) = held.running {
+            stop(&running);
+            tracing::warn!(run_id = held.id, attempt = held.attempt, "{why}");
         }
     }
 }
@@ -316,5 +324,44 @@ async fn prune(shared: &Shared, last: &mut Option<chrono::DateTime<chrono::Utc>>
         if let Err(e) = shared.store.prune_slots(before).await {
             tracing::warn!(error = %e, "pruning slot records failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::super::{CancelReason, Running, Signals};
+    use super::stop_attempts;
+    use crate::events::EventBus;
+
+    /// What a renewal decides stops the executions it saw, not a new claim of the same
+    /// attempt that replaced one of them in the running map meanwhile.
+    #[test]
+    fn a_renewal_stops_the_executions_it_saw_only() {
+        let signals = Signals::new(EventBus::new(None, None));
+        let enter = |id: i64| {
+            let r = Arc::new(Running::new(1, CancellationToken::new()));
+            signals.running.lock().unwrap().insert(id, r.clone());
+            r
+        };
+        let (first, other) = (enter(7), enter(8));
+        signals.finishing.lock().unwrap().insert((9, 2));
+        let mut seen = signals.local_attempts();
+        seen.sort_by_key(|h| h.id);
+        let keys: Vec<(i64, u32, bool)> = seen
+            .iter()
+            .map(|h| (h.id, h.attempt, h.running.is_some()))
+            .collect();
+        assert_eq!(keys, [(7, 1, true), (8, 1, true), (9, 2, false)]);
+        // Run 7 is claimed again, as attempt 1 again, before the renewal's answer.
+        let again = enter(7);
+        stop_attempts(seen.into_iter(), Running::disown, "lost");
+        assert!(first.is_disowned() && first.token.is_cancelled());
+        assert_eq!(first.reason(), CancelReason::LeaseLost);
+        assert!(other.is_disowned());
+        assert!(!again.is_disowned() && !again.token.is_cancelled());
     }
 }

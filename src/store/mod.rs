@@ -169,10 +169,9 @@ const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 /// Why that loses nothing: only a crash of the database server (not of a node, not a
 /// restart) can lose such a commit, and then the run is as it was before the claim,
 /// queued, so it runs again, as at-least-once execution allows. The node that had
-/// claimed it finds at its next renewal that the run is not its own and stops its
-/// attempt, and that attempt's outcome is refused by the completion's fence (should the
-/// node claim the run again first, as the same attempt, it stops the earlier execution
-/// and drops its outcome: see `Running::supersede`). Every later commit with the
+/// claimed it finds at its next renewal that the run is not its own, stops its
+/// attempt and drops its outcome (should the node claim the run again first, as the
+/// same attempt, it does the same: see `Running::disown`). Every later commit with the
 /// default setting (any completion, any enqueue) flushes the log up to itself, claims
 /// included: a completion that is durable makes its claim durable. Other sessions see
 /// a claim as soon as it commits, as with any commit.
