@@ -853,7 +853,8 @@ mod m20261129_000004_lean_indexes {
 /// default (a fifth of the table): every claimed run leaves a dead entry in the claim
 /// index, which each claim steps over until vacuum removes it, so on a table of a
 /// million finished runs the default let claims grow slower through hundreds of
-/// thousands of claims.
+/// thousands of claims. An operator's own value for either setting is kept, on upgrade
+/// and when `kairos migrate` runs this again to repair the schema.
 mod m20261130_000005_announced_runs {
     use super::*;
 
@@ -872,8 +873,16 @@ mod m20261130_000005_announced_runs {
          RETURN NULL; END IF; \
          PERFORM pg_notify('kairos', TG_TABLE_NAME || ' ' || current_setting('application_name')); \
          RETURN NULL; END $$",
-        "ALTER TABLE kairos_runs SET (autovacuum_vacuum_scale_factor = 0.01, \
-         autovacuum_vacuum_threshold = 1000)",
+        "DO $$ DECLARE opts text[]; BEGIN \
+         SELECT coalesce(reloptions, '{}') INTO opts FROM pg_class \
+         WHERE oid = 'kairos_runs'::regclass; \
+         IF NOT EXISTS (SELECT 1 FROM unnest(opts) o \
+         WHERE split_part(o, '=', 1) = 'autovacuum_vacuum_scale_factor') THEN \
+         ALTER TABLE kairos_runs SET (autovacuum_vacuum_scale_factor = 0.01); END IF; \
+         IF NOT EXISTS (SELECT 1 FROM unnest(opts) o \
+         WHERE split_part(o, '=', 1) = 'autovacuum_vacuum_threshold') THEN \
+         ALTER TABLE kairos_runs SET (autovacuum_vacuum_threshold = 1000); END IF; \
+         END $$",
     ];
 
     const DOWN: &[&str] = &[

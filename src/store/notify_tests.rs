@@ -176,6 +176,17 @@ async fn the_listening_connection_claims_in_order_and_commits_as_the_claims_pool
     }
 }
 
+/// The runs table's storage options, as `name=value`.
+async fn runs_options(store: &Store) -> Vec<String> {
+    let (options,): (Vec<String>,) = sea_orm::sqlx::query_as(
+        "SELECT reloptions FROM pg_class WHERE oid = 'kairos_runs'::regclass",
+    )
+    .fetch_one(store.db.get_postgres_connection_pool())
+    .await
+    .unwrap();
+    options
+}
+
 #[tokio::test]
 async fn autovacuum_visits_the_runs_table_after_few_changes() {
     for db in databases("runs_autovacuum").await {
@@ -183,15 +194,34 @@ async fn autovacuum_visits_the_runs_table_after_few_changes() {
         if !store.is_pg() {
             continue;
         }
-        let (options,): (Vec<String>,) = sea_orm::sqlx::query_as(
-            "SELECT reloptions FROM pg_class WHERE oid = 'kairos_runs'::regclass",
-        )
-        .fetch_one(store.db.get_postgres_connection_pool())
-        .await
-        .unwrap();
-        assert!(
-            options.contains(&"autovacuum_vacuum_scale_factor=0.01".to_string()),
-            "{options:?}"
+        let options = runs_options(&store).await;
+        for set in [
+            "autovacuum_vacuum_scale_factor=0.01",
+            "autovacuum_vacuum_threshold=1000",
+        ] {
+            assert!(options.contains(&set.to_string()), "{options:?}");
+        }
+        // An operator's own value is kept when the migrations run again (as `kairos
+        // migrate` runs them to repair a damaged schema); the other one is still set.
+        store
+            .db
+            .execute_unprepared(
+                "ALTER TABLE kairos_runs RESET (autovacuum_vacuum_threshold); \
+                 ALTER TABLE kairos_runs SET (autovacuum_vacuum_scale_factor = 0.2); \
+                 DROP INDEX kairos_runs_next_due",
+            )
+            .await
+            .unwrap();
+        let report = store.migrate().await.unwrap();
+        assert_eq!(report.repaired, ["index kairos_runs_next_due"]);
+        let mut options = runs_options(&store).await;
+        options.sort();
+        assert_eq!(
+            options,
+            [
+                "autovacuum_vacuum_scale_factor=0.2",
+                "autovacuum_vacuum_threshold=1000"
+            ]
         );
     }
 }
