@@ -1,9 +1,9 @@
 //! PostgreSQL's notifications of inserted runs, as the store sends and reads them: an
 //! insert of kairos's announces the ids it added and the trigger stands down for it,
-//! other inserts are announced by the trigger, runs inserted already claimed are not
-//! announced, and a claim among announced ids takes only those; the listening
-//! connection claims as the claims pool does. Skipped (with a note) without
-//! `KAIROS_TEST_POSTGRES_URL`.
+//! other inserts are announced by the trigger, runs inserted already claimed and
+//! inserts that add none are not announced, and a claim among announced ids takes only
+//! those; the listening connection claims as the claims pool does. Skipped (with a
+//! note) without `KAIROS_TEST_POSTGRES_URL`.
 
 use std::time::Duration;
 
@@ -104,6 +104,27 @@ async fn inserts_announce_their_ids_and_a_claim_among_them_takes_only_those() {
             .await
             .unwrap()
             .expect("nothing is paused");
+        // An insert that adds no run (its idempotency key is taken) is announced to no
+        // one either, where the trigger used to send every node a claim for nothing.
+        let keyed = NewRun {
+            idempotency_key: Some("once".into()),
+            ..run("a", 0, 0)
+        };
+        let (holder, _) = store
+            .enqueue(std::slice::from_ref(&keyed), t0())
+            .await
+            .unwrap()[0];
+        assert_eq!(
+            next(&mut listener).await,
+            Notice::Runs(Some(Announced {
+                first: holder,
+                last: holder
+            }))
+        );
+        assert_eq!(
+            store.enqueue(&[keyed], t0()).await.unwrap(),
+            vec![(holder, true)]
+        );
         store.db.execute_unprepared(PLAIN_INSERT).await.unwrap();
         assert_eq!(next(&mut listener).await, Notice::Runs(None));
 

@@ -87,24 +87,29 @@ pub(crate) const ANNOUNCED_AT_MOST: usize = 64;
 /// node needs to hear of) the statement only silences the trigger.
 ///
 /// The trigger stands down for a statement that set `kairos.announced` to its own
-/// start time. An insert that adds no run sets nothing, and the trigger sends its
-/// plain notification as before.
+/// start time, which this one does whether or not it adds a run: an insert that adds
+/// none (its idempotency key already taken, or a claimed insert refused because
+/// something is paused) has nothing to announce. The setting is made on the side of
+/// the final join that is always read, since PostgreSQL skips the other side of a join
+/// whose first side is empty; the statement then returns one row with a null id.
 fn announce(insert: &str, notify: bool) -> String {
-    let notice = if notify {
-        format!(
-            "pg_notify('{}', '{}' || min(id) || '-' || max(id) || ' ' || \
-             current_setting('application_name')), ",
-            super::migration::NOTIFY_CHANNEL,
-            super::ANNOUNCED_RUNS
+    let (announced, joined) = if notify {
+        (
+            format!(
+                ", announced AS (SELECT pg_notify('{}', '{}' || min(id) || '-' || max(id) \
+                 || ' ' || current_setting('application_name')) FROM ins HAVING count(*) > 0)",
+                super::migration::NOTIFY_CHANNEL,
+                super::ANNOUNCED_RUNS
+            ),
+            "(ins CROSS JOIN announced)",
         )
     } else {
-        String::new()
+        (String::new(), "ins")
     };
     format!(
-        "WITH ins AS ({insert}), announced AS (SELECT {notice}\
-         set_config('kairos.announced', statement_timestamp()::text, true) \
-         FROM ins HAVING count(*) > 0) \
-         SELECT ins.id FROM ins CROSS JOIN announced"
+        "WITH ins AS ({insert}), quiet AS \
+         (SELECT set_config('kairos.announced', statement_timestamp()::text, true) AS q)\
+         {announced} SELECT ins.id FROM quiet LEFT JOIN {joined} ON true"
     )
 }
 
@@ -351,11 +356,12 @@ impl Store {
         } else {
             sql
         };
+        // An announcing insert that added nothing returns one row with a null id.
         let mut ids = conn
             .query_all_raw(self.stmt(&sql, values))
             .await?
             .iter()
-            .map(|row| row.try_get::<i64>("", "id"))
+            .filter_map(|row| row.try_get::<Option<i64>>("", "id").transpose())
             .collect::<Result<Vec<_>, _>>()?;
         // Ids grow in VALUES order; RETURNING does not promise an order.
         ids.sort_unstable();
