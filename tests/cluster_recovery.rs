@@ -215,6 +215,39 @@ async fn a_node_that_lost_a_run_s_lease_stops_that_attempt() {
     }
 }
 
+/// How many executions of `held` with this token were stopped.
+fn held_stops(token: &str) -> usize {
+    HELD_STOPPED
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|t| *t == token)
+        .count()
+}
+
+/// Enqueues a `held` run on `node` with `token`, waits until it runs, then undoes its
+/// claim in the database as a crashed PostgreSQL server would lose it (claims commit
+/// without waiting for the disk): the run is as before the claim, queued with its
+/// attempt uncounted, while attempt 1 still runs on the node. Returns the run's id.
+async fn run_whose_claim_is_lost(node: &Node, url: &str, token: &str) -> i64 {
+    let id = node
+        .handle
+        .enqueue(Enqueue::new("held").params(serde_json::json!({ "token": token })))
+        .await
+        .unwrap();
+    common::wait_status(&node.admin, id, RunStatus::Running).await;
+    kairos::test_support::execute(
+        url,
+        &format!(
+            "UPDATE kairos_runs SET status = 'queued', attempt = 0, node_id = NULL, \
+             started_at = NULL, lease_until = NULL WHERE id = {id}"
+        ),
+    )
+    .await
+    .unwrap();
+    id
+}
+
 /// A claim the database lost (a crashed PostgreSQL server) and the node made again, as
 /// the same attempt, while its first execution still ran: only the new execution
 /// counts; the first one's outcome and reports are dropped.
@@ -223,33 +256,10 @@ async fn a_claim_the_database_lost_and_the_node_made_again_keeps_only_the_new_ex
     for db in common::databases("claim_lost_and_made_again").await {
         let node = Node::start(&db.url, registry(), None).await;
         let token = format!("{}-{}", db.name, std::process::id());
-        let stops = || {
-            HELD_STOPPED
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|t| **t == token)
-                .count()
-        };
-        let id = node
-            .handle
-            .enqueue(Enqueue::new("held").params(serde_json::json!({ "token": token })))
-            .await
-            .unwrap();
-        common::wait_status(&node.admin, id, RunStatus::Running).await;
-        // A crashed PostgreSQL server lost the claim (claims commit without waiting for
-        // the disk): the run is as before it, queued with its attempt uncounted, while
-        // attempt 1 still runs here. The node claims it again, as attempt 1 again,
-        // before its next renewal (every 2 s) notices anything.
-        kairos::test_support::execute(
-            &db.url,
-            &format!(
-                "UPDATE kairos_runs SET status = 'queued', attempt = 0, node_id = NULL, \
-                 started_at = NULL, lease_until = NULL WHERE id = {id}"
-            ),
-        )
-        .await
-        .unwrap();
+        let stops = || held_stops(&token);
+        // The node claims the run again, as attempt 1 again, before its next renewal
+        // (every 2 s) notices anything.
+        let id = run_whose_claim_is_lost(&node, &db.url, &token).await;
         // A run for later goes through the queue and wakes the node's claims.
         let other = node
             .handle
@@ -308,33 +318,12 @@ async fn a_run_the_renewal_found_lost_and_the_node_claimed_again_keeps_the_new_c
         )
         .await;
         let token = format!("{}-{}-renewed", db.name, std::process::id());
-        let stops = || {
-            HELD_STOPPED
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|t| **t == token)
-                .count()
-        };
-        let id = node
-            .handle
-            .enqueue(Enqueue::new("held").params(serde_json::json!({ "token": token })))
-            .await
-            .unwrap();
-        common::wait_status(&node.admin, id, RunStatus::Running).await;
-        // The claim is lost (see the test above). The node's one worker runs the first
-        // execution, so nothing claims the run again until the renewal stops it; then
-        // the worker is free, and the node claims the run at once, as attempt 1 again,
-        // while the stopped execution's outcome (`Ok`) is on its way to be written.
-        kairos::test_support::execute(
-            &db.url,
-            &format!(
-                "UPDATE kairos_runs SET status = 'queued', attempt = 0, node_id = NULL, \
-                 started_at = NULL, lease_until = NULL WHERE id = {id}"
-            ),
-        )
-        .await
-        .unwrap();
+        let stops = || held_stops(&token);
+        // The node's one worker runs the first execution, so nothing claims the run
+        // again until the renewal stops it; then the worker is free, and the node
+        // claims the run at once, as attempt 1 again, while the stopped execution's
+        // outcome (`Ok`) is on its way to be written.
+        let id = run_whose_claim_is_lost(&node, &db.url, &token).await;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let run = node.admin.run(id).await.unwrap();
