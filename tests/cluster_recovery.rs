@@ -248,6 +248,28 @@ async fn run_whose_claim_is_lost(node: &Node, url: &str, token: &str) -> i64 {
     id
 }
 
+/// After the reporter's and the completer's next rounds, run `id` is still running on
+/// `node` as attempt 1, under its new claim, with nothing the stopped execution
+/// reported (progress, logs), and only that one execution of `token` was stopped.
+async fn only_the_new_claim_counts(node: &Node, db: &str, id: i64, token: &str) {
+    // Two of the reporter's rounds and the completer's, had they anything to write.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let run = node.admin.run(id).await.unwrap();
+    assert_eq!(
+        (run.status, run.attempt, run.node_id.as_deref()),
+        (RunStatus::Running, 1, Some(node.id.as_str())),
+        "{db}: {run:?}"
+    );
+    assert_eq!(
+        held_stops(token),
+        1,
+        "{db}: only the first execution was stopped"
+    );
+    assert_eq!(run.progress, None, "{db}: {run:?}");
+    let logs = node.admin.run_logs(id, 0, 100).await.unwrap();
+    assert!(logs.is_empty(), "{db}: {logs:?}");
+}
+
 /// A claim the database lost (a crashed PostgreSQL server) and the node made again, as
 /// the same attempt, while its first execution still ran: only the new execution
 /// counts; the first one's outcome and reports are dropped.
@@ -277,25 +299,8 @@ async fn a_claim_the_database_lost_and_the_node_made_again_keeps_only_the_new_ex
         }
         // The first execution returned `Ok` once stopped: had its outcome been written,
         // it would have ended the new claim (same node, same attempt) as succeeded.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let run = node.admin.run(id).await.unwrap();
-        assert_eq!(
-            (run.status, run.attempt, run.node_id.as_deref()),
-            (RunStatus::Running, 1, Some(node.id.as_str())),
-            "{}: {run:?}",
-            db.name
-        );
-        assert_eq!(
-            stops(),
-            1,
-            "{}: only the first execution was stopped",
-            db.name
-        );
-        // Nor did what it reported once stopped land on the new claim (the reporter
-        // writes a few times a second; the wait above covers two of its rounds).
-        assert_eq!(run.progress, None, "{}: {run:?}", db.name);
-        let logs = node.admin.run_logs(id, 0, 100).await.unwrap();
-        assert!(logs.is_empty(), "{}: {logs:?}", db.name);
+        // Nor does what it reported once stopped land on the new claim.
+        only_the_new_claim_counts(&node, db.name, id, &token).await;
         for run in [id, other] {
             node.admin.cancel_run(run).await.unwrap();
         }
@@ -338,19 +343,7 @@ async fn a_run_the_renewal_found_lost_and_the_node_claimed_again_keeps_the_new_c
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        // Two of the reporter's rounds and the completer's, had they anything to write.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let run = node.admin.run(id).await.unwrap();
-        assert_eq!(
-            (run.status, run.attempt, run.node_id.as_deref()),
-            (RunStatus::Running, 1, Some(node.id.as_str())),
-            "{}: {run:?}",
-            db.name
-        );
-        assert_eq!(stops(), 1, "{}: the new execution runs on", db.name);
-        assert_eq!(run.progress, None, "{}: {run:?}", db.name);
-        let logs = node.admin.run_logs(id, 0, 100).await.unwrap();
-        assert!(logs.is_empty(), "{}: {logs:?}", db.name);
+        only_the_new_claim_counts(&node, db.name, id, &token).await;
         node.admin.cancel_run(id).await.unwrap();
         node.stop().await;
     }
