@@ -61,7 +61,7 @@ fn register(shared: &Shared, run: &ClaimedRun) -> (CancellationToken, Arc<Runnin
                 "this attempt was claimed again (the database lost the claim it ran under): \
                  stopping the earlier execution, whose outcome is dropped"
             );
-            older.supersede();
+            older.disown();
         } else {
             // An earlier attempt of this run still runs here: the run was taken back
             // from this node and claimed again before the renewal noticed.

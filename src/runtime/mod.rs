@@ -120,24 +120,18 @@ impl Running {
         }
     }
 
-    /// Stops this execution for good because the node just claimed this very attempt
-    /// of the run again. That happens only when the database lost the claim this
-    /// execution runs under (a crashed PostgreSQL server can lose the last claims, which
-    /// commit without waiting for the disk): the run was queued again with the attempt
-    /// uncounted, and the new claim has the same attempt number. The fence on node and
-    /// attempt cannot tell the two executions apart, so this one's outcome (a release,
-    /// most likely) would end or re-queue the new claim; it is dropped instead.
-    pub(crate) fn supersede(&self) {
-        self.disown();
-    }
-
     /// Stops this execution and drops what it still reports and ends with: the node
     /// no longer owns the run under this execution's claim. That is so once the run's
     /// row is not this node's attempt any more (the lease renewal found it taken back,
-    /// or its claim lost), and when the node claimed the same attempt again (see
-    /// [`Running::supersede`]). A write would then be refused by the fence on node and
-    /// attempt, or, worse, land on the node's own new claim of that attempt, which the
-    /// fence cannot tell from this one.
+    /// or its claim lost), and when the node claimed the same attempt again.
+    ///
+    /// The latter happens only when the database lost the claim this execution runs
+    /// under (a crashed PostgreSQL server can lose the last claims, which commit
+    /// without waiting for the disk): the run was queued again with the attempt
+    /// uncounted, and the new claim has the same attempt number. A write of this
+    /// execution would then be refused by the fence on node and attempt, or, worse,
+    /// land on the node's own new claim of that attempt, which the fence cannot tell
+    /// from this one.
     pub(crate) fn disown(&self) {
         self.disowned.store(true, Ordering::SeqCst);
         self.cancel(CancelReason::LeaseLost);
