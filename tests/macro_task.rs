@@ -466,3 +466,96 @@ async fn user_fn_is_still_callable() {
         .unwrap();
     assert_eq!(v["doc_id"], "d");
 }
+
+/// Everything the macro accepts, written where nothing but `kairos` is imported: the
+/// expansion names what it needs by absolute paths, so it compiles without the
+/// user's crate importing `inventory`, `serde_json` or `futures` (or even depending
+/// on them).
+mod no_imports {
+    use kairos::{FailedRun, TaskContext};
+
+    #[derive(serde::Serialize)]
+    pub(crate) struct Report {
+        pub(crate) pages: u32,
+    }
+
+    #[kairos::task(
+        name = "sync_emails",
+        interval_minutes = 15,
+        max_retries = 3,
+        misfire = "skip",
+        misfire_grace = "0s",
+        overlap = "replace"
+    )]
+    async fn sync_emails(ctx: TaskContext) -> anyhow::Result<()> {
+        let _ = ctx.attempt();
+        Ok(())
+    }
+
+    #[kairos::task(
+        name = "daily_report",
+        schedule = "0 0 * * *",
+        timezone = "Asia/Shanghai",
+        max_instances = 1,
+        misfire = "catch_up",
+        max_catch_up = 24,
+        misfire_grace = "5m",
+        overlap = "queue",
+        dst = "both"
+    )]
+    async fn daily_report() -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    #[kairos::task(name = "process_document", timeout = "30m", max_retries = 5,
+                   retry_delay = "10m", priority = -1, max_instances = 2, queue = "docs",
+                   on_failure = notify_admin)]
+    pub(crate) async fn process_document(
+        ctx: TaskContext,
+        doc_id: String,
+        pages: Option<u32>,
+    ) -> anyhow::Result<Report> {
+        let _ = (ctx, doc_id);
+        Ok(Report {
+            pages: pages.unwrap_or(1),
+        })
+    }
+
+    async fn notify_admin(run: FailedRun) {
+        let _ = run.error;
+    }
+
+    #[kairos::task(schedule = "@hourly")]
+    async fn borrowed_context(ctx: &kairos::TaskContext, mut count: u64) -> u64 {
+        count += u64::from(ctx.attempt());
+        count
+    }
+
+    pub(crate) mod nested {
+        #[kairos::task]
+        pub(crate) async fn in_a_module() -> &'static str {
+            "done"
+        }
+    }
+}
+
+#[tokio::test]
+async fn tasks_written_without_imports_register_and_stay_callable() {
+    let registry = registry();
+    for name in [
+        "sync_emails",
+        "daily_report",
+        "process_document",
+        "borrowed_context",
+        "in_a_module",
+    ] {
+        assert!(registry.get(name).is_some(), "`{name}` is not registered");
+    }
+    assert_eq!(task("daily_report").max_instances, Some(1));
+    assert_eq!(task("process_document").queue, Some("docs"));
+    assert_eq!(no_imports::nested::in_a_module().await, "done");
+    let out = call("process_document", json!({"doc_id": "d", "pages": 3}))
+        .await
+        .unwrap();
+    assert_eq!(out, Some(json!({"pages": 3})));
+}
