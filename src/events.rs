@@ -10,7 +10,9 @@
 //! Events made by other processes (the CLI, other nodes) travel through the database:
 //! while some process subscribes (it beats a heartbeat in `kairos_subscribers`), every
 //! process writes its events to `kairos_events` in batches, and subscribers read them
-//! back by id. Nobody watching, nothing is written.
+//! back by id. Nobody watching, nothing is written. Whether anybody watches is read
+//! every few seconds by a node and at most once a second by a process that is not
+//! one, so that an enqueue does not pay a round trip for it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -146,7 +146,7 @@ impl Admin {
             }
             None => {
                 let since = self.now() - crate::runtime::SUBSCRIBER_TTL;
-                if self.store().watched(since, "").await.unwrap_or(false) {
+                if self.store().watched_lately(since).await.unwrap_or(false) {
                     let _ = self.store().insert_events(&make()).await;
                 }
             }

@@ -627,3 +627,28 @@ async fn claims_commit_without_waiting_for_the_log_flush_on_postgresql_only() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_tool_sees_its_own_subscription_at_once_and_another_processs_when_it_reads() {
+    for db in databases("a_tool_sees_its_own_subscription").await {
+        let tool = open(&db).await;
+        let since = || Utc::now() - crate::runtime::SUBSCRIBER_TTL;
+        assert!(
+            !tool.watched_lately(since()).await.unwrap(),
+            "nobody watches yet"
+        );
+        // Its own subscription counts at once, although it read "nobody" just now.
+        tool.subscriber_beat("own", Utc::now()).await.unwrap();
+        assert!(tool.watched_lately(since()).await.unwrap());
+        tool.subscriber_leave("own").await.unwrap();
+        // Another process's: read from the database by a process that has not looked.
+        let watcher = open(&db).await;
+        watcher
+            .subscriber_beat("elsewhere", Utc::now())
+            .await
+            .unwrap();
+        assert!(open(&db).await.watched_lately(since()).await.unwrap());
+        watcher.subscriber_leave("elsewhere").await.unwrap();
+        assert!(!open(&db).await.watched_lately(since()).await.unwrap());
+    }
+}

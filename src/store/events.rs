@@ -2,6 +2,10 @@
 //! batches while somebody watches, read back by id, and the subscribers' heartbeats
 //! that tell writers whether anybody watches.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, Value};
 
@@ -9,6 +13,17 @@ use super::codec::{from_ms, ms};
 use super::sql::placeholders;
 use super::{Store, StoreError};
 use crate::events::Event;
+
+/// How long a process that is not a node trusts what it last read about watchers.
+const WATCHERS_TTL: Duration = Duration::from_secs(1);
+
+/// What this process knows about watchers without asking the database: its own
+/// subscriptions (by subscriber id, with their last beat) and its last reading.
+#[derive(Debug, Default)]
+pub(crate) struct WatchersSeen {
+    own: Mutex<HashMap<String, Instant>>,
+    read: Mutex<Option<(Instant, bool)>>,
+}
 
 impl Store {
     /// Appends events to the log.
@@ -128,11 +143,18 @@ impl Store {
                 [Value::from(id.to_string()), Value::from(ms(now))],
             ))
             .await?;
+        let mut own = self.watchers.own.lock().expect("watchers poisoned");
+        own.insert(id.to_string(), Instant::now());
         Ok(())
     }
 
     /// Subscriber `id` stopped watching.
     pub(crate) async fn subscriber_leave(&self, id: &str) -> Result<(), StoreError> {
+        self.watchers
+            .own
+            .lock()
+            .expect("watchers poisoned")
+            .remove(id);
         self.db
             .execute_raw(self.stmt(
                 "DELETE FROM kairos_subscribers WHERE id = $1",
@@ -155,6 +177,34 @@ impl Store {
             Some(r) => r.try_get::<i64>("", "n")? > 0,
             None => false,
         })
+    }
+
+    /// Whether anybody watches the event log, for a process that is not a node (an
+    /// admin tool, `kairos serve`) about to write its events: a subscription of this
+    /// process's own counts at once; others are read at most once a second, since an
+    /// enqueue would otherwise pay a round trip for it. A watcher that starts in
+    /// another process thus gets this process's events within a second (a node's
+    /// within its two-second beat).
+    pub(crate) async fn watched_lately(&self, since: DateTime<Utc>) -> Result<bool, StoreError> {
+        let ttl = crate::runtime::SUBSCRIBER_TTL.to_std().unwrap_or_default();
+        if self
+            .watchers
+            .own
+            .lock()
+            .expect("watchers poisoned")
+            .values()
+            .any(|beat| beat.elapsed() < ttl)
+        {
+            return Ok(true);
+        }
+        if let Some((at, watched)) = *self.watchers.read.lock().expect("watchers poisoned")
+            && at.elapsed() < WATCHERS_TTL
+        {
+            return Ok(watched);
+        }
+        let watched = self.watched(since, "").await?;
+        *self.watchers.read.lock().expect("watchers poisoned") = Some((Instant::now(), watched));
+        Ok(watched)
     }
 
     /// Forgets events and subscribers older than `before`.

@@ -280,6 +280,9 @@ pub(crate) struct Store {
     claims: DatabaseConnection,
     /// The SQLite file, when the database is one (not in memory).
     file: Option<PathBuf>,
+    /// Whether anybody watches the event log, as this process last learned it (see
+    /// [`Store::watched_lately`]).
+    watchers: std::sync::Arc<events::WatchersSeen>,
 }
 
 impl Store {
@@ -483,6 +486,7 @@ impl Store {
             write_gate: Default::default(),
             claims,
             file: None,
+            watchers: Default::default(),
         };
         // Opening SQLite is lazy: read one page now, so a file that is not a database
         // fails here with its name rather than at the first query.
