@@ -14,7 +14,8 @@
 //! 3. Enqueues 200 runs the same way from another process (this program run again
 //!    with `--enqueuer`), and measures the time from the enqueue call there to the task
 //!    starting here: how fast another process's enqueue reaches an idle node (database
-//!    notifications on PostgreSQL; the node's poll, every 500 ms, on SQLite). That
+//!    notifications on PostgreSQL; on SQLite, the node's watch of the write-ahead log,
+//!    or its poll every 500 ms where it cannot watch). That
 //!    process, an admin tool rather than a node, also reports its enqueue call's p50.
 //!
 //! `--task progress` runs, instead of no-op tasks, tasks that report progress 100 times
