@@ -630,3 +630,17 @@ fn intervals_too_long_to_ever_fire_are_errors() {
         &["too long", "100 years"],
     );
 }
+
+#[test]
+fn ended_nodes_are_kept_seven_days_unless_retention_says_otherwise() {
+    let week = Duration::from_secs(7 * 24 * 3600);
+    assert_eq!(Config::default().retention.nodes_kept(), week);
+    let c = Config::parse("[retention]\nnodes = \"36h\"\n", "jobs.toml").unwrap();
+    assert_eq!(c.retention.nodes_kept(), Duration::from_secs(36 * 3600));
+    assert_error(
+        "[retention]\nnodes = \"0s\"\n",
+        2,
+        9,
+        &["greater than zero", "nodes = \"7d\""],
+    );
+}

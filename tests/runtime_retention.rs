@@ -1,7 +1,8 @@
 //! Forgetting and measuring: a queued run past its time to live ends `expired` without
 //! running, `[retention]` prunes finished runs per status (with their history), cleanup
-//! deletes finished runs by age, and stats, estimates and health report what the
-//! database holds. On the injected clock, with a short maintenance interval.
+//! deletes finished runs by age, nodes that ended long ago are forgotten, and stats,
+//! estimates and health report what the database holds. On the injected clock, with a
+//! short maintenance interval.
 
 mod common;
 
@@ -202,5 +203,78 @@ async fn stats_estimates_and_health_describe_the_database() {
             health.reasons[0].contains("no node is running"),
             "{health:?}"
         );
+    }
+}
+
+/// A node row as a node writes it, `status` and last beat `beat_ms` (epoch ms).
+fn node_row(id: &str, status: &str, beat_ms: i64) -> String {
+    format!(
+        "INSERT INTO kairos_nodes (id, hostname, pid, version, max_workers, status, paused, \
+         started_at, heartbeat_at) VALUES ('{id}', 'gone', 1, '0.1.0', 4, '{status}', false, \
+         {beat_ms}, {beat_ms})"
+    )
+}
+
+#[tokio::test]
+async fn nodes_that_ended_longer_ago_than_kept_are_forgotten_and_a_live_one_registers_again() {
+    for db in common::databases("nodes_forgotten").await {
+        let clock = ManualClock::new(t0());
+        let (h, node) = start(&db.url, &clock, "[retention]\nnodes = \"1h\"\n").await;
+        // Ages are judged on the database's clock: the server runs beside this test.
+        let now_ms = Utc::now().timestamp_millis();
+        let day_ago = now_ms - 86_400_000;
+        for (id, status, beat) in [
+            ("stopped-a-day-ago", "stopped", day_ago),
+            ("dead-a-day-ago", "dead", day_ago),
+            ("stopped-a-minute-ago", "stopped", now_ms - 60_000),
+        ] {
+            kairos::test_support::execute(&db.url, &node_row(id, status, beat))
+                .await
+                .unwrap();
+        }
+        // The next prune (every 10 minutes by default, on the node's clock).
+        clock.advance(Duration::from_secs(601));
+        let listed = || async {
+            let nodes = h.admin().nodes().await.unwrap();
+            nodes.into_iter().map(|n| n.id).collect::<Vec<_>>()
+        };
+        common::wait_until("the nodes that ended a day ago forgotten", || async {
+            !listed().await.iter().any(|id| id.ends_with("a-day-ago"))
+        })
+        .await;
+        let left = listed().await;
+        assert!(
+            left.iter().any(|id| id == "stopped-a-minute-ago"),
+            "{}: {left:?}",
+            db.name
+        );
+        // A live node whose record went (deleted by hand here) registers again at its
+        // next heartbeat.
+        let me = h
+            .admin()
+            .nodes()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|n| n.hostname != "gone")
+            .expect("this node is listed")
+            .id;
+        kairos::test_support::execute(
+            &db.url,
+            &format!("DELETE FROM kairos_nodes WHERE id = '{me}'"),
+        )
+        .await
+        .unwrap();
+        common::wait_until("this node registered again", || async {
+            h.admin()
+                .nodes()
+                .await
+                .unwrap()
+                .iter()
+                .any(|n| n.id == me && n.status == "running")
+        })
+        .await;
+        h.shutdown();
+        node.await.unwrap();
     }
 }

@@ -83,8 +83,8 @@ pub struct PolicyKeys {
 }
 
 /// The `[retention]` table: how long finished runs are kept, per final status, before
-/// a node prunes them (with their history, logs and webhook deliveries). A status left
-/// out is kept forever.
+/// a node prunes them (with their history, logs and webhook deliveries), and how long
+/// nodes that ended stay listed. A status left out is kept forever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Retention {
@@ -100,9 +100,21 @@ pub struct Retention {
     pub expired: Option<Duration>,
     /// `every = "10m"`: how often a node prunes (default 10 minutes).
     pub every: Option<Duration>,
+    /// `nodes = "7d"`: how long a node that stopped or was declared dead stays listed
+    /// (`kairos nodes list`) after its last heartbeat (default 7 days). Unlike runs,
+    /// node records are always pruned: every start of a node adds one.
+    pub nodes: Option<Duration>,
 }
 
+/// How long an ended node stays listed when `[retention] nodes` says nothing.
+const NODES_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
+
 impl Retention {
+    /// How long a node that stopped or was declared dead stays listed.
+    pub fn nodes_kept(&self) -> Duration {
+        self.nodes.unwrap_or(NODES_KEPT)
+    }
+
     /// The kept age of each status that has one.
     pub fn ages(&self) -> Vec<(crate::RunStatus, Duration)> {
         use crate::RunStatus as S;

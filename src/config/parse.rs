@@ -53,6 +53,7 @@ const RETENTION_KEYS: Keys = &[
     ("cancelled", "cancelled = \"7d\""),
     ("expired", "expired = \"1d\""),
     ("every", "every = \"10m\""),
+    ("nodes", "nodes = \"7d\""),
 ];
 
 const WEBHOOK_KEYS: Keys = &[
@@ -729,6 +730,7 @@ fn parse_retention(cx: &Cx<'_>, e: &Entry<'_, '_>, config: &mut Config) -> Resul
             "cancelled" => r.cancelled = d,
             "expired" => r.expired = d,
             "every" => r.every = d,
+            "nodes" => r.nodes = d,
             _ => unreachable!("entries() refuses other keys"),
         }
     }

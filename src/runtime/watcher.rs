@@ -98,6 +98,19 @@ async fn beat(
     // The heartbeat returns the database's time it recorded: the clock's reading.
     let before = shared.clock_sync.as_ref().map(|s| s.local_now());
     match shared.store.heartbeat(&shared.node.id).await {
+        Ok((false, None)) => {
+            // Forgotten while it could not beat for days (or deleted by hand): without a
+            // record it would be missing from `kairos nodes list` and from a pause of
+            // every node.
+            tracing::warn!(
+                node = %shared.node.id,
+                "this node's record was gone (forgotten after it was declared dead, or \
+                 deleted); registering it again"
+            );
+            if let Err(e) = shared.store.register_node(&shared.node).await {
+                tracing::warn!(error = %e, "cannot register this node again");
+            }
+        }
         Ok((alive, db_ms)) => {
             if !alive {
                 tracing::warn!(
@@ -298,18 +311,25 @@ async fn maintain(shared: &Shared) {
 /// Default time between two prunes.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
-/// Deletes finished runs older than `[retention]` allows, at most every `every`.
+/// Deletes finished runs older than `[retention]` allows, and nodes that ended longer
+/// ago than it keeps them, at most every `every`.
 async fn prune(shared: &Shared, last: &mut Option<chrono::DateTime<chrono::Utc>>) {
-    let ages = shared.retention.ages();
-    if ages.is_empty() {
-        return;
-    }
     let now = shared.clock.now();
     let every = shared.retention.every.unwrap_or(PRUNE_EVERY);
     if last.is_some_and(|t| now < t + chrono::Duration::from_std(every).unwrap_or_default()) {
         return;
     }
     *last = Some(now);
+    match shared
+        .store
+        .forget_nodes(shared.retention.nodes_kept())
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(nodes = n, "forgot nodes that ended longer ago than kept"),
+        Err(e) => tracing::warn!(error = %e, "forgetting ended nodes failed"),
+    }
+    let ages = shared.retention.ages();
     for (status, age) in &ages {
         let before = now - chrono::Duration::from_std(*age).unwrap_or_default();
         match shared.store.prune_runs(&[*status], before).await {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sea_orm::ConnectionTrait;
 use serde_json::json;
 
 use super::codec::ms;
@@ -650,5 +651,58 @@ async fn a_tool_sees_its_own_subscription_at_once_and_another_processs_when_it_r
         assert!(open(&db).await.watched_lately(since()).await.unwrap());
         watcher.subscriber_leave("elsewhere").await.unwrap();
         assert!(!open(&db).await.watched_lately(since()).await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn ended_nodes_are_forgotten_after_the_kept_time_unless_a_run_is_still_theirs() {
+    for db in databases("ended_nodes_forgotten").await {
+        let store = open(&db).await;
+        let now_ms = Utc::now().timestamp_millis();
+        let day_ago = now_ms - 86_400_000;
+        for (id, status, beat) in [
+            ("stopped-long-ago", "stopped", day_ago),
+            ("dead-long-ago", "dead", day_ago),
+            ("stopped-lately", "stopped", now_ms - 60_000),
+            ("dead-holding-a-run", "dead", day_ago),
+            ("running-but-silent", "running", day_ago),
+        ] {
+            store
+                .connection()
+                .execute_unprepared(&format!(
+                    "INSERT INTO kairos_nodes (id, hostname, pid, version, max_workers, status, \
+                     paused, started_at, heartbeat_at) VALUES ('{id}', 'h', 1, '0.1.0', 4, \
+                     '{status}', false, {beat}, {beat})"
+                ))
+                .await
+                .unwrap();
+        }
+        let ids = store.enqueue(&[run("t", 0, 0)], t0()).await.unwrap();
+        store
+            .connection()
+            .execute_unprepared(&format!(
+                "UPDATE kairos_runs SET status = 'running', attempt = 1, \
+                 node_id = 'dead-holding-a-run' WHERE id = {}",
+                ids[0].0
+            ))
+            .await
+            .unwrap();
+        let gone = store.forget_nodes(Duration::from_secs(3600)).await.unwrap();
+        assert_eq!(gone, 2, "{}", db.name);
+        let mut left: Vec<String> = store
+            .nodes()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|n| n.id)
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["dead-holding-a-run", "running-but-silent", "stopped-lately"],
+            "{}: a silent running node is declared dead first; a run still recorded as a \
+             node's keeps it",
+            db.name
+        );
     }
 }

@@ -57,7 +57,8 @@ impl Store {
     /// still counted as alive (false when another node had declared it dead meanwhile
     /// and its runs were taken back; it counts as alive again from now), and the
     /// database's time it recorded, in milliseconds: a reading of the database's clock
-    /// that costs no statement of its own.
+    /// that costs no statement of its own. No time means the node has no record: it
+    /// was forgotten (see [`Store::forget_nodes`]) or deleted by hand.
     pub(crate) async fn heartbeat(&self, node: &str) -> Result<(bool, Option<i64>), StoreError> {
         let now = self.db_now_ms();
         let at = |row: Option<sea_orm::QueryResult>| -> Result<Option<i64>, StoreError> {
@@ -141,6 +142,26 @@ impl Store {
             ))
             .await?;
         Ok(())
+    }
+
+    /// Forgets nodes that stopped or were declared dead and have not beaten for
+    /// `kept` (on the database's clock), unless a run is still recorded as theirs.
+    /// Returns how many went.
+    pub(crate) async fn forget_nodes(&self, kept: std::time::Duration) -> Result<u64, StoreError> {
+        let kept = i64::try_from(kept.as_millis()).unwrap_or(i64::MAX);
+        let done = self
+            .db
+            .execute_raw(self.stmt(
+                &format!(
+                    "DELETE FROM kairos_nodes WHERE (status = 'stopped' OR status = 'dead') \
+                     AND heartbeat_at < {} - $1 AND NOT EXISTS (SELECT 1 FROM kairos_runs r \
+                     WHERE r.status = 'running' AND r.node_id = kairos_nodes.id)",
+                    self.db_now_ms()
+                ),
+                [Value::from(kept)],
+            ))
+            .await?;
+        Ok(done.rows_affected())
     }
 
     /// Every node, most recently started first, with its running count.
