@@ -40,6 +40,7 @@
 //! succeeded = "7d"          # also failed, timed_out, cancelled, expired
 //! failed = "30d"
 //! every = "10m"             # how often a node prunes
+//! nodes = "7d"              # how long nodes that stopped or died stay listed (default 7d)
 //!
 //! [webhooks]                # POSTs of finished runs to their callback_url
 //! secret = "s3cret"         # signs each delivery (X-Kairos-Signature); or KAIROS_WEBHOOK_SECRET
