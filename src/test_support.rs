@@ -131,6 +131,25 @@ pub async fn execute(url: &str, sql: &str) -> Result<(), crate::StoreError> {
     Ok(())
 }
 
+/// Records a node as another process would have, with status `status` (`running`,
+/// `stopped`, `dead`) and its last heartbeat at `beat_ms` (epoch milliseconds).
+pub async fn insert_node(
+    url: &str,
+    id: &str,
+    status: &str,
+    beat_ms: i64,
+) -> Result<(), crate::StoreError> {
+    execute(
+        url,
+        &format!(
+            "INSERT INTO kairos_nodes (id, hostname, pid, version, max_workers, status, paused, \
+             started_at, heartbeat_at) VALUES ('{id}', 'elsewhere', 1, '0.1.0', 4, '{status}', \
+             false, {beat_ms}, {beat_ms})"
+        ),
+    )
+    .await
+}
+
 /// One number from a query (`SELECT COUNT(*) AS n ...`): reads column `n`.
 pub async fn query_i64(url: &str, sql: &str) -> Result<i64, crate::StoreError> {
     let store = Store::connect(url, OpenMode::Existing, DEFAULT_CONNECT_TIMEOUT).await?;

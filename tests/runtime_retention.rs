@@ -206,15 +206,6 @@ async fn stats_estimates_and_health_describe_the_database() {
     }
 }
 
-/// A node row as a node writes it, `status` and last beat `beat_ms` (epoch ms).
-fn node_row(id: &str, status: &str, beat_ms: i64) -> String {
-    format!(
-        "INSERT INTO kairos_nodes (id, hostname, pid, version, max_workers, status, paused, \
-         started_at, heartbeat_at) VALUES ('{id}', 'gone', 1, '0.1.0', 4, '{status}', false, \
-         {beat_ms}, {beat_ms})"
-    )
-}
-
 #[tokio::test]
 async fn nodes_that_ended_longer_ago_than_kept_are_forgotten_and_a_live_one_registers_again() {
     for db in common::databases("nodes_forgotten").await {
@@ -228,7 +219,7 @@ async fn nodes_that_ended_longer_ago_than_kept_are_forgotten_and_a_live_one_regi
             ("dead-a-day-ago", "dead", day_ago),
             ("stopped-a-minute-ago", "stopped", now_ms - 60_000),
         ] {
-            kairos::test_support::execute(&db.url, &node_row(id, status, beat))
+            kairos::test_support::insert_node(&db.url, id, status, beat)
                 .await
                 .unwrap();
         }
@@ -256,7 +247,7 @@ async fn nodes_that_ended_longer_ago_than_kept_are_forgotten_and_a_live_one_regi
             .await
             .unwrap()
             .into_iter()
-            .find(|n| n.hostname != "gone")
+            .find(|n| n.hostname != "elsewhere")
             .expect("this node is listed")
             .id;
         kairos::test_support::execute(

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::ConnectionTrait;
 use serde_json::json;
 
 use super::codec::ms;
@@ -656,6 +655,7 @@ async fn a_tool_sees_its_own_subscription_at_once_and_another_processs_when_it_r
 
 #[tokio::test]
 async fn ended_nodes_are_forgotten_after_the_kept_time_unless_a_run_is_still_theirs() {
+    use sea_orm::ConnectionTrait;
     for db in databases("ended_nodes_forgotten").await {
         let store = open(&db).await;
         let now_ms = Utc::now().timestamp_millis();
@@ -667,13 +667,7 @@ async fn ended_nodes_are_forgotten_after_the_kept_time_unless_a_run_is_still_the
             ("dead-holding-a-run", "dead", day_ago),
             ("running-but-silent", "running", day_ago),
         ] {
-            store
-                .connection()
-                .execute_unprepared(&format!(
-                    "INSERT INTO kairos_nodes (id, hostname, pid, version, max_workers, status, \
-                     paused, started_at, heartbeat_at) VALUES ('{id}', 'h', 1, '0.1.0', 4, \
-                     '{status}', false, {beat}, {beat})"
-                ))
+            crate::test_support::insert_node(&db.url, id, status, beat)
                 .await
                 .unwrap();
         }
