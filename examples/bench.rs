@@ -15,8 +15,8 @@
 //!    with `--enqueuer`), and measures the time from the enqueue call there to the task
 //!    starting here: how fast another process's enqueue reaches an idle node (database
 //!    notifications on PostgreSQL; on SQLite, the node's watch of the write-ahead log,
-//!    or its poll every 500 ms where it cannot watch). That
-//!    process, an admin tool rather than a node, also reports its enqueue call's p50.
+//!    or its poll every 500 ms where it cannot watch). That process, an admin tool
+//!    rather than a node, also reports its enqueue call's p50.
 //!
 //! `--task progress` runs, instead of no-op tasks, tasks that report progress 100 times
 //! (with a message) before they return: the cost of progress reporting. `--task typed`

@@ -468,9 +468,8 @@ async fn user_fn_is_still_callable() {
 }
 
 /// Everything the macro accepts, written where nothing but `kairos` is imported: the
-/// expansion names what it needs by absolute paths, so it compiles without the
-/// user's crate importing `inventory`, `serde_json` or `futures` (or even depending
-/// on them).
+/// expansion names what it needs through `kairos`, so it compiles without the user's
+/// module importing `inventory`, `serde_json` or `futures`.
 mod no_imports {
     use kairos::{FailedRun, TaskContext};
 
