@@ -9,6 +9,7 @@ use sea_orm::{ConnectionTrait, FromQueryResult, TransactionTrait, Value};
 
 use super::codec::{duration_ms, int, ms};
 use super::entity::task;
+use super::sql::columns;
 use super::{Lock, Store, StoreError, bump, write_txn};
 use crate::model::TaskInfo;
 
@@ -89,7 +90,13 @@ impl Store {
     pub(crate) async fn tasks(&self) -> Result<Vec<TaskInfo>, StoreError> {
         let rows = self
             .db
-            .query_all_raw(self.stmt("SELECT * FROM kairos_tasks ORDER BY name", []))
+            .query_all_raw(self.stmt(
+                &format!(
+                    "SELECT {} FROM kairos_tasks ORDER BY name",
+                    columns::<task::Entity>()
+                ),
+                [],
+            ))
             .await?;
         rows.iter()
             .map(|r| TaskInfo::try_from(task::Model::from_query_result(r, "")?))
@@ -100,7 +107,10 @@ impl Store {
     pub(crate) async fn task(&self, name: &str) -> Result<Option<TaskInfo>, StoreError> {
         self.db
             .query_one_raw(self.stmt(
-                "SELECT * FROM kairos_tasks WHERE name = $1",
+                &format!(
+                    "SELECT {} FROM kairos_tasks WHERE name = $1",
+                    columns::<task::Entity>()
+                ),
                 [Value::from(name.to_string())],
             ))
             .await?

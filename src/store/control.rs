@@ -6,6 +6,8 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, TransactionTrait, Value};
 
 use super::codec::{count, ms};
+use super::entity::run;
+use super::sql::columns;
 use super::{Store, StoreError, bump, write_txn};
 use crate::model::{RunEventKind, RunStatus};
 
@@ -169,7 +171,13 @@ impl Store {
         .await?;
         bump(&txn, self).await?;
         let row = txn
-            .query_one_raw(self.stmt("SELECT * FROM kairos_runs WHERE id = $1", [Value::from(id)]))
+            .query_one_raw(self.stmt(
+                &format!(
+                    "SELECT {} FROM kairos_runs WHERE id = $1",
+                    columns::<run::Entity>()
+                ),
+                [Value::from(id)],
+            ))
             .await?
             .ok_or(StoreError::Db(sea_orm::DbErr::RecordNotFound(format!(
                 "run {id}"

@@ -17,7 +17,7 @@ use sea_orm::{ConnectionTrait, FromQueryResult, TransactionTrait, Value};
 use super::codec::{duration_ms, from_ms, int, ms, schedule_values};
 use super::entity::job;
 use super::runs::NewRun;
-use super::sql::placeholders;
+use super::sql::{columns, placeholders};
 use super::{Lock, Store, StoreError, bump, write_txn};
 use crate::job::JobSpec;
 use crate::model::{DisabledReason, Job, JobSource, SkipReason, SlotOutcome};
@@ -166,7 +166,10 @@ impl Store {
         let txn = self.db.begin_with_options(write_txn()).await?;
         self.lock(&txn, Lock::Sync).await?;
         let rows = txn
-            .query_all_raw(self.stmt("SELECT * FROM kairos_jobs", []))
+            .query_all_raw(self.stmt(
+                &format!("SELECT {} FROM kairos_jobs", columns::<job::Entity>()),
+                [],
+            ))
             .await?;
         let mut existing: HashMap<String, Job> = HashMap::new();
         for r in &rows {
@@ -391,7 +394,13 @@ impl Store {
     pub(crate) async fn jobs(&self) -> Result<Vec<Job>, StoreError> {
         let rows = self
             .db
-            .query_all_raw(self.stmt("SELECT * FROM kairos_jobs ORDER BY name", []))
+            .query_all_raw(self.stmt(
+                &format!(
+                    "SELECT {} FROM kairos_jobs ORDER BY name",
+                    columns::<job::Entity>()
+                ),
+                [],
+            ))
             .await?;
         rows.iter()
             .map(|r| Job::try_from(job::Model::from_query_result(r, "")?))
@@ -409,7 +418,10 @@ impl Store {
         name: &str,
     ) -> Result<Option<Job>, StoreError> {
         conn.query_one_raw(self.stmt(
-            "SELECT * FROM kairos_jobs WHERE name = $1",
+            &format!(
+                "SELECT {} FROM kairos_jobs WHERE name = $1",
+                columns::<job::Entity>()
+            ),
             [Value::from(name.to_string())],
         ))
         .await?
@@ -468,8 +480,11 @@ impl Store {
         let rows = self
             .db
             .query_all_raw(self.stmt(
-                "SELECT * FROM kairos_jobs WHERE enabled AND NOT paused AND next_run_at <= $1 \
-                 ORDER BY next_run_at LIMIT $2",
+                &format!(
+                    "SELECT {} FROM kairos_jobs WHERE enabled AND NOT paused AND next_run_at <= $1 \
+                     ORDER BY next_run_at LIMIT $2",
+                    columns::<job::Entity>()
+                ),
                 [
                     Value::from(ms(due_by)),
                     Value::from(i64::try_from(limit).unwrap_or(i64::MAX)),

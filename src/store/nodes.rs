@@ -5,6 +5,7 @@ use sea_orm::{ConnectionTrait, FromQueryResult, TransactionTrait, Value};
 
 use super::codec::{int, node_info};
 use super::entity::node;
+use super::sql::columns;
 use super::{Store, StoreError, bump, write_txn};
 use crate::model::NodeInfo;
 
@@ -185,7 +186,8 @@ impl Store {
             .db
             .query_all_raw(self.stmt(
                 &format!(
-                    "SELECT *, {} AS db_now FROM kairos_nodes ORDER BY started_at DESC, id",
+                    "SELECT {}, {} AS db_now FROM kairos_nodes ORDER BY started_at DESC, id",
+                    columns::<node::Entity>(),
                     self.db_now_ms()
                 ),
                 [],

@@ -7,6 +7,7 @@ use sea_orm::{ConnectionTrait, FromQueryResult, TransactionTrait, Value};
 
 use super::codec::{ms, queue_info};
 use super::entity::queue;
+use super::sql::columns;
 use super::{Store, StoreError, bump, write_txn};
 use crate::model::QueueInfo;
 
@@ -17,7 +18,10 @@ impl Store {
         let mut out: BTreeMap<String, queue::Model> = BTreeMap::new();
         for r in self
             .db
-            .query_all_raw(self.stmt("SELECT * FROM kairos_queues", []))
+            .query_all_raw(self.stmt(
+                &format!("SELECT {} FROM kairos_queues", columns::<queue::Entity>()),
+                [],
+            ))
             .await?
         {
             let m = queue::Model::from_query_result(&r, "")?;

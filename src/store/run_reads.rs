@@ -6,7 +6,7 @@ use sea_orm::{ConnectionTrait, FromQueryResult, Value};
 
 use super::codec::{count, from_ms, ms};
 use super::entity::run;
-use super::sql::placeholders;
+use super::sql::{columns, placeholders};
 use super::{Store, StoreError};
 use crate::model::{Run, RunEvent, RunFilter, RunPage};
 
@@ -15,7 +15,13 @@ impl Store {
     pub(crate) async fn run(&self, id: i64) -> Result<Option<Run>, StoreError> {
         let Some(row) = self
             .db
-            .query_one_raw(self.stmt("SELECT * FROM kairos_runs WHERE id = $1", [Value::from(id)]))
+            .query_one_raw(self.stmt(
+                &format!(
+                    "SELECT {} FROM kairos_runs WHERE id = $1",
+                    columns::<run::Entity>()
+                ),
+                [Value::from(id)],
+            ))
             .await?
         else {
             return Ok(None);
@@ -142,7 +148,8 @@ impl Store {
             .db
             .query_all_raw(self.stmt(
                 &format!(
-                    "SELECT * FROM kairos_runs{where_} ORDER BY id DESC LIMIT {lim} OFFSET {off}"
+                    "SELECT {} FROM kairos_runs{where_} ORDER BY id DESC LIMIT {lim} OFFSET {off}",
+                    columns::<run::Entity>()
                 ),
                 values,
             ))
@@ -280,8 +287,11 @@ impl Store {
         let rows = self
             .db
             .query_all_raw(self.stmt(
-                "SELECT * FROM kairos_runs WHERE finished_at > $1 AND finished_at <= $2 \
-                 ORDER BY finished_at, id",
+                &format!(
+                    "SELECT {} FROM kairos_runs WHERE finished_at > $1 AND finished_at <= $2 \
+                     ORDER BY finished_at, id",
+                    columns::<run::Entity>()
+                ),
                 [Value::from(ms(after)), Value::from(ms(until))],
             ))
             .await?;

@@ -16,7 +16,7 @@
 //! parameter does not. A test below checks that every status the store's SQL names is
 //! a [`RunStatus`](crate::RunStatus).
 
-use sea_orm::{DbBackend, Statement, Value};
+use sea_orm::{DbBackend, EntityTrait, IdenStatic, Iterable, Statement, Value};
 
 /// The fence's test of a run's status in statements that address runs by id: the same
 /// as `status = 'running'`, written as a range so that it does not imply the predicate
@@ -27,6 +27,23 @@ use sea_orm::{DbBackend, Statement, Value};
 /// draining 100,000 runs with 1,024 workers ran at 3,000 runs/s instead of 45,000.
 /// Only the primary key serves these statements.
 pub(super) const RUNNING_BY_ID: &str = "status BETWEEN 'running' AND 'running'";
+
+/// The columns of entity `E`'s table, comma-separated, for a `SELECT` of whole rows.
+///
+/// Why not `SELECT *`: the star is expanded when a statement is prepared. A pooled
+/// connection that last read the schema before a migration added a column (the
+/// migration ran on another connection of the same pool, or in a newer process)
+/// prepares it with the old columns; SQLite then re-prepares it with the new ones
+/// while stepping, and sqlx reads the rows with the old column count, out of bounds.
+/// A cached PostgreSQL statement whose row type changes fails with "cached plan must
+/// not change result type". A listed column that the stale schema lacks makes SQLite
+/// re-read the schema and prepare again, and the row type never changes.
+pub(crate) fn columns<E: EntityTrait>() -> String {
+    E::Column::iter()
+        .map(|c| c.as_str().to_owned())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 pub(crate) fn stmt<I>(backend: DbBackend, sql: &str, values: I) -> Statement
 where
@@ -145,6 +162,37 @@ mod tests {
             }
         }
         assert!(seen > 20, "the scan found the statements ({seen})");
+    }
+
+    /// See [`columns`]: a whole row is read through its listed columns.
+    #[test]
+    fn no_statement_of_the_store_selects_star() {
+        let sources = [
+            ("catalog.rs", include_str!("catalog.rs")),
+            ("claim.rs", include_str!("claim.rs")),
+            ("complete.rs", include_str!("complete.rs")),
+            ("control.rs", include_str!("control.rs")),
+            ("deliveries.rs", include_str!("deliveries.rs")),
+            ("events.rs", include_str!("events.rs")),
+            ("jobs.rs", include_str!("jobs.rs")),
+            ("metrics.rs", include_str!("metrics.rs")),
+            ("nodes.rs", include_str!("nodes.rs")),
+            ("queues.rs", include_str!("queues.rs")),
+            ("reports.rs", include_str!("reports.rs")),
+            ("retention.rs", include_str!("retention.rs")),
+            ("run_reads.rs", include_str!("run_reads.rs")),
+            ("runs.rs", include_str!("runs.rs")),
+            ("slots.rs", include_str!("slots.rs")),
+            ("stats.rs", include_str!("stats.rs")),
+        ];
+        for (file, src) in sources {
+            let upper = src.to_uppercase();
+            assert!(
+                !upper.contains("SELECT *") && !upper.contains(".*,"),
+                "{file} selects `*`: list the columns with `columns::<Entity>()`"
+            );
+        }
+        assert!(columns::<super::super::entity::node::Entity>().starts_with("id, "));
     }
 
     #[test]
