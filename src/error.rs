@@ -53,7 +53,7 @@ pub enum Error {
         /// A suggestion and the known names.
         hint: String,
     },
-    /// No node with that id.
+    /// No node with that id or name.
     #[error("no node `{}`{hint}", clip(name))]
     NodeNotFound {
         /// The id given.

@@ -48,7 +48,7 @@ pub enum EventKind {
     JobResumed,
     /// A job was created, changed or deleted.
     JobChanged,
-    /// A node started (`data`: `node_id`, `hostname`, `pid`, `workers`).
+    /// A node started (`data`: `node_id`, `name`, `hostname`, `pid`, `workers`).
     NodeJoined,
     /// A node stopped, or was declared dead by another (`data`: `node_id`, `reason`:
     /// `stopped` or `dead`).

@@ -92,8 +92,8 @@ pub use ops::{
     Admin, CancelResult, DEFAULT_HEARTBEAT_MAX_AGE, Enqueue, Enqueued, JobChanges, NewJob,
 };
 pub use runtime::{
-    BuildError, DATABASE_URL_ENV, HookResult, RunOutcome, Scheduler, SchedulerBuilder,
-    SchedulerHandle, SkippedSlots,
+    BuildError, DATABASE_URL_ENV, HookResult, NODE_NAME_ENV, RunOutcome, Scheduler,
+    SchedulerBuilder, SchedulerHandle, SkippedSlots,
 };
 pub use sqlx_txn::SqlxTxn;
 pub use store::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_DATABASE_URL, StoreError};

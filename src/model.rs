@@ -709,6 +709,9 @@ fn ser_opt_ms<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Err
 pub struct NodeInfo {
     /// Unique id.
     pub id: String,
+    /// What operators call it: `[scheduler] node_name` or `KAIROS_NODE_NAME`, else
+    /// `<hostname>:<pid>`. Not necessarily unique.
+    pub name: String,
     /// Host name.
     pub hostname: String,
     /// Process id.

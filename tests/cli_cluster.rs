@@ -1,6 +1,6 @@
 //! Queues and nodes through the `kairos` binary, against a running node: `queues list`
 //! (load and limits), `queues pause|resume NAME`, `nodes list`, and
-//! `nodes pause|resume [ID]` (one node, or every node including later ones). Paused
+//! `nodes pause|resume [ID|NAME]` (one node, or every node including later ones). Paused
 //! means no new runs start; queued runs wait and run once resumed.
 
 mod common;
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use kairos::{Admin, Registry, RunStatus, TaskDef};
 
-use common::cli::{Node, cli, enqueue, hello};
+use common::cli::{Node, cli, enqueue, hello, node_builder};
 
 /// Asserts that run `id` is still queued after the node had time to start it (its
 /// watcher notices CLI changes within half a second).
@@ -31,6 +31,11 @@ rate_limit = "100/1m"
 
 /// A node with `hello` (queue `default`) and `send` (queue `mail`), once registered.
 async fn start_node(url: &str) -> Node {
+    start_named(url, None).await
+}
+
+/// [`start_node`], named `name` by its operator when given.
+async fn start_named(url: &str, name: Option<&str>) -> Node {
     let here = "tests/cli_cluster.rs";
     let registry = Registry::from_tasks([
         TaskDef::new("hello", hello, here),
@@ -40,7 +45,11 @@ async fn start_node(url: &str) -> Node {
         },
     ])
     .unwrap();
-    let node = Node::start(url, registry, Some(QUEUES)).await;
+    let mut builder = node_builder(url, registry, Some(QUEUES));
+    if let Some(name) = name {
+        builder = builder.node_name(name);
+    }
+    let node = Node::start_with(url, builder).await;
     let (admin, id) = (node.admin.clone(), node.id.clone());
     common::wait_until("the node to register", move || {
         let (admin, id) = (admin.clone(), id.clone());
@@ -151,6 +160,9 @@ async fn nodes_list_shows_the_running_node() {
         assert_eq!(me["status"], "running");
         assert_eq!(me["paused"], false);
         assert_eq!(me["pid"], std::process::id());
+        // Unnamed by its operator, a node goes by its host and process.
+        let host = me["hostname"].as_str().unwrap();
+        assert_eq!(me["name"], format!("{host}:{}", std::process::id()));
         assert_eq!(me["version"], env!("CARGO_PKG_VERSION"));
 
         let table = cli(&db.url, &["nodes", "list"]).await.ok().stdout;
@@ -185,6 +197,52 @@ async fn a_node_paused_by_id_starts_nothing_until_resumed() {
 
         let err = cli(url, &["nodes", "pause", "no-such-node"]).await.fails();
         assert!(err.contains("no node `no-such-node`"), "{err}");
+        node.stop().await;
+    }
+}
+
+/// A node its operator named lists under that name and is paused and resumed by it;
+/// a name two live nodes share picks neither and names their ids.
+#[tokio::test]
+async fn a_node_is_listed_paused_and_resumed_by_the_name_its_operator_gave() {
+    for db in common::databases("a_node_paused_by_name").await {
+        let url = db.url.as_str();
+        let node = start_named(url, Some("mailer-1")).await;
+        let nodes = cli(url, &["nodes", "list", "--json"]).await.ok().json();
+        assert_eq!(nodes[0]["name"], "mailer-1", "{nodes}");
+        assert_eq!(nodes[0]["id"], node.id.as_str(), "{nodes}");
+        let table = cli(url, &["nodes", "list"]).await.ok().stdout;
+        assert!(table.lines().next().unwrap().contains("NAME"), "{table}");
+        let row = table.lines().find(|l| l.starts_with(&node.id)).unwrap();
+        assert!(row.contains("mailer-1"), "{table}");
+
+        let out = cli(url, &["nodes", "pause", "mailer-1"]).await.ok();
+        assert_eq!(
+            out.stdout.trim(),
+            format!("paused node mailer-1 ({})", node.id)
+        );
+        let held = enqueue(url, &["hello"]).await;
+        assert_stays_queued(&node.admin, held).await;
+        cli(url, &["nodes", "resume", "mailer-1"]).await.ok();
+        common::wait_status(&node.admin, held, RunStatus::Succeeded).await;
+
+        let twin = start_named(url, Some("mailer-1")).await;
+        let err = cli(url, &["nodes", "pause", "mailer-1"]).await.fails();
+        assert!(err.contains("2 nodes are named `mailer-1`"), "{err}");
+        assert!(err.contains(&node.id) && err.contains(&twin.id), "{err}");
+        let listed = node.admin.nodes().await.unwrap();
+        assert!(listed.iter().all(|n| !n.paused), "{listed:?}");
+        // Once the twin stopped, the name means the live node again.
+        twin.stop().await;
+        let out = cli(url, &["nodes", "pause", "mailer-1", "--json"])
+            .await
+            .ok()
+            .json();
+        assert_eq!(out[0]["id"], node.id.as_str(), "{out}");
+        assert_eq!(out[0]["paused"], true, "{out}");
+
+        let err = cli(url, &["nodes", "pause", "mailer-2"]).await.fails();
+        assert!(err.contains("did you mean `mailer-1`?"), "{err}");
         node.stop().await;
     }
 }
@@ -249,4 +307,53 @@ async fn resuming_one_node_after_pausing_every_node_starts_runs_on_it() {
         common::wait_status(&node.admin, id, RunStatus::Succeeded).await;
         node.stop().await;
     }
+}
+
+/// The builder's name wins over `[scheduler] node_name`; a name that cannot be shown
+/// or typed is refused before the database is created.
+#[tokio::test]
+async fn a_node_name_from_the_builder_wins_and_a_bad_one_is_refused_before_the_database_opens() {
+    let db = common::sqlite();
+    let toml = "[scheduler]\nnode_name = \"from-toml\"\n";
+    let registry = || Registry::from_tasks([TaskDef::new("hello", hello, "here")]).unwrap();
+    let Err(err) = node_builder(&db.url, registry(), Some(toml))
+        .node_name("two\nlines")
+        .build()
+        .await
+    else {
+        panic!("a name with a newline is refused");
+    };
+    assert!(
+        err.to_string().contains("node_name(..)") && err.to_string().contains("control"),
+        "{err}"
+    );
+    let file = db.dir().unwrap().join("kairos.db");
+    assert!(
+        !file.exists(),
+        "the database was created for a refused node"
+    );
+
+    let from_toml = Node::start(&db.url, registry(), Some(toml)).await;
+    let given = Node::start_with(
+        &db.url,
+        node_builder(&db.url, registry(), Some(toml)).node_name("from-code"),
+    )
+    .await;
+    let names = |nodes: Vec<kairos::NodeInfo>, id: &str| {
+        nodes.into_iter().find(|n| n.id == id).map(|n| n.name)
+    };
+    let admin = from_toml.admin.clone();
+    common::wait_until("both nodes to register", || {
+        let admin = admin.clone();
+        async move { admin.nodes().await.unwrap().len() == 2 }
+    })
+    .await;
+    let nodes = admin.nodes().await.unwrap();
+    assert_eq!(
+        names(nodes.clone(), &from_toml.id).as_deref(),
+        Some("from-toml")
+    );
+    assert_eq!(names(nodes, &given.id).as_deref(), Some("from-code"));
+    given.stop().await;
+    from_toml.stop().await;
 }

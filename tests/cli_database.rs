@@ -367,6 +367,32 @@ async fn a_dropped_column_is_reported_by_migrate_not_papered_over() {
     }
 }
 
+/// A database whose nodes registered before node names existed is upgraded by the
+/// first admin command; those nodes list as `<hostname>:<pid>`.
+#[tokio::test]
+async fn nodes_registered_before_names_existed_list_by_host_and_pid_after_the_upgrade() {
+    for db in common::databases("nodes_before_names").await {
+        build_node(&db.url).await.unwrap();
+        kairos::test_support::insert_node(&db.url, "old-node", "stopped", 1_000)
+            .await
+            .unwrap();
+        for sql in [
+            "ALTER TABLE kairos_nodes DROP COLUMN name",
+            "DELETE FROM kairos_migrations WHERE version = 'm20261130_000006_node_names'",
+        ] {
+            kairos::test_support::execute(&db.url, sql).await.unwrap();
+        }
+        let nodes = cli(&db.url, &["nodes", "list", "--json"]).await.ok().json();
+        let old = nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == "old-node")
+            .unwrap_or_else(|| panic!("{}: {nodes}", db.name));
+        assert_eq!(old["name"], "elsewhere:1", "{}: {nodes}", db.name);
+    }
+}
+
 /// `kairos migrate` cannot bring back a dropped column, so a read command must not
 /// tell the user that running it repairs the damage.
 #[tokio::test]

@@ -357,6 +357,7 @@ async fn cluster_commands_print_json_with_the_documented_fields() {
             &nodes[0],
             &[
                 "id",
+                "name",
                 "hostname",
                 "pid",
                 "version",

@@ -115,7 +115,17 @@ fn node_process() {
 }
 
 fn spawn(url: &str, jobs: Option<&str>, skew_ms: Option<i64>) -> NodeProcess {
-    let mut env = vec![(NODE_URL_ENV, url.to_string())];
+    spawn_with(url, jobs, skew_ms, Vec::new())
+}
+
+/// [`spawn`] with more environment variables for the node process.
+fn spawn_with(
+    url: &str,
+    jobs: Option<&str>,
+    skew_ms: Option<i64>,
+    mut env: Vec<(&str, String)>,
+) -> NodeProcess {
+    env.push((NODE_URL_ENV, url.to_string()));
     if let Some(jobs) = jobs {
         env.push((NODE_JOBS_ENV, jobs.to_string()));
     }
@@ -217,10 +227,23 @@ async fn three_nodes_fire_each_slot_once_and_finish_every_run_through_a_kill() {
         return;
     };
     let url = &db.url;
+    // Each named through the environment, as a container would name it.
     let mut nodes: Vec<NodeProcess> = (0..3)
-        .map(|_| spawn(url, Some(EVERY_SECOND), None))
+        .map(|i| {
+            let name = vec![(kairos::NODE_NAME_ENV, format!("worker-{i}"))];
+            spawn_with(url, Some(EVERY_SECOND), None, name)
+        })
         .collect();
     let admin = wait_for_nodes(url, 3).await;
+    let mut names: Vec<String> = admin
+        .nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.name)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["worker-0", "worker-1", "worker-2"]);
     let burst: Vec<Enqueue> = (0..300)
         .map(|i| Enqueue::new("work").params(json!({ "ms": 200 + (i % 7) * 200 })))
         .collect();

@@ -644,3 +644,29 @@ fn ended_nodes_are_kept_seven_days_unless_retention_says_otherwise() {
         &["greater than zero", "nodes = \"7d\""],
     );
 }
+
+#[test]
+fn a_node_name_is_read_and_one_that_cannot_be_shown_or_typed_is_refused() {
+    let c = Config::parse("[scheduler]\nnode_name = \"mailer-1\"\n", "jobs.toml").unwrap();
+    assert_eq!(c.scheduler.node_name.as_deref(), Some("mailer-1"));
+    assert_eq!(Config::default().scheduler.node_name, None);
+    assert_error(
+        "[scheduler]\nnode_name = \"\"\n",
+        2,
+        13,
+        &["empty", "node_name = \"worker-1\""],
+    );
+    assert_error(
+        "[scheduler]\nnode_name = \"a\\tb\"\n",
+        2,
+        13,
+        &["node_name", "control character"],
+    );
+    let long = "n".repeat(101);
+    assert_error(
+        &format!("[scheduler]\nnode_name = \"{long}\"\n"),
+        2,
+        13,
+        &["101 characters", "at most 100"],
+    );
+}

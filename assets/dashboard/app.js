@@ -1021,7 +1021,7 @@
               : el("button", { type: "button", class: "small", data: { action: "pause" }, text: "Pause", onclick: () => act("Pause node", () => post(`${path}/pause`)) })
             : null;
           return el("tr", { data: { node: n.id } },
-            td(el("span", { class: "mono", title: n.id, text: n.id.length > 14 ? `${n.id.slice(0, 13)}…` : n.id })),
+            td([el("div", { text: n.name }), el("span", { class: "mono muted", title: n.id, text: n.id.length > 14 ? `${n.id.slice(0, 13)}…` : n.id })]),
             td(`${n.hostname} (pid ${n.pid})`),
             td([n.alive ? badge("alive") : badge("dead"), " ", n.status !== "running" ? badge(n.status) : null, n.paused ? badge("paused") : null]),
             td(when(n.heartbeat_at)),

@@ -34,15 +34,15 @@ pub(super) enum QueuesCmd {
 pub(super) enum NodesCmd {
     /// Every node that ran against this database.
     List,
-    /// Start no new runs on a node (by id), or on every node, including those that
-    /// start later (no id). Running runs continue.
+    /// Start no new runs on a node (by id or name), or on every node, including
+    /// those that start later (no id). Running runs continue.
     Pause {
-        /// Node id (see `kairos nodes list`); every node when left out.
+        /// Node id or name (see `kairos nodes list`); every node when left out.
         id: Option<String>,
     },
     /// Start runs again on a node, or on every node (no id).
     Resume {
-        /// Node id; every node when left out.
+        /// Node id or name; every node when left out.
         id: Option<String>,
     },
 }
@@ -112,9 +112,11 @@ pub(super) async fn nodes(
     };
     let nodes = admin.set_nodes_paused(id.as_deref(), paused).await?;
     let verb = if paused { "paused" } else { "resumed" };
-    out.print(&nodes, || match &id {
-        Some(id) => format!("{verb} node {id}"),
-        None => format!(
+    out.print(&nodes, || match (&id, nodes.as_slice()) {
+        // Named as the operator named it, with the id when that was a name.
+        (Some(key), [n]) if *key != n.id => format!("{verb} node {key} ({})", n.id),
+        (Some(key), _) => format!("{verb} node {key}"),
+        (None, _) => format!(
             "{verb} every node ({} known{})",
             nodes.len(),
             if paused {
@@ -291,6 +293,7 @@ fn nodes_table(nodes: &[NodeInfo], now: DateTime<Utc>) -> String {
             let age = (now - n.heartbeat_at).num_seconds().max(0);
             vec![
                 n.id.clone(),
+                n.name.clone(),
                 n.hostname.clone(),
                 n.pid.to_string(),
                 n.version.clone(),
@@ -309,6 +312,7 @@ fn nodes_table(nodes: &[NodeInfo], now: DateTime<Utc>) -> String {
     table(
         &[
             "NODE",
+            "NAME",
             "HOST",
             "PID",
             "VERSION",

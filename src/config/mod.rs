@@ -35,6 +35,7 @@
 //! lease = "60s"             # a claimed run stays owned this long without a renewal
 //! heartbeat_interval = "2s" # how often a node beats and renews its leases
 //! heartbeat_timeout = "10s" # a node silent this long is dead; its runs are taken back
+//! node_name = "worker-1"    # how this node is listed (KAIROS_NODE_NAME wins; else host:pid)
 //!
 //! [retention]               # how long finished runs are kept (default: forever)
 //! succeeded = "7d"          # also failed, timed_out, cancelled, expired
@@ -177,6 +178,40 @@ pub struct SchedulerConfig {
     /// After how long without a heartbeat a node is declared dead
     /// (`heartbeat_timeout`).
     pub heartbeat_timeout: Option<std::time::Duration>,
+    /// The name this node shows under in `kairos nodes list` (`node_name`);
+    /// `KAIROS_NODE_NAME` wins over it.
+    pub node_name: Option<String>,
+}
+
+/// Longest node name accepted, in characters.
+pub const MAX_NODE_NAME: usize = 100;
+
+/// What is wrong with a node name, if anything: it must be non-empty, at most
+/// [`MAX_NODE_NAME`] characters, without surrounding spaces or control characters (it
+/// is printed in tables and typed on command lines).
+pub(crate) fn node_name_problem(name: &str) -> Option<String> {
+    if name.trim().is_empty() {
+        return Some("the name is empty; write e.g. `worker-1`".into());
+    }
+    if name.trim() != name {
+        return Some(format!(
+            "`{name}` has leading or trailing spaces; write `{}`",
+            name.trim()
+        ));
+    }
+    let len = name.chars().count();
+    if len > MAX_NODE_NAME {
+        return Some(format!(
+            "the name is {len} characters long; use at most {MAX_NODE_NAME}"
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Some(format!(
+            "{name:?} holds a control character (a newline or tab); use letters, digits and \
+             punctuation"
+        ));
+    }
+    None
 }
 
 /// A parsed and validated `jobs.toml`. [`Config::default()`] means "no file".

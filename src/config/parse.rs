@@ -44,6 +44,7 @@ const SCHEDULER_KEYS: Keys = &[
     ("lease", "lease = \"60s\""),
     ("heartbeat_interval", "heartbeat_interval = \"2s\""),
     ("heartbeat_timeout", "heartbeat_timeout = \"10s\""),
+    ("node_name", "node_name = \"worker-1\""),
 ];
 
 const RETENTION_KEYS: Keys = &[
@@ -609,6 +610,13 @@ fn parse_scheduler(cx: &Cx<'_>, e: &Entry<'_, '_>, config: &mut Config) -> Resul
             }
             "heartbeat_timeout" => {
                 config.scheduler.heartbeat_timeout = Some(t.duration(&e, false)?)
+            }
+            "node_name" => {
+                let name = t.non_empty(&e)?;
+                if let Some(problem) = super::node_name_problem(&name) {
+                    return Err(cx.err(&e.span(), format!("[scheduler] node_name: {problem}")));
+                }
+                config.scheduler.node_name = Some(name);
             }
             _ => unreachable!("entries() refuses other keys"),
         }

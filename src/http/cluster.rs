@@ -120,11 +120,12 @@ pub(crate) async fn tasks(
 /// Start no new runs on a node (running ones continue).
 #[utoipa::path(
     post, operation_id = "cluster_pause_node", path = "/api/v1/nodes/{id}/pause", tag = "cluster",
-    params(("id" = String, Path, description = "Node id")),
+    params(("id" = String, Path, description = "Node id, or its name when no id matches")),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The node after the change", body = NodeList),
         (status = 404, description = "No such node", body = ErrorBody),
+        (status = 409, description = "Several nodes have that name; give an id", body = ErrorBody),
     )
 )]
 pub(crate) async fn pause_node(
@@ -139,11 +140,12 @@ pub(crate) async fn pause_node(
 /// Start runs on a node again.
 #[utoipa::path(
     post, operation_id = "cluster_resume_node", path = "/api/v1/nodes/{id}/resume", tag = "cluster",
-    params(("id" = String, Path, description = "Node id")),
+    params(("id" = String, Path, description = "Node id, or its name when no id matches")),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The node after the change", body = NodeList),
         (status = 404, description = "No such node", body = ErrorBody),
+        (status = 409, description = "Several nodes have that name; give an id", body = ErrorBody),
     )
 )]
 pub(crate) async fn resume_node(

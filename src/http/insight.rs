@@ -268,6 +268,7 @@ pub(crate) async fn metrics(
             "kairos_node_heartbeat_timestamp_seconds",
             &[
                 ("node", &n.id),
+                ("name", &n.name),
                 ("hostname", &n.hostname),
                 ("status", &n.status),
             ],

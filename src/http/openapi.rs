@@ -246,6 +246,8 @@ pub(crate) mod schema {
     #[derive(ToSchema)]
     pub(crate) struct NodeInfo {
         id: String,
+        /// `[scheduler] node_name`, else `<hostname>:<pid>`; not necessarily unique.
+        name: String,
         hostname: String,
         pid: u32,
         version: String,

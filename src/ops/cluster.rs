@@ -40,29 +40,68 @@ impl Admin {
         Ok(self.store().nodes().await?)
     }
 
-    /// Pauses or resumes one node (by id), or every node including those that start
-    /// later (`None`). Returns the nodes' state after the change.
+    /// Pauses or resumes one node (by id, or by name when no id matches), or every
+    /// node including those that start later (`None`). Returns the nodes' state after
+    /// the change.
     pub async fn set_nodes_paused(
         &self,
         node: Option<&str>,
         paused: bool,
     ) -> Result<Vec<NodeInfo>, Error> {
-        if let Some(id) = node {
-            let nodes = self.nodes().await?;
-            if !nodes.iter().any(|n| n.id == id) {
-                let ids: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
-                return Err(Error::NodeNotFound {
-                    name: id.to_string(),
-                    hint: crate::suggest::hint(id, &ids, "nodes", "no node has run yet"),
-                });
-            }
-        }
-        self.store().set_nodes_paused(node, paused).await?;
+        let id = match node {
+            Some(key) => Some(find_node(&self.nodes().await?, key)?),
+            None => None,
+        };
+        self.store().set_nodes_paused(id.as_deref(), paused).await?;
         self.runs_changed();
         let nodes = self.nodes().await?;
-        Ok(match node {
+        Ok(match id {
             Some(id) => nodes.into_iter().filter(|n| n.id == id).collect(),
             None => nodes,
         })
+    }
+}
+
+/// The id of the node `key` names: its id, else its name. Several nodes may share a
+/// name (a restarted pod keeps it); the one live among them is meant, and when that
+/// does not settle it the operator is asked for an id.
+fn find_node(nodes: &[NodeInfo], key: &str) -> Result<String, Error> {
+    if nodes.iter().any(|n| n.id == key) {
+        return Ok(key.to_string());
+    }
+    let named: Vec<&NodeInfo> = nodes.iter().filter(|n| n.name == key).collect();
+    let live: Vec<&NodeInfo> = named
+        .iter()
+        .copied()
+        .filter(|n| n.alive && n.status == "running")
+        .collect();
+    match (named.as_slice(), live.as_slice()) {
+        ([one], _) | (_, [one]) => Ok(one.id.clone()),
+        ([], _) => {
+            let known: Vec<&str> = nodes
+                .iter()
+                .flat_map(|n| [n.name.as_str(), n.id.as_str()])
+                .collect();
+            Err(Error::NodeNotFound {
+                name: key.to_string(),
+                hint: crate::suggest::hint(key, &known, "nodes", "no node has run yet"),
+            })
+        }
+        (many, _) => Err(Error::Conflict {
+            message: format!(
+                "{} nodes are named `{key}` and {} of them is alive; give the id of the one \
+                 you mean: {}",
+                many.len(),
+                if live.is_empty() {
+                    "none"
+                } else {
+                    "more than one"
+                },
+                many.iter()
+                    .map(|n| format!("{} ({})", n.id, n.status))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
     }
 }

@@ -39,6 +39,9 @@ use crate::task::{DuplicateTask, Registry};
 /// Environment variable naming the database when the builder is not told one.
 pub const DATABASE_URL_ENV: &str = "KAIROS_DATABASE_URL";
 
+/// Environment variable naming the node when the builder is not told a name.
+pub const NODE_NAME_ENV: &str = "KAIROS_NODE_NAME";
+
 /// Why a node could not be built.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -78,6 +81,7 @@ pub struct SchedulerBuilder {
     poll_interval: Option<Duration>,
     lead: Option<Duration>,
     retry_jitter: Option<bool>,
+    node_name: Option<String>,
     hooks: super::hooks::Hooks,
     webhooks: crate::config::WebhookConfig,
 }
@@ -271,6 +275,16 @@ impl SchedulerBuilder {
         self
     }
 
+    /// The name this node shows under in `kairos nodes list`, the HTTP API and the
+    /// dashboard, and by which an operator can pause it (`kairos nodes pause NAME`).
+    /// Otherwise `KAIROS_NODE_NAME`, then `[scheduler] node_name`, then
+    /// `<hostname>:<pid>`. A pod or service name fits; names need not be unique (the
+    /// node's id is), but a name two live nodes share cannot pick one of them.
+    pub fn node_name(mut self, name: impl Into<String>) -> Self {
+        self.node_name = Some(name.into());
+        self
+    }
+
     /// How long connecting to the database may take before start-up fails (default
     /// `[scheduler] connect_timeout`, else 5s).
     pub fn connect_timeout(mut self, d: Duration) -> Self {
@@ -308,6 +322,8 @@ impl SchedulerBuilder {
                 "max_workers = {max_workers}: use a number from 1 to 100000"
             )));
         }
+        let hostname = hostname();
+        let node_name = node_name(self.node_name, &config, &hostname)?;
         let (jobs, policies) = config.resolve(&registry)?;
         let webhooks = crate::webhook::WebhookSettings::resolve(
             &self.webhooks,
@@ -437,7 +453,8 @@ impl SchedulerBuilder {
         let report_clock = clock.clone();
         let node = NodeRow {
             id: uuid::Uuid::now_v7().to_string(),
-            hostname: hostname(),
+            name: node_name,
+            hostname,
             pid: std::process::id(),
             max_workers,
         };
@@ -512,6 +529,25 @@ impl SchedulerBuilder {
             reports: report_rx,
             events: events_rx,
         })
+    }
+}
+
+/// The node's name: the builder's, else `KAIROS_NODE_NAME`, else `[scheduler]
+/// node_name`, else `<hostname>:<pid>`; refused with what to fix when it cannot be
+/// shown or typed.
+fn node_name(given: Option<String>, config: &Config, hostname: &str) -> Result<String, BuildError> {
+    let (name, from) = if let Some(n) = given {
+        (n, "node_name(..)")
+    } else if let Some(n) = std::env::var(NODE_NAME_ENV).ok().filter(|s| !s.is_empty()) {
+        (n, NODE_NAME_ENV)
+    } else if let Some(n) = &config.scheduler.node_name {
+        (n.clone(), "[scheduler] node_name")
+    } else {
+        return Ok(format!("{hostname}:{}", std::process::id()));
+    };
+    match crate::config::node_name_problem(&name) {
+        Some(problem) => Err(BuildError::Invalid(format!("{from}: {problem}"))),
+        None => Ok(name),
     }
 }
 

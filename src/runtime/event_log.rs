@@ -50,6 +50,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Eve
                 shared.emit(|| {
                     Event::new(EventKind::NodeJoined, shared.clock.now()).data(serde_json::json!({
                         "node_id": me,
+                        "name": shared.node.name,
                         "hostname": shared.node.hostname,
                         "pid": shared.node.pid,
                         "workers": shared.node.max_workers,

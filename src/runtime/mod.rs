@@ -34,7 +34,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use builder::DEFAULT_HEARTBEAT_TIMEOUT;
-pub use builder::{BuildError, DATABASE_URL_ENV, SchedulerBuilder};
+pub use builder::{BuildError, DATABASE_URL_ENV, NODE_NAME_ENV, SchedulerBuilder};
 pub(crate) use event_log::SUBSCRIBER_TTL;
 pub use handle::SchedulerHandle;
 pub use hooks::{HookResult, RunOutcome, SkippedSlots};

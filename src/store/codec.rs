@@ -320,6 +320,9 @@ pub(crate) fn queue_info(m: queue::Model, queued: u64, running: u64) -> QueueInf
 /// A node row with its running count.
 pub(crate) fn node_info(m: node::Model, running: u64, alive: bool) -> NodeInfo {
     NodeInfo {
+        name: m
+            .name
+            .unwrap_or_else(|| format!("{}:{}", m.hostname, m.pid)),
         id: m.id,
         hostname: m.hostname,
         pid: u32::try_from(m.pid).unwrap_or(0),

@@ -20,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000003_notify::Migration),
             Box::new(m20261129_000004_lean_indexes::Migration),
             Box::new(m20261130_000005_announced_runs::Migration),
+            Box::new(m20261130_000006_node_names::Migration),
         ]
     }
 
@@ -309,6 +310,7 @@ pub(crate) const TABLES: &[(&str, &[&str])] = &[
         "kairos_nodes",
         &[
             "id",
+            "name",
             "hostname",
             "pid",
             "version",
@@ -898,6 +900,45 @@ mod m20261130_000005_announced_runs {
 
         async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
             on_postgres(manager, DOWN).await
+        }
+    }
+}
+
+/// Node names: what an operator calls a node (`[scheduler] node_name`), shown beside
+/// its id. Nodes registered before keep no name; they list as `<hostname>:<pid>`.
+mod m20261130_000006_node_names {
+    use super::*;
+
+    pub(super) struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261130_000006_node_names"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            // Asked first, as `ADD COLUMN` has no `IF NOT EXISTS` on SQLite: running
+            // this again (a repair) is harmless.
+            if !manager.has_column("kairos_nodes", "name").await? {
+                manager
+                    .get_connection()
+                    .execute_unprepared("ALTER TABLE kairos_nodes ADD COLUMN name TEXT")
+                    .await?;
+            }
+            Ok(())
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            if manager.has_column("kairos_nodes", "name").await? {
+                manager
+                    .get_connection()
+                    .execute_unprepared("ALTER TABLE kairos_nodes DROP COLUMN name")
+                    .await?;
+            }
+            Ok(())
         }
     }
 }

@@ -13,6 +13,8 @@ use crate::model::NodeInfo;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct NodeRow {
     pub(crate) id: String,
+    /// What operators call it (`[scheduler] node_name`, else `<hostname>:<pid>`).
+    pub(crate) name: String,
     pub(crate) hostname: String,
     pub(crate) pid: u32,
     pub(crate) max_workers: usize,
@@ -25,8 +27,8 @@ impl Store {
         self.db
             .execute_raw(self.stmt(
                 &format!(
-                    "INSERT INTO kairos_nodes (id, hostname, pid, version, max_workers, status, paused, started_at, heartbeat_at) \
-                     VALUES ($1, $2, $3, $4, $5, 'running', \
+                    "INSERT INTO kairos_nodes (id, name, hostname, pid, version, max_workers, status, paused, started_at, heartbeat_at) \
+                     VALUES ($1, $6, $2, $3, $4, $5, 'running', \
                      COALESCE((SELECT value FROM kairos_meta WHERE key = 'nodes_paused'), 0) <> 0, {now}, {now})",
                     now = self.db_now_ms()
                 ),
@@ -36,6 +38,7 @@ impl Store {
                     Value::from(i32::try_from(node.pid).unwrap_or(i32::MAX)),
                     Value::from(env!("CARGO_PKG_VERSION")),
                     Value::from(int(u32::try_from(node.max_workers).unwrap_or(u32::MAX))),
+                    Value::from(node.name.clone()),
                 ],
             ))
             .await?;

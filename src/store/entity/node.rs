@@ -8,6 +8,8 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
+    /// Absent on nodes registered before names existed.
+    pub name: Option<String>,
     pub hostname: String,
     pub pid: i32,
     pub version: String,
