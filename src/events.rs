@@ -287,6 +287,8 @@ pub(crate) struct EventBus {
     persist: Option<mpsc::UnboundedSender<Event>>,
     /// Whether some process subscribes through the database (refreshed by the node).
     pub(crate) remote_watchers: AtomicBool,
+    /// When `remote_watchers` was last read from the database.
+    watchers_read: std::sync::Mutex<Option<std::time::Instant>>,
     /// Local subscribers (they want other processes' events too).
     pub(crate) local: Arc<std::sync::atomic::AtomicUsize>,
     /// Stamped on events this process makes.
@@ -302,9 +304,24 @@ impl EventBus {
             tx: broadcast::channel(CAPACITY).0,
             persist,
             remote_watchers: AtomicBool::new(false),
+            watchers_read: std::sync::Mutex::new(None),
             local: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             node_id,
         }
+    }
+
+    /// Records a reading of whether another process subscribes through the database.
+    pub(crate) fn saw_watchers(&self, watched: bool) {
+        self.remote_watchers.store(watched, Ordering::Relaxed);
+        *self.watchers_read.lock().expect("watchers poisoned") = Some(std::time::Instant::now());
+    }
+
+    /// Whether the last reading of [`EventBus::saw_watchers`] is younger than `age`.
+    pub(crate) fn watchers_read_within(&self, age: std::time::Duration) -> bool {
+        self.watchers_read
+            .lock()
+            .expect("watchers poisoned")
+            .is_some_and(|t| t.elapsed() < age)
     }
 
     /// Whether anyone would see an event: build events only then.

@@ -5,7 +5,6 @@
 //! watching.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -40,9 +39,13 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Eve
         let now = chrono::Utc::now();
         if last_beat.is_none_or(|t| t.elapsed() >= BEAT) {
             last_beat = Some(tokio::time::Instant::now());
-            match shared.store.watched(now - SUBSCRIBER_TTL, &me).await {
-                Ok(w) => bus.remote_watchers.store(w, Ordering::Relaxed),
-                Err(e) => tracing::debug!(error = %e, "cannot read event subscribers"),
+            // The node's heartbeat reads it too, at the same pace by default: only a
+            // slower heartbeat (or none yet) leaves it to this loop.
+            if !bus.watchers_read_within(BEAT + TICK) {
+                match shared.store.watched(now - SUBSCRIBER_TTL, &me).await {
+                    Ok(w) => bus.saw_watchers(w),
+                    Err(e) => tracing::debug!(error = %e, "cannot read event subscribers"),
+                }
             }
             if !announced {
                 // Once watchers elsewhere are known, so that they hear of it too.

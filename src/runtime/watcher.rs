@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{CancelReason, Held, Running, Shared};
+use crate::store::BeatLook;
 
 /// How often the change counter is read by default: the bound on how late a CLI pause
 /// or cancel takes effect on SQLite. One indexed single-row read per tick keeps an idle
@@ -95,10 +96,16 @@ async fn beat(
     last_renewed: &mut DateTime<Utc>,
     last_failure: &mut Option<tokio::time::Instant>,
 ) {
+    let now = shared.clock.now();
+    let look = BeatLook {
+        dead_after: shared.heartbeat_timeout,
+        leases_before: now,
+        watchers_since: chrono::Utc::now() - super::event_log::SUBSCRIBER_TTL,
+    };
     // The heartbeat returns the database's time it recorded: the clock's reading.
     let before = shared.clock_sync.as_ref().map(|s| s.local_now());
-    match shared.store.heartbeat(&shared.node.id).await {
-        Ok((false, None)) => {
+    let found = match shared.store.heartbeat(&shared.node.id, &look).await {
+        Ok(beat) if beat.at_ms.is_none() => {
             // Forgotten while it could not beat for days (or deleted by hand): without a
             // record it would be missing from `kairos nodes list` and from a pause of
             // every node.
@@ -110,9 +117,10 @@ async fn beat(
             if let Err(e) = shared.store.register_node(&shared.node).await {
                 tracing::warn!(error = %e, "cannot register this node again");
             }
+            None
         }
-        Ok((alive, db_ms)) => {
-            if !alive {
+        Ok(beat) => {
+            if !beat.alive {
                 tracing::warn!(
                     node = %shared.node.id,
                     "this node had been declared dead by another (no heartbeat for too long); \
@@ -122,18 +130,20 @@ async fn beat(
             if let (Some(sync), Some(before), Some(db)) = (
                 &shared.clock_sync,
                 before,
-                db_ms.and_then(DateTime::<Utc>::from_timestamp_millis),
+                beat.at_ms.and_then(DateTime::<Utc>::from_timestamp_millis),
             ) {
                 // A slow beat is no reading; the next one may be.
                 observe_clock(sync, before, db, sync.local_now());
             }
+            shared.signals.events.saw_watchers(beat.watched);
+            Some(beat)
         }
         Err(e) => {
             tracing::warn!(error = %e, "heartbeat failed: cannot reach the database");
             *last_failure = Some(tokio::time::Instant::now());
+            None
         }
-    }
-    let now = shared.clock.now();
+    };
     let lease = chrono::Duration::from_std(shared.lease).unwrap_or_default();
     // Attempts registered before the renewal have committed claims: one that the
     // renewal does not find was taken back from this node. With none, there is
@@ -183,16 +193,10 @@ async fn beat(
     if last_failure.is_some_and(|t| t.elapsed() < shared.heartbeat_timeout) {
         return;
     }
-    let checks = match shared
-        .store
-        .beat_checks(&shared.node.id, shared.heartbeat_timeout, now)
-        .await
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(error = %e, "dead node and lease checks failed");
-            return;
-        }
+    // What the heartbeat found, read before the renewal: a lease of this node's that
+    // had ended is renewed now, and the take-back below checks again.
+    let Some(checks) = found else {
+        return;
     };
     let mut declared = false;
     if checks.silent_nodes {

@@ -365,7 +365,7 @@ impl Store {
     }
 
     /// Takes back the running runs whose lease expired (their node died or stalled).
-    /// It takes the write lock: a beat calls it only when [`Store::beat_checks`] found
+    /// It takes the write lock: a beat calls it only when [`Store::heartbeat`] found
     /// an ended lease (or it just declared a node dead).
     ///
     /// # Recovery and attempts
@@ -494,46 +494,6 @@ impl Store {
         Ok(owned)
     }
 
-    /// Whether a beat has anything to act on, in one read: a node other than `me`
-    /// silent for longer than `timeout` (on the database's clock), or a running run
-    /// whose lease ended before `now`. An idle node's beat is then two statements,
-    /// this and its heartbeat.
-    pub(crate) async fn beat_checks(
-        &self,
-        me: &str,
-        timeout: std::time::Duration,
-        now: DateTime<Utc>,
-    ) -> Result<BeatChecks, StoreError> {
-        let row = self
-            .db
-            .query_one_raw(self.stmt(
-                &format!(
-                    "SELECT \
-                     CASE WHEN EXISTS (SELECT 1 FROM kairos_nodes WHERE status = 'running' \
-                     AND heartbeat_at < {} - $1 AND id <> $2) THEN 1 ELSE 0 END AS silent, \
-                     CASE WHEN EXISTS (SELECT 1 FROM kairos_runs WHERE status = 'running' \
-                     AND lease_until < $3) THEN 1 ELSE 0 END AS expired",
-                    self.db_now_ms()
-                ),
-                [
-                    Value::from(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX)),
-                    Value::from(me.to_string()),
-                    Value::from(ms(now)),
-                ],
-            ))
-            .await?;
-        let flag = |col: &str| -> Result<bool, StoreError> {
-            Ok(match &row {
-                Some(r) => r.try_get::<i32>("", col)? != 0,
-                None => false,
-            })
-        };
-        Ok(BeatChecks {
-            silent_nodes: flag("silent")?,
-            ended_leases: flag("expired")?,
-        })
-    }
-
     /// The earliest `run_at` among queued runs.
     pub(crate) async fn next_queued_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let row = self
@@ -549,15 +509,6 @@ impl Store {
             None => None,
         })
     }
-}
-
-/// What [`Store::beat_checks`] found.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct BeatChecks {
-    /// Some other node has been silent for too long.
-    pub(crate) silent_nodes: bool,
-    /// Some running run's lease has ended.
-    pub(crate) ended_leases: bool,
 }
 
 /// What every statement of a batch of successes shares.

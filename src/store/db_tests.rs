@@ -700,3 +700,83 @@ async fn ended_nodes_are_forgotten_after_the_kept_time_unless_a_run_is_still_the
         );
     }
 }
+
+/// A heartbeat is one statement that also says whether another node fell silent, a
+/// lease ended or another process watches the event log, leaving the beating node out
+/// of each.
+#[tokio::test]
+async fn a_heartbeat_reports_silent_nodes_ended_leases_and_watchers() {
+    use sea_orm::ConnectionTrait;
+    for db in databases("heartbeat_reports").await {
+        let store = open(&db).await;
+        let now = Utc::now();
+        let look = super::BeatLook {
+            dead_after: Duration::from_secs(10),
+            leases_before: now,
+            watchers_since: now - chrono::Duration::seconds(10),
+        };
+        let quiet_ms = now.timestamp_millis() - 60_000;
+        crate::test_support::insert_node(&db.url, "me", "running", quiet_ms)
+            .await
+            .unwrap();
+        // Silent for a minute itself, and watching itself: neither counts.
+        store.subscriber_beat("me", now).await.unwrap();
+        let beat = store.heartbeat("me", &look).await.unwrap();
+        assert_eq!(
+            (
+                beat.alive,
+                beat.silent_nodes,
+                beat.ended_leases,
+                beat.watched
+            ),
+            (true, false, false, false),
+            "{}",
+            db.name
+        );
+        assert!(beat.at_ms.is_some_and(|t| t >= quiet_ms + 60_000 - 5_000));
+
+        crate::test_support::insert_node(&db.url, "other", "running", quiet_ms)
+            .await
+            .unwrap();
+        store.subscriber_beat("a-watcher", now).await.unwrap();
+        let ids = store.enqueue(&[run("t", 0, 0)], t0()).await.unwrap();
+        store
+            .connection()
+            .execute_unprepared(&format!(
+                "UPDATE kairos_runs SET status = 'running', attempt = 1, node_id = 'other', \
+                 lease_until = {} WHERE id = {}",
+                now.timestamp_millis() - 1,
+                ids[0].0
+            ))
+            .await
+            .unwrap();
+        let beat = store.heartbeat("me", &look).await.unwrap();
+        assert_eq!(
+            (
+                beat.alive,
+                beat.silent_nodes,
+                beat.ended_leases,
+                beat.watched
+            ),
+            (true, true, true, true),
+            "{}",
+            db.name
+        );
+
+        // Declared dead meanwhile: the beat says so and revives it; gone: no time.
+        store
+            .connection()
+            .execute_unprepared("UPDATE kairos_nodes SET status = 'dead' WHERE id = 'me'")
+            .await
+            .unwrap();
+        let beat = store.heartbeat("me", &look).await.unwrap();
+        assert!(
+            !beat.alive && beat.at_ms.is_some() && beat.silent_nodes,
+            "{beat:?}"
+        );
+        let back = store.heartbeat("me", &look).await.unwrap();
+        assert!(back.alive, "{}: running again after the beat", db.name);
+        let none = store.heartbeat("nobody", &look).await.unwrap();
+        assert_eq!(none, super::nodes::Beat::default(), "{}", db.name);
+    }
+}

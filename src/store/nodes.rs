@@ -1,9 +1,10 @@
 //! Node rows: each process running the scheduler registers itself, beats a heartbeat,
 //! may be paused by an operator, and marks itself stopped on shutdown.
 
+use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, FromQueryResult, TransactionTrait, Value};
 
-use super::codec::{int, node_info};
+use super::codec::{int, ms, node_info};
 use super::entity::node;
 use super::sql::columns;
 use super::{Store, StoreError, bump, write_txn};
@@ -18,6 +19,36 @@ pub(crate) struct NodeRow {
     pub(crate) hostname: String,
     pub(crate) pid: u32,
     pub(crate) max_workers: usize,
+}
+
+/// What a heartbeat looks for besides recording the beat.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BeatLook {
+    /// Another node silent this long (on the database's clock) is due to be declared
+    /// dead.
+    pub(crate) dead_after: std::time::Duration,
+    /// A running run whose lease ends before this has ended its lease.
+    pub(crate) leases_before: DateTime<Utc>,
+    /// Event subscribers that beat since this are watching.
+    pub(crate) watchers_since: DateTime<Utc>,
+}
+
+/// What a heartbeat found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Beat {
+    /// The node still counted as alive: false when another node had declared it dead
+    /// meanwhile and its runs were taken back (it counts as alive again from now).
+    pub(crate) alive: bool,
+    /// The database's time the beat recorded, in milliseconds: a reading of the
+    /// database's clock that costs no statement of its own. `None` means the node has
+    /// no record: it was forgotten (see [`Store::forget_nodes`]) or deleted by hand.
+    pub(crate) at_ms: Option<i64>,
+    /// Some other node has been silent for too long.
+    pub(crate) silent_nodes: bool,
+    /// Some running run's lease has ended.
+    pub(crate) ended_leases: bool,
+    /// Another process subscribes to the event log.
+    pub(crate) watched: bool,
 }
 
 impl Store {
@@ -57,18 +88,43 @@ impl Store {
         Ok(row.try_get::<i64>("", "now")?)
     }
 
-    /// Records that the node is alive (on the database's clock). Returns whether it
-    /// still counted as alive (false when another node had declared it dead meanwhile
-    /// and its runs were taken back; it counts as alive again from now), and the
-    /// database's time it recorded, in milliseconds: a reading of the database's clock
-    /// that costs no statement of its own. No time means the node has no record: it
-    /// was forgotten (see [`Store::forget_nodes`]) or deleted by hand.
-    pub(crate) async fn heartbeat(&self, node: &str) -> Result<(bool, Option<i64>), StoreError> {
+    /// Records that the node is alive (on the database's clock) and, in the same
+    /// statement, looks at what else a beat may have to act on (see [`Beat`]): an idle
+    /// node's beat is this one statement.
+    pub(crate) async fn heartbeat(&self, node: &str, look: &BeatLook) -> Result<Beat, StoreError> {
         let now = self.db_now_ms();
-        let at = |row: Option<sea_orm::QueryResult>| -> Result<Option<i64>, StoreError> {
-            Ok(match row {
-                Some(r) => Some(r.try_get::<i64>("", "heartbeat_at")?),
-                None => None,
+        // Subqueries in `RETURNING` read the database as it was before this statement
+        // (PostgreSQL) or see this node's new beat (SQLite): either way, `id <> $1`
+        // leaves this node out.
+        let returning = format!(
+            "RETURNING heartbeat_at, \
+             CASE WHEN EXISTS (SELECT 1 FROM kairos_nodes o WHERE o.status = 'running' \
+             AND o.heartbeat_at < {now} - $2 AND o.id <> $1) THEN 1 ELSE 0 END AS silent, \
+             CASE WHEN EXISTS (SELECT 1 FROM kairos_runs WHERE status = 'running' \
+             AND lease_until < $3) THEN 1 ELSE 0 END AS expired, \
+             CASE WHEN EXISTS (SELECT 1 FROM kairos_subscribers WHERE heartbeat_at >= $4 \
+             AND id <> $1) THEN 1 ELSE 0 END AS watched"
+        );
+        let values = || {
+            [
+                Value::from(node.to_string()),
+                Value::from(i64::try_from(look.dead_after.as_millis()).unwrap_or(i64::MAX)),
+                Value::from(ms(look.leases_before)),
+                Value::from(ms(look.watchers_since)),
+            ]
+        };
+        let beat = |row: Option<sea_orm::QueryResult>, alive: bool| -> Result<Beat, StoreError> {
+            let Some(r) = row else {
+                return Ok(Beat::default());
+            };
+            let flag =
+                |col: &str| -> Result<bool, StoreError> { Ok(r.try_get::<i32>("", col)? != 0) };
+            Ok(Beat {
+                alive,
+                at_ms: Some(r.try_get::<i64>("", "heartbeat_at")?),
+                silent_nodes: flag("silent")?,
+                ended_leases: flag("expired")?,
+                watched: flag("watched")?,
             })
         };
         let row = self
@@ -76,32 +132,32 @@ impl Store {
             .query_one_raw(self.stmt(
                 &format!(
                     "UPDATE kairos_nodes SET heartbeat_at = {now} WHERE id = $1 AND status <> 'dead' \
-                     RETURNING heartbeat_at"
+                     {returning}"
                 ),
-                [Value::from(node.to_string())],
+                values(),
             ))
             .await?;
         if row.is_some() {
-            return Ok((true, at(row)?));
+            return beat(row, true);
         }
         let row = self
             .db
             .query_one_raw(self.stmt(
                 &format!(
                     "UPDATE kairos_nodes SET heartbeat_at = {now}, status = 'running' WHERE id = $1 \
-                     RETURNING heartbeat_at"
+                     {returning}"
                 ),
-                [Value::from(node.to_string())],
+                values(),
             ))
             .await?;
-        Ok((false, at(row)?))
+        beat(row, false)
     }
 
     /// Declares dead every running node other than `me` whose last heartbeat is older
     /// than `timeout` on the database's clock, and ends the leases of their running
     /// runs so that [`Store::recover_expired`] takes them back. Returns the nodes
     /// declared dead. It takes the write lock: a beat calls it only when
-    /// [`Store::beat_checks`] found a silent node.
+    /// [`Store::heartbeat`] found a silent node.
     pub(crate) async fn declare_dead_nodes(
         &self,
         me: &str,
