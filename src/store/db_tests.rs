@@ -780,3 +780,50 @@ async fn a_heartbeat_reports_silent_nodes_ended_leases_and_watchers() {
         assert_eq!(none, super::nodes::Beat::default(), "{}", db.name);
     }
 }
+
+/// Buffers what a test logs (see [`a_pooled_connection_the_server_dropped_is_replaced_quietly`]).
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Connections the server ended (a restart) are found dead when next used after a
+/// second idle, dropped and replaced: the statement succeeds, and nothing is logged
+/// above debug for each of them.
+#[tokio::test]
+async fn a_pooled_connection_the_server_dropped_is_replaced_quietly() {
+    for db in databases("pooled_connection_dropped").await {
+        let store = open(&db).await;
+        if !store.is_pg() {
+            continue;
+        }
+        store.db_time_ms().await.unwrap();
+        crate::test_support::execute(
+            &db.url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(super::PING_IF_IDLE_FOR + Duration::from_millis(100)).await;
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        store.db_time_ms().await.expect("a new connection answers");
+        let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert!(!log.contains("before_acquire"), "{log}");
+    }
+}

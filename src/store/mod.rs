@@ -160,6 +160,28 @@ fn describe(e: &DbErr) -> String {
 /// during an outage, and is retried.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
+/// The pools' check before handing out a connection (see [`PING_IF_IDLE_FOR`]). One
+/// that does not answer is dropped quietly, and the pool opens another: a failed check
+/// would otherwise be logged by sqlx as a warning for each pooled connection after a
+/// server restart, repeating what the node's own warnings about the outage say.
+fn ping_if_idle<C: sea_orm::sqlx::Connection>(
+    conn: &mut C,
+    meta: sea_orm::sqlx::pool::PoolConnectionMetadata,
+) -> futures::future::BoxFuture<'_, Result<bool, sea_orm::sqlx::Error>> {
+    Box::pin(async move {
+        if meta.idle_for < PING_IF_IDLE_FOR {
+            return Ok(true);
+        }
+        match conn.ping().await {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                tracing::debug!(error = %e, "dropping a pooled connection that does not answer");
+                Ok(false)
+            }
+        }
+    })
+}
+
 /// On PostgreSQL, a small pool for claims, on the main pool's connection settings
 /// (opened lazily, so a node that never claims never opens one), whose sessions commit
 /// with `synchronous_commit = off`: a claim's commit returns without waiting for the
@@ -187,14 +209,7 @@ fn claims_pool(db: &DatabaseConnection) -> DatabaseConnection {
         .acquire_timeout(main.options().get_acquire_timeout())
         // As the main pool (see `PING_IF_IDLE_FOR`).
         .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for >= PING_IF_IDLE_FOR {
-                    sea_orm::sqlx::Connection::ping(conn).await?;
-                }
-                Ok(true)
-            })
-        })
+        .before_acquire(ping_if_idle)
         .connect_lazy_with(options);
     sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(pool)
 }
@@ -348,7 +363,9 @@ impl Store {
             // The pool's default pings every connection it hands out: a round trip
             // before each statement. A connection in use moments ago is alive; one
             // that sat idle (through an outage, say) is still checked.
-            .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR);
+            .test_before_acquire(false)
+            .map_sqlx_postgres_before_acquire(ping_if_idle)
+            .map_sqlx_sqlite_before_acquire(ping_if_idle);
         // The SQLite file, resolved now: the process may change its working directory
         // later, and the log watch is set up again whenever the log file goes.
         let mut file = None;
