@@ -777,11 +777,15 @@ async fn queues_nodes_tasks_stats_health_and_metrics() {
             .await
             .expect(200);
         assert_eq!(p["nodes"][0]["paused"], true);
+        // By the name it goes by (`<hostname>:<pid>` here) as well as by its id.
+        let name = n["nodes"][0]["name"].as_str().unwrap().to_string();
+        assert!(name.ends_with(&format!(":{}", std::process::id())), "{n}");
         let p = api
-            .post_empty(&format!("/api/v1/nodes/{}/resume", node.id))
+            .post_empty(&format!("/api/v1/nodes/{name}/resume"))
             .await
             .expect(200);
         assert_eq!(p["nodes"][0]["paused"], false);
+        assert_eq!(p["nodes"][0]["id"], node.id.as_str());
         api.post_empty("/api/v1/nodes/ghost/pause")
             .await
             .error(404, "not_found");
