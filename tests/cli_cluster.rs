@@ -225,6 +225,16 @@ async fn a_node_is_listed_paused_and_resumed_by_the_name_its_operator_gave() {
         assert_stays_queued(&node.admin, held).await;
         cli(url, &["nodes", "resume", "mailer-1"]).await.ok();
         common::wait_status(&node.admin, held, RunStatus::Succeeded).await;
+        // `runs show` names the node that ran it.
+        let shown = cli(url, &["runs", "show", &held.to_string()])
+            .await
+            .ok()
+            .stdout;
+        let line = shown.lines().find(|l| l.starts_with("node")).unwrap();
+        assert!(
+            line.ends_with(&format!("{} (mailer-1)", node.id)),
+            "{shown}"
+        );
 
         let twin = start_named(url, Some("mailer-1")).await;
         let err = cli(url, &["nodes", "pause", "mailer-1"]).await.fails();

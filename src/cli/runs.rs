@@ -174,6 +174,11 @@ pub(super) async fn run(
             let run = admin.run(id).await?;
             let estimate = admin.estimate(&run).await?;
             let deliveries = admin.deliveries(id).await?;
+            // The node by the name its operator knows it by, too.
+            let node = match &run.node_id {
+                Some(id) => admin.nodes().await?.into_iter().find(|n| &n.id == id),
+                None => None,
+            };
             out.print(
                 &Shown {
                     run: &run,
@@ -181,7 +186,7 @@ pub(super) async fn run(
                     deliveries: &deliveries,
                 },
                 || {
-                    let mut s = run_detail(&run);
+                    let mut s = run_detail(&run, node.as_ref().map(|n| n.name.as_str()));
                     s.push_str(&deliveries_text(&run, &deliveries));
                     if let Some(e) = estimate {
                         s.push_str(&format!(
@@ -359,7 +364,7 @@ fn deliveries_text(r: &Run, deliveries: &[RunDelivery]) -> String {
     s
 }
 
-fn run_detail(r: &Run) -> String {
+fn run_detail(r: &Run, node_name: Option<&str>) -> String {
     let attempt = if r.status.is_finished() {
         format!("{} (at most {} allowed)", r.attempt, r.max_attempts)
     } else {
@@ -394,7 +399,14 @@ fn run_detail(r: &Run) -> String {
         ("created", rfc3339(r.created_at)),
         ("started", opt_time(r.started_at)),
         ("finished", opt_time(r.finished_at)),
-        ("node", r.node_id.clone().unwrap_or_else(|| "-".into())),
+        (
+            "node",
+            match (&r.node_id, node_name) {
+                (Some(id), Some(name)) => format!("{id} ({name})"),
+                (Some(id), None) => id.clone(),
+                (None, _) => "-".into(),
+            },
+        ),
         ("lease until", opt_time(r.lease_until)),
         (
             "cancel requested",
