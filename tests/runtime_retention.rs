@@ -240,16 +240,23 @@ async fn nodes_that_ended_longer_ago_than_kept_are_forgotten_and_a_live_one_regi
             db.name
         );
         // A live node whose record went (deleted by hand here) registers again at its
-        // next heartbeat.
-        let me = h
-            .admin()
-            .nodes()
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|n| n.hostname != "elsewhere")
-            .expect("this node is listed")
-            .id;
+        // next heartbeat, paused as it was.
+        let mine = || async {
+            h.admin()
+                .nodes()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|n| n.hostname != "elsewhere")
+                .expect("this node is listed")
+        };
+        let me = mine().await.id;
+        h.admin().set_nodes_paused(Some(&me), true).await.unwrap();
+        let paused_at = mine().await.heartbeat_at;
+        common::wait_until("a heartbeat after the pause", || async {
+            mine().await.heartbeat_at > paused_at
+        })
+        .await;
         kairos::test_support::execute(
             &db.url,
             &format!("DELETE FROM kairos_nodes WHERE id = '{me}'"),
@@ -265,6 +272,7 @@ async fn nodes_that_ended_longer_ago_than_kept_are_forgotten_and_a_live_one_regi
                 .any(|n| n.id == me && n.status == "running")
         })
         .await;
+        assert!(mine().await.paused, "{}: the pause was lost", db.name);
         h.shutdown();
         node.await.unwrap();
     }

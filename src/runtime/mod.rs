@@ -397,7 +397,7 @@ impl Scheduler {
             reports,
             events,
         } = self;
-        shared.store.register_node(&shared.node).await?;
+        shared.store.register_node(&shared.node, false).await?;
         tracing::info!(node = %shared.node.id, workers = shared.node.max_workers, "kairos node started");
         let reporter = tokio::spawn(reporter::run(shared.clone(), reports));
         let event_log = tokio::spawn(event_log::run(shared.clone(), events));

@@ -37,6 +37,8 @@ pub(super) async fn run(shared: Arc<Shared>) {
     let mut last_failure: Option<tokio::time::Instant> = None;
     let mut last_prune: Option<chrono::DateTime<chrono::Utc>> = None;
     let mut last_look = tokio::time::Instant::now();
+    // As the last heartbeat found it: kept should the node have to register again.
+    let mut paused = false;
     loop {
         tokio::select! {
             _ = shared.shutdown.cancelled() => return,
@@ -49,7 +51,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 }
             }
             _ = beats.tick() => {
-                beat(&shared, &mut last_renewed, &mut last_failure).await;
+                beat(&shared, &mut last_renewed, &mut last_failure, &mut paused).await;
                 continue;
             }
             _ = chores.tick() => {
@@ -95,6 +97,7 @@ async fn beat(
     shared: &Shared,
     last_renewed: &mut DateTime<Utc>,
     last_failure: &mut Option<tokio::time::Instant>,
+    paused: &mut bool,
 ) {
     let now = shared.clock.now();
     let look = BeatLook {
@@ -114,7 +117,7 @@ async fn beat(
                 "this node's record was gone (forgotten after it was declared dead, or \
                  deleted); registering it again"
             );
-            if let Err(e) = shared.store.register_node(&shared.node).await {
+            if let Err(e) = shared.store.register_node(&shared.node, *paused).await {
                 tracing::warn!(error = %e, "cannot register this node again");
             }
             None
@@ -136,6 +139,7 @@ async fn beat(
                 observe_clock(sync, before, db, sync.local_now());
             }
             shared.signals.events.saw_watchers(beat.watched);
+            *paused = beat.paused;
             Some(beat)
         }
         Err(e) => {

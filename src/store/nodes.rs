@@ -49,18 +49,25 @@ pub(crate) struct Beat {
     pub(crate) ended_leases: bool,
     /// Another process subscribes to the event log.
     pub(crate) watched: bool,
+    /// The node is paused (by itself or with every node).
+    pub(crate) paused: bool,
 }
 
 impl Store {
     /// Records the node as running; it starts paused while every node is paused
-    /// (`kairos nodes pause` without an id).
-    pub(crate) async fn register_node(&self, node: &NodeRow) -> Result<(), StoreError> {
+    /// (`kairos nodes pause` without an id), or when `paused` (a node registering again
+    /// keeps the pause its lost record had).
+    pub(crate) async fn register_node(
+        &self,
+        node: &NodeRow,
+        paused: bool,
+    ) -> Result<(), StoreError> {
         self.db
             .execute_raw(self.stmt(
                 &format!(
                     "INSERT INTO kairos_nodes (id, name, hostname, pid, version, max_workers, status, paused, started_at, heartbeat_at) \
                      VALUES ($1, $6, $2, $3, $4, $5, 'running', \
-                     COALESCE((SELECT value FROM kairos_meta WHERE key = 'nodes_paused'), 0) <> 0, {now}, {now})",
+                     ($7 OR COALESCE((SELECT value FROM kairos_meta WHERE key = 'nodes_paused'), 0) <> 0), {now}, {now})",
                     now = self.db_now_ms()
                 ),
                 [
@@ -70,6 +77,7 @@ impl Store {
                     Value::from(env!("CARGO_PKG_VERSION")),
                     Value::from(int(u32::try_from(node.max_workers).unwrap_or(u32::MAX))),
                     Value::from(node.name.clone()),
+                    Value::from(paused),
                 ],
             ))
             .await?;
@@ -97,7 +105,7 @@ impl Store {
         // (PostgreSQL) or see this node's new beat (SQLite): either way, `id <> $1`
         // leaves this node out.
         let returning = format!(
-            "RETURNING heartbeat_at, \
+            "RETURNING heartbeat_at, paused, \
              CASE WHEN EXISTS (SELECT 1 FROM kairos_nodes o WHERE o.status = 'running' \
              AND o.heartbeat_at < {now} - $2 AND o.id <> $1) THEN 1 ELSE 0 END AS silent, \
              CASE WHEN EXISTS (SELECT 1 FROM kairos_runs WHERE status = 'running' \
@@ -125,6 +133,7 @@ impl Store {
                 silent_nodes: flag("silent")?,
                 ended_leases: flag("expired")?,
                 watched: flag("watched")?,
+                paused: r.try_get::<bool>("", "paused")?,
             })
         };
         let row = self
