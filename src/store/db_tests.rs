@@ -721,18 +721,9 @@ async fn a_heartbeat_reports_silent_nodes_ended_leases_and_watchers() {
             .unwrap();
         // Silent for a minute itself, and watching itself: neither counts.
         store.subscriber_beat("me", now).await.unwrap();
+        let flags = |b: &super::nodes::Beat| (b.alive, b.silent_nodes, b.ended_leases, b.watched);
         let beat = store.heartbeat("me", &look).await.unwrap();
-        assert_eq!(
-            (
-                beat.alive,
-                beat.silent_nodes,
-                beat.ended_leases,
-                beat.watched
-            ),
-            (true, false, false, false),
-            "{}",
-            db.name
-        );
+        assert_eq!(flags(&beat), (true, false, false, false), "{}", db.name);
         assert!(beat.at_ms.is_some_and(|t| t >= quiet_ms + 60_000 - 5_000));
 
         crate::test_support::insert_node(&db.url, "other", "running", quiet_ms)
@@ -751,17 +742,7 @@ async fn a_heartbeat_reports_silent_nodes_ended_leases_and_watchers() {
             .await
             .unwrap();
         let beat = store.heartbeat("me", &look).await.unwrap();
-        assert_eq!(
-            (
-                beat.alive,
-                beat.silent_nodes,
-                beat.ended_leases,
-                beat.watched
-            ),
-            (true, true, true, true),
-            "{}",
-            db.name
-        );
+        assert_eq!(flags(&beat), (true, true, true, true), "{}", db.name);
 
         // Declared dead meanwhile: the beat says so and revives it; gone: no time.
         store
