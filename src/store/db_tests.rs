@@ -795,7 +795,7 @@ async fn a_pooled_connection_the_server_dropped_is_replaced_quietly() {
         )
         .await
         .unwrap();
-        tokio::time::sleep(super::PING_IF_IDLE_FOR + Duration::from_millis(100)).await;
+        tokio::time::sleep(super::connect::PING_IF_IDLE_FOR + Duration::from_millis(100)).await;
         let log = Captured::default();
         let writer = log.clone();
         let subscriber = tracing_subscriber::fmt()
