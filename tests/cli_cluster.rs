@@ -172,6 +172,19 @@ async fn nodes_list_shows_the_running_node() {
             .unwrap_or_else(|| panic!("a row for {}: {table}", node.id));
         assert!(row.contains("running"), "{table}");
         assert!(row.contains("s ago)"), "the heartbeat's age: {table}");
+        // Whether it is alive, in a column of its own: a running record may be silent.
+        let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+        let alive = header
+            .iter()
+            .position(|h| *h == "ALIVE")
+            .expect("an ALIVE column");
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        // LAST HEARTBEAT spans three words (time, age, "ago)"), so count from the end.
+        assert_eq!(
+            cells[cells.len() - (header.len() - alive)],
+            "yes",
+            "{table}"
+        );
 
         node.stop().await;
         let nodes = cli(&db.url, &["nodes", "list", "--json"]).await.ok().json();

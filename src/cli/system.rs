@@ -304,6 +304,7 @@ fn nodes_table(nodes: &[NodeInfo], now: DateTime<Utc>) -> String {
                 } else {
                     "dead (silent)".into()
                 },
+                if n.alive { "yes" } else { "no" }.into(),
                 if n.paused { "yes" } else { "no" }.into(),
                 n.running.to_string(),
             ]
@@ -319,6 +320,7 @@ fn nodes_table(nodes: &[NodeInfo], now: DateTime<Utc>) -> String {
             "STARTED",
             "LAST HEARTBEAT",
             "STATUS",
+            "ALIVE",
             "PAUSED",
             "RUNNING",
         ],
