@@ -469,6 +469,7 @@ impl Store {
         attempts: &[(i64, u32)],
         until: DateTime<Utc>,
     ) -> Result<Vec<(i64, u32)>, StoreError> {
+        let _turn = self.periodic_write_turn().await;
         let mut owned = Vec::with_capacity(attempts.len());
         for chunk in attempts.chunks(INSERT_CHUNK) {
             let ids = placeholders(3, chunk.len());

@@ -28,6 +28,7 @@ pub(crate) struct WatchersSeen {
 impl Store {
     /// Appends events to the log.
     pub(crate) async fn insert_events(&self, events: &[Event]) -> Result<(), StoreError> {
+        let _turn = self.periodic_write_turn().await;
         for chunk in events.chunks(300) {
             let mut values = Vec::with_capacity(chunk.len() * 7);
             let rows: Vec<String> = chunk
@@ -136,6 +137,7 @@ impl Store {
         id: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let _turn = self.periodic_write_turn().await;
         self.db
             .execute_raw(self.stmt(
                 "INSERT INTO kairos_subscribers (id, heartbeat_at) VALUES ($1, $2) \

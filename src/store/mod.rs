@@ -167,12 +167,15 @@ pub(crate) struct WriteGate {
 /// A turn to write; counted as ended when dropped.
 pub(crate) struct WriteTurn<'a> {
     _guard: tokio::sync::MutexGuard<'a, ()>,
-    ended: &'a AtomicU64,
+    /// `None` for a turn not counted (see [`Store::periodic_write_turn`]).
+    ended: Option<&'a AtomicU64>,
 }
 
 impl Drop for WriteTurn<'_> {
     fn drop(&mut self) {
-        self.ended.fetch_add(1, Ordering::SeqCst);
+        if let Some(ended) = self.ended {
+            ended.fetch_add(1, Ordering::SeqCst);
+        }
     }
 }
 
@@ -242,23 +245,36 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    /// On SQLite, waits for this process's other hot-path writes (claims, completions,
-    /// reports, enqueues) to finish before starting one. SQLite takes one writer at a
+    /// On SQLite, waits for this process's other writes (claims, completions,
+    /// reports, enqueues, and the periodic writes of [`Store::periodic_write_turn`])
+    /// to finish before starting one. SQLite takes one writer at a
     /// time, and a connection that finds the database locked sleeps in steps of 1, 2,
     /// 5 ms and more before it looks again: a claim and a completion from two
     /// connections of the same node left each other sleeping, which cost a third of
     /// the throughput with runs that return results. Waiting here, the next write
-    /// starts the moment the last one ends. PostgreSQL locks rows, not the database:
-    /// nothing to wait for.
+    /// starts the moment the last one ends. The turns are counted (see
+    /// [`Store::write_turns`]). PostgreSQL locks rows, not the database: nothing to
+    /// wait for.
     pub(super) async fn write_turn(&self) -> Option<WriteTurn<'_>> {
+        let mut turn = self.periodic_write_turn().await?;
+        self.write_gate.taken.fetch_add(1, Ordering::SeqCst);
+        turn.ended = Some(&self.write_gate.ended);
+        Some(turn)
+    }
+
+    /// [`Store::write_turn`] for a node's periodic writes (heartbeats, lease
+    /// renewals, event writes, expiry sweeps): they wait their turn like the others,
+    /// but do not count as the node's own writes in [`Store::write_turns`]. The node's
+    /// watch of the write-ahead log takes them for another process's and reads the
+    /// change marker, once every few seconds; counted as its own, they would hide a
+    /// change another process committed in the same moment until the next poll.
+    pub(super) async fn periodic_write_turn(&self) -> Option<WriteTurn<'_>> {
         if self.is_pg() {
             return None;
         }
-        let guard = self.write_gate.lock.lock().await;
-        self.write_gate.taken.fetch_add(1, Ordering::SeqCst);
         Some(WriteTurn {
-            _guard: guard,
-            ended: &self.write_gate.ended,
+            _guard: self.write_gate.lock.lock().await,
+            ended: None,
         })
     }
 

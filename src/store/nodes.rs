@@ -100,6 +100,7 @@ impl Store {
     /// statement, looks at what else a beat may have to act on (see [`Beat`]): an idle
     /// node's beat is this one statement.
     pub(crate) async fn heartbeat(&self, node: &str, look: &BeatLook) -> Result<Beat, StoreError> {
+        let _turn = self.periodic_write_turn().await;
         let now = self.db_now_ms();
         // Subqueries in `RETURNING` read the database as it was before this statement
         // (PostgreSQL) or see this node's new beat (SQLite): either way, `id <> $1`

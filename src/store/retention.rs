@@ -105,6 +105,7 @@ impl Store {
 
     /// Marks queued runs whose time to live ran out as `expired`. Returns how many.
     pub(crate) async fn expire_runs(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let _turn = self.periodic_write_turn().await;
         let res = self
             .db
             .execute_raw(self.stmt(
