@@ -323,7 +323,12 @@ impl SchedulerBuilder {
             )));
         }
         let hostname = hostname();
-        let node_name = node_name(self.node_name, &config, &hostname)?;
+        let node_name = node_name(
+            self.node_name,
+            std::env::var(NODE_NAME_ENV),
+            &config,
+            &hostname,
+        )?;
         let (jobs, policies) = config.resolve(&registry)?;
         let webhooks = crate::webhook::WebhookSettings::resolve(
             &self.webhooks,
@@ -532,18 +537,33 @@ impl SchedulerBuilder {
     }
 }
 
-/// The node's name: the builder's, else `KAIROS_NODE_NAME`, else `[scheduler]
-/// node_name`, else `<hostname>:<pid>`; refused with what to fix when it cannot be
-/// shown or typed.
-fn node_name(given: Option<String>, config: &Config, hostname: &str) -> Result<String, BuildError> {
+/// The node's name: the builder's, else `env` (`KAIROS_NODE_NAME`, empty counting as
+/// unset), else `[scheduler] node_name`, else `<hostname>:<pid>`; refused with what to
+/// fix when it cannot be shown or typed.
+fn node_name(
+    given: Option<String>,
+    env: Result<String, std::env::VarError>,
+    config: &Config,
+    hostname: &str,
+) -> Result<String, BuildError> {
+    let env = || match env {
+        Ok(n) if !n.is_empty() => Ok(Some(n)),
+        Ok(_) | Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(BuildError::Invalid(format!(
+            "{NODE_NAME_ENV} is not valid UTF-8; set it to a plain name such as `worker-1`"
+        ))),
+    };
     let (name, from) = if let Some(n) = given {
         (n, "node_name(..)")
-    } else if let Some(n) = std::env::var(NODE_NAME_ENV).ok().filter(|s| !s.is_empty()) {
+    } else if let Some(n) = env()? {
         (n, NODE_NAME_ENV)
     } else if let Some(n) = &config.scheduler.node_name {
         (n.clone(), "[scheduler] node_name")
     } else {
-        return Ok(format!("{hostname}:{}", std::process::id()));
+        return Ok(crate::store::default_node_name(
+            hostname,
+            std::process::id(),
+        ));
     };
     match crate::config::node_name_problem(&name) {
         Some(problem) => Err(BuildError::Invalid(format!("{from}: {problem}"))),
@@ -558,4 +578,40 @@ fn hostname() -> String {
         .filter(|s| !s.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::env::VarError;
+    use std::ffi::OsString;
+
+    use super::*;
+
+    #[test]
+    fn a_node_name_comes_from_the_builder_the_environment_the_file_or_the_host() {
+        let file = Config::parse("[scheduler]\nnode_name = \"from-file\"\n", "jobs.toml").unwrap();
+        let name = |given: Option<&str>, env: Result<String, VarError>, config: &Config| {
+            node_name(given.map(String::from), env, config, "host").map_err(|e| e.to_string())
+        };
+        let unset = || Err(VarError::NotPresent);
+        let set = |v: &str| Ok(v.to_string());
+        assert_eq!(name(Some("code"), set("env"), &file).unwrap(), "code");
+        assert_eq!(name(None, set("env"), &file).unwrap(), "env");
+        assert_eq!(name(None, set(""), &file).unwrap(), "from-file");
+        assert_eq!(name(None, unset(), &file).unwrap(), "from-file");
+        let default = name(None, unset(), &Config::default()).unwrap();
+        assert_eq!(default, format!("host:{}", std::process::id()));
+
+        let err = name(None, set(" padded"), &file).unwrap_err();
+        assert!(
+            err.starts_with("KAIROS_NODE_NAME: ") && err.contains("`padded`"),
+            "{err}"
+        );
+        let garbled = Err(VarError::NotUnicode(OsString::from("x")));
+        let err = name(None, garbled, &file).unwrap_err();
+        assert!(err.contains("KAIROS_NODE_NAME is not valid UTF-8"), "{err}");
+        // The builder's name wins without looking at the environment.
+        let garbled = Err(VarError::NotUnicode(OsString::from("x")));
+        assert_eq!(name(Some("code"), garbled, &file).unwrap(), "code");
+    }
 }

@@ -322,7 +322,7 @@ pub(crate) fn node_info(m: node::Model, running: u64, alive: bool) -> NodeInfo {
     NodeInfo {
         name: m
             .name
-            .unwrap_or_else(|| format!("{}:{}", m.hostname, m.pid)),
+            .unwrap_or_else(|| super::nodes::default_name(&m.hostname, m.pid)),
         id: m.id,
         hostname: m.hostname,
         pid: u32::try_from(m.pid).unwrap_or(0),

@@ -21,6 +21,12 @@ pub(crate) struct NodeRow {
     pub(crate) max_workers: usize,
 }
 
+/// The name of a node its operator did not name, and of nodes registered before
+/// names existed: `<hostname>:<pid>`.
+pub(crate) fn default_name(hostname: &str, pid: impl std::fmt::Display) -> String {
+    format!("{hostname}:{pid}")
+}
+
 /// What a heartbeat looks for besides recording the beat.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BeatLook {
