@@ -176,7 +176,7 @@ pub(super) async fn run(
             let deliveries = admin.deliveries(id).await?;
             // The node by the name its operator knows it by, too.
             let node = match &run.node_id {
-                Some(id) => admin.nodes().await?.into_iter().find(|n| &n.id == id),
+                Some(id) => admin.node(id).await?,
                 None => None,
             };
             out.print(

@@ -40,6 +40,11 @@ impl Admin {
         Ok(self.store().nodes().await?)
     }
 
+    /// The node with this id, if it is still recorded.
+    pub async fn node(&self, id: &str) -> Result<Option<NodeInfo>, Error> {
+        Ok(self.store().node(id).await?)
+    }
+
     /// Pauses or resumes one node (by id, or by name when no id matches), or every
     /// node including those that start later (`None`). Returns the nodes' state after
     /// the change.
@@ -54,10 +59,9 @@ impl Admin {
         };
         self.store().set_nodes_paused(id.as_deref(), paused).await?;
         self.runs_changed();
-        let nodes = self.nodes().await?;
         Ok(match id {
-            Some(id) => nodes.into_iter().filter(|n| n.id == id).collect(),
-            None => nodes,
+            Some(id) => self.node(&id).await?.into_iter().collect(),
+            None => self.nodes().await?,
         })
     }
 }

@@ -698,6 +698,12 @@ async fn ended_nodes_are_forgotten_after_the_kept_time_unless_a_run_is_still_the
              node's keeps it",
             db.name
         );
+        // One node by its id, with only its own runs counted.
+        let one = store.node("dead-holding-a-run").await.unwrap().unwrap();
+        assert_eq!((one.id.as_str(), one.running), ("dead-holding-a-run", 1));
+        let other = store.node("stopped-lately").await.unwrap().unwrap();
+        assert_eq!(other.running, 0, "{}", db.name);
+        assert!(store.node("never-was").await.unwrap().is_none());
     }
 }
 

@@ -242,12 +242,33 @@ impl Store {
 
     /// Every node, most recently started first, with its running count.
     pub(crate) async fn nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
+        self.nodes_where(None).await
+    }
+
+    /// The node with this id, with its running count.
+    pub(crate) async fn node(&self, id: &str) -> Result<Option<NodeInfo>, StoreError> {
+        Ok(self.nodes_where(Some(id)).await?.pop())
+    }
+
+    /// Every node, or the one with the id `only`.
+    async fn nodes_where(&self, only: Option<&str>) -> Result<Vec<NodeInfo>, StoreError> {
+        let (of_node, of_id, values) = match only {
+            Some(id) => (
+                " AND node_id = $1",
+                " WHERE id = $1",
+                vec![Value::from(id.to_string())],
+            ),
+            None => ("", "", Vec::new()),
+        };
         let mut running = std::collections::HashMap::new();
         for r in self
             .db
             .query_all_raw(self.stmt(
-                "SELECT node_id, COUNT(*) AS n FROM kairos_runs WHERE status = 'running' GROUP BY node_id",
-                [],
+                &format!(
+                    "SELECT node_id, COUNT(*) AS n FROM kairos_runs WHERE status = 'running'\
+                     {of_node} GROUP BY node_id"
+                ),
+                values.clone(),
             ))
             .await?
         {
@@ -261,11 +282,11 @@ impl Store {
             .db
             .query_all_raw(self.stmt(
                 &format!(
-                    "SELECT {}, {} AS db_now FROM kairos_nodes ORDER BY started_at DESC, id",
+                    "SELECT {}, {} AS db_now FROM kairos_nodes{of_id} ORDER BY started_at DESC, id",
                     columns::<node::Entity>(),
                     self.db_now_ms()
                 ),
-                [],
+                values,
             ))
             .await?;
         let fresh = i64::try_from(crate::runtime::DEFAULT_HEARTBEAT_TIMEOUT.as_millis())
