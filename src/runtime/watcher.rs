@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{CancelReason, Held, Running, Shared};
-use crate::store::BeatLook;
+use crate::store::{Beat, BeatLook};
 
 /// How often the change counter is read by default: the bound on how late a CLI pause
 /// or cancel takes effect on SQLite. One indexed single-row read per tick keeps an idle
@@ -33,12 +33,9 @@ pub(super) async fn run(shared: Arc<Shared>) {
     // of the node it replaces as soon as that one counts as dead.
     let mut beats = tokio::time::interval(shared.beat_interval);
     beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_renewed = shared.clock.now();
-    let mut last_failure: Option<tokio::time::Instant> = None;
+    let mut heart = Heartbeat::new(shared.clock.now());
     let mut last_prune: Option<chrono::DateTime<chrono::Utc>> = None;
     let mut last_look = tokio::time::Instant::now();
-    // As the last heartbeat found it: kept should the node have to register again.
-    let mut paused = false;
     loop {
         tokio::select! {
             _ = shared.shutdown.cancelled() => return,
@@ -51,7 +48,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 }
             }
             _ = beats.tick() => {
-                beat(&shared, &mut last_renewed, &mut last_failure, &mut paused).await;
+                heart.beat(&shared).await;
                 continue;
             }
             _ = chores.tick() => {
@@ -86,124 +83,160 @@ async fn apply_cancel_requests(shared: &Shared) {
     }
 }
 
-/// One heartbeat: records that the node is alive, renews the leases of its running
-/// runs and stops those it no longer owns, declares silent nodes dead and takes back
-/// runs whose lease ended.
-///
-/// After this node could not reach the database, it waits a whole heartbeat timeout
-/// of working beats before judging others: they were cut off too, and need a beat or
-/// two to show they are alive and renew their leases.
-async fn beat(
-    shared: &Shared,
-    last_renewed: &mut DateTime<Utc>,
-    last_failure: &mut Option<tokio::time::Instant>,
-    paused: &mut bool,
-) {
-    let now = shared.clock.now();
-    let look = BeatLook {
-        dead_after: shared.heartbeat_timeout,
-        leases_before: now,
-        watchers_since: chrono::Utc::now() - super::event_log::SUBSCRIBER_TTL,
-    };
-    // The heartbeat returns the database's time it recorded: the clock's reading.
-    let before = shared.clock_sync.as_ref().map(|s| s.local_now());
-    let found = match shared.store.heartbeat(&shared.node.id, &look).await {
-        Ok(beat) if beat.at_ms.is_none() => {
-            // Forgotten while it could not beat for days (or deleted by hand): without a
-            // record it would be missing from `kairos nodes list` and from a pause of
-            // every node.
-            tracing::warn!(
-                node = %shared.node.id,
-                "this node's record was gone (forgotten after it was declared dead, or \
-                 deleted); registering it again"
-            );
-            if let Err(e) = shared.store.register_node(&shared.node, *paused).await {
-                tracing::warn!(error = %e, "cannot register this node again");
-            }
-            None
+/// What the heartbeat keeps from one beat to the next.
+struct Heartbeat {
+    /// When the leases were last renewed.
+    last_renewed: DateTime<Utc>,
+    /// When this node last failed to reach the database.
+    last_failure: Option<tokio::time::Instant>,
+    /// This node's paused flag as the last heartbeat found it: kept should the node
+    /// have to register again.
+    paused: bool,
+}
+
+impl Heartbeat {
+    fn new(now: DateTime<Utc>) -> Self {
+        Heartbeat {
+            last_renewed: now,
+            last_failure: None,
+            paused: false,
         }
-        Ok(beat) => {
-            if !beat.alive {
+    }
+
+    /// One heartbeat: records that the node is alive, renews the leases of its running
+    /// runs and stops those it no longer owns, declares silent nodes dead and takes back
+    /// runs whose lease ended.
+    ///
+    /// After this node could not reach the database, it waits a whole heartbeat timeout
+    /// of working beats before judging others: they were cut off too, and need a beat or
+    /// two to show they are alive and renew their leases.
+    async fn beat(&mut self, shared: &Shared) {
+        let now = shared.clock.now();
+        let found = self.record(shared, now).await;
+        self.renew(shared, now).await;
+        if self
+            .last_failure
+            .is_some_and(|t| t.elapsed() < shared.heartbeat_timeout)
+        {
+            return;
+        }
+        // What the heartbeat found, read before the renewal: a lease of this node's that
+        // had ended is renewed now, and the take-back checks again.
+        if let Some(found) = found {
+            judge_others(shared, &found, now).await;
+        }
+    }
+
+    /// Records the heartbeat (registering the node again if its record is gone), and
+    /// returns what it found of other nodes, leases and watchers.
+    async fn record(&mut self, shared: &Shared, now: DateTime<Utc>) -> Option<Beat> {
+        let look = BeatLook {
+            dead_after: shared.heartbeat_timeout,
+            leases_before: now,
+            watchers_since: chrono::Utc::now() - super::event_log::SUBSCRIBER_TTL,
+        };
+        // The heartbeat returns the database's time it recorded: the clock's reading.
+        let before = shared.clock_sync.as_ref().map(|s| s.local_now());
+        match shared.store.heartbeat(&shared.node.id, &look).await {
+            Ok(beat) if beat.at_ms.is_none() => {
+                // Forgotten while it could not beat for days (or deleted by hand): without a
+                // record it would be missing from `kairos nodes list` and from a pause of
+                // every node.
                 tracing::warn!(
                     node = %shared.node.id,
-                    "this node had been declared dead by another (no heartbeat for too long); \
-                     the runs it held were taken back"
+                    "this node's record was gone (forgotten after it was declared dead, or \
+                     deleted); registering it again"
                 );
+                if let Err(e) = shared.store.register_node(&shared.node, self.paused).await {
+                    tracing::warn!(error = %e, "cannot register this node again");
+                }
+                None
             }
-            if let (Some(sync), Some(before), Some(db)) = (
-                &shared.clock_sync,
-                before,
-                beat.at_ms.and_then(DateTime::<Utc>::from_timestamp_millis),
-            ) {
-                // A slow beat is no reading; the next one may be.
-                observe_clock(sync, before, db, sync.local_now());
+            Ok(beat) => {
+                if !beat.alive {
+                    tracing::warn!(
+                        node = %shared.node.id,
+                        "this node had been declared dead by another (no heartbeat for too \
+                         long); the runs it held were taken back"
+                    );
+                }
+                if let (Some(sync), Some(before), Some(db)) = (
+                    &shared.clock_sync,
+                    before,
+                    beat.at_ms.and_then(DateTime::<Utc>::from_timestamp_millis),
+                ) {
+                    // A slow beat is no reading; the next one may be.
+                    observe_clock(sync, before, db, sync.local_now());
+                }
+                shared.signals.events.saw_watchers(beat.watched);
+                self.paused = beat.paused;
+                Some(beat)
             }
-            shared.signals.events.saw_watchers(beat.watched);
-            *paused = beat.paused;
-            Some(beat)
+            Err(e) => {
+                tracing::warn!(error = %e, "heartbeat failed: cannot reach the database");
+                self.last_failure = Some(tokio::time::Instant::now());
+                None
+            }
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "heartbeat failed: cannot reach the database");
-            *last_failure = Some(tokio::time::Instant::now());
-            None
-        }
-    };
-    let lease = chrono::Duration::from_std(shared.lease).unwrap_or_default();
-    // Attempts registered before the renewal have committed claims: one that the
-    // renewal does not find was taken back from this node. With none, there is
-    // nothing to renew (and no statement to make).
-    let local = shared.signals.local_attempts();
-    let keys: Vec<(i64, u32)> = local.iter().map(|h| (h.id, h.attempt)).collect();
-    let renewed = if keys.is_empty() {
-        Ok(Vec::new())
-    } else {
-        shared
-            .store
-            .renew_leases(&shared.node.id, &keys, now + lease)
-            .await
-    };
-    match renewed {
-        Ok(owned) => {
-            *last_renewed = now;
-            let owned: HashSet<(i64, u32)> = owned.into_iter().collect();
-            // Not written: the run is another's or queued, and a new claim of the same
-            // attempt by this node (made since the renewal read) could not be told from
-            // this execution by the fence.
-            let lost = local
-                .into_iter()
-                .filter(|h| !owned.contains(&(h.id, h.attempt)));
-            stop_attempts(
-                lost,
-                Running::disown,
-                "this node no longer owns the run (its lease ended and it was taken back, or \
-                 its claim was lost): stopping this attempt",
-            );
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "lease renewal failed");
-            *last_failure = Some(tokio::time::Instant::now());
-            if now - *last_renewed >= lease {
-                // Another node may own these runs by now: stop rather than run beside it.
-                // Still this node's, perhaps: its outcome (a release, mostly) is written
-                // if nobody took the run back meanwhile.
+    }
+
+    /// Renews the leases of the node's running attempts, stopping those it no longer
+    /// owns, and those it could not renew for a whole lease.
+    async fn renew(&mut self, shared: &Shared, now: DateTime<Utc>) {
+        let lease = chrono::Duration::from_std(shared.lease).unwrap_or_default();
+        // Attempts registered before the renewal have committed claims: one that the
+        // renewal does not find was taken back from this node. With none, there is
+        // nothing to renew (and no statement to make).
+        let local = shared.signals.local_attempts();
+        let keys: Vec<(i64, u32)> = local.iter().map(|h| (h.id, h.attempt)).collect();
+        let renewed = if keys.is_empty() {
+            Ok(Vec::new())
+        } else {
+            shared
+                .store
+                .renew_leases(&shared.node.id, &keys, now + lease)
+                .await
+        };
+        match renewed {
+            Ok(owned) => {
+                self.last_renewed = now;
+                let owned: HashSet<(i64, u32)> = owned.into_iter().collect();
+                // Not written: the run is another's or queued, and a new claim of the same
+                // attempt by this node (made since the renewal read) could not be told from
+                // this execution by the fence.
+                let lost = local
+                    .into_iter()
+                    .filter(|h| !owned.contains(&(h.id, h.attempt)));
                 stop_attempts(
-                    local.into_iter(),
-                    |r| r.cancel(CancelReason::LeaseLost),
-                    "no lease renewal for a whole lease: stopping this attempt",
+                    lost,
+                    Running::disown,
+                    "this node no longer owns the run (its lease ended and it was taken back, \
+                     or its claim was lost): stopping this attempt",
                 );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "lease renewal failed");
+                self.last_failure = Some(tokio::time::Instant::now());
+                if now - self.last_renewed >= lease {
+                    // Another node may own these runs by now: stop rather than run beside
+                    // it. Still this node's, perhaps: its outcome (a release, mostly) is
+                    // written if nobody took the run back meanwhile.
+                    stop_attempts(
+                        local.into_iter(),
+                        |r| r.cancel(CancelReason::LeaseLost),
+                        "no lease renewal for a whole lease: stopping this attempt",
+                    );
+                }
             }
         }
     }
-    if last_failure.is_some_and(|t| t.elapsed() < shared.heartbeat_timeout) {
-        return;
-    }
-    // What the heartbeat found, read before the renewal: a lease of this node's that
-    // had ended is renewed now, and the take-back below checks again.
-    let Some(checks) = found else {
-        return;
-    };
+}
+
+/// Acts on what a heartbeat found: declares silent nodes dead and takes back runs
+/// whose lease ended (those of a node declared dead just now among them).
+async fn judge_others(shared: &Shared, found: &Beat, now: DateTime<Utc>) {
     let mut declared = false;
-    if checks.silent_nodes {
+    if found.silent_nodes {
         match shared
             .store
             .declare_dead_nodes(&shared.node.id, shared.heartbeat_timeout)
@@ -228,7 +261,7 @@ async fn beat(
         }
     }
     // A node declared dead has had its runs' leases ended just now.
-    if !checks.ended_leases && !declared {
+    if !found.ended_leases && !declared {
         return;
     }
     match shared.store.recover_expired(now).await {

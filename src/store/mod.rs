@@ -48,7 +48,7 @@ pub(crate) use claim::{Announced, ClaimLimits, ClaimedRun, QueueLimit};
 pub(crate) use complete::Completion;
 pub(crate) use control::{CancelOutcome, DeleteOutcome, RetryOutcome};
 pub(crate) use jobs::{FireOutcome, FirePlan, PlannedRun, SlotRecord};
-pub(crate) use nodes::{BeatLook, NodeRow, default_name as default_node_name};
+pub(crate) use nodes::{Beat, BeatLook, NodeRow, default_name as default_node_name};
 pub(crate) use reports::AttemptReport;
 pub(crate) use runs::NewRun;
 pub(crate) use stats::{Finished, StatsScope};
