@@ -16,7 +16,7 @@ use super::retry::{backoff, should_retry};
 use super::{CancelReason, Done, Running, Shared};
 use crate::events::{Event, EventKind};
 use crate::model::RunStatus;
-use crate::store::{ClaimedRun, Completion};
+use crate::store::{ClaimedRun, Completion, Release};
 use crate::task::{FailedRun, TaskContext, TaskError};
 
 /// Runs a claimed attempt on its own task, holding a worker slot until its outcome is
@@ -177,12 +177,17 @@ async fn attempt(
     };
 
     // Back in the queue without counting the attempt (see `CancelReason`).
-    let release = || {
+    let release = |reason: CancelReason| {
+        let why = match reason {
+            CancelReason::LeaseLost => Release::LeaseLost,
+            _ => Release::Shutdown,
+        };
         Done::of(
             run,
             Completion::Released {
                 id: run.id,
                 attempt: run.attempt,
+                why,
             },
             None,
         )
@@ -197,7 +202,7 @@ async fn attempt(
                     CancelReason::Operator => {
                         fail("cancelled by operator".into(), RunStatus::Cancelled, true)
                     }
-                    _ => release(),
+                    reason => release(reason),
                 };
             }
         }
@@ -274,7 +279,7 @@ async fn attempt(
             } else {
                 tracing::warn!("stopped: this node lost the run's lease");
             }
-            return release();
+            return release(reason);
         }
         _ => {}
     }

@@ -54,8 +54,31 @@ pub(crate) enum Completion {
         run_at: DateTime<Utc>,
         note: String,
     },
-    /// Not finished: hand back to the queue without counting the attempt (shutdown).
-    Released { id: i64, attempt: u32 },
+    /// Not finished: hand back to the queue without counting the attempt.
+    Released { id: i64, attempt: u32, why: Release },
+}
+
+/// Why an unfinished attempt went back to the queue (see [`Completion::Released`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Release {
+    /// The node shut down before the attempt ended.
+    Shutdown,
+    /// The node could not renew the run's lease for a whole lease (the database was
+    /// out of reach), and stopped the attempt rather than run beside another node's.
+    LeaseLost,
+}
+
+impl Release {
+    /// What the run's history says.
+    fn note(self) -> &'static str {
+        match self {
+            Release::Shutdown => "released at shutdown",
+            Release::LeaseLost => {
+                "released: its node could not renew the lease for a whole lease (the \
+                 database was out of reach), and stopped the attempt"
+            }
+        }
+    }
 }
 
 impl Completion {
@@ -609,11 +632,11 @@ impl Completion {
                 values: vec![Value::from(ms(now)), Value::from(ms(*run_at))],
                 event: Some((RunEventKind::Snoozed, note.clone())),
             },
-            Completion::Released { .. } => Update {
+            Completion::Released { why, .. } => Update {
                 set: "status = 'queued', attempt = attempt - 1, node_id = NULL, lease_until = NULL, \
                          started_at = NULL",
                 values: vec![],
-                event: Some((RunEventKind::Released, "released at shutdown".to_string())),
+                event: Some((RunEventKind::Released, why.note().to_string())),
             },
         })
     }

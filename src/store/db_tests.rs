@@ -163,6 +163,37 @@ async fn a_cancel_requested_before_the_completion_wins() {
     }
 }
 
+/// A released attempt goes back to the queue uncounted, and its history says why: at
+/// shutdown, or because its node could not renew the lease.
+#[tokio::test]
+async fn a_release_is_uncounted_and_says_why() {
+    for db in databases("store_release_says_why").await {
+        let store = open(&db).await;
+        let id = ids(&store.enqueue(&[run("a", 0, 3)], t0()).await.unwrap())[0];
+        for (why, note) in [
+            (super::Release::LeaseLost, "could not renew the lease"),
+            (super::Release::Shutdown, "released at shutdown"),
+        ] {
+            assert_eq!(claim(&store, "n1", t0(), 1).await, [(id, 1)], "{}", db.name);
+            let release = Completion::Released {
+                id,
+                attempt: 1,
+                why,
+            };
+            store.complete("n1", &[release], t0(), true).await.unwrap();
+            let r = store.run(id).await.unwrap().unwrap();
+            assert_eq!((r.status, r.attempt), (RunStatus::Queued, 0), "{}", db.name);
+            let last = store.history(id).await.unwrap().pop().unwrap();
+            assert_eq!(last.event, RunEventKind::Released, "{}", db.name);
+            assert!(
+                last.message.as_deref().is_some_and(|m| m.contains(note)),
+                "{}: {last:?}",
+                db.name
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn expired_leases_requeue_runs_with_attempts_left_and_fail_the_others() {
     for db in databases("store_lease_recovery").await {
