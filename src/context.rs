@@ -103,6 +103,20 @@ impl AttemptReports {
         let mut b = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::take(&mut *b)
     }
+
+    /// Puts back what the reporter took but could not write, under what was reported
+    /// since: newer progress, stage and checkpoint win, and the older log lines come
+    /// first. The reporter keeps holding the attempt, so no wake-up is needed (one
+    /// sent meanwhile makes the reporter hold it twice, which it allows for).
+    pub(crate) fn put_back(&self, older: crate::store::AttemptReport) {
+        let mut b = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        b.progress = b.progress.take().or(older.progress);
+        b.stage = b.stage.take().or(older.stage);
+        b.checkpoint = b.checkpoint.take().or(older.checkpoint);
+        let newer = std::mem::replace(&mut b.logs, older.logs);
+        b.logs.extend(newer);
+        b.queued = true;
+    }
 }
 
 /// A message to the node's reporter.

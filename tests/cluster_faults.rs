@@ -50,6 +50,17 @@ fn work(_: TaskContext, p: Value) -> BoxFuture<'static, TaskOutcome> {
     })
 }
 
+/// As `work`, and reports its last progress, stage and log line as it ends.
+fn work_then_report(ctx: TaskContext, p: Value) -> BoxFuture<'static, TaskOutcome> {
+    Box::pin(async move {
+        let out = work(ctx.clone(), p).await;
+        ctx.progress(100, "all done");
+        ctx.stage("finished");
+        ctx.info("the last line");
+        out
+    })
+}
+
 /// When a succeeded run of `work` executed, from its result: (began, ended), in
 /// microseconds. The run's `started_at` and `finished_at` cannot tell: a claim stamps
 /// the time it was asked for, and on a loaded machine it may only run after another
@@ -82,7 +93,7 @@ fn registry() -> Registry {
         },
         TaskDef {
             max_retries: Some(0),
-            ..TaskDef::new("once", work, here)
+            ..TaskDef::new("once", work_then_report, here)
         },
         TaskDef {
             queue: Some("narrow"),
@@ -408,8 +419,8 @@ async fn nodes_with_skewed_clocks_fire_each_slot_once_on_time() {
 
 /// The database refuses every connection for a few seconds mid-workload: nodes log it,
 /// back off and reconnect; outcomes of runs that ended meanwhile are kept (no run needs
-/// a second attempt, none is left running); `kairos health` says unhealthy during the
-/// outage and healthy after.
+/// a second attempt, none is left running), with their last reports and the time they
+/// ended; `kairos health` says unhealthy during the outage and healthy after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_ride_out_a_database_outage() {
     let Some(db) = common::postgres("outage").await else {
@@ -425,8 +436,11 @@ async fn nodes_ride_out_a_database_outage() {
         .next()
         .unwrap()
         .to_string();
-    let _a = spawn(url, None, None);
-    let _b = spawn(url, None, None);
+    // Each try to reach the database gives up soon, as it would on a network that
+    // answers at once, so that the outage spans many of the nodes' tries.
+    let quick = Some("[scheduler]\nconnect_timeout = \"500ms\"\n");
+    let _a = spawn(url, quick, None);
+    let _b = spawn(url, quick, None);
     let admin = wait_for_nodes(url, 2).await;
     kairos(url, &["health"]).ok();
     let runs = (0..200).map(|i| Enqueue::new("once").params(json!({ "ms": 200 + (i % 10) * 150 })));
@@ -461,6 +475,29 @@ async fn nodes_ride_out_a_database_outage() {
         .map(|r| (r.id, r.status, r.attempt, r.error.clone()))
         .collect();
     assert!(bad.is_empty(), "runs hurt by the outage: {bad:?}");
+    // Those that ended during the outage too: what they reported last is kept, and
+    // they are stored as finished when they ended, not when the database was back.
+    for r in &runs {
+        assert_eq!(
+            (r.progress, r.stage.as_deref()),
+            (Some(100), Some("finished")),
+            "the last report of run {}",
+            r.id
+        );
+        let logs = admin.run_logs(r.id, 0, 10).await.unwrap();
+        assert!(
+            logs.iter().any(|l| l.message == "the last line"),
+            "the last log line of run {}: {logs:?}",
+            r.id
+        );
+        let (_, ended_us) = executed(r);
+        let finished_us = r.finished_at.unwrap().timestamp_micros();
+        assert!(
+            (finished_us - ended_us).abs() < 1_000_000,
+            "run {} ended at {ended_us} µs but is stored as finished at {finished_us} µs",
+            r.id
+        );
+    }
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (code, out, _) = kairos(url, &["health"]).into_parts();

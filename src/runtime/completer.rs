@@ -18,6 +18,10 @@ use crate::store::Completion;
 /// Outcomes written per transaction at most.
 const COMPLETE_BATCH: usize = 2048;
 
+/// Outcomes whose attempts ended this close together are written with one time, the
+/// latest of theirs (see `write`).
+const SAME_END: chrono::Duration = chrono::Duration::milliseconds(250);
+
 /// Tells subscribers how an attempt ended, as it was stored.
 fn emit(shared: &Shared, done: &Done, statuses: &std::collections::HashMap<i64, RunStatus>) {
     let id = done.completion.id();
@@ -133,6 +137,36 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg
     }
 }
 
+/// Writes `completions` of attempts that ended by `ended`, trying until the database
+/// takes them: a database outage must not lose outcomes (the runs stay `running` and
+/// leased meanwhile, so no other node takes them). Returns the statuses stored.
+async fn store(
+    shared: &Shared,
+    completions: &[Completion],
+    ended: chrono::DateTime<chrono::Utc>,
+) -> HashMap<i64, RunStatus> {
+    let mut wait = Duration::from_millis(50);
+    loop {
+        match shared
+            .store
+            .complete(
+                &shared.node.id,
+                completions,
+                ended,
+                shared.hooks.wants_outcomes() || shared.signals.events.wanted(),
+            )
+            .await
+        {
+            Ok(s) => return s,
+            Err(e) => {
+                tracing::error!(error = %e, runs = completions.len(), "cannot record run outcomes; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
 /// Adds `first` and whatever else is waiting to `batch`, until it holds a batch.
 fn take(
     first: Option<Msg>,
@@ -164,37 +198,33 @@ async fn write(shared: &Shared, batch: &mut Vec<Done>) {
     {
         let _ = rx.await;
     }
-    let completions: Vec<Completion> = batch.iter().map(|d| d.completion.clone()).collect();
-    // A database outage must not lose outcomes: keep trying (the runs stay `running`
-    // and leased meanwhile, so no other node takes them).
-    let mut wait = Duration::from_millis(50);
-    let statuses = loop {
-        match shared
-            .store
-            .complete(
-                &shared.node.id,
-                &completions,
-                shared.clock.now(),
-                shared.hooks.wants_outcomes() || shared.signals.events.wanted(),
-            )
-            .await
-        {
-            Ok(s) => break s,
-            Err(e) => {
-                tracing::error!(error = %e, runs = completions.len(), "cannot record run outcomes; retrying");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
-            }
-        }
-    };
+    // Each outcome is stored with the time its attempt ended. Outcomes that ended
+    // within `SAME_END` of each other (all of them, but after an outage) share one
+    // write and the latest of their times.
+    batch.sort_by_key(|d| d.ended_at);
+    let mut statuses = HashMap::new();
+    let mut first = 0;
+    while first < batch.len() {
+        let from = batch[first].ended_at;
+        let end = batch[first..]
+            .iter()
+            .position(|d| d.ended_at - from > SAME_END)
+            .map_or(batch.len(), |n| first + n);
+        let completions: Vec<Completion> = batch[first..end]
+            .iter()
+            .map(|d| d.completion.clone())
+            .collect();
+        statuses.extend(store(shared, &completions, batch[end - 1].ended_at).await);
+        first = end;
+    }
     {
         let mut finishing = shared
             .signals
             .finishing
             .lock()
             .expect("finishing set poisoned");
-        for c in &completions {
-            finishing.remove(&(c.id(), c.attempt()));
+        for d in batch.iter() {
+            finishing.remove(&(d.completion.id(), d.completion.attempt()));
         }
     }
     shared.webhooks.finished(ended(batch, &statuses));

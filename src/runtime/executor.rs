@@ -89,9 +89,10 @@ async fn execute(
         job_id = run.job_id,
         attempt = run.attempt
     );
-    let done = attempt(&shared, &run, token, &running)
+    let mut done = attempt(&shared, &run, token, &running)
         .instrument(span)
         .await;
+    done.ended_at = shared.clock.now();
     // Read once: an attempt entered as finishing must also reach the completer, which
     // alone takes it out again.
     let disowned = running.is_disowned();

@@ -55,6 +55,9 @@ pub(crate) struct Done {
     tags: std::collections::BTreeMap<String, String>,
     /// The run has a callback URL: its end is for the webhook worker.
     callback: bool,
+    /// When the attempt ended, as the node's clock read then: the run's finish time,
+    /// however late the outcome is written (after a database outage, say).
+    ended_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl Done {
@@ -71,6 +74,8 @@ impl Done {
             job_id: run.job_id,
             tags: run.tags.clone(),
             callback: run.callback,
+            // Set when the attempt hands its outcome over (see `executor`).
+            ended_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
         }
     }
 }
