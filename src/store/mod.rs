@@ -134,7 +134,7 @@ impl StoreError {
 
 /// The message of a database error, with the causes users hit most spelled out.
 fn describe(e: &DbErr) -> String {
-    let raw = e.to_string();
+    let raw = without_source_lines(&e.to_string());
     let lower = raw.to_ascii_lowercase();
     let hint = if lower.contains("readonly database") || lower.contains("read-only") {
         Some("the database file (or its folder) is read-only")
@@ -153,6 +153,33 @@ fn describe(e: &DbErr) -> String {
         Some(h) => format!("{h} ({raw})"),
         None => raw,
     }
+}
+
+/// `message` without the " at line N" sqlx appends to PostgreSQL's errors: N is a line
+/// of the server's own C sources, which tells users nothing.
+fn without_source_lines(message: &str) -> String {
+    const MARK: &str = " at line ";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(MARK) {
+        let after = &rest[at + MARK.len()..];
+        let number = after
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(after.len());
+        let whole = after[number..]
+            .chars()
+            .next()
+            .is_none_or(|c| !c.is_alphanumeric());
+        if number > 0 && whole {
+            out.push_str(&rest[..at]);
+            rest = &after[number..];
+        } else {
+            out.push_str(&rest[..at + MARK.len()]);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// On SQLite, this process's turn to write (see [`Store::write_turn`]), and a count of
@@ -449,5 +476,26 @@ mod tests {
         }
         assert_eq!(Notice::read(""), Notice::Changed);
         assert_eq!(Notice::read("kairos_runsx 1"), Notice::Changed);
+    }
+
+    #[test]
+    fn the_servers_source_lines_are_left_out_of_messages() {
+        for (raw, shown) in [
+            (
+                "Query Error: error returned from database: terminating connection due to \
+                 administrator command at line 3211",
+                "Query Error: error returned from database: terminating connection due to \
+                 administrator command",
+            ),
+            (
+                "database \"x\" does not exist at line 948 (hint)",
+                "database \"x\" does not exist (hint)",
+            ),
+            ("no number at line x", "no number at line x"),
+            ("a word at line 12b stays", "a word at line 12b stays"),
+            ("no such table: kairos_runs", "no such table: kairos_runs"),
+        ] {
+            assert_eq!(without_source_lines(raw), shown);
+        }
     }
 }
