@@ -392,9 +392,12 @@ async fn a_run_its_node_does_not_know_is_taken_back_although_the_node_lives() {
     }
 }
 
+/// Refused before the database is opened (no file is left behind), and in jobs.toml
+/// with the place of the setting.
 #[tokio::test]
-async fn leases_and_heartbeats_that_cannot_work_are_refused_at_build_time() {
+async fn leases_and_heartbeats_that_cannot_work_are_refused_before_the_database_opens() {
     let db = common::sqlite();
+    let file = db.dir().unwrap().join("kairos.db");
     let Err(err) = node_builder(&db.url, registry(), None)
         .lease(Duration::from_secs(2))
         .build()
@@ -412,12 +415,46 @@ async fn leases_and_heartbeats_that_cannot_work_are_refused_at_build_time() {
         panic!("a timeout of two heartbeats is refused");
     };
     assert!(err.to_string().contains("at least 15s"), "{err}");
-    // The same settings from jobs.toml.
-    let toml = "[scheduler]\nheartbeat_interval = \"1s\"\nheartbeat_timeout = \"2s\"\n";
-    let Err(err) = node_builder(&db.url, registry(), Some(toml)).build().await else {
+    assert!(
+        !file.exists(),
+        "the database was created for a refused node"
+    );
+    // The same settings from jobs.toml, refused where they are written.
+    for (toml, place, says) in [
+        (
+            "[scheduler]\nheartbeat_interval = \"1s\"\nheartbeat_timeout = \"2s\"\n",
+            "jobs.toml:3:",
+            "heartbeat_timeout = 2s with heartbeat_interval = 1s",
+        ),
+        (
+            "[scheduler]\nlease = \"2999ms\"\n",
+            "jobs.toml:2:",
+            "lease = 2s999ms: a lease is renewed",
+        ),
+        (
+            "[scheduler]\nheartbeat_interval = \"5ms\"\n",
+            "jobs.toml:2:",
+            "heartbeat_interval = 5ms: use at least 10ms",
+        ),
+    ] {
+        let err = kairos::config::Config::parse(toml, "jobs.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(place) && err.contains(says),
+            "{toml}: {err}"
+        );
+    }
+    // A timeout the file sets against an interval only the builder sets.
+    let toml = "[scheduler]\nheartbeat_timeout = \"5s\"\n";
+    let Err(err) = node_builder(&db.url, registry(), Some(toml))
+        .heartbeat_interval(Duration::from_secs(2))
+        .build()
+        .await
+    else {
         panic!("a timeout of two heartbeats is refused");
     };
-    assert!(err.to_string().contains("heartbeat_timeout = 2s"), "{err}");
+    assert!(err.to_string().contains("at least 6s"), "{err}");
     let toml = "[scheduler]\nlease = \"10s\"\nheartbeat_interval = \"1s\"\n";
     let node = node_builder(&db.url, registry(), Some(toml))
         .build()

@@ -87,6 +87,7 @@ mod resolve;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub use crate::job::Defaults;
 use crate::job::{JobSpec, TaskPolicy};
@@ -181,6 +182,47 @@ pub struct SchedulerConfig {
     /// The name this node shows under in `kairos nodes list` (`node_name`);
     /// `KAIROS_NODE_NAME` wins over it.
     pub node_name: Option<String>,
+}
+
+/// The shortest lease a node accepts: it renews every third of it.
+pub(crate) const MIN_LEASE: Duration = Duration::from_secs(3);
+/// The shortest heartbeat interval a node accepts.
+pub(crate) const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(10);
+
+/// What is wrong with a lease, if anything.
+pub(crate) fn lease_problem(lease: Duration) -> Option<String> {
+    (lease < MIN_LEASE).then(|| {
+        format!(
+            "lease = {}: a lease is renewed every third of it, so one shorter than 3s may run \
+             out under a live node; use at least 3s",
+            crate::schedule::format_duration(lease)
+        )
+    })
+}
+
+/// What is wrong with a heartbeat interval, if anything.
+pub(crate) fn heartbeat_interval_problem(interval: Duration) -> Option<String> {
+    (interval < MIN_HEARTBEAT_INTERVAL).then(|| {
+        format!(
+            "heartbeat_interval = {}: use at least {}",
+            crate::schedule::format_duration(interval),
+            crate::schedule::format_duration(MIN_HEARTBEAT_INTERVAL)
+        )
+    })
+}
+
+/// What is wrong with a heartbeat timeout given the interval, if anything: a node
+/// must miss at least three heartbeats before it counts as dead.
+pub(crate) fn heartbeat_timeout_problem(timeout: Duration, interval: Duration) -> Option<String> {
+    (timeout < interval * 3).then(|| {
+        format!(
+            "heartbeat_timeout = {} with heartbeat_interval = {}: a node would be declared dead \
+             after missing fewer than three heartbeats; use a timeout of at least {}",
+            crate::schedule::format_duration(timeout),
+            crate::schedule::format_duration(interval),
+            crate::schedule::format_duration(interval * 3)
+        )
+    })
 }
 
 /// Longest node name accepted, in characters.

@@ -589,6 +589,7 @@ fn parse_scheduler(cx: &Cx<'_>, e: &Entry<'_, '_>, config: &mut Config) -> Resul
         name: "[scheduler]".to_string(),
         keys: SCHEDULER_KEYS,
     };
+    let mut timeout_span = None;
     for e in entries(cx, table, SCHEDULER_KEYS, Some("[scheduler]"))? {
         match e.key {
             "database_url" => config.scheduler.database_url = Some(t.non_empty(&e)?),
@@ -604,12 +605,23 @@ fn parse_scheduler(cx: &Cx<'_>, e: &Entry<'_, '_>, config: &mut Config) -> Resul
             "timezone" => config.defaults.timezone = t.timezone(&e)?.value,
             "shutdown_grace" => config.scheduler.shutdown_grace = Some(t.duration(&e, true)?),
             "connect_timeout" => config.scheduler.connect_timeout = Some(t.duration(&e, false)?),
-            "lease" => config.scheduler.lease = Some(t.duration(&e, false)?),
+            "lease" => {
+                let lease = t.duration(&e, false)?;
+                if let Some(problem) = super::lease_problem(lease) {
+                    return Err(cx.err(&e.span(), format!("[scheduler] {problem}")));
+                }
+                config.scheduler.lease = Some(lease);
+            }
             "heartbeat_interval" => {
-                config.scheduler.heartbeat_interval = Some(t.duration(&e, false)?)
+                let interval = t.duration(&e, false)?;
+                if let Some(problem) = super::heartbeat_interval_problem(interval) {
+                    return Err(cx.err(&e.span(), format!("[scheduler] {problem}")));
+                }
+                config.scheduler.heartbeat_interval = Some(interval);
             }
             "heartbeat_timeout" => {
-                config.scheduler.heartbeat_timeout = Some(t.duration(&e, false)?)
+                config.scheduler.heartbeat_timeout = Some(t.duration(&e, false)?);
+                timeout_span = Some(e.span());
             }
             "node_name" => {
                 let name = t.non_empty(&e)?;
@@ -620,6 +632,16 @@ fn parse_scheduler(cx: &Cx<'_>, e: &Entry<'_, '_>, config: &mut Config) -> Resul
             }
             _ => unreachable!("entries() refuses other keys"),
         }
+    }
+    // Checked here when the file sets both; otherwise (the builder may set the
+    // interval) when the node is built.
+    if let (Some(span), Some(timeout), Some(interval)) = (
+        timeout_span,
+        config.scheduler.heartbeat_timeout,
+        config.scheduler.heartbeat_interval,
+    ) && let Some(problem) = super::heartbeat_timeout_problem(timeout, interval)
+    {
+        return Err(cx.err(&span, format!("[scheduler] {problem}")));
     }
     Ok(())
 }

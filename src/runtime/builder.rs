@@ -16,8 +16,6 @@ use super::{Scheduler, Shared, Signals};
 
 /// How long a claimed run stays owned without a renewal, by default.
 pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(60);
-/// The shortest lease a node accepts: it renews every third of it.
-const MIN_LEASE: Duration = Duration::from_secs(3);
 /// How often a node beats its heartbeat and renews its leases, by default.
 pub(crate) const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
 /// After how long without a heartbeat a node is declared dead, by default. With the
@@ -337,6 +335,39 @@ impl SchedulerBuilder {
         )
         .map_err(BuildError::Invalid)?;
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        // Settings are checked before the database is opened (or created).
+        let lease = self
+            .lease
+            .or(config.scheduler.lease)
+            .unwrap_or(DEFAULT_LEASE);
+        let heartbeat_interval = self
+            .heartbeat_interval
+            .or(config.scheduler.heartbeat_interval)
+            .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL);
+        let heartbeat_timeout = self
+            .heartbeat_timeout
+            .or(config.scheduler.heartbeat_timeout)
+            .unwrap_or(DEFAULT_HEARTBEAT_TIMEOUT);
+        if let Some(problem) = crate::config::lease_problem(lease)
+            .or_else(|| crate::config::heartbeat_interval_problem(heartbeat_interval))
+            .or_else(|| {
+                crate::config::heartbeat_timeout_problem(heartbeat_timeout, heartbeat_interval)
+            })
+        {
+            return Err(BuildError::Invalid(problem));
+        }
+        let lead = match self.lead {
+            Some(d) if d > MAX_LEAD => {
+                return Err(BuildError::Invalid(format!(
+                    "lead = {}: use at most {} (runs would show as running long before they start)",
+                    crate::schedule::format_duration(d),
+                    crate::schedule::format_duration(MAX_LEAD)
+                )));
+            }
+            Some(d) => d,
+            None if clock.is_wall_clock() => DEFAULT_LEAD,
+            None => Duration::ZERO,
+        };
         let timeout = self
             .connect_timeout
             .or(config.scheduler.connect_timeout)
@@ -406,52 +437,6 @@ impl SchedulerBuilder {
                     )
                 })
                 .collect(),
-        };
-        let lease = self
-            .lease
-            .or(config.scheduler.lease)
-            .unwrap_or(DEFAULT_LEASE);
-        if lease < MIN_LEASE {
-            return Err(BuildError::Invalid(format!(
-                "lease = {}: a lease is renewed every third of it, so one shorter than 3s \
-                 may run out under a live node; use at least 3s",
-                crate::schedule::format_duration(lease)
-            )));
-        }
-        let heartbeat_interval = self
-            .heartbeat_interval
-            .or(config.scheduler.heartbeat_interval)
-            .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL);
-        if heartbeat_interval < Duration::from_millis(10) {
-            return Err(BuildError::Invalid(format!(
-                "heartbeat_interval = {}: use at least 10ms",
-                crate::schedule::format_duration(heartbeat_interval)
-            )));
-        }
-        let heartbeat_timeout = self
-            .heartbeat_timeout
-            .or(config.scheduler.heartbeat_timeout)
-            .unwrap_or(DEFAULT_HEARTBEAT_TIMEOUT);
-        if heartbeat_timeout < heartbeat_interval * 3 {
-            return Err(BuildError::Invalid(format!(
-                "heartbeat_timeout = {} with heartbeat_interval = {}: a node would be declared \
-                 dead after missing fewer than three heartbeats; use a timeout of at least {}",
-                crate::schedule::format_duration(heartbeat_timeout),
-                crate::schedule::format_duration(heartbeat_interval),
-                crate::schedule::format_duration(heartbeat_interval * 3)
-            )));
-        }
-        let lead = match self.lead {
-            Some(d) if d > MAX_LEAD => {
-                return Err(BuildError::Invalid(format!(
-                    "lead = {}: use at most {} (runs would show as running long before they start)",
-                    crate::schedule::format_duration(d),
-                    crate::schedule::format_duration(MAX_LEAD)
-                )));
-            }
-            Some(d) => d,
-            None if clock.is_wall_clock() => DEFAULT_LEAD,
-            None => Duration::ZERO,
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let (report_tx, report_rx) = mpsc::unbounded_channel();
