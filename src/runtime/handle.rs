@@ -128,7 +128,8 @@ impl SchedulerHandle {
         }
     }
 
-    /// Pauses a job: its slots pass without runs until resumed.
+    /// Pauses a job: it fires nothing until resumed. On resume, the slots that passed
+    /// meanwhile are handled by its misfire policy, as slots missed while no node ran.
     pub async fn pause_job(&self, name: &str) -> Result<Job, Error> {
         self.shared.admin.pause_job(name).await
     }
