@@ -71,11 +71,20 @@ fn release_loop(gate: &Gate) {
                 groups = gate.earlier.wait(groups).unwrap_or_else(|e| e.into_inner());
             }
             Some(at) if at > now => {
-                groups = gate
+                let (guard, waited) = gate
                     .earlier
                     .wait_timeout(groups, at - now)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
+                    .unwrap_or_else(|e| e.into_inner());
+                groups = guard;
+                let left = at.saturating_duration_since(Instant::now());
+                if waited.timed_out() && left > GRAIN {
+                    // The wait ended early by the process's clock: the kernel's clock
+                    // is ahead of it (see `wait_for_release`). Sleep the rest by a
+                    // relative timer rather than spin until the time comes.
+                    drop(groups);
+                    std::thread::sleep(left);
+                    groups = gate.groups.lock().unwrap_or_else(|e| e.into_inner());
+                }
             }
             Some(_) => {
                 let later = groups.split_off(&(now + Duration::from_nanos(1)));
@@ -88,6 +97,22 @@ fn release_loop(gate: &Gate) {
                 }
             }
         }
+    }
+}
+
+/// How late after its time a group is released by the runtime's own timer should the
+/// gate's thread not wake for it.
+const BACKSTOP: Duration = Duration::from_millis(5);
+
+/// Waits for the gate's thread to release the group waiting for `at`, or for the
+/// runtime's timer a little later. The thread sleeps until a deadline the kernel
+/// reads on its own monotonic clock, which is not always the one the process reads:
+/// under a library that fakes the process's clocks (libfaketime, to test skew), the
+/// thread would oversleep by the offset.
+async fn wait_for_release(rx: oneshot::Receiver<()>, at: Instant) {
+    tokio::select! {
+        _ = rx => {}
+        _ = tokio::time::sleep_until((at + BACKSTOP).into()) => {}
     }
 }
 
@@ -121,7 +146,7 @@ impl Starts {
         // runtime: a thousand wake-ups from the thread would each cross into the
         // runtime (and took half a millisecond before the first run started).
         tokio::spawn(async move {
-            let _ = rx.await;
+            wait_for_release(rx, at).await;
             let since = u64::try_from(origin().elapsed().as_nanos()).unwrap_or(u64::MAX);
             released_at.store(since.max(1), Ordering::Release);
             leader.released.store(true, Ordering::Release);
@@ -235,6 +260,18 @@ mod tests {
             .expect("the run of the node still running was never released")
             .unwrap();
         assert!(woke >= at, "released {:?} early", at - woke);
+    }
+
+    /// A group the gate's thread does not release (its timer runs on a clock other
+    /// than the process's) is released by the runtime's timer, a little late.
+    #[tokio::test]
+    async fn a_group_the_thread_misses_is_released_by_the_backstop() {
+        let (_never, rx) = oneshot::channel();
+        let at = Instant::now() + Duration::from_millis(20);
+        tokio::time::timeout(Duration::from_secs(5), wait_for_release(rx, at))
+            .await
+            .expect("never released");
+        assert!(Instant::now() >= at + BACKSTOP);
     }
 
     #[tokio::test]
