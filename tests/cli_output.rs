@@ -683,6 +683,30 @@ fn every_flag_in_help_is_described() {
     }
 }
 
+/// `--help` names the environment variables that hold secrets (the database URL with
+/// its password, the API token) but never shows their values.
+#[test]
+fn help_names_secret_variables_without_their_values() {
+    let url = "postgres://kairos:hunter2@127.0.0.1:1/app";
+    let env = [("KAIROS_ADMIN_TOKEN", "tok-s3cret")];
+    for args in [
+        &["--help"][..],
+        &["runs", "show", "--help"],
+        &["nodes", "pause", "--help"],
+        &["serve", "--help"],
+    ] {
+        let out = kairos_env(url, args, &env).ok();
+        assert!(
+            out.stdout.contains("KAIROS_DATABASE_URL"),
+            "{args:?}: {out:#?}"
+        );
+        assert!(!out.stdout.contains("hunter2"), "{args:?}: {out:#?}");
+        assert!(!out.stdout.contains("tok-s3cret"), "{args:?}: {out:#?}");
+    }
+    let serve = kairos_env(url, &["serve", "--help"], &env).ok();
+    assert!(serve.stdout.contains("KAIROS_ADMIN_TOKEN"), "{serve:#?}");
+}
+
 /// Placeholders in `--help` and in usage errors are upper-case names (`<DURATION>`),
 /// not Rust identifiers.
 #[test]

@@ -48,7 +48,13 @@ use output::Out;
 )]
 pub struct Cli {
     /// Database URL (sqlite://file.db or postgres://user:pass@host/db).
-    #[arg(long, env = "KAIROS_DATABASE_URL", global = true)]
+    // The value stays out of `--help`: a PostgreSQL URL carries its password.
+    #[arg(
+        long,
+        env = "KAIROS_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
     database_url: Option<String>,
     /// Configuration file (default: jobs.toml, read if it exists; a file named here
     /// must exist).
