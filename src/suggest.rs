@@ -67,15 +67,25 @@ pub(crate) fn list_names<'a>(names: impl IntoIterator<Item = &'a str>, max: usiz
 /// The tail of an unknown-name error: a suggestion if one is close, then the known
 /// names (`what` says what they are, e.g. "tasks"), or `none` when there are none.
 pub(crate) fn hint(name: &str, known: &[&str], what: &str, none: &str) -> String {
-    if known.is_empty() {
+    hint_listing(
+        name,
+        known,
+        &format!("known {what}: {}", list_names(known.iter().copied(), 20)),
+        none,
+    )
+}
+
+/// [`hint`] where the suggestion is picked from more than the list shows (a node is
+/// suggested by name or id, but ids are too long to list): a suggestion if one of
+/// `candidates` is close, then `listing` as given, or `none` when there are no
+/// candidates.
+pub(crate) fn hint_listing(name: &str, candidates: &[&str], listing: &str, none: &str) -> String {
+    if candidates.is_empty() {
         return format!("; {none}");
     }
-    let dym = did_you_mean(name, known.iter().copied());
+    let dym = did_you_mean(name, candidates.iter().copied());
     let sep = if dym.is_empty() { ";" } else { "" };
-    format!(
-        "{dym}{sep} known {what}: {}",
-        list_names(known.iter().copied(), 20)
-    )
+    format!("{dym}{sep} {listing}")
 }
 
 #[cfg(test)]
@@ -118,6 +128,10 @@ mod tests {
         assert_eq!(
             hint("x", &[], "jobs", "there are no jobs"),
             "; there are no jobs"
+        );
+        assert_eq!(
+            hint_listing("0192a", &["a", "0192b"], "known: a", "none"),
+            "; did you mean `0192b`? known: a"
         );
     }
 }

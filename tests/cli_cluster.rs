@@ -270,6 +270,46 @@ async fn a_node_is_listed_paused_and_resumed_by_the_name_its_operator_gave() {
     }
 }
 
+/// An unknown node is answered with the names to give, each once and the live ones
+/// first, rather than every name and id ever recorded; a near miss of a name or an id
+/// is still suggested.
+#[tokio::test]
+async fn an_unknown_node_is_answered_with_each_known_name_once() {
+    let db = common::sqlite();
+    let url = db.url.as_str();
+    let first = start_named(url, Some("worker-1")).await;
+    start_named(url, Some("worker-2")).await.stop().await;
+    start_named(url, Some("worker-3")).await.stop().await;
+    let restarted = start_named(url, Some("worker-2")).await;
+
+    let err = cli(url, &["nodes", "pause", "no-such-node"]).await.fails();
+    assert_eq!(
+        err.trim_end(),
+        "error: no node `no-such-node`; live nodes: worker-2, worker-1; stopped or dead: \
+         worker-3; `kairos nodes list` shows their ids"
+    );
+    let err = cli(url, &["nodes", "resume", "worker-9"]).await.fails();
+    assert!(
+        err.contains("did you mean `worker-1`? live nodes:"),
+        "{err}"
+    );
+    let mut typo = restarted.id.clone();
+    let last = if typo.ends_with('0') { "1" } else { "0" };
+    typo.replace_range(typo.len() - 1.., last);
+    let err = cli(url, &["nodes", "pause", &typo]).await.fails();
+    assert!(
+        err.contains(&format!("did you mean `{}`?", restarted.id)),
+        "{err}"
+    );
+    restarted.stop().await;
+    first.stop().await;
+    let err = cli(url, &["nodes", "pause", "no-such-node"]).await.fails();
+    assert!(
+        err.contains("no node is live; stopped or dead: worker-2, worker-3, worker-1;"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn pausing_every_node_holds_later_nodes_too() {
     for db in common::databases("pausing_every_node_holds_later_nodes").await {

@@ -74,21 +74,22 @@ fn find_node(nodes: &[NodeInfo], key: &str) -> Result<String, Error> {
         return Ok(key.to_string());
     }
     let named: Vec<&NodeInfo> = nodes.iter().filter(|n| n.name == key).collect();
-    let live: Vec<&NodeInfo> = named
-        .iter()
-        .copied()
-        .filter(|n| n.alive && n.status == "running")
-        .collect();
+    let live: Vec<&NodeInfo> = named.iter().copied().filter(|n| is_live(n)).collect();
     match (named.as_slice(), live.as_slice()) {
         ([one], _) | (_, [one]) => Ok(one.id.clone()),
         ([], _) => {
-            let known: Vec<&str> = nodes
+            let candidates: Vec<&str> = nodes
                 .iter()
                 .flat_map(|n| [n.name.as_str(), n.id.as_str()])
                 .collect();
             Err(Error::NodeNotFound {
                 name: key.to_string(),
-                hint: crate::suggest::hint(key, &known, "nodes", "no node has run yet"),
+                hint: crate::suggest::hint_listing(
+                    key,
+                    &candidates,
+                    &known_nodes(nodes),
+                    "no node has run yet",
+                ),
             })
         }
         (many, _) => Err(Error::Conflict {
@@ -108,4 +109,39 @@ fn find_node(nodes: &[NodeInfo], key: &str) -> Result<String, Error> {
             ),
         }),
     }
+}
+
+/// The names of `nodes` for an error message: each once, the live ones first (a name
+/// is shared by every restart of a pod), and where to find the ids, which are too long
+/// to list.
+fn known_nodes(nodes: &[NodeInfo]) -> String {
+    let mut live: Vec<&str> = Vec::new();
+    let mut others: Vec<&str> = Vec::new();
+    for n in nodes.iter().filter(|n| is_live(n)) {
+        if !live.contains(&n.name.as_str()) {
+            live.push(&n.name);
+        }
+    }
+    for n in nodes.iter().filter(|n| !is_live(n)) {
+        if !live.contains(&n.name.as_str()) && !others.contains(&n.name.as_str()) {
+            others.push(&n.name);
+        }
+    }
+    let list = |names: &[&str]| crate::suggest::list_names(names.iter().copied(), 20);
+    let mut parts = Vec::new();
+    if live.is_empty() {
+        parts.push("no node is live".to_string());
+    } else {
+        parts.push(format!("live nodes: {}", list(&live)));
+    }
+    if !others.is_empty() {
+        parts.push(format!("stopped or dead: {}", list(&others)));
+    }
+    parts.push("`kairos nodes list` shows their ids".to_string());
+    parts.join("; ")
+}
+
+/// Whether the node is running and heard from recently.
+fn is_live(n: &NodeInfo) -> bool {
+    n.alive && n.status == "running"
 }
