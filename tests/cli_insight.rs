@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::cli::{Node, cli, cli_json, enqueue, noop};
+use common::cli::{Node, cli, cli_json, enqueue, kairos, noop};
 use futures::future::BoxFuture;
 use kairos::task::TaskOutcome;
 use kairos::{Registry, RunStatus, TaskContext, TaskDef};
@@ -104,4 +104,27 @@ async fn stats_health_and_cleanup() {
     let out = cli(url, &["health"]).await;
     assert_eq!(out.code, 1, "{out:#?}");
     assert!(out.stdout.contains("unhealthy"), "{out:#?}");
+}
+
+/// A zero `--max-age` would call every node stale: it is refused as a usage error
+/// (exit 2) that says what to give, before any database is read.
+#[test]
+fn health_refuses_a_zero_max_age() {
+    for age in ["0s", "0ms"] {
+        let out = kairos("sqlite://unused.db", &["health", "--max-age", age]);
+        assert_eq!(out.code, 2, "{out:#?}");
+        assert!(out.stdout.is_empty(), "{out:#?}");
+        assert!(
+            out.stderr.starts_with("error: ")
+                && out.stderr.contains("--max-age")
+                && out.stderr.contains("e.g. 10s"),
+            "{out:#?}"
+        );
+        let out = kairos(
+            "sqlite://unused.db",
+            &["health", "--max-age", age, "--json"],
+        );
+        assert_eq!(out.code, 2, "{out:#?}");
+        assert_eq!(out.json()["error"]["code"], "usage", "{out:#?}");
+    }
 }

@@ -60,8 +60,22 @@ pub(super) struct StatsArgs {
 #[derive(Debug, clap::Args)]
 pub(super) struct HealthArgs {
     /// A node's heartbeat older than this is stale.
-    #[arg(long, default_value = "30s", value_parser = super::parse_duration_arg)]
+    #[arg(long, default_value = "30s", value_parser = parse_max_age)]
     max_age: Duration,
+}
+
+/// `--max-age`: more than zero, since no heartbeat is ever 0s old and a zero age would
+/// make every cluster unhealthy.
+fn parse_max_age(s: &str) -> Result<Duration, String> {
+    let age = super::parse_duration_arg(s)?;
+    if age.is_zero() {
+        return Err(
+            "a max age of zero calls every node stale; give how old a node's last \
+                    heartbeat may be, e.g. 10s"
+                .into(),
+        );
+    }
+    Ok(age)
 }
 
 #[derive(Debug, Subcommand)]
