@@ -128,3 +128,35 @@ fn health_refuses_a_zero_max_age() {
         assert_eq!(out.json()["error"]["code"], "usage", "{out:#?}");
     }
 }
+
+/// `health` judges a node live as `nodes list` does: a running node silent for 15 s
+/// (killed, say) is dead to both, unless `--max-age` gives it longer.
+#[tokio::test]
+async fn health_and_nodes_list_agree_on_a_silent_node() {
+    for db in common::databases("health_agrees_with_nodes_list").await {
+        let url = db.url.as_str();
+        cli(url, &["migrate"]).await.ok();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        kairos::test_support::insert_node(url, "killed", "running", now_ms - 15_000)
+            .await
+            .unwrap();
+        let nodes = cli_json(url, &["nodes", "list"]).await;
+        assert_eq!(nodes[0]["alive"], false, "{}: {nodes:#}", db.name);
+
+        let out = cli(url, &["health"]).await;
+        assert_eq!(out.code, 1, "{}: {out:#?}", db.name);
+        assert!(
+            out.stdout
+                .starts_with("unhealthy: no node beat in the last 10s"),
+            "{}: {out:#?}",
+            db.name
+        );
+        let out = cli(url, &["health", "--max-age", "30s"]).await.ok();
+        assert!(out.stdout.starts_with("healthy"), "{}: {out:#?}", db.name);
+    }
+    let help = kairos("sqlite://unused.db", &["health", "--help"]).ok();
+    assert!(help.stdout.contains("[default: 10s]"), "{help:#?}");
+}

@@ -91,8 +91,8 @@ enum Command {
     Tasks(system::TasksCmd),
     /// Counts by status, queue depths, throughput and per-task durations.
     Stats(system::StatsArgs),
-    /// Exit 0 when the database answers and a node's heartbeat is fresh, else 1 with
-    /// the reason.
+    /// Exit 0 when the database answers and a node is alive (heard from within
+    /// --max-age), else 1 with the reason.
     Health(system::HealthArgs),
     /// Cron expression tools.
     #[command(subcommand)]
