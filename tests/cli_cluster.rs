@@ -310,6 +310,58 @@ async fn an_unknown_node_is_answered_with_each_known_name_once() {
     );
 }
 
+/// Pausing a stopped node succeeds but says, on stderr, that it has no effect (the
+/// node never runs again) and how to hold nodes that start later; pausing a live node
+/// or one declared dead (which may come back) says nothing more.
+#[tokio::test]
+async fn pausing_a_stopped_node_notes_that_it_has_no_effect() {
+    for db in common::databases("pausing_a_stopped_node").await {
+        let url = db.url.as_str();
+        let stopped = start_named(url, Some("worker-3")).await;
+        let stopped_id = stopped.id.clone();
+        stopped.stop().await;
+        let live = start_named(url, Some("worker-1")).await;
+
+        let out = cli(url, &["nodes", "pause", "worker-3"]).await.ok();
+        assert_eq!(
+            out.stdout.trim(),
+            format!("paused node worker-3 ({stopped_id})")
+        );
+        assert_eq!(
+            out.stderr.trim_end(),
+            format!(
+                "note: node worker-3 ({stopped_id}) is stopped and never runs again (a node \
+                 that starts again gets a new id), so this pause has no effect; `kairos \
+                 nodes pause` with no name pauses every node, including those that start \
+                 later"
+            ),
+            "{}",
+            db.name
+        );
+        let out = cli(url, &["nodes", "pause", &stopped_id, "--json"])
+            .await
+            .ok();
+        assert_eq!(out.json()[0]["status"], "stopped", "{out:#?}");
+        assert!(out.stderr.starts_with("note: node "), "{out:#?}");
+
+        let out = cli(url, &["nodes", "pause", "worker-1"]).await.ok();
+        assert!(out.stderr.is_empty(), "{}: {out:#?}", db.name);
+        // Declared dead a minute ago (recent enough that retention keeps it).
+        let beat = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+            - 60_000;
+        kairos::test_support::insert_node(url, "declared-dead", "dead", beat)
+            .await
+            .unwrap();
+        let out = cli(url, &["nodes", "pause", "declared-dead"]).await.ok();
+        assert_eq!(out.stdout.trim(), "paused node declared-dead", "{out:#?}");
+        assert!(out.stderr.is_empty(), "{}: {out:#?}", db.name);
+        live.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn pausing_every_node_holds_later_nodes_too() {
     for db in common::databases("pausing_every_node_holds_later_nodes").await {

@@ -1,6 +1,7 @@
 //! `kairos queues|nodes|tasks|migrate`: the cluster's queues and nodes, the published
 //! tasks, and the schema.
 
+use std::io::Write;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -144,9 +145,16 @@ pub(super) async fn nodes(
     };
     let nodes = admin.set_nodes_paused(id.as_deref(), paused).await?;
     let verb = if paused { "paused" } else { "resumed" };
+    // Named as the operator named it, with the id when that was a name.
+    let named = |key: &str, n: &NodeInfo| {
+        if key == n.id {
+            key.to_string()
+        } else {
+            format!("{key} ({})", n.id)
+        }
+    };
     out.print(&nodes, || match (&id, nodes.as_slice()) {
-        // Named as the operator named it, with the id when that was a name.
-        (Some(key), [n]) if *key != n.id => format!("{verb} node {key} ({})", n.id),
+        (Some(key), [n]) => format!("{verb} node {}", named(key, n)),
         (Some(key), _) => format!("{verb} node {key}"),
         (None, _) => format!(
             "{verb} every node ({} known{})",
@@ -157,7 +165,22 @@ pub(super) async fn nodes(
                 ""
             }
         ),
-    })
+    })?;
+    if let (true, Some(key), [n]) = (paused, &id, nodes.as_slice())
+        && n.status == "stopped"
+    {
+        // The pause is recorded, but a stopped node never runs again: every start of a
+        // node gets a new id, so an operator who meant to hold the restarted process
+        // would find it running. A dead node may still come back, so it gets no note.
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: node {} is stopped and never runs again (a node that starts again \
+             gets a new id), so this pause has no effect; `kairos nodes pause` with no \
+             name pauses every node, including those that start later",
+            named(key, n)
+        );
+    }
+    Ok(())
 }
 
 pub(super) async fn tasks(cmd: TasksCmd, admin: &Admin, out: &mut Out<'_>) -> Result<(), CliError> {
