@@ -403,8 +403,29 @@ async fn resuming_every_node_undoes_a_pause_by_id_too() {
     cli(&db.url, &["nodes", "pause", &node.id]).await.ok();
     let held = enqueue(&db.url, &["hello"]).await;
     assert_stays_queued(&node.admin, held).await;
-    cli(&db.url, &["nodes", "resume"]).await.ok();
+    // Both the output and the help say that every pause is lifted.
+    let out = cli(&db.url, &["nodes", "resume"]).await.ok();
+    assert_eq!(
+        out.stdout.trim(),
+        "resumed every node (1 known), including nodes paused one by one by id or name"
+    );
     common::wait_status(&node.admin, held, RunStatus::Succeeded).await;
+    let help = cli(&db.url, &["nodes", "resume", "--help"])
+        .await
+        .ok()
+        .stdout;
+    assert!(
+        help.starts_with(
+            "Start runs again on a node, or on every node (no id), which also lifts the \
+             pauses of nodes paused one by one"
+        ),
+        "{help}"
+    );
+    let listed = cli(&db.url, &["nodes", "--help"]).await.ok().stdout;
+    assert!(
+        listed.contains("lifts the pauses of nodes paused one by one"),
+        "{listed}"
+    );
     node.stop().await;
 }
 

@@ -42,9 +42,11 @@ pub(super) enum NodesCmd {
         /// Node id or name (see `kairos nodes list`); every node when left out.
         id: Option<String>,
     },
-    /// Start runs again on a node, or on every node (no id).
+    /// Start runs again on a node, or on every node (no id), which also lifts the
+    /// pauses of nodes paused one by one.
     Resume {
-        /// Node id or name; every node when left out.
+        /// Node id or name; every node when left out, including those paused by id or
+        /// name.
         id: Option<String>,
     },
 }
@@ -156,14 +158,13 @@ pub(super) async fn nodes(
     out.print(&nodes, || match (&id, nodes.as_slice()) {
         (Some(key), [n]) => format!("{verb} node {}", named(key, n)),
         (Some(key), _) => format!("{verb} node {key}"),
+        (None, _) if paused => format!(
+            "paused every node ({} known; nodes that start later are paused too)",
+            nodes.len()
+        ),
         (None, _) => format!(
-            "{verb} every node ({} known{})",
-            nodes.len(),
-            if paused {
-                "; nodes that start later are paused too"
-            } else {
-                ""
-            }
+            "resumed every node ({} known), including nodes paused one by one by id or name",
+            nodes.len()
         ),
     })?;
     if let (true, Some(key), [n]) = (paused, &id, nodes.as_slice())
