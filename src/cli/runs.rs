@@ -365,11 +365,6 @@ fn deliveries_text(r: &Run, deliveries: &[RunDelivery]) -> String {
 }
 
 fn run_detail(r: &Run, node_name: Option<&str>) -> String {
-    let attempt = if r.status.is_finished() {
-        format!("{} (at most {} allowed)", r.attempt, r.max_attempts)
-    } else {
-        format!("{} of at most {}", r.attempt, r.max_attempts)
-    };
     let tags = if r.tags.is_empty() {
         "-".to_string()
     } else {
@@ -386,7 +381,11 @@ fn run_detail(r: &Run, node_name: Option<&str>) -> String {
         ("job", r.job.clone().unwrap_or_else(|| "-".into())),
         ("origin", r.origin.to_string()),
         ("status", r.status.to_string()),
-        ("attempts", attempt),
+        // Worded alike whether the run may still make more attempts or is finished.
+        (
+            "attempts",
+            format!("{} of at most {}", r.attempt, r.max_attempts),
+        ),
         ("priority", r.priority.to_string()),
         ("params", r.params.to_string()),
         ("tags", tags),
