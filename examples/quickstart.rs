@@ -1,7 +1,8 @@
 //! The kairos quickstart: an application with a cron job, an interval job, a task with
 //! params enqueued at start, and a flaky task that fails, retries and ends in its
-//! `on_failure` callback. It runs the embedded scheduler on the SQLite default
-//! (`kairos.db` in the working directory) until Ctrl-C.
+//! `on_failure` callback. It runs the embedded scheduler until Ctrl-C on
+//! `KAIROS_DATABASE_URL`, else jobs.toml's `database_url`, else the SQLite default
+//! (`kairos.db` in the working directory), and logs which.
 //!
 //! ```text
 //! cargo run --example quickstart
@@ -104,8 +105,17 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
 
+    // The database as the builder would pick it (KAIROS_DATABASE_URL, else jobs.toml's
+    // `database_url`, else ./kairos.db), resolved here so the log names the one used.
+    let config = kairos::config::Config::load("jobs.toml".as_ref())?;
+    let database = std::env::var(kairos::DATABASE_URL_ENV)
+        .ok()
+        .filter(|url| !url.is_empty())
+        .or_else(|| config.scheduler.database_url.clone())
+        .unwrap_or_else(|| kairos::DEFAULT_DATABASE_URL.to_string());
     let scheduler = Scheduler::builder()
-        .config_file("jobs.toml")
+        .config(config)
+        .database_url(&database)
         .build()
         .await?;
     let handle = scheduler.handle();
@@ -141,7 +151,24 @@ async fn main() -> anyhow::Result<()> {
             h.shutdown();
         });
     }
-    tracing::info!("kairos quickstart running on kairos.db; press Ctrl-C to stop");
+    tracing::info!(
+        "kairos quickstart running on {}; press Ctrl-C to stop",
+        without_password(&database)
+    );
     scheduler.run_until_signal().await?;
     Ok(())
+}
+
+/// `url` with the password of `scheme://user:password@host` replaced by `***`, for logs.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((auth, host)) if auth.contains(':') && !auth.contains('/') => {
+            let user = auth.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_string(),
+    }
 }

@@ -2,12 +2,14 @@
 //! files, folders and config files, files that are not databases and servers that do
 //! not answer give errors naming the database and the cause, quickly; `kairos migrate`
 //! creates a database and repairs a dropped table. And many processes (CLI or nodes)
-//! starting at once on a fresh database all succeed.
+//! starting at once on a fresh database all succeed. The quickstart example logs the
+//! database it runs on, password hidden.
 
 mod common;
 
-use std::path::Path;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use kairos::{Admin, Registry, Scheduler, TaskDef};
 use serde_json::Value;
@@ -498,4 +500,135 @@ async fn nodes_and_migrates_started_together_all_succeed() {
             assert_eq!(code, 0, "{}: {err}", db.name);
         }
     }
+}
+
+// ---------------------------------------------------------------------------------
+// The quickstart example
+
+/// Builds the quickstart example (nothing to do once `cargo test` built the examples)
+/// and returns its executable.
+fn quickstart_executable() -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "build",
+            "--example",
+            "quickstart",
+            "--message-format",
+            "json",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "quickstart")
+        .and_then(|m| m["executable"].as_str().map(PathBuf::from))
+        .expect("cargo names the quickstart's executable")
+}
+
+/// Runs the quickstart for a second in `dir`, with the repository's jobs.toml (its
+/// `database_url` set to `database_url` when given) and the environment `env`: its log.
+fn run_quickstart(
+    exe: &Path,
+    dir: &Path,
+    database_url: Option<&str>,
+    env: &[(&str, &str)],
+) -> String {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut toml = std::fs::read_to_string(repo.join("jobs.toml")).unwrap();
+    if let Some(url) = database_url {
+        toml = toml.replace(
+            "[scheduler]\n",
+            &format!("[scheduler]\ndatabase_url = \"{url}\"\n"),
+        );
+    }
+    std::fs::write(dir.join("jobs.toml"), toml).unwrap();
+    let mut child = Command::new(exe)
+        .current_dir(dir)
+        .env_remove("KAIROS_DATABASE_URL")
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .env("KAIROS_QUICKSTART_SECONDS", "1")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the quickstart");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the quickstart did not stop by itself");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{log}");
+    log
+}
+
+/// The line of the quickstart's log that names its database.
+#[track_caller]
+fn running_on(log: &str) -> &str {
+    log.lines()
+        .find(|l| l.contains("kairos quickstart running on"))
+        .unwrap_or_else(|| panic!("no line names the database: {log}"))
+}
+
+/// The quickstart logs the database it runs on, from KAIROS_DATABASE_URL or jobs.toml,
+/// never the SQLite default it does not use, and never a password.
+#[tokio::test]
+async fn the_quickstart_logs_the_database_it_runs_on_without_its_password() {
+    let exe = tokio::task::spawn_blocking(quickstart_executable)
+        .await
+        .unwrap();
+    for db in common::databases("the_quickstart_logs_its_database").await {
+        let dir = tempfile::tempdir().unwrap();
+        let (exe, path, url) = (exe.clone(), dir.path().to_path_buf(), db.url.clone());
+        let log = tokio::task::spawn_blocking(move || {
+            run_quickstart(&exe, &path, None, &[("KAIROS_DATABASE_URL", &url)])
+        })
+        .await
+        .unwrap();
+        let line = running_on(&log);
+        let shown = match db.url.split_once('@') {
+            // postgres://user:password@host/db
+            Some((user_password, host)) => {
+                let (user, password) = user_password.rsplit_once(':').unwrap();
+                assert!(!line.contains(&format!(":{password}@")), "{line}");
+                format!("{user}:***@{host}")
+            }
+            None => db.url.clone(),
+        };
+        assert!(
+            line.contains(&format!("running on {shown}; press Ctrl-C")),
+            "{}: {line}",
+            db.name
+        );
+        assert!(!dir.path().join("kairos.db").exists(), "{}", db.name);
+    }
+
+    let db = common::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let (path, url) = (dir.path().to_path_buf(), db.url.clone());
+    let log = tokio::task::spawn_blocking(move || run_quickstart(&exe, &path, Some(&url), &[]))
+        .await
+        .unwrap();
+    assert!(
+        running_on(&log).contains(&format!("running on {}; press Ctrl-C", db.url)),
+        "{log}"
+    );
+    assert!(!dir.path().join("kairos.db").exists());
 }
