@@ -897,6 +897,54 @@ async fn a_misspelt_job_name_gets_a_suggestion_from_every_job_command() {
     }
 }
 
+/// Pausing and resuming say what becomes of the slots that pass meanwhile: on resume,
+/// one less than the misfire grace late runs at once.
+#[tokio::test]
+async fn pause_and_resume_say_what_becomes_of_the_slots_that_pass() {
+    let db = common::sqlite();
+    let node = start_node(&db.url, "").await;
+    let url = db.url.as_str();
+    cli(
+        url,
+        &[
+            "jobs",
+            "create",
+            "ticks",
+            "--task",
+            "hello",
+            "--schedule",
+            "* * * * * *",
+        ],
+    )
+    .await
+    .ok();
+    let out = cli(url, &["jobs", "pause", "ticks"]).await.ok().stdout;
+    assert!(
+        out.contains("it fires nothing until resumed")
+            && out.contains("follow its misfire policy (`run_once`)"),
+        "{out}"
+    );
+    let paused_at = Utc::now();
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let out = cli(url, &["jobs", "resume", "ticks"]).await.ok().stdout;
+    assert!(
+        out.contains("passed while it was paused: slots less than 30s late run now"),
+        "{out}"
+    );
+    // The slots that passed while paused ran (late, but within the grace).
+    common::wait_until("a slot of the pause ran", || async {
+        let filter = kairos::RunFilter::new().job("ticks");
+        let runs = node.admin.runs(&filter).await.unwrap().runs;
+        runs.iter().any(|r| {
+            r.scheduled_for > paused_at + chrono::Duration::seconds(1)
+                && r.scheduled_for < paused_at + chrono::Duration::seconds(2)
+                && r.status == RunStatus::Succeeded
+        })
+    })
+    .await;
+    node.stop().await;
+}
+
 #[tokio::test]
 async fn paused_and_disabled_jobs_show_no_next_run() {
     for db in common::databases("paused_and_disabled_jobs_show_no_next_run").await {

@@ -216,17 +216,16 @@ pub(super) async fn run(
         JobsCmd::Pause { name } => {
             let job = admin.pause_job(&name).await?;
             out.print(&job, || {
-                format!("paused job `{name}`: its slots pass without runs until resumed")
+                format!(
+                    "paused job `{name}`: it fires nothing until resumed; the slots that pass \
+                     meanwhile then follow its misfire policy (`{}`)",
+                    job.policy.misfire.as_str()
+                )
             })
         }
         JobsCmd::Resume { name } => {
             let job = admin.resume_job(&name).await?;
-            out.print(&job, || {
-                format!(
-                    "resumed job `{name}`; next run {}",
-                    opt_time(job.next_run_at)
-                )
-            })
+            out.print(&job, || resumed(&job, Utc::now()))
         }
         JobsCmd::Trigger { name } => {
             let id = admin.trigger_job(&name).await?;
@@ -374,4 +373,20 @@ fn slots_table(slots: &[JobSlot]) -> String {
         })
         .collect();
     table(&["SCHEDULED FOR", "OUTCOME", "RUN", "REASON"], rows)
+}
+
+/// What `jobs resume` says: the next run, and what becomes of a slot that passed while
+/// the job was paused.
+fn resumed(job: &Job, now: DateTime<Utc>) -> String {
+    let next = opt_time(job.next_run_at);
+    match job.next_run_at {
+        Some(at) if at <= now => format!(
+            "resumed job `{}`; its next slot ({next}) passed while it was paused: slots less \
+             than {} late run now, older ones follow its misfire policy (`{}`)",
+            job.name,
+            crate::schedule::format_duration(job.policy.misfire_grace),
+            job.policy.misfire.as_str()
+        ),
+        _ => format!("resumed job `{}`; next run {next}", job.name),
+    }
 }
