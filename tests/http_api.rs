@@ -822,6 +822,9 @@ async fn queues_nodes_tasks_stats_health_and_metrics() {
         api.get("/health?max_age=soon")
             .await
             .error(400, "invalid_input");
+        api.get("/health?max_age=0s")
+            .await
+            .error(400, "invalid_input");
 
         let m = api.get("/metrics").await;
         assert_eq!(m.status, 200);

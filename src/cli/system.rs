@@ -12,7 +12,7 @@ use super::output::{CliError, Out, rfc3339, table};
 use crate::error::Error;
 use crate::model::{NodeInfo, QueueInfo, TaskInfo};
 use crate::ops::Admin;
-use crate::runtime::DEFAULT_HEARTBEAT_TIMEOUT;
+use crate::ops::DEFAULT_HEARTBEAT_MAX_AGE;
 use crate::schedule::format_duration;
 use crate::store::{OpenMode, Store};
 
@@ -67,7 +67,7 @@ pub(super) struct HealthArgs {
     /// age at which `kairos nodes list` stops calling a node alive.
     #[arg(
         long,
-        default_value_t = MaxAge(DEFAULT_HEARTBEAT_TIMEOUT),
+        default_value_t = MaxAge(DEFAULT_HEARTBEAT_MAX_AGE),
         value_parser = parse_max_age
     )]
     max_age: MaxAge,

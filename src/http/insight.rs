@@ -59,7 +59,7 @@ pub(crate) async fn stats(
 /// else 503 with the reasons. Always open, even with `--protect-reads`.
 #[utoipa::path(
     get, operation_id = "insight_health", path = "/health", tag = "insight",
-    params(("max_age" = Option<String>, Query, description = "A heartbeat older than this is stale (default 30s)")),
+    params(("max_age" = Option<String>, Query, description = "A heartbeat older than this is stale (default 10s, as `nodes list` judges liveness); more than zero")),
     responses(
         (status = 200, description = "Healthy", body = schema::Health),
         (status = 503, description = "Unhealthy: see `reasons`", body = schema::Health),
@@ -72,7 +72,16 @@ pub(crate) async fn health(
 ) -> Result<(StatusCode, Json<Health>), ApiError> {
     let mut q = Query::parse(raw.as_deref());
     let max_age = match q.one("max_age")? {
-        Some(s) => input::duration("max_age", &s)?,
+        Some(s) => match input::duration("max_age", &s)? {
+            d if d.is_zero() => {
+                return Err(ApiError::field(
+                    "max_age",
+                    "0s calls every node stale; give how old a node's last heartbeat may be, \
+                     e.g. 10s",
+                ));
+            }
+            d => d,
+        },
         None => DEFAULT_HEARTBEAT_MAX_AGE,
     };
     q.finish(&["max_age"])?;

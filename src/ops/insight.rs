@@ -12,9 +12,10 @@ use crate::store::StatsScope;
 /// Finished runs read for statistics at most (the most recent).
 const SAMPLE: i64 = 50_000;
 
-/// A heartbeat older than this counts as stale by default: three missed beats at the
-/// default maintenance interval.
-pub const DEFAULT_HEARTBEAT_MAX_AGE: Duration = Duration::from_secs(30);
+/// A heartbeat older than this counts as stale by default: the age at which
+/// `kairos nodes list` stops calling a node alive, and after which, at the default
+/// settings, another node declares it dead.
+pub const DEFAULT_HEARTBEAT_MAX_AGE: Duration = crate::runtime::DEFAULT_HEARTBEAT_TIMEOUT;
 
 impl Admin {
     /// Counts by status, queue depths, completions over the last minute and hour, and
