@@ -190,13 +190,13 @@ async fn stats_estimates_and_health_describe_the_database() {
         assert_eq!(e.ahead, 0);
         assert_eq!(e.start, t0() + chrono::Duration::seconds(60));
         assert_eq!(e.completion, Some(e.start), "the task takes no time here");
-        let health = h.admin().health(Duration::from_secs(30)).await;
+        let health = h.admin().health(Some(Duration::from_secs(30))).await;
         assert!(health.healthy, "{health:?}");
         assert!(health.live_workers > 0);
         h.shutdown();
         node.await.unwrap();
         let after = Admin::connect(&db.url).await.unwrap();
-        let health = after.health(Duration::from_secs(30)).await;
+        let health = after.health(Some(Duration::from_secs(30))).await;
         assert!(!health.healthy);
         assert!(health.database);
         assert!(

@@ -12,7 +12,6 @@ use super::output::{CliError, Out, rfc3339, table};
 use crate::error::Error;
 use crate::model::{NodeInfo, QueueInfo, TaskInfo};
 use crate::ops::Admin;
-use crate::ops::DEFAULT_HEARTBEAT_MAX_AGE;
 use crate::schedule::format_duration;
 use crate::store::{OpenMode, Store};
 
@@ -63,40 +62,25 @@ pub(super) struct StatsArgs {
 
 #[derive(Debug, clap::Args)]
 pub(super) struct HealthArgs {
-    /// A node whose last heartbeat is older than this is not live. The default is the
-    /// age at which `kairos nodes list` stops calling a node alive.
-    #[arg(
-        long,
-        default_value_t = MaxAge(DEFAULT_HEARTBEAT_MAX_AGE),
-        value_parser = parse_max_age
-    )]
-    max_age: MaxAge,
-}
-
-/// `health --max-age`. Its default is the constant `nodes list` judges liveness by, so
-/// the two commands cannot disagree about the same node; a type of its own lets
-/// `--help` show that default as a duration.
-#[derive(Debug, Clone, Copy)]
-struct MaxAge(Duration);
-
-impl std::fmt::Display for MaxAge {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&format_duration(self.0))
-    }
+    /// A node whose last heartbeat is older than this is not live. By default each node
+    /// is judged by its own heartbeat_timeout (10s unless configured), as `kairos nodes
+    /// list` judges it.
+    #[arg(long, value_parser = parse_max_age)]
+    max_age: Option<Duration>,
 }
 
 /// `--max-age`: more than zero, since no heartbeat is ever 0s old and a zero age would
 /// make every cluster unhealthy.
-fn parse_max_age(s: &str) -> Result<MaxAge, String> {
+fn parse_max_age(s: &str) -> Result<Duration, String> {
     let age = super::parse_duration_arg(s)?;
     if age.is_zero() {
         return Err(
             "a max age of zero calls every node stale; give how old a node's last \
-                    heartbeat may be, e.g. 10s"
+             heartbeat may be, e.g. 10s"
                 .into(),
         );
     }
-    Ok(MaxAge(age))
+    Ok(age)
 }
 
 #[derive(Debug, Subcommand)]
@@ -204,7 +188,7 @@ pub(super) async fn health(
     admin: &Admin,
     out: &mut Out<'_>,
 ) -> Result<(), CliError> {
-    print_health(&admin.health(args.max_age.0).await, out)
+    print_health(&admin.health(args.max_age).await, out)
 }
 
 /// Prints a health report; an unhealthy one makes the command fail (silently: the

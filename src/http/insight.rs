@@ -23,7 +23,6 @@ use super::error::{ApiError, ErrorBody};
 use super::input::{self, Query};
 use super::openapi::schema;
 use crate::model::{Health, RunStatus, Stats};
-use crate::ops::DEFAULT_HEARTBEAT_MAX_AGE;
 use crate::store::StatsScope;
 
 /// Counts by status, queue depths, throughput per minute and hour, completion rate and
@@ -59,7 +58,7 @@ pub(crate) async fn stats(
 /// else 503 with the reasons. Always open, even with `--protect-reads`.
 #[utoipa::path(
     get, operation_id = "insight_health", path = "/health", tag = "insight",
-    params(("max_age" = Option<String>, Query, description = "A heartbeat older than this is stale (default 10s, as `nodes list` judges liveness); more than zero")),
+    params(("max_age" = Option<String>, Query, description = "A heartbeat older than this is stale; more than zero. By default each node is judged by its own heartbeat_timeout (10s unless configured), as `nodes list` judges it")),
     responses(
         (status = 200, description = "Healthy", body = schema::Health),
         (status = 503, description = "Unhealthy: see `reasons`", body = schema::Health),
@@ -80,9 +79,9 @@ pub(crate) async fn health(
                      e.g. 10s",
                 ));
             }
-            d => d,
+            d => Some(d),
         },
-        None => DEFAULT_HEARTBEAT_MAX_AGE,
+        None => None,
     };
     q.finish(&["max_age"])?;
     let h = st.admin.health(max_age).await;

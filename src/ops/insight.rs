@@ -12,9 +12,8 @@ use crate::store::StatsScope;
 /// Finished runs read for statistics at most (the most recent).
 const SAMPLE: i64 = 50_000;
 
-/// A heartbeat older than this counts as stale by default: the age at which
-/// `kairos nodes list` stops calling a node alive, and after which, at the default
-/// settings, another node declares it dead.
+/// How long a node started with the default settings may stay silent before it counts
+/// as dead; [`Admin::health`] without a max age judges each node by its own setting.
 pub const DEFAULT_HEARTBEAT_MAX_AGE: Duration = crate::runtime::DEFAULT_HEARTBEAT_TIMEOUT;
 
 impl Admin {
@@ -123,11 +122,7 @@ impl Admin {
             .await?;
         // Who serves the queue: live workers, bounded by the queue's and the task's
         // limits.
-        let workers = self
-            .store()
-            .live_workers(DEFAULT_HEARTBEAT_MAX_AGE)
-            .await?
-            .workers;
+        let workers = self.store().live_workers(None).await?.workers;
         let mut capacity = workers.max(1);
         if let Some(q) = self
             .store()
@@ -169,8 +164,10 @@ impl Admin {
         }))
     }
 
-    /// Healthy when the database answers and a running node beat within `max_age`.
-    pub async fn health(&self, max_age: Duration) -> Health {
+    /// Healthy when the database answers and a running node beat within `max_age`, or
+    /// with `None` within its own heartbeat timeout (the node's `heartbeat_timeout`,
+    /// 10s by default), which is when `kairos nodes list` calls it alive.
+    pub async fn health(&self, max_age: Option<Duration>) -> Health {
         if let Err(e) = self.store().ping().await {
             return Health::unreachable(&e);
         }
@@ -186,10 +183,15 @@ impl Admin {
                 h.live_workers = live.workers;
                 h.last_heartbeat = live.newest;
                 if live.workers == 0 {
+                    let within = match max_age {
+                        Some(age) => {
+                            format!("in the last {}", crate::schedule::format_duration(age))
+                        }
+                        None => "within its heartbeat timeout".to_string(),
+                    };
                     h.reasons.push(match live.newest_age {
                         Some(age) => format!(
-                            "no node beat in the last {}: the newest heartbeat is {}s old",
-                            crate::schedule::format_duration(max_age),
+                            "no node beat {within}: the newest heartbeat is {}s old",
                             age.as_secs()
                         ),
                         None => "no node is running against this database".to_string(),

@@ -447,6 +447,7 @@ impl SchedulerBuilder {
             hostname,
             pid: std::process::id(),
             max_workers,
+            heartbeat_timeout,
         };
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let signals = Arc::new(Signals::new(crate::events::EventBus::new(

@@ -21,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000004_lean_indexes::Migration),
             Box::new(m20261130_000005_announced_runs::Migration),
             Box::new(m20261130_000006_node_names::Migration),
+            Box::new(m20261130_000007_node_heartbeat_timeouts::Migration),
         ]
     }
 
@@ -319,6 +320,7 @@ pub(crate) const TABLES: &[(&str, &[&str])] = &[
             "paused",
             "started_at",
             "heartbeat_at",
+            "heartbeat_timeout_ms",
         ],
     ),
     (
@@ -936,6 +938,52 @@ mod m20261130_000006_node_names {
                 manager
                     .get_connection()
                     .execute_unprepared("ALTER TABLE kairos_nodes DROP COLUMN name")
+                    .await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Each node records the heartbeat timeout it was started with, so that tools judge
+/// whether it is alive by its own settings rather than by the default.
+mod m20261130_000007_node_heartbeat_timeouts {
+    use super::*;
+
+    pub(super) struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261130_000007_node_heartbeat_timeouts"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            // Asked first, as `ADD COLUMN` has no `IF NOT EXISTS` on SQLite.
+            if !manager
+                .has_column("kairos_nodes", "heartbeat_timeout_ms")
+                .await?
+            {
+                manager
+                    .get_connection()
+                    .execute_unprepared(
+                        "ALTER TABLE kairos_nodes ADD COLUMN heartbeat_timeout_ms BIGINT",
+                    )
+                    .await?;
+            }
+            Ok(())
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            if manager
+                .has_column("kairos_nodes", "heartbeat_timeout_ms")
+                .await?
+            {
+                manager
+                    .get_connection()
+                    .execute_unprepared("ALTER TABLE kairos_nodes DROP COLUMN heartbeat_timeout_ms")
                     .await?;
             }
             Ok(())

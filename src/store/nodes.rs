@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, FromQueryResult, TransactionTrait, Value};
 
-use super::codec::{int, ms, node_info};
+use super::codec::{duration_ms, int, ms, node_info};
 use super::entity::node;
 use super::sql::columns;
 use super::{Store, StoreError, bump, write_txn};
@@ -19,6 +19,8 @@ pub(crate) struct NodeRow {
     pub(crate) hostname: String,
     pub(crate) pid: u32,
     pub(crate) max_workers: usize,
+    /// How long it may stay silent before it counts as dead (its own setting).
+    pub(crate) heartbeat_timeout: std::time::Duration,
 }
 
 /// The name of a node its operator did not name, and of nodes registered before
@@ -71,9 +73,9 @@ impl Store {
         self.db
             .execute_raw(self.stmt(
                 &format!(
-                    "INSERT INTO kairos_nodes (id, name, hostname, pid, version, max_workers, status, paused, started_at, heartbeat_at) \
+                    "INSERT INTO kairos_nodes (id, name, hostname, pid, version, max_workers, status, paused, started_at, heartbeat_at, heartbeat_timeout_ms) \
                      VALUES ($1, $6, $2, $3, $4, $5, 'running', \
-                     ($7 OR COALESCE((SELECT value FROM kairos_meta WHERE key = 'nodes_paused'), 0) <> 0), {now}, {now})",
+                     ($7 OR COALESCE((SELECT value FROM kairos_meta WHERE key = 'nodes_paused'), 0) <> 0), {now}, {now}, $8)",
                     now = self.db_now_ms()
                 ),
                 [
@@ -84,6 +86,7 @@ impl Store {
                     Value::from(int(u32::try_from(node.max_workers).unwrap_or(u32::MAX))),
                     Value::from(node.name.clone()),
                     Value::from(paused),
+                    Value::from(duration_ms(node.heartbeat_timeout)),
                 ],
             ))
             .await?;
@@ -289,13 +292,14 @@ impl Store {
                 values,
             ))
             .await?;
-        let fresh = i64::try_from(crate::runtime::DEFAULT_HEARTBEAT_TIMEOUT.as_millis())
-            .unwrap_or(i64::MAX);
+        let default = duration_ms(crate::runtime::DEFAULT_HEARTBEAT_TIMEOUT);
         rows.iter()
             .map(|r| {
                 let m = node::Model::from_query_result(r, "")?;
                 let db_now: i64 = r.try_get("", "db_now")?;
                 let n = running.get(&m.id).copied().unwrap_or(0);
+                // Judged by the node's own timeout, as the nodes it runs with judge it.
+                let fresh = m.heartbeat_timeout_ms.unwrap_or(default);
                 let alive = m.status == "running" && m.heartbeat_at >= db_now - fresh;
                 Ok(node_info(m, n, alive))
             })

@@ -163,22 +163,28 @@ impl Store {
         })
     }
 
-    /// Worker slots of nodes that beat since `since`, and the newest heartbeat.
+    /// Worker slots of running nodes that beat within `max_age` (`None`: within each
+    /// node's own heartbeat timeout), and the newest heartbeat.
     pub(crate) async fn live_workers(
         &self,
-        max_age: std::time::Duration,
+        max_age: Option<std::time::Duration>,
     ) -> Result<LiveWorkers, StoreError> {
         let row = self
             .db
             .query_one_raw(self.stmt(
                 &format!(
                     "SELECT (SELECT SUM(max_workers) FROM kairos_nodes WHERE status = 'running' \
-                     AND heartbeat_at >= {now} - $1) AS workers, \
+                     AND heartbeat_at >= {now} - COALESCE($1, heartbeat_timeout_ms, $2)) AS workers, \
                      (SELECT MAX(heartbeat_at) FROM kairos_nodes WHERE status = 'running') AS newest, \
                      {now} AS db_now",
                     now = self.db_now_ms()
                 ),
-                [Value::from(i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX))],
+                [
+                    Value::from(max_age.map(super::codec::duration_ms)),
+                    Value::from(super::codec::duration_ms(
+                        crate::runtime::DEFAULT_HEARTBEAT_TIMEOUT,
+                    )),
+                ],
             ))
             .await?;
         let Some(r) = row else {

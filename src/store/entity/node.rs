@@ -19,6 +19,9 @@ pub struct Model {
     pub paused: bool,
     pub started_at: i64,
     pub heartbeat_at: i64,
+    /// How long the node may stay silent before it counts as dead, in milliseconds, as
+    /// it was started with; absent on nodes registered before it was recorded.
+    pub heartbeat_timeout_ms: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
