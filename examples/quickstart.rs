@@ -153,22 +153,8 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing::info!(
         "kairos quickstart running on {}; press Ctrl-C to stop",
-        without_password(&database)
+        kairos::redact_url(&database)
     );
     scheduler.run_until_signal().await?;
     Ok(())
-}
-
-/// `url` with the password of `scheme://user:password@host` replaced by `***`, for logs.
-fn without_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    match rest.split_once('@') {
-        Some((auth, host)) if auth.contains(':') && !auth.contains('/') => {
-            let user = auth.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}")
-        }
-        _ => url.to_string(),
-    }
 }

@@ -96,7 +96,7 @@ pub use runtime::{
     SchedulerBuilder, SchedulerHandle, SkippedSlots,
 };
 pub use sqlx_txn::SqlxTxn;
-pub use store::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_DATABASE_URL, StoreError};
+pub use store::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_DATABASE_URL, StoreError, redact_url};
 pub use task::{
     FailedRun, LogLevel, Misfire, Overlap, ParamDef, Registry, TaskContext, TaskDef, TaskError,
     snooze,

@@ -173,5 +173,8 @@ async fn health_and_nodes_list_agree_on_a_silent_node() {
         assert_eq!(out.code, 1, "{}: an explicit age wins: {out:#?}", db.name);
     }
     let help = kairos("sqlite://unused.db", &["health", "--help"]).ok();
-    assert!(help.stdout.contains("its own heartbeat_timeout"), "{help:#?}");
+    assert!(
+        help.stdout.contains("its own heartbeat_timeout"),
+        "{help:#?}"
+    );
 }

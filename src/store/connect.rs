@@ -93,7 +93,7 @@ impl Store {
         mode: OpenMode,
         timeout: Duration,
     ) -> Result<Store, StoreError> {
-        let shown = redact(url);
+        let shown = redact_url(url);
         let origin = format!("kairos {}", uuid::Uuid::new_v4().simple());
         let mut opts = ConnectOptions::new(url.to_string());
         opts.sqlx_logging(std::env::var_os("KAIROS_SQLX_LOG").is_some())
@@ -295,25 +295,44 @@ impl Store {
     }
 }
 
-/// `url` with any password replaced by `***`.
-fn redact(url: &str) -> String {
+/// `url` with its password hidden (`***`), for logs and messages: the password of
+/// `scheme://user:password@host`, and the value of a `password=` query parameter.
+///
+/// ```
+/// assert_eq!(
+///     kairos::redact_url("postgres://app:s3cret@db/jobs?sslmode=require"),
+///     "postgres://app:***@db/jobs?sslmode=require"
+/// );
+/// ```
+pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_string();
     };
-    let rest = &url[scheme_end + 3..];
-    let Some(at) = rest.find('@') else {
-        return url.to_string();
+    let (scheme, rest) = url.split_at(scheme_end + 3);
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    let authority = match authority.rsplit_once('@') {
+        Some((auth, host)) => match auth.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
     };
-    let auth = &rest[..at];
-    match auth.find(':') {
-        Some(colon) => format!(
-            "{}{}:***{}",
-            &url[..scheme_end + 3],
-            &auth[..colon],
-            &rest[at..]
-        ),
-        None => url.to_string(),
-    }
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}{authority}{tail}")
 }
 
 /// Host and port of a `postgres://` URL with a TCP host (not a Unix socket).
@@ -420,12 +439,26 @@ mod tests {
 
     #[test]
     fn passwords_are_hidden() {
-        assert_eq!(
-            redact("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact("sqlite://kairos.db"), "sqlite://kairos.db");
+        for (url, shown) in [
+            (
+                "postgres://u:secret@h:5432/db",
+                "postgres://u:***@h:5432/db",
+            ),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            ("sqlite://kairos.db", "sqlite://kairos.db"),
+            ("sqlite://./a@b/kairos.db", "sqlite://./a@b/kairos.db"),
+            ("postgres://u:p@ss@h/db", "postgres://u:***@h/db"),
+            (
+                "postgres://h/db?user=u&password=secret&sslmode=require",
+                "postgres://h/db?user=u&password=***&sslmode=require",
+            ),
+            (
+                "postgres://u:secret@h/db?application_name=a@b",
+                "postgres://u:***@h/db?application_name=a@b",
+            ),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
     }
 
     #[test]

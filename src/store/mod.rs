@@ -11,6 +11,7 @@ mod claim;
 pub(crate) mod codec;
 mod complete;
 mod connect;
+pub use connect::redact_url;
 mod control;
 #[cfg(test)]
 mod db_tests;
