@@ -85,11 +85,18 @@ async fn hooks_see_each_outcome_and_never_break_the_scheduler() {
                 s1.lock().unwrap().success.push(o);
                 async {}
             })
-            // A panicking and a failing hook beside the recording ones.
+            // A panicking and a failing hook beside the recording ones; one panics
+            // before it returns its future.
             .on_success(|o: RunOutcome| async move {
                 if o.run_id > 0 {
                     panic!("a broken hook");
                 }
+            })
+            .on_success(|o: RunOutcome| {
+                if o.run_id > 0 {
+                    panic!("a hook broken before its future");
+                }
+                async {}
             })
             .on_failure(move |o| {
                 s2.lock().unwrap().failure.push(o);

@@ -111,7 +111,13 @@ impl Hooks {
     /// Runs each hook of `list` with `value` on its own task, catching panics.
     pub(crate) fn call<T: Clone + Send + 'static>(list: &[Hook<T>], name: &'static str, value: T) {
         for h in list {
-            let fut = h(value.clone());
+            // A closure may panic before it returns its future (a poisoned lock, say):
+            // that must not take the caller (the completer) down with it.
+            let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h(value.clone())));
+            let Ok(fut) = made else {
+                tracing::error!(hook = name, "hook panicked");
+                continue;
+            };
             tokio::spawn(async move {
                 match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
                     Ok(None) => {}
