@@ -79,6 +79,18 @@ pub enum Error {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A part of the running node failed (it panicked), so the node stopped rather
+    /// than go on beating its heartbeat without finishing runs.
+    #[error(
+        "the node stopped: its {part} failed ({message}); the runs it held are taken back \
+         by other nodes (or by this one when it starts again)"
+    )]
+    NodeFailed {
+        /// Which part: `completer`, `dispatcher`, `planner`, ...
+        part: &'static str,
+        /// What it failed with.
+        message: String,
+    },
 }
 
 /// At most ~80 characters of user input, for echoing it in messages: a mistyped
@@ -109,7 +121,8 @@ fn describe_batch(errors: &[(usize, Error)]) -> String {
 
 impl Error {
     /// A stable code for programs: `unknown_task`, `invalid_params`, `invalid_input`,
-    /// `not_found`, `conflict`, `invalid_batch`, `database_unavailable`, `database`.
+    /// `not_found`, `conflict`, `invalid_batch`, `database_unavailable`, `database`,
+    /// `node_failed`.
     pub fn code(&self) -> &'static str {
         match self {
             Error::UnknownTask { .. } => "unknown_task",
@@ -123,6 +136,7 @@ impl Error {
             Error::Batch { .. } => "invalid_batch",
             Error::Store(e) if e.is_connection() => "database_unavailable",
             Error::Store(_) => "database",
+            Error::NodeFailed { .. } => "node_failed",
         }
     }
 

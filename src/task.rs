@@ -397,6 +397,15 @@ pub(crate) fn json_kind(v: &Value) -> &'static str {
     }
 }
 
+/// The message of a panic's payload (a `&str` or a `String`, as `panic!` makes them).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -509,6 +509,7 @@ impl SchedulerBuilder {
             webhooks: crate::webhook::Webhooks::new(webhooks),
             job_names: std::sync::Mutex::new(job_names),
             starts: Default::default(),
+            failed: Default::default(),
             reports: crate::context::ReportSink {
                 tx: report_tx,
                 now: Arc::new(move || report_clock.now()),

@@ -34,7 +34,22 @@ pub(super) fn spawn(
     let (token, running) = register(&shared, &run);
     let signals = shared.signals.clone();
     tokio::spawn(async move {
-        execute(shared, run, token, running).await;
+        let (id, entry, node) = (run.id, running.clone(), shared.clone());
+        let executed = AssertUnwindSafe(execute(shared, run, token, running))
+            .catch_unwind()
+            .await;
+        if let Err(panic) = executed {
+            // The node's own code panicked around the task (the task's own panics are
+            // its outcome). Left in the running map, the attempt would have its lease
+            // renewed for as long as the node lives; out of it, the run is taken back
+            // once the lease ends, like a dead node's. The node stops: it is broken.
+            let mut map = signals.running.lock().unwrap_or_else(|e| e.into_inner());
+            if map.get(&id).is_some_and(|r| Arc::ptr_eq(r, &entry)) {
+                map.remove(&id);
+            }
+            drop(map);
+            node.fail("executor", &*panic);
+        }
         // The slot is free only once the permit is back: a dispatcher woken before
         // would count no free slot and wait again for a notification already spent.
         drop(permit);
@@ -325,13 +340,10 @@ async fn attempt(
             let permanent = e.is_permanent();
             fail(e.to_string(), RunStatus::Failed, permanent)
         }
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic payload".into());
-            fail(format!("panicked: {msg}"), RunStatus::Failed, false)
-        }
+        Err(panic) => fail(
+            format!("panicked: {}", crate::task::panic_message(&*panic)),
+            RunStatus::Failed,
+            false,
+        ),
     }
 }

@@ -29,6 +29,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -307,9 +309,32 @@ pub(crate) struct Shared {
     job_names: Mutex<HashMap<i64, String>>,
     /// The start times runs claimed ahead wait for (see `on_time`).
     starts: on_time::Starts,
+    /// The first part of the node that failed, and how (see `supervised`).
+    failed: Mutex<Option<(&'static str, String)>>,
+}
+
+/// Runs one part of the node. Should it panic (a bug, or a log writer that panics on a
+/// closed pipe), the node records it and shuts down, and `run` returns the failure: a
+/// node that went on beating its heartbeat without, say, its completer would renew the
+/// leases of runs it never finishes, so nobody else would take them back.
+async fn supervised(shared: Arc<Shared>, part: &'static str, work: BoxFuture<'static, ()>) {
+    if let Err(panic) = std::panic::AssertUnwindSafe(work).catch_unwind().await {
+        shared.fail(part, &*panic);
+    }
 }
 
 impl Shared {
+    /// Records that `part` of the node panicked with `panic`, and shuts the node down
+    /// (see `supervised`); `run` then returns the first such failure.
+    fn fail(&self, part: &'static str, panic: &(dyn std::any::Any + Send)) {
+        let message = crate::task::panic_message(panic);
+        self.failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert((part, message));
+        self.shutdown.cancel();
+    }
+
     /// Waits until `deadline` on the clock (forever if none), a wake-up, or shutdown.
     /// Returns false on shutdown. `woken` is created (and enabled) before the work
     /// that decided the deadline, so a wake-up sent meanwhile is not lost.
@@ -404,8 +429,9 @@ impl Scheduler {
         } = self;
         shared.store.register_node(&shared.node, false).await?;
         tracing::info!(node = %shared.node.id, workers = shared.node.max_workers, "kairos node started");
-        let reporter = tokio::spawn(reporter::run(shared.clone(), reports));
-        let event_log = tokio::spawn(event_log::run(shared.clone(), events));
+        let spawn = |part, work| tokio::spawn(supervised(shared.clone(), part, work));
+        let reporter = spawn("reporter", reporter::run(shared.clone(), reports).boxed());
+        let event_log = spawn("event log", event_log::run(shared.clone(), events).boxed());
         let webhooks = shared.webhooks.start(
             shared.store.clone(),
             shared.node.id.clone(),
@@ -413,11 +439,14 @@ impl Scheduler {
             shared.maintenance_interval,
             shared.shutdown_grace,
         );
-        let completer = tokio::spawn(completer::run(shared.clone(), completions));
-        let planner = tokio::spawn(planner::run(shared.clone()));
-        let dispatcher = tokio::spawn(dispatcher::run(shared.clone()));
-        let watcher = tokio::spawn(watcher::run(shared.clone()));
-        let listener = tokio::spawn(listener::run(shared.clone()));
+        let completer = spawn(
+            "completer",
+            completer::run(shared.clone(), completions).boxed(),
+        );
+        let planner = spawn("planner", planner::run(shared.clone()).boxed());
+        let dispatcher = spawn("dispatcher", dispatcher::run(shared.clone()).boxed());
+        let watcher = spawn("watcher", watcher::run(shared.clone()).boxed());
+        let listener = spawn("listener", listener::run(shared.clone()).boxed());
         shared.started.store(true, Ordering::SeqCst);
 
         shared.shutdown.cancelled().await;
@@ -453,6 +482,14 @@ impl Scheduler {
             w.stop().await;
         }
         let _ = shared.store.stop_node(&shared.node.id).await;
+        let failed = shared
+            .failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some((part, message)) = failed {
+            return Err(crate::Error::NodeFailed { part, message });
+        }
         tracing::info!("kairos node stopped");
         Ok(())
     }
