@@ -834,6 +834,43 @@ async fn overlap_skip_skips_each_slot_that_comes_while_a_run_is_running() {
     }
 }
 
+/// Several slots found due at once (after a pause or downtime, within the grace) are
+/// slots that come while the first one's run is queued: with `overlap = "skip"`, only
+/// the first runs.
+#[tokio::test]
+async fn overlap_skip_counts_the_runs_of_slots_found_due_together() {
+    for db in common::databases("overlap_skip_together").await {
+        let name = gate_name("overlap_skip_together", &db);
+        let g = gate(&name);
+        let clock = ManualClock::new(t0());
+        let policy = JobPolicy {
+            misfire_grace: secs(300),
+            ..JobPolicy::default()
+        };
+        create_jobs(&db.url, &[solo_spec(policy, &name)]).await;
+        let node = Node::start(&db.url, &clock, "").await;
+        let admin = node.admin();
+        // Slots 1, 2 and 3 are due together, all within the grace.
+        to_slot(&clock, admin, 3).await;
+        let first = g.wait_started(1).await[0];
+        settle().await;
+        assert_eq!(
+            slots(admin, "solo_job").await,
+            [
+                ran(1, first),
+                skipped(2, SkipReason::Overlap),
+                skipped(3, SkipReason::Overlap)
+            ],
+            "{}",
+            db.name
+        );
+        g.open(1);
+        common::wait_status(admin, first, RunStatus::Succeeded).await;
+        assert_eq!(g.peak(), 1);
+        node.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn overlap_queue_runs_the_next_slot_after_the_running_one() {
     for db in common::databases("overlap_queue").await {

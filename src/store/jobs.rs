@@ -20,7 +20,7 @@ use super::runs::NewRun;
 use super::sql::{columns, placeholders};
 use super::{Lock, Store, StoreError, bump, write_txn};
 use crate::job::JobSpec;
-use crate::model::{DisabledReason, Job, JobSource, SkipReason, SlotOutcome};
+use crate::model::{DisabledReason, Job, JobSource, RunOrigin, SkipReason, SlotOutcome};
 use crate::schedule::Schedule;
 use crate::task::Overlap;
 
@@ -603,15 +603,21 @@ impl Store {
                     .await?;
                 prev = Some(r.last);
             }
-            // Runs this plan inserts do not count: overlap is about runs that were
-            // already queued or running when the slots came.
+            // Runs already queued or running count for every slot. Runs this plan
+            // inserts count for the slots after them (several slots found due at once,
+            // after a pause or downtime within the grace, are as many slots coming
+            // while the first runs are still queued), except for slots the job's
+            // `catch_up` policy runs on purpose, which count only the runs before.
             let mut active = match p.max_instances {
                 Some(_) => self.active_job_runs(&txn, p.job_id).await?,
                 None => 0,
             };
+            let mut inserted = 0;
             for planned in &p.runs {
                 let slot = planned.run.scheduled_for;
-                let full = p.max_instances.is_some_and(|m| active >= i64::from(m));
+                let caught_up = planned.run.origin == RunOrigin::CatchUp;
+                let counted = if caught_up { active } else { active + inserted };
+                let full = p.max_instances.is_some_and(|m| counted >= i64::from(m));
                 if full && p.overlap == Overlap::Skip {
                     let first = planned.coalesced.map_or(slot, |(f, _)| f);
                     let rec = SlotRecord {
@@ -629,11 +635,12 @@ impl Store {
                 if full && p.overlap == Overlap::Replace {
                     replaced.extend(self.replace_active(&txn, p.job_id, now).await?);
                     changed_others = true;
-                    active = 0;
+                    (active, inserted) = (0, 0);
                 }
                 let Some(id) = self.insert_job_run(&txn, &planned.run, now).await? else {
                     continue;
                 };
+                inserted += 1;
                 ids.push((id, slot));
                 if let Some((first, last)) = planned.coalesced {
                     let rec = SlotRecord {
