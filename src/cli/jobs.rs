@@ -375,18 +375,24 @@ fn slots_table(slots: &[JobSlot]) -> String {
     table(&["SCHEDULED FOR", "OUTCOME", "RUN", "REASON"], rows)
 }
 
-/// What `jobs resume` says: the next run, and what becomes of a slot that passed while
-/// the job was paused.
+/// What `jobs resume` says: the next run, or what becomes of the slots that passed
+/// while the job was paused.
 fn resumed(job: &Job, now: DateTime<Utc>) -> String {
     let next = opt_time(job.next_run_at);
     match job.next_run_at {
-        Some(at) if at <= now => format!(
-            "resumed job `{}`; its next slot ({next}) passed while it was paused: slots less \
-             than {} late run now, older ones follow its misfire policy (`{}`)",
-            job.name,
-            crate::schedule::format_duration(job.policy.misfire_grace),
-            job.policy.misfire.as_str()
-        ),
+        Some(at) if at <= now => {
+            let what = match job.policy.misfire {
+                Misfire::RunOnce => "one run now stands for them".to_string(),
+                Misfire::Skip => "they are skipped".to_string(),
+                Misfire::CatchUp => format!("up to {} of them run now", job.policy.max_catch_up),
+            };
+            format!(
+                "resumed job `{}`; the slots that passed while it was paused (from {next}) \
+                 follow its misfire policy (`{}`): {what}",
+                job.name,
+                job.policy.misfire.as_str()
+            )
+        }
         _ => format!("resumed job `{}`; next run {next}", job.name),
     }
 }

@@ -215,9 +215,8 @@ impl Admin {
 
     /// Pauses a job: it fires nothing until it is resumed; runs it already queued still
     /// run (cancel them to stop them). On resume, the slots that passed meanwhile are
-    /// handled by its misfire policy, as slots missed while no node ran: by default a
-    /// slot less than `misfire_grace` late runs late and older ones coalesce into one
-    /// run (`misfire = "skip"` records them as skipped instead).
+    /// missed, however recent, and its misfire policy decides: by default one run
+    /// stands for them (`misfire = "skip"` records them as skipped instead).
     pub async fn pause_job(&self, name: &str) -> Result<Job, Error> {
         match self.store().set_job_paused(name, true, self.now()).await? {
             Some(j) => {

@@ -129,7 +129,7 @@ impl SchedulerHandle {
     }
 
     /// Pauses a job: it fires nothing until resumed. On resume, the slots that passed
-    /// meanwhile are handled by its misfire policy, as slots missed while no node ran.
+    /// meanwhile are missed, and its misfire policy decides what runs for them.
     pub async fn pause_job(&self, name: &str) -> Result<Job, Error> {
         self.shared.admin.pause_job(name).await
     }

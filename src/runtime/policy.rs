@@ -4,8 +4,9 @@
 //! runtime; the planner applies the result.
 //!
 //! # The rules
-//! A slot found at most `misfire_grace` late is *late*: it runs. A slot found later is
-//! *missed*, and the job's misfire policy decides:
+//! A slot found at most `misfire_grace` late is *late*: it runs. A slot found later,
+//! or one that passed while the job was paused, is *missed*, and the job's misfire
+//! policy decides:
 //! - `skip`: missed slots are skipped, with the reason `paused` when the job was paused
 //!   at that time, else `misfire`;
 //! - `run_once`: one run, stamped with the latest missed slot, stands for all of them
@@ -68,9 +69,17 @@ pub(crate) fn plan_due(
     pauses: PauseWindows<'_>,
 ) -> SlotPlan {
     let grace = Duration::from_std(policy.misfire_grace).unwrap_or(Duration::MAX);
+    // Slots that passed while the job was paused are missed however recent: the grace
+    // absorbs a node's delays, not an operator's pause.
+    let resumed = pauses
+        .iter()
+        .map(|&(_, to)| to)
+        .filter(|to| *to >= due && *to <= now)
+        .max();
     let cutoff = now
         .checked_sub_signed(grace)
-        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+        .max(resumed.map_or(DateTime::<Utc>::MIN_UTC, |r| r + Duration::milliseconds(1)));
     let next_of = |t: DateTime<Utc>| schedule.next_after(anchor, t);
     let mut runs = Vec::new();
     let mut skipped = Vec::new();
@@ -397,6 +406,60 @@ mod tests {
         );
         assert_eq!(p.last_slot, t("2026-01-01T00:08:00Z"));
         assert_eq!(p.next, Some(t("2026-01-01T00:09:00Z")));
+    }
+
+    /// A pause shorter than the grace: its slots are missed all the same (one run
+    /// under `run_once`, none under `skip`), and a slot after the resume runs late.
+    #[test]
+    fn slots_of_a_short_pause_are_missed_though_within_the_grace() {
+        let m = |s: &str| t(&format!("2026-01-01T00:{s}Z"));
+        let every_10s = Schedule::Every(Std::from_secs(10));
+        let pauses = [(m("00:05"), m("00:25"))];
+        let plan = |misfire| {
+            plan_due(
+                &every_10s,
+                t(A),
+                m("00:10"),
+                m("00:31"),
+                &policy(misfire, 10),
+                &pauses,
+            )
+        };
+        let p = plan(Misfire::RunOnce);
+        assert_eq!(
+            p.runs,
+            [
+                PlannedSlot {
+                    slot: m("00:20"),
+                    caught_up: false,
+                    coalesced: Some((m("00:10"), m("00:20"))),
+                },
+                PlannedSlot {
+                    slot: m("00:30"),
+                    caught_up: false,
+                    coalesced: None,
+                },
+            ]
+        );
+        let p = plan(Misfire::Skip);
+        assert_eq!(p.runs.len(), 1, "{p:?}");
+        assert_eq!(p.runs[0].slot, m("00:30"));
+        let got: Vec<_> = p
+            .skipped
+            .iter()
+            .map(|r| (r.first, r.last, r.reason.unwrap()))
+            .collect();
+        assert_eq!(got, [(m("00:10"), m("00:20"), SkipReason::Paused)]);
+        // Without the pause, the same slots are late and run.
+        let p = plan_due(
+            &every_10s,
+            t(A),
+            m("00:10"),
+            m("00:31"),
+            &policy(Misfire::Skip, 10),
+            &[],
+        );
+        assert_eq!(p.runs.len(), 3, "{p:?}");
     }
 
     #[test]
