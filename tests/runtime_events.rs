@@ -219,8 +219,13 @@ async fn a_node_announces_that_it_joined_and_left() {
     let joined = until(&mut s, EventKind::NodeJoined).await.pop().unwrap();
     assert_eq!(joined.data["node_id"], json!(id));
     assert_eq!(joined.data["workers"].as_u64().map(|w| w > 0), Some(true));
+    let name = joined.data["name"].clone();
+    assert!(name.is_string(), "{joined:?}");
     h.shutdown();
     let left = until(&mut s, EventKind::NodeLeft).await.pop().unwrap();
-    assert_eq!(left.data, json!({ "node_id": id, "reason": "stopped" }));
+    assert_eq!(
+        left.data,
+        json!({ "node_id": id, "name": name, "reason": "stopped" })
+    );
     run.await.unwrap();
 }

@@ -97,8 +97,9 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Eve
         }
     }
     shared.emit(|| {
-        Event::new(EventKind::NodeLeft, shared.clock.now())
-            .data(serde_json::json!({ "node_id": me, "reason": "stopped" }))
+        Event::new(EventKind::NodeLeft, shared.clock.now()).data(
+            serde_json::json!({ "node_id": me, "name": shared.node.name, "reason": "stopped" }),
+        )
     });
     // What is still pending (this node's last events) goes out before it stops.
     let rest: Vec<Event> = std::iter::from_fn(|| rx.try_recv().ok()).collect();

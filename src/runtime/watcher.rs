@@ -246,13 +246,13 @@ async fn judge_others(shared: &Shared, found: &Beat, now: DateTime<Utc>) {
                 declared = true;
                 tracing::warn!(
                     nodes = ?dead,
-                    "declared dead: no heartbeat for {}",
-                    crate::schedule::format_duration(shared.heartbeat_timeout)
+                    "declared dead: no heartbeat within their heartbeat timeout"
                 );
-                for id in dead {
+                for (id, name) in dead {
                     shared.emit(|| {
-                        crate::events::Event::new(crate::events::EventKind::NodeLeft, now)
-                            .data(serde_json::json!({ "node_id": id, "reason": "dead" }))
+                        crate::events::Event::new(crate::events::EventKind::NodeLeft, now).data(
+                            serde_json::json!({ "node_id": id, "name": name, "reason": "dead" }),
+                        )
                     });
                 }
             }

@@ -845,3 +845,62 @@ async fn a_pooled_connection_the_server_dropped_is_replaced_quietly() {
         assert!(!log.contains("before_acquire"), "{log}");
     }
 }
+
+/// A silent node is judged by the heartbeat timeout it recorded: a peer with a shorter
+/// one neither flags it as silent nor declares it dead before its own time is up.
+#[tokio::test]
+async fn a_silent_node_is_declared_dead_after_its_own_heartbeat_timeout() {
+    use sea_orm::ConnectionTrait;
+    for db in databases("dead_after_own_timeout").await {
+        let store = open(&db).await;
+        let now = Utc::now();
+        let look = super::BeatLook {
+            dead_after: Duration::from_secs(10),
+            leases_before: now,
+            watchers_since: now,
+        };
+        let now_ms = now.timestamp_millis();
+        crate::test_support::insert_node(&db.url, "me", "running", now_ms)
+            .await
+            .unwrap();
+        // Silent for 30 s, with a timeout of 60 s recorded.
+        crate::test_support::insert_node(&db.url, "patient", "running", now_ms - 30_000)
+            .await
+            .unwrap();
+        store
+            .connection()
+            .execute_unprepared(
+                "UPDATE kairos_nodes SET heartbeat_timeout_ms = 60000, name = 'slow-beater' \
+                 WHERE id = 'patient'",
+            )
+            .await
+            .unwrap();
+        let beat = store.heartbeat("me", &look).await.unwrap();
+        assert!(!beat.silent_nodes, "{}: {beat:?}", db.name);
+        let dead = store
+            .declare_dead_nodes("me", look.dead_after)
+            .await
+            .unwrap();
+        assert!(dead.is_empty(), "{}: {dead:?}", db.name);
+        // Past its own timeout: declared dead, by id and name.
+        store
+            .connection()
+            .execute_unprepared(&format!(
+                "UPDATE kairos_nodes SET heartbeat_at = {} WHERE id = 'patient'",
+                now_ms - 61_000
+            ))
+            .await
+            .unwrap();
+        assert!(store.heartbeat("me", &look).await.unwrap().silent_nodes);
+        let dead = store
+            .declare_dead_nodes("me", look.dead_after)
+            .await
+            .unwrap();
+        assert_eq!(
+            dead,
+            [("patient".to_string(), "slow-beater".to_string())],
+            "{}",
+            db.name
+        );
+    }
+}

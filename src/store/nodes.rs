@@ -117,7 +117,8 @@ impl Store {
         let returning = format!(
             "RETURNING heartbeat_at, paused, \
              CASE WHEN EXISTS (SELECT 1 FROM kairos_nodes o WHERE o.status = 'running' \
-             AND o.heartbeat_at < {now} - $2 AND o.id <> $1) THEN 1 ELSE 0 END AS silent, \
+             AND o.heartbeat_at < {now} - COALESCE(o.heartbeat_timeout_ms, $2) AND o.id <> $1) \
+             THEN 1 ELSE 0 END AS silent, \
              CASE WHEN EXISTS (SELECT 1 FROM kairos_runs WHERE status = 'running' \
              AND lease_until < $3) THEN 1 ELSE 0 END AS expired, \
              CASE WHEN EXISTS (SELECT 1 FROM kairos_subscribers WHERE heartbeat_at >= $4 \
@@ -173,22 +174,24 @@ impl Store {
     }
 
     /// Declares dead every running node other than `me` whose last heartbeat is older
-    /// than `timeout` on the database's clock, and ends the leases of their running
-    /// runs so that [`Store::recover_expired`] takes them back. Returns the nodes
-    /// declared dead. It takes the write lock: a beat calls it only when
+    /// than its own heartbeat timeout (`timeout` for nodes that did not record one) on
+    /// the database's clock, and ends the leases of their running runs so that
+    /// [`Store::recover_expired`] takes them back. Returns the nodes declared dead, by
+    /// id and name. It takes the write lock: a beat calls it only when
     /// [`Store::heartbeat`] found a silent node.
     pub(crate) async fn declare_dead_nodes(
         &self,
         me: &str,
         timeout: std::time::Duration,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<(String, String)>, StoreError> {
         let timeout_ms = Value::from(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX));
         let txn = self.db.begin_with_options(write_txn()).await?;
         let rows = txn
             .query_all_raw(self.stmt(
                 &format!(
-                    "UPDATE kairos_nodes SET status = 'dead' \
-                     WHERE status = 'running' AND heartbeat_at < {} - $1 AND id <> $2 RETURNING id",
+                    "UPDATE kairos_nodes SET status = 'dead' WHERE status = 'running' \
+                     AND heartbeat_at < {} - COALESCE(heartbeat_timeout_ms, $1) AND id <> $2 \
+                     RETURNING id, name, hostname, pid",
                     self.db_now_ms()
                 ),
                 [timeout_ms, Value::from(me.to_string())],
@@ -196,9 +199,20 @@ impl Store {
             .await?;
         let dead = rows
             .iter()
-            .map(|r| r.try_get::<String>("", "id"))
-            .collect::<Result<Vec<_>, _>>()?;
-        for id in &dead {
+            .map(|r| {
+                let id: String = r.try_get("", "id")?;
+                let name: Option<String> = r.try_get("", "name")?;
+                let name = match name {
+                    Some(n) => n,
+                    None => default_name(
+                        &r.try_get::<String>("", "hostname")?,
+                        r.try_get::<i32>("", "pid")?,
+                    ),
+                };
+                Ok((id, name))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        for (id, _) in &dead {
             txn.execute_raw(self.stmt(
                 "UPDATE kairos_runs SET lease_until = 0 WHERE status = 'running' AND node_id = $1",
                 [Value::from(id.clone())],
