@@ -58,18 +58,32 @@ async fn a_queued_run_past_its_time_to_live_expires_without_running() {
     for db in common::databases("ttl_expires").await {
         let clock = ManualClock::new(t0());
         let (h, node) = start(&db.url, &clock, "").await;
-        // Due in 10 minutes, but only worth running within 5.
-        let id = h
+        // A time to live that ends before the run is due could only expire it.
+        let refused = h
             .enqueue(
                 Enqueue::new("ok")
                     .delay(Duration::from_secs(600))
                     .ttl(Duration::from_secs(300)),
             )
             .await
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains("ends before the run is due"),
+            "{refused}"
+        );
+        // Due in 1 minute, worth running within 5; the node is paused past that.
+        h.admin().set_nodes_paused(None, true).await.unwrap();
+        let id = h
+            .enqueue(
+                Enqueue::new("ok")
+                    .delay(Duration::from_secs(60))
+                    .ttl(Duration::from_secs(300)),
+            )
+            .await
             .unwrap();
         let r = h.run(id).await.unwrap();
         assert_eq!(r.expires_at, Some(t0() + chrono::Duration::seconds(300)));
-        clock.advance(Duration::from_secs(601));
+        clock.advance(Duration::from_secs(301));
         let r = common::wait_status(h.admin(), id, RunStatus::Expired).await;
         assert_eq!(r.attempt, 0, "{}: it never started", db.name);
         assert!(r.error.unwrap().contains("time to live"));

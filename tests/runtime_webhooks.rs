@@ -527,11 +527,12 @@ async fn runs_that_end_without_running_are_delivered_once_across_nodes() {
         let a = Node::start_with(&db.url, builder()).await;
         let b = Node::start_with(&db.url, builder()).await;
         let later = Duration::from_secs(3600);
+        // Paused nodes start nothing: the run outlives its time to live in the queue.
+        a.admin.set_nodes_paused(None, true).await.unwrap();
         let expires = a
             .handle
             .enqueue(
                 Enqueue::new("noop")
-                    .delay(later)
                     .ttl(Duration::from_millis(100))
                     .callback_url(receiver.url("/expired")),
             )

@@ -388,7 +388,23 @@ fn build(e: Enqueue, view: &TaskView, now: DateTime<Utc>) -> Result<NewRun, Erro
             Some(d) if d.is_zero() => {
                 return Err(Error::invalid("ttl", "must be longer than zero"));
             }
-            Some(d) => Some(after(now, d, "ttl")?),
+            Some(d) => {
+                let expires = after(now, d, "ttl")?;
+                // Counted from the enqueue: one that ends before the run is due
+                // could only ever expire it.
+                if expires <= run_at {
+                    return Err(Error::invalid(
+                        "ttl",
+                        format!(
+                            "{} ends before the run is due at {}: it would expire without \
+                             running; give a ttl longer than the delay",
+                            crate::schedule::format_duration(d),
+                            run_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                        ),
+                    ));
+                }
+                Some(expires)
+            }
             None => None,
         },
         callback_url: match e.callback_url {
