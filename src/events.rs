@@ -12,8 +12,12 @@
 //! process writes its events to `kairos_events` in batches, and subscribers read them
 //! back by id. Nobody watching, nothing is written. Whether anybody watches is read
 //! every few seconds by a node and at most once a second by a process that is not
-//! one, so that an enqueue does not pay a round trip for it.
+//! one, so that an enqueue does not pay a round trip for it. Batches of different
+//! processes land out of step, so a reader holds what it reads for a moment and hands
+//! it on in the order the events happened (see [`Reorder`]).
 
+mod reorder;
+pub(crate) use reorder::Reorder;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -112,6 +112,8 @@ async fn poll(
     let store = admin.store();
     let mut last_beat = tokio::time::Instant::now();
     let mut idle_since: Option<tokio::time::Instant> = None;
+    // In the order they happened, not the order nodes wrote them.
+    let mut order = crate::events::Reorder::default();
     loop {
         tokio::time::sleep(TICK).await;
         if bus.local_subscribers() == 0 {
@@ -137,12 +139,13 @@ async fn poll(
         }
         match store.events_after(after, None, 1000).await {
             Ok(events) => {
-                for (id, e) in events {
-                    after = id;
-                    bus.relay(e);
-                }
+                after = events.last().map_or(after, |(id, _)| *id);
+                order.push(events);
             }
             Err(e) => tracing::debug!(error = %e, "cannot read the event log"),
+        }
+        for e in order.release() {
+            bus.relay(e);
         }
     }
     let _ = store.subscriber_leave(&me).await;

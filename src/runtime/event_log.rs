@@ -31,6 +31,8 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Eve
     let mut subscribed = false;
     let mut after: i64 = 0;
     let mut announced = false;
+    // Other processes' events in the order they happened (see `Reorder`).
+    let mut order = crate::events::Reorder::default();
     loop {
         tokio::select! {
             _ = shared.shutdown.cancelled() => break,
@@ -69,6 +71,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Eve
             } else if subscribed {
                 let _ = shared.store.subscriber_leave(&me).await;
                 subscribed = false;
+                order = crate::events::Reorder::default();
             }
         }
         let mut batch = Vec::new();
@@ -83,13 +86,14 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Eve
         if subscribed {
             match shared.store.events_after(after, Some(&me), 1000).await {
                 Ok(events) => {
-                    for (id, e) in events {
-                        after = id;
-                        bus.relay(e);
-                    }
+                    after = events.last().map_or(after, |(id, _)| *id);
+                    order.push(events);
                 }
                 Err(e) => tracing::debug!(error = %e, "cannot read other processes' events"),
             }
+        }
+        for e in order.release() {
+            bus.relay(e);
         }
         if last_prune.elapsed() >= Duration::from_secs(60) {
             last_prune = tokio::time::Instant::now();
