@@ -14,7 +14,7 @@
 //! every few seconds by a node and at most once a second by a process that is not
 //! one, so that an enqueue does not pay a round trip for it. Batches of different
 //! processes land out of step, so a reader holds what it reads for a moment and hands
-//! it on in the order the events happened (see [`Reorder`]).
+//! it on in the order the events happened (see `Reorder`).
 
 mod reorder;
 pub(crate) use reorder::Reorder;
