@@ -16,9 +16,24 @@ use tokio_tungstenite::tungstenite::Message;
 use common::cli::{Node, hello, node_builder};
 use common::http::Api;
 
+/// Takes 150 ms: ends during its node's shutdown (200 ms of grace) when started just
+/// before.
+fn nap(
+    _: kairos::TaskContext,
+    _: Value,
+) -> futures::future::BoxFuture<'static, kairos::task::TaskOutcome> {
+    Box::pin(async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        Ok(None)
+    })
+}
+
 async fn start_node(url: &str) -> Node {
-    let registry =
-        Registry::from_tasks([TaskDef::new("hello", hello, "tests/http_events.rs")]).unwrap();
+    let registry = Registry::from_tasks([
+        TaskDef::new("hello", hello, "tests/http_events.rs"),
+        TaskDef::new("nap", nap, "tests/http_events.rs"),
+    ])
+    .unwrap();
     Node::start_with(url, node_builder(url, registry, None)).await
 }
 
@@ -149,7 +164,32 @@ async fn sse_delivers_this_processs_and_a_nodes_events_filtered() {
         api.get("/api/v1/events?since=1h")
             .await
             .error(400, "unknown_parameter");
+
+        // A run that ends while its node shuts down is written for watchers too, and
+        // the node's `node_left` comes after it.
+        let nap = api
+            .post("/api/v1/runs", &json!({"task": "nap"}))
+            .await
+            .expect(201)["run"]["id"]
+            .as_i64()
+            .unwrap();
+        common::wait_status(&node.admin, nap, kairos::RunStatus::Running).await;
+        let node_id = node.id.clone();
         node.stop().await;
+        let mut finished = false;
+        loop {
+            let (name, e) = tokio::time::timeout(Duration::from_secs(10), all.next())
+                .await
+                .expect("no node_left")
+                .expect("the stream ended");
+            if name == "run_finished" && e["run_id"] == nap {
+                finished = true;
+            }
+            if name == "node_left" && e["data"]["node_id"] == node_id.as_str() {
+                break;
+            }
+        }
+        assert!(finished, "{}: the run that ended at shutdown", db.name);
     }
 }
 

@@ -503,6 +503,7 @@ impl SchedulerBuilder {
             workers: Arc::new(Semaphore::new(max_workers)),
             signals,
             shutdown: CancellationToken::new(),
+            stopped: CancellationToken::new(),
             started: AtomicBool::new(false),
             completions: tx,
             hooks: self.hooks,

@@ -34,8 +34,10 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Eve
     // Other processes' events in the order they happened (see `Reorder`).
     let mut order = crate::events::Reorder::default();
     loop {
+        // Until the node has stopped, not merely begun to: the runs that end during
+        // the shutdown are written for watchers too, and `node_left` comes last.
         tokio::select! {
-            _ = shared.shutdown.cancelled() => break,
+            _ = shared.stopped.cancelled() => break,
             _ = tick.tick() => {}
         }
         let now = chrono::Utc::now();

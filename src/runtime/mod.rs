@@ -297,6 +297,9 @@ pub(crate) struct Shared {
     workers: Arc<Semaphore>,
     signals: Arc<Signals>,
     shutdown: CancellationToken,
+    /// Cancelled once the node has stopped: its runs ended or released, its record
+    /// marked stopped (the event log writes until then).
+    stopped: CancellationToken,
     /// True while `run()` drives the node; the enqueue fast path needs its loops.
     started: AtomicBool,
     completions: mpsc::UnboundedSender<Msg>,
@@ -428,6 +431,8 @@ impl Scheduler {
             events,
         } = self;
         shared.store.register_node(&shared.node, false).await?;
+        // Should this future be dropped half-way, the event log still ends.
+        let _stopped = shared.stopped.clone().drop_guard();
         tracing::info!(node = %shared.node.id, workers = shared.node.max_workers, "kairos node started");
         let spawn = |part, work| tokio::spawn(supervised(shared.clone(), part, work));
         let reporter = spawn("reporter", reporter::run(shared.clone(), reports).boxed());
@@ -451,7 +456,7 @@ impl Scheduler {
 
         shared.shutdown.cancelled().await;
         shared.started.store(false, Ordering::SeqCst);
-        let _ = tokio::join!(planner, dispatcher, watcher, event_log, listener);
+        let _ = tokio::join!(planner, dispatcher, watcher, listener);
         tracing::info!("shutting down: waiting for running runs");
         let max = u32::try_from(shared.node.max_workers).unwrap_or(u32::MAX);
         let all_idle = shared.workers.acquire_many(max);
@@ -482,6 +487,8 @@ impl Scheduler {
             w.stop().await;
         }
         let _ = shared.store.stop_node(&shared.node.id).await;
+        shared.stopped.cancel();
+        let _ = event_log.await;
         let failed = shared
             .failed
             .lock()
