@@ -621,6 +621,17 @@ async fn a_batch_with_one_bad_line_enqueues_nothing_and_names_the_line() {
         let err = batch_error(url, &[good, good, "{not json"]).await;
         assert!(err.contains("runs.jsonl:3"), "{err}");
 
+        // Lines that are not JSON and runs that are invalid, named in one pass, in
+        // the order of the file.
+        let bad_task = r#"{"task": "helo"}"#;
+        let err = batch_error(url, &[good, bad_task, "{not json", bad_task]).await;
+        assert!(err.starts_with("error: 3 invalid line(s)"), "{err}");
+        let at = |line: &str| err.find(line).unwrap_or_else(|| panic!("{line}: {err}"));
+        assert!(
+            at("runs.jsonl:2") < at("runs.jsonl:3") && at("runs.jsonl:3") < at("runs.jsonl:4"),
+            "{err}"
+        );
+
         let err = batch_error(url, &[r#"{"task": "hello", "in": "soon"}"#, good]).await;
         assert!(
             err.contains("runs.jsonl:1") && err.contains("soon"),

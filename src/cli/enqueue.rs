@@ -169,16 +169,27 @@ async fn batch(path: &PathBuf, admin: &Admin, out: &mut Out<'_>) -> Result<(), C
         let n = i + 1;
         match parse_line(line) {
             Ok(e) => items.push((n, e)),
-            Err(msg) => problems.push(format!("{}:{n}: {msg}", path.display())),
+            Err(msg) => problems.push((n, msg)),
         }
     }
     if !problems.is_empty() {
+        // The lines that did parse are checked too, so that one pass names every bad
+        // line, not only those that are not JSON.
+        let (lines, parsed): (Vec<usize>, Vec<Enqueue>) = items.into_iter().unzip();
+        if let Err(crate::Error::Batch { errors, .. }) = admin.prepare_many(parsed).await {
+            problems.extend(errors.iter().map(|(i, e)| (lines[*i], e.to_string())));
+        }
+        problems.sort_by_key(|(n, _)| *n);
+        let named: Vec<String> = problems
+            .iter()
+            .map(|(n, msg)| format!("{}:{n}: {msg}", path.display()))
+            .collect();
         return Err(CliError::new(
             "invalid_batch",
             format!(
                 "{} invalid line(s), nothing was enqueued: {}",
-                problems.len(),
-                problems.join("; ")
+                named.len(),
+                named.join("; ")
             ),
         ));
     }
