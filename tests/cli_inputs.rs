@@ -62,6 +62,7 @@ async fn numbers_out_of_range_are_usage_errors() {
         &["runs", "show", "abc"],
         &["enqueue", "t", "--priority", "2147483648"],
         &["enqueue", "t", "--max-retries", "4294967296"],
+        &["enqueue", "t", "--max-retries", "-1"],
         &[
             "cron",
             "next",
@@ -85,6 +86,25 @@ async fn numbers_out_of_range_are_usage_errors() {
     ] {
         let out = cli(&db.url, args).await;
         assert_refused(args, &out, 2);
+    }
+}
+
+/// A negative delay, time to live or timeout is refused for being negative, not taken
+/// for an unknown flag.
+#[tokio::test]
+async fn negative_durations_are_refused_as_negative() {
+    let db = database_with_task_t().await;
+    for args in [
+        &["enqueue", "t", "--in", "-5m"][..],
+        &["enqueue", "t", "--ttl", "-1s"],
+        &["enqueue", "t", "--timeout", "-3s"],
+    ] {
+        let out = cli(&db.url, args).await;
+        assert_refused(args, &out, 2);
+        assert!(
+            out.stderr.contains("negative durations are not allowed"),
+            "{args:?}: {out:#?}"
+        );
     }
 }
 

@@ -25,16 +25,18 @@ pub(super) struct EnqueueArgs {
     #[arg(long, conflicts_with = "in_")]
     at: Option<String>,
     /// Start after this delay, e.g. 10m.
-    #[arg(long = "in", id = "in_", value_name = "DELAY", value_parser = parse_duration_arg)]
+    // Hyphen values are taken, so that `--in -5m` is told durations cannot be negative
+    // rather than that `-5m` is an unknown flag (likewise below).
+    #[arg(long = "in", id = "in_", value_name = "DELAY", value_parser = parse_duration_arg, allow_hyphen_values = true)]
     in_: Option<Duration>,
     /// Priority (lower runs first); default the task's.
     #[arg(long, allow_negative_numbers = true)]
     priority: Option<i32>,
     /// Limit of one attempt (default the task's), e.g. 5m.
-    #[arg(long, value_parser = parse_duration_arg)]
+    #[arg(long, value_parser = parse_duration_arg, allow_hyphen_values = true)]
     timeout: Option<Duration>,
     /// Retries after a failed attempt (default the task's).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     max_retries: Option<u32>,
     /// A key=value tag; repeat for several.
     #[arg(long, value_parser = parse_tag)]
@@ -43,7 +45,7 @@ pub(super) struct EnqueueArgs {
     #[arg(long)]
     idempotency_key: Option<String>,
     /// Expire the run (never start it) if it has not started this long after now.
-    #[arg(long, value_parser = parse_duration_arg)]
+    #[arg(long, value_parser = parse_duration_arg, allow_hyphen_values = true)]
     ttl: Option<Duration>,
     /// POST the finished run as JSON to this URL.
     #[arg(long)]
