@@ -284,6 +284,42 @@ async fn enqueue_input_is_checked_field_by_field() {
             "colour",
         )
         .await;
+        // An unknown key gets every valid one, however many; only the echoed key is
+        // clipped.
+        let e = api
+            .post("/api/v1/runs", &json!({"task": "hello", "prio": 1}))
+            .await
+            .error(400, "invalid_input");
+        let message = e["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("prio: unknown field `prio`, expected one of `task`,")
+                && message.contains("`ttl`, `callback_url`")
+                && !message.contains("characters)"),
+            "{e}"
+        );
+        let long = "k".repeat(500);
+        let e = api
+            .post("/api/v1/runs", &json!({"task": "hello", long.as_str(): 1}))
+            .await
+            .error(400, "invalid_input");
+        let message = e["message"].as_str().unwrap();
+        assert!(
+            message.contains("… (500 characters)`, expected one of `task`,")
+                && message.contains("`callback_url`")
+                && message.chars().count() < 500,
+            "{e}"
+        );
+        let e = api
+            .post(
+                "/api/v1/runs",
+                &json!({"task": "hello", "delay": "x".repeat(500)}),
+            )
+            .await
+            .error(400, "invalid_input");
+        assert!(
+            e["message"].as_str().unwrap().chars().count() < 300,
+            "a long value is clipped: {e}"
+        );
         bad(
             json!({"task": "hello", "delay": "soon"}),
             "invalid_input",
@@ -404,6 +440,21 @@ async fn batches_are_all_or_nothing_with_every_bad_item_reported() {
             "{e}"
         );
         assert_eq!(errors[1]["field"], "runs[2].priority");
+        let e = api
+            .post(
+                "/api/v1/runs/batch",
+                &json!({"runs": [{"task": "hello", "prio": 1}]}),
+            )
+            .await
+            .error(400, "invalid_batch");
+        let item = &e["details"]["errors"][0];
+        assert!(
+            item["message"]
+                .as_str()
+                .unwrap()
+                .contains("`ttl`, `callback_url`"),
+            "{e}"
+        );
         assert_eq!(errors[3]["field"], "runs[4].delay");
         assert_eq!(node.total_runs().await, 0, "nothing enqueued");
 
@@ -671,6 +722,17 @@ async fn jobs_are_created_changed_paused_triggered_and_deleted() {
         api.patch("/api/v1/jobs/nightly", &json!({"priority": "x"}))
             .await
             .error(400, "invalid_input");
+        let e = api
+            .patch("/api/v1/jobs/nightly", &json!({"prio": 1}))
+            .await
+            .error(400, "invalid_input");
+        let message = e["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("prio: unknown field `prio`, expected one of `schedule`,")
+                && message.contains("`overlap`, `callback_url`")
+                && !message.contains("characters)"),
+            "{e}"
+        );
         api.patch("/api/v1/jobs/ghost", &json!({"priority": 1}))
             .await
             .error(404, "not_found");

@@ -61,7 +61,8 @@ impl ApiError {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             code: "invalid_input",
-            message: format!("{field}: {message}"),
+            // The field may be a key the client made up (an unknown one, a tag's).
+            message: format!("{}: {message}", crate::error::clip(field)),
             details: json!({ "field": field }),
         }
     }

@@ -77,7 +77,7 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
             let path = e.path().to_string();
             let inner = e.into_inner();
             let syntax = inner.is_syntax() || inner.is_eof();
-            let message = crate::error::clip(&inner.to_string());
+            let message = serde_message(&inner.to_string());
             if syntax {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
@@ -97,6 +97,41 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
             };
             Err(ApiError::field(&field, message))
         }
+    }
+}
+
+/// A serde message with the value it echoes from the request clipped, and nothing
+/// else: in `` unknown field `x`, expected one of `task`, ... `` or `invalid type:
+/// string "x", expected ...` the `x` is whatever the client sent, while the expected
+/// part (for an unknown field, every valid one) is written by kairos and must reach
+/// the client whole.
+pub(crate) fn serde_message(message: &str) -> String {
+    // The echoed value is serde's first quoted text: its prefix (`unknown field `,
+    // `invalid type: string `) has no quotes. It ends at the last `, expected` (or
+    // `, there are no fields`), since what follows is kairos's and quotes no such text.
+    let Some(start) = message.find(['`', '"']) else {
+        return message.to_string();
+    };
+    let ends: &[&str] = if message[start..].starts_with('`') {
+        &["`, expected ", "`, there are no fields"]
+    } else {
+        &["\", expected "]
+    };
+    let end = ends
+        .iter()
+        .filter_map(|e| message.rfind(e))
+        .filter(|&end| end > start)
+        .max();
+    match end {
+        Some(end) => format!(
+            "{}{}{}",
+            &message[..=start],
+            crate::error::clip(&message[start + 1..end]),
+            &message[end..]
+        ),
+        // `missing field `task``, or a message of kairos's own (those clip what they
+        // echo where they are written).
+        None => message.to_string(),
     }
 }
 

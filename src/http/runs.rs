@@ -230,7 +230,7 @@ pub(crate) async fn batch(
         let parsed = serde_path_to_error::deserialize::<_, CreateRun>(v)
             .map_err(|e| {
                 let path = e.path().to_string();
-                let msg = crate::error::clip(&e.into_inner().to_string());
+                let msg = input::serde_message(&e.into_inner().to_string());
                 let field = if path == "." {
                     format!("runs[{i}]")
                 } else {
