@@ -372,9 +372,30 @@ async fn enqueue_input_is_checked_field_by_field() {
         api.post_raw("/api/v1/runs", "")
             .await
             .error(400, "malformed_json");
-        api.post_raw("/api/v1/runs", "[1, 2]")
+        // Not an object: said so, rather than serde's reading of an array as fields.
+        for (body, kind) in [
+            ("[1, 2]", "an array"),
+            (" \"hello\"", "a string"),
+            ("42", "a number"),
+            ("null", "null"),
+        ] {
+            let e = api
+                .post_raw("/api/v1/runs", body)
+                .await
+                .error(400, "invalid_input");
+            assert_eq!(e["details"]["field"], "body", "{body}: {e}");
+            assert_eq!(
+                e["message"],
+                format!(
+                    "the request body must be a JSON object ({{\"key\": value, ...}}), not {kind}"
+                ),
+                "{body}: {e}"
+            );
+        }
+        // Invalid JSON that is not an object is still malformed JSON.
+        api.post_raw("/api/v1/runs", "[1, 2")
             .await
-            .error(400, "invalid_input");
+            .error(400, "malformed_json");
         api.send(
             Method::POST,
             "/api/v1/runs",
@@ -453,6 +474,31 @@ async fn batches_are_all_or_nothing_with_every_bad_item_reported() {
                 .as_str()
                 .unwrap()
                 .contains("`ttl`, `callback_url`"),
+            "{e}"
+        );
+        // The body is an object, and so is each run.
+        api.post_raw("/api/v1/runs/batch", "[{\"task\": \"hello\"}]")
+            .await
+            .error(400, "invalid_input");
+        let e = api
+            .post(
+                "/api/v1/runs/batch",
+                &json!({"runs": [{"task": "hello"}, ["hello"]]}),
+            )
+            .await
+            .error(400, "invalid_batch");
+        assert_eq!(e["details"]["errors"].as_array().unwrap().len(), 1, "{e}");
+        let item = &e["details"]["errors"][0];
+        assert_eq!(
+            (&item["index"], &item["field"]),
+            (&json!(1), &json!("runs[1]")),
+            "{e}"
+        );
+        assert!(
+            item["message"]
+                .as_str()
+                .unwrap()
+                .contains("must be a JSON object, as POST /api/v1/runs takes a run, not an array"),
             "{e}"
         );
         assert_eq!(errors[3]["field"], "runs[4].delay");
@@ -722,6 +768,17 @@ async fn jobs_are_created_changed_paused_triggered_and_deleted() {
         api.patch("/api/v1/jobs/nightly", &json!({"priority": "x"}))
             .await
             .error(400, "invalid_input");
+        let e = api
+            .patch("/api/v1/jobs/nightly", &json!([4]))
+            .await
+            .error(400, "invalid_input");
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("the request body must be a JSON object"),
+            "{e}"
+        );
         let e = api
             .patch("/api/v1/jobs/nightly", &json!({"prio": 1}))
             .await

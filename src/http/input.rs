@@ -70,24 +70,33 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
             "the request body is empty; send a JSON object",
         ));
     }
+    // Serde would read an array as a struct's fields in order (`[0]: invalid type ...`);
+    // every body kairos takes is an object, so say that instead (or where the JSON
+    // breaks, when it is not JSON at all).
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(match serde_json::from_slice::<serde_json::Value>(bytes) {
+            Ok(v) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+                format!(
+                    "the request body must be a JSON object ({{\"key\": value, ...}}), not {}",
+                    kind_of(&v)
+                ),
+            )
+            .with_details(serde_json::json!({ "field": "body" })),
+            Err(e) => malformed(&e),
+        });
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize::<_, T>(de) {
         Ok(v) => Ok(v),
         Err(e) => {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            let syntax = inner.is_syntax() || inner.is_eof();
-            let message = serde_message(&inner.to_string());
-            if syntax {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "malformed_json",
-                    format!("the request body is not valid JSON: {message}"),
-                )
-                .with_details(serde_json::json!({
-                    "line": inner.line(), "column": inner.column(),
-                })));
+            if inner.is_syntax() || inner.is_eof() {
+                return Err(malformed(&inner));
             }
+            let message = serde_message(&inner.to_string());
             // A missing or unknown field is reported at its parent's path ("."):
             // name the field from serde's message instead.
             let field = if path == "." {
@@ -97,6 +106,32 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
             };
             Err(ApiError::field(&field, message))
         }
+    }
+}
+
+/// The error for a body that is not JSON, with where it breaks.
+fn malformed(e: &serde_json::Error) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "malformed_json",
+        format!(
+            "the request body is not valid JSON: {}",
+            serde_message(&e.to_string())
+        ),
+    )
+    .with_details(serde_json::json!({ "line": e.line(), "column": e.column() }))
+}
+
+/// What a JSON value is, for messages: `an array`, `a string`, ...
+pub(crate) fn kind_of(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match v {
+        Value::Array(_) => "an array",
+        Value::String(_) => "a string",
+        Value::Number(_) => "a number",
+        Value::Bool(_) => "a boolean",
+        Value::Null => "null",
+        Value::Object(_) => "an object",
     }
 }
 

@@ -227,6 +227,21 @@ pub(crate) async fn batch(
     let mut errors: Vec<(usize, Value)> = Vec::new();
     for (i, v) in req.runs.into_iter().enumerate() {
         let at = format!("runs[{i}].");
+        // Serde would take an array for the fields in order: say what an item is.
+        if !v.is_object() {
+            errors.push((
+                i,
+                serde_json::json!({
+                    "index": i, "code": "invalid_input", "field": format!("runs[{i}]"),
+                    "message": format!(
+                        "runs[{i}]: must be a JSON object, as POST /api/v1/runs takes a run, \
+                         not {}",
+                        input::kind_of(&v)
+                    ),
+                }),
+            ));
+            continue;
+        }
         let parsed = serde_path_to_error::deserialize::<_, CreateRun>(v)
             .map_err(|e| {
                 let path = e.path().to_string();
