@@ -326,12 +326,33 @@ async fn enqueue_input_is_checked_field_by_field() {
             "delay",
         )
         .await;
-        bad(
-            json!({"task": "hello", "run_at": "tomorrow"}),
-            "invalid_input",
-            "run_at",
-        )
-        .await;
+        // A bad time says what a good one looks like.
+        for (run_at, says) in [
+            (
+                json!("tomorrow"),
+                "`tomorrow` is not an RFC 3339 time such as 2026-12-01T09:00:00Z",
+            ),
+            (
+                json!("2026-12-01"),
+                "`2026-12-01` is not an RFC 3339 time such as 2026-12-01T09:00:00Z",
+            ),
+            (
+                json!(5),
+                "expected an RFC 3339 time such as 2026-12-01T09:00:00Z",
+            ),
+        ] {
+            let body = json!({"task": "hello", "run_at": run_at});
+            let e = api
+                .post("/api/v1/runs", &body)
+                .await
+                .error(400, "invalid_input");
+            assert_eq!(e["details"]["field"], "run_at", "{body}: {e}");
+            let message = e["message"].as_str().unwrap();
+            assert!(
+                message.starts_with("run_at: ") && message.contains(says),
+                "{body}: {e}"
+            );
+        }
         bad(
             json!({"task": "hello", "delay": "1m", "run_at": "2030-01-01T00:00:00Z"}),
             "invalid_input",
@@ -414,6 +435,22 @@ async fn enqueue_input_is_checked_field_by_field() {
 
         // Nothing was enqueued by any of it.
         assert_eq!(node.total_runs().await, 0);
+
+        // A good time is still read as chrono reads it, at any offset, and null is none.
+        let later = api
+            .post(
+                "/api/v1/runs",
+                &json!({"task": "hello", "run_at": "2099-12-01T10:00:00+01:00"}),
+            )
+            .await
+            .expect(201);
+        assert_eq!(later["run"]["run_at"], "2099-12-01T09:00:00Z", "{later}");
+        api.post(
+            "/api/v1/runs",
+            &json!({"task": "send", "run_at": null, "delay": "1h"}),
+        )
+        .await
+        .expect(201);
 
         // Unknown routes and methods answer in the same JSON shape.
         api.get("/api/v1/nothing").await.error(404, "no_route");
@@ -729,6 +766,10 @@ async fn jobs_are_created_changed_paused_triggered_and_deleted() {
                 json!({"name": " a", "task": "hello", "interval": "1h"}),
                 "name",
             ),
+            (
+                json!({"name": "a", "task": "hello", "at": "next monday"}),
+                "at",
+            ),
         ] {
             let a = api.post("/api/v1/jobs", &body).await;
             assert_eq!(a.status, 400, "{body}: {a:?}");
@@ -768,6 +809,17 @@ async fn jobs_are_created_changed_paused_triggered_and_deleted() {
         api.patch("/api/v1/jobs/nightly", &json!({"priority": "x"}))
             .await
             .error(400, "invalid_input");
+        let e = api
+            .patch("/api/v1/jobs/nightly", &json!({"at": "noon"}))
+            .await
+            .error(400, "invalid_input");
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("at: `noon` is not an RFC 3339 time such as 2026-12-01T09:00:00Z"),
+            "{e}"
+        );
         let e = api
             .patch("/api/v1/jobs/nightly", &json!([4]))
             .await

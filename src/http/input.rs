@@ -291,6 +291,52 @@ pub(crate) fn duration(field: &str, s: &str) -> Result<std::time::Duration, ApiE
     crate::schedule::parse_duration(s).map_err(|e| ApiError::field(field, e.to_string()))
 }
 
+/// An optional RFC 3339 time in a request body (`#[serde(default, deserialize_with =
+/// "input::time")]`). It accepts what chrono's own `Deserialize` does, but a bad value
+/// is answered with the format and an example rather than chrono's bare
+/// `input contains invalid characters`.
+pub(crate) fn time<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<DateTime<Utc>>, D::Error> {
+    struct Time;
+    impl serde::de::Visitor<'_> for Time {
+        type Value = DateTime<Utc>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "an RFC 3339 time such as {TIME_EXAMPLE}")
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            s.parse::<DateTime<chrono::FixedOffset>>()
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| {
+                    E::custom(format!(
+                        "`{}` is not an RFC 3339 time such as {TIME_EXAMPLE} ({e})",
+                        crate::error::clip(s)
+                    ))
+                })
+        }
+    }
+    struct Optional;
+    impl<'de> serde::de::Visitor<'de> for Optional {
+        type Value = Option<DateTime<Utc>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            Time.expecting(f)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(Time).map(Some)
+        }
+    }
+    d.deserialize_option(Optional)
+}
+
+/// The example of an RFC 3339 time in messages.
+const TIME_EXAMPLE: &str = "2026-12-01T09:00:00Z";
+
 /// An RFC 3339 instant or an age before `now` (`1h`: an hour ago), as the CLI takes.
 pub(crate) fn since(field: &str, s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
     crate::model::parse_since(s, now).map_err(|e| ApiError::field(field, e))

@@ -124,6 +124,7 @@ pub(crate) struct CreateJob {
     /// Fixed interval instead, e.g. `15m`.
     interval: Option<String>,
     /// Once, at this time, instead.
+    #[serde(default, deserialize_with = "input::time")]
     at: Option<DateTime<Utc>>,
     /// Params of every run, a JSON object.
     #[schema(value_type = Option<Object>)]
@@ -158,6 +159,7 @@ pub(crate) struct UpdateJob {
     /// A new fixed interval.
     interval: Option<String>,
     /// Once, at this time.
+    #[serde(default, deserialize_with = "input::time")]
     at: Option<DateTime<Utc>>,
     /// New params.
     #[schema(value_type = Option<Object>)]

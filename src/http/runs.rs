@@ -43,6 +43,7 @@ pub(crate) struct CreateRun {
     /// Lower runs first; default the task's.
     priority: Option<i32>,
     /// Start no earlier than this time (RFC 3339); not with `delay`.
+    #[serde(default, deserialize_with = "input::time")]
     run_at: Option<DateTime<Utc>>,
     /// Start after this delay, e.g. `10m`; not with `run_at`.
     delay: Option<String>,
