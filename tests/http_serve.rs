@@ -51,18 +51,26 @@ impl Serve {
     }
 
     /// SIGTERM, then the exit status (fails after 10 s).
-    fn terminate(mut self) -> i32 {
+    fn terminate(self) -> i32 {
+        self.terminate_within(Duration::from_secs(10))
+    }
+
+    /// SIGTERM, then the exit status (fails after `limit`).
+    fn terminate_within(mut self, limit: Duration) -> i32 {
         let pid = self.child.id().to_string();
         Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .expect("kill -TERM");
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code().unwrap_or(-1);
             }
-            assert!(Instant::now() < deadline, "kairos serve did not stop");
+            assert!(
+                Instant::now() < deadline,
+                "kairos serve did not stop within {limit:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -160,6 +168,65 @@ async fn kairos_serve_with_a_token_and_protected_reads() {
             .contains("no node is running")
     );
     assert_eq!(serve.terminate(), 0);
+}
+
+/// Event streams never end by themselves, and a graceful shutdown waits for open
+/// requests: on SIGTERM the server ends them (SSE: the stream ends; WebSocket: close
+/// 1001) and stops at once, rather than stream on until its grace period runs out.
+#[tokio::test]
+async fn kairos_serve_ends_live_event_streams_on_sigterm() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let db = common::sqlite();
+    Kairos::new(&["migrate"]).url(&db.url).run().ok();
+    let serve = Serve::start(&db.url, &[], &[]);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut sse = Vec::new();
+    for _ in 0..2 {
+        let mut s = client
+            .get(format!("{}/api/v1/events", serve.base))
+            .send()
+            .await
+            .expect("the event stream");
+        assert_eq!(s.status(), 200);
+        let first = s.chunk().await.unwrap().expect("the first event");
+        assert!(
+            String::from_utf8_lossy(&first).contains("event: subscribed"),
+            "{first:?}"
+        );
+        sse.push(s);
+    }
+    let ws_url = format!("{}/api/v1/ws", serve.base.replace("http://", "ws://"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+    ws.send(Message::Text(r#"{"type": "subscribe"}"#.into()))
+        .await
+        .unwrap();
+    let subscribed = ws.next().await.unwrap().unwrap();
+    assert!(
+        subscribed.to_string().contains("subscribed"),
+        "{subscribed}"
+    );
+
+    let started = Instant::now();
+    let status =
+        tokio::task::spawn_blocking(move || serve.terminate_within(Duration::from_secs(5)))
+            .await
+            .unwrap();
+    assert_eq!(status, 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stopped after {:?}",
+        started.elapsed()
+    );
+    // Each stream ended cleanly, not cut off by the process exiting.
+    for mut s in sse {
+        assert!(matches!(s.chunk().await, Ok(None)), "the SSE stream ended");
+    }
+    match ws.next().await {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1001),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
 }
 
 #[test]

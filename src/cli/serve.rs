@@ -19,7 +19,8 @@ use crate::ops::Admin;
 /// Environment variable holding the API's bearer token.
 pub(super) const TOKEN_ENV: &str = "KAIROS_ADMIN_TOKEN";
 
-/// How long open connections (event streams) may delay a shutdown.
+/// How long open requests may delay a shutdown. Event streams end at once when it
+/// starts; this bounds anything else still running (a slow query).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Args)]
@@ -153,8 +154,8 @@ pub(super) async fn run(args: ServeArgs, admin: Admin, out: &mut Out<'_>) -> Res
             }
         )
     })?;
-    let app = crate::http::router(admin, opts);
     let stop = tokio_util::sync::CancellationToken::new();
+    let app = crate::http::router(admin, opts.stop_streams(stop.clone()));
     let server = axum::serve(listener, app).with_graceful_shutdown({
         let stop = stop.clone();
         async move { stop.cancelled().await }
@@ -162,7 +163,8 @@ pub(super) async fn run(args: ServeArgs, admin: Admin, out: &mut Out<'_>) -> Res
     let server = tokio::spawn(async move { server.await });
     shutdown_signal().await;
     stop.cancel();
-    // Event streams never end by themselves: give open requests a moment, then go.
+    // The cancelled token also ends the event streams, which never end by themselves;
+    // other open requests get a moment, then the process goes.
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, server).await;
     Ok(())
 }

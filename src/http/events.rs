@@ -29,6 +29,7 @@ use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use serde::Deserialize;
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
@@ -46,6 +47,8 @@ const BEAT: Duration = Duration::from_secs(2);
 const LINGER: Duration = Duration::from_secs(5);
 /// How long one WebSocket message may take to send before the client counts as gone.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the closing message at shutdown may take to send.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Subscriptions one WebSocket may hold.
 const MAX_SUBSCRIPTIONS: usize = 100;
 
@@ -207,6 +210,8 @@ pub(crate) async fn sse(
         Some((Ok(sse), next))
     });
     let all = futures::StreamExt::chain(futures::stream::once(async { Ok(first) }), events);
+    // Ends on shutdown, or the server would wait for a client that never leaves.
+    let all = futures::StreamExt::take_until(all, st.stop.clone().cancelled_owned());
     Ok(Sse::new(all).keep_alive(KeepAlive::default()))
 }
 
@@ -259,17 +264,28 @@ pub(crate) async fn ws(
         )
     })?;
     let stream = st.hub.subscribe(EventFilter::all()).await?;
+    let stop = st.stop.clone();
     Ok(upgrade
         .max_message_size(64 * 1024)
-        .on_upgrade(move |socket| session(socket, stream))
+        .on_upgrade(move |socket| session(socket, stream, stop))
         .into_response())
 }
 
-async fn session(mut socket: WebSocket, mut events: EventStream) {
+async fn session(mut socket: WebSocket, mut events: EventStream, stop: CancellationToken) {
     let mut subs: Vec<(u64, EventFilter)> = Vec::new();
     let mut next_id = 1;
     loop {
         tokio::select! {
+            // The server is shutting down: say so (1001, going away) and end, rather
+            // than hold the shutdown until the client leaves.
+            _ = stop.cancelled() => {
+                let close = Message::Close(Some(CloseFrame {
+                    code: 1001,
+                    reason: "the server is shutting down".into(),
+                }));
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(close)).await;
+                return;
+            }
             msg = socket.recv() => {
                 let reply = match msg {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,

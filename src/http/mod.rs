@@ -38,6 +38,7 @@ mod runs;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
+use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::ops::Admin;
@@ -51,6 +52,8 @@ pub struct HttpOptions {
     token: Option<String>,
     protect_reads: bool,
     body_limit: Option<usize>,
+    /// Cancelled when the server shuts down: live event streams end then.
+    stop: Option<CancellationToken>,
 }
 
 impl std::fmt::Debug for HttpOptions {
@@ -97,6 +100,13 @@ impl HttpOptions {
         self.token.is_some()
     }
 
+    /// Ends every live event stream (SSE and WebSocket) when `stop` is cancelled. A
+    /// graceful shutdown waits for open requests, and these never end by themselves.
+    pub(crate) fn stop_streams(mut self, stop: CancellationToken) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
     fn limit(&self) -> usize {
         self.body_limit.unwrap_or(DEFAULT_BODY_LIMIT)
     }
@@ -108,6 +118,8 @@ pub(crate) struct AppState {
     pub(crate) admin: Admin,
     pub(crate) opts: Arc<HttpOptions>,
     pub(crate) hub: Arc<events::Hub>,
+    /// Cancelled on shutdown (never, unless the options say when).
+    pub(crate) stop: CancellationToken,
     /// The OpenAPI document, rendered once.
     pub(crate) openapi: Arc<String>,
 }
@@ -168,6 +180,7 @@ pub fn router(admin: Admin, opts: HttpOptions) -> axum::Router {
     let limit = opts.limit();
     let state = AppState {
         hub: Arc::new(events::Hub::new(admin.clone())),
+        stop: opts.stop.clone().unwrap_or_default(),
         admin,
         opts: Arc::new(opts),
         openapi: Arc::new(rendered),
