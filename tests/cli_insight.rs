@@ -78,6 +78,92 @@ async fn logs_and_watch_follow_a_run_from_another_process() {
     }
 }
 
+/// Into a file or a pipe, `runs watch` prints plain lines as things happen (bars would
+/// show nothing there): the start, progress and stage, log lines and the outcome, each
+/// flushed at once, until Ctrl-C.
+#[tokio::test]
+async fn watch_prints_plain_lines_when_stdout_is_not_a_terminal() {
+    use tokio::io::AsyncBufReadExt;
+
+    let db = common::sqlite();
+    let node = start(&db.url).await;
+    let url = db.url.as_str();
+    let mut watch = tokio::process::Command::new(env!("CARGO_BIN_EXE_kairos"))
+        .args(["runs", "watch", "--task", "slow_report"])
+        .env("KAIROS_DATABASE_URL", url)
+        .env_remove("RUST_LOG")
+        .current_dir(std::env::temp_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start kairos runs watch");
+    let mut lines = tokio::io::BufReader::new(watch.stdout.take().unwrap()).lines();
+    // Nodes look for watchers every 2 s before they log their events.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let id = enqueue(url, &["slow_report"]).await;
+    // Watching the one run ends with its outcome, printed once.
+    let one = tokio::spawn(
+        common::cli::Kairos::new(&["runs", "watch", &id.to_string()])
+            .url(url)
+            .spawn(),
+    );
+
+    // Each line arrives while the watch still runs: it is not held until the end.
+    let outcome = format!("run {id} of `slow_report` succeeded");
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.starts_with(&outcome)) {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("no line within 10 s; so far: {seen:#?}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("the watch ended; so far: {seen:#?}"));
+        seen.push(line);
+    }
+    let at = |want: &str| {
+        seen.iter()
+            .position(|l| l == want)
+            .unwrap_or_else(|| panic!("no line {want:?} in {seen:#?}"))
+    };
+    // Started: from its event, or from the runs table when a refresh came first.
+    let started = seen
+        .iter()
+        .position(|l| l.starts_with(&format!("run {id} slow_report: ")))
+        .unwrap();
+    assert!(seen[started].contains("attempt 1"), "{seen:#?}");
+    let step = at(&format!(
+        "run {id} slow_report: 40% attempt 1 · counting · step 2 of 5"
+    ));
+    let log = at(&format!("run {id}: [info] step 5"));
+    let done = seen.len() - 1;
+    assert!(started < step && step < log && log < done, "{seen:#?}");
+    // No bar, no control characters: plain text.
+    assert!(
+        seen.iter()
+            .all(|l| !l.contains('\u{1b}') && !l.contains('\r')),
+        "{seen:#?}"
+    );
+
+    // Ctrl-C ends it normally.
+    let pid = watch.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill -INT");
+    let status = tokio::time::timeout(Duration::from_secs(10), watch.wait())
+        .await
+        .expect("the watch stops on Ctrl-C")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{seen:#?}");
+    assert_eq!(lines.next_line().await.unwrap(), None);
+
+    let one = one.await.unwrap().ok();
+    let last = one.stdout.lines().last().unwrap_or_default();
+    assert!(last.starts_with(&outcome), "{one:#?}");
+    assert_eq!(one.stdout.matches(&outcome).count(), 1, "{one:#?}");
+    node.stop().await;
+}
+
 #[tokio::test]
 async fn stats_health_and_cleanup() {
     let db = common::sqlite();

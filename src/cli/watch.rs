@@ -2,12 +2,14 @@
 //! elapsed time) of running runs, fed by the event log other processes write while
 //! this one watches, and refreshed from the runs table every couple of seconds so
 //! nothing is missed while the nodes notice the watcher. With `--json`, the events are
-//! printed as JSON lines instead.
+//! printed as JSON lines instead. When stdout is not a terminal (a file, a pipe), bars
+//! would show nothing there: each change is printed as a plain line instead.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::output::{CliError, Out, rfc3339};
 use crate::events::{Event, EventFilter, EventKind};
@@ -47,7 +49,13 @@ async fn watch_inner(
         }
     }
     let mut after = store.last_event_id().await.map_err(crate::Error::from)?;
-    let bars = Bars::new(out.is_json());
+    let mut view = if out.is_json() {
+        View::Json
+    } else if std::io::stdout().is_terminal() {
+        View::Bars(Bars::new())
+    } else {
+        View::Lines(Lines::default())
+    };
     let mut last_refresh: Option<tokio::time::Instant> = None;
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
@@ -58,14 +66,15 @@ async fn watch_inner(
                 .subscriber_beat(me, chrono::Utc::now())
                 .await
                 .map_err(crate::Error::from)?;
-            for run in running(admin, w).await? {
-                bars.show(&run);
-            }
+            let runs = running(admin, w).await?;
+            view.refresh(&runs, admin, out).await?;
             if let Some(id) = w.run {
                 let run = admin.run(id).await?;
                 if run.status.is_finished() {
-                    bars.finish(&run);
-                    bars.clear();
+                    view.finish(&run);
+                    if view.printed_outcome(id) {
+                        return Ok(());
+                    }
                     return out.print_line(&run, || finished_line(&run));
                 }
             }
@@ -79,16 +88,12 @@ async fn watch_inner(
             if !w.filter.matches(&e) {
                 continue;
             }
-            if out.is_json() {
-                out.print_line(&e, String::new)?;
-            } else {
-                bars.apply(&e, admin).await;
-            }
+            view.apply(&e, admin, out).await?;
             if e.kind == EventKind::RunFinished && w.run.is_some() && e.run_id == w.run {
                 let run = admin.run(e.run_id.unwrap_or_default()).await?;
-                bars.finish(&run);
-                bars.clear();
-                if !out.is_json() {
+                view.finish(&run);
+                // JSON printed the event; plain lines, the outcome.
+                if let View::Bars(_) = view {
                     out.print_line(&run, || finished_line(&run))?;
                 }
                 return Ok(());
@@ -96,7 +101,7 @@ async fn watch_inner(
         }
         tokio::select! {
             _ = &mut interrupted => {
-                bars.clear();
+                view.end();
                 return Ok(());
             }
             _ = tokio::time::sleep(POLL) => {}
@@ -137,6 +142,282 @@ fn finished_line(r: &Run) -> String {
     )
 }
 
+/// How the watch shows what happens.
+enum View {
+    /// `--json`: every event as a JSON line.
+    Json,
+    /// A terminal: live progress bars.
+    Bars(Bars),
+    /// Anything else: one plain line per change, printed as it comes.
+    Lines(Lines),
+}
+
+impl View {
+    /// Shows the running runs as the runs table has them.
+    async fn refresh(
+        &mut self,
+        runs: &[Run],
+        admin: &Admin,
+        out: &mut Out<'_>,
+    ) -> Result<(), CliError> {
+        match self {
+            View::Json => Ok(()),
+            View::Bars(b) => {
+                for r in runs {
+                    b.show(r);
+                }
+                Ok(())
+            }
+            View::Lines(l) => l.refresh(runs, admin, out).await,
+        }
+    }
+
+    /// Whether the outcome of run `id` was printed already.
+    fn printed_outcome(&self, id: i64) -> bool {
+        matches!(self, View::Lines(l) if l.outcomes.contains(&id))
+    }
+
+    async fn apply(&mut self, e: &Event, admin: &Admin, out: &mut Out<'_>) -> Result<(), CliError> {
+        match self {
+            View::Json => out.print_line(e, String::new),
+            View::Bars(b) => {
+                b.apply(e, admin).await;
+                Ok(())
+            }
+            View::Lines(l) => l.apply(e, admin, out).await,
+        }
+    }
+
+    /// The watched run finished: the watch ends.
+    fn finish(&mut self, r: &Run) {
+        if let View::Bars(b) = self {
+            b.finish(r);
+        }
+        self.end();
+    }
+
+    /// The watch ends: bars are taken off the terminal.
+    fn end(&mut self) {
+        if let View::Bars(b) = self {
+            b.clear();
+        }
+    }
+}
+
+/// Plain lines for output that is not a terminal: a run's state each time it changes,
+/// its log lines, retries and outcome, each line flushed at once so that a file or a
+/// program reading the pipe gets it as it happens.
+#[derive(Default)]
+struct Lines {
+    /// The state last printed of each running run: the refresh from the runs table
+    /// prints a run only when it changed since.
+    printed: BTreeMap<i64, RunState>,
+    /// Runs whose outcome was printed, from their event or from the runs table
+    /// (whichever came first: the other is not printed again).
+    outcomes: BTreeSet<i64>,
+    /// Runs heard of through events: those tell every change in order, so the
+    /// refresh, which may read the table ahead of the events not yet read, leaves
+    /// them alone.
+    heard: BTreeSet<i64>,
+}
+
+/// What the line of a running run shows.
+#[derive(Debug, Clone, PartialEq)]
+struct RunState {
+    task: String,
+    attempt: u32,
+    percent: Option<u8>,
+    stage: Option<String>,
+    message: Option<String>,
+}
+
+impl RunState {
+    fn of(r: &Run) -> Self {
+        RunState {
+            task: r.task.clone(),
+            attempt: r.attempt,
+            percent: r.progress,
+            stage: r.stage.clone(),
+            message: r.progress_message.clone(),
+        }
+    }
+
+    /// `run 42 import_catalog: 47% attempt 1 · downloading · district 9 of 19`.
+    fn line(&self, id: i64) -> String {
+        let percent = self.percent.map_or(String::new(), |p| format!("{p}% "));
+        format!(
+            "run {id} {}: {percent}{}",
+            self.task,
+            describe(self.attempt, self.stage.as_deref(), self.message.as_deref())
+        )
+    }
+}
+
+impl Lines {
+    /// Prints the running runs that changed, and the outcome of those no longer
+    /// running: a run that ends before the nodes notice the watcher has no event.
+    async fn refresh(
+        &mut self,
+        runs: &[Run],
+        admin: &Admin,
+        out: &mut Out<'_>,
+    ) -> Result<(), CliError> {
+        for r in runs {
+            if !self.heard.contains(&r.id) {
+                self.print_state(r.id, RunState::of(r), out)?;
+            }
+        }
+        let gone: Vec<i64> = self
+            .printed
+            .keys()
+            .filter(|id| !runs.iter().any(|r| r.id == **id))
+            .copied()
+            .collect();
+        for id in gone {
+            self.printed.remove(&id);
+            if let Ok(r) = admin.run(id).await
+                && r.status.is_finished()
+            {
+                self.print_outcome(&r, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Prints a run's outcome, once.
+    fn print_outcome(&mut self, r: &Run, out: &mut Out<'_>) -> Result<(), CliError> {
+        self.printed.remove(&r.id);
+        if !self.outcomes.insert(r.id) {
+            return Ok(());
+        }
+        out.print_line(&(), || finished_line(r))
+    }
+
+    /// Prints a run's state unless it is the one printed last.
+    fn print_state(&mut self, id: i64, s: RunState, out: &mut Out<'_>) -> Result<(), CliError> {
+        if self.printed.get(&id) == Some(&s) {
+            return Ok(());
+        }
+        let line = s.line(id);
+        self.printed.insert(id, s);
+        out.print_line(&(), || line)
+    }
+
+    async fn apply(&mut self, e: &Event, admin: &Admin, out: &mut Out<'_>) -> Result<(), CliError> {
+        let Some(id) = e.run_id else {
+            if matches!(e.kind, EventKind::JobPaused | EventKind::JobResumed) {
+                let line = format!(
+                    "{} job {} {}",
+                    rfc3339(e.at),
+                    e.job.as_deref().unwrap_or("?"),
+                    e.kind
+                );
+                out.print_line(&(), || line)?;
+            }
+            return Ok(());
+        };
+        let task = e.task.clone().unwrap_or_default();
+        let attempt = e.data["attempt"]
+            .as_u64()
+            .and_then(|a| u32::try_from(a).ok());
+        self.heard.insert(id);
+        match e.kind {
+            EventKind::RunStarted => {
+                let attempt = attempt.unwrap_or(1);
+                // Already shown running by the refresh, which read the runs table
+                // before this event was read from the log.
+                if self.printed.get(&id).is_some_and(|s| s.attempt == attempt) {
+                    return Ok(());
+                }
+                let s = RunState {
+                    task: task.clone(),
+                    attempt,
+                    percent: None,
+                    stage: None,
+                    message: None,
+                };
+                let line = format!("run {id} {task}: started, attempt {}", s.attempt);
+                self.printed.insert(id, s);
+                // Retried by hand after it finished: its next outcome is new.
+                self.outcomes.remove(&id);
+                out.print_line(&(), || line)
+            }
+            EventKind::RunProgress | EventKind::RunStage => {
+                // A run first heard of here starts from what the runs table has.
+                let mut s = match self.printed.get(&id) {
+                    Some(s) => s.clone(),
+                    None => match admin.run(id).await {
+                        Ok(r) => RunState::of(&r),
+                        Err(_) => RunState {
+                            task,
+                            attempt: 1,
+                            percent: None,
+                            stage: None,
+                            message: None,
+                        },
+                    },
+                };
+                if let Some(a) = attempt {
+                    s.attempt = a;
+                }
+                if e.kind == EventKind::RunStage {
+                    s.stage = e.data["stage"].as_str().map(str::to_string);
+                } else {
+                    s.percent = e.data["percent"]
+                        .as_u64()
+                        .and_then(|p| u8::try_from(p).ok());
+                    s.message = e.data["message"].as_str().map(str::to_string);
+                }
+                self.print_state(id, s, out)
+            }
+            EventKind::RunLog => {
+                let line = log_line(id, e);
+                out.print_line(&(), || line)
+            }
+            EventKind::RunRetried => {
+                self.printed.remove(&id);
+                let line = retried_line(id, e);
+                out.print_line(&(), || line)
+            }
+            EventKind::RunFinished => match admin.run(id).await {
+                Ok(r) => self.print_outcome(&r, out),
+                // Deleted already: what the event says.
+                Err(_) => {
+                    self.printed.remove(&id);
+                    if !self.outcomes.insert(id) {
+                        return Ok(());
+                    }
+                    let line = format!(
+                        "run {id} of `{task}` {}",
+                        e.data["status"].as_str().unwrap_or("finished")
+                    );
+                    out.print_line(&(), || line)
+                }
+            },
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `run 42: [warn] district 7: 3 records without a postcode`.
+fn log_line(id: i64, e: &Event) -> String {
+    format!(
+        "run {id}: [{}] {}",
+        e.data["level"].as_str().unwrap_or("info"),
+        e.data["message"].as_str().unwrap_or("")
+    )
+}
+
+/// `run 42: attempt 1 failed, retry at ...: error`.
+fn retried_line(id: i64, e: &Event) -> String {
+    format!(
+        "run {id}: attempt {} failed, retry at {}: {}",
+        e.data["attempt"],
+        e.data["retry_at"].as_str().unwrap_or("?"),
+        e.data["error"].as_str().unwrap_or("")
+    )
+}
+
 /// One progress bar per running run.
 struct Bars {
     multi: MultiProgress,
@@ -144,11 +425,8 @@ struct Bars {
 }
 
 impl Bars {
-    fn new(hidden: bool) -> Self {
+    fn new() -> Self {
         let multi = MultiProgress::new();
-        if hidden {
-            multi.set_draw_target(ProgressDrawTarget::hidden());
-        }
         Bars {
             multi,
             bars: std::sync::Mutex::new(BTreeMap::new()),
@@ -209,19 +487,10 @@ impl Bars {
                 }
             }
             EventKind::RunLog => {
-                let _ = self.multi.println(format!(
-                    "run {id}: [{}] {}",
-                    e.data["level"].as_str().unwrap_or("info"),
-                    e.data["message"].as_str().unwrap_or("")
-                ));
+                let _ = self.multi.println(log_line(id, e));
             }
             EventKind::RunRetried => {
-                let _ = self.multi.println(format!(
-                    "run {id}: attempt {} failed, retry at {}: {}",
-                    e.data["attempt"],
-                    e.data["retry_at"].as_str().unwrap_or("?"),
-                    e.data["error"].as_str().unwrap_or("")
-                ));
+                let _ = self.multi.println(retried_line(id, e));
                 self.remove(id);
             }
             EventKind::RunFinished => {
