@@ -54,7 +54,8 @@ pub(super) enum RunsCmd {
         id: i64,
     },
     /// Live progress bars of running runs (stage, attempt, elapsed time), until the
-    /// run finishes (with an ID) or Ctrl-C; with --json, the events as JSON lines.
+    /// run finishes (with an ID) or Ctrl-C; plain lines when the output is not a
+    /// terminal; with --json, the events as JSON lines.
     Watch {
         /// Watch this run until it finishes.
         id: Option<i64>,

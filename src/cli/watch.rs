@@ -57,6 +57,8 @@ async fn watch_inner(
         View::Lines(Lines::default())
     };
     let mut last_refresh: Option<tokio::time::Instant> = None;
+    // Events in the order they happened, not the order nodes wrote them.
+    let mut order = crate::events::Reorder::default();
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     loop {
@@ -79,12 +81,13 @@ async fn watch_inner(
                 }
             }
         }
-        for (id, e) in store
+        let read = store
             .events_after(after, None, 1000)
             .await
-            .map_err(crate::Error::from)?
-        {
-            after = id;
+            .map_err(crate::Error::from)?;
+        after = read.last().map_or(after, |(id, _)| *id);
+        order.push(read);
+        for e in order.release() {
             if !w.filter.matches(&e) {
                 continue;
             }
