@@ -80,7 +80,7 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
                 "invalid_input",
                 format!(
                     "the request body must be a JSON object ({{\"key\": value, ...}}), not {}",
-                    kind_of(&v)
+                    crate::task::json_kind(&v)
                 ),
             )
             .with_details(serde_json::json!({ "field": "body" })),
@@ -120,19 +120,6 @@ fn malformed(e: &serde_json::Error) -> ApiError {
         ),
     )
     .with_details(serde_json::json!({ "line": e.line(), "column": e.column() }))
-}
-
-/// What a JSON value is, for messages: `an array`, `a string`, ...
-pub(crate) fn kind_of(v: &serde_json::Value) -> &'static str {
-    use serde_json::Value;
-    match v {
-        Value::Array(_) => "an array",
-        Value::String(_) => "a string",
-        Value::Number(_) => "a number",
-        Value::Bool(_) => "a boolean",
-        Value::Null => "null",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// A serde message with the value it echoes from the request clipped, and nothing

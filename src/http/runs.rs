@@ -237,7 +237,7 @@ pub(crate) async fn batch(
                     "message": format!(
                         "runs[{i}]: must be a JSON object, as POST /api/v1/runs takes a run, \
                          not {}",
-                        input::kind_of(&v)
+                        crate::task::json_kind(&v)
                     ),
                 }),
             ));
