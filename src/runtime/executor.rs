@@ -5,6 +5,7 @@
 //! cooperative task typically notices `ctx.cancelled()` and returns `Ok`); a run
 //! cancelled because the node shuts down is released to the queue instead.
 
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
@@ -32,10 +33,9 @@ pub(super) fn spawn(
     // lease unrenewed and, should it then run out (a clock that jumped, a machine
     // that slept), take the run back from the node executing it.
     let (token, running) = register(&shared, &run);
-    let signals = shared.signals.clone();
     tokio::spawn(async move {
-        let (id, entry, node) = (run.id, running.clone(), shared.clone());
-        let executed = AssertUnwindSafe(execute(shared, run, token, running))
+        let id = run.id;
+        let executed = AssertUnwindSafe(execute(&shared, run, token, &running))
             .catch_unwind()
             .await;
         if let Err(panic) = executed {
@@ -43,17 +43,19 @@ pub(super) fn spawn(
             // its outcome). Left in the running map, the attempt would have its lease
             // renewed for as long as the node lives; out of it, the run is taken back
             // once the lease ends, like a dead node's. The node stops: it is broken.
-            let mut map = signals.running.lock().unwrap_or_else(|e| e.into_inner());
-            if map.get(&id).is_some_and(|r| Arc::ptr_eq(r, &entry)) {
-                map.remove(&id);
-            }
+            let mut map = shared
+                .signals
+                .running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            unregister(&mut map, id, &running);
             drop(map);
-            node.fail("executor", &*panic);
+            shared.fail("executor", &*panic);
         }
         // The slot is free only once the permit is back: a dispatcher woken before
         // would count no free slot and wait again for a notification already spent.
         drop(permit);
-        signals.slot_freed.notify_one();
+        shared.signals.slot_freed.notify_one();
     });
 }
 
@@ -91,11 +93,19 @@ fn register(shared: &Shared, run: &ClaimedRun) -> (CancellationToken, Arc<Runnin
     (token, running)
 }
 
+/// Takes the attempt `running` of run `id` out of the node's running map: only this
+/// attempt's entry, since a newer attempt of the run may have replaced it.
+fn unregister(map: &mut HashMap<i64, Arc<Running>>, id: i64, running: &Arc<Running>) {
+    if map.get(&id).is_some_and(|r| Arc::ptr_eq(r, running)) {
+        map.remove(&id);
+    }
+}
+
 async fn execute(
-    shared: Arc<Shared>,
+    shared: &Shared,
     run: ClaimedRun,
     token: CancellationToken,
-    running: Arc<Running>,
+    running: &Arc<Running>,
 ) {
     let span = tracing::info_span!(
         "run",
@@ -104,19 +114,14 @@ async fn execute(
         job_id = run.job_id,
         attempt = run.attempt
     );
-    let mut done = attempt(&shared, &run, token, &running)
-        .instrument(span)
-        .await;
+    let mut done = attempt(shared, &run, token, running).instrument(span).await;
     done.ended_at = shared.clock.now();
     // Read once: an attempt entered as finishing must also reach the completer, which
     // alone takes it out again.
     let disowned = running.is_disowned();
     {
         let mut map = shared.signals.running.lock().expect("running map poisoned");
-        // Only this attempt's entry: a newer attempt of the run may have replaced it.
-        if map.get(&run.id).is_some_and(|r| Arc::ptr_eq(r, &running)) {
-            map.remove(&run.id);
-        }
+        unregister(&mut map, run.id, running);
         if !disowned {
             shared
                 .signals
