@@ -69,18 +69,13 @@ pub(super) struct HealthArgs {
     max_age: Option<Duration>,
 }
 
-/// `--max-age`: more than zero, since no heartbeat is ever 0s old and a zero age would
-/// make every cluster unhealthy.
+/// `--max-age`: more than zero (see `max_age_problem`).
 fn parse_max_age(s: &str) -> Result<Duration, String> {
     let age = super::parse_duration_arg(s)?;
-    if age.is_zero() {
-        return Err(
-            "a max age of zero calls every node stale; give how old a node's last \
-             heartbeat may be, e.g. 10s"
-                .into(),
-        );
+    match crate::ops::max_age_problem(age) {
+        Some(problem) => Err(problem.into()),
+        None => Ok(age),
     }
-    Ok(age)
 }
 
 #[derive(Debug, Subcommand)]

@@ -71,16 +71,13 @@ pub(crate) async fn health(
 ) -> Result<(StatusCode, Json<Health>), ApiError> {
     let mut q = Query::parse(raw.as_deref());
     let max_age = match q.one("max_age")? {
-        Some(s) => match input::duration("max_age", &s)? {
-            d if d.is_zero() => {
-                return Err(ApiError::field(
-                    "max_age",
-                    "0s calls every node stale; give how old a node's last heartbeat may be, \
-                     e.g. 10s",
-                ));
+        Some(s) => {
+            let d = input::duration("max_age", &s)?;
+            if let Some(problem) = crate::ops::max_age_problem(d) {
+                return Err(ApiError::field("max_age", problem));
             }
-            d => Some(d),
-        },
+            Some(d)
+        }
         None => None,
     };
     q.finish(&["max_age"])?;

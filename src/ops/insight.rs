@@ -16,6 +16,15 @@ const SAMPLE: i64 = 50_000;
 /// as dead; [`Admin::health`] without a max age judges each node by its own setting.
 pub const DEFAULT_HEARTBEAT_MAX_AGE: Duration = crate::runtime::DEFAULT_HEARTBEAT_TIMEOUT;
 
+/// Why a health check's max age cannot be used, if it cannot: no heartbeat is ever 0s
+/// old, so a zero age would call every cluster unhealthy.
+pub(crate) fn max_age_problem(max_age: Duration) -> Option<&'static str> {
+    max_age.is_zero().then_some(
+        "a max age of zero calls every node stale; give how old a node's last heartbeat \
+         may be, e.g. 10s",
+    )
+}
+
 impl Admin {
     /// Counts by status, queue depths, completions over the last minute and hour, and
     /// per-task durations, for runs of `task` (all when `None`) carrying every tag.

@@ -26,6 +26,7 @@ use serde_json::Value;
 pub(crate) use enqueue::queued as queued_event;
 pub use enqueue::{Enqueue, Enqueued};
 pub use insight::DEFAULT_HEARTBEAT_MAX_AGE;
+pub(crate) use insight::max_age_problem;
 pub use jobs::{JobChanges, NewJob};
 pub use runs::CancelResult;
 
