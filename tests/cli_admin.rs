@@ -193,6 +193,28 @@ async fn jobs_and_runs_commands_read_and_steer_the_database() {
     assert_eq!(code, 0);
     assert!(out.contains("cancelled"), "{out}");
 
+    // A filter on a task nobody registered is a typo, as with jobs; a known task
+    // without runs lists none.
+    for args in [
+        &["runs", "list", "--task", "helo"][..],
+        &["stats", "--task", "helo"],
+    ] {
+        let (code, _, err) = cli(url, args).await.into_parts();
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(
+            err.contains("unknown task `helo`") && err.contains("did you mean `hello`"),
+            "{args:?}: {err}"
+        );
+    }
+    let (code, out, err) = cli(
+        url,
+        &["runs", "list", "--task", "hello", "--status", "failed"],
+    )
+    .await
+    .into_parts();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("(none)"), "{out}");
+
     node.stop().await;
 }
 

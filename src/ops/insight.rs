@@ -41,6 +41,12 @@ impl Admin {
         let mut counts: BTreeMap<RunStatus, u64> =
             RunStatus::ALL.into_iter().map(|s| (s, 0)).collect();
         counts.extend(self.store().status_counts(&scope).await?);
+        if counts.values().all(|&n| n == 0)
+            && let Some(task) = task
+            && let Some(e) = self.unknown_task_filter(task).await?
+        {
+            return Err(e);
+        }
         let hour = self
             .store()
             .finished_since(now - chrono::Duration::hours(1), &scope, SAMPLE)

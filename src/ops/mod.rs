@@ -260,6 +260,38 @@ impl Admin {
         }
     }
 
+    /// An unknown-task error for a filter naming a task that no node published and
+    /// this program does not register; `None` when the name is known. Filters call it
+    /// only when they matched nothing, so a task whose runs outlived it still lists.
+    pub(crate) async fn unknown_task_filter(&self, name: &str) -> Result<Option<Error>, Error> {
+        let mut names: Vec<String> = self
+            .inner
+            .store
+            .tasks()
+            .await?
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        if let Tasks::App { registry, .. } = &self.inner.tasks {
+            names.extend(registry.names().into_iter().map(str::to_string));
+        }
+        if names.iter().any(|n| n == name) {
+            return Ok(None);
+        }
+        names.sort();
+        names.dedup();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        Ok(Some(Error::UnknownTask {
+            name: name.to_string(),
+            hint: crate::suggest::hint(
+                name,
+                &names,
+                "tasks",
+                "no node has registered tasks in this database yet",
+            ),
+        }))
+    }
+
     /// The catalogue entry of `name`, read at most [`CATALOG_TTL`] ago.
     async fn catalog_task(&self, name: &str) -> Result<Option<TaskInfo>, Error> {
         let cache = || self.inner.catalog.lock().expect("catalogue cache poisoned");

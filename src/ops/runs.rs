@@ -47,7 +47,14 @@ impl Admin {
         {
             return Err(self.job_not_found(job).await);
         }
-        Ok(self.store().runs(filter).await?)
+        let page = self.store().runs(filter).await?;
+        if page.total == 0
+            && let Some(task) = &filter.task
+            && let Some(e) = self.unknown_task_filter(task).await?
+        {
+            return Err(e);
+        }
+        Ok(page)
     }
 
     /// Cancels a run: a queued one at once, a running one cooperatively
