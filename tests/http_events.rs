@@ -336,3 +336,34 @@ async fn a_listener_that_falls_behind_is_dropped_with_a_notice() {
     assert_eq!(node.total_runs().await, 6000);
     node.stop().await;
 }
+
+#[tokio::test]
+async fn an_embedding_app_ends_its_event_streams_with_its_graceful_shutdown() {
+    let db = common::sqlite();
+    let node = start_node(&db.url).await;
+    let stop = kairos::http::CancellationToken::new();
+    let api = Api::start_until(
+        node.handle.admin().clone(),
+        HttpOptions::new().stop_streams(stop.clone()),
+        stop.clone(),
+    )
+    .await;
+    let mut ws = ws_connect(&api).await;
+    ws_send(&mut ws, json!({"type": "subscribe"})).await;
+    assert_eq!(ws_next(&mut ws).await.unwrap()["type"], "subscribed");
+    let mut sse = Sse::open(&api, "").await;
+
+    stop.cancel();
+    // Both streams end, so the graceful shutdown has no open request to wait for.
+    let began = Instant::now();
+    assert_eq!(sse.next().await, None);
+    assert_eq!(ws_next(&mut ws).await, None);
+    while !api.has_stopped() {
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "the server did not shut down"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.stop().await;
+}

@@ -38,7 +38,9 @@ mod runs;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use tokio_util::sync::CancellationToken;
+/// The token [`HttpOptions::stop_streams`] takes, re-exported so an application needs no
+/// `tokio-util` of its own.
+pub use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::ops::Admin;
@@ -100,9 +102,10 @@ impl HttpOptions {
         self.token.is_some()
     }
 
-    /// Ends every live event stream (SSE and WebSocket) when `stop` is cancelled. A
-    /// graceful shutdown waits for open requests, and these never end by themselves.
-    pub(crate) fn stop_streams(mut self, stop: CancellationToken) -> Self {
+    /// Ends every live event stream (SSE and WebSocket) when `stop` is cancelled.
+    /// Cancel it when the server begins a graceful shutdown: the shutdown waits for
+    /// open requests, and event streams never end by themselves.
+    pub fn stop_streams(mut self, stop: CancellationToken) -> Self {
         self.stop = Some(stop);
         self
     }

@@ -5,7 +5,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use kairos::Admin;
-use kairos::http::{HttpOptions, router};
+use kairos::http::{CancellationToken, HttpOptions, router};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -68,13 +68,35 @@ impl Answer {
 impl Api {
     /// Serves `router(admin, opts)` on 127.0.0.1 with an ephemeral port.
     pub async fn start(admin: Admin, opts: HttpOptions) -> Api {
+        Api::serve(admin, opts, None).await
+    }
+
+    /// Like [`Api::start`], with a graceful shutdown that begins when `stop` is
+    /// cancelled, as an application embedding the router would write it.
+    pub async fn start_until(admin: Admin, opts: HttpOptions, stop: CancellationToken) -> Api {
+        Api::serve(admin, opts, Some(stop)).await
+    }
+
+    /// Whether the server has shut down.
+    pub fn has_stopped(&self) -> bool {
+        self.server.is_finished()
+    }
+
+    async fn serve(admin: Admin, opts: HttpOptions, stop: Option<CancellationToken>) -> Api {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");
         let addr = listener.local_addr().unwrap();
         let app = router(admin, opts);
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = match stop {
+                Some(stop) => {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stop.cancelled_owned())
+                        .await
+                }
+                None => axum::serve(listener, app).await,
+            };
         });
         Api {
             base: format!("http://{addr}"),
