@@ -227,6 +227,21 @@ async fn kairos_serve_ends_live_event_streams_on_sigterm() {
         Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1001),
         other => panic!("expected a close frame, got {other:?}"),
     }
+    // It left the event subscribers on its way out: nodes stop writing events for it
+    // now, not when its subscription would have expired.
+    use kairos::sea_orm::{ConnectionTrait, Database, Statement};
+    let conn = Database::connect(&db.url).await.unwrap();
+    let left = conn
+        .query_one_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM kairos_subscribers",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(left, 0, "the subscription outlived the server");
 }
 
 #[test]

@@ -155,7 +155,7 @@ pub(super) async fn run(args: ServeArgs, admin: Admin, out: &mut Out<'_>) -> Res
         )
     })?;
     let stop = tokio_util::sync::CancellationToken::new();
-    let app = crate::http::router(admin, opts.stop_streams(stop.clone()));
+    let (app, hub) = crate::http::router_and_hub(admin, opts.stop_streams(stop.clone()));
     let server = axum::serve(listener, app).with_graceful_shutdown({
         let stop = stop.clone();
         async move { stop.cancelled().await }
@@ -166,6 +166,9 @@ pub(super) async fn run(args: ServeArgs, admin: Admin, out: &mut Out<'_>) -> Res
     // The cancelled token also ends the event streams, which never end by themselves;
     // other open requests get a moment, then the process goes.
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, server).await;
+    // Leave the event subscribers, so nodes stop writing events for this process now
+    // rather than when its subscription expires.
+    let _ = tokio::time::timeout(Duration::from_secs(1), hub.closed()).await;
     Ok(())
 }
 

@@ -57,16 +57,29 @@ pub(crate) struct Hub {
     admin: Admin,
     bus: Arc<EventBus>,
     polling: Arc<AtomicBool>,
-    start: tokio::sync::Mutex<()>,
+    /// Held while a poller starts; keeps the newest poller, for [`Hub::closed`].
+    start: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Ends the poller (which then leaves the subscribers) when the server shuts down.
+    stop: CancellationToken,
 }
 
 impl Hub {
-    pub(crate) fn new(admin: Admin) -> Hub {
+    pub(crate) fn new(admin: Admin, stop: CancellationToken) -> Hub {
         Hub {
             admin,
             bus: Arc::new(EventBus::new(None, None)),
             polling: Arc::new(AtomicBool::new(false)),
-            start: tokio::sync::Mutex::new(()),
+            start: tokio::sync::Mutex::new(None),
+            stop,
+        }
+    }
+
+    /// Waits until the poller, once the stop token is cancelled, has left the
+    /// subscribers, so nodes stop writing events for this process at once rather than
+    /// when its subscription expires.
+    pub(crate) async fn closed(&self) {
+        if let Some(poller) = self.start.lock().await.take() {
+            let _ = poller.await;
         }
     }
 
@@ -78,7 +91,7 @@ impl Hub {
         // Counted as a listener before the poller's state is looked at: a poller about
         // to stop sees it and carries on.
         let stream = self.bus.subscribe(filter);
-        let _starting = self.start.lock().await;
+        let mut starting = self.start.lock().await;
         if !self.polling.load(Ordering::SeqCst) {
             let me = format!("http-{}", uuid::Uuid::new_v4().simple());
             let store = self.admin.store();
@@ -93,13 +106,14 @@ impl Hub {
                 .await
                 .map_err(|e| ApiError::from(crate::Error::from(e)))?;
             self.polling.store(true, Ordering::SeqCst);
-            tokio::spawn(poll(
+            *starting = Some(tokio::spawn(poll(
                 self.admin.clone(),
                 self.bus.clone(),
                 self.polling.clone(),
                 me,
                 after,
-            ));
+                self.stop.clone(),
+            )));
         }
         Ok(stream)
     }
@@ -111,6 +125,7 @@ async fn poll(
     polling: Arc<AtomicBool>,
     me: String,
     mut after: i64,
+    stop: CancellationToken,
 ) {
     let store = admin.store();
     let mut last_beat = tokio::time::Instant::now();
@@ -118,7 +133,10 @@ async fn poll(
     // In the order they happened, not the order nodes wrote them.
     let mut order = crate::events::Reorder::default();
     loop {
-        tokio::time::sleep(TICK).await;
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = stop.cancelled() => break,
+        }
         if bus.local_subscribers() == 0 {
             let since = *idle_since.get_or_insert_with(tokio::time::Instant::now);
             if since.elapsed() >= LINGER {

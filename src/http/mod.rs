@@ -176,19 +176,26 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The router binds nothing: the caller chooses the address. Without a token, keep it
 /// on a loopback address.
 pub fn router(admin: Admin, opts: HttpOptions) -> axum::Router {
+    router_and_hub(admin, opts).0
+}
+
+/// The router and its event hub, for a server that waits for the hub to close.
+pub(crate) fn router_and_hub(admin: Admin, opts: HttpOptions) -> (axum::Router, Arc<events::Hub>) {
     let (router, doc) = routes().split_for_parts();
     let rendered = doc
         .to_pretty_json()
         .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     let limit = opts.limit();
+    let stop = opts.stop.clone().unwrap_or_default();
+    let hub = Arc::new(events::Hub::new(admin.clone(), stop.clone()));
     let state = AppState {
-        hub: Arc::new(events::Hub::new(admin.clone())),
-        stop: opts.stop.clone().unwrap_or_default(),
+        hub: hub.clone(),
+        stop,
         admin,
         opts: Arc::new(opts),
         openapi: Arc::new(rendered),
     };
-    router
+    let router = router
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -198,5 +205,6 @@ pub fn router(admin: Admin, opts: HttpOptions) -> axum::Router {
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::map_response(error::json_errors))
         .merge(dashboard::routes())
-        .with_state(state)
+        .with_state(state);
+    (router, hub)
 }
