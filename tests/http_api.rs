@@ -277,6 +277,15 @@ async fn enqueue_input_is_checked_field_by_field() {
         )
         .await;
         bad(json!({"task": 5}), "invalid_input", "task").await;
+        // The field names where the value is; no "at line 1 column 11" beside it.
+        let e = api
+            .post("/api/v1/runs", &json!({"task": 5}))
+            .await
+            .error(400, "invalid_input");
+        assert_eq!(
+            e["message"], "task: invalid type: integer `5`, expected a string",
+            "{e}"
+        );
         bad(json!({"params": {}}), "invalid_input", "task").await;
         bad(
             json!({"task": "hello", "colour": "red"}),

@@ -96,7 +96,11 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
             if inner.is_syntax() || inner.is_eof() {
                 return Err(malformed(&inner));
             }
-            let message = serde_message(&inner.to_string());
+            // The field's path says where the value is; serde's " at line 1 column 40"
+            // would only repeat it, less readably.
+            let full = inner.to_string();
+            let position = format!(" at line {} column {}", inner.line(), inner.column());
+            let message = serde_message(full.strip_suffix(&position).unwrap_or(&full));
             // A missing or unknown field is reported at its parent's path ("."):
             // name the field from serde's message instead.
             let field = if path == "." {
