@@ -8,8 +8,9 @@
 //!
 //! Declares `--jobs` `[[jobs]]` with the schedule `* * * * * *` (every second) and runs
 //! one node for `--seconds`. Each run records when it started; its lateness is that
-//! time minus its nominal slot. Only whole seconds after the node's first second and
-//! before its last are counted, so start-up and shutdown do not count as misses. The
+//! time minus its nominal slot. Only whole seconds from the second after the node's
+//! first to the second before its last are counted (so `--seconds` is at least 5), and
+//! start-up and shutdown do not count as misses. The
 //! node has twice as many workers as jobs unless `--workers` says otherwise: runs that
 //! start together need a worker each.
 //!
@@ -76,7 +77,14 @@ fn args() -> Args {
             ),
         }
     }
-    assert!(a.seconds >= 3, "--seconds: use at least 3");
+    if a.seconds < 5 {
+        // Two seconds at each end are start-up and shutdown, not measured.
+        eprintln!(
+            "--seconds {}: use at least 5; the first and last two seconds are not measured",
+            a.seconds
+        );
+        std::process::exit(2);
+    }
     a
 }
 
