@@ -76,6 +76,23 @@ pub enum Error {
         /// Each invalid item: its index (from 0) and why.
         errors: Vec<(usize, Error)>,
     },
+    /// The idempotency key belongs to an unfinished run of another task or with
+    /// other params: returning that run would hand back something not asked for.
+    #[error(
+        "the idempotency key `{}` belongs to run {run_id} (task `{task}`, still {status}) \
+         with another task or other params; use a new key for a different request",
+        clip(key)
+    )]
+    IdempotencyConflict {
+        /// The key.
+        key: String,
+        /// The run holding it.
+        run_id: i64,
+        /// That run's task.
+        task: String,
+        /// That run's status.
+        status: String,
+    },
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -121,8 +138,8 @@ fn describe_batch(errors: &[(usize, Error)]) -> String {
 
 impl Error {
     /// A stable code for programs: `unknown_task`, `invalid_params`, `invalid_input`,
-    /// `not_found`, `conflict`, `invalid_batch`, `database_unavailable`, `database`,
-    /// `node_failed`.
+    /// `not_found`, `conflict`, `idempotency_conflict`, `invalid_batch`,
+    /// `database_unavailable`, `database`, `node_failed`.
     pub fn code(&self) -> &'static str {
         match self {
             Error::UnknownTask { .. } => "unknown_task",
@@ -133,6 +150,7 @@ impl Error {
             | Error::QueueNotFound { .. }
             | Error::NodeNotFound { .. } => "not_found",
             Error::Conflict { .. } => "conflict",
+            Error::IdempotencyConflict { .. } => "idempotency_conflict",
             Error::Batch { .. } => "invalid_batch",
             Error::Store(e) if e.is_connection() => "database_unavailable",
             Error::Store(_) => "database",
@@ -150,6 +168,31 @@ impl Error {
     pub(crate) fn conflict(message: impl Into<String>) -> Error {
         Error::Conflict {
             message: message.into(),
+        }
+    }
+}
+
+impl Error {
+    /// An enqueue's failure: a single run's key conflict as it is, a batch's as the
+    /// batch's error naming the item, like the batch's other refusals.
+    pub(crate) fn of_enqueue(e: crate::store::EnqueueError, total: Option<usize>) -> Error {
+        match e {
+            crate::store::EnqueueError::Store(e) => Error::Store(e),
+            crate::store::EnqueueError::KeyTaken(t) => {
+                let conflict = Error::IdempotencyConflict {
+                    key: t.key,
+                    run_id: t.id,
+                    task: t.task,
+                    status: t.status,
+                };
+                match total {
+                    Some(total) => Error::Batch {
+                        total,
+                        errors: vec![(t.index, conflict)],
+                    },
+                    None => conflict,
+                }
+            }
         }
     }
 }

@@ -319,6 +319,53 @@ async fn an_idempotency_key_returns_the_same_run_while_it_is_unfinished() {
         let other = enqueue(url, &["hello", "--in", "1h", "--idempotency-key", "other"]).await;
         assert_ne!(json!(other), first["id"]);
 
+        // The key held by a run of another task, or with other params, is refused on
+        // every path: returning that run would hand back something not asked for.
+        let held = first["id"].as_i64().unwrap();
+        for args in [
+            &["enqueue", "send", "--idempotency-key", "k"][..],
+            &[
+                "enqueue",
+                "hello",
+                "--params",
+                r#"{"who": "x"}"#,
+                "--idempotency-key",
+                "k",
+            ],
+        ] {
+            let err = cli(url, args).await.fails();
+            assert!(
+                err.contains(&format!(
+                    "belongs to run {held} (task `hello`, still queued)"
+                )),
+                "{args:?}: {err}"
+            );
+        }
+        let json_err = cli(
+            url,
+            &["enqueue", "send", "--idempotency-key", "k", "--json"],
+        )
+        .await;
+        assert_eq!(json_err.code, 1, "{json_err:?}");
+        assert_eq!(
+            json_err.json()["error"]["code"],
+            "idempotency_conflict",
+            "{json_err:?}"
+        );
+        let err = batch_error(
+            url,
+            &[
+                r#"{"task": "hello"}"#,
+                r#"{"task": "send", "idempotency_key": "k"}"#,
+            ],
+        )
+        .await;
+        assert!(
+            err.contains("runs.jsonl:2") && err.contains("belongs to run"),
+            "{err}"
+        );
+        assert_eq!(node.total_runs().await, 2, "nothing added by the refusals");
+
         // Once finished, the key is free again.
         let id = first["id"].as_i64().unwrap();
         cli(url, &["runs", "cancel", &id.to_string()]).await.ok();

@@ -139,6 +139,21 @@ async fn runs_are_created_read_and_listed_with_filters() {
             .await
             .error(409, "idempotency_conflict");
         assert_eq!(e["details"]["run_id"], later_id);
+        // In a batch too: the batch is refused, naming the item.
+        let e = api
+            .post(
+                "/api/v1/runs/batch",
+                &json!({"runs": [{"task": "send", "params": {"to": "c"}},
+                                 {"task": "hello", "idempotency_key": "k1"}]}),
+            )
+            .await
+            .error(400, "invalid_batch");
+        assert_eq!(e["details"]["errors"][0]["index"], 1, "{e}");
+        assert_eq!(
+            e["details"]["errors"][0]["code"], "idempotency_conflict",
+            "{e}"
+        );
+        assert_eq!(e["details"]["errors"][0]["run_id"], later_id, "{e}");
 
         // One run.
         let shown = api

@@ -90,7 +90,7 @@ fn status_of(e: &Error) -> StatusCode {
             StatusCode::BAD_REQUEST
         }
         "not_found" => StatusCode::NOT_FOUND,
-        "conflict" => StatusCode::CONFLICT,
+        "conflict" | "idempotency_conflict" => StatusCode::CONFLICT,
         "database_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -109,6 +109,9 @@ fn details_of(e: &Error) -> Value {
         Error::RunNotFound { id } => json!({ "resource": "run", "id": id }),
         Error::QueueNotFound { name, .. } => json!({ "resource": "queue", "name": name }),
         Error::NodeNotFound { name, .. } => json!({ "resource": "node", "id": name }),
+        Error::IdempotencyConflict { run_id, .. } => {
+            json!({ "field": "idempotency_key", "run_id": run_id })
+        }
         Error::Batch { total, errors } => json!({
             "total": total,
             "errors": errors.iter().map(|(i, e)| item_error(*i, e)).collect::<Vec<_>>(),

@@ -99,14 +99,6 @@ impl CreateRun {
         }
         Ok(e)
     }
-
-    /// Params as they are stored (`null` and absent are `{}`).
-    fn stored_params(&self) -> Value {
-        match &self.params {
-            None | Some(Value::Null) => Value::Object(Default::default()),
-            Some(v) => v.clone(),
-        }
-    }
 }
 
 /// A run just enqueued (or the existing run of its idempotency key).
@@ -139,18 +131,6 @@ pub(crate) async fn create(
 ) -> Result<Response, ApiError> {
     let enqueued = st.admin.enqueue(req.to_enqueue("")?).await?;
     let run = st.admin.run(enqueued.id).await?;
-    if enqueued.existing && (run.task != req.task || run.params != req.stored_params()) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "idempotency_conflict",
-            format!(
-                "the idempotency key belongs to run {} (task `{}`) with other params, still {}; \
-                 use a new key for a different request",
-                run.id, run.task, run.status
-            ),
-        )
-        .with_details(serde_json::json!({ "field": "idempotency_key", "run_id": run.id })));
-    }
     let estimate = st.admin.estimate(&run).await?;
     let status = if enqueued.existing {
         StatusCode::OK

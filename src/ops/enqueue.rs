@@ -117,7 +117,8 @@ impl Admin {
         let (id, existing) = self
             .store()
             .enqueue(std::slice::from_ref(&run), now)
-            .await?[0];
+            .await
+            .map_err(|e| Error::of_enqueue(e, None))?[0];
         self.runs_changed();
         if !existing {
             self.emit(|| vec![queued(id, &run, now)]).await;
@@ -130,7 +131,11 @@ impl Admin {
     pub async fn enqueue_many(&self, items: Vec<Enqueue>) -> Result<Vec<Enqueued>, Error> {
         let runs = self.prepare_many(items).await?;
         let now = self.now();
-        let ids = self.store().enqueue(&runs, now).await?;
+        let ids = self
+            .store()
+            .enqueue(&runs, now)
+            .await
+            .map_err(|e| Error::of_enqueue(e, Some(runs.len())))?;
         self.runs_changed();
         self.emit(|| {
             ids.iter()
@@ -176,7 +181,8 @@ impl Admin {
         let (id, existing) = self
             .store()
             .enqueue_on(txn, std::slice::from_ref(&run), self.now())
-            .await?[0];
+            .await
+            .map_err(|e| Error::of_enqueue(e, None))?[0];
         self.runs_changed();
         Ok(Enqueued { id, existing })
     }
@@ -190,7 +196,11 @@ impl Admin {
     ) -> Result<Vec<Enqueued>, Error> {
         self.same_engine(txn)?;
         let runs = self.prepare_many(items).await?;
-        let ids = self.store().enqueue_on(txn, &runs, self.now()).await?;
+        let ids = self
+            .store()
+            .enqueue_on(txn, &runs, self.now())
+            .await
+            .map_err(|e| Error::of_enqueue(e, Some(runs.len())))?;
         self.runs_changed();
         Ok(ids
             .into_iter()

@@ -37,7 +37,9 @@ impl SchedulerHandle {
     }
 
     /// Enqueues one run after checking it; returns its id (the existing run's, for an
-    /// idempotency key already in use).
+    /// idempotency key an unfinished run of the same task and params holds; a key held
+    /// by another task or other params is refused as an
+    /// [`Error::IdempotencyConflict`]).
     pub async fn enqueue(&self, e: Enqueue) -> Result<i64, Error> {
         let now = self.shared.clock.now();
         let run = self.shared.admin.prepare(e, now).await?;
@@ -48,7 +50,8 @@ impl SchedulerHandle {
             .shared
             .store
             .enqueue(std::slice::from_ref(&run), now)
-            .await?[0];
+            .await
+            .map_err(|e| Error::of_enqueue(e, None))?[0];
         self.shared.signals.wake_dispatcher.notify_one();
         if !existing {
             self.shared.emit(|| crate::ops::queued_event(id, &run, now));

@@ -51,7 +51,7 @@ pub(crate) use control::{CancelOutcome, DeleteOutcome, RetryOutcome};
 pub(crate) use jobs::{FireOutcome, FirePlan, PlannedRun, SlotRecord};
 pub(crate) use nodes::{Beat, BeatLook, NodeRow, default_name as default_node_name};
 pub(crate) use reports::AttemptReport;
-pub(crate) use runs::NewRun;
+pub(crate) use runs::{EnqueueError, NewRun};
 pub(crate) use stats::{Finished, StatsScope};
 
 /// The URL used when none is configured: a SQLite file in the working directory.

@@ -23,6 +23,42 @@ pub(super) const INSERT_CHUNK: usize = 500;
 /// the rate of two statements of 500).
 const RUN_CHUNK: usize = 500;
 
+/// An enqueue refused whole: the idempotency key of one of its runs belongs to an
+/// unfinished run of another task or with other params. Returning that run instead
+/// would hand the caller a run of something it did not ask for.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct KeyTaken {
+    /// The refused run's place in the request.
+    pub(crate) index: usize,
+    /// The key.
+    pub(crate) key: String,
+    /// The run holding it.
+    pub(crate) id: i64,
+    /// That run's task.
+    pub(crate) task: String,
+    /// That run's status (`queued` or `running`).
+    pub(crate) status: String,
+}
+
+/// Why an enqueue failed: the database, or a key held by a different request.
+#[derive(Debug)]
+pub(crate) enum EnqueueError {
+    Store(StoreError),
+    KeyTaken(KeyTaken),
+}
+
+impl From<StoreError> for EnqueueError {
+    fn from(e: StoreError) -> Self {
+        EnqueueError::Store(e)
+    }
+}
+
+impl From<sea_orm::DbErr> for EnqueueError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        EnqueueError::Store(e.into())
+    }
+}
+
 /// A run to insert.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct NewRun {
@@ -124,7 +160,7 @@ impl Store {
         &self,
         runs: &[NewRun],
         now: DateTime<Utc>,
-    ) -> Result<Vec<(i64, bool)>, StoreError> {
+    ) -> Result<Vec<(i64, bool)>, EnqueueError> {
         let _turn = self.write_turn().await;
         let plain = runs
             .iter()
@@ -149,7 +185,7 @@ impl Store {
         conn: &C,
         runs: &[NewRun],
         now: DateTime<Utc>,
-    ) -> Result<Vec<(i64, bool)>, StoreError> {
+    ) -> Result<Vec<(i64, bool)>, EnqueueError> {
         let mut out = vec![(0, false); runs.len()];
         // Runs with a key one by one (each may find an existing run), the rest batched.
         let (keyed, batched): (Vec<usize>, Vec<usize>) =
@@ -162,7 +198,13 @@ impl Store {
             }
         }
         for i in keyed {
-            out[i] = self.insert_keyed(conn, &runs[i], now).await?;
+            out[i] = self
+                .insert_keyed(conn, &runs[i], now)
+                .await?
+                .map_err(|mut taken| {
+                    taken.index = i;
+                    EnqueueError::KeyTaken(taken)
+                })?;
         }
         let tagged: Vec<(i64, &BTreeMap<String, String>)> = runs
             .iter()
@@ -229,12 +271,15 @@ impl Store {
     }
 
     /// A run with an idempotency key: inserted, or the unfinished run holding the key.
+    /// Inserts a run with an idempotency key: its id and `false`, or the id of the
+    /// unfinished run holding the key and `true` when that run is of the same task and
+    /// params, or who holds the key (index 0) when it is not.
     async fn insert_keyed<C: ConnectionTrait>(
         &self,
         conn: &C,
         run: &NewRun,
         now: DateTime<Utc>,
-    ) -> Result<(i64, bool), StoreError> {
+    ) -> Result<Result<(i64, bool), KeyTaken>, StoreError> {
         // The unique partial index decides; the loop covers the holder finishing
         // between the failed insert and the read.
         for _ in 0..3 {
@@ -243,16 +288,32 @@ impl Store {
                 .await?
                 .first()
             {
-                return Ok((id, false));
+                return Ok(Ok((id, false)));
             }
             let row = conn
                 .query_one_raw(self.stmt(
-                    "SELECT id FROM kairos_runs WHERE idempotency_key = $1 AND status IN ('queued', 'running')",
+                    "SELECT id, task, params, status FROM kairos_runs \
+                     WHERE idempotency_key = $1 AND (status = 'queued' OR status = 'running')",
                     [Value::from(run.idempotency_key.clone())],
                 ))
                 .await?;
             if let Some(r) = row {
-                return Ok((r.try_get("", "id")?, true));
+                let id: i64 = r.try_get("", "id")?;
+                let task: String = r.try_get("", "task")?;
+                let params: String = r.try_get("", "params")?;
+                // Compared as JSON: the same object in another key order is the same.
+                let same = task == run.task
+                    && serde_json::from_str::<Json>(&params).ok().as_ref() == Some(&run.params);
+                if same {
+                    return Ok(Ok((id, true)));
+                }
+                return Ok(Err(KeyTaken {
+                    index: 0,
+                    key: run.idempotency_key.clone().unwrap_or_default(),
+                    id,
+                    task,
+                    status: r.try_get("", "status")?,
+                }));
             }
         }
         Err(StoreError::Db(sea_orm::DbErr::Custom(format!(
