@@ -264,3 +264,69 @@ async fn health_and_nodes_list_agree_on_a_silent_node() {
         "{help:#?}"
     );
 }
+
+/// A watch outlives a database outage: it says once that the database is out of reach,
+/// retries, and shows what happens after it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_rides_out_a_database_outage() {
+    use tokio::io::AsyncBufReadExt;
+
+    let Some(db) = common::postgres("watch_outage").await else {
+        return;
+    };
+    let url = db.url.as_str();
+    let server = std::env::var("KAIROS_TEST_POSTGRES_URL").unwrap();
+    let name = url.rsplit('/').next().unwrap().split('?').next().unwrap();
+    let node = start(url).await;
+    let mut watch = tokio::process::Command::new(env!("CARGO_BIN_EXE_kairos"))
+        .args(["runs", "watch", "--task", "noop"])
+        .env("KAIROS_DATABASE_URL", url)
+        .env_remove("RUST_LOG")
+        .current_dir(std::env::temp_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start kairos runs watch");
+    let mut lines = tokio::io::BufReader::new(watch.stdout.take().unwrap()).lines();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Every connection cut, and none taken for three seconds.
+    let cut = format!(
+        "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    );
+    kairos::test_support::execute(&server, &cut).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    kairos::test_support::execute(
+        &server,
+        &format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"),
+    )
+    .await
+    .unwrap();
+    assert!(
+        watch.try_wait().unwrap().is_none(),
+        "the watch ended with the outage"
+    );
+
+    // Nodes look for watchers every 2 s before they log their events.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let id = enqueue(url, &["noop"]).await;
+    let outcome = format!("run {id} of `noop` succeeded");
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.starts_with(&outcome)) {
+        let line = tokio::time::timeout(Duration::from_secs(15), lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("no line within 15 s; so far: {seen:#?}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("the watch ended; so far: {seen:#?}"));
+        seen.push(line);
+    }
+
+    watch.start_kill().unwrap();
+    let stderr = watch.wait_with_output().await.unwrap().stderr;
+    let stderr = String::from_utf8_lossy(&stderr);
+    assert_eq!(stderr.matches("retrying every 1s").count(), 1, "{stderr}");
+    assert!(stderr.contains("the database answers again"), "{stderr}");
+    node.stop().await;
+}

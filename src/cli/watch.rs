@@ -20,6 +20,8 @@ use crate::ops::Admin;
 const POLL: Duration = Duration::from_millis(250);
 /// How often the subscription is renewed and running runs re-read.
 const REFRESH: Duration = Duration::from_secs(2);
+/// How often a database out of reach is tried again.
+const RETRY: Duration = Duration::from_secs(1);
 
 /// What to watch.
 pub(super) struct Watch {
@@ -48,67 +50,121 @@ async fn watch_inner(
             return out.print_line(&run, || finished_line(&run));
         }
     }
-    let mut after = store.last_event_id().await.map_err(crate::Error::from)?;
-    let mut view = if out.is_json() {
-        View::Json
-    } else if std::io::stdout().is_terminal() {
-        View::Bars(Bars::new())
-    } else {
-        View::Lines(Lines::default())
+    let mut state = State {
+        after: store.last_event_id().await.map_err(crate::Error::from)?,
+        view: if out.is_json() {
+            View::Json
+        } else if std::io::stdout().is_terminal() {
+            View::Bars(Bars::new())
+        } else {
+            View::Lines(Lines::default())
+        },
+        last_refresh: None,
+        order: crate::events::Reorder::default(),
     };
-    let mut last_refresh: Option<tokio::time::Instant> = None;
-    // Events in the order they happened, not the order nodes wrote them.
-    let mut order = crate::events::Reorder::default();
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
+    // A watch outlives a database restart or a dropped connection: it says so once,
+    // retries every second, and goes on from the last event it read.
+    let mut out_of_reach = false;
     loop {
-        if last_refresh.is_none_or(|t| t.elapsed() >= REFRESH) {
-            last_refresh = Some(tokio::time::Instant::now());
+        match state.step(w, admin, me, out).await {
+            Ok(Step::Done) => return Ok(()),
+            Ok(Step::Watching) => {
+                if std::mem::take(&mut out_of_reach) {
+                    eprintln!("kairos: the database answers again; watching on");
+                }
+            }
+            Err(e) if matches!(e.code(), "database" | "database_unavailable") => {
+                if !std::mem::replace(&mut out_of_reach, true) {
+                    eprintln!(
+                        "kairos: {e}; retrying every {}s (Ctrl-C stops)",
+                        RETRY.as_secs()
+                    );
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        tokio::select! {
+            _ = &mut interrupted => {
+                state.view.end();
+                return Ok(());
+            }
+            _ = tokio::time::sleep(if out_of_reach { RETRY } else { POLL }) => {}
+        }
+    }
+}
+
+/// Whether the watch goes on after a step.
+enum Step {
+    Watching,
+    /// The watched run finished and its outcome was shown.
+    Done,
+}
+
+/// What the watch carries from one step to the next.
+struct State {
+    /// The last event read from the log.
+    after: i64,
+    view: View,
+    last_refresh: Option<tokio::time::Instant>,
+    /// Events in the order they happened, not the order nodes wrote them.
+    order: crate::events::Reorder,
+}
+
+impl State {
+    /// Renews the subscription and re-reads the running runs when due, then shows the
+    /// events written since the last step.
+    async fn step(
+        &mut self,
+        w: &Watch,
+        admin: &Admin,
+        me: &str,
+        out: &mut Out<'_>,
+    ) -> Result<Step, CliError> {
+        let store = admin.store();
+        if self.last_refresh.is_none_or(|t| t.elapsed() >= REFRESH) {
             store
                 .subscriber_beat(me, chrono::Utc::now())
                 .await
                 .map_err(crate::Error::from)?;
             let runs = running(admin, w).await?;
-            view.refresh(&runs, admin, out).await?;
+            self.view.refresh(&runs, admin, out).await?;
             if let Some(id) = w.run {
                 let run = admin.run(id).await?;
                 if run.status.is_finished() {
-                    view.finish(&run);
-                    if view.printed_outcome(id) {
-                        return Ok(());
+                    self.view.finish(&run);
+                    if !self.view.printed_outcome(id) {
+                        out.print_line(&run, || finished_line(&run))?;
                     }
-                    return out.print_line(&run, || finished_line(&run));
+                    return Ok(Step::Done);
                 }
             }
+            // Only once all of it worked: after an outage the next step refreshes.
+            self.last_refresh = Some(tokio::time::Instant::now());
         }
         let read = store
-            .events_after(after, None, 1000)
+            .events_after(self.after, None, 1000)
             .await
             .map_err(crate::Error::from)?;
-        after = read.last().map_or(after, |(id, _)| *id);
-        order.push(read);
-        for e in order.release() {
+        self.after = read.last().map_or(self.after, |(id, _)| *id);
+        self.order.push(read);
+        for e in self.order.release() {
             if !w.filter.matches(&e) {
                 continue;
             }
-            view.apply(&e, admin, out).await?;
+            self.view.apply(&e, admin, out).await?;
             if e.kind == EventKind::RunFinished && w.run.is_some() && e.run_id == w.run {
                 let run = admin.run(e.run_id.unwrap_or_default()).await?;
-                view.finish(&run);
+                self.view.finish(&run);
                 // JSON printed the event; plain lines, the outcome.
-                if let View::Bars(_) = view {
+                if let View::Bars(_) = self.view {
                     out.print_line(&run, || finished_line(&run))?;
                 }
-                return Ok(());
+                return Ok(Step::Done);
             }
         }
-        tokio::select! {
-            _ = &mut interrupted => {
-                view.end();
-                return Ok(());
-            }
-            _ = tokio::time::sleep(POLL) => {}
-        }
+        Ok(Step::Watching)
     }
 }
 
