@@ -198,6 +198,7 @@ async fn jobs_and_runs_commands_read_and_steer_the_database() {
     for args in [
         &["runs", "list", "--task", "helo"][..],
         &["stats", "--task", "helo"],
+        &["runs", "watch", "--task", "helo"],
     ] {
         let (code, _, err) = cli(url, args).await.into_parts();
         assert_eq!(code, 1, "{args:?}: {err}");
@@ -206,6 +207,14 @@ async fn jobs_and_runs_commands_read_and_steer_the_database() {
             "{args:?}: {err}"
         );
     }
+    let (code, _, err) = cli(url, &["runs", "list", "--queue", "defualt"])
+        .await
+        .into_parts();
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("no queue named `defualt`") && err.contains("did you mean `default`"),
+        "{err}"
+    );
     let (code, out, err) = cli(
         url,
         &["runs", "list", "--task", "hello", "--status", "failed"],

@@ -13,13 +13,8 @@ impl Admin {
 
     /// Pauses (`true`) or resumes a queue.
     pub async fn set_queue_paused(&self, name: &str, paused: bool) -> Result<QueueInfo, Error> {
-        let queues = self.queues().await?;
-        if !queues.iter().any(|q| q.name == name) {
-            let names: Vec<&str> = queues.iter().map(|q| q.name.as_str()).collect();
-            return Err(Error::QueueNotFound {
-                name: name.to_string(),
-                hint: crate::suggest::hint(name, &names, "queues", "there are no queues yet"),
-            });
+        if let Some(e) = unknown_queue(name, &self.queues().await?) {
+            return Err(e);
         }
         self.store()
             .set_queue_paused(name, paused, self.now())
@@ -144,4 +139,16 @@ fn known_nodes(nodes: &[NodeInfo]) -> String {
 /// Whether the node is running and heard from recently.
 fn is_live(n: &NodeInfo) -> bool {
     n.alive && n.status == "running"
+}
+
+/// A not-found error with a did-you-mean when `name` is none of `queues`.
+pub(crate) fn unknown_queue(name: &str, queues: &[QueueInfo]) -> Option<Error> {
+    if queues.iter().any(|q| q.name == name) {
+        return None;
+    }
+    let names: Vec<&str> = queues.iter().map(|q| q.name.as_str()).collect();
+    Some(Error::QueueNotFound {
+        name: name.to_string(),
+        hint: crate::suggest::hint(name, &names, "queues", "there are no queues yet"),
+    })
 }

@@ -48,11 +48,18 @@ impl Admin {
             return Err(self.job_not_found(job).await);
         }
         let page = self.store().runs(filter).await?;
-        if page.total == 0
-            && let Some(task) = &filter.task
-            && let Some(e) = self.unknown_task_filter(task).await?
-        {
-            return Err(e);
+        // A filter that matches nothing may name nothing: say so, as for a job.
+        if page.total == 0 {
+            if let Some(task) = &filter.task
+                && let Some(e) = self.unknown_task_filter(task).await?
+            {
+                return Err(e);
+            }
+            if let Some(queue) = &filter.queue
+                && let Some(e) = super::cluster::unknown_queue(queue, &self.queues().await?)
+            {
+                return Err(e);
+            }
         }
         Ok(page)
     }
