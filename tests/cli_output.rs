@@ -486,6 +486,14 @@ fn usage_errors_print_a_json_error_object_with_exit_2() {
         assert_json_error(&out, 2, "usage");
         assert!(out.stderr.is_empty(), "{args:?}: {out:#?}");
     }
+    // A missing argument is named, not only announced.
+    let out = kairos("sqlite://unused.db", &["--json", "jobs", "show"]);
+    assert_json_error(&out, 2, "usage");
+    assert_eq!(
+        out.json()["error"]["message"],
+        "the following required arguments were not provided: <NAME>",
+        "{out:#?}"
+    );
 }
 
 #[test]

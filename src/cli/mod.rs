@@ -119,11 +119,7 @@ pub async fn run() {
                     str::to_string,
                 );
                 let detail = e.to_string();
-                let first = detail
-                    .lines()
-                    .find(|l| l.starts_with("error:"))
-                    .map(|l| l.trim_start_matches("error:").trim().to_string())
-                    .unwrap_or(msg);
+                let first = usage_message(&detail).unwrap_or(msg);
                 output::print_error_json("usage", &output::clip_quoted(&first));
                 std::process::exit(2);
             }
@@ -153,6 +149,23 @@ pub async fn run() {
         let _ = stdout.flush();
         fail(json, e.code(), &e.to_string());
     }
+}
+
+/// The `error:` line of a clap error, with the indented lines that complete it (the
+/// arguments "the following required arguments were not provided:" names), as one
+/// line.
+fn usage_message(rendered: &str) -> Option<String> {
+    let mut lines = rendered.lines().skip_while(|l| !l.starts_with("error:"));
+    let mut message = lines
+        .next()?
+        .trim_start_matches("error:")
+        .trim()
+        .to_string();
+    for more in lines.take_while(|l| l.starts_with(char::is_whitespace) && !l.trim().is_empty()) {
+        message.push(' ');
+        message.push_str(more.trim());
+    }
+    Some(message)
 }
 
 /// Prints the error and exits: status 2 for usage errors, 1 for the rest.
