@@ -837,13 +837,25 @@ pub struct Health {
 
 impl Health {
     /// The report when the database cannot even be opened.
-    pub(crate) fn unreachable(why: &dyn std::fmt::Display) -> Health {
+    pub(crate) fn unreachable(why: &crate::store::StoreError) -> Health {
+        // A database without kairos's tables, or with some missing, did answer.
+        let answered = !why.is_connection()
+            || matches!(
+                why,
+                crate::store::StoreError::NotInitialised { .. }
+                    | crate::store::StoreError::Damaged { .. }
+            );
+        let reason = if answered {
+            format!("the database cannot be used: {why}")
+        } else {
+            format!("the database does not answer: {why}")
+        };
         Health {
             healthy: false,
-            database: false,
+            database: answered,
             live_workers: 0,
             last_heartbeat: None,
-            reasons: vec![format!("the database does not answer: {why}")],
+            reasons: vec![reason],
         }
     }
 }

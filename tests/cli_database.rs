@@ -164,6 +164,25 @@ fn a_file_that_is_not_a_sqlite_database_is_named_with_the_cause() {
     );
 }
 
+/// A database that answers but holds no kairos tables is unhealthy for that reason,
+/// not because it does not answer.
+#[test]
+fn health_tells_a_database_without_kairos_tables_from_one_that_does_not_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("empty.db");
+    std::fs::write(&file, b"").unwrap();
+    let url = format!("sqlite://{}", file.display());
+    let out = kairos(&url, &["health", "--json"]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    let h = out.json();
+    assert_eq!(h["database"], true, "{h}");
+    let reason = h["reasons"][0].as_str().unwrap();
+    assert!(
+        reason.starts_with("the database cannot be used:") && reason.contains("no kairos tables"),
+        "{h}"
+    );
+}
+
 #[test]
 fn a_folder_given_as_the_database_is_named() {
     let dir = tempfile::tempdir().unwrap();
