@@ -23,10 +23,29 @@ pub(super) const TOKEN_ENV: &str = "KAIROS_ADMIN_TOKEN";
 /// starts; this bounds anything else still running (a slow query).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// `--bind`: an IP address and port; `localhost:PORT` means 127.0.0.1. Other host names
+/// are not resolved (one name may stand for several addresses, loopback or not).
+fn parse_bind(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    if let Some(port) = s.strip_prefix("localhost:")
+        && let Ok(port) = port.parse::<u16>()
+    {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    Err(match s.parse::<u16>() {
+        Ok(port) => format!("give an address with the port, such as 127.0.0.1:{port}"),
+        Err(_) => "give an IP address and port, such as 127.0.0.1:8080 or [::1]:8080 \
+                   (host names other than localhost are not resolved)"
+            .to_string(),
+    })
+}
+
 #[derive(Debug, Args)]
 pub(super) struct ServeArgs {
     /// Address and port to listen on; anything but a loopback address needs a token.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_bind)]
     bind: SocketAddr,
     /// Bearer token required on mutating endpoints (prefer the environment variable or
     /// --token-file: command lines are visible to other users of the machine).
@@ -192,4 +211,26 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bind;
+
+    #[test]
+    fn bind_takes_an_address_or_localhost_and_says_what_to_give_otherwise() {
+        assert_eq!(parse_bind("0.0.0.0:80").unwrap().to_string(), "0.0.0.0:80");
+        assert_eq!(parse_bind("[::1]:8080").unwrap().to_string(), "[::1]:8080");
+        assert_eq!(
+            parse_bind("localhost:9000").unwrap().to_string(),
+            "127.0.0.1:9000"
+        );
+        assert_eq!(
+            parse_bind("8080").unwrap_err(),
+            "give an address with the port, such as 127.0.0.1:8080"
+        );
+        let e = parse_bind("example.com:80").unwrap_err();
+        assert!(e.contains("such as 127.0.0.1:8080"), "{e}");
+        assert!(parse_bind("localhost:http").is_err());
+    }
 }
