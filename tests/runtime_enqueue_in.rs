@@ -124,6 +124,55 @@ async fn a_transaction_on_another_engine_is_refused() {
     node.stop().await;
 }
 
+/// A transaction on another database of the same engine (an application's own beside
+/// kairos's, on one server) is refused before anything is written there.
+#[tokio::test]
+async fn a_transaction_on_another_database_of_the_same_engine_is_refused() {
+    for db in common::databases("enqueue_in_other_db").await {
+        let node = Node::start(&db.url, registry(), None).await;
+        let other = if db.url.starts_with("postgres") {
+            common::postgres("enqueue_in_other_db_app").await.unwrap()
+        } else {
+            common::sqlite()
+        };
+        // With kairos's tables there, the run would be written and never run.
+        kairos::test_support::sync_jobs(&other.url, &[], chrono::Utc::now())
+            .await
+            .unwrap();
+        let app = Database::connect(other.url.as_str()).await.unwrap();
+        let txn = app.begin().await.unwrap();
+        let err = node
+            .handle
+            .enqueue_in(&txn, Enqueue::new("ship_order"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid_input", "{}: {err}", db.name);
+        assert!(
+            err.to_string()
+                .contains("open the transaction on kairos's database"),
+            "{err}"
+        );
+        txn.commit().await.unwrap();
+        assert_eq!(
+            count(&other.url, "SELECT COUNT(*) AS n FROM kairos_runs").await,
+            0,
+            "{}",
+            db.name
+        );
+        // On kairos's own database it goes through.
+        let own = Database::connect(db.url.as_str()).await.unwrap();
+        let txn = own.begin().await.unwrap();
+        node.handle
+            .enqueue_in(&txn, Enqueue::new("ship_order"))
+            .await
+            .unwrap();
+        txn.commit().await.unwrap();
+        app.close().await.unwrap();
+        own.close().await.unwrap();
+        node.stop().await;
+    }
+}
+
 /// In sqlx transactions on `$pool` (lent through `SqlxTxn::$lend`): a run enqueued in
 /// one that rolls back does not exist; the runs of one that commits are returned.
 macro_rules! in_sqlx_transactions {

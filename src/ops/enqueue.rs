@@ -176,7 +176,7 @@ impl Admin {
         txn: &C,
         e: Enqueue,
     ) -> Result<Enqueued, Error> {
-        self.same_engine(txn)?;
+        self.same_database(txn).await?;
         let run = self.prepare(e, self.now()).await?;
         let (id, existing) = self
             .store()
@@ -194,7 +194,7 @@ impl Admin {
         txn: &C,
         items: Vec<Enqueue>,
     ) -> Result<Vec<Enqueued>, Error> {
-        self.same_engine(txn)?;
+        self.same_database(txn).await?;
         let runs = self.prepare_many(items).await?;
         let ids = self
             .store()
@@ -208,20 +208,29 @@ impl Admin {
             .collect())
     }
 
-    /// Refuses a transaction on another kind of database than kairos's.
-    fn same_engine<C: sea_orm::ConnectionTrait>(&self, txn: &C) -> Result<(), Error> {
-        if txn.get_database_backend() == self.store().backend() {
-            return Ok(());
-        }
-        Err(Error::Invalid {
+    /// Refuses a transaction on another database than kairos's: another engine, or
+    /// another database of the same engine (where the run would be written and never
+    /// run, and its id would name some other run).
+    async fn same_database<C: sea_orm::ConnectionTrait>(&self, txn: &C) -> Result<(), Error> {
+        let wrong = |what: String| Error::Invalid {
             field: "txn".into(),
-            message: format!(
-                "the transaction is on a {:?} database but kairos's database is {:?}: \
-                 open the transaction on kairos's database",
+            message: format!("{what}: open the transaction on kairos's database"),
+        };
+        if txn.get_database_backend() != self.store().backend() {
+            return Err(wrong(format!(
+                "the transaction is on a {:?} database but kairos's database is {:?}",
                 txn.get_database_backend(),
                 self.store().backend()
-            ),
-        })
+            )));
+        }
+        let theirs = self.store().database_of(txn).await?;
+        let ours = self.store().own_database().await?;
+        if theirs != ours {
+            return Err(wrong(format!(
+                "the transaction is on the database `{theirs}` but kairos's is `{ours}`"
+            )));
+        }
+        Ok(())
     }
 
     /// Checks every item; the runs to insert, or every problem at once.

@@ -243,6 +243,7 @@ impl Store {
             claims,
             file: None,
             watchers: Default::default(),
+            identity: Default::default(),
         };
         // Opening SQLite is lazy: read one page now, so a file that is not a database
         // fails here with its name rather than at the first query.

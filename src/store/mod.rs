@@ -270,6 +270,8 @@ pub(crate) struct Store {
     /// Whether anybody watches the event log, as this process last learned it (see
     /// [`Store::watched_lately`]).
     watchers: std::sync::Arc<events::WatchersSeen>,
+    /// Which database this is, read once (see [`Store::database_of`]).
+    identity: std::sync::Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl Store {
@@ -392,6 +394,33 @@ impl Store {
             ),
             None => (0, 0),
         })
+    }
+
+    /// Which database `conn` is connected to: PostgreSQL's `current_database()`, or
+    /// the file of SQLite's main database. Two connections of one engine may still be
+    /// on two databases (an application's and kairos's on one server).
+    pub(crate) async fn database_of<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+    ) -> Result<String, StoreError> {
+        let sql = if self.is_pg() {
+            "SELECT current_database() AS name"
+        } else {
+            "SELECT file AS name FROM pragma_database_list WHERE name = 'main'"
+        };
+        let row = conn.query_one_raw(self.stmt(sql, [])).await?;
+        Ok(match row {
+            Some(r) => r.try_get::<String>("", "name")?,
+            None => String::new(),
+        })
+    }
+
+    /// [`Store::database_of`] kairos's own connections, read once.
+    pub(crate) async fn own_database(&self) -> Result<&str, StoreError> {
+        self.identity
+            .get_or_try_init(|| self.database_of(&self.db))
+            .await
+            .map(String::as_str)
     }
 
     pub(crate) fn stmt<I>(&self, sql: &str, values: I) -> sea_orm::Statement
