@@ -34,7 +34,17 @@ async fn start(
     clock: &ManualClock,
     config: &str,
 ) -> (SchedulerHandle, tokio::task::JoinHandle<()>) {
-    let sched = Scheduler::builder()
+    start_with(url, clock, config, Some(Duration::from_millis(20))).await
+}
+
+/// [`start`] with the maintenance interval given (`None`: the default, 10 s).
+async fn start_with(
+    url: &str,
+    clock: &ManualClock,
+    config: &str,
+    maintenance: Option<Duration>,
+) -> (SchedulerHandle, tokio::task::JoinHandle<()>) {
+    let mut builder = Scheduler::builder()
         .database_url(url)
         .registry(
             Registry::from_tasks([
@@ -44,11 +54,11 @@ async fn start(
             .unwrap(),
         )
         .config(kairos::config::Config::parse(config, "jobs.toml").unwrap())
-        .clock(clock.clone())
-        .maintenance_interval(Duration::from_millis(20))
-        .build()
-        .await
-        .unwrap();
+        .clock(clock.clone());
+    if let Some(every) = maintenance {
+        builder = builder.maintenance_interval(every);
+    }
+    let sched = builder.build().await.unwrap();
     let h = sched.handle();
     (h, tokio::spawn(async move { sched.run().await.unwrap() }))
 }
@@ -120,6 +130,29 @@ async fn retention_prunes_finished_runs_per_status() {
         h.shutdown();
         node.await.unwrap();
     }
+}
+
+/// `[retention] every` shorter than the maintenance interval is kept: the node
+/// prunes that often, not at the next maintenance pass.
+#[tokio::test]
+async fn a_short_retention_every_is_kept() {
+    let db = common::sqlite();
+    let clock = ManualClock::new(t0());
+    let config = "[retention]\nsucceeded = \"1h\"\nevery = \"200ms\"\n";
+    let (h, node) = start_with(&db.url, &clock, config, None).await;
+    let good = h.enqueue(Enqueue::new("ok")).await.unwrap();
+    common::wait_status(h.admin(), good, RunStatus::Succeeded).await;
+    clock.advance(Duration::from_secs(2 * 3600));
+    let began = std::time::Instant::now();
+    while h.admin().run(good).await.is_ok() {
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "not pruned within 5 s with `every = 200ms` (the maintenance interval is 10 s)"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.shutdown();
+    node.await.unwrap();
 }
 
 #[tokio::test]

@@ -26,7 +26,15 @@ pub(super) async fn run(shared: Arc<Shared>) {
     let mut seen = shared.store.change_marker().await.unwrap_or((0, 0));
     let mut ticker = tokio::time::interval(shared.poll_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut chores = tokio::time::interval(shared.maintenance_interval);
+    // A `[retention] every` shorter than the maintenance interval is kept too.
+    let chores_every = shared
+        .retention
+        .every
+        .filter(|e| !e.is_zero())
+        .map_or(shared.maintenance_interval, |e| {
+            e.min(shared.maintenance_interval)
+        });
+    let mut chores = tokio::time::interval(chores_every);
     chores.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     chores.tick().await;
     // The first beat comes at once: a node started after a crash takes back the runs
