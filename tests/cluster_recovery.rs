@@ -455,6 +455,23 @@ async fn leases_and_heartbeats_that_cannot_work_are_refused_before_the_database_
         panic!("a timeout of two heartbeats is refused");
     };
     assert!(err.to_string().contains("at least 6s"), "{err}");
+    assert!(
+        err.to_string().contains(
+            "(the timeout is from jobs.toml's [scheduler], the interval set by the builder)"
+        ),
+        "{err}"
+    );
+    // An interval the file sets against the default timeout: the message says which
+    // is which.
+    let toml = "[scheduler]\nheartbeat_interval = \"30s\"\n";
+    let Err(err) = node_builder(&db.url, registry(), Some(toml)).build().await else {
+        panic!("a 30s interval with the 10s default timeout is refused");
+    };
+    assert!(
+        err.to_string()
+            .contains("(the timeout is the default, the interval from jobs.toml's [scheduler])"),
+        "{err}"
+    );
     let toml = "[scheduler]\nlease = \"10s\"\nheartbeat_interval = \"1s\"\n";
     let node = node_builder(&db.url, registry(), Some(toml))
         .build()

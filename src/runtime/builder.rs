@@ -348,10 +348,31 @@ impl SchedulerBuilder {
             .heartbeat_timeout
             .or(config.scheduler.heartbeat_timeout)
             .unwrap_or(DEFAULT_HEARTBEAT_TIMEOUT);
+        // The two heartbeat settings may come from different places: say which, so the
+        // one to change can be found.
+        let from = |builder: bool, file: bool| match (builder, file) {
+            (true, _) => "set by the builder",
+            (false, true) => "from jobs.toml's [scheduler]",
+            (false, false) => "the default",
+        };
         if let Some(problem) = crate::config::lease_problem(lease)
             .or_else(|| crate::config::heartbeat_interval_problem(heartbeat_interval))
             .or_else(|| {
-                crate::config::heartbeat_timeout_problem(heartbeat_timeout, heartbeat_interval)
+                crate::config::heartbeat_timeout_problem(heartbeat_timeout, heartbeat_interval).map(
+                    |p| {
+                        format!(
+                            "{p} (the timeout is {}, the interval {})",
+                            from(
+                                self.heartbeat_timeout.is_some(),
+                                config.scheduler.heartbeat_timeout.is_some()
+                            ),
+                            from(
+                                self.heartbeat_interval.is_some(),
+                                config.scheduler.heartbeat_interval.is_some()
+                            )
+                        )
+                    },
+                )
             })
         {
             return Err(BuildError::Invalid(problem));
