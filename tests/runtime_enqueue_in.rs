@@ -267,3 +267,52 @@ async fn runs_enqueued_in_a_sqlx_transaction_exist_only_if_it_commits() {
         node.stop().await;
     }
 }
+
+/// On SQLite, a run committed by a connection that syncs the write-ahead log at each
+/// commit (SQLite's default `synchronous`, which an application's own connection keeps)
+/// reaches an idle node through its watch of the log, not at its next poll: the log is
+/// written, and the watch woken, before the commit is visible.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_syncs_the_log_reaches_an_idle_sqlite_node_before_its_poll() {
+    use kairos::sea_orm::ConnectOptions;
+
+    let db = common::sqlite();
+    // A poll too slow to matter: only the watch can bring the runs in time.
+    let node = Node::start_with(
+        &db.url,
+        common::cli::node_builder(&db.url, registry(), None)
+            .poll_interval(std::time::Duration::from_secs(60)),
+    )
+    .await;
+    // An admin tool, not the node's own admin, which would wake the node itself.
+    let tool = kairos::Admin::connect(&db.url).await.unwrap();
+    let mut options = ConnectOptions::new(db.url.clone());
+    options.max_connections(1);
+    let app = Database::connect(options).await.unwrap();
+    for order in 0..5 {
+        let txn = app.begin().await.unwrap();
+        let id = tool
+            .enqueue_in(
+                &txn,
+                Enqueue::new("ship_order").params(json!({ "order": order })),
+            )
+            .await
+            .unwrap()
+            .id;
+        txn.commit().await.unwrap();
+        let committed = std::time::Instant::now();
+        common::wait_status(&node.admin, id, RunStatus::Succeeded).await;
+        // The watch brings it within milliseconds; a missed wake-up waits for the
+        // node's next look of another kind, a couple of seconds later.
+        assert!(
+            committed.elapsed() < std::time::Duration::from_secs(1),
+            "run {id} started {:?} after its commit",
+            committed.elapsed()
+        );
+        // Idle again before the next one.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    app.close().await.unwrap();
+    node.stop().await;
+}

@@ -168,6 +168,17 @@ mod sqlite_wal {
     /// marker covers what another busy process wrote meanwhile.
     const OTHERS_PAUSE: Duration = Duration::from_millis(2);
 
+    /// When the watcher looks again after another process's writes went quiet. The
+    /// log is written before a commit is visible: a connection with `synchronous =
+    /// FULL` (SQLite's default, which an application's own connection may keep) syncs
+    /// the file to disk in between, so the first look can come before the commit and
+    /// find nothing. The later looks find it rather than the next poll.
+    const FOLLOW_UPS: [Duration; 3] = [
+        Duration::from_millis(8),
+        Duration::from_millis(25),
+        Duration::from_millis(120),
+    ];
+
     pub(super) async fn watch(shared: Arc<Shared>, wal: PathBuf) {
         let mut warned = false;
         loop {
@@ -206,10 +217,27 @@ mod sqlite_wal {
         shared.signals.changed.notify_one();
         let mut events = inotify.into_event_stream([0u8; 1024])?;
         let mut turns = shared.store.write_turns();
+        // Since when another process's writes are quiet, and how many follow-up looks
+        // were asked for since.
+        let mut others_quiet: Option<(tokio::time::Instant, usize)> = None;
         loop {
+            let follow_up = others_quiet
+                .and_then(|(since, done)| FOLLOW_UPS.get(done).map(|after| since + *after));
             let event = tokio::select! {
                 _ = shared.shutdown.cancelled() => return Ok(Ended::Shutdown),
                 e = events.next() => e,
+                _ = async {
+                    match follow_up {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    shared.signals.changed.notify_one();
+                    if let Some((_, done)) = &mut others_quiet {
+                        *done += 1;
+                    }
+                    continue;
+                }
             };
             let Some(event) = event else {
                 return Ok(Ended::FileGone);
@@ -228,6 +256,7 @@ mod sqlite_wal {
                 BUSY_PAUSE
             } else {
                 shared.signals.changed.notify_one();
+                others_quiet = Some((tokio::time::Instant::now() + OTHERS_PAUSE, 0));
                 OTHERS_PAUSE
             };
             // The kernel folds the writes of the pause into one event: a busy node, or a
