@@ -1112,6 +1112,95 @@ async fn a_token_guards_changes_and_optionally_reads() {
     node.stop().await;
 }
 
+/// DNS rebinding: a page on another site whose name now points at 127.0.0.1 sends a
+/// `Host` (and a matching `Origin`) of that site. Without a token, such requests are
+/// refused, reads and event streams included; the real loopback names are served.
+#[tokio::test]
+async fn without_a_token_only_loopback_host_names_are_served() {
+    let db = common::sqlite();
+    let node = start_node(&db.url).await;
+    let api = serve(&db.url, HttpOptions::new()).await;
+    let port = api.base.rsplit(':').next().unwrap().to_string();
+    let evil = format!("evil.example:{port}");
+    let evil_origin = format!("http://{evil}");
+    let rebound = [("host", evil.as_str()), ("origin", evil_origin.as_str())];
+
+    let e = api
+        .send_with(
+            Method::POST,
+            "/api/v1/queues/default/pause",
+            None,
+            None,
+            &rebound,
+        )
+        .await
+        .error(403, "forbidden");
+    let message = e["message"].as_str().unwrap();
+    assert!(
+        message.contains("loopback") && message.contains("token"),
+        "says what to do: {message}"
+    );
+    let queues = api.get("/api/v1/queues").await.expect(200);
+    let default = queues["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "default")
+        .expect("the default queue");
+    assert_eq!(
+        default["paused"], false,
+        "the queue was not paused: {queues}"
+    );
+    for path in ["/api/v1/runs", "/metrics", "/api/v1/events"] {
+        api.send_with(Method::GET, path, None, None, &rebound[..1])
+            .await
+            .error(403, "forbidden");
+    }
+
+    // Loopback names and addresses, however spelled, are served; so are the open
+    // endpoints, which hold no secrets.
+    for host in [
+        format!("localhost:{port}"),
+        format!("kairos.localhost:{port}"),
+        format!("127.0.0.2:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        api.send_with(Method::GET, "/api/v1/runs", None, None, &[("host", &host)])
+            .await
+            .expect(200);
+    }
+    api.send_with(Method::GET, "/health", None, None, &rebound[..1])
+        .await
+        .expect(200);
+
+    // With a token, the token guards changes, whatever the server is called.
+    let token = "s3cret-token-for-tests";
+    let api = serve(&db.url, HttpOptions::new().token(token)).await;
+    let host = [("host", "kairos.example.com")];
+    api.send_with(Method::GET, "/api/v1/runs", None, None, &host)
+        .await
+        .expect(200);
+    api.send_with(
+        Method::POST,
+        "/api/v1/queues/default/pause",
+        None,
+        None,
+        &host,
+    )
+    .await
+    .error(401, "unauthorized");
+    api.send_with(
+        Method::POST,
+        "/api/v1/queues/default/pause",
+        None,
+        Some(token),
+        &host,
+    )
+    .await
+    .expect(200);
+    node.stop().await;
+}
+
 #[tokio::test]
 async fn the_router_embeds_over_a_nodes_own_admin() {
     for db in common::databases("the_router_embeds_over_a_nodes_own_admin").await {

@@ -7,6 +7,18 @@
 //! of the token, a mutating request that a browser sends from another origin is
 //! refused: without that, any web page could make a browser on the operator's
 //! machine post to a loopback API that has no token.
+//!
+//! # Without a token: loopback names only
+//! The origin rule alone does not protect a token-less server from DNS rebinding: a
+//! page on `evil.example` whose name is then pointed at 127.0.0.1 is same-origin with
+//! the API as far as the browser knows, and sends `Origin` and `Host` that agree. What
+//! gives it away is the `Host` header, which names the attacker's domain. So without a
+//! token, every request but the open ones (`/health`, the OpenAPI document, which hold
+//! no secrets and change nothing) must address the server by a loopback name or
+//! address: `localhost`, `*.localhost`, 127.0.0.0/8 or `[::1]`. A browser cannot be
+//! made to send those for another site's page, and reads are covered too, since a
+//! rebound page could read every answer. With a token, the token guards changes (and
+//! reads with `protect_reads`), and the server may sit behind any name.
 
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
@@ -39,9 +51,16 @@ fn access(method: &Method, path: &str) -> Access {
     }
 }
 
-/// Checks the request against the token and the origin rule before any handler runs.
+/// Checks the request against the host rule, the token and the origin rule before any
+/// handler runs.
 pub(crate) async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let needed = access(req.method(), req.uri().path());
+    if state.opts.token.is_none()
+        && needed != Access::Open
+        && let Err(e) = loopback_host(&req)
+    {
+        return e.into_response();
+    }
     if needed == Access::Write
         && let Err(e) = same_origin(&req)
     {
@@ -97,6 +116,45 @@ fn check_token(req: &Request, token: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Refuses a request whose `Host` is not a loopback name or address (see the module
+/// doc). A request without `Host` does not come from a browser, so it passes.
+fn loopback_host(req: &Request) -> Result<(), ApiError> {
+    let Some(host) = req.headers().get(header::HOST) else {
+        return Ok(());
+    };
+    let host = host.to_str().unwrap_or("");
+    if is_loopback_host(host) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!(
+            "this server has no token, so it answers only requests addressed to a loopback \
+             name or address (localhost, 127.0.0.1, [::1]), not to `{}`: use such an address, \
+             or give the server a token (KAIROS_ADMIN_TOKEN or --token) to serve other names",
+            crate::error::clip(host)
+        ),
+    ))
+}
+
+/// Whether a `Host` header value (a name or address, perhaps with a port) names this
+/// machine's loopback interface.
+fn is_loopback_host(host: &str) -> bool {
+    let Ok(authority) = host.parse::<axum::http::uri::Authority>() else {
+        return false;
+    };
+    let name = authority.host();
+    let bare = name.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        return ip.to_canonical().is_loopback();
+    }
+    // A fully qualified name may end with a dot; `localhost` and its subdomains always
+    // resolve to loopback (RFC 6761), so no rebinding page can own them.
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost")
+}
+
 /// Refuses a mutating request whose `Origin` (sent by browsers) names another host
 /// than the one addressed.
 fn same_origin(req: &Request) -> Result<(), ApiError> {
@@ -138,5 +196,37 @@ mod tests {
         assert_eq!(access(&Method::PATCH, "/api/v1/jobs/x"), Access::Write);
         // A write to an open path's neighbour is still a write.
         assert_eq!(access(&Method::POST, "/health"), Access::Write);
+    }
+
+    #[test]
+    fn loopback_hosts_are_loopback_names_and_addresses_only() {
+        for host in [
+            "localhost",
+            "localhost:8080",
+            "LocalHost.:8080",
+            "app.localhost:8080",
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "127.1.2.3:80",
+            "[::1]",
+            "[::1]:8080",
+            "[::ffff:127.0.0.1]:8080",
+        ] {
+            assert!(is_loopback_host(host), "{host} is loopback");
+        }
+        for host in [
+            "",
+            "evil.example",
+            "evil.example:8080",
+            "localhost.evil.example:8080",
+            "evillocalhost:8080",
+            "10.0.0.1:8080",
+            "0.0.0.0:8080",
+            "[::]:8080",
+            "[fe80::1]:8080",
+            "127.0.0.1.nip.io:8080",
+        ] {
+            assert!(!is_loopback_host(host), "{host} is not loopback");
+        }
     }
 }

@@ -70,8 +70,9 @@ impl std::fmt::Debug for HttpOptions {
 }
 
 impl HttpOptions {
-    /// No token (every endpoint open: keep such a server on a loopback address), reads
-    /// open, bodies up to [`DEFAULT_BODY_LIMIT`].
+    /// No token (every endpoint open, but only to requests addressed to a loopback
+    /// name or address such as `localhost` or `127.0.0.1`: keep such a server on a
+    /// loopback address), reads open, bodies up to [`DEFAULT_BODY_LIMIT`].
     pub fn new() -> Self {
         HttpOptions::default()
     }
@@ -174,7 +175,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// from the database's event log while somebody listens.
 ///
 /// The router binds nothing: the caller chooses the address. Without a token, keep it
-/// on a loopback address.
+/// on a loopback address: it then answers only requests whose `Host` is a loopback name
+/// or address (403 otherwise), so that no web page can reach it through DNS rebinding.
 pub fn router(admin: Admin, opts: HttpOptions) -> axum::Router {
     router_and_hub(admin, opts).0
 }

@@ -124,7 +124,23 @@ impl Api {
         body: Option<(Vec<u8>, &str)>,
         token: Option<&str>,
     ) -> Answer {
+        self.send_with(method, path, body, token, &[]).await
+    }
+
+    /// A request with headers of the test's choosing too (`Host` and `Origin`, as a
+    /// browser would send them for another site's page); still sent to 127.0.0.1.
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(Vec<u8>, &str)>,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
         let mut req = self.client.request(method, format!("{}{path}", self.base));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
         if let Some((bytes, content_type)) = body {
             req = req.header("content-type", content_type).body(bytes);
         }
