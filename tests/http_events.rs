@@ -293,6 +293,53 @@ async fn websocket_subscriptions_select_runs_jobs_and_tags() {
     }
 }
 
+/// Browsers let any page open a WebSocket to any address, so the handshake refuses an
+/// `Origin` that is not the server's own (403, no upgrade); clients that send none, and
+/// pages served by the API itself, are let in.
+#[tokio::test]
+async fn a_websocket_from_another_origin_is_refused() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let db = common::sqlite();
+    let node = start_node(&db.url).await;
+    let api = Api::start(Admin::connect(&db.url).await.unwrap(), HttpOptions::new()).await;
+    let url = format!("{}/api/v1/ws", api.base.replace("http://", "ws://"));
+    let with_origin = |origin: &str| {
+        let mut req = url.as_str().into_client_request().unwrap();
+        req.headers_mut().insert("origin", origin.parse().unwrap());
+        req
+    };
+
+    for origin in [
+        "http://evil.example",
+        "null",
+        &api.base.replace("127.0.0.1", "evil.example"),
+    ] {
+        match tokio_tungstenite::connect_async(with_origin(origin)).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status().as_u16(), 403, "{origin}: {resp:?}");
+                let body: Value =
+                    serde_json::from_slice(resp.body().as_deref().unwrap_or_default())
+                        .unwrap_or_else(|e| panic!("{origin}: not JSON ({e}): {resp:?}"));
+                assert_eq!(body["error"]["code"], "forbidden", "{origin}: {body}");
+            }
+            Ok((_, resp)) => panic!("{origin}: upgraded: {resp:?}"),
+            Err(e) => panic!("{origin}: {e}"),
+        }
+    }
+
+    // The server's own origin (the dashboard) and no origin at all are served.
+    let (mut ws, _) = tokio_tungstenite::connect_async(with_origin(&api.base))
+        .await
+        .expect("same-origin upgrade");
+    ws_send(&mut ws, json!({"type": "subscribe"})).await;
+    assert_eq!(ws_next(&mut ws).await.unwrap()["type"], "subscribed");
+    let mut ws = ws_connect(&api).await;
+    ws_send(&mut ws, json!({"type": "subscribe"})).await;
+    assert_eq!(ws_next(&mut ws).await.unwrap()["type"], "subscribed");
+    node.stop().await;
+}
+
 #[tokio::test]
 async fn a_listener_that_falls_behind_is_dropped_with_a_notice() {
     let db = common::sqlite();

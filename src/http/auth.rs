@@ -6,7 +6,8 @@
 //! The token is compared in constant time and never logged or echoed. Independently
 //! of the token, a mutating request that a browser sends from another origin is
 //! refused: without that, any web page could make a browser on the operator's
-//! machine post to a loopback API that has no token.
+//! machine post to a loopback API that has no token. So is a WebSocket handshake from
+//! another origin, which browsers allow any page to make.
 //!
 //! # Without a token: loopback names only
 //! The origin rule alone does not protect a token-less server from DNS rebinding: a
@@ -61,7 +62,9 @@ pub(crate) async fn guard(State(state): State<AppState>, req: Request, next: Nex
     {
         return e.into_response();
     }
-    if needed == Access::Write
+    // Browsers apply no same-origin rule to WebSockets: any page may open one and read
+    // what it carries, so a handshake is held to the rule of a change.
+    if (needed == Access::Write || is_websocket(&req))
         && let Err(e) = same_origin(&req)
     {
         return e.into_response();
@@ -116,6 +119,14 @@ fn check_token(req: &Request, token: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Whether the request asks to become a WebSocket.
+fn is_websocket(req: &Request) -> bool {
+    req.headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
 /// Refuses a request whose `Host` is not a loopback name or address (see the module
 /// doc). A request without `Host` does not come from a browser, so it passes.
 fn loopback_host(req: &Request) -> Result<(), ApiError> {
@@ -155,8 +166,8 @@ fn is_loopback_host(host: &str) -> bool {
     name == "localhost" || name.ends_with(".localhost")
 }
 
-/// Refuses a mutating request whose `Origin` (sent by browsers) names another host
-/// than the one addressed.
+/// Refuses a mutating request or a WebSocket handshake whose `Origin` (sent by
+/// browsers) names another host than the one addressed.
 fn same_origin(req: &Request) -> Result<(), ApiError> {
     let Some(origin) = req.headers().get(header::ORIGIN) else {
         return Ok(());
@@ -177,7 +188,8 @@ fn same_origin(req: &Request) -> Result<(), ApiError> {
     Err(ApiError::new(
         StatusCode::FORBIDDEN,
         "forbidden",
-        "cross-origin requests may not change anything (this API grants no CORS)",
+        "cross-origin requests may not change anything or open a WebSocket (this API \
+         grants no CORS)",
     ))
 }
 
