@@ -1201,6 +1201,58 @@ async fn without_a_token_only_loopback_host_names_are_served() {
     node.stop().await;
 }
 
+/// The database refuses connections and cuts those open while the API runs: every
+/// answer is 503 `database_unavailable` with `Retry-After`, as the CLI would say, and
+/// the API answers normally once the database is back.
+#[tokio::test]
+async fn a_database_outage_is_503_database_unavailable() {
+    let Some(db) = common::postgres("http_outage").await else {
+        return;
+    };
+    kairos::test_support::sync_jobs(&db.url, &[], chrono::Utc::now())
+        .await
+        .unwrap();
+    let api = serve(&db.url, HttpOptions::new()).await;
+    api.get("/api/v1/runs").await.expect(200);
+
+    let server = std::env::var("KAIROS_TEST_POSTGRES_URL").unwrap();
+    let name = db
+        .url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap();
+    kairos::test_support::execute(
+        &server,
+        &format!(
+            "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        ),
+    )
+    .await
+    .unwrap();
+    // The first request may meet a pooled connection that was cut, later ones a server
+    // that refuses new ones; both are the database being unavailable.
+    for path in ["/api/v1/runs", "/api/v1/jobs", "/api/v1/queues"] {
+        let a = api.get(path).await;
+        a.error(503, "database_unavailable");
+        assert_eq!(a.headers["retry-after"], "5", "{a:#?}");
+    }
+    api.post_empty("/api/v1/jobs/nightly/pause")
+        .await
+        .error(503, "database_unavailable");
+
+    kairos::test_support::execute(
+        &server,
+        &format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"),
+    )
+    .await
+    .unwrap();
+    api.get("/api/v1/runs").await.expect(200);
+}
+
 #[tokio::test]
 async fn the_router_embeds_over_a_nodes_own_admin() {
     for db in common::databases("the_router_embeds_over_a_nodes_own_admin").await {

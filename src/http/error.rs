@@ -149,6 +149,12 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"kairos\""),
             );
         }
+        if self.code == "database_unavailable" {
+            // Each request tries the database afresh, so a client may come back soon;
+            // a few seconds keeps a crowd of retrying clients from adding to an outage.
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
         r
     }
 }
@@ -220,4 +226,23 @@ pub(crate) async fn json_errors(response: Response) -> Response {
         }
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+
+    #[test]
+    fn a_database_that_cannot_be_reached_is_503_with_retry_after() {
+        let lost = sea_orm::DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout);
+        let r = ApiError::from(Error::Store(StoreError::Db(lost))).into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "5");
+
+        let failed = sea_orm::DbErr::Custom("no such column".into());
+        let r = ApiError::from(Error::Store(StoreError::Db(failed))).into_response();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(r.headers().get(header::RETRY_AFTER).is_none());
+    }
 }

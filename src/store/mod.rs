@@ -127,9 +127,39 @@ pub enum StoreError {
 
 impl StoreError {
     /// True when the failure is about reaching or opening the database (as opposed to a
-    /// query on a working one).
+    /// query on a working one): at start, or later when the database goes away (no
+    /// connection can be had, or the one in use was cut). Trying again later may work.
     pub fn is_connection(&self) -> bool {
-        !matches!(self, StoreError::Db(_) | StoreError::Corrupt { .. })
+        match self {
+            StoreError::Db(e) => lost_connection(e),
+            StoreError::Corrupt { .. } => false,
+            _ => true,
+        }
+    }
+}
+
+/// Whether a statement failed for want of a working connection rather than because of
+/// the statement: the pool could open none (refused, timed out, closed), or the server
+/// cut the one in use (a restart, an administrator, a network that dropped it).
+fn lost_connection(e: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    let sqlx = match e {
+        // What acquiring a connection fails with: the pool's timeout (it retries refused
+        // connections until then) or any error of opening one.
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
+        DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
+        | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)) => e,
+        _ => return false,
+    };
+    match &**sqlx {
+        Sqlx::Io(_) | Sqlx::Tls(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed => true,
+        Sqlx::WorkerCrashed => true,
+        // PostgreSQL's codes for a session it ended or would not start: class 08
+        // (connection exception), the shutdowns of class 57P, too many connections.
+        Sqlx::Database(d) => d.code().is_some_and(|c| {
+            c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
     }
 }
 
@@ -506,6 +536,45 @@ mod tests {
         }
         assert_eq!(Notice::read(""), Notice::Changed);
         assert_eq!(Notice::read("kairos_runsx 1"), Notice::Changed);
+    }
+
+    #[test]
+    fn a_lost_connection_is_told_from_a_failed_statement() {
+        use std::sync::Arc;
+
+        use sea_orm::{ConnAcquireErr, RuntimeErr};
+
+        let sqlx = |e: sea_orm::sqlx::Error| RuntimeErr::SqlxError(Arc::new(e));
+        let refused = || std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let lost = [
+            DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+            DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed),
+            DbErr::Conn(sqlx(sea_orm::sqlx::Error::Io(refused()))),
+            DbErr::Query(sqlx(sea_orm::sqlx::Error::Io(refused()))),
+            DbErr::Exec(sqlx(sea_orm::sqlx::Error::PoolTimedOut)),
+        ];
+        for e in lost {
+            assert!(StoreError::Db(e.clone()).is_connection(), "{e}");
+            assert_eq!(
+                crate::Error::from(StoreError::Db(e.clone())).code(),
+                "database_unavailable",
+                "{e}"
+            );
+        }
+        let failed = [
+            DbErr::Query(sqlx(sea_orm::sqlx::Error::RowNotFound)),
+            DbErr::Exec(RuntimeErr::Internal("syntax error".into())),
+            DbErr::RecordNotFound("x".into()),
+            DbErr::Custom("x".into()),
+        ];
+        for e in failed {
+            assert!(!StoreError::Db(e.clone()).is_connection(), "{e}");
+            assert_eq!(
+                crate::Error::from(StoreError::Db(e.clone())).code(),
+                "database",
+                "{e}"
+            );
+        }
     }
 
     #[test]

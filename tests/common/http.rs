@@ -28,6 +28,7 @@ impl Drop for Api {
 pub struct Answer {
     pub status: u16,
     pub content_type: String,
+    pub headers: reqwest::header::HeaderMap,
     pub text: String,
 }
 
@@ -155,10 +156,12 @@ impl Api {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
+        let headers = resp.headers().clone();
         let text = resp.text().await.unwrap_or_default();
         Answer {
             status,
             content_type,
+            headers,
             text,
         }
     }
