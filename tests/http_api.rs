@@ -1048,6 +1048,47 @@ async fn queues_nodes_tasks_stats_health_and_metrics() {
     }
 }
 
+/// `POST /api/v1/nodes/pause` and `/resume` act on every node, as `kairos nodes pause`
+/// and `resume` without an id do: a node that starts while every node is paused is
+/// paused too, and resuming lifts a pause by id as well. Both need the token.
+#[tokio::test]
+async fn every_node_is_paused_and_resumed_at_once() {
+    let db = common::sqlite();
+    let node = start_node(&db.url).await;
+    let token = "s3cret-token-for-tests";
+    let api = serve(&db.url, HttpOptions::new().token(token)).await;
+    for path in ["/api/v1/nodes/pause", "/api/v1/nodes/resume"] {
+        api.post_empty(path).await.error(401, "unauthorized");
+    }
+    let api = api.with_token(token);
+    let paused = |v: &Value, id: &str| {
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == id)
+            .unwrap_or_else(|| panic!("node {id} in {v}"))["paused"]
+            .clone()
+    };
+    let p = api.post_empty("/api/v1/nodes/pause").await.expect(200);
+    assert_eq!(paused(&p, &node.id), true, "{p}");
+
+    let first = node.id.clone();
+    node.stop().await;
+    let later = start_node(&db.url).await;
+    let n = api.get("/api/v1/nodes").await.expect(200);
+    assert_eq!(paused(&n, &later.id), true, "a node started later: {n}");
+
+    api.post_empty("/api/v1/nodes/resume").await.expect(200);
+    api.post_empty(&format!("/api/v1/nodes/{}/pause", later.id))
+        .await
+        .expect(200);
+    let r = api.post_empty("/api/v1/nodes/resume").await.expect(200);
+    assert_eq!(paused(&r, &first), false, "{r}");
+    assert_eq!(paused(&r, &later.id), false, "a pause by id is lifted: {r}");
+    later.stop().await;
+}
+
 #[tokio::test]
 async fn a_token_guards_changes_and_optionally_reads() {
     let db = common::sqlite();

@@ -1,6 +1,6 @@
 //! Queues, nodes and tasks: `/api/v1/queues` (depth, running, limits; pause and
 //! resume), `/api/v1/nodes` (with heartbeats and whether each is alive; pause and
-//! resume one) and
+//! resume one, or all) and
 //! `/api/v1/tasks` (what can be enqueued, with its params' JSON Schema).
 
 use axum::Json;
@@ -154,5 +154,31 @@ pub(crate) async fn resume_node(
 ) -> Result<Json<NodeList>, ApiError> {
     Ok(Json(NodeList {
         nodes: st.admin.set_nodes_paused(Some(&id), false).await?,
+    }))
+}
+
+/// Start no new runs on any node, nodes that start later included (running ones
+/// continue), as `kairos nodes pause` without an id.
+#[utoipa::path(
+    post, operation_id = "cluster_pause_nodes", path = "/api/v1/nodes/pause", tag = "cluster",
+    security((), ("bearer" = [])),
+    responses((status = 200, description = "Every node after the change", body = NodeList))
+)]
+pub(crate) async fn pause_nodes(State(st): State<AppState>) -> Result<Json<NodeList>, ApiError> {
+    Ok(Json(NodeList {
+        nodes: st.admin.set_nodes_paused(None, true).await?,
+    }))
+}
+
+/// Start runs on every node again, nodes paused one by one included, as `kairos nodes
+/// resume` without an id.
+#[utoipa::path(
+    post, operation_id = "cluster_resume_nodes", path = "/api/v1/nodes/resume", tag = "cluster",
+    security((), ("bearer" = [])),
+    responses((status = 200, description = "Every node after the change", body = NodeList))
+)]
+pub(crate) async fn resume_nodes(State(st): State<AppState>) -> Result<Json<NodeList>, ApiError> {
+    Ok(Json(NodeList {
+        nodes: st.admin.set_nodes_paused(None, false).await?,
     }))
 }

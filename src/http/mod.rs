@@ -152,6 +152,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(cluster::nodes))
         .routes(routes!(cluster::pause_node))
         .routes(routes!(cluster::resume_node))
+        .routes(routes!(cluster::pause_nodes))
+        .routes(routes!(cluster::resume_nodes))
         .routes(routes!(cluster::tasks))
         .routes(routes!(insight::stats))
         .routes(routes!(insight::health))
