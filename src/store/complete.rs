@@ -403,7 +403,7 @@ impl Store {
         let txn = self.db.begin_with_options(write_txn()).await?;
         let rows = txn
             .query_all_raw(self.stmt(
-                "SELECT id, attempt, max_retries, node_id FROM kairos_runs \
+                "SELECT id, attempt, max_retries, node_id, cancel_requested FROM kairos_runs \
                  WHERE status = 'running' AND lease_until < $1",
                 [Value::from(ms(now))],
             ))
@@ -418,11 +418,25 @@ impl Store {
             let attempt = count(r.try_get("", "attempt")?);
             let max_retries = count(r.try_get("", "max_retries")?);
             let node: Option<String> = r.try_get("", "node_id")?;
+            let cancelling: bool = r.try_get("", "cancel_requested")?;
             let last = attempt > max_retries;
-            let message = if last {
-                "its node stopped renewing the lease during the final attempt"
+            // A run an operator was cancelling ends cancelled either way (the updates
+            // below say so too), and its history says that, not that it was retried.
+            let (message, kind) = if cancelling {
+                (
+                    "cancelled: its node stopped renewing the lease before the attempt ended",
+                    RunEventKind::Cancelled,
+                )
+            } else if last {
+                (
+                    "its node stopped renewing the lease during the final attempt",
+                    RunEventKind::Recovered,
+                )
             } else {
-                "its node stopped renewing the lease; the attempt was taken back"
+                (
+                    "its node stopped renewing the lease; the attempt was taken back",
+                    RunEventKind::Recovered,
+                )
             };
             let sql = if last {
                 format!(
@@ -456,16 +470,8 @@ impl Store {
             } else {
                 requeued += 1;
             }
-            self.add_history(
-                &txn,
-                id,
-                attempt,
-                now,
-                RunEventKind::Recovered,
-                Some(message),
-                node.as_deref(),
-            )
-            .await?;
+            self.add_history(&txn, id, attempt, now, kind, Some(message), node.as_deref())
+                .await?;
         }
         // Re-queued runs keep their ids: tell idle nodes through the counter.
         bump(&txn, self).await?;

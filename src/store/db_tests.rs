@@ -194,6 +194,32 @@ async fn a_release_is_uncounted_and_says_why() {
     }
 }
 
+/// A run whose cancellation its node never carried out (it died) ends cancelled when
+/// its lease is taken back, and its history and error say it was cancelled.
+#[tokio::test]
+async fn a_run_being_cancelled_whose_node_died_ends_cancelled_and_says_so() {
+    for db in databases("store_cancel_dead_node").await {
+        let store = open(&db).await;
+        let id = ids(&store.enqueue(&[run("a", 0, 3)], t0()).await.unwrap())[0];
+        claim(&store, "dead", t0(), 1).await;
+        assert!(matches!(
+            store.cancel_run(id, t0()).await.unwrap(),
+            super::CancelOutcome::Requested
+        ));
+        let later = t0() + chrono::Duration::seconds(31);
+        store.recover_expired(later).await.unwrap();
+        let r = store.run(id).await.unwrap().unwrap();
+        assert_eq!(r.status, RunStatus::Cancelled, "{}", db.name);
+        assert!(
+            r.error.as_deref().unwrap().starts_with("cancelled:"),
+            "{r:?}"
+        );
+        let events: Vec<_> = r.history.iter().map(|h| h.event).collect();
+        assert!(events.contains(&RunEventKind::Cancelled), "{events:?}");
+        assert!(!events.contains(&RunEventKind::Recovered), "{events:?}");
+    }
+}
+
 #[tokio::test]
 async fn expired_leases_requeue_runs_with_attempts_left_and_fail_the_others() {
     for db in databases("store_lease_recovery").await {
