@@ -63,6 +63,7 @@ async fn numbers_out_of_range_are_usage_errors() {
         &["enqueue", "t", "--priority", "2147483648"],
         &["enqueue", "t", "--max-retries", "4294967296"],
         &["enqueue", "t", "--max-retries", "-1"],
+        &["enqueue", "t", "--max-retries", "10001"],
         &[
             "cron",
             "next",
@@ -146,7 +147,6 @@ async fn durations_too_long_to_ever_come_are_refused() {
     // What the parser lets through is refused at the door: zero, or beyond 100 years.
     for args in [
         &["enqueue", "t", "--timeout", "0s"][..],
-        &["enqueue", "t", "--max-retries", "4294967295"],
         &["jobs", "create", "x", "--task", "t", "--interval", "0s"],
     ] {
         let out = cli(&db.url, args).await;

@@ -35,8 +35,9 @@ pub(super) struct EnqueueArgs {
     /// Limit of one attempt (default the task's), e.g. 5m.
     #[arg(long, value_parser = parse_duration_arg, allow_hyphen_values = true)]
     timeout: Option<Duration>,
-    /// Retries after a failed attempt (default the task's).
-    #[arg(long, allow_negative_numbers = true)]
+    /// Retries after a failed attempt, 0 to 10000 (default the task's).
+    #[arg(long, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(0..=crate::ops::MAX_RETRIES as i64))]
     max_retries: Option<u32>,
     /// A key=value tag; repeat for several.
     #[arg(long, value_parser = parse_tag)]

@@ -19,6 +19,8 @@ const MAX_TAG_VALUE: usize = 256;
 const MAX_KEY: usize = 256;
 /// Most tags on one run.
 const MAX_TAGS: usize = 32;
+/// Most retries a run may be given.
+pub(crate) const MAX_RETRIES: u32 = 10_000;
 
 /// A run to enqueue: `Enqueue::new("task").params(json!({...})).delay(...)`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -353,10 +355,10 @@ fn build(e: Enqueue, view: &TaskView, now: DateTime<Utc>) -> Result<NewRun, Erro
         None => view.policy.timeout,
     };
     let max_retries = e.max_retries.unwrap_or(view.policy.max_retries);
-    if max_retries > 10_000 {
+    if max_retries > MAX_RETRIES {
         return Err(Error::invalid(
             "max_retries",
-            format!("{max_retries} is more than the 10000 retries kairos allows"),
+            format!("{max_retries} is more than the {MAX_RETRIES} retries kairos allows"),
         ));
     }
     if e.tags.len() > MAX_TAGS {

@@ -23,6 +23,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+pub(crate) use enqueue::MAX_RETRIES;
 pub(crate) use enqueue::queued as queued_event;
 pub use enqueue::{Enqueue, Enqueued};
 pub use insight::DEFAULT_HEARTBEAT_MAX_AGE;
