@@ -934,18 +934,27 @@ async fn pause_and_resume_say_what_becomes_of_the_slots_that_pass() {
             && out.contains("(`run_once`): one run now stands for them"),
         "{out}"
     );
-    // Slots wholly inside the pause: at least two, covered by one run.
-    let inside =
-        |t: DateTime<Utc>| t > paused_at + chrono::Duration::milliseconds(500) && t < resumed_at;
+    // The resume took effect somewhere before this: on a loaded machine, slots after
+    // `resumed_at` may have passed while still paused, and the run that stands for
+    // them all is stamped with the latest.
+    let resumed_by = Utc::now();
+    let after_pause = |t: DateTime<Utc>| t > paused_at + chrono::Duration::milliseconds(500);
     common::wait_until("the run standing for the paused slots", || async {
         let slots = node.admin.job_slots("ticks", paused_at, 100).await.unwrap();
-        slots
-            .iter()
-            .any(|s| inside(s.scheduled_for) && s.outcome == kairos::SlotOutcome::Ran)
+        slots.iter().any(|s| {
+            after_pause(s.scheduled_for)
+                && s.scheduled_for <= resumed_by
+                && s.outcome == kairos::SlotOutcome::Ran
+        })
     })
     .await;
+    // Slots wholly inside the pause: at least two, covered by one run (one of them, or
+    // a later one that passed before the resume took effect).
     let slots = node.admin.job_slots("ticks", paused_at, 100).await.unwrap();
-    let within: Vec<_> = slots.iter().filter(|s| inside(s.scheduled_for)).collect();
+    let within: Vec<_> = slots
+        .iter()
+        .filter(|s| after_pause(s.scheduled_for) && s.scheduled_for < resumed_at)
+        .collect();
     let ran = within
         .iter()
         .filter(|s| s.outcome == kairos::SlotOutcome::Ran)
@@ -955,7 +964,7 @@ async fn pause_and_resume_say_what_becomes_of_the_slots_that_pass() {
         .filter(|s| s.outcome == kairos::SlotOutcome::Coalesced)
         .count();
     assert!(
-        within.len() >= 2 && ran == 1 && coalesced == within.len() - 1,
+        within.len() >= 2 && ran <= 1 && coalesced >= 1 && ran + coalesced == within.len(),
         "{within:#?}"
     );
     node.stop().await;
