@@ -395,6 +395,108 @@ async fn timezone_and_dst_without_a_cron_schedule_are_usage_errors() {
     node.stop().await;
 }
 
+/// `kairos jobs update c1 ARGS --json`.
+async fn update(url: &str, args: &[&str]) -> common::cli::Output {
+    let mut all = vec!["jobs", "update", "c1"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    cli(url, &all).await
+}
+
+/// `jobs update` flags are each optional: a new `--schedule` keeps the job's zone and
+/// DST rule, `--timezone` or `--dst` alone change those of a cron job, and on an
+/// interval job they are refused naming the flag's field and why.
+#[tokio::test]
+async fn jobs_update_keeps_the_zone_of_a_new_schedule_and_changes_it_alone() {
+    let db = common::sqlite();
+    let node = start_node(&db.url, "").await;
+    let url = db.url.as_str();
+    cli(
+        url,
+        &[
+            "jobs",
+            "create",
+            "c1",
+            "--task",
+            "hello",
+            "--schedule",
+            "0 3 * * *",
+            "--paused",
+        ],
+    )
+    .await
+    .ok();
+    let job = update(
+        url,
+        &["--schedule", "0 3 * * *", "--timezone", "Asia/Tokyo"],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(job["schedule"]["timezone"], "Asia/Tokyo", "{job}");
+
+    let job = update(url, &["--schedule", "0 4 * * *"]).await.ok().json();
+    assert_eq!(job["schedule"]["cron"], "0 4 * * *", "{job}");
+    assert_eq!(
+        job["schedule"]["timezone"], "Asia/Tokyo",
+        "zone kept: {job}"
+    );
+
+    let job = update(url, &["--dst", "skip"]).await.ok().json();
+    assert_eq!(job["schedule"]["dst"], "skip", "{job}");
+    assert_eq!(job["schedule"]["timezone"], "Asia/Tokyo", "{job}");
+    let job = update(url, &["--timezone", "Europe/Paris"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(
+        job["schedule"]["cron"], "0 4 * * *",
+        "expression kept: {job}"
+    );
+    assert_eq!(job["schedule"]["timezone"], "Europe/Paris", "{job}");
+    assert_eq!(job["schedule"]["dst"], "skip", "DST rule kept: {job}");
+    let job = update(url, &["--schedule", "0 5 * * *"]).await.ok().json();
+    assert_eq!(
+        (&job["schedule"]["timezone"], &job["schedule"]["dst"]),
+        (&json!("Europe/Paris"), &json!("skip")),
+        "{job}"
+    );
+
+    cli(
+        url,
+        &[
+            "jobs",
+            "create",
+            "h1",
+            "--task",
+            "hello",
+            "--interval",
+            "1h",
+            "--paused",
+        ],
+    )
+    .await
+    .ok();
+    for (flag, value, field) in [
+        ("--timezone", "Asia/Tokyo", "timezone: "),
+        ("--dst", "skip", "dst: "),
+    ] {
+        let err = cli(url, &["jobs", "update", "h1", flag, value])
+            .await
+            .fails();
+        assert!(err.contains(field), "{err}");
+        assert!(
+            err.contains("job `h1` fires `every 1h`, not on a cron schedule"),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        node.admin.job("h1").await.unwrap().schedule,
+        Schedule::Every(Duration::from_secs(3600))
+    );
+    node.stop().await;
+}
+
 #[tokio::test]
 async fn jobs_made_at_run_time_survive_a_restart_with_a_jobs_toml_that_omits_them() {
     for db in common::databases("jobs_made_at_run_time_survive_a_restart").await {

@@ -921,6 +921,88 @@ async fn jobs_are_created_changed_paused_triggered_and_deleted() {
     }
 }
 
+/// PATCH keys are each optional: a new `schedule` keeps the job's `timezone` and `dst`,
+/// those alone change a cron job's, and on an interval job (or with `interval` at
+/// creation) they are refused naming the key that was given.
+#[tokio::test]
+async fn a_job_keeps_its_zone_across_a_new_schedule_and_changes_it_alone() {
+    let db = common::sqlite();
+    let node = start_node(&db.url).await;
+    let api = serve(&db.url, HttpOptions::new()).await;
+    api.post(
+        "/api/v1/jobs",
+        &json!({"name": "c1", "task": "hello", "schedule": "0 3 * * *",
+                "timezone": "Asia/Tokyo", "dst": "both", "paused": true}),
+    )
+    .await
+    .expect(201);
+    let job = api
+        .patch("/api/v1/jobs/c1", &json!({"schedule": "0 4 * * *"}))
+        .await
+        .expect(200);
+    assert_eq!(job["schedule"]["cron"], "0 4 * * *", "{job}");
+    assert_eq!(
+        job["schedule"]["timezone"], "Asia/Tokyo",
+        "zone kept: {job}"
+    );
+    assert_eq!(job["schedule"]["dst"], "both", "DST rule kept: {job}");
+    let job = api
+        .patch("/api/v1/jobs/c1", &json!({"timezone": "Europe/Paris"}))
+        .await
+        .expect(200);
+    assert_eq!(job["schedule"]["cron"], "0 4 * * *", "{job}");
+    assert_eq!(job["schedule"]["timezone"], "Europe/Paris", "{job}");
+    assert_eq!(job["schedule"]["dst"], "both", "{job}");
+    let job = api
+        .patch("/api/v1/jobs/c1", &json!({"dst": "skip"}))
+        .await
+        .expect(200);
+    assert_eq!(job["schedule"]["timezone"], "Europe/Paris", "{job}");
+    assert_eq!(job["schedule"]["dst"], "skip", "{job}");
+
+    api.post(
+        "/api/v1/jobs",
+        &json!({"name": "h1", "task": "hello", "interval": "1h", "paused": true}),
+    )
+    .await
+    .expect(201);
+    for (body, field) in [
+        (json!({"timezone": "Asia/Tokyo"}), "timezone"),
+        (json!({"dst": "skip"}), "dst"),
+    ] {
+        let e = api
+            .patch("/api/v1/jobs/h1", &body)
+            .await
+            .error(400, "invalid_input");
+        assert_eq!(e["details"]["field"], field, "{e}");
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .contains("job `h1` fires `every 1h`, not on a cron schedule"),
+            "{e}"
+        );
+    }
+    for (body, field) in [
+        (
+            json!({"name": "a", "task": "hello", "interval": "1h", "dst": "skip"}),
+            "dst",
+        ),
+        (
+            json!({"name": "a", "task": "hello", "at": "2030-01-01T00:00:00Z", "timezone": "UTC"}),
+            "timezone",
+        ),
+        (json!({"name": "a", "task": "hello", "dst": "skip"}), "dst"),
+    ] {
+        let e = api
+            .post("/api/v1/jobs", &body)
+            .await
+            .error(400, "invalid_input");
+        assert_eq!(e["details"]["field"], field, "{body}: {e}");
+    }
+    node.stop().await;
+}
+
 #[tokio::test]
 async fn queues_nodes_tasks_stats_health_and_metrics() {
     for db in common::databases("queues_nodes_tasks_stats_health_and_metrics").await {

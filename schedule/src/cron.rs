@@ -239,6 +239,12 @@ impl CronSchedule {
         self.tz
     }
 
+    /// The same expression evaluated in another zone (its DST policy is kept).
+    pub fn with_timezone(mut self, tz: Tz) -> Self {
+        self.tz = tz;
+        self
+    }
+
     /// The same schedule with another daylight saving policy (the default is
     /// [`DstPolicy::Debian`]).
     pub fn with_dst(mut self, dst: DstPolicy) -> Self {

@@ -85,11 +85,13 @@ pub(super) struct JobDef {
     /// Cron expression (5 fields, 6 with seconds, or @daily ...).
     #[arg(long, conflicts_with_all = ["interval", "at"])]
     schedule: Option<String>,
-    /// IANA zone of the cron schedule (default: [scheduler] timezone, else UTC).
-    #[arg(long, alias = "tz", requires = "schedule")]
+    /// IANA zone of the cron schedule (create: default [scheduler] timezone, else UTC;
+    /// update: the job's, and alone it changes the zone of a cron job).
+    #[arg(long, alias = "tz")]
     timezone: Option<String>,
-    /// Daylight-saving rule of the cron schedule: debian, skip or both.
-    #[arg(long, requires = "schedule")]
+    /// Daylight-saving rule of the cron schedule: debian, skip or both (update: the
+    /// job's unless given).
+    #[arg(long)]
     dst: Option<DstPolicy>,
     /// Fixed interval, e.g. 15m.
     #[arg(long, value_parser = parse_duration_arg, conflicts_with = "at")]
@@ -121,38 +123,55 @@ pub(super) struct JobDef {
 }
 
 impl JobDef {
-    fn schedule(&self, admin: &Admin) -> Result<Option<Schedule>, CliError> {
-        // clap waives `requires = "schedule"` when a conflicting flag is present, so
-        // check here that zone and DST rule come with a cron schedule.
-        if self.schedule.is_none() && (self.timezone.is_some() || self.dst.is_some()) {
-            return Err(CliError::usage(
-                "--timezone and --dst apply only to a cron --schedule; remove them or give --schedule",
-            ));
-        }
+    /// The schedule of `jobs create`: a cron `--schedule` in `--timezone` (default: the
+    /// configured zone), `--interval` or `--at`.
+    fn new_schedule(&self, admin: &Admin) -> Result<Schedule, CliError> {
+        self.zone_needs_cron()?;
         if let Some(expr) = &self.schedule {
-            let tz = match &self.timezone {
-                Some(z) => parse_timezone(z)
-                    .map_err(|e| CliError::new("invalid_input", format!("--timezone: {e}")))?,
+            let tz = match self.zone()? {
+                Some(tz) => tz,
                 None => admin.defaults().timezone,
             };
             let cron = CronSchedule::parse(expr, tz)
                 .map_err(|e| CliError::new("invalid_cron", format!("--schedule: {e}")))?
                 .with_dst(self.dst.unwrap_or_default());
-            return Ok(Some(Schedule::Cron(cron)));
+            return Ok(Schedule::Cron(cron));
+        }
+        if self.timezone.is_some() || self.dst.is_some() {
+            return Err(CliError::usage(
+                "--timezone and --dst apply only to a cron --schedule; remove them or give --schedule",
+            ));
         }
         if let Some(d) = self.interval {
-            return Ok(Some(Schedule::Every(d)));
+            return Ok(Schedule::Every(d));
         }
         if let Some(at) = &self.at {
-            return Ok(Some(Schedule::Once(parse_time(at, "--at")?)));
+            return Ok(Schedule::Once(parse_time(at, "--at")?));
         }
-        Ok(None)
+        Err(CliError::usage(
+            "give the job a schedule: --schedule \"0 7 * * *\", --interval 15m or --at 2026-12-24T18:00:00Z",
+        ))
     }
 
-    fn changes(&self, admin: &Admin) -> Result<JobChanges, CliError> {
+    /// The changes of `jobs update`. A `--schedule` without `--timezone` or `--dst`
+    /// keeps the job's, and those flags alone change the zone of its cron schedule, so
+    /// the job itself decides (in `Admin::update_job`) what they apply to.
+    fn changes(&self) -> Result<JobChanges, CliError> {
+        self.zone_needs_cron()?;
         let mut c = JobChanges::new();
-        if let Some(s) = self.schedule(admin)? {
-            c = c.schedule(s);
+        if let Some(expr) = &self.schedule {
+            // Checked here too, so a typo is reported against the flag as in `create`.
+            CronSchedule::parse(expr, crate::schedule::Tz::UTC)
+                .map_err(|e| CliError::new("invalid_cron", format!("--schedule: {e}")))?;
+            c = c.cron(expr.clone());
+        }
+        c.timezone = self.zone()?;
+        c.dst = self.dst;
+        if let Some(d) = self.interval {
+            c = c.schedule(Schedule::Every(d));
+        }
+        if let Some(at) = &self.at {
+            c = c.schedule(Schedule::Once(parse_time(at, "--at")?));
         }
         if let Some(p) = &self.params {
             c = c.params(parse_json(p, "--params")?);
@@ -168,6 +187,28 @@ impl JobDef {
             c = c.callback_url(Some(u.clone()));
         }
         Ok(c)
+    }
+
+    /// `--timezone` and `--dst` with `--interval` or `--at` (clap's `conflicts_with`
+    /// cannot say "only with this one of three").
+    fn zone_needs_cron(&self) -> Result<(), CliError> {
+        let zone = self.timezone.is_some() || self.dst.is_some();
+        if zone && (self.interval.is_some() || self.at.is_some()) {
+            return Err(CliError::usage(
+                "--timezone and --dst apply only to a cron --schedule, not to --interval or --at; remove them",
+            ));
+        }
+        Ok(())
+    }
+
+    fn zone(&self) -> Result<Option<crate::schedule::Tz>, CliError> {
+        self.timezone
+            .as_deref()
+            .map(|z| {
+                parse_timezone(z)
+                    .map_err(|e| CliError::new("invalid_input", format!("--timezone: {e}")))
+            })
+            .transpose()
     }
 }
 
@@ -243,12 +284,8 @@ pub(super) async fn run(
             def,
             paused,
         } => {
-            let schedule = def.schedule(admin)?.ok_or_else(|| {
-                CliError::usage(
-                    "give the job a schedule: --schedule \"0 7 * * *\", --interval 15m or --at 2026-12-24T18:00:00Z",
-                )
-            })?;
-            let mut changes = def.changes(admin)?;
+            let schedule = def.new_schedule(admin)?;
+            let mut changes = def.changes()?;
             let mut new = NewJob::new(name.clone(), task, schedule).paused(paused);
             if let Some(p) = changes.params.take() {
                 new = new.params(p);
@@ -259,7 +296,14 @@ pub(super) async fn run(
             if let Some(Some(u)) = changes.callback_url.take() {
                 new = new.callback_url(u);
             }
-            changes.schedule = None;
+            // The schedule is the job's own, above; what is left are its policies.
+            let changes = JobChanges {
+                schedule: None,
+                cron: None,
+                timezone: None,
+                dst: None,
+                ..changes
+            };
             let job = admin.create_job(new.policies(changes)).await?;
             out.print(&job, || {
                 format!(
@@ -270,10 +314,10 @@ pub(super) async fn run(
             })
         }
         JobsCmd::Update { name, def } => {
-            let changes = def.changes(admin)?;
+            let changes = def.changes()?;
             if changes == JobChanges::new() {
                 return Err(CliError::usage(
-                    "nothing to change: give --schedule, --interval, --at, --params, --priority or a policy flag",
+                    "nothing to change: give --schedule, --timezone, --dst, --interval, --at, --params, --priority, a policy flag or --callback-url",
                 ));
             }
             let job = admin.update_job(&name, changes).await?;

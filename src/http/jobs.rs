@@ -1,7 +1,9 @@
 //! `/api/v1/jobs`: list and show jobs, create one for a registered task, change it
 //! (`PATCH`), pause, resume, trigger, delete, and the record of its slots. A job's
 //! schedule is given as the CLI's flags are: `schedule` (cron, with `timezone` and
-//! `dst`), `interval` (`15m`) or `at` (RFC 3339), exactly one of them.
+//! `dst`), `interval` (`15m`) or `at` (RFC 3339), exactly one of them at creation and
+//! at most one in a change, where a new cron `schedule` keeps the job's zone and DST
+//! rule unless given and `timezone` or `dst` alone change those of a cron job.
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
@@ -17,7 +19,7 @@ use super::input::{self, JsonBody, Query};
 use super::openapi::schema;
 use crate::model::{Job, JobSlot, Run, RunFilter};
 use crate::ops::{Admin, JobChanges, NewJob};
-use crate::schedule::{CronSchedule, DstPolicy, Schedule, parse_timezone};
+use crate::schedule::{CronSchedule, DstPolicy, Schedule, Tz, parse_timezone};
 use crate::task::{Misfire, Overlap};
 
 /// `Some(None)` for an explicit `null`, `None` for an absent key.
@@ -41,7 +43,9 @@ struct Def<'a> {
 }
 
 impl Def<'_> {
-    fn schedule(&self, admin: &Admin) -> Result<Option<Schedule>, ApiError> {
+    /// At most one of `schedule`, `interval` and `at`; `timezone` and `dst` not with
+    /// `interval` or `at`.
+    fn check_kinds(&self) -> Result<(), ApiError> {
         let given = [
             self.schedule.is_some(),
             self.interval.is_some(),
@@ -53,34 +57,92 @@ impl Def<'_> {
                 "give one of `schedule` (cron), `interval` or `at`, not several",
             ));
         }
-        if self.schedule.is_none() && (self.timezone.is_some() || self.dst.is_some()) {
+        let other = match (self.interval, self.at) {
+            (Some(_), _) => "`interval`",
+            (_, Some(_)) => "`at`",
+            _ => return Ok(()),
+        };
+        if let Some(field) = self.zone_field() {
             return Err(ApiError::field(
-                "timezone",
-                "`timezone` and `dst` apply only to a cron `schedule`",
+                field,
+                format!("`{field}` applies only to a cron `schedule`, not to {other}; remove it"),
             ));
         }
+        Ok(())
+    }
+
+    /// The first of `timezone` and `dst` that is given, to name in an error.
+    fn zone_field(&self) -> Option<&'static str> {
+        match (self.timezone, self.dst) {
+            (Some(_), _) => Some("timezone"),
+            (_, Some(_)) => Some("dst"),
+            _ => None,
+        }
+    }
+
+    fn timezone(&self) -> Result<Option<Tz>, ApiError> {
+        self.timezone
+            .as_deref()
+            .map(|z| parse_timezone(z).map_err(|e| ApiError::field("timezone", e.to_string())))
+            .transpose()
+    }
+
+    fn dst(&self) -> Result<Option<DstPolicy>, ApiError> {
+        self.dst
+            .as_deref()
+            .map(|d| {
+                d.parse::<DstPolicy>()
+                    .map_err(|e| ApiError::field("dst", e))
+            })
+            .transpose()
+    }
+
+    /// The schedule of a new job; a cron one in `timezone` (default: the configured
+    /// zone).
+    fn schedule(&self, admin: &Admin) -> Result<Schedule, ApiError> {
+        self.check_kinds()?;
         if let Some(expr) = self.schedule {
-            let tz = match self.timezone {
-                Some(z) => {
-                    parse_timezone(z).map_err(|e| ApiError::field("timezone", e.to_string()))?
-                }
-                None => admin.defaults().timezone,
-            };
-            let dst = match self.dst {
-                Some(d) => d
-                    .parse::<DstPolicy>()
-                    .map_err(|e| ApiError::field("dst", e))?,
-                None => DstPolicy::default(),
-            };
+            let tz = self.timezone()?.unwrap_or(admin.defaults().timezone);
             let cron = CronSchedule::parse(expr, tz)
                 .map_err(|e| ApiError::field("schedule", e.to_string()))?
-                .with_dst(dst);
-            return Ok(Some(Schedule::Cron(cron)));
+                .with_dst(self.dst()?.unwrap_or_default());
+            return Ok(Schedule::Cron(cron));
+        }
+        if let Some(field) = self.zone_field() {
+            return Err(ApiError::field(
+                field,
+                format!("`{field}` applies only to a cron `schedule`; give one with it"),
+            ));
         }
         if let Some(d) = self.interval {
-            return Ok(Some(Schedule::Every(input::duration("interval", d)?)));
+            return Ok(Schedule::Every(input::duration("interval", d)?));
         }
-        Ok((*self.at).map(Schedule::Once))
+        (*self.at).map(Schedule::Once).ok_or_else(|| {
+            ApiError::field(
+                "schedule",
+                "give the job a schedule: `schedule` (cron, e.g. \"0 7 * * *\"), `interval` \
+                 (e.g. \"15m\") or `at` (RFC 3339)",
+            )
+        })
+    }
+
+    /// The schedule part of a change: a new cron `schedule` keeps the job's zone and
+    /// DST policy unless `timezone` or `dst` is given, and those alone change the
+    /// zone of a cron job (`Admin::update_job` refuses them on any other).
+    fn schedule_changes(&self, mut c: JobChanges) -> Result<JobChanges, ApiError> {
+        self.check_kinds()?;
+        if let Some(expr) = self.schedule {
+            c = c.cron(expr.clone());
+        }
+        c.timezone = self.timezone()?;
+        c.dst = self.dst()?;
+        if let Some(d) = self.interval {
+            c = c.schedule(Schedule::Every(input::duration("interval", d)?));
+        }
+        if let Some(at) = self.at {
+            c = c.schedule(Schedule::Once(*at));
+        }
+        Ok(c)
     }
 
     fn policies(&self) -> Result<JobChanges, ApiError> {
@@ -150,11 +212,13 @@ pub(crate) struct CreateJob {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateJob {
-    /// A new cron schedule (restarts the job's slots from now).
+    /// A new cron schedule (restarts the job's slots from now), in the job's zone and
+    /// daylight-saving rule unless `timezone` or `dst` is given.
     schedule: Option<String>,
-    /// IANA zone of the new cron schedule.
+    /// IANA zone of the job's cron schedule (the new one, or alone: its current one).
     timezone: Option<String>,
-    /// Daylight-saving rule of the new cron schedule.
+    /// Daylight-saving rule of the job's cron schedule (the new one, or alone: its
+    /// current one).
     dst: Option<String>,
     /// A new fixed interval.
     interval: Option<String>,
@@ -231,13 +295,7 @@ pub(crate) async fn create(
         misfire_grace: &req.misfire_grace,
         overlap: &req.overlap,
     };
-    let schedule = def.schedule(&st.admin)?.ok_or_else(|| {
-        ApiError::field(
-            "schedule",
-            "give the job a schedule: `schedule` (cron, e.g. \"0 7 * * *\"), `interval` \
-             (e.g. \"15m\") or `at` (RFC 3339)",
-        )
-    })?;
+    let schedule = def.schedule(&st.admin)?;
     let mut new = NewJob::new(req.name.clone(), req.task.clone(), schedule)
         .paused(req.paused)
         .policies(def.policies()?);
@@ -315,10 +373,7 @@ pub(crate) async fn update(
         misfire_grace: &req.misfire_grace,
         overlap: &req.overlap,
     };
-    let mut c = def.policies()?;
-    if let Some(s) = def.schedule(&st.admin)? {
-        c = c.schedule(s);
-    }
+    let mut c = def.schedule_changes(def.policies()?)?;
     if let Some(p) = req.params {
         c = c.params(p);
     }
@@ -327,8 +382,8 @@ pub(crate) async fn update(
     if c == JobChanges::new() {
         return Err(ApiError::field(
             "body",
-            "nothing to change: give schedule, interval, at, params, priority, a policy or \
-             callback_url",
+            "nothing to change: give schedule, timezone, dst, interval, at, params, priority, \
+             a policy or callback_url",
         ));
     }
     Ok(Json(st.admin.update_job(&name, c).await?))

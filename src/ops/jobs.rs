@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::events::{Event, EventKind};
 use crate::job::JobSpec;
 use crate::model::{DisabledReason, Job, JobPolicy, JobSlot, JobSource, RunOrigin, SlotOutcome};
-use crate::schedule::Schedule;
+use crate::schedule::{CronSchedule, DstPolicy, Schedule, Tz};
 use crate::store::NewRun;
 use crate::task::{Misfire, Overlap};
 
@@ -78,11 +78,26 @@ impl NewJob {
 }
 
 /// Changes to a job made at run time; `None` leaves a field as it is.
+///
+/// A new schedule restarts the job's slots from now. [`JobChanges::schedule`] replaces
+/// the whole schedule, the zone and DST policy of a cron one included;
+/// [`JobChanges::cron`] gives only the expression and keeps the job's zone and DST
+/// policy. [`JobChanges::timezone`] and [`JobChanges::dst`] change those of the job's
+/// cron schedule (the new one or the current one); on a job that fires on an interval
+/// or once they are refused.
 #[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct JobChanges {
-    /// A new schedule (restarts the job's slots from now).
+    /// A new schedule, zone and DST policy included.
     pub schedule: Option<Schedule>,
+    /// A new cron expression, in the job's current zone and DST policy unless
+    /// `timezone` or `dst` is given (in the configured default zone if the job was not
+    /// on a cron schedule). Not with `schedule`.
+    pub cron: Option<String>,
+    /// A new zone for the job's cron schedule.
+    pub timezone: Option<Tz>,
+    /// A new daylight-saving policy for the job's cron schedule.
+    pub dst: Option<DstPolicy>,
     /// New params.
     pub params: Option<Value>,
     /// New priority (`Some(None)`: the task's).
@@ -104,9 +119,25 @@ impl JobChanges {
     pub fn new() -> Self {
         JobChanges::default()
     }
-    /// A new schedule.
+    /// A new schedule, zone and DST policy included.
     pub fn schedule(mut self, s: Schedule) -> Self {
         self.schedule = Some(s);
+        self
+    }
+    /// A new cron expression in the job's current zone and DST policy (checked when
+    /// the change is applied).
+    pub fn cron(mut self, expr: impl Into<String>) -> Self {
+        self.cron = Some(expr.into());
+        self
+    }
+    /// Another zone for the job's cron schedule.
+    pub fn timezone(mut self, tz: Tz) -> Self {
+        self.timezone = Some(tz);
+        self
+    }
+    /// Another daylight-saving policy for the job's cron schedule.
+    pub fn dst(mut self, dst: DstPolicy) -> Self {
+        self.dst = Some(dst);
         self
     }
     /// New params.
@@ -168,6 +199,54 @@ impl JobChanges {
             p.overlap = o;
         }
         Ok(p)
+    }
+
+    /// The schedule of `job` after these changes; `default_tz` is the zone of a cron
+    /// expression given to a job that had no cron schedule.
+    fn schedule_of(&self, job: &Job, default_tz: Tz) -> Result<Schedule, Error> {
+        let current = match &job.schedule {
+            Schedule::Cron(c) => Some(c),
+            _ => None,
+        };
+        if let Some(expr) = &self.cron {
+            if self.schedule.is_some() {
+                return Err(Error::invalid(
+                    "schedule",
+                    "give a whole schedule or a cron expression, not both",
+                ));
+            }
+            let tz = self
+                .timezone
+                .or(current.map(|c| c.timezone()))
+                .unwrap_or(default_tz);
+            let dst = self.dst.or(current.map(|c| c.dst())).unwrap_or_default();
+            let cron = CronSchedule::parse(expr, tz)
+                .map_err(|e| Error::invalid("schedule", e.to_string()))?;
+            return Ok(Schedule::Cron(cron.with_dst(dst)));
+        }
+        let schedule = self.schedule.as_ref().unwrap_or(&job.schedule);
+        if self.timezone.is_none() && self.dst.is_none() {
+            return Ok(schedule.clone());
+        }
+        let Schedule::Cron(cron) = schedule else {
+            let (field, what) = match self.timezone {
+                Some(_) => ("timezone", "a time zone"),
+                None => ("dst", "a daylight-saving policy"),
+            };
+            let message = if self.schedule.is_some() {
+                format!("{what} applies only to a cron schedule, and the new one is `{schedule}`")
+            } else {
+                format!(
+                    "job `{}` fires `{schedule}`, not on a cron schedule, and {what} applies \
+                     only to a cron one; give a cron `schedule` with it to make it a cron job",
+                    job.name
+                )
+            };
+            return Err(Error::invalid(field, message));
+        };
+        let tz = self.timezone.unwrap_or(cron.timezone());
+        let dst = self.dst.unwrap_or(cron.dst());
+        Ok(Schedule::Cron(cron.clone().with_timezone(tz).with_dst(dst)))
     }
 }
 
@@ -313,7 +392,8 @@ impl Admin {
         self.job(&new.name).await
     }
 
-    /// Changes a job created at run time.
+    /// Changes a job created at run time (see [`JobChanges`] for how a new schedule,
+    /// zone or DST policy combine with the job's).
     pub async fn update_job(&self, name: &str, changes: JobChanges) -> Result<Job, Error> {
         let job = self.job(name).await?;
         if job.source != JobSource::Api {
@@ -323,7 +403,7 @@ impl Admin {
                 source_text(job.source)
             )));
         }
-        let schedule = changes.schedule.clone().unwrap_or(job.schedule.clone());
+        let schedule = changes.schedule_of(&job, self.defaults().timezone)?;
         check_schedule(&schedule)?;
         let params = match &changes.params {
             Some(p) => {
