@@ -497,6 +497,75 @@ async fn jobs_update_keeps_the_zone_of_a_new_schedule_and_changes_it_alone() {
     node.stop().await;
 }
 
+/// A job name with a control character could forge a line of `jobs list`: it is
+/// refused, naming the character. A job that already has such a name (stored before
+/// the rule) can still be shown and deleted.
+#[tokio::test]
+async fn job_names_with_control_characters_are_refused_but_old_ones_still_work() {
+    let db = common::sqlite();
+    let node = start_node(&db.url, "").await;
+    let url = db.url.as_str();
+    for (name, what) in [
+        (
+            "evil\nJOB_FAKE cleanup every 1s active",
+            "a newline (U+000A)",
+        ),
+        ("tab\there", "a tab (U+0009)"),
+        ("bell\u{7}", "U+0007"),
+    ] {
+        let err = cli(
+            url,
+            &[
+                "jobs",
+                "create",
+                name,
+                "--task",
+                "hello",
+                "--interval",
+                "1h",
+                "--paused",
+            ],
+        )
+        .await
+        .fails();
+        assert!(err.starts_with("error: name: the job name `"), "{err}");
+        assert!(err.contains(what), "{err}");
+        assert!(err.contains("is not allowed"), "{err}");
+    }
+    assert!(node.admin.jobs().await.unwrap().is_empty());
+
+    cli(
+        url,
+        &[
+            "jobs",
+            "create",
+            "old",
+            "--task",
+            "hello",
+            "--interval",
+            "1h",
+            "--paused",
+        ],
+    )
+    .await
+    .ok();
+    let app = kairos::sea_orm::Database::connect(url).await.unwrap();
+    kairos::sea_orm::ConnectionTrait::execute_unprepared(
+        &app,
+        "UPDATE kairos_jobs SET name = 'old' || char(10) || 'line' WHERE name = 'old'",
+    )
+    .await
+    .unwrap();
+    let shown = cli(url, &["jobs", "show", "old\nline", "--json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(shown["name"], "old\nline");
+    cli(url, &["jobs", "delete", "old\nline"]).await.ok();
+    assert!(node.admin.jobs().await.unwrap().is_empty());
+    node.stop().await;
+}
+
 #[tokio::test]
 async fn jobs_made_at_run_time_survive_a_restart_with_a_jobs_toml_that_omits_them() {
     for db in common::databases("jobs_made_at_run_time_survive_a_restart").await {

@@ -670,3 +670,19 @@ fn a_node_name_is_read_and_one_that_cannot_be_shown_or_typed_is_refused() {
         &["101 characters", "at most 100"],
     );
 }
+
+#[test]
+fn a_job_name_with_a_control_character_is_refused_naming_it() {
+    assert_error(
+        "[[jobs]]\nname = \"evil\\nJOB_FAKE cleanup every 1s active\"\ntask = \"cleanup\"\ninterval = \"1h\"\n",
+        2,
+        8,
+        &["[[jobs]] name", "a newline (U+000A)", "not allowed"],
+    );
+    assert_error(
+        "[[jobs]]\nname = \"a\\u001bb\"\ntask = \"cleanup\"\ninterval = \"1h\"\n",
+        2,
+        8,
+        &["an escape (U+001B)", "at character 2"],
+    );
+}

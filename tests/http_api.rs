@@ -791,6 +791,10 @@ async fn jobs_are_created_changed_paused_triggered_and_deleted() {
                 "name",
             ),
             (
+                json!({"name": "a\nFAKE", "task": "hello", "interval": "1h"}),
+                "name",
+            ),
+            (
                 json!({"name": "a", "task": "hello", "at": "next monday"}),
                 "at",
             ),

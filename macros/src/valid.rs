@@ -95,6 +95,18 @@ pub(crate) fn validate(attrs: Attrs, func: &ItemFn) -> syn::Result<Task> {
                     "the task name must not be empty; remove `name` to use the function's name",
                 )));
             }
+            // The name is printed in tables and one-line messages (and names the task's
+            // own job), where a control character would break the line or forge another.
+            if let Some(c) = v.chars().find(|c| c.is_control()) {
+                check(Err(syn::Error::new(
+                    lit.span(),
+                    format!(
+                        "the task name holds the control character U+{:04X}, which is not \
+                         allowed; use letters, digits and punctuation",
+                        u32::from(c)
+                    ),
+                )));
+            }
             v
         }
         None => func.sig.ident.to_string(),
@@ -659,7 +671,14 @@ mod tests {
             err(quote!(priority = 3000000000), f.clone()),
             ["priority must fit in an i32 (lower runs first)"]
         );
-        assert_eq!(err(quote!(name = ""), f).len(), 1);
+        assert_eq!(err(quote!(name = ""), f.clone()).len(), 1);
+        assert_eq!(
+            err(quote!(name = "evil\nJOB_FAKE"), f),
+            [
+                "the task name holds the control character U+000A, which is not allowed; use \
+              letters, digits and punctuation"
+            ]
+        );
     }
 
     #[test]

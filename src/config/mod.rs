@@ -235,6 +235,10 @@ pub(crate) fn node_name_problem(name: &str) -> Option<String> {
     if name.trim().is_empty() {
         return Some("the name is empty; write e.g. `worker-1`".into());
     }
+    // Before the spaces check, which echoes the name as it is.
+    if let Some(problem) = control_character_problem(name) {
+        return Some(problem);
+    }
     if name.trim() != name {
         return Some(format!(
             "`{name}` has leading or trailing spaces; write `{}`",
@@ -247,13 +251,28 @@ pub(crate) fn node_name_problem(name: &str) -> Option<String> {
             "the name is {len} characters long; use at most {MAX_NODE_NAME}"
         ));
     }
-    if name.chars().any(char::is_control) {
-        return Some(format!(
-            "{name:?} holds a control character (a newline or tab); use letters, digits and \
-             punctuation"
-        ));
-    }
     None
+}
+
+/// What is wrong with a name that holds a control character, naming the first one and
+/// where it is. Node and job names are printed in tables, logs and one-line errors, where
+/// a newline, tab or escape sequence would break the line or forge another.
+pub(crate) fn control_character_problem(name: &str) -> Option<String> {
+    let (at, c) = name.chars().enumerate().find(|(_, c)| c.is_control())?;
+    let code = format!("U+{:04X}", u32::from(c));
+    let what = match c {
+        '\n' => format!("a newline ({code})"),
+        '\r' => format!("a carriage return ({code})"),
+        '\t' => format!("a tab ({code})"),
+        '\u{1b}' => format!("an escape ({code})"),
+        _ => code,
+    };
+    Some(format!(
+        "`{}` holds a control character, {what}, at character {}, which is not allowed; use \
+         letters, digits and punctuation",
+        crate::error::clip(&name.escape_debug().to_string()),
+        at + 1
+    ))
 }
 
 /// A parsed and validated `jobs.toml`. [`Config::default()`] means "no file".

@@ -945,7 +945,13 @@ fn parse_job(
     let mut callback_url = None;
     for e in entries(cx, body, JOB_KEYS, Some("[[jobs]]"))? {
         match e.key {
-            "name" => name = Some(t.located(&e, t.non_empty(&e)?)),
+            "name" => {
+                let value = t.non_empty(&e)?;
+                if let Some(problem) = super::control_character_problem(&value) {
+                    return Err(cx.err(&e.span(), format!("[[jobs]] name: {problem}")));
+                }
+                name = Some(t.located(&e, value));
+            }
             "task" => task = Some(t.located(&e, t.non_empty(&e)?)),
             "schedule" | "interval" | "at" => {
                 if let Some((prev_key, prev)) = &trigger {

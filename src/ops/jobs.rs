@@ -350,6 +350,9 @@ impl Admin {
 
     /// Creates a job (source `api`).
     pub async fn create_job(&self, new: NewJob) -> Result<Job, Error> {
+        if let Some(problem) = crate::config::control_character_problem(&new.name) {
+            return Err(Error::invalid("name", format!("the job name {problem}")));
+        }
         let name = new.name.trim();
         if name.is_empty() || name.chars().count() > MAX_NAME || name != new.name {
             return Err(Error::invalid(
