@@ -16,10 +16,11 @@
 //!     Ok(())
 //! }
 //!
-//! /// At midnight in Shanghai; `region` comes from the run's JSON params.
+//! /// At midnight in Shanghai for every region, or for the one in the run's JSON
+//! /// params (its own schedule fires with none, so `region` must be optional).
 //! #[kairos::task(schedule = "0 0 * * *", timezone = "Asia/Shanghai", timeout = "10m")]
-//! async fn daily_report(region: String) -> anyhow::Result<u32> {
-//!     Ok(region.len() as u32)
+//! async fn daily_report(region: Option<String>) -> anyhow::Result<u32> {
+//!     Ok(region.map_or(0, |r| r.len() as u32))
 //! }
 //!
 //! #[tokio::main]

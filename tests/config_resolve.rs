@@ -498,6 +498,85 @@ fn job_params_are_checked_against_the_task_at_their_place_in_the_file() {
     );
 }
 
+#[kairos::task(name = "scheduled_report", schedule = "0 3 * * *")]
+async fn scheduled_report(region: String) -> String {
+    region
+}
+
+/// The registry of the macro tasks in this file named `names`.
+fn macro_tasks(names: &[&str]) -> Registry {
+    Registry::from_tasks(
+        Registry::from_inventory()
+            .unwrap()
+            .tasks()
+            .into_iter()
+            .filter(|t| names.contains(&t.name))
+            .copied(),
+    )
+    .unwrap()
+}
+
+/// A task's own job fires with no params, so scheduling a task that has a required
+/// parameter (in jobs.toml or in the macro) would fail every run: the node refuses it,
+/// pointing at the schedule and saying how to give params. Disabled, it passes.
+#[test]
+fn a_task_with_a_required_param_cannot_be_scheduled_without_params() {
+    let registry = macro_tasks(&["typed_report", "scheduled_report"]);
+    let resolve = |text: &str| Config::parse(text, "jobs.toml").unwrap().resolve(&registry);
+    for (text, key) in [
+        (
+            "[tasks.scheduled_report]\nenabled = false\n\n[tasks.typed_report]\nschedule = \"*/2 * * * * *\"\n",
+            "schedule",
+        ),
+        (
+            "[tasks.scheduled_report]\nenabled = false\n\n[tasks.typed_report]\ninterval = \"1h\"\n",
+            "interval",
+        ),
+    ] {
+        match resolve(text) {
+            Err(ConfigError::Invalid {
+                line,
+                column,
+                message,
+                ..
+            }) => {
+                assert_eq!((line, column), (5, 12), "{message}");
+                for f in [
+                    "task `typed_report`",
+                    "missing parameter `region` (String)",
+                    &format!("remove `{key}` from [tasks.typed_report]"),
+                    "[[jobs]] entry with `task = \"typed_report\"`",
+                    "`params = { region = ... }`",
+                ] {
+                    assert!(message.contains(f), "`{message}` does not contain `{f}`");
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    // Scheduled by the macro: named with its location.
+    match resolve("") {
+        Err(ConfigError::Other(m)) => {
+            for f in [
+                "task `scheduled_report` (at tests/config_resolve.rs",
+                "#[kairos::task]",
+                "missing parameter `region` (String)",
+                "`params = { region = ... }`",
+            ] {
+                assert!(m.contains(f), "`{m}` does not contain `{f}`");
+            }
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let (jobs, _) = resolve(
+        "[tasks.scheduled_report]\nenabled = false\n\n[tasks.typed_report]\ninterval = \"1h\"\nenabled = false\n",
+    )
+    .unwrap();
+    assert!(jobs.iter().all(|j| !j.enabled), "{jobs:#?}");
+}
+
 #[test]
 fn policies_merge_config_over_macro_over_defaults() {
     let registry = Registry::from_tasks([TaskDef {

@@ -293,17 +293,79 @@ fn own_job(
         ));
     }
     let dst = config_dst.map(|d| d.value).or(task.dst).unwrap_or_default();
+    let params = serde_json::Value::Object(serde_json::Map::new());
+    let enabled = o.and_then(|o| o.enabled).unwrap_or(true);
+    if enabled {
+        check_own_job_params(config, task, o, &params)?;
+    }
     Ok(Some(JobSpec {
         name: task.name.to_string(),
         task: task.name.to_string(),
         schedule: with_dst(schedule, dst),
-        params: serde_json::Value::Object(serde_json::Map::new()),
-        enabled: o.and_then(|o| o.enabled).unwrap_or(true),
+        params,
+        enabled,
         priority: None,
         policy: policy.job_policy,
         source: JobSource::Code,
         callback_url: o.and_then(|o| o.callback_url.clone()),
     }))
+}
+
+/// A task's own job fires its runs with no params, so a task with a required
+/// parameter would fail every run it schedules: refused at start-up instead, pointing
+/// at the schedule in jobs.toml (or at the task, when the macro schedules it). A
+/// disabled own job fires nothing and passes.
+fn check_own_job_params(
+    config: &Config,
+    task: &TaskDef,
+    o: Option<&TaskOverride>,
+    params: &serde_json::Value,
+) -> Result<(), ConfigError> {
+    let Some(Err(e)) = task.check_params.map(|check| check(params)) else {
+        return Ok(());
+    };
+    let msg = e.to_string();
+    let msg = msg.trim_start_matches("invalid params: ");
+    let name = task.name;
+    let required: Vec<String> = task
+        .params
+        .unwrap_or_default()
+        .iter()
+        .filter(|p| p.required)
+        .map(|p| format!("{} = ...", p.name))
+        .collect();
+    let example = if required.is_empty() {
+        "...".to_string()
+    } else {
+        required.join(", ")
+    };
+    let declare = format!(
+        "a [[jobs]] entry with `task = \"{name}\"`, a schedule and `params = {{ {example} }}`"
+    );
+    match o.and_then(|o| o.trigger.as_ref()) {
+        Some(trigger) => {
+            let key = match trigger.value {
+                Trigger::Cron(_) => "schedule",
+                Trigger::Every(_) => "interval",
+                Trigger::Once(_) => "at",
+            };
+            Err(config.invalid(
+                trigger.pos,
+                format!(
+                    "task `{name}` cannot run on a schedule of its own: {msg}, and a task's own \
+                     job fires with no params; remove `{key}` from [tasks.{name}] and declare \
+                     {declare}"
+                ),
+            ))
+        }
+        None => Err(ConfigError::Other(format!(
+            "task `{name}` (at {}) is scheduled by #[kairos::task] but cannot run on that \
+             schedule: {msg}, and a task's own job fires with no params; make the parameter \
+             an `Option`, or remove the schedule from #[kairos::task] and declare {declare} in \
+             jobs.toml",
+            task.location
+        ))),
+    }
 }
 
 /// The zone of a task's cron schedule: config > macro > `[scheduler] timezone`.
