@@ -974,53 +974,103 @@ async fn jobs_delete_stops_the_jobs_running_run() {
 // ---------------------------------------------------------------------------------
 // pause, resume, disabled jobs
 
+/// The `state` line of `jobs show NAME`.
+async fn shown_state(url: &str, name: &str) -> String {
+    let show = cli(url, &["jobs", "show", name]).await.ok().stdout;
+    show.lines()
+        .find_map(|l| l.strip_prefix("state"))
+        .unwrap_or_else(|| panic!("no state line: {show}"))
+        .trim()
+        .to_string()
+}
+
+/// A job disabled because it left jobs.toml can still be paused, resumed and
+/// triggered: the pause is the operator's, the disabling the declaration's, and each
+/// command says the job stays disabled and how to enable it. `jobs show` shows both.
 #[tokio::test]
-async fn resuming_a_job_that_left_jobs_toml_explains_why_it_cannot() {
-    for db in common::databases("resuming_a_job_that_left_jobs_toml").await {
+async fn a_job_that_left_jobs_toml_is_paused_resumed_and_triggered_saying_it_stays_disabled() {
+    for db in common::databases("a_job_that_left_jobs_toml_is_paused_resumed").await {
         start_node(&db.url, DECLARES_NIGHTLY).await.stop().await;
         let node = start_node(&db.url, DECLARES_OTHER).await;
+        let url = db.url.as_str();
         let job = node.admin.job("nightly").await.unwrap();
         assert!(!job.enabled);
         assert_eq!(job.disabled_reason, Some(DisabledReason::Undeclared));
 
-        let err = cli(&db.url, &["jobs", "resume", "nightly"]).await.fails();
-        assert!(err.contains("nightly"), "{err}");
-        assert!(err.contains("no longer declared"), "says why: {err}");
-        assert!(err.contains("jobs.toml"), "says where to declare it: {err}");
+        let out = cli(url, &["jobs", "pause", "nightly"]).await.ok().stdout;
+        assert!(out.contains("paused job `nightly`"), "{out}");
         assert!(
-            err.contains("kairos jobs delete nightly"),
-            "offers deleting: {err}"
+            out.contains("no longer declared in code or jobs.toml"),
+            "{out}"
         );
-        assert!(!err.contains("resumed"), "{err}");
+        assert!(out.contains("stays paused until resumed"), "{out}");
+        assert!(
+            !out.contains("until resumed;"),
+            "no slots to speak of: {out}"
+        );
+        let job = node.admin.job("nightly").await.unwrap();
+        assert!(job.paused && !job.enabled, "{job:?}");
         assert_eq!(
-            node.admin.job("nightly").await.unwrap(),
-            job,
-            "nothing changed"
+            shown_state(url, "nightly").await,
+            "disabled (undeclared), paused"
         );
 
-        let out = cli(&db.url, &["jobs", "resume", "nightly", "--json"]).await;
-        assert_eq!(out.code, 1, "{out:#?}");
-        assert_eq!(out.json()["error"]["code"], "conflict");
+        let out = cli(url, &["jobs", "resume", "nightly"]).await.ok().stdout;
+        assert!(out.contains("resumed job `nightly`"), "{out}");
+        assert!(out.contains("still fires nothing"), "{out}");
+        assert!(out.contains("kairos jobs delete nightly"), "{out}");
+        let job = node.admin.job("nightly").await.unwrap();
+        assert!(!job.paused && !job.enabled, "{job:?}");
+        assert_eq!(job.next_run_at, None, "still fires nothing");
+        assert_eq!(shown_state(url, "nightly").await, "disabled (undeclared)");
 
-        let show = cli(&db.url, &["jobs", "show", "nightly"]).await.ok().stdout;
-        assert!(show.contains("disabled (undeclared)"), "{show}");
+        let out = cli(url, &["jobs", "trigger", "nightly"]).await.ok().stdout;
+        assert!(out.contains("triggered job `nightly`: run "), "{out}");
+        assert!(out.contains("no longer declared"), "{out}");
+        assert!(out.contains("so only this run happens"), "{out}");
+        let page = node
+            .admin
+            .runs(&kairos::RunFilter::new().job("nightly"))
+            .await
+            .unwrap();
+        assert_eq!(page.total, 1);
+        assert_eq!(page.runs[0].origin, RunOrigin::Manual);
 
         // A job no longer declared may be deleted.
-        cli(&db.url, &["jobs", "delete", "nightly"]).await.ok();
+        cli(url, &["jobs", "delete", "nightly"]).await.ok();
         assert!(node.admin.job("nightly").await.is_err());
         node.stop().await;
     }
 }
 
 #[tokio::test]
-async fn resuming_a_job_disabled_in_jobs_toml_points_at_enabled_false() {
+async fn a_job_disabled_in_jobs_toml_is_paused_and_resumed_pointing_at_enabled_false() {
     let db = common::sqlite();
     let toml = format!("{DECLARES_NIGHTLY}enabled = false\n");
     let node = start_node(&db.url, &toml).await;
+    let url = db.url.as_str();
     let job = node.admin.job("nightly").await.unwrap();
     assert_eq!(job.disabled_reason, Some(DisabledReason::Config));
-    let err = cli(&db.url, &["jobs", "resume", "nightly"]).await.fails();
-    assert!(err.contains("enabled = false"), "{err}");
+    let out = cli(url, &["jobs", "pause", "nightly"]).await.ok().stdout;
+    assert!(out.contains("`enabled = false` in jobs.toml"), "{out}");
+    assert_eq!(
+        shown_state(url, "nightly").await,
+        "disabled (config), paused"
+    );
+    let paused = cli(url, &["jobs", "show", "nightly", "--json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(
+        (&paused["enabled"], &paused["paused"]),
+        (&json!(false), &json!(true))
+    );
+    let out = cli(url, &["jobs", "resume", "nightly"]).await.ok().stdout;
+    assert!(out.contains("still fires nothing"), "{out}");
+    assert!(out.contains("set `enabled = true` there"), "{out}");
+    assert_eq!(shown_state(url, "nightly").await, "disabled (config)");
+    let out = cli(url, &["jobs", "trigger", "nightly"]).await.ok().stdout;
+    assert!(out.contains("only this run happens"), "{out}");
     node.stop().await;
 }
 

@@ -308,12 +308,17 @@ params = { region = "eu" }
         store.job("tick").await.unwrap().next_run_at,
         Some("2026-03-01T13:00:00Z".parse().unwrap())
     );
-    // Removing the [[jobs]] entry disables the job but keeps it; it cannot be resumed.
+    // Removing the [[jobs]] entry disables the job but keeps it; pausing and resuming
+    // it do not make it fire.
     build(kairos::config::Config::default()).await.unwrap();
     let eu = store.job("tick_eu").await.unwrap();
     assert!(!eu.enabled);
     assert_eq!(eu.next_run_at, None, "a disabled job shows no next run");
-    let err = store.resume_job("tick_eu").await.unwrap_err();
-    assert_eq!(err.code(), "conflict");
-    assert!(err.to_string().contains("no longer declared"), "{err}");
+    assert!(store.pause_job("tick_eu").await.unwrap().paused);
+    let eu = store.resume_job("tick_eu").await.unwrap();
+    assert!(!eu.enabled && !eu.paused, "{eu:?}");
+    assert_eq!(
+        eu.next_run_at, None,
+        "a resumed disabled job still fires nothing"
+    );
 }

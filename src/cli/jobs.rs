@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::output::{CliError, Out, fields, opt_time, rfc3339, table, truncate};
 use super::{parse_duration_arg, parse_json, parse_since, parse_time};
 use crate::model::{Job, JobSlot, Run, RunFilter};
-use crate::ops::{Admin, JobChanges, NewJob};
+use crate::ops::{Admin, JobChanges, NewJob, disabled_why};
 use crate::schedule::{CronSchedule, DstPolicy, Schedule, parse_timezone};
 use crate::task::{Misfire, Overlap};
 
@@ -256,22 +256,36 @@ pub(super) async fn run(
         }
         JobsCmd::Pause { name } => {
             let job = admin.pause_job(&name).await?;
-            out.print(&job, || {
-                format!(
+            out.print(&job, || match disabled_why(&job) {
+                Some(why) => format!(
+                    "paused job `{name}`; {why}, and once enabled it stays paused until resumed"
+                ),
+                None => format!(
                     "paused job `{name}`: it fires nothing until resumed; the slots that pass \
                      meanwhile then follow its misfire policy (`{}`)",
                     job.policy.misfire.as_str()
-                )
+                ),
             })
         }
         JobsCmd::Resume { name } => {
             let job = admin.resume_job(&name).await?;
-            out.print(&job, || resumed(&job, Utc::now()))
+            out.print(&job, || match disabled_why(&job) {
+                Some(why) => {
+                    format!("resumed job `{name}`, but it still fires nothing: {why}")
+                }
+                None => resumed(&job, Utc::now()),
+            })
         }
         JobsCmd::Trigger { name } => {
             let id = admin.trigger_job(&name).await?;
+            let job = admin.job(&name).await?;
             let run = admin.run(id).await?;
-            out.print(&run, || format!("triggered job `{name}`: run {id}"))
+            out.print(&run, || match disabled_why(&job) {
+                Some(why) => {
+                    format!("triggered job `{name}`: run {id}; {why}, so only this run happens")
+                }
+                None => format!("triggered job `{name}`: run {id}"),
+            })
         }
         JobsCmd::Slots { name, since, limit } => {
             let since = parse_since(&since, now, "--since")?;
@@ -376,9 +390,12 @@ fn jobs_table(jobs: &[Job]) -> String {
 }
 
 fn job_detail(j: &Job) -> String {
-    let state = match (j.state(), j.disabled_reason) {
-        ("disabled", Some(r)) => format!("disabled ({r})"),
-        (s, _) => s.to_string(),
+    // A disabled job may be paused too; both must be undone before it fires again.
+    let state = match (j.state(), j.disabled_reason, j.paused) {
+        ("disabled", Some(r), true) => format!("disabled ({r}), paused"),
+        ("disabled", Some(r), false) => format!("disabled ({r})"),
+        ("disabled", None, true) => "disabled, paused".to_string(),
+        (s, _, _) => s.to_string(),
     };
     fields(&[
         ("name", j.name.clone()),

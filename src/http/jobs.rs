@@ -454,9 +454,8 @@ pub(crate) async fn pause(
     params(("name" = String, Path, description = "Job name")),
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "The resumed job", body = schema::Job),
+        (status = 200, description = "The resumed job (a disabled one still fires nothing)", body = schema::Job),
         (status = 404, description = "No such job", body = ErrorBody),
-        (status = 409, description = "The job is disabled", body = ErrorBody),
     )
 )]
 pub(crate) async fn resume(

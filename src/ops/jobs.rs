@@ -296,6 +296,10 @@ impl Admin {
     /// run (cancel them to stop them). On resume, the slots that passed meanwhile are
     /// missed, however recent, and its misfire policy decides: by default one run
     /// stands for them (`misfire = "skip"` records them as skipped instead).
+    ///
+    /// A disabled job can be paused and resumed too: the pause is the operator's and
+    /// the disabling the declaration's, and a job fires only when neither holds, so a
+    /// job paused while disabled stays paused when its declaration enables it again.
     pub async fn pause_job(&self, name: &str) -> Result<Job, Error> {
         match self.store().set_job_paused(name, true, self.now()).await? {
             Some(j) => {
@@ -309,12 +313,9 @@ impl Admin {
     }
 
     /// Resumes a paused job; the slots missed while paused go through its misfire
-    /// policy (by default one run stands for them).
+    /// policy (by default one run stands for them). A disabled job is resumed too, and
+    /// still fires nothing until its declaration enables it (see [`Admin::pause_job`]).
     pub async fn resume_job(&self, name: &str) -> Result<Job, Error> {
-        let job = self.job(name).await?;
-        if !job.enabled {
-            return Err(Error::conflict(disabled_message(&job)));
-        }
         match self.store().set_job_paused(name, false, self.now()).await? {
             Some(j) => {
                 self.jobs_changed();
@@ -327,7 +328,8 @@ impl Admin {
     }
 
     /// Enqueues a run of the job now, outside its schedule (origin `manual`). Returns
-    /// the run's id.
+    /// the run's id. A paused or disabled job can be triggered: the operator asks for
+    /// this one run, and the job fires nothing more on its own.
     pub async fn trigger_job(&self, name: &str) -> Result<i64, Error> {
         let job = self.job(name).await?;
         let view = self.task_view(&job.task).await?;
@@ -548,20 +550,23 @@ impl Admin {
     }
 }
 
-/// Why a disabled job cannot be resumed, and what to do.
-fn disabled_message(job: &Job) -> String {
-    match job.disabled_reason {
-        Some(DisabledReason::Config) => format!(
-            "job `{0}` is disabled by `enabled = false` in jobs.toml; set `enabled = true` \
-             there (resume only undoes `kairos jobs pause`)",
-            job.name
-        ),
-        _ => format!(
-            "job `{0}` is disabled: it is no longer declared in code or jobs.toml; declare it \
-             again to re-enable it, or `kairos jobs delete {0}`",
-            job.name
-        ),
+/// Why `job` is disabled and how to enable it again, or `None` when it is enabled:
+/// for the messages of pause, resume and trigger, which work on a disabled job but do
+/// not make it fire.
+pub(crate) fn disabled_why(job: &Job) -> Option<String> {
+    if job.enabled {
+        return None;
     }
+    Some(match job.disabled_reason {
+        Some(DisabledReason::Config) => "it is disabled by `enabled = false` in jobs.toml (set \
+             `enabled = true` there to let it fire)"
+            .to_string(),
+        _ => format!(
+            "it is disabled because it is no longer declared in code or jobs.toml (declare it \
+             again to let it fire, or `kairos jobs delete {}`)",
+            job.name
+        ),
+    })
 }
 
 fn source_text(s: JobSource) -> &'static str {

@@ -28,6 +28,7 @@ pub(crate) use enqueue::queued as queued_event;
 pub use enqueue::{Enqueue, Enqueued};
 pub use insight::DEFAULT_HEARTBEAT_MAX_AGE;
 pub(crate) use insight::max_age_problem;
+pub(crate) use jobs::disabled_why;
 pub use jobs::{JobChanges, NewJob};
 pub use runs::CancelResult;
 
