@@ -1,7 +1,7 @@
 //! Steering runs through an embedded node: an operator's cancel wins over a task that
 //! notices it and returns `Ok`, snooze re-queues without using an attempt, batches are
 //! all or nothing, idempotency keys return the unfinished run, tags find runs, params
-//! are checked at the door.
+//! are checked at the door, and shutdown keeps to its grace period.
 
 mod common;
 
@@ -44,6 +44,25 @@ fn echo(_: TaskContext, p: Value) -> BoxFuture<'static, TaskOutcome> {
     Box::pin(async move { Ok(Some(p)) })
 }
 
+/// Takes `{"ms": n}` milliseconds of real time, and ignores cancellation.
+fn sleeps(_: TaskContext, p: Value) -> BoxFuture<'static, TaskOutcome> {
+    Box::pin(async move {
+        let ms = p["ms"].as_u64().unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(Some(json!("slept")))
+    })
+}
+
+/// Takes 20 s of real time unless cancelled first.
+fn long_cooperative(ctx: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
+    Box::pin(async move {
+        tokio::select! {
+            _ = ctx.cancelled() => Err(TaskError::Failed("stopped".into())),
+            _ = tokio::time::sleep(Duration::from_secs(20)) => Ok(None),
+        }
+    })
+}
+
 fn registry() -> Registry {
     Registry::from_tasks([
         TaskDef::new("cooperative", cooperative, "tests/runtime_control.rs"),
@@ -52,6 +71,12 @@ fn registry() -> Registry {
             ..TaskDef::new("busy_upstream", busy_upstream, "tests/runtime_control.rs")
         },
         TaskDef::new("echo", echo, "tests/runtime_control.rs"),
+        TaskDef::new("sleeps", sleeps, "tests/runtime_control.rs"),
+        TaskDef::new(
+            "long_cooperative",
+            long_cooperative,
+            "tests/runtime_control.rs",
+        ),
     ])
     .unwrap()
 }
@@ -212,4 +237,60 @@ async fn bad_requests_are_refused_at_the_door() {
     assert_eq!(r.params, json!({}));
     h.shutdown();
     node.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_within_its_grace_period_even_with_a_task_that_ignores_cancellation() {
+    for db in common::databases("shutdown_within_grace").await {
+        let clock = ManualClock::new(t0());
+        // The default cancel grace (5 s): shutdown must not add it to its own.
+        let sched = Scheduler::builder()
+            .database_url(&db.url)
+            .registry(registry())
+            .clock(clock.clone())
+            .max_workers(4)
+            .shutdown_grace(Duration::from_secs(1))
+            .build()
+            .await
+            .expect("build scheduler");
+        let h = sched.handle();
+        let node = tokio::spawn(sched.run());
+        let quick = h
+            .enqueue(Enqueue::new("sleeps").params(json!({ "ms": 300 })))
+            .await
+            .unwrap();
+        let stubborn = h
+            .enqueue(Enqueue::new("sleeps").params(json!({ "ms": 20_000 })))
+            .await
+            .unwrap();
+        let cooperative = h.enqueue(Enqueue::new("long_cooperative")).await.unwrap();
+        for id in [quick, stubborn, cooperative] {
+            common::wait_status(h.admin(), id, RunStatus::Running).await;
+        }
+        let asked = std::time::Instant::now();
+        h.shutdown();
+        node.await.unwrap().expect("run");
+        let took = asked.elapsed();
+        // 1 s of grace plus a moment to stop and write outcomes; loose for a loaded
+        // machine, but far below the grace plus the 5 s cancel grace.
+        assert!(
+            took < Duration::from_secs(3),
+            "{}: shutdown took {took:?} with a 1 s grace",
+            db.name
+        );
+        let admin = Admin::connect(&db.url).await.unwrap();
+        let r = admin.run(quick).await.unwrap();
+        assert_eq!(r.status, RunStatus::Succeeded, "{}", db.name);
+        for id in [stubborn, cooperative] {
+            let r = admin.run(id).await.unwrap();
+            assert_eq!(
+                (r.status, r.attempt, r.node_id),
+                (RunStatus::Queued, 0, None),
+                "{}: released, the attempt not counted",
+                db.name
+            );
+            let last = r.history.last().map(|e| e.event);
+            assert_eq!(last, Some(RunEventKind::Released), "{}", db.name);
+        }
+    }
 }

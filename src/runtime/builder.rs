@@ -123,13 +123,17 @@ impl SchedulerBuilder {
     }
 
     /// How long shutdown waits for running runs before releasing them (default 30s).
+    /// Then they are cancelled, and those that have not stopped a moment later (the
+    /// smaller of `cancel_grace` and 1s) are dropped: `run` returns about that long
+    /// after the grace period, plus the time to write the outcomes.
     pub fn shutdown_grace(mut self, d: Duration) -> Self {
         self.shutdown_grace = Some(d);
         self
     }
 
     /// How long a cancelled run may take to stop on its own (noticing
-    /// `ctx.cancelled()`) before it is dropped (default 5s).
+    /// `ctx.cancelled()`) before it is dropped (default 5s). At shutdown, at most 1s
+    /// of it (see [`SchedulerBuilder::shutdown_grace`]).
     pub fn cancel_grace(mut self, d: Duration) -> Self {
         self.cancel_grace = Some(d);
         self
@@ -524,6 +528,7 @@ impl SchedulerBuilder {
             workers: Arc::new(Semaphore::new(max_workers)),
             signals,
             shutdown: CancellationToken::new(),
+            abandon: CancellationToken::new(),
             stopped: CancellationToken::new(),
             started: AtomicBool::new(false),
             completions: tx,

@@ -278,10 +278,13 @@ async fn attempt(
     };
     let result = match result {
         Some(r) => Some(r),
-        // Cancelled: give the task a moment to stop on its own, then drop it.
-        None => tokio::time::timeout(shared.cancel_grace, &mut fut)
-            .await
-            .ok(),
+        // Cancelled: give the task a moment to stop on its own, then drop it; at
+        // shutdown, only until the node stops waiting (see `SHUTDOWN_STOP`).
+        None => tokio::select! {
+            biased;
+            r = tokio::time::timeout(shared.cancel_grace, &mut fut) => r.ok(),
+            _ = shared.abandon.cancelled() => None,
+        },
     };
     match running.reason() {
         // Whatever the task returned once it was cancelled, the canceller decides.

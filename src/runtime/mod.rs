@@ -47,6 +47,13 @@ use crate::ops::Admin;
 use crate::store::{ClaimLimits, Completion, NodeRow, Store};
 use crate::task::{FailedRun, Registry};
 
+/// At shutdown, how long runs cancelled at the end of the grace period get to stop
+/// on their own before they are dropped. Their outcome is the same either way (released,
+/// the attempt uncounted), and operators size `shutdown_grace` against a deadline after
+/// which the process is killed (Kubernetes' `terminationGracePeriodSeconds`, say): a
+/// full `cancel_grace` on top of it would overrun that deadline.
+const SHUTDOWN_STOP: Duration = Duration::from_secs(1);
+
 /// An attempt's outcome on its way to the completer.
 #[derive(Debug)]
 pub(crate) struct Done {
@@ -297,6 +304,9 @@ pub(crate) struct Shared {
     workers: Arc<Semaphore>,
     signals: Arc<Signals>,
     shutdown: CancellationToken,
+    /// Cancelled when shutdown stops waiting for cancelled runs to stop on their own:
+    /// the executors drop those still running (see `Scheduler::run`).
+    abandon: CancellationToken,
     /// Cancelled once the node has stopped: its runs ended or released, its record
     /// marked stopped (the event log writes until then).
     stopped: CancellationToken,
@@ -422,7 +432,8 @@ impl Scheduler {
 
     /// Runs the node until [`SchedulerHandle::shutdown`] is called, then shuts down
     /// gracefully: stops claiming, lets running runs finish within the grace period,
-    /// then cancels the rest and releases them to the queue.
+    /// then cancels the rest, drops those that have not stopped a moment later, and
+    /// releases them to the queue (see [`SchedulerBuilder::shutdown_grace`]).
     pub async fn run(self) -> Result<(), crate::Error> {
         let Scheduler {
             shared,
@@ -455,22 +466,31 @@ impl Scheduler {
         shared.started.store(true, Ordering::SeqCst);
 
         shared.shutdown.cancelled().await;
+        // From the request to stop, which is what the process's own deadline counts from.
+        let grace_ends = tokio::time::Instant::now() + shared.shutdown_grace;
         shared.started.store(false, Ordering::SeqCst);
         let _ = tokio::join!(planner, dispatcher, watcher, listener);
         tracing::info!("shutting down: waiting for running runs");
         let max = u32::try_from(shared.node.max_workers).unwrap_or(u32::MAX);
         let all_idle = shared.workers.acquire_many(max);
-        if tokio::time::timeout(shared.shutdown_grace, all_idle)
-            .await
-            .is_err()
-        {
-            let running = shared.signals.running.lock().expect("running map poisoned");
-            tracing::warn!(
-                runs = running.len(),
-                "grace period over: releasing running runs"
-            );
-            for r in running.values() {
-                r.cancel(CancelReason::Shutdown);
+        if tokio::time::timeout_at(grace_ends, all_idle).await.is_err() {
+            {
+                let running = shared.signals.running.lock().expect("running map poisoned");
+                tracing::warn!(
+                    runs = running.len(),
+                    "grace period over: releasing running runs"
+                );
+                for r in running.values() {
+                    r.cancel(CancelReason::Shutdown);
+                }
+            }
+            let stop = shared.cancel_grace.min(SHUTDOWN_STOP);
+            if tokio::time::timeout(stop, shared.workers.acquire_many(max))
+                .await
+                .is_err()
+            {
+                tracing::warn!("dropping the runs that did not stop when cancelled");
+                shared.abandon.cancel();
             }
         }
         // Every executor holds a permit until it has sent its outcome.
