@@ -159,11 +159,12 @@ impl TestSchedulerBuilder {
             events,
             start: self.start,
             dir,
+            url,
         })
     }
 }
 
-/// A scheduler on an in-memory database and a virtual clock. See the module docs.
+/// A scheduler on a throw-away database and a virtual clock. See the module docs.
 #[derive(Debug)]
 pub struct TestScheduler {
     handle: SchedulerHandle,
@@ -173,6 +174,7 @@ pub struct TestScheduler {
     events: Arc<Mutex<Vec<Event>>>,
     start: DateTime<Utc>,
     dir: std::path::PathBuf,
+    url: String,
 }
 
 impl TestScheduler {
@@ -210,6 +212,19 @@ impl TestScheduler {
     /// Every operation on jobs, runs, queues and nodes.
     pub fn admin(&self) -> &Admin {
         self.handle.admin()
+    }
+
+    /// The URL of the harness's database (`sqlite://...`), which exists until
+    /// [`TestScheduler::shutdown`] or drop.
+    pub fn database_url(&self) -> &str {
+        &self.url
+    }
+
+    /// A new connection to the harness's database, standing for the application's own:
+    /// a test can begin a transaction on it and pass it to
+    /// [`SchedulerHandle::enqueue_in`], as the application does with its database.
+    pub async fn connect(&self) -> Result<sea_orm::DatabaseConnection, sea_orm::DbErr> {
+        sea_orm::Database::connect(self.url.as_str()).await
     }
 
     /// Enqueues a run (it runs at the next `advance` or `run_until_idle`).

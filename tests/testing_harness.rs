@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use kairos::events::EventKind;
+use kairos::sea_orm::TransactionTrait;
 use kairos::testing::TestScheduler;
 use kairos::{Enqueue, FailedRun, RunFilter, RunStatus, TaskContext};
 
@@ -43,6 +44,11 @@ async fn hourly_report(ctx: TaskContext) {
 async fn stuck_export(ctx: TaskContext) {
     // Waits until cancelled: only the timeout ends it.
     ctx.cancelled().await;
+}
+
+#[kairos::task]
+async fn ship_order(order: u32) -> u32 {
+    order
 }
 
 /// Runs of one task among what `advance` returned.
@@ -196,5 +202,44 @@ async fn a_stuck_run_times_out_on_the_virtual_clock() {
     assert_eq!(done[0].id, id);
     assert_eq!(done[0].status, RunStatus::TimedOut);
     assert_eq!(done[0].finished_at, Some(at("2026-06-01T00:05:00Z")));
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_enqueued_in_the_application_s_transaction_runs_only_if_it_commits() {
+    let t = TestScheduler::builder()
+        .start_at(at("2026-06-01T00:00:00Z"))
+        .build()
+        .await
+        .unwrap();
+    let app = t.connect().await.unwrap();
+    let ship = |order: u32| {
+        Enqueue::new("ship_order")
+            .params(serde_json::json!({ "order": order }))
+            .delay(Duration::from_secs(3600))
+    };
+
+    let txn = app.begin().await.unwrap();
+    let lost = t.handle().enqueue_in(&txn, ship(1)).await.unwrap();
+    txn.rollback().await.unwrap();
+    assert!(t.admin().run(lost).await.is_err(), "rolled back: no run");
+    let txn = app.begin().await.unwrap();
+    let kept = t.handle().enqueue_in(&txn, ship(2)).await.unwrap();
+    txn.commit().await.unwrap();
+
+    let ran = t.advance(Duration::from_secs(2 * 3600)).await;
+    let shipped = of(&ran, "ship_order");
+    assert_eq!(shipped.len(), 1, "only the committed run: {ran:?}");
+    assert_eq!(shipped[0].id, kept);
+    assert_eq!(shipped[0].status, RunStatus::Succeeded);
+    assert_eq!(shipped[0].result, Some(serde_json::json!(2)));
+    // At its time on the virtual clock.
+    assert_eq!(shipped[0].started_at, Some(at("2026-06-01T01:00:00Z")));
+    assert!(
+        t.database_url().starts_with("sqlite://"),
+        "{}",
+        t.database_url()
+    );
+    app.close().await.unwrap();
     t.shutdown().await;
 }
