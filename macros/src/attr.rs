@@ -66,6 +66,7 @@ pub(crate) struct Attrs {
 pub(crate) fn parse(args: TokenStream) -> (Attrs, Option<syn::Error>) {
     let mut attrs = Attrs::default();
     let mut errors: Option<syn::Error> = None;
+    let args = without_bare_literals(args, &mut errors);
     let parser = syn::meta::parser(|meta| {
         if let Err(e) = attrs.parse_key(&meta) {
             push(&mut errors, e);
@@ -80,6 +81,51 @@ pub(crate) fn parse(args: TokenStream) -> (Attrs, Option<syn::Error>) {
         push(&mut errors, e);
     }
     (attrs, errors)
+}
+
+/// `args` without the arguments that are a lone literal, each reported with what to
+/// write instead. syn would stop at the first with "unexpected literal in nested
+/// attribute, expected ident", which does not say that a bare string is most likely
+/// the task's name written as in other attribute macros (`#[task("sync")]`).
+///
+/// Arguments are told apart as expressions, so that a comma inside a value (the
+/// turbofish of an `on_failure` path) does not split it.
+fn without_bare_literals(args: TokenStream, errors: &mut Option<syn::Error>) -> TokenStream {
+    let parser = syn::punctuated::Punctuated::<syn::Expr, Token![,]>::parse_terminated;
+    // Arguments that are not even expressions: syn's own errors say what is wrong.
+    let Ok(list) = parser.parse2(args.clone()) else {
+        return args;
+    };
+    if !list.iter().any(|a| matches!(a, syn::Expr::Lit(_))) {
+        return args;
+    }
+    let mut kept = syn::punctuated::Punctuated::<syn::Expr, Token![,]>::new();
+    for arg in list {
+        match arg {
+            syn::Expr::Lit(l) => push(errors, bare_literal(&l.lit)),
+            other => kept.push(other),
+        }
+    }
+    quote::ToTokens::into_token_stream(kept)
+}
+
+fn bare_literal(lit: &Lit) -> syn::Error {
+    match lit {
+        Lit::Str(s) => syn::Error::new(
+            s.span(),
+            format!(
+                "expected `key = value`: to name the task, write `name = {}`",
+                s.token()
+            ),
+        ),
+        _ => syn::Error::new(
+            lit.span(),
+            format!(
+                "expected `key = value`, not a bare literal; #[kairos::task] accepts: {}",
+                KEYS.join(", ")
+            ),
+        ),
+    }
 }
 
 /// Adds `e` to the errors reported together.
@@ -284,6 +330,20 @@ mod tests {
 
     fn err(args: TokenStream) -> String {
         parse(args).1.unwrap().to_string()
+    }
+
+    #[test]
+    fn a_bare_string_is_taken_for_the_name_and_the_other_keys_still_parse() {
+        let (attrs, e) = parse(quote!("sync", max_retries = 3, on_failure = f::<1, 2>, 5));
+        let e: Vec<String> = e.unwrap().into_iter().map(|e| e.to_string()).collect();
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert_eq!(
+            e[0],
+            "expected `key = value`: to name the task, write `name = \"sync\"`"
+        );
+        assert!(e[1].starts_with("expected `key = value`, not a bare literal; "));
+        assert_eq!(attrs.max_retries.unwrap().lit.base10_digits(), "3");
+        assert!(attrs.on_failure.is_some());
     }
 
     #[test]
