@@ -69,6 +69,77 @@ where
     Box::pin(fut)
 }
 
+/// What a task's parameter must be: readable from the run's JSON params. A trait of
+/// its own for its error message, which names the parameter's type and the fix.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a task parameter: it does not implement `serde::Deserialize`",
+    label = "a task's parameters are read from the run's JSON params",
+    note = "derive `serde::Deserialize` for it, or take a type that implements it"
+)]
+pub trait TaskParam: DeserializeOwned {}
+
+impl<T: DeserializeOwned> TaskParam for T {}
+
+// How the generated code reads a parameter: `Param::<T>::new().take(..)`. For every
+// type that is the `TakeParam` trait's method, which reads it with `Params::take`. For
+// `TaskContext` it is the inherent method below, found first: the macro recognises the
+// context by its name alone, so one imported under another name (`use
+// kairos::TaskContext as Ctx`) is taken for a parameter, and rather than serde's error
+// (with a list of the types that do implement `Deserialize`) its bound gives one that
+// says what to write.
+
+/// A parameter of type `T` to read from the run's params.
+#[derive(Debug)]
+pub struct Param<T>(PhantomData<T>);
+
+impl<T> Param<T> {
+    /// The reader of a parameter of type `T`.
+    pub const fn new() -> Self {
+        Param(PhantomData)
+    }
+}
+
+impl<T> Default for Param<T> {
+    fn default() -> Self {
+        Param::new()
+    }
+}
+
+/// Reads a parameter (see [`Param`]).
+pub trait TakeParam<T> {
+    /// Takes parameter `name` from `params` (see [`Params::take`]).
+    fn take(self, params: &mut Params, name: &str, type_name: &str) -> Option<T>
+    where
+        T: TaskParam;
+}
+
+impl<T> TakeParam<T> for Param<T> {
+    fn take(self, params: &mut Params, name: &str, type_name: &str) -> Option<T>
+    where
+        T: TaskParam,
+    {
+        params.take(name, type_name)
+    }
+}
+
+impl Param<TaskContext> {
+    /// Never compiles: `Params` does not implement [`ContextByName`], whose message
+    /// says to name the context `TaskContext`.
+    pub fn take<P: ContextByName>(self, _: &mut P, _: &str, _: &str) -> Option<TaskContext> {
+        None
+    }
+}
+
+/// Implemented by nothing: the bound that reports a task context the macro did not
+/// recognise (see [`Param`]).
+#[diagnostic::on_unimplemented(
+    message = "this parameter is the task context under another name: \
+               #[kairos::task] recognises the context by its name",
+    label = "write `TaskContext` or `kairos::TaskContext` here",
+    note = "other parameters are read from the run's JSON params, which cannot hold a context"
+)]
+pub trait ContextByName {}
+
 /// Reads a run's params into a task's arguments, one by name, collecting every problem
 /// so a single `InvalidParams` error can list them all.
 #[derive(Debug)]
@@ -116,7 +187,7 @@ impl Params {
     /// Takes parameter `name` and deserializes it as `T` (written `type_name` in the
     /// function's signature). A missing parameter is `None` for an `Option`, and an
     /// error otherwise. Returns `None` after recording an error.
-    pub fn take<T: DeserializeOwned>(&mut self, name: &str, type_name: &str) -> Option<T> {
+    pub fn take<T: TaskParam>(&mut self, name: &str, type_name: &str) -> Option<T> {
         if !self.shape_ok {
             // Params were not an object: "missing" would only repeat that.
             return None;

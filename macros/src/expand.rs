@@ -40,7 +40,8 @@ pub(crate) fn expand(task: &Task, func: &ItemFn) -> TokenStream {
                 let name = ident.to_string();
                 names.push(name.clone());
                 reads.push(quote_spanned! {ty.span()=>
-                    let #var = __params.take::<#ty>(#name, #type_name);
+                    let #var = #private::Param::<#ty>::new()
+                        .take(&mut __params, #name, #type_name);
                 });
                 unwraps.push(quote! {
                     let ::core::option::Option::Some(#var) = #var else {
@@ -102,6 +103,8 @@ pub(crate) fn expand(task: &Task, func: &ItemFn) -> TokenStream {
             ) -> #private::BoxFuture<'static, #private::TaskOutcome>,
             #private::TaskError,
         > {
+            #[allow(unused_imports)]
+            use #private::TakeParam as _;
             let mut __params = #private::Params::new(__params, &[#(#names),*]);
             #(#reads)*
             __params.finish()?;

@@ -50,7 +50,9 @@ mod valid;
 /// # Parameters and result
 ///
 /// - A parameter of type `TaskContext` or `&TaskContext` (under any path) receives the
-///   run's context.
+///   run's context. The macro recognises it by that name: under an alias (`use
+///   kairos::TaskContext as Ctx`) it is taken for a parameter, and the compile error
+///   says to write `TaskContext`.
 /// - Every other parameter is read by name from the run's params, which must be a JSON
 ///   object (or `null` when there are none), and deserialized with serde. An `Option`
 ///   parameter may be left out. A missing, ill-typed or unknown key fails the run with
