@@ -78,6 +78,20 @@ async fn logs_and_watch_follow_a_run_from_another_process() {
     }
 }
 
+/// `kairos runs watch --task TASK` as a process whose output is a pipe.
+fn spawn_watch(url: &str, task: &str) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_kairos"))
+        .args(["runs", "watch", "--task", task])
+        .env("KAIROS_DATABASE_URL", url)
+        .env_remove("RUST_LOG")
+        .current_dir(std::env::temp_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start kairos runs watch")
+}
+
 /// Into a file or a pipe, `runs watch` prints plain lines as things happen (bars would
 /// show nothing there): the start, progress and stage, log lines and the outcome, each
 /// flushed at once, until Ctrl-C.
@@ -88,16 +102,7 @@ async fn watch_prints_plain_lines_when_stdout_is_not_a_terminal() {
     let db = common::sqlite();
     let node = start(&db.url).await;
     let url = db.url.as_str();
-    let mut watch = tokio::process::Command::new(env!("CARGO_BIN_EXE_kairos"))
-        .args(["runs", "watch", "--task", "slow_report"])
-        .env("KAIROS_DATABASE_URL", url)
-        .env_remove("RUST_LOG")
-        .current_dir(std::env::temp_dir())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start kairos runs watch");
+    let mut watch = spawn_watch(url, "slow_report");
     let mut lines = tokio::io::BufReader::new(watch.stdout.take().unwrap()).lines();
     // Nodes look for watchers every 2 s before they log their events.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -278,16 +283,7 @@ async fn watch_rides_out_a_database_outage() {
     let server = std::env::var("KAIROS_TEST_POSTGRES_URL").unwrap();
     let name = url.rsplit('/').next().unwrap().split('?').next().unwrap();
     let node = start(url).await;
-    let mut watch = tokio::process::Command::new(env!("CARGO_BIN_EXE_kairos"))
-        .args(["runs", "watch", "--task", "noop"])
-        .env("KAIROS_DATABASE_URL", url)
-        .env_remove("RUST_LOG")
-        .current_dir(std::env::temp_dir())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start kairos runs watch");
+    let mut watch = spawn_watch(url, "noop");
     let mut lines = tokio::io::BufReader::new(watch.stdout.take().unwrap()).lines();
     tokio::time::sleep(Duration::from_secs(1)).await;
 
