@@ -1014,6 +1014,9 @@ async fn a_job_that_left_jobs_toml_is_paused_resumed_and_triggered_saying_it_sta
             shown_state(url, "nightly").await,
             "disabled (undeclared), paused"
         );
+        let table = cli(url, &["jobs", "list"]).await.ok().stdout;
+        let row = table.lines().find(|l| l.starts_with("nightly ")).unwrap();
+        assert!(row.contains(" disabled, paused "), "{table}");
 
         let out = cli(url, &["jobs", "resume", "nightly"]).await.ok().stdout;
         assert!(out.contains("resumed job `nightly`"), "{out}");

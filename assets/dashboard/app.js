@@ -606,7 +606,8 @@
   }
 
   function jobState(j) {
-    if (!j.enabled) return badge("disabled");
+    // A disabled job may be paused too: both must be undone before it fires again.
+    if (!j.enabled) return j.paused ? el("span", null, badge("disabled"), " ", badge("paused")) : badge("disabled");
     return j.paused ? badge("paused") : badge("active");
   }
 
@@ -670,7 +671,7 @@
           td([
             j.paused
               ? el("button", { type: "button", class: "small", data: { action: "resume" }, text: "Resume", onclick: () => act(`Resume ${j.name}`, () => post(`${path}/resume`)) })
-              : el("button", { type: "button", class: "small", data: { action: "pause" }, text: "Pause", disabled: !j.enabled, onclick: () => act(`Pause ${j.name}`, () => post(`${path}/pause`)) }),
+              : el("button", { type: "button", class: "small", data: { action: "pause" }, text: "Pause", onclick: () => act(`Pause ${j.name}`, () => post(`${path}/pause`)) }),
             " ",
             el("button", {
               type: "button", class: "small", data: { action: "trigger" }, text: "Trigger",
@@ -732,7 +733,7 @@
             el("div", null,
               job.paused
                 ? el("button", { type: "button", data: { action: "resume" }, text: "Resume", onclick: () => act("Resume", () => post(`${path}/resume`)) })
-                : el("button", { type: "button", data: { action: "pause" }, text: "Pause", disabled: !job.enabled, onclick: () => act("Pause", () => post(`${path}/pause`)) }),
+                : el("button", { type: "button", data: { action: "pause" }, text: "Pause", onclick: () => act("Pause", () => post(`${path}/pause`)) }),
               " ",
               el("button", { type: "button", data: { action: "trigger" }, text: "Trigger", onclick: () => act("Trigger", async () => showDone(`Run #${(await post(`${path}/trigger`)).id} queued.`)) }))),
           el("div", { class: "panel" }, el("dl", { class: "kv" },

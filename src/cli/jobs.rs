@@ -368,7 +368,12 @@ fn jobs_table(jobs: &[Job]) -> String {
                 j.name.clone(),
                 j.task.clone(),
                 truncate(&j.schedule.to_string(), 48),
-                j.state().into(),
+                // Both facts: each must be undone before the job fires again.
+                if !j.enabled && j.paused {
+                    "disabled, paused".into()
+                } else {
+                    j.state().into()
+                },
                 opt_time(j.next_run_at),
                 opt_time(j.last_fired_at),
                 j.source.to_string(),
