@@ -78,6 +78,24 @@ async fn logs_and_watch_follow_a_run_from_another_process() {
     }
 }
 
+/// The lines a watch prints, read as they come, up to the one starting with `last`;
+/// fails when a line takes over 15 s or the watch ends first.
+async fn lines_until(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    last: &str,
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.starts_with(last)) {
+        let line = tokio::time::timeout(Duration::from_secs(15), lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("no line within 15 s; so far: {seen:#?}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("the watch ended; so far: {seen:#?}"));
+        seen.push(line);
+    }
+    seen
+}
+
 /// `kairos runs watch --task TASK` as a process whose output is a pipe.
 fn spawn_watch(url: &str, task: &str) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_kairos"))
@@ -116,15 +134,7 @@ async fn watch_prints_plain_lines_when_stdout_is_not_a_terminal() {
 
     // Each line arrives while the watch still runs: it is not held until the end.
     let outcome = format!("run {id} of `slow_report` succeeded");
-    let mut seen = Vec::new();
-    while !seen.iter().any(|l: &String| l.starts_with(&outcome)) {
-        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-            .await
-            .unwrap_or_else(|_| panic!("no line within 10 s; so far: {seen:#?}"))
-            .unwrap()
-            .unwrap_or_else(|| panic!("the watch ended; so far: {seen:#?}"));
-        seen.push(line);
-    }
+    let seen = lines_until(&mut lines, &outcome).await;
     let at = |want: &str| {
         seen.iter()
             .position(|l| l == want)
@@ -309,15 +319,7 @@ async fn watch_rides_out_a_database_outage() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let id = enqueue(url, &["noop"]).await;
     let outcome = format!("run {id} of `noop` succeeded");
-    let mut seen = Vec::new();
-    while !seen.iter().any(|l: &String| l.starts_with(&outcome)) {
-        let line = tokio::time::timeout(Duration::from_secs(15), lines.next_line())
-            .await
-            .unwrap_or_else(|_| panic!("no line within 15 s; so far: {seen:#?}"))
-            .unwrap()
-            .unwrap_or_else(|| panic!("the watch ended; so far: {seen:#?}"));
-        seen.push(line);
-    }
+    lines_until(&mut lines, &outcome).await;
 
     watch.start_kill().unwrap();
     let stderr = watch.wait_with_output().await.unwrap().stderr;
