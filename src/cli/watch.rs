@@ -75,7 +75,9 @@ async fn watch_inner(
                     eprintln!("kairos: the database answers again; watching on");
                 }
             }
-            Err(e) if matches!(e.code(), "database" | "database_unavailable") => {
+            // Only a database out of reach: a statement that fails on a working one
+            // would fail again.
+            Err(e) if e.code() == "database_unavailable" => {
                 if !std::mem::replace(&mut out_of_reach, true) {
                     eprintln!(
                         "kairos: {e}; retrying every {}s (Ctrl-C stops)",
