@@ -930,3 +930,35 @@ async fn a_silent_node_is_declared_dead_after_its_own_heartbeat_timeout() {
         );
     }
 }
+
+/// An application's SQLite transaction is deferred: `enqueue_in` checks which database
+/// it is on before inserting, and that check must not open a read snapshot, or the
+/// insert fails ("database is locked") whenever another connection (a node's
+/// heartbeat) wrote in between.
+#[tokio::test]
+async fn naming_the_database_takes_no_snapshot_in_a_deferred_sqlite_transaction() {
+    use sea_orm::{ConnectionTrait, Database, TransactionTrait};
+    let db = crate::test_support::sqlite();
+    let store = open(&db).await;
+    let app = Database::connect(db.url.as_str()).await.unwrap();
+    let txn = app.begin().await.unwrap();
+    let theirs = store.database_of(&txn).await.unwrap();
+    assert_eq!(theirs, store.own_database().await.unwrap());
+    assert!(theirs.ends_with("kairos.db"), "{theirs}");
+    // Another connection writes after the check and before the application's insert.
+    store.enqueue(&[run("a", 0, 0)], t0()).await.unwrap();
+    store
+        .enqueue_on(&txn, &[run("b", 0, 0)], t0())
+        .await
+        .unwrap_or_else(|e| panic!("the insert after another writer: {e:?}"));
+    txn.commit().await.unwrap();
+    let n = store
+        .connection()
+        .query_one_raw(store.stmt("SELECT COUNT(*) AS n FROM kairos_runs", []))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(n, 2);
+}

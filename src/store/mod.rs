@@ -433,16 +433,28 @@ impl Store {
         &self,
         conn: &C,
     ) -> Result<String, StoreError> {
-        let sql = if self.is_pg() {
-            "SELECT current_database() AS name"
-        } else {
-            "SELECT file AS name FROM pragma_database_list WHERE name = 'main'"
-        };
-        let row = conn.query_one_raw(self.stmt(sql, [])).await?;
-        Ok(match row {
-            Some(r) => r.try_get::<String>("", "name")?,
-            None => String::new(),
-        })
+        if self.is_pg() {
+            let row = conn
+                .query_one_raw(self.stmt("SELECT current_database() AS name", []))
+                .await?;
+            return Ok(match row {
+                Some(r) => r.try_get::<String>("", "name")?,
+                None => String::new(),
+            });
+        }
+        // The bare pragma, not `SELECT .. FROM pragma_database_list`: a SELECT opens a
+        // read snapshot in the application's deferred transaction, and the insert that
+        // follows then fails with "database is locked" whenever another connection
+        // (a node's heartbeat) wrote in between. The pragma reads no table.
+        for row in conn
+            .query_all_raw(self.stmt("PRAGMA database_list", []))
+            .await?
+        {
+            if row.try_get::<String>("", "name")? == "main" {
+                return Ok(row.try_get::<String>("", "file")?);
+            }
+        }
+        Ok(String::new())
     }
 
     /// [`Store::database_of`] kairos's own connections, read once.
