@@ -136,6 +136,11 @@ impl Store {
             });
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             opts.max_connections(8).min_connections(1);
+            // While the server is down the pool retries connecting until this runs
+            // out: every HTTP request and node statement would wait it in full before
+            // the outage is reported. Statements on a live server get a connection in
+            // milliseconds, so the connect timeout (at least 5 s) is plenty.
+            opts.acquire_timeout(timeout.max(Duration::from_secs(5)));
             if !url.contains("application_name=") {
                 let name = origin.clone();
                 opts.map_sqlx_postgres_opts(move |o| o.application_name(&name));
