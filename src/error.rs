@@ -68,7 +68,8 @@ pub enum Error {
         /// What the state is and what to do.
         message: String,
     },
-    /// Some items of a batch are invalid; nothing was enqueued.
+    /// Some items of a batch are invalid; nothing was enqueued. The message names each
+    /// by its index from 0 (`runs[2]`), as `errors` and HTTP's `index` do.
     #[error("{} of {total} runs are invalid, nothing was enqueued: {}", errors.len(), describe_batch(errors))]
     Batch {
         /// How many items the batch had.
@@ -128,7 +129,7 @@ fn describe_batch(errors: &[(usize, Error)]) -> String {
     let mut parts: Vec<String> = errors
         .iter()
         .take(5)
-        .map(|(i, e)| format!("item {}: {e}", i + 1))
+        .map(|(i, e)| format!("runs[{i}]: {e}"))
         .collect();
     if errors.len() > 5 {
         parts.push(format!("and {} more", errors.len() - 5));
@@ -194,5 +195,26 @@ impl Error {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_names_its_items_by_their_index_from_zero() {
+        let bad = |task: &str| Error::UnknownTask {
+            name: task.into(),
+            hint: String::new(),
+        };
+        let e = Error::Batch {
+            total: 3,
+            errors: vec![(0, bad("x")), (2, bad("y"))],
+        };
+        let text = e.to_string();
+        assert!(text.starts_with("2 of 3 runs are invalid"), "{text}");
+        assert!(text.contains("runs[0]: unknown task `x`"), "{text}");
+        assert!(text.contains("runs[2]: unknown task `y`"), "{text}");
     }
 }
