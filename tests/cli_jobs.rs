@@ -512,6 +512,11 @@ async fn job_names_with_control_characters_are_refused_but_old_ones_still_work()
         ),
         ("tab\there", "a tab (U+0009)"),
         ("bell\u{7}", "U+0007"),
+        (
+            "nightly\u{202E}pukcab",
+            "an invisible character that hides or reorders text, U+202E",
+        ),
+        ("zero\u{200B}width", "U+200B"),
     ] {
         let err = cli(
             url,

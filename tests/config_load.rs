@@ -685,4 +685,31 @@ fn a_job_name_with_a_control_character_is_refused_naming_it() {
         8,
         &["an escape (U+001B)", "at character 2"],
     );
+    // One that would show as another name, and one too long to show at all.
+    assert_error(
+        "[[jobs]]\nname = \"report\\u202Ecod.exe\"\ntask = \"cleanup\"\ninterval = \"1h\"\n",
+        2,
+        8,
+        &[
+            "[[jobs]] name",
+            "invisible character",
+            "U+202E",
+            "at character 7",
+        ],
+    );
+    let long = "j".repeat(201);
+    assert_error(
+        &format!("[[jobs]]\nname = \"{long}\"\ntask = \"cleanup\"\ninterval = \"1h\"\n"),
+        2,
+        8,
+        &["201 characters long", "1 to 200 characters"],
+    );
+    // The longest name allowed is read.
+    let name = "j".repeat(200);
+    let c = Config::parse(
+        &format!("[[jobs]]\nname = \"{name}\"\ntask = \"cleanup\"\ninterval = \"1h\"\n"),
+        "jobs.toml",
+    )
+    .unwrap();
+    assert_eq!(c.jobs[0].name.value, name);
 }

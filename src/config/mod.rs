@@ -254,25 +254,75 @@ pub(crate) fn node_name_problem(name: &str) -> Option<String> {
     None
 }
 
-/// What is wrong with a name that holds a control character, naming the first one and
-/// where it is. Node and job names are printed in tables, logs and one-line errors, where
-/// a newline, tab or escape sequence would break the line or forge another.
+/// What is wrong with a name that holds a control character, or an invisible one that
+/// reorders or hides text, naming the first one and where it is. Node and job names are
+/// printed in tables, logs and one-line errors, where a newline, tab or escape sequence
+/// would break the line or forge another, and a right-to-left override (U+202E) or a
+/// zero-width space would make one name look like another.
 pub(crate) fn control_character_problem(name: &str) -> Option<String> {
-    let (at, c) = name.chars().enumerate().find(|(_, c)| c.is_control())?;
+    let (at, c) = name
+        .chars()
+        .enumerate()
+        .find(|&(_, c)| c.is_control() || invisible(c))?;
     let code = format!("U+{:04X}", u32::from(c));
     let what = match c {
-        '\n' => format!("a newline ({code})"),
-        '\r' => format!("a carriage return ({code})"),
-        '\t' => format!("a tab ({code})"),
-        '\u{1b}' => format!("an escape ({code})"),
-        _ => code,
+        '\n' => format!("a control character, a newline ({code})"),
+        '\r' => format!("a control character, a carriage return ({code})"),
+        '\t' => format!("a control character, a tab ({code})"),
+        '\u{1b}' => format!("a control character, an escape ({code})"),
+        c if c.is_control() => format!("a control character, {code}"),
+        _ => format!("an invisible character that hides or reorders text, {code}"),
     };
     Some(format!(
-        "`{}` holds a control character, {what}, at character {}, which is not allowed; use \
-         letters, digits and punctuation",
+        "`{}` holds {what}, at character {}, which is not allowed; use letters, digits and \
+         punctuation",
         crate::error::clip(&name.escape_debug().to_string()),
         at + 1
     ))
+}
+
+/// Unicode format characters that change how the text around them shows without
+/// showing themselves: zero-width spaces and joiners, direction marks, embeddings,
+/// overrides and isolates, word joiners and invisible operators, the byte-order mark.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
+}
+
+/// Longest job name accepted, in characters.
+pub const MAX_JOB_NAME: usize = 200;
+
+/// What is wrong with a job name, if anything: 1 to [`MAX_JOB_NAME`] characters,
+/// without surrounding spaces, control or invisible characters.
+pub(crate) fn job_name_problem(name: &str) -> Option<String> {
+    if let Some(problem) = control_character_problem(name) {
+        return Some(problem);
+    }
+    let len = name.chars().count();
+    if name.trim().is_empty() || len > MAX_JOB_NAME || name.trim() != name {
+        let what = if name.trim().is_empty() {
+            "is empty".to_string()
+        } else if len > MAX_JOB_NAME {
+            format!("is {len} characters long")
+        } else {
+            format!("`{name}` has leading or trailing spaces")
+        };
+        return Some(format!(
+            "{what}; a job name is 1 to {MAX_JOB_NAME} characters, without leading or \
+             trailing spaces"
+        ));
+    }
+    None
 }
 
 /// A parsed and validated `jobs.toml`. [`Config::default()`] means "no file".

@@ -947,8 +947,8 @@ fn parse_job(
         match e.key {
             "name" => {
                 let value = t.non_empty(&e)?;
-                if let Some(problem) = super::control_character_problem(&value) {
-                    return Err(cx.err(&e.span(), format!("[[jobs]] name: {problem}")));
+                if let Some(problem) = super::job_name_problem(&value) {
+                    return Err(cx.err(&e.span(), format!("[[jobs]] name {problem}")));
                 }
                 name = Some(t.located(&e, value));
             }

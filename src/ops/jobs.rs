@@ -17,8 +17,6 @@ use crate::schedule::{CronSchedule, DstPolicy, Schedule, Tz};
 use crate::store::NewRun;
 use crate::task::{Misfire, Overlap};
 
-/// Longest job name accepted.
-const MAX_NAME: usize = 200;
 /// Most slots one listing expands.
 const MAX_EXPAND: usize = 200_000;
 
@@ -352,17 +350,8 @@ impl Admin {
 
     /// Creates a job (source `api`).
     pub async fn create_job(&self, new: NewJob) -> Result<Job, Error> {
-        if let Some(problem) = crate::config::control_character_problem(&new.name) {
+        if let Some(problem) = crate::config::job_name_problem(&new.name) {
             return Err(Error::invalid("name", format!("the job name {problem}")));
-        }
-        let name = new.name.trim();
-        if name.is_empty() || name.chars().count() > MAX_NAME || name != new.name {
-            return Err(Error::invalid(
-                "name",
-                format!(
-                    "a job name is 1 to {MAX_NAME} characters, without leading or trailing spaces"
-                ),
-            ));
         }
         check_schedule(&new.schedule)?;
         let view = self.task_view(&new.task).await?;
