@@ -412,12 +412,17 @@ impl SchedulerBuilder {
             None => clock,
         };
         let now = clock.now();
-        let (disabled, taken_over) = store.sync_jobs(&jobs, now).await?;
-        for name in disabled {
+        let synced = store.sync_jobs(&jobs, now).await?;
+        for name in synced.disabled {
             tracing::warn!(job = %name, "job no longer declared in code or config: disabled");
         }
-        for name in taken_over {
+        for name in synced.taken_over {
             tracing::warn!(job = %name, "a job created at run time has the name of a declared job: the declaration replaces it");
+        }
+        // Expected once after a deploy; on every start, it means nodes sharing this
+        // database run different code or jobs.toml and keep replacing each other's.
+        for (name, what) in synced.changed {
+            tracing::warn!(job = %name, changes = %what, "this node's declaration of the job differs from the stored one (another version of the code or jobs.toml, or another node's): it replaces it; nodes sharing a database should declare the same jobs");
         }
         let catalogue: Vec<_> = registry
             .tasks()

@@ -962,3 +962,36 @@ async fn naming_the_database_takes_no_snapshot_in_a_deferred_sqlite_transaction(
         .unwrap();
     assert_eq!(n, 2);
 }
+
+/// Nodes sharing a database with different declarations replace each other's jobs at
+/// each start; the node says so, naming what differed (its log warns from this).
+#[tokio::test]
+async fn a_declaration_that_differs_from_the_stored_one_is_reported_with_what_differs() {
+    use crate::job::JobSpec;
+    use crate::model::JobSource;
+    use crate::schedule::Schedule;
+    let db = crate::test_support::sqlite();
+    let store = open(&db).await;
+    let spec = |every: u64, priority: Option<i32>| JobSpec {
+        source: JobSource::Config,
+        priority,
+        ..JobSpec::new(
+            "digest",
+            "mail",
+            Schedule::Every(Duration::from_secs(every)),
+        )
+    };
+    let first = store.sync_jobs(&[spec(20, None)], t0()).await.unwrap();
+    assert!(first.changed.is_empty(), "{first:?}");
+    let same = store.sync_jobs(&[spec(20, None)], t0()).await.unwrap();
+    assert!(same.changed.is_empty(), "{same:?}");
+    let other = store.sync_jobs(&[spec(3600, Some(5))], t0()).await.unwrap();
+    assert_eq!(
+        other.changed,
+        vec![(
+            "digest".to_string(),
+            "schedule `every 20s` → `every 1h`, priority".to_string()
+        )]
+    );
+    assert!(other.disabled.is_empty() && other.taken_over.is_empty());
+}

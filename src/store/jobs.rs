@@ -152,17 +152,60 @@ fn first_slot(s: &Schedule, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     }
 }
 
+/// What reconciling declared jobs did to jobs that were already stored.
+#[derive(Debug, Default)]
+pub(crate) struct Synced {
+    /// Code or config jobs no longer declared, now disabled.
+    pub(crate) disabled: Vec<String>,
+    /// Jobs created at run time whose name a declaration took.
+    pub(crate) taken_over: Vec<String>,
+    /// Declared jobs stored with another declaration (another version of the code or
+    /// jobs.toml, maybe another node's), and what differed.
+    pub(crate) changed: Vec<(String, String)>,
+}
+
+/// What a declaration changes in a stored job, in words, if anything it declares.
+fn differences(old: &Job, spec: &JobSpec) -> Option<String> {
+    let mut parts = Vec::new();
+    if old.schedule != spec.schedule {
+        parts.push(format!("schedule `{}` → `{}`", old.schedule, spec.schedule));
+    }
+    if old.task != spec.task {
+        parts.push(format!("task `{}` → `{}`", old.task, spec.task));
+    }
+    if old.params != spec.params {
+        parts.push(format!(
+            "params {} → {}",
+            crate::error::clip(&old.params.to_string()),
+            crate::error::clip(&spec.params.to_string())
+        ));
+    }
+    if old.enabled != spec.enabled {
+        parts.push(format!("enabled {} → {}", old.enabled, spec.enabled));
+    }
+    if old.priority != spec.priority {
+        parts.push("priority".into());
+    }
+    if old.policy != spec.policy {
+        parts.push("misfire, overlap or grace policy".into());
+    }
+    if old.callback_url != spec.callback_url {
+        parts.push("callback_url".into());
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
 impl Store {
     /// Reconciles declared jobs into the table by name: new ones are inserted, changed
     /// ones updated (a changed schedule, or a job enabled again, restarts from `now`),
     /// and code/config jobs no longer declared are disabled (kept with their history).
     /// Jobs created through the API are left alone, unless a declaration takes their
-    /// name. Returns the names of jobs it disabled and of API jobs it took over.
+    /// name. Returns what it did to jobs that existed (see [`Synced`]).
     pub(crate) async fn sync_jobs(
         &self,
         specs: &[JobSpec],
         now: DateTime<Utc>,
-    ) -> Result<(Vec<String>, Vec<String>), StoreError> {
+    ) -> Result<Synced, StoreError> {
         let txn = self.db.begin_with_options(write_txn()).await?;
         self.lock(&txn, Lock::Sync).await?;
         let rows = txn
@@ -177,11 +220,14 @@ impl Store {
             existing.insert(j.name.clone(), j);
         }
         let mut taken_over = Vec::new();
+        let mut changed = Vec::new();
         for spec in specs {
             match existing.get(&spec.name) {
                 Some(old) => {
                     if old.source == JobSource::Api && spec.source != JobSource::Api {
                         taken_over.push(spec.name.clone());
+                    } else if let Some(what) = differences(old, spec) {
+                        changed.push((spec.name.clone(), what));
                     }
                     self.write_spec(&txn, Some(old), spec, now).await?;
                 }
@@ -212,7 +258,11 @@ impl Store {
         bump(&txn, self).await?;
         txn.commit().await?;
         disabled.sort();
-        Ok((disabled, taken_over))
+        Ok(Synced {
+            disabled,
+            taken_over,
+            changed,
+        })
     }
 
     /// Inserts `spec` or updates `old` to it (only if something changed).
