@@ -71,8 +71,8 @@
 //!   crash between storing an outcome and the first attempt loses the delivery (a
 //!   claimed one then stays "in progress"). Attempts already made stay recorded, so
 //!   `runs show` tells what was tried. At a graceful stop the node lets attempts in
-//!   flight finish (within `timeout` and the shutdown grace period) and logs each
-//!   redelivery it gives up.
+//!   flight finish within `timeout` and what is left of the shutdown grace period (at
+//!   least half a second), and logs each redelivery it gives up.
 //! - Delivery is at least once: a receiver that took too long to answer 2xx may get the
 //!   same run again. `X-Kairos-Run-Id` with the body's `finished_at` identifies a
 //!   finish (a run retried by an operator and finished again is delivered again).
@@ -359,15 +359,22 @@ impl Worker {
     /// Stops the worker once the completer has written its last outcomes: batches
     /// already handed over still get their first attempt and attempts in flight may
     /// finish (within the request timeout and the shutdown grace period); pending
-    /// redeliveries are dropped with a warning.
-    pub(crate) async fn stop(self) {
+    /// redeliveries are dropped with a warning. Whatever is still in flight at
+    /// `deadline` (what remains of the node's grace period) is abandoned, so webhooks
+    /// never stretch a shutdown past it.
+    pub(crate) async fn stop(self, deadline: tokio::time::Instant) {
         self.stop.cancel();
         let mut task = self.task;
-        if tokio::time::timeout(self.grace + Duration::from_secs(1), &mut task)
+        let own = tokio::time::Instant::now() + self.grace + Duration::from_secs(1);
+        if tokio::time::timeout_at(deadline.min(own), &mut task)
             .await
             .is_err()
         {
+            // Dropping the worker's task drops its deliveries with it.
             task.abort();
+            tracing::warn!(
+                "node stopping: webhook deliveries still in flight at the end of the grace period were abandoned"
+            );
         }
     }
 }

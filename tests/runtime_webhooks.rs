@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::cli::{Node, cli, cli_json, fails, hello, node_builder, noop};
+use common::cli::{Node, blocks, cli, cli_json, fails, hello, node_builder, noop};
 use hmac::{Hmac, KeyInit, Mac};
 use kairos::{Admin, Enqueue, ManualClock, Registry, RunDelivery, RunStatus, TaskDef};
 use serde_json::{Value, json};
@@ -430,6 +430,45 @@ async fn a_receiver_that_never_answers_times_out_without_touching_the_run() {
         );
         node.stop().await;
     }
+}
+
+/// A delivery hanging at shutdown gets only what is left of the grace period: the node
+/// stops about when its runs were given up, not a webhook timeout later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_delivery_does_not_stretch_the_shutdown_past_its_grace() {
+    let db = common::sqlite();
+    let receiver = Receiver::start(&[Reply::Hang]).await;
+    let registry = Registry::from_tasks([
+        TaskDef::new("hello", hello, "tests/runtime_webhooks.rs"),
+        TaskDef::new("waits", blocks, "tests/runtime_webhooks.rs"),
+    ])
+    .unwrap();
+    let node = Node::start_with(
+        &db.url,
+        node_builder(&db.url, registry, None)
+            .shutdown_grace(Duration::from_secs(3))
+            .webhook_timeout(Duration::from_secs(30)),
+    )
+    .await;
+    node.handle
+        .enqueue(Enqueue::new("hello").callback_url(receiver.url("/hangs")))
+        .await
+        .unwrap();
+    common::wait_until("the delivery in flight", || async {
+        !receiver.requests().is_empty()
+    })
+    .await;
+    let busy = node.handle.enqueue(Enqueue::new("waits")).await.unwrap();
+    common::wait_status(&node.admin, busy, RunStatus::Running).await;
+
+    let asked = std::time::Instant::now();
+    node.stop().await;
+    let took = asked.elapsed();
+    // The run holds the whole 3 s grace; the delivery then gets half a second, where
+    // it used to get the grace period again (over 6 s in all).
+    assert!(took >= Duration::from_secs(3), "{took:?}");
+    assert!(took < Duration::from_secs(5), "the stop took {took:?}");
+    assert_eq!(receiver.requests().len(), 1);
 }
 
 #[tokio::test]

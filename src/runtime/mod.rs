@@ -54,6 +54,11 @@ use crate::task::{FailedRun, Registry};
 /// full `cancel_grace` on top of it would overrun that deadline.
 const SHUTDOWN_STOP: Duration = Duration::from_secs(1);
 
+/// How long webhook deliveries may still take at shutdown when the runs used up the
+/// grace period: enough for a receiver nearby to take the last outcomes' first
+/// attempts, short against the deadline the grace period is sized for.
+const WEBHOOKS_LAST_MOMENT: Duration = Duration::from_millis(500);
+
 /// An attempt's outcome on its way to the completer.
 #[derive(Debug)]
 pub(crate) struct Done {
@@ -502,9 +507,11 @@ impl Scheduler {
         }
         completer.abort();
         reporter.abort();
-        // After the last outcomes: their webhooks get a first attempt, within a bound.
+        // After the last outcomes: their webhooks get a first attempt, within what is
+        // left of the grace period (at least a moment, for the outcomes written last).
         if let Some(w) = webhooks {
-            w.stop().await;
+            w.stop(grace_ends.max(tokio::time::Instant::now() + WEBHOOKS_LAST_MOMENT))
+                .await;
         }
         let _ = shared.store.stop_node(&shared.node.id).await;
         shared.stopped.cancel();
