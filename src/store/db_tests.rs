@@ -995,3 +995,29 @@ async fn a_declaration_that_differs_from_the_stored_one_is_reported_with_what_di
     );
     assert!(other.disabled.is_empty() && other.taken_over.is_empty());
 }
+
+/// SQLite's "database is locked" (another process holds the file's lock) is a database
+/// out of reach for now, as a refused connection is: `database_unavailable`, which
+/// HTTP answers with 503 and `Retry-After`, not a failed statement.
+#[tokio::test]
+async fn a_locked_sqlite_database_is_unavailable_not_broken() {
+    use sea_orm::{ConnectionTrait, Database, TransactionTrait};
+    let db = crate::test_support::sqlite();
+    let store = open(&db).await;
+    let app = Database::connect(db.url.as_str()).await.unwrap();
+    // A deferred transaction that read, then another writer: SQLite refuses the
+    // transaction's write at once with SQLITE_BUSY_SNAPSHOT, no busy wait.
+    let txn = app.begin().await.unwrap();
+    txn.execute_unprepared("SELECT COUNT(*) FROM kairos_runs")
+        .await
+        .unwrap();
+    store.enqueue(&[run("a", 0, 0)], t0()).await.unwrap();
+    let err = super::StoreError::from(
+        txn.execute_unprepared("DELETE FROM kairos_runs")
+            .await
+            .unwrap_err(),
+    );
+    assert!(err.is_connection(), "{err}");
+    assert_eq!(crate::Error::Store(err).code(), "database_unavailable");
+    txn.rollback().await.unwrap();
+}

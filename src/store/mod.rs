@@ -139,10 +139,12 @@ impl StoreError {
 }
 
 /// Whether a statement failed for want of a working connection rather than because of
-/// the statement: the pool could open none (refused, timed out, closed), or the server
-/// cut the one in use (a restart, an administrator, a network that dropped it).
+/// the statement: the pool could open none (refused, timed out, closed), the server
+/// cut the one in use (a restart, an administrator, a network that dropped it), or
+/// another process kept SQLite's file locked longer than the busy timeout.
 fn lost_connection(e: &DbErr) -> bool {
     use sea_orm::sqlx::Error as Sqlx;
+    use sea_orm::sqlx::sqlite::SqliteError;
     let sqlx = match e {
         // What acquiring a connection fails with: the pool's timeout (it retries refused
         // connections until then) or any error of opening one.
@@ -156,6 +158,13 @@ fn lost_connection(e: &DbErr) -> bool {
         Sqlx::WorkerCrashed => true,
         // PostgreSQL's codes for a session it ended or would not start: class 08
         // (connection exception), the shutdowns of class 57P, too many connections.
+        // SQLite's file locked by another process (SQLITE_BUSY, SQLITE_LOCKED and their
+        // extended codes) past the busy timeout: the database is there but out of
+        // reach for now, and the same statement later will most likely pass.
+        Sqlx::Database(d) if d.try_downcast_ref::<SqliteError>().is_some() => d
+            .code()
+            .and_then(|c| c.parse::<u32>().ok())
+            .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
         Sqlx::Database(d) => d.code().is_some_and(|c| {
             c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03" | "53300")
         }),
@@ -175,6 +184,8 @@ fn describe(e: &DbErr) -> String {
         Some("the database file is corrupt")
     } else if lower.contains("unable to open database file") {
         Some("the file cannot be opened (missing folder or no permission)")
+    } else if lower.contains("database is locked") {
+        Some("another process keeps the database locked (a long write transaction?); try again")
     } else if lower.contains("disk i/o error") || lower.contains("no space left") {
         Some("the disk failed or is full")
     } else {
