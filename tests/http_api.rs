@@ -1236,6 +1236,20 @@ async fn a_token_guards_changes_and_optionally_reads() {
         .error(403, "forbidden");
     let api = api.with_token(token);
     assert_eq!(api.get("/api/v1/runs").await.expect(200)["total"], 1);
+    // The scheme's case does not matter; another scheme is refused.
+    for (header, status) in [
+        (format!("BEARER {token}"), 200),
+        (format!("bearer {token}"), 200),
+        (format!("Basic {token}"), 401),
+    ] {
+        let resp = reqwest::Client::new()
+            .get(format!("{}/api/v1/runs", api.base))
+            .header("authorization", header.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{header}");
+    }
     node.stop().await;
 }
 
