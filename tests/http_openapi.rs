@@ -290,3 +290,32 @@ async fn responses_carry_only_documented_keys() {
         node.stop().await;
     }
 }
+
+/// A run's result and checkpoint are whatever JSON the task returned or saved (`3`,
+/// `"done"`, an object): the document must not claim they are objects, or a client
+/// validating against it rejects real answers.
+#[tokio::test]
+async fn a_run_s_result_may_be_any_json_and_bad_parameters_are_documented() {
+    let db = common::sqlite();
+    let (node, api) = setup(&db.url).await;
+    let doc = api.get("/api/v1/openapi.json").await.expect(200);
+    for field in ["result", "checkpoint"] {
+        let schema = &doc["components"]["schemas"]["Run"]["properties"][field];
+        assert!(!schema.is_null(), "{field} is documented");
+        let text = schema.to_string();
+        assert!(
+            !text.contains("\"object\"") && !text.contains("\"string\""),
+            "{field}: {text}"
+        );
+    }
+    // Every operation documents the 400 that a bad or unknown parameter gets.
+    for (path, method, url) in [
+        ("/api/v1/runs/{id}/logs", "get", "/api/v1/runs/abc/logs"),
+        ("/api/v1/jobs", "get", "/api/v1/jobs?x=1"),
+    ] {
+        api.get(url).await.expect(400);
+        let schema = response_schema(&doc, path, method, 400);
+        assert!(schema.to_string().contains("ErrorBody"), "{path}: {schema}");
+    }
+    node.stop().await;
+}

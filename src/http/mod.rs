@@ -165,7 +165,9 @@ fn routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI 3.1 document of the API, as `GET /api/v1/openapi.json` serves it.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().into_openapi()
+    let mut doc = routes().into_openapi();
+    openapi::complete(&mut doc);
+    doc
 }
 
 /// The API as an axum router over `admin`: mount it in an application's own axum app,
@@ -185,7 +187,8 @@ pub fn router(admin: Admin, opts: HttpOptions) -> axum::Router {
 
 /// The router and its event hub, for a server that waits for the hub to close.
 pub(crate) fn router_and_hub(admin: Admin, opts: HttpOptions) -> (axum::Router, Arc<events::Hub>) {
-    let (router, doc) = routes().split_for_parts();
+    let (router, mut doc) = routes().split_for_parts();
+    openapi::complete(&mut doc);
     let rendered = doc
         .to_pretty_json()
         .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));

@@ -56,6 +56,37 @@ impl Modify for Bearer {
     }
 }
 
+/// Adds the 400 answer every operation can give (a path or query parameter that does
+/// not parse, or an unknown query parameter) to the operations whose own description
+/// lists no 400, so that a client validating answers against the document accepts it.
+pub(crate) fn complete(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let bad_request = ResponseBuilder::new()
+        .description("A path or query parameter that does not parse, or an unknown one")
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build();
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for op in operations.into_iter().flatten() {
+            op.responses
+                .responses
+                .entry("400".to_string())
+                .or_insert_with(|| bad_request.clone().into());
+        }
+    }
+}
+
 /// The document's header, before the routes add their paths.
 pub(crate) fn base() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
@@ -112,7 +143,7 @@ pub(crate) mod schema {
         lease_until: Option<DateTime<Utc>>,
         cancel_requested: bool,
         idempotency_key: Option<String>,
-        #[schema(value_type = Option<Object>)]
+        /// Any JSON value the task returned (a number, a string, an object...), or null.
         result: Option<Value>,
         error: Option<String>,
         created_at: DateTime<Utc>,
@@ -123,7 +154,7 @@ pub(crate) mod schema {
         progress: Option<u8>,
         progress_message: Option<String>,
         stage: Option<String>,
-        #[schema(value_type = Option<Object>)]
+        /// Any JSON value the task returned or saved, or null.
         checkpoint: Option<Value>,
         callback_url: Option<String>,
         /// Earlier attempts and other events (on a single run only).
