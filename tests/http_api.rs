@@ -1416,3 +1416,44 @@ async fn the_router_embeds_over_a_nodes_own_admin() {
         node.stop().await;
     }
 }
+
+/// Two items of one batch with one key and different requests: the second is refused
+/// naming the first item, not a run that the refusal itself rolls back; the same
+/// request twice in a batch is one run.
+#[tokio::test]
+async fn one_key_twice_in_a_batch_names_the_first_item() {
+    let db = common::sqlite();
+    let node = start_node(&db.url).await;
+    let api = serve(&db.url, HttpOptions::new()).await;
+    // Two items of one batch with one key: the second is refused naming the first
+    // item, not a run that the refusal rolls back; the same request twice is one run.
+    let before = node.total_runs().await;
+    let e = api
+        .post(
+            "/api/v1/runs/batch",
+            &json!({"runs": [{"task": "send", "delay": "1h", "params": {"to": "d"}, "idempotency_key": "k2"},
+                             {"task": "send", "delay": "1h", "params": {"to": "e"}, "idempotency_key": "k2"}]}),
+        )
+        .await
+        .error(400, "invalid_batch");
+    assert_eq!(e["details"]["errors"][0]["index"], 1, "{e}");
+    let message = e["details"]["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("also given to runs[0] of this batch"),
+        "{e}"
+    );
+    assert!(e["details"]["errors"][0]["run_id"].is_null(), "{e}");
+    assert_eq!(node.total_runs().await, before);
+    let same =
+        json!({"task": "send", "delay": "1h", "params": {"to": "d"}, "idempotency_key": "k2"});
+    let ok = api
+        .post("/api/v1/runs/batch", &json!({"runs": [same, same]}))
+        .await
+        .expect(201);
+    assert_eq!(
+        ok["runs"][0]["run"]["id"], ok["runs"][1]["run"]["id"],
+        "{ok}"
+    );
+    assert_eq!(node.total_runs().await, before + 1);
+    node.stop().await;
+}

@@ -242,6 +242,11 @@ impl Admin {
         let mut runs = Vec::with_capacity(total);
         let mut errors = Vec::new();
         let mut views: std::collections::HashMap<String, TaskView> = Default::default();
+        // The first item of the batch with each key: a later one with the same key
+        // but another request would otherwise be refused naming a run that the
+        // refusal itself rolls back.
+        let mut keys: std::collections::HashMap<String, (usize, String, serde_json::Value)> =
+            Default::default();
         for (i, e) in items.into_iter().enumerate() {
             let view = match views.get(&e.task) {
                 Some(v) => Ok(v.clone()),
@@ -249,7 +254,30 @@ impl Admin {
                     views.insert(e.task.clone(), v.clone());
                 }),
             };
-            match view.and_then(|v| build(e, &v, now)) {
+            let run = view.and_then(|v| build(e, &v, now)).and_then(|r| {
+                let Some(key) = &r.idempotency_key else {
+                    return Ok(r);
+                };
+                match keys.get(key) {
+                    Some((first, task, params)) if *task != r.task || *params != r.params => {
+                        Err(Error::Invalid {
+                            field: "idempotency_key".into(),
+                            message: format!(
+                                "the key `{}` is also given to runs[{first}] of this batch, \
+                                 with another task or other params; use a new key for a \
+                                 different request",
+                                crate::error::clip(key)
+                            ),
+                        })
+                    }
+                    Some(_) => Ok(r),
+                    None => {
+                        keys.insert(key.clone(), (i, r.task.clone(), r.params.clone()));
+                        Ok(r)
+                    }
+                }
+            });
+            match run {
                 Ok(r) => runs.push(r),
                 Err(err) => errors.push((i, err)),
             }
