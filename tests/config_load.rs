@@ -713,3 +713,19 @@ fn a_job_name_with_a_control_character_is_refused_naming_it() {
     .unwrap();
     assert_eq!(c.jobs[0].name.value, name);
 }
+
+#[test]
+fn a_queue_name_with_a_control_character_is_refused_naming_it() {
+    assert_error(
+        "[queues.\"mail\\u0007\"]\nconcurrency = 1\n",
+        1,
+        9,
+        &["the queue name", "U+0007", "not allowed"],
+    );
+    assert_error(
+        "[tasks.cleanup]\nqueue = \"a\\nb\"\n",
+        2,
+        9,
+        &["queue: the queue name", "a newline (U+000A)"],
+    );
+}

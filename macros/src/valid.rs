@@ -97,16 +97,7 @@ pub(crate) fn validate(attrs: Attrs, func: &ItemFn) -> syn::Result<Task> {
             }
             // The name is printed in tables and one-line messages (and names the task's
             // own job), where a control character would break the line or forge another.
-            if let Some(c) = v.chars().find(|c| c.is_control()) {
-                check(Err(syn::Error::new(
-                    lit.span(),
-                    format!(
-                        "the task name holds the control character U+{:04X}, which is not \
-                         allowed; use letters, digits and punctuation",
-                        u32::from(c)
-                    ),
-                )));
-            }
+            check(control_character(lit, "task"));
             v
         }
         None => func.sig.ident.to_string(),
@@ -252,7 +243,12 @@ pub(crate) fn validate(attrs: Attrs, func: &ItemFn) -> syn::Result<Task> {
             )));
             None
         }
-        Some(lit) => Some(lit.value()),
+        Some(lit) => {
+            let v = lit.value();
+            // Printed in `queues list` and in messages, as the task name is.
+            check(control_character(lit, "queue"));
+            Some(v)
+        }
         None => None,
     };
 
@@ -302,6 +298,21 @@ fn int_in_range(int: &Int, key: &str, min: u64, max: u64) -> syn::Result<u64> {
         return Err(high());
     }
     Ok(n)
+}
+
+/// Refuses a `what` name (`task`, `queue`) holding a control character, naming it.
+fn control_character(lit: &LitStr, what: &str) -> syn::Result<()> {
+    match lit.value().chars().find(|c| c.is_control()) {
+        Some(c) => Err(syn::Error::new(
+            lit.span(),
+            format!(
+                "the {what} name holds the control character U+{:04X}, which is not allowed; \
+                 use letters, digits and punctuation",
+                u32::from(c)
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The variant a policy key names, or an error listing the valid names, with a "did you
@@ -676,6 +687,18 @@ mod tests {
             err(quote!(name = "evil\nJOB_FAKE"), f),
             [
                 "the task name holds the control character U+000A, which is not allowed; use \
+              letters, digits and punctuation"
+            ]
+        );
+        assert_eq!(
+            err(
+                quote!(queue = "mail\u{7}"),
+                quote!(
+                    async fn f() {}
+                )
+            ),
+            [
+                "the queue name holds the control character U+0007, which is not allowed; use \
               letters, digits and punctuation"
             ]
         );

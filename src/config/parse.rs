@@ -709,7 +709,13 @@ fn parse_tasks(cx: &Cx<'_>, e: &Entry<'_, '_>, config: &mut Config) -> Result<()
                 "retry_delay" => o.retry_delay = Some(t.duration(&e, true)?),
                 "timeout" => o.timeout = Some(t.duration(&e, false)?),
                 "priority" => o.priority = Some(t.priority(&e)?),
-                "queue" => o.queue = Some(t.non_empty(&e)?),
+                "queue" => {
+                    let name = t.non_empty(&e)?;
+                    if let Some(problem) = super::control_character_problem(&name) {
+                        return Err(cx.err(&e.span(), format!("queue: the queue name {problem}")));
+                    }
+                    o.queue = Some(name);
+                }
                 "callback_url" => o.callback_url = Some(t.url(&e)?),
                 _ if t.policy_key(&e, &mut o.policy)? => {}
                 _ => unreachable!("entries() refuses other keys"),
@@ -868,6 +874,9 @@ fn parse_queues(cx: &Cx<'_>, e: &Entry<'_, '_>, config: &mut Config) -> Result<(
         };
         if name.trim().is_empty() {
             return Err(cx.err(&key.span(), "a queue name must not be empty"));
+        }
+        if let Some(problem) = super::control_character_problem(name) {
+            return Err(cx.err(&key.span(), format!("the queue name {problem}")));
         }
         let table_name = format!("[queues.{name}]");
         let t = TableCx {
