@@ -273,7 +273,36 @@ async fn jobs_create_refuses_bad_definitions() {
     .await
     .fails();
     assert!(err.contains("Mars/Base"), "{err}");
+    // Each firing is a stored run: nothing finer than a second.
+    let err = cli(
+        url,
+        &[
+            "jobs",
+            "create",
+            "k",
+            "--task",
+            "hello",
+            "--interval",
+            "500ms",
+        ],
+    )
+    .await
+    .fails();
+    assert!(err.contains("500ms is shorter than a second"), "{err}");
     for usage in [
+        &[
+            "jobs",
+            "create",
+            "k",
+            "--task",
+            "hello",
+            "--interval",
+            "1h",
+            "--misfire",
+            "catch_up",
+            "--max-catch-up",
+            "100001",
+        ][..],
         &[
             "jobs",
             "create",

@@ -729,3 +729,29 @@ fn a_queue_name_with_a_control_character_is_refused_naming_it() {
         &["queue: the queue name", "a newline (U+000A)"],
     );
 }
+
+#[test]
+fn intervals_under_a_second_and_huge_catch_ups_are_refused() {
+    assert_error(
+        "[[jobs]]\nname = \"fast\"\ntask = \"cleanup\"\ninterval = \"500ms\"\n",
+        4,
+        12,
+        &[
+            "interval",
+            "500ms is shorter than a second",
+            "interval = \"1s\"",
+        ],
+    );
+    assert_error(
+        "[tasks.cleanup]\ninterval = \"10ms\"\n",
+        2,
+        12,
+        &["shorter than a second"],
+    );
+    assert_error(
+        "[tasks.cleanup]\nmisfire = \"catch_up\"\nmax_catch_up = 100001\n",
+        3,
+        16,
+        &["max_catch_up", "1 to 100000"],
+    );
+}

@@ -156,8 +156,8 @@ pub(crate) fn validate(attrs: Attrs, func: &ItemFn) -> syn::Result<Task> {
         None => None,
     };
 
-    let mut int = |v: &Option<Int>, key: &str, min| match v {
-        Some(i) => match int_in_range(i, key, min, u32::MAX.into()) {
+    let mut int = |v: &Option<Int>, key: &str, min, max| match v {
+        Some(i) => match int_in_range(i, key, min, max) {
             Ok(n) => u32::try_from(n).ok(),
             Err(e) => {
                 check(Err(e));
@@ -166,9 +166,10 @@ pub(crate) fn validate(attrs: Attrs, func: &ItemFn) -> syn::Result<Task> {
         },
         None => None,
     };
-    let max_instances = int(&attrs.max_instances, "max_instances", 1);
-    let max_retries = int(&attrs.max_retries, "max_retries", 0);
-    let max_catch_up = int(&attrs.max_catch_up, "max_catch_up", 1);
+    // The bounds kairos itself enforces (`MAX_RETRIES`, `config::MAX_CATCH_UP`).
+    let max_instances = int(&attrs.max_instances, "max_instances", 1, u32::MAX.into());
+    let max_retries = int(&attrs.max_retries, "max_retries", 0, 10_000);
+    let max_catch_up = int(&attrs.max_catch_up, "max_catch_up", 1, 100_000);
 
     let mut pick = |lit: &Option<LitStr>, what: &str, values: &'static Policies| {
         policy(lit, what, values).unwrap_or_else(|e| {
@@ -669,6 +670,17 @@ mod tests {
         assert_eq!(
             err(quote!(max_retries = -1), f.clone()),
             ["max_retries cannot be negative"]
+        );
+        assert_eq!(
+            err(quote!(max_retries = 10001), f.clone()),
+            ["max_retries is too large (at most 10000)"]
+        );
+        assert_eq!(
+            err(
+                quote!(misfire = "catch_up", max_catch_up = 100001),
+                f.clone()
+            ),
+            ["max_catch_up is too large (at most 100000)"]
         );
         assert!(
             err(quote!(retry_delay = "5 minutes"), f.clone())[0]

@@ -109,7 +109,8 @@ pub(super) struct JobDef {
     #[arg(long)]
     misfire: Option<Misfire>,
     /// With catch_up, how many missed slots run at most.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long,
+          value_parser = clap::value_parser!(u32).range(1..=crate::config::MAX_CATCH_UP as i64))]
     max_catch_up: Option<u32>,
     /// A slot found later than this is missed (e.g. 30s).
     #[arg(long, value_parser = parse_duration_arg)]

@@ -299,6 +299,14 @@ fn invisible(c: char) -> bool {
     )
 }
 
+/// The shortest interval a job may have: each firing is a stored run, and cron's
+/// finest resolution is the second too.
+pub const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Most missed slots a job with `misfire = "catch_up"` may run at once
+/// (`max_catch_up`).
+pub const MAX_CATCH_UP: u32 = 100_000;
+
 /// Longest job name accepted, in characters.
 pub const MAX_JOB_NAME: usize = 200;
 

@@ -325,6 +325,23 @@ impl TableCx<'_> {
         Ok(d)
     }
 
+    /// A job's `interval`: a duration of at least [`MIN_INTERVAL`](super::MIN_INTERVAL).
+    fn interval(&self, e: &Entry<'_, '_>) -> Result<Duration, ConfigError> {
+        let d = self.duration(e, false)?;
+        if d < super::MIN_INTERVAL {
+            return Err(self.cx.err(
+                &e.span(),
+                format!(
+                    "{} of {} is shorter than a second, the finest a job fires at (each firing \
+                     is a stored run); write at least `interval = \"1s\"`",
+                    self.what(e),
+                    schedule::format_duration(d)
+                ),
+            ));
+        }
+        Ok(d)
+    }
+
     fn timezone(&self, e: &Entry<'_, '_>) -> Result<Located<Tz>, ConfigError> {
         let name = self.string(e)?;
         let tz = schedule::parse_timezone(name).map_err(|err| {
@@ -472,7 +489,12 @@ impl TableCx<'_> {
         match e.key {
             "misfire" => keys.misfire = Some(self.named(e, &["skip", "run_once", "catch_up"])?),
             "max_catch_up" => {
-                let n = self.u32(e, 1, "use at least 1 (or misfire = \"skip\" to run none)")?;
+                let n = self.int(
+                    e,
+                    1,
+                    super::MAX_CATCH_UP.into(),
+                    "use 1 to 100000 (or misfire = \"skip\" to run none)",
+                )? as u32;
                 keys.max_catch_up = Some(self.located(e, n));
             }
             "misfire_grace" => keys.misfire_grace = Some(self.duration(e, true)?),
@@ -694,7 +716,7 @@ fn parse_tasks(cx: &Cx<'_>, e: &Entry<'_, '_>, config: &mut Config) -> Result<()
                     let trigger = if e.key == "schedule" {
                         Trigger::Cron(t.cron(&e)?)
                     } else {
-                        Trigger::Every(t.duration(&e, false)?)
+                        Trigger::Every(t.interval(&e)?)
                     };
                     trigger_key = e.key;
                     o.trigger = Some(t.located(&e, trigger));
@@ -975,7 +997,7 @@ fn parse_job(
                 }
                 let value = match e.key {
                     "schedule" => Trigger::Cron(t.cron(&e)?),
-                    "interval" => Trigger::Every(t.duration(&e, false)?),
+                    "interval" => Trigger::Every(t.interval(&e)?),
                     _ => Trigger::Once(t.at(&e)?),
                 };
                 trigger = Some((e.key, t.located(&e, value)));

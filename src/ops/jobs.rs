@@ -185,6 +185,16 @@ impl JobChanges {
                     "must be at least 1 (use misfire = skip to run no missed slot)",
                 ));
             }
+            if n > crate::config::MAX_CATCH_UP {
+                return Err(Error::invalid(
+                    "max_catch_up",
+                    format!(
+                        "{n} is more than the {} missed slots kairos runs at once; use 1 to {}",
+                        crate::config::MAX_CATCH_UP,
+                        crate::config::MAX_CATCH_UP
+                    ),
+                ));
+            }
             p.max_catch_up = n;
         }
         if let Some(g) = self.misfire_grace {
@@ -252,6 +262,16 @@ fn check_schedule(s: &Schedule) -> Result<(), Error> {
     if let Schedule::Every(d) = s {
         if d.is_zero() {
             return Err(Error::invalid("interval", "must be longer than zero"));
+        }
+        if *d < crate::config::MIN_INTERVAL {
+            return Err(Error::invalid(
+                "interval",
+                format!(
+                    "{} is shorter than a second, the finest a job fires at (each firing is a \
+                     stored run); use at least 1s, or enqueue runs for finer work",
+                    crate::schedule::format_duration(*d)
+                ),
+            ));
         }
         if *d > crate::schedule::MAX_DURATION {
             return Err(Error::invalid(
