@@ -598,6 +598,21 @@ async fn drive(driver: &Driver, chromium: &Path, api: &Api, admin: &Admin) {
     )
     .await;
 
+    // The overview's per-task chart counts a cancelled run apart from the failures.
+    let later = admin
+        .enqueue(Enqueue::new("hello").delay(Duration::from_secs(3600)))
+        .await
+        .unwrap()
+        .id;
+    admin.cancel_run(later).await.unwrap();
+    s.goto(&format!("{}/#/overview", api.base)).await;
+    s.wait_for(
+        "the cancelled run apart in the per-task chart",
+        r#"const t = [...document.querySelectorAll('.chart rect title')].map(t => t.textContent);
+           return t.includes('hello: 1 cancelled or expired') && t.includes('hello: 0 failed or timed out')"#,
+    )
+    .await;
+
     // The other views load without an error.
     for (view, ready) in [
         (

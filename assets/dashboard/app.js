@@ -520,10 +520,12 @@
     rows.forEach((t, i) => {
       const y0 = i * (bar + gap) + 2;
       const w = (n) => (n / max) * (W - L - R);
-      const failed = t.finished - t.succeeded;
+      // Cancelled and expired runs finished without failing: grey, not red.
+      const other = Math.max(0, t.finished - t.succeeded - t.failed);
       g.append(svg("text", { x: L - 6, y: y0 + bar - 4, "text-anchor": "end" }, t.task.length > 22 ? `${t.task.slice(0, 21)}…` : t.task));
       g.append(svg("rect", { class: "bar-ok", x: L, y: y0, width: w(t.succeeded), height: bar, rx: 2 }, svg("title", null, `${t.task}: ${t.succeeded} succeeded`)));
-      g.append(svg("rect", { class: "bar-bad", x: L + w(t.succeeded), y: y0, width: w(failed), height: bar, rx: 2 }, svg("title", null, `${t.task}: ${failed} failed`)));
+      g.append(svg("rect", { class: "bar-bad", x: L + w(t.succeeded), y: y0, width: w(t.failed), height: bar, rx: 2 }, svg("title", null, `${t.task}: ${t.failed} failed or timed out`)));
+      g.append(svg("rect", { class: "bar-other", x: L + w(t.succeeded + t.failed), y: y0, width: w(other), height: bar, rx: 2 }, svg("title", null, `${t.task}: ${other} cancelled or expired`)));
       g.append(svg("text", { x: L + w(t.finished) + 4, y: y0 + bar - 4 }, String(t.finished)));
     });
     return g;
