@@ -414,3 +414,31 @@ async fn an_embedding_app_ends_its_event_streams_with_its_graceful_shutdown() {
     }
     node.stop().await;
 }
+
+/// A client that closes gets the server's close frame back (a clean close, 1000), not
+/// a dropped connection (1006 in a browser).
+#[tokio::test]
+async fn a_websocket_closed_by_the_client_is_closed_cleanly() {
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let db = common::sqlite();
+    let node = start_node(&db.url).await;
+    let api = Api::start(Admin::connect(&db.url).await.unwrap(), HttpOptions::new()).await;
+    let mut ws = ws_connect(&api).await;
+    ws_send(&mut ws, json!({"type": "subscribe", "task": "hello"})).await;
+    assert_eq!(ws_next(&mut ws).await.unwrap()["type"], "subscribed");
+    ws.close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "done".into(),
+    }))
+    .await
+    .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("an answer within 10 s");
+    match answer {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Normal),
+        other => panic!("expected the server's close frame, got {other:?}"),
+    }
+    node.stop().await;
+}

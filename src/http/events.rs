@@ -306,7 +306,18 @@ async fn session(mut socket: WebSocket, mut events: EventStream, stop: Cancellat
             }
             msg = socket.recv() => {
                 let reply = match msg {
-                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                    None | Some(Err(_)) => return,
+                    // The client closes: answer its close frame (queued by the
+                    // WebSocket as it read it, sent by the flush) so that it closes
+                    // cleanly, 1000 rather than 1006.
+                    Some(Ok(Message::Close(_))) => {
+                        let _ = tokio::time::timeout(
+                            CLOSE_TIMEOUT,
+                            futures::SinkExt::flush(&mut socket),
+                        )
+                        .await;
+                        return;
+                    }
                     Some(Ok(Message::Text(t))) => on_message(t.as_str(), &mut subs, &mut next_id),
                     Some(Ok(Message::Binary(_))) => error_reply(ApiError::field(
                         "message", "send JSON text messages",
