@@ -57,9 +57,23 @@ fn held(ctx: TaskContext, params: Value) -> BoxFuture<'static, TaskOutcome> {
     })
 }
 
+/// Executions of `naps` started: the `token` param of each.
+static NAPS_STARTED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Records its start, then sleeps 4 s, ignoring a shutdown's cancel.
+fn naps(_: TaskContext, params: Value) -> BoxFuture<'static, TaskOutcome> {
+    Box::pin(async move {
+        let token = params["token"].as_str().unwrap_or_default().to_string();
+        NAPS_STARTED.lock().unwrap().push(token);
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        Ok(None)
+    })
+}
+
 fn registry() -> Registry {
     let here = "tests/cluster_recovery.rs";
     Registry::from_tasks([
+        TaskDef::new("naps", naps, here),
         TaskDef {
             max_retries: Some(1),
             ..TaskDef::new("sleepy", sleepy, here)
@@ -213,6 +227,51 @@ async fn a_node_that_lost_a_run_s_lease_stops_that_attempt() {
         assert_eq!((run.status, run.attempt), (RunStatus::Queued, 1), "{run:?}");
         node.stop().await;
     }
+}
+
+/// A node shutting down goes on renewing the leases of the runs it lets finish in its
+/// grace period: the other node must not take them back and run them a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_finishing_its_runs_at_shutdown_keeps_their_leases() {
+    let db = common::sqlite();
+    let url = db.url.as_str();
+    let builder = || {
+        node_builder(url, registry(), None)
+            .lease(Duration::from_secs(3))
+            .heartbeat_interval(Duration::from_millis(100))
+            .heartbeat_timeout(Duration::from_secs(1))
+            .shutdown_grace(Duration::from_secs(10))
+    };
+    let leaving = Node::start_with(url, builder()).await;
+    let token = uuid::Uuid::new_v4().to_string();
+    let id = leaving
+        .handle
+        .enqueue(Enqueue::new("naps").params(serde_json::json!({ "token": token })))
+        .await
+        .unwrap();
+    common::wait_status(&leaving.admin, id, RunStatus::Running).await;
+    let staying = Node::start_with(url, builder()).await;
+    let admin = staying.admin.clone();
+    // The run outlasts its 3 s lease by the time the leaving node has let it finish.
+    leaving.stop().await;
+    let run = admin.run(id).await.unwrap();
+    assert_eq!(
+        (run.status, run.attempt),
+        (RunStatus::Succeeded, 1),
+        "{run:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = NAPS_STARTED
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|t| **t == token)
+        .count();
+    assert_eq!(
+        started, 1,
+        "the run was started again beside its first execution"
+    );
+    staying.stop().await;
 }
 
 /// How many executions of `held` with this token were stopped.

@@ -534,6 +534,7 @@ impl SchedulerBuilder {
             signals,
             shutdown: CancellationToken::new(),
             abandon: CancellationToken::new(),
+            drained: CancellationToken::new(),
             stopped: CancellationToken::new(),
             started: AtomicBool::new(false),
             completions: tx,

@@ -312,6 +312,11 @@ pub(crate) struct Shared {
     /// Cancelled when shutdown stops waiting for cancelled runs to stop on their own:
     /// the executors drop those still running (see `Scheduler::run`).
     abandon: CancellationToken,
+    /// Cancelled at shutdown once this node's runs have all ended or been dropped and
+    /// their outcomes written: until then the watcher goes on beating and renewing
+    /// their leases (and applying operators' cancels), or another node would take
+    /// them back and run them beside this one during the grace period.
+    drained: CancellationToken,
     /// Cancelled once the node has stopped: its runs ended or released, its record
     /// marked stopped (the event log writes until then).
     stopped: CancellationToken,
@@ -474,7 +479,8 @@ impl Scheduler {
         // From the request to stop, which is what the process's own deadline counts from.
         let grace_ends = tokio::time::Instant::now() + shared.shutdown_grace;
         shared.started.store(false, Ordering::SeqCst);
-        let _ = tokio::join!(planner, dispatcher, watcher, listener);
+        // Not the watcher: the runs still going are this node's until they end.
+        let _ = tokio::join!(planner, dispatcher, listener);
         tracing::info!("shutting down: waiting for running runs");
         let max = u32::try_from(shared.node.max_workers).unwrap_or(u32::MAX);
         let all_idle = shared.workers.acquire_many(max);
@@ -505,6 +511,8 @@ impl Scheduler {
         if shared.completions.send(Msg::Flush(tx)).is_ok() {
             let _ = rx.await;
         }
+        shared.drained.cancel();
+        let _ = watcher.await;
         completer.abort();
         reporter.abort();
         // After the last outcomes: their webhooks get a first attempt, within what is

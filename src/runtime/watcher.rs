@@ -3,6 +3,8 @@
 //! node's heartbeat and renews its leases (stopping runs it turns out no longer to
 //! own), declares silent nodes dead and takes back runs whose lease ended; expires
 //! queued runs whose time to live ran out, and prunes finished runs per `[retention]`.
+//! At shutdown it goes on until the node's last runs have ended: they are still its
+//! own, and their leases must not run out while it lets them finish.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -46,7 +48,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
     let mut last_look = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            _ = shared.shutdown.cancelled() => return,
+            _ = shared.drained.cancelled() => return,
             _ = shared.signals.changed.notified() => {}
             _ = ticker.tick() => {
                 if shared.signals.listening.load(std::sync::atomic::Ordering::SeqCst)
