@@ -30,7 +30,7 @@ use crate::config::{Config, ConfigError};
 use crate::ops::{Admin, Tasks, task_info};
 use crate::store::{
     CatalogQueue, ClaimLimits, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DATABASE_URL, NodeRow, OpenMode,
-    QueueLimit, Store, StoreError,
+    QueueLimit, Store, StoreError, patiently,
 };
 use crate::task::{DuplicateTask, Registry};
 
@@ -397,7 +397,9 @@ impl SchedulerBuilder {
             .connect_timeout
             .or(config.scheduler.connect_timeout)
             .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        let store = Store::open(&url, OpenMode::Create, timeout).await?;
+        // A connection the server cuts while the node starts (a restart, an
+        // administrator) is ridden out here as it is once the node runs.
+        let store = patiently(timeout, || Store::open(&url, OpenMode::Create, timeout)).await?;
         // A wall clock is read through the database's: nodes on machines whose clocks
         // disagree must still agree on when a slot is due and a lease ends.
         let clock_sync = if clock.is_wall_clock() {
@@ -412,7 +414,7 @@ impl SchedulerBuilder {
             None => clock,
         };
         let now = clock.now();
-        let synced = store.sync_jobs(&jobs, now).await?;
+        let synced = patiently(timeout, || store.sync_jobs(&jobs, now)).await?;
         for name in synced.disabled {
             tracing::warn!(job = %name, "job no longer declared in code or config: disabled");
         }
@@ -447,7 +449,7 @@ impl SchedulerBuilder {
                 });
             }
         }
-        store.sync_catalog(&catalogue, &queues, now).await?;
+        patiently(timeout, || store.sync_catalog(&catalogue, &queues, now)).await?;
         let claim_limits = ClaimLimits {
             max_instances: policies
                 .iter()
@@ -484,8 +486,7 @@ impl SchedulerBuilder {
             Some(node.id.clone()),
             Some(events_tx),
         )));
-        let job_names = store
-            .jobs()
+        let job_names = patiently(timeout, || store.jobs())
             .await?
             .into_iter()
             .map(|j| (j.id, j.name))

@@ -451,7 +451,11 @@ impl Scheduler {
             reports,
             events,
         } = self;
-        shared.store.register_node(&shared.node, false).await?;
+        // Repeatable: the insert does nothing if an earlier try committed.
+        crate::store::patiently(crate::store::DEFAULT_CONNECT_TIMEOUT, || {
+            shared.store.register_node(&shared.node, false)
+        })
+        .await?;
         // Should this future be dropped half-way, the event log still ends.
         let _stopped = shared.stopped.clone().drop_guard();
         tracing::info!(node = %shared.node.id, workers = shared.node.max_workers, "kairos node started");

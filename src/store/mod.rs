@@ -138,6 +138,30 @@ impl StoreError {
     }
 }
 
+/// Runs `op` again while it fails for want of a connection (one the server cut, a
+/// server restarting, a pool that cannot connect yet), for up to `within`, backing off
+/// from 50 ms to 1 s: the start of a node must ride out what a running node rides out.
+/// Only for operations that are safe to repeat (a transaction that rolled back, an
+/// upsert).
+pub(crate) async fn patiently<T, F, Fut>(within: Duration, mut op: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut wait = Duration::from_millis(50);
+    loop {
+        match op().await {
+            Err(StoreError::Db(e)) if lost_connection(&e) && started.elapsed() + wait < within => {
+                tracing::warn!(error = %describe(&e), "the database is out of reach; trying again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Whether a statement failed for want of a working connection rather than because of
 /// the statement: the pool could open none (refused, timed out, closed), the server
 /// cut the one in use (a restart, an administrator, a network that dropped it), or
@@ -537,6 +561,43 @@ pub(crate) async fn bump<C: ConnectionTrait>(conn: &C, store: &Store) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn patiently_repeats_only_what_failed_for_want_of_a_connection() {
+        use std::sync::atomic::AtomicU32;
+        let lost = || StoreError::Db(DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout));
+        let tries = AtomicU32::new(0);
+        let got = patiently(Duration::from_secs(5), || async {
+            match tries.fetch_add(1, Ordering::SeqCst) {
+                0 | 1 => Err(lost()),
+                n => Ok(n),
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(got, 2);
+        // A failed statement is not repeated.
+        let tries = AtomicU32::new(0);
+        let err = patiently(Duration::from_secs(5), || async {
+            tries.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(StoreError::Db(DbErr::Custom("no such column".into())))
+        })
+        .await
+        .unwrap_err();
+        assert!(!err.is_connection());
+        assert_eq!(tries.load(Ordering::SeqCst), 1);
+        // Nor one that goes on past the bound.
+        let tries = AtomicU32::new(0);
+        let started = tokio::time::Instant::now();
+        patiently(Duration::from_millis(300), || async {
+            tries.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(lost())
+        })
+        .await
+        .unwrap_err();
+        assert!(started.elapsed() < Duration::from_millis(300));
+        assert!(tries.load(Ordering::SeqCst) >= 2);
+    }
 
     #[test]
     fn notifications_are_read_by_their_first_word() {

@@ -75,7 +75,8 @@ impl Store {
                 &format!(
                     "INSERT INTO kairos_nodes (id, name, hostname, pid, version, max_workers, status, paused, started_at, heartbeat_at, heartbeat_timeout_ms) \
                      VALUES ($1, $6, $2, $3, $4, $5, 'running', \
-                     ($7 OR COALESCE((SELECT value FROM kairos_meta WHERE key = 'nodes_paused'), 0) <> 0), {now}, {now}, $8)",
+                     ($7 OR COALESCE((SELECT value FROM kairos_meta WHERE key = 'nodes_paused'), 0) <> 0), {now}, {now}, $8) \
+                     ON CONFLICT (id) DO NOTHING",
                     now = self.db_now_ms()
                 ),
                 [
