@@ -383,7 +383,25 @@ fn wrong_types_and_ranges() {
         "[tasks.t]\nmax_retries = -1\n",
         2,
         15,
-        &["out of range", "0 or more"],
+        &["out of range", "0 to 10000"],
+    );
+    assert_error(
+        "[scheduler]\nmax_retries = 100000\n",
+        2,
+        15,
+        &["out of range", "0 to 10000"],
+    );
+    assert_error(
+        "[scheduler]\nmax_workers = 100000000\n",
+        2,
+        15,
+        &["out of range", "1 to 100000"],
+    );
+    assert_error(
+        "[scheduler]\ndatabase_url = \"mysql://u:secret@x/y\"\n",
+        2,
+        16,
+        &["names no supported database", "mysql://u:", "sqlite://"],
     );
     assert_error(
         "[tasks.t]\nqueue = \"\"\n",
@@ -578,7 +596,7 @@ fn bad_policy_values_name_the_valid_ones() {
         11,
         &["skip, queue, replace"],
     );
-    assert_error("[tasks.t]\nmax_catch_up = 0\n", 2, 16, &["at least 1"]);
+    assert_error("[tasks.t]\nmax_catch_up = 0\n", 2, 16, &["1 to 100000"]);
     assert_error(
         "[[jobs]]\nname = \"j\"\ntask = \"t\"\ninterval = \"1m\"\ndst = \"skip\"\n",
         5,
@@ -593,7 +611,7 @@ fn bad_queues_are_reported_where_they_are_written() {
         "[queues.mail]\nconcurrency = 0\n",
         2,
         15,
-        &["concurrency", "at least 1"],
+        &["concurrency", "1 to 4294967295"],
     );
     assert_error(
         "[queues.mail]\nrate_limit = \"100\"\n",
@@ -605,7 +623,7 @@ fn bad_queues_are_reported_where_they_are_written() {
         "[queues.mail]\nrate_limit = \"0/1m\"\n",
         2,
         14,
-        &["at least 1"],
+        &["from 1 to 4294967295"],
     );
     assert_error(
         "[queues.mail]\nrate_limit = \"5/0s\"\n",

@@ -64,7 +64,7 @@ pub struct Cli {
     #[arg(long, global = true)]
     json: bool,
     /// How long connecting to the database may take (e.g. 5s).
-    #[arg(long, global = true, value_parser = parse_duration_arg)]
+    #[arg(long, global = true, value_parser = parse_positive_duration)]
     connect_timeout: Option<Duration>,
     #[command(subcommand)]
     command: Command,
@@ -258,6 +258,14 @@ pub async fn execute(
 /// A duration such as `10m` for a flag.
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
     crate::schedule::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// A duration longer than zero, such as `5s`, for a flag.
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration_arg(s)? {
+        d if d.is_zero() => Err("must be longer than zero; write e.g. `5s`".into()),
+        d => Ok(d),
+    }
 }
 
 /// An instant given as RFC 3339 or as an age before `now` (`1h`: an hour ago).

@@ -303,6 +303,9 @@ fn invisible(c: char) -> bool {
 /// finest resolution is the second too.
 pub const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Most runs one node may execute at once (`max_workers`).
+pub const MAX_WORKERS: usize = 100_000;
+
 /// Most missed slots a job with `misfire = "catch_up"` may run at once
 /// (`max_catch_up`).
 pub const MAX_CATCH_UP: u32 = 100_000;

@@ -296,6 +296,12 @@ impl TableCx<'_> {
             .map(|n| n as u32)
     }
 
+    fn max_retries(&self, e: &Entry<'_, '_>) -> Result<u32, ConfigError> {
+        let max = crate::ops::MAX_RETRIES;
+        self.int(e, 0, max.into(), &format!("use 0 to {max}"))
+            .map(|n| n as u32)
+    }
+
     fn priority(&self, e: &Entry<'_, '_>) -> Result<i32, ConfigError> {
         self.int(
             e,
@@ -473,8 +479,9 @@ impl TableCx<'_> {
             .filter(|n| *n >= 1)
             .ok_or_else(|| {
                 bad(format!(
-                    "`{}` is not a whole number of at least 1",
-                    count.trim()
+                    "`{}` is not a whole number from 1 to {}",
+                    count.trim(),
+                    u32::MAX
                 ))
             })?;
         let window = schedule::parse_duration(window.trim()).map_err(|err| bad(err.to_string()))?;
@@ -614,15 +621,31 @@ fn parse_scheduler(cx: &Cx<'_>, e: &Entry<'_, '_>, config: &mut Config) -> Resul
     let mut timeout_span = None;
     for e in entries(cx, table, SCHEDULER_KEYS, Some("[scheduler]"))? {
         match e.key {
-            "database_url" => config.scheduler.database_url = Some(t.non_empty(&e)?),
+            "database_url" => {
+                let url = t.non_empty(&e)?;
+                let known = ["sqlite:", "postgres:", "postgresql:"];
+                if !known.iter().any(|k| url.starts_with(k)) {
+                    return Err(cx.err(
+                        &e.span(),
+                        format!(
+                            "`database_url` in [scheduler]: `{}` names no supported database; \
+                             write `sqlite://path/to/file.db` or `postgres://user:pass@host/db`",
+                            crate::store::redact_url(&url)
+                        ),
+                    ));
+                }
+                config.scheduler.database_url = Some(url);
+            }
             "max_workers" => {
-                config.scheduler.max_workers =
-                    Some(
-                        t.u32(&e, 1, "use at least 1 (runs executing at once on a node)")? as usize,
-                    )
+                config.scheduler.max_workers = Some(t.int(
+                    &e,
+                    1,
+                    super::MAX_WORKERS as i64,
+                    "use 1 to 100000 (runs executing at once on a node)",
+                )? as usize)
             }
             "default_timeout" => config.defaults.timeout = t.duration(&e, false)?,
-            "max_retries" => config.defaults.max_retries = t.u32(&e, 0, "use 0 or more")?,
+            "max_retries" => config.defaults.max_retries = t.max_retries(&e)?,
             "retry_delay" => config.defaults.retry_delay = t.duration(&e, true)?,
             "timezone" => config.defaults.timezone = t.timezone(&e)?.value,
             "shutdown_grace" => config.scheduler.shutdown_grace = Some(t.duration(&e, true)?),
@@ -727,7 +750,7 @@ fn parse_tasks(cx: &Cx<'_>, e: &Entry<'_, '_>, config: &mut Config) -> Result<()
                     o.max_instances =
                         Some(t.u32(&e, 1, "use at least 1, or leave it out for no limit")?)
                 }
-                "max_retries" => o.max_retries = Some(t.u32(&e, 0, "use 0 or more")?),
+                "max_retries" => o.max_retries = Some(t.max_retries(&e)?),
                 "retry_delay" => o.retry_delay = Some(t.duration(&e, true)?),
                 "timeout" => o.timeout = Some(t.duration(&e, false)?),
                 "priority" => o.priority = Some(t.priority(&e)?),
@@ -913,7 +936,7 @@ fn parse_queues(cx: &Cx<'_>, e: &Entry<'_, '_>, config: &mut Config) -> Result<(
                     q.concurrency = Some(t.u32(
                         &e,
                         1,
-                        "use at least 1 (1 runs the queue's runs one at a time), or leave it out for no limit",
+                        "use 1 to 4294967295 (1 runs the queue's runs one at a time), or leave it out for no limit",
                     )?)
                 }
                 "rate_limit" => q.rate_limit = Some(t.rate_limit(&e)?),

@@ -319,9 +319,10 @@ impl SchedulerBuilder {
             .max_workers
             .or(config.scheduler.max_workers)
             .unwrap_or(16);
-        if max_workers == 0 || max_workers > 100_000 {
+        if max_workers == 0 || max_workers > crate::config::MAX_WORKERS {
             return Err(BuildError::Invalid(format!(
-                "max_workers = {max_workers}: use a number from 1 to 100000"
+                "max_workers = {max_workers}: use a number from 1 to {}",
+                crate::config::MAX_WORKERS
             )));
         }
         let hostname = hostname();
