@@ -810,7 +810,7 @@ pub struct TaskStats {
 
 /// When a queued run should start and finish, from the runs ahead of it in its queue,
 /// the capacity that serves the queue and its task's mean duration.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunEstimate {
     /// Queued runs a claim takes before this one.
     pub ahead: u64,
@@ -818,6 +818,9 @@ pub struct RunEstimate {
     pub start: DateTime<Utc>,
     /// Estimated end (`null` when the task has no recent duration to go by).
     pub completion: Option<DateTime<Utc>>,
+    /// Why it will not start until somebody acts, if so: its queue is paused, every
+    /// live node is paused, or no node is alive. The times above then count from now.
+    pub held: Option<String>,
 }
 
 /// Whether kairos is working: the database answers and some node beat recently.
@@ -833,6 +836,9 @@ pub struct Health {
     pub last_heartbeat: Option<DateTime<Utc>>,
     /// What is wrong, in words.
     pub reasons: Vec<String>,
+    /// What is worth knowing though it is not wrong: every live node is paused (an
+    /// operator's choice, so still healthy), say.
+    pub warnings: Vec<String>,
 }
 
 impl Health {
@@ -856,6 +862,7 @@ impl Health {
             live_workers: 0,
             last_heartbeat: None,
             reasons: vec![reason],
+            warnings: Vec::new(),
         }
     }
 }

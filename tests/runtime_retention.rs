@@ -237,9 +237,26 @@ async fn stats_estimates_and_health_describe_the_database() {
         assert_eq!(e.ahead, 0);
         assert_eq!(e.start, t0() + chrono::Duration::seconds(60));
         assert_eq!(e.completion, Some(e.start), "the task takes no time here");
+        assert_eq!(e.held, None);
         let health = h.admin().health(Some(Duration::from_secs(30))).await;
         assert!(health.healthy, "{health:?}");
         assert!(health.live_workers > 0);
+        assert!(health.warnings.is_empty(), "{health:?}");
+        // Held by a paused queue, then by every node paused (healthy, with a warning).
+        h.admin().set_queue_paused("default", true).await.unwrap();
+        let e = h.admin().estimate(&run).await.unwrap().unwrap();
+        let held = e.held.unwrap_or_default();
+        assert!(held.contains("queue `default` is paused"), "{held}");
+        h.admin().set_queue_paused("default", false).await.unwrap();
+        h.admin().set_nodes_paused(None, true).await.unwrap();
+        let e = h.admin().estimate(&run).await.unwrap().unwrap();
+        let held = e.held.unwrap_or_default();
+        assert!(held.contains("every live node is paused"), "{held}");
+        let health = h.admin().health(Some(Duration::from_secs(30))).await;
+        assert!(health.healthy, "{health:?}");
+        assert_eq!(health.warnings.len(), 1, "{health:?}");
+        assert!(health.warnings[0].contains("kairos nodes resume"));
+        h.admin().set_nodes_paused(None, false).await.unwrap();
         h.shutdown();
         node.await.unwrap();
         let after = Admin::connect(&db.url).await.unwrap();

@@ -183,7 +183,7 @@ pub(super) async fn run(
             out.print(
                 &Shown {
                     run: &run,
-                    estimate,
+                    estimate: estimate.clone(),
                     deliveries: &deliveries,
                 },
                 || {
@@ -196,6 +196,9 @@ pub(super) async fn run(
                             rfc3339(e.start),
                             opt_time(e.completion)
                         ));
+                        if let Some(held) = &e.held {
+                            s.push_str(&format!(" (held: {held})"));
+                        }
                     }
                     s
                 },

@@ -191,11 +191,15 @@ pub(super) async fn health(
 pub(super) fn print_health(h: &crate::model::Health, out: &mut Out<'_>) -> Result<(), CliError> {
     out.print(h, || {
         if h.healthy {
-            format!(
+            let mut s = format!(
                 "healthy: the database answers; {} worker(s) on live nodes; last heartbeat {}",
                 h.live_workers,
                 h.last_heartbeat.map_or("-".into(), rfc3339)
-            )
+            );
+            for w in &h.warnings {
+                s.push_str(&format!("\nwarning: {w}"));
+            }
+            s
         } else {
             format!("unhealthy: {}", h.reasons.join("; "))
         }

@@ -181,6 +181,9 @@ pub(crate) mod schema {
         start: DateTime<Utc>,
         /// `null` when the task has no recent duration to go by.
         completion: Option<DateTime<Utc>>,
+        /// Why it will not start until somebody acts (a paused queue, every node
+        /// paused, no live node), else `null`.
+        held: Option<String>,
     }
 
     /// One page of runs, newest first.
@@ -355,6 +358,8 @@ pub(crate) mod schema {
         last_heartbeat: Option<DateTime<Utc>>,
         /// What is wrong, in words (empty when healthy).
         reasons: Vec<String>,
+        /// What is worth knowing though healthy (every live node is paused).
+        warnings: Vec<String>,
     }
 
     /// One state change, as the event streams deliver it.

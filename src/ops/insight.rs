@@ -137,18 +137,29 @@ impl Admin {
             .await?;
         // Who serves the queue: live workers, bounded by the queue's and the task's
         // limits.
-        let workers = self.store().live_workers(None).await?.workers;
-        let mut capacity = workers.max(1);
-        if let Some(q) = self
+        let live = self.store().live_workers(None).await?;
+        let mut capacity = live.unpaused.max(1);
+        let queue = self
             .store()
             .queues()
             .await?
             .into_iter()
-            .find(|q| q.name == run.queue)
-            && let Some(c) = q.concurrency
-        {
+            .find(|q| q.name == run.queue);
+        if let Some(c) = queue.as_ref().and_then(|q| q.concurrency) {
             capacity = capacity.min(u64::from(c));
         }
+        let held = if queue.as_ref().is_some_and(|q| q.paused) {
+            Some(format!(
+                "its queue `{}` is paused: it starts once the queue is resumed",
+                run.queue
+            ))
+        } else if live.workers == 0 {
+            Some("no node is alive: it starts once a node runs".to_string())
+        } else if live.unpaused == 0 {
+            Some("every live node is paused: it starts once a node is resumed".to_string())
+        } else {
+            None
+        };
         let view = self.task_view(&run.task).await.ok();
         if let Some(m) = view.as_ref().and_then(|v| v.policy.max_instances) {
             capacity = capacity.min(u64::from(m));
@@ -164,7 +175,8 @@ impl Admin {
         let durations: Vec<i64> = recent.iter().filter_map(|f| f.duration_ms).collect();
         let mean =
             (!durations.is_empty()).then(|| durations.iter().sum::<i64>() / durations.len() as i64);
-        let earliest = run.run_at.max(now);
+        // Whole milliseconds, as every stored time is.
+        let earliest = chrono::SubsecRound::trunc_subsecs(run.run_at.max(now), 3);
         let start = match mean {
             Some(m) => {
                 let rounds = ahead.div_ceil(capacity) as i64;
@@ -176,6 +188,7 @@ impl Admin {
             ahead,
             start,
             completion: mean.map(|m| start + chrono::Duration::milliseconds(m)),
+            held,
         }))
     }
 
@@ -192,11 +205,18 @@ impl Admin {
             live_workers: 0,
             last_heartbeat: None,
             reasons: Vec::new(),
+            warnings: Vec::new(),
         };
         match self.store().live_workers(max_age).await {
             Ok(live) => {
                 h.live_workers = live.workers;
                 h.last_heartbeat = live.newest;
+                if live.workers > 0 && live.unpaused == 0 {
+                    h.warnings.push(
+                        "every live node is paused: no run starts until `kairos nodes resume`"
+                            .into(),
+                    );
+                }
                 if live.workers == 0 {
                     let within = match max_age {
                         Some(age) => {

@@ -54,6 +54,8 @@ pub(crate) struct Finished {
 #[derive(Debug, Default)]
 pub(crate) struct LiveWorkers {
     pub(crate) workers: u64,
+    /// Of which on nodes that are not paused: the slots that start runs.
+    pub(crate) unpaused: u64,
     /// The newest heartbeat of a running node.
     pub(crate) newest: Option<DateTime<Utc>>,
     /// How old that heartbeat is.
@@ -175,6 +177,9 @@ impl Store {
                 &format!(
                     "SELECT (SELECT SUM(max_workers) FROM kairos_nodes WHERE status = 'running' \
                      AND heartbeat_at >= {now} - COALESCE($1, heartbeat_timeout_ms, $2)) AS workers, \
+                     (SELECT SUM(max_workers) FROM kairos_nodes WHERE status = 'running' \
+                     AND heartbeat_at >= {now} - COALESCE($1, heartbeat_timeout_ms, $2) \
+                     AND NOT paused) AS unpaused, \
                      (SELECT MAX(heartbeat_at) FROM kairos_nodes WHERE status = 'running') AS newest, \
                      {now} AS db_now",
                     now = self.db_now_ms()
@@ -192,11 +197,14 @@ impl Store {
         };
         let newest = r.try_get::<Option<i64>>("", "newest")?;
         let db_now: i64 = r.try_get("", "db_now")?;
+        let slots = |name: &str| -> Result<u64, StoreError> {
+            Ok(u64::from(count(
+                i32::try_from(r.try_get::<Option<i64>>("", name)?.unwrap_or(0)).unwrap_or(i32::MAX),
+            )))
+        };
         Ok(LiveWorkers {
-            workers: u64::from(count(
-                i32::try_from(r.try_get::<Option<i64>>("", "workers")?.unwrap_or(0))
-                    .unwrap_or(i32::MAX),
-            )),
+            workers: slots("workers")?,
+            unpaused: slots("unpaused")?,
             newest: newest.map(from_ms),
             newest_age: newest
                 .map(|t| std::time::Duration::from_millis((db_now - t).max(0) as u64)),
