@@ -280,6 +280,11 @@ struct Lines {
     /// refresh, which may read the table ahead of the events not yet read, leaves
     /// them alone.
     heard: BTreeSet<i64>,
+    /// Runs heard of through events that the runs table shows finished before their
+    /// last events (final progress, log lines, the outcome) were read: the outcome
+    /// waits for those, and is printed from the table only if they have not come by
+    /// the next refresh.
+    ended_early: BTreeSet<i64>,
 }
 
 /// What the line of a running run shows.
@@ -334,8 +339,24 @@ impl Lines {
             .filter(|id| !runs.iter().any(|r| r.id == **id))
             .copied()
             .collect();
+        // Those whose events had their chance since the last refresh.
+        let overdue: Vec<i64> = std::mem::take(&mut self.ended_early)
+            .into_iter()
+            .filter(|id| !self.outcomes.contains(id))
+            .collect();
         for id in gone {
+            if self.heard.contains(&id) && !overdue.contains(&id) {
+                self.ended_early.insert(id);
+                continue;
+            }
             self.printed.remove(&id);
+            if let Ok(r) = admin.run(id).await
+                && r.status.is_finished()
+            {
+                self.print_outcome(&r, out)?;
+            }
+        }
+        for id in overdue {
             if let Ok(r) = admin.run(id).await
                 && r.status.is_finished()
             {
@@ -590,4 +611,92 @@ fn describe(attempt: u32, stage: Option<&str>, message: Option<&str>) -> String 
     parts.extend(stage.map(str::to_string));
     parts.extend(message.map(str::to_string));
     parts.join(" · ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Enqueue, Registry, TaskDef};
+
+    fn noop(
+        _: crate::TaskContext,
+        _: serde_json::Value,
+    ) -> futures::future::BoxFuture<'static, crate::task::TaskOutcome> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn progress(id: i64, percent: u64) -> Event {
+        let mut e = Event::new(EventKind::RunProgress, chrono::Utc::now());
+        e.run_id = Some(id);
+        e.task = Some("t".into());
+        e.data = serde_json::json!({ "attempt": 1, "percent": percent });
+        e
+    }
+
+    /// A run whose end the runs table shows before its last events are read: its
+    /// outcome comes after them, not before; without its finish event it is printed
+    /// from the table at the next refresh.
+    #[tokio::test]
+    async fn an_outcome_read_early_from_the_table_waits_for_the_run_s_last_events() {
+        let registry = Registry::from_tasks([TaskDef::new("t", noop, "watch.rs")]).unwrap();
+        let t = crate::testing::TestScheduler::builder()
+            .registry(registry)
+            .build()
+            .await
+            .unwrap();
+        let admin = t.admin();
+        let mut ended = Vec::new();
+        for _ in 0..2 {
+            let id = admin
+                .enqueue(Enqueue::new("t").delay(Duration::from_secs(3600)))
+                .await
+                .unwrap()
+                .id;
+            admin.cancel_run(id).await.unwrap();
+            ended.push(id);
+        }
+        let mut buf = Vec::new();
+        let mut lines = Lines::default();
+        {
+            let mut out = Out::new(&mut buf, false);
+            for &id in &ended {
+                lines
+                    .apply(&progress(id, 50), admin, &mut out)
+                    .await
+                    .unwrap();
+            }
+            // Both ended in the table; their last events are not read yet.
+            lines.refresh(&[], admin, &mut out).await.unwrap();
+            lines
+                .apply(&progress(ended[0], 100), admin, &mut out)
+                .await
+                .unwrap();
+            let mut finished = Event::new(EventKind::RunFinished, chrono::Utc::now());
+            finished.run_id = Some(ended[0]);
+            finished.task = Some("t".into());
+            lines.apply(&finished, admin, &mut out).await.unwrap();
+            // The second's finish event never comes: the next refresh prints it.
+            lines.refresh(&[], admin, &mut out).await.unwrap();
+            lines.refresh(&[], admin, &mut out).await.unwrap();
+        }
+        let text = String::from_utf8(buf).unwrap();
+        let at = |needle: String| {
+            text.find(&needle)
+                .unwrap_or_else(|| panic!("no `{needle}` in:\n{text}"))
+        };
+        let (a, b) = (ended[0], ended[1]);
+        assert!(
+            at(format!("run {a} t: 100%")) < at(format!("run {a} of `t` cancelled")),
+            "the outcome after the last progress:\n{text}"
+        );
+        assert_eq!(
+            text.matches(&format!("run {a} of `t` cancelled")).count(),
+            1
+        );
+        assert_eq!(
+            text.matches(&format!("run {b} of `t` cancelled")).count(),
+            1
+        );
+        t.shutdown().await;
+    }
 }
