@@ -249,10 +249,18 @@ async fn a_node_is_listed_paused_and_resumed_by_the_name_its_operator_gave() {
             "{shown}"
         );
 
+        // An earlier node of that name, stopped: the error offers only the live ones.
+        let old = start_named(url, Some("mailer-1")).await;
+        let old_id = old.id.clone();
+        old.stop().await;
         let twin = start_named(url, Some("mailer-1")).await;
         let err = cli(url, &["nodes", "pause", "mailer-1"]).await.fails();
-        assert!(err.contains("2 nodes are named `mailer-1`"), "{err}");
+        assert!(
+            err.contains("3 nodes are named `mailer-1` and 2 are alive"),
+            "{err}"
+        );
         assert!(err.contains(&node.id) && err.contains(&twin.id), "{err}");
+        assert!(!err.contains(&old_id), "{err}");
         let listed = node.admin.nodes().await.unwrap();
         assert!(listed.iter().all(|n| !n.paused), "{listed:?}");
         // Once the twin stopped, the name means the live node again.

@@ -87,22 +87,38 @@ fn find_node(nodes: &[NodeInfo], key: &str) -> Result<String, Error> {
                 ),
             })
         }
-        (many, _) => Err(Error::Conflict {
-            message: format!(
-                "{} nodes are named `{key}` and {} of them is alive; give the id of the one \
-                 you mean: {}",
-                many.len(),
-                if live.is_empty() {
-                    "none"
-                } else {
-                    "more than one"
-                },
-                many.iter()
-                    .map(|n| format!("{} ({})", n.id, n.status))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        }),
+        (many, _) => {
+            // The live ones are those meant; with none, the most recent few.
+            let shown: Vec<&NodeInfo> = if live.is_empty() {
+                let mut recent = many.to_vec();
+                recent.sort_by_key(|n| std::cmp::Reverse(n.started_at));
+                recent.truncate(5);
+                recent
+            } else {
+                live.clone()
+            };
+            Err(Error::Conflict {
+                message: format!(
+                    "{} nodes are named `{key}` and {} alive; give the id of the one you mean: \
+                     {}{}",
+                    many.len(),
+                    match live.len() {
+                        0 => "none is".to_string(),
+                        n => format!("{n} are"),
+                    },
+                    shown
+                        .iter()
+                        .map(|n| format!("{} ({})", n.id, n.status))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if shown.len() < many.len() {
+                        " (`kairos nodes list` shows them all)"
+                    } else {
+                        ""
+                    }
+                ),
+            })
+        }
     }
 }
 
