@@ -287,6 +287,31 @@ async fn expired_leases_requeue_runs_with_attempts_left_and_fail_the_others() {
                 .is_empty()
         );
         assert_eq!(claim(&store, "alive", later, 1).await, vec![(ids[0], 2)]);
+        // Stats time the run that ended on its node, not the one failed when its
+        // node's lease ran out: that is not how long the task takes.
+        let done = Completion::Succeeded {
+            id: ids[2],
+            attempt: 1,
+            result: None,
+        };
+        let at = later + chrono::Duration::seconds(1);
+        store.complete("alive", &[done], at, true).await.unwrap();
+        let scope = super::StatsScope {
+            task: None,
+            tags: Vec::new(),
+        };
+        let finished = store.finished_since(t0(), &scope, 10).await.unwrap();
+        let timed: Vec<(RunStatus, Option<i64>)> =
+            finished.iter().map(|f| (f.status, f.duration_ms)).collect();
+        assert_eq!(
+            timed,
+            vec![
+                (RunStatus::Succeeded, Some(32_000)),
+                (RunStatus::Failed, None)
+            ],
+            "{}",
+            db.name
+        );
     }
 }
 

@@ -110,7 +110,7 @@ impl Store {
             .db
             .query_all_raw(self.stmt(
                 &format!(
-                    "SELECT task, status, started_at, finished_at FROM kairos_runs \
+                    "SELECT task, status, started_at, finished_at, node_id FROM kairos_runs \
                      WHERE status IN ({}) AND finished_at >= ${since_p}{cond} \
                      ORDER BY finished_at DESC LIMIT ${}",
                     placeholders(1, finished.len()),
@@ -124,11 +124,17 @@ impl Store {
                 let status: String = r.try_get("", "status")?;
                 let started: Option<i64> = r.try_get("", "started_at")?;
                 let finished_at: i64 = r.try_get("", "finished_at")?;
+                // A run ended without its node (taken back from a dead node, expired,
+                // cancelled while queued) has no execution time to count: from its
+                // start to when another node noticed is not how long the task takes.
+                let ran_to_the_end = r.try_get::<Option<String>>("", "node_id")?.is_some();
                 Ok(Finished {
                     task: r.try_get("", "task")?,
                     status: status.parse().unwrap_or(RunStatus::Failed),
                     finished_at: from_ms(finished_at),
-                    duration_ms: started.map(|s| (finished_at - s).max(0)),
+                    duration_ms: started
+                        .filter(|_| ran_to_the_end)
+                        .map(|s| (finished_at - s).max(0)),
                 })
             })
             .collect()
