@@ -1457,3 +1457,37 @@ async fn one_key_twice_in_a_batch_names_the_first_item() {
     assert_eq!(node.total_runs().await, before + 1);
     node.stop().await;
 }
+
+/// A request that changes something takes its input from its body: a query parameter
+/// there is refused rather than ignored (`?dry_run=1` must not enqueue a real run).
+#[tokio::test]
+async fn query_parameters_on_changes_are_refused_not_ignored() {
+    let db = common::sqlite();
+    let node = start_node(&db.url).await;
+    let api = serve(&db.url, HttpOptions::new()).await;
+    let e = api
+        .post("/api/v1/runs?dry_run=1", &json!({"task": "hello"}))
+        .await
+        .error(400, "unknown_parameter");
+    assert_eq!(e["details"]["field"], "dry_run", "{e}");
+    assert_eq!(node.total_runs().await, 0);
+    api.post("/api/v1/queues/default/pause?all=1", &json!({}))
+        .await
+        .error(400, "unknown_parameter");
+    // DELETE of a job reads its own.
+    api.post(
+        "/api/v1/jobs",
+        &json!({"name": "j", "task": "hello", "interval": "1h"}),
+    )
+    .await
+    .expect(201);
+    api.send(
+        Method::DELETE,
+        "/api/v1/jobs/j?keep_history=true",
+        None,
+        None,
+    )
+    .await
+    .expect(200);
+    node.stop().await;
+}

@@ -346,3 +346,25 @@ pub(crate) fn tag(field: &str, s: &str) -> Result<(String, String), ApiError> {
         )),
     }
 }
+
+/// Refuses query parameters on requests that change something (their input is the
+/// JSON body), where they would otherwise be ignored: `POST /api/v1/runs?dry_run=1`
+/// must not enqueue a real run. `DELETE /api/v1/jobs/{name}` reads its own
+/// (`keep_history`) and refuses the others itself.
+pub(crate) async fn no_query_on_changes(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::Method;
+    use axum::response::IntoResponse;
+    let reads_its_own =
+        req.method() == Method::DELETE && req.uri().path().starts_with("/api/v1/jobs/");
+    let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if changes && !reads_its_own {
+        let raw = req.uri().query().map(str::to_string);
+        if let Err(e) = Query::parse(raw.as_deref()).finish(&[]) {
+            return e.into_response();
+        }
+    }
+    next.run(req).await
+}
