@@ -164,6 +164,15 @@ async fn sse_delivers_this_processs_and_a_nodes_events_filtered() {
         api.get("/api/v1/events?since=1h")
             .await
             .error(400, "unknown_parameter");
+        // Filters naming nothing known: refused as `GET /api/v1/runs` refuses them.
+        let e = api
+            .get("/api/v1/events?task=helo")
+            .await
+            .error(400, "unknown_task");
+        assert!(e["message"].as_str().unwrap().contains("hello"), "{e}");
+        api.get("/api/v1/events?job=nope")
+            .await
+            .error(404, "not_found");
 
         // A run that ends while its node shuts down is written for watchers too, and
         // the node's `node_left` comes after it.

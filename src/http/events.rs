@@ -205,7 +205,8 @@ fn sse_filter(raw: Option<&str>) -> Result<EventFilter, ApiError> {
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "An endless text/event-stream", content_type = "text/event-stream"),
-        (status = 400, description = "Invalid or unknown filter", body = ErrorBody),
+        (status = 400, description = "Invalid filter, or a task no node registered", body = ErrorBody),
+        (status = 404, description = "No job of that name", body = ErrorBody),
     )
 )]
 pub(crate) async fn sse(
@@ -213,6 +214,16 @@ pub(crate) async fn sse(
     RawQuery(raw): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let filter = sse_filter(raw.as_deref())?;
+    // A filter naming nothing known would wait forever for nothing: refused, with a
+    // did-you-mean, as `GET /api/v1/runs` does.
+    if let Some(task) = &filter.task
+        && let Some(e) = st.admin.unknown_task_filter(task).await?
+    {
+        return Err(e.into());
+    }
+    if let Some(job) = &filter.job {
+        st.admin.job(job).await?;
+    }
     let stream = st.hub.subscribe(filter).await?;
     let first = SseEvent::default()
         .event("subscribed")
