@@ -145,13 +145,13 @@ async fn durations_too_long_to_ever_come_are_refused() {
         assert!(out.stderr.starts_with("error: "), "{args:?}: {out:#?}");
     }
     // What the parser lets through is refused at the door: zero, or beyond 100 years.
-    for args in [
-        &["enqueue", "t", "--timeout", "0s"][..],
-        &["jobs", "create", "x", "--task", "t", "--interval", "0s"],
-    ] {
-        let out = cli(&db.url, args).await;
-        assert_refused(args, &out, 1);
-    }
+    let args = &["enqueue", "t", "--timeout", "0s"];
+    assert_refused(args, &cli(&db.url, args).await, 1);
+    // An interval under a second is a usage error, naming the flag.
+    let args = &["jobs", "create", "x", "--task", "t", "--interval", "0s"];
+    let out = cli(&db.url, args).await;
+    assert_refused(args, &out, 2);
+    assert!(out.stderr.contains("--interval"), "{out:#?}");
     let admin = Admin::connect(&db.url).await.unwrap();
     assert_eq!(admin.runs(&RunFilter::new()).await.unwrap().total, 0);
     assert!(admin.jobs().await.unwrap().is_empty());

@@ -286,9 +286,12 @@ async fn jobs_create_refuses_bad_definitions() {
             "500ms",
         ],
     )
-    .await
-    .fails();
-    assert!(err.contains("500ms is shorter than a second"), "{err}");
+    .await;
+    assert_eq!(err.code, 2, "a usage error: {err:#?}");
+    assert!(
+        err.stderr.contains("500ms is shorter than a second"),
+        "{err:#?}"
+    );
     for usage in [
         &[
             "jobs",

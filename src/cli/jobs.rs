@@ -94,7 +94,7 @@ pub(super) struct JobDef {
     #[arg(long)]
     dst: Option<DstPolicy>,
     /// Fixed interval, e.g. 15m.
-    #[arg(long, value_parser = parse_duration_arg, conflicts_with = "at")]
+    #[arg(long, value_parser = parse_interval, conflicts_with = "at")]
     interval: Option<Duration>,
     /// Once, at this RFC 3339 time.
     #[arg(long)]
@@ -462,4 +462,18 @@ fn resumed(job: &Job, now: DateTime<Utc>) -> String {
         }
         _ => format!("resumed job `{}`; next run {next}", job.name),
     }
+}
+
+/// A job's `--interval`: a duration of at least [`MIN_INTERVAL`](crate::config::MIN_INTERVAL),
+/// refused as a usage error (exit 2) like any malformed flag.
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_duration_arg(s)?;
+    if d < crate::config::MIN_INTERVAL {
+        return Err(format!(
+            "{} is shorter than a second, the finest a job fires at (each firing is a \
+             stored run); use at least 1s",
+            crate::schedule::format_duration(d)
+        ));
+    }
+    Ok(d)
 }
