@@ -235,6 +235,12 @@ async fn trigger_runs_a_job_now() {
     assert_eq!(run.scheduled_for, t0());
     assert_eq!(run.job.as_deref(), Some("hourly"));
     assert_eq!(run.origin, kairos::RunOrigin::Manual);
+    // Triggered again in the same instant (the clock stands still): a second run, a
+    // millisecond on, rather than a conflict.
+    let again = h.trigger_job("hourly").await.unwrap();
+    assert_ne!(again, id);
+    let run = common::wait_status(&store, again, RunStatus::Succeeded).await;
+    assert_eq!(run.scheduled_for, t0() + chrono::Duration::milliseconds(1));
     let err = h.trigger_job("hourl").await.unwrap_err().to_string();
     assert!(err.contains("no job named `hourl`"), "{err}");
     h.shutdown();

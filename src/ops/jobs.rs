@@ -17,6 +17,9 @@ use crate::schedule::{CronSchedule, DstPolicy, Schedule, Tz};
 use crate::store::NewRun;
 use crate::task::{Misfire, Overlap};
 
+/// How many milliseconds on a trigger looks for a free slot of its job.
+const TRIGGER_TRIES: i64 = 50;
+
 /// Most slots one listing expands.
 const MAX_EXPAND: usize = 200_000;
 
@@ -352,20 +355,25 @@ impl Admin {
         let job = self.job(name).await?;
         let view = self.task_view(&job.task).await?;
         let now = self.now();
-        let run = NewRun::of_job(&job, &view.policy, now, RunOrigin::Manual);
-        match self.store().trigger_job(&run, now).await? {
-            Some(id) => {
+        // A slot is one per job and millisecond: two triggers in one millisecond (two
+        // operators, a script) each get a run, the later a millisecond on.
+        for late_ms in 0..TRIGGER_TRIES {
+            let at = now + chrono::Duration::milliseconds(late_ms);
+            let mut run = NewRun::of_job(&job, &view.policy, at, RunOrigin::Manual);
+            // Due now all the same: only its slot is a millisecond on.
+            run.run_at = now;
+            if let Some(id) = self.store().trigger_job(&run, now).await? {
                 self.runs_changed();
                 self.emit(|| {
                     vec![super::enqueue::queued(id, &run, now).job(Some(job.name.clone()))]
                 })
                 .await;
-                Ok(id)
+                return Ok(id);
             }
-            None => Err(Error::conflict(format!(
-                "job `{name}` was already triggered at this instant"
-            ))),
         }
+        Err(Error::conflict(format!(
+            "job `{name}` was triggered {TRIGGER_TRIES} times within {TRIGGER_TRIES} ms; try again"
+        )))
     }
 
     /// Creates a job (source `api`).
