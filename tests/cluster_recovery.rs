@@ -150,6 +150,15 @@ async fn a_killed_node_s_run_is_taken_back_by_a_survivor_within_20_s() {
                 .any(|e| e.event == kairos::RunEventKind::Recovered),
             "{run:?}"
         );
+        // `runs show` says which node the run was taken from.
+        let shown = common::cli::cli(&db.url, &["runs", "show", &id.to_string()])
+            .await
+            .ok()
+            .stdout;
+        assert!(
+            shown.contains(&format!("recovered (from node {dead})")),
+            "{shown}"
+        );
         // The survivor declared the killed node dead; `nodes list` says so.
         let nodes = admin.nodes().await.unwrap();
         let gone = nodes.iter().find(|n| n.id == dead).unwrap();

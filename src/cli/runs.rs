@@ -438,8 +438,15 @@ fn run_detail(r: &Run, node_name: Option<&str>) -> String {
     if !r.history.is_empty() {
         s.push_str("\n\nhistory:");
         for h in &r.history {
+            // A run taken back says from which node: the one that died or was cut off.
+            let from = match (&h.event, &h.node_id) {
+                (crate::model::RunEventKind::Recovered, Some(node)) => {
+                    format!(" (from node {node})")
+                }
+                _ => String::new(),
+            };
             s.push_str(&format!(
-                "\n  {}  attempt {}  {}{}",
+                "\n  {}  attempt {}  {}{from}{}",
                 rfc3339(h.at),
                 h.attempt,
                 h.event,
