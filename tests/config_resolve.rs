@@ -435,6 +435,26 @@ fn task_timezone_needs_a_cron_schedule() {
 }
 
 #[test]
+fn a_task_s_callback_url_needs_a_schedule_of_its_own() {
+    assert_resolve_error(
+        "[tasks.cleanup]\ncallback_url = \"https://example.com/hook\"\n",
+        1,
+        8,
+        &[
+            "`callback_url` in [tasks.cleanup] has no effect",
+            "--callback-url",
+            "[[jobs]]",
+        ],
+    );
+    // With a schedule of its own, the job's runs are delivered there.
+    let (jobs, _) = resolve("[tasks.sync_emails]\ncallback_url = \"https://example.com/hook\"\n");
+    assert_eq!(
+        job(&jobs, "sync_emails").callback_url.as_deref(),
+        Some("https://example.com/hook")
+    );
+}
+
+#[test]
 fn bad_hand_registered_task_is_reported_with_its_location() {
     let registry = Registry::from_tasks([TaskDef {
         schedule: Some("not cron"),

@@ -267,6 +267,18 @@ fn own_job(
                         ),
                     ));
                 }
+                if let Some(o) = o.filter(|o| o.callback_url.is_some()) {
+                    return Err(config.invalid(
+                        o.pos,
+                        format!(
+                            "`callback_url` in [tasks.{0}] has no effect: it is for the runs of \
+                             the task's own job, and task `{0}` has no schedule; give the URL \
+                             per run (`Enqueue::callback_url`, `kairos enqueue \
+                             --callback-url`) or on a [[jobs]] entry of the task",
+                            task.name
+                        ),
+                    ));
+                }
                 return Ok(None);
             }
         },
