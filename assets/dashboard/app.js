@@ -961,7 +961,7 @@
             kv("Finished", when(r.finished_at)),
             kv("Duration", runDuration(r)),
             kv("Timeout", dur(r.timeout_ms)),
-            r.estimate ? kv("Estimate", `start ${rel(r.estimate.start)}${r.estimate.completion ? `, done ${rel(r.estimate.completion)}` : ""} (${r.estimate.ahead} ahead)`) : null,
+            r.estimate ? kv("Estimate", `start ${rel(r.estimate.start)}${r.estimate.completion ? `, done ${rel(r.estimate.completion)}` : ""} (${r.estimate.ahead} ahead)${r.estimate.held ? `; held: ${r.estimate.held}` : ""}`) : null,
             kv("Tags", Object.keys(r.tags || {}).length ? Object.entries(r.tags).map(([k, v]) => `${k}=${v}`).join(", ") : null),
             kv("Params", json(r.params)),
             r.result != null ? kv("Result", json(r.result)) : null,
