@@ -1179,6 +1179,41 @@ async fn queue_with_concurrency_one_runs_one_at_a_time_by_priority_then_due_time
     }
 }
 
+/// Runs waiting on a queue at its limit must not hold back a run due later in another
+/// queue: the node sleeps until that run's time, not until the limit frees a slot.
+#[tokio::test]
+async fn a_queue_at_its_limit_does_not_delay_runs_due_later_elsewhere() {
+    let jobs_toml = "[queues.q]\nconcurrency = 1\n";
+    for db in common::databases("queue_limit_no_delay").await {
+        let qname = gate_name("queue_limit_no_delay", &db);
+        let gq = gate(&qname);
+        let clock = ManualClock::new(t0());
+        let node = Node::start(&db.url, &clock, jobs_toml).await;
+        let h = &node.handle;
+        let mail = || Enqueue::new("mailer").params(json!({ "gate": qname }));
+        let a = h.enqueue(mail()).await.unwrap();
+        common::wait_status(h.admin(), a, RunStatus::Running).await;
+        let waiting = h.enqueue(mail()).await.unwrap();
+        let later = h
+            .enqueue(Enqueue::new("tick").delay(secs(30)))
+            .await
+            .unwrap();
+        settle().await;
+        clock.advance(secs(30));
+        let run = common::wait_status(h.admin(), later, RunStatus::Succeeded).await;
+        assert_eq!(
+            run.started_at,
+            Some(t0() + chrono::Duration::seconds(30)),
+            "{}",
+            db.name
+        );
+        assert_eq!(h.run(waiting).await.unwrap().status, RunStatus::Queued);
+        gq.open(2);
+        common::wait_status(h.admin(), waiting, RunStatus::Succeeded).await;
+        node.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn queue_concurrency_holds_across_nodes() {
     let jobs_toml = "[queues.q]\nconcurrency = 1\n";

@@ -111,10 +111,11 @@ pub(super) async fn run(shared: Arc<Shared>) {
                         // Possibly more due: claim again at once.
                         continue;
                     }
-                    match shared.store.next_queued_at().await {
-                        // Due runs remain but none could be claimed (limits or pauses):
-                        // a completion, a change or the rate limit's budget wakes us.
-                        Ok(Some(t)) if t <= due_by => sleep_until = claim.retry_at,
+                    // Sleep until the next run not yet due, in any queue. Due runs the
+                    // claim left (a queue at its limit, or paused) wait for a
+                    // completion, a change or the rate limit's budget to wake us; they
+                    // must not hold back runs due later in other queues.
+                    match shared.store.next_queued_after(due_by).await {
                         Ok(next) => {
                             let next = next.map(|t| t - shared.lead);
                             sleep_until = match (next, claim.retry_at) {

@@ -524,14 +524,18 @@ impl Store {
         Ok(owned)
     }
 
-    /// The earliest `run_at` among queued runs.
-    pub(crate) async fn next_queued_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+    /// The earliest `run_at` after `after` among queued runs.
+    pub(crate) async fn next_queued_after(
+        &self,
+        after: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let row = self
             .db
             .query_one_raw(self.stmt(
                 // `attempt >= 0` matches the predicate of `kairos_runs_next_due`.
-                "SELECT MIN(run_at) AS t FROM kairos_runs WHERE status = 'queued' AND attempt >= 0",
-                [],
+                "SELECT MIN(run_at) AS t FROM kairos_runs WHERE status = 'queued' AND attempt >= 0 \
+                 AND run_at > $1",
+                [Value::from(ms(after))],
             ))
             .await?;
         Ok(match row {
