@@ -920,7 +920,14 @@ async fn overlap_replace_cancels_the_running_run_and_starts_the_new_one() {
         to_slot(&clock, admin, 1).await;
         let first = g.wait_started(1).await[0];
         to_slot(&clock, admin, 2).await;
-        common::wait_status(admin, first, RunStatus::Cancelled).await;
+        let replaced = common::wait_status(admin, first, RunStatus::Cancelled).await;
+        // It says why: not an operator's cancel.
+        assert_eq!(
+            replaced.error.as_deref(),
+            Some("replaced by a newer run of its job (overlap = replace)"),
+            "{}",
+            db.name
+        );
         let second = g.wait_started(2).await[1];
         common::wait_status(admin, second, RunStatus::Running).await;
         g.open(1);
@@ -948,7 +955,13 @@ async fn overlap_replace_reaches_a_run_on_another_node() {
         to_slot(&clock, a.admin(), 1).await;
         let first = g.wait_started(1).await[0];
         to_slot(&clock, a.admin(), 2).await;
-        common::wait_status(a.admin(), first, RunStatus::Cancelled).await;
+        let replaced = common::wait_status(a.admin(), first, RunStatus::Cancelled).await;
+        assert_eq!(
+            replaced.error.as_deref(),
+            Some("replaced by a newer run of its job (overlap = replace)"),
+            "{}",
+            db.name
+        );
         let second = g.wait_started(2).await[1];
         g.open(1);
         let done = common::wait_status(a.admin(), second, RunStatus::Succeeded).await;

@@ -251,9 +251,11 @@ impl Store {
         } else {
             ""
         };
-        let set = "status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'succeeded' END, \
-                   error = CASE WHEN cancel_requested THEN 'cancelled by operator' ELSE NULL END, \
-                   finished_at = $1, lease_until = NULL";
+        let set = format!(
+            "status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'succeeded' END, \
+             error = {}, finished_at = $1, lease_until = NULL",
+            cancelled_error()
+        );
         let fence = format!(
             "kairos_runs.node_id = $2 AND kairos_runs.attempt = $3 AND kairos_runs.{RUNNING_BY_ID}"
         );
@@ -567,14 +569,24 @@ impl Successes<'_> {
 /// Successes with a result per statement at most (two values each).
 const RESULT_CHUNK: usize = INSERT_CHUNK / 2;
 
+/// The error a success writes: none, or why the run was being cancelled (an operator,
+/// or `overlap = "replace"`, whose reason is already there).
+fn cancelled_error() -> String {
+    format!(
+        "CASE WHEN cancel_requested AND error = '{}' THEN error \
+         WHEN cancel_requested THEN 'cancelled by operator' ELSE NULL END",
+        super::REPLACED
+    )
+}
+
 /// The statement that ends `n` attempts as plain successes: `$1` the time, `$2` the
 /// node, `$3` the attempt, then the ids.
 pub(super) fn plain_success_sql(n: usize, with_successes: bool) -> String {
     format!(
         "UPDATE kairos_runs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'succeeded' END, \
-         error = CASE WHEN cancel_requested THEN 'cancelled by operator' ELSE NULL END, \
-         finished_at = $1, lease_until = NULL \
+         error = {}, finished_at = $1, lease_until = NULL \
          WHERE id IN ({}) AND node_id = $2 AND attempt = $3 AND {RUNNING_BY_ID}{}",
+        cancelled_error(),
         placeholders(4, n),
         if with_successes {
             " RETURNING id, status"
@@ -608,12 +620,15 @@ impl Completion {
             // Successes are written in batches (see `complete`).
             Completion::Succeeded { .. } => return None,
             Completion::Finished { status, error, .. } => Update {
+                // A run that `overlap = "replace"` cancelled keeps saying so.
                 set: "status = CASE WHEN cancel_requested THEN 'cancelled' ELSE $1 END, \
-                         error = $2, finished_at = $3, lease_until = NULL",
+                         error = CASE WHEN cancel_requested AND error = $4 THEN error ELSE $2 END, \
+                         finished_at = $3, lease_until = NULL",
                 values: vec![
                     Value::from(status.as_str()),
                     Value::from(error.clone()),
                     Value::from(ms(now)),
+                    Value::from(super::REPLACED),
                 ],
                 event: Some((
                     match status {

@@ -823,15 +823,21 @@ impl Store {
     ) -> Result<Vec<i64>, StoreError> {
         conn.execute_raw(self.stmt(
             "UPDATE kairos_runs SET status = 'cancelled', finished_at = $1, cancel_requested = true, \
-             error = 'replaced by a newer run of its job (overlap = replace)' \
-             WHERE job_id = $2 AND status = 'queued'",
-            [Value::from(ms(now)), Value::from(job_id)],
+             error = $3 WHERE job_id = $2 AND status = 'queued'",
+            [
+                Value::from(ms(now)),
+                Value::from(job_id),
+                Value::from(super::REPLACED),
+            ],
         ))
         .await?;
+        // The reason goes with the request: the outcome its node writes keeps it (see
+        // `complete`), wherever that node is.
         let rows = conn
             .query_all_raw(self.stmt(
-                "UPDATE kairos_runs SET cancel_requested = true WHERE job_id = $1 AND status = 'running' RETURNING id",
-                [Value::from(job_id)],
+                "UPDATE kairos_runs SET cancel_requested = true, error = $2 \
+                 WHERE job_id = $1 AND status = 'running' RETURNING id",
+                [Value::from(job_id), Value::from(super::REPLACED)],
             ))
             .await?;
         rows.iter()

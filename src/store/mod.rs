@@ -57,6 +57,10 @@ pub(crate) use stats::{Finished, StatsScope};
 /// The URL used when none is configured: a SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://kairos.db";
 
+/// The error of a run that `overlap = "replace"` cancelled; an outcome written for a
+/// run being cancelled keeps it rather than saying an operator cancelled it.
+pub(crate) const REPLACED: &str = "replaced by a newer run of its job (overlap = replace)";
+
 /// How long connecting may take by default before it fails.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
