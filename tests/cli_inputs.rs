@@ -88,6 +88,12 @@ async fn numbers_out_of_range_are_usage_errors() {
         let out = cli(&db.url, args).await;
         assert_refused(args, &out, 2);
     }
+    let out = cli(&db.url, &["runs", "show", "abc"]).await;
+    assert!(
+        out.stderr
+            .contains("`abc` is not a run id (a whole number)"),
+        "{out:#?}"
+    );
 }
 
 /// A negative delay, time to live or timeout is refused for being negative, not taken

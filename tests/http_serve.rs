@@ -262,13 +262,15 @@ fn kairos_serve_refuses_a_non_loopback_address_without_a_token() {
     assert_eq!(out.code, 2, "{out:#?}");
     assert_eq!(out.json()["error"]["code"], "usage");
 
-    // An empty token is no token.
-    let out = Kairos::new(&["serve", "--bind", "0.0.0.0:0"])
-        .url(&db.url)
-        .env("KAIROS_ADMIN_TOKEN", "")
-        .run();
-    assert_eq!(out.code, 2, "{out:#?}");
-    assert!(out.stderr.contains("empty"), "{out:#?}");
+    // An empty token is no token, nor is one of spaces.
+    for empty in ["", "   "] {
+        let out = Kairos::new(&["serve", "--bind", "0.0.0.0:0"])
+            .url(&db.url)
+            .env("KAIROS_ADMIN_TOKEN", empty)
+            .run();
+        assert_eq!(out.code, 2, "{empty:?}: {out:#?}");
+        assert!(out.stderr.contains("empty"), "{out:#?}");
+    }
 
     // Protected reads need a token.
     let out = Kairos::new(&["serve", "--protect-reads"])

@@ -549,6 +549,17 @@ async fn a_job_with_a_callback_url_in_jobs_toml_delivers_its_fired_runs() {
         );
         let d = wait_deliveries(&node.admin, id, 1).await;
         assert!(d[0].delivered, "{}: {d:#?}", db.name);
+        // `jobs show` tells where the job's runs go.
+        let shown = cli(&db.url, &["jobs", "show", "hourly_hello"])
+            .await
+            .ok()
+            .stdout;
+        assert!(
+            shown
+                .lines()
+                .any(|l| l.starts_with("callback url") && l.ends_with(&receiver.url("/jobs"))),
+            "{shown}"
+        );
         node.stop().await;
     }
 }

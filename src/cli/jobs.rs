@@ -420,6 +420,10 @@ fn job_detail(j: &Job) -> String {
             crate::schedule::format_duration(j.policy.misfire_grace),
         ),
         ("overlap", j.policy.overlap.to_string()),
+        (
+            "callback url",
+            j.callback_url.clone().unwrap_or_else(|| "-".into()),
+        ),
         ("source", j.source.to_string()),
         ("next run", opt_time(j.next_run_at)),
         ("last fired", opt_time(j.last_fired_at)),

@@ -46,11 +46,13 @@ pub(super) enum RunsCmd {
     /// One run in full, with its history (earlier attempts, retries, snoozes).
     Show {
         /// Run id.
+        #[arg(value_parser = parse_run_id)]
         id: i64,
     },
     /// Cancel a queued run at once, or a running one (cooperatively, then dropped).
     Cancel {
         /// Run id.
+        #[arg(value_parser = parse_run_id)]
         id: i64,
     },
     /// Live progress bars of running runs (stage, attempt, elapsed time), until the
@@ -72,6 +74,7 @@ pub(super) enum RunsCmd {
     /// The lines a run's task wrote with `ctx.log`, oldest first.
     Logs {
         /// Run id.
+        #[arg(value_parser = parse_run_id)]
         id: i64,
         /// Keep printing new lines until the run finishes.
         #[arg(long, short)]
@@ -80,11 +83,13 @@ pub(super) enum RunsCmd {
     /// Queue a failed, timed-out or cancelled run again as its next attempt.
     Retry {
         /// Run id.
+        #[arg(value_parser = parse_run_id)]
         id: i64,
     },
     /// Delete a run that is not running, with its history.
     Delete {
         /// Run id.
+        #[arg(value_parser = parse_run_id)]
         id: i64,
     },
     /// Delete finished runs older than an age (with their history and logs); prints
@@ -457,4 +462,14 @@ fn run_detail(r: &Run, node_name: Option<&str>) -> String {
         }
     }
     s
+}
+
+/// A run id from the command line, refused with what it is when it is not one.
+fn parse_run_id(s: &str) -> Result<i64, String> {
+    s.trim().parse::<i64>().map_err(|_| {
+        format!(
+            "`{}` is not a run id (a whole number)",
+            crate::error::clip(s)
+        )
+    })
 }

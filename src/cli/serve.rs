@@ -111,7 +111,9 @@ impl ServeArgs {
                 .token
                 .as_ref()
                 .or(self.config_token.as_ref())
-                .map(|t| t.0.clone()),
+                // Spaces around it are no part of a token (the header's are trimmed):
+                // one of spaces only is empty.
+                .map(|t| t.0.trim().to_string()),
         };
         match token {
             Some(t) if t.is_empty() => Err(CliError::usage(format!(

@@ -366,6 +366,9 @@ fn build(e: Enqueue, view: &TaskView, now: DateTime<Utc>) -> Result<NewRun, Erro
         (None, Some(d)) => after(now, d, "delay")?,
         (None, None) => now,
     };
+    // Whole milliseconds, as stored: what the `queued` event says is what `runs show`
+    // will say.
+    let run_at = chrono::SubsecRound::trunc_subsecs(run_at, 3);
     let timeout = match e.timeout {
         Some(d) if d.is_zero() => {
             return Err(Error::invalid("timeout", "must be longer than zero"));
