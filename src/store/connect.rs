@@ -24,7 +24,9 @@ fn ping_if_idle<C: sea_orm::sqlx::Connection>(
     meta: sea_orm::sqlx::pool::PoolConnectionMetadata,
 ) -> futures::future::BoxFuture<'_, Result<bool, sea_orm::sqlx::Error>> {
     Box::pin(async move {
-        if meta.idle_for < PING_IF_IDLE_FOR {
+        // Right after a connection was found cut (a restart, `pg_terminate_backend`),
+        // the others in the pool were most likely cut too: check each before use.
+        if meta.idle_for < PING_IF_IDLE_FOR && !super::cut_lately() {
             return Ok(true);
         }
         match conn.ping().await {

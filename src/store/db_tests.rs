@@ -897,6 +897,46 @@ async fn a_pooled_connection_the_server_dropped_is_replaced_quietly() {
     }
 }
 
+/// Connections the server ended moments ago (`pg_terminate_backend`, a failover): an
+/// enqueue on one is tried once more on a checked connection, and reads after it do
+/// not fail one by one on the other cut connections of the pool.
+#[tokio::test]
+async fn an_enqueue_on_a_connection_the_server_just_ended_goes_through() {
+    for db in databases("enqueue_after_cut").await {
+        let store = open(&db).await;
+        if !store.is_pg() {
+            continue;
+        }
+        // Several pooled connections, all in use moments ago.
+        let reads: Vec<_> = (0..4).map(|_| store.db_time_ms()).collect();
+        for r in futures::future::join_all(reads).await {
+            r.unwrap();
+        }
+        crate::test_support::execute(
+            &db.url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .await
+        .unwrap();
+        let ids = store
+            .enqueue(&[run("a", 0, 0)], t0())
+            .await
+            .unwrap_or_else(|e| panic!("the enqueue after the cut: {e:?}"));
+        assert_eq!(ids.len(), 1);
+        for _ in 0..4 {
+            store
+                .db_time_ms()
+                .await
+                .expect("a checked connection answers");
+        }
+        assert_eq!(
+            store.run(ids[0].0).await.unwrap().unwrap().status,
+            RunStatus::Queued
+        );
+    }
+}
+
 /// A silent node is judged by the heartbeat timeout it recorded: a peer with a shorter
 /// one neither flags it as silent nor declares it dead before its own time is up.
 #[tokio::test]

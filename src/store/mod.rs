@@ -116,7 +116,7 @@ pub enum StoreError {
     },
     /// A query failed.
     #[error("database error: {}", describe(.0))]
-    Db(#[from] DbErr),
+    Db(DbErr),
     /// A row holds data this version cannot read.
     #[error("corrupt row in {table} (id {id}): {message}")]
     Corrupt {
@@ -127,6 +127,50 @@ pub enum StoreError {
         /// What is wrong.
         message: String,
     },
+}
+
+impl From<DbErr> for StoreError {
+    fn from(e: DbErr) -> Self {
+        if cut_before_it_ran(&e) || lost_connection(&e) {
+            CUT_AT_MS.store(
+                chrono::Utc::now().timestamp_millis(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        StoreError::Db(e)
+    }
+}
+
+/// When this process last found a connection the server had cut (ms since the epoch).
+static CUT_AT_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// How long after a cut connection every pooled connection is checked before use.
+const CUT_LATELY: i64 = 5_000;
+
+/// Whether a connection was found cut in the last few seconds (see `ping_if_idle`).
+pub(crate) fn cut_lately() -> bool {
+    let at = CUT_AT_MS.load(std::sync::atomic::Ordering::Relaxed);
+    at != 0 && chrono::Utc::now().timestamp_millis() - at < CUT_LATELY
+}
+
+/// Whether a statement failed on a session the server had ended (an administrator, a
+/// shutdown): PostgreSQL answers a statement sent on it with that session's end, and a
+/// statement it was running when it ended it is rolled back. Trying it again on
+/// another connection is safe. (A broken connection is not counted: a statement may
+/// have committed before the break.)
+pub(crate) fn cut_before_it_ran(e: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    let (DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
+    | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))) = e
+    else {
+        return false;
+    };
+    match &**e {
+        Sqlx::Database(d) => d
+            .code()
+            .is_some_and(|c| matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
 }
 
 impl StoreError {

@@ -161,6 +161,23 @@ impl Store {
         runs: &[NewRun],
         now: DateTime<Utc>,
     ) -> Result<Vec<(i64, bool)>, EnqueueError> {
+        // A connection the server cut fails the statement before it runs; the others
+        // in the pool are checked from then on (see `cut_lately`), so once more is
+        // enough. Nothing was written: no run is enqueued twice.
+        match self.enqueue_once(runs, now).await {
+            Err(EnqueueError::Store(StoreError::Db(e))) if super::cut_before_it_ran(&e) => {
+                tracing::debug!(error = %e, "enqueue on a connection the server cut; once more");
+                self.enqueue_once(runs, now).await
+            }
+            other => other,
+        }
+    }
+
+    async fn enqueue_once(
+        &self,
+        runs: &[NewRun],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(i64, bool)>, EnqueueError> {
         let _turn = self.write_turn().await;
         let plain = runs
             .iter()
