@@ -54,6 +54,9 @@ use crate::task::{FailedRun, Registry};
 /// full `cancel_grace` on top of it would overrun that deadline.
 const SHUTDOWN_STOP: Duration = Duration::from_secs(1);
 
+/// How long a stopping node waits for its last outcomes to be written.
+const OUTCOMES_WAIT: Duration = Duration::from_secs(5);
+
 /// How long webhook deliveries may still take at shutdown when the runs used up the
 /// grace period: enough for a receiver nearby to take the last outcomes' first
 /// attempts, short against the deadline the grace period is sized for.
@@ -511,12 +514,29 @@ impl Scheduler {
         // Every executor holds a permit until it has sent its outcome.
         let _ = shared.workers.acquire_many(max).await;
         // Outcomes travel in order: once the flush marker is answered, all are written.
+        // With the database out of reach they cannot be: after a bound the node stops
+        // all the same, and the runs are taken back when their leases end, as a
+        // crashed node's are (its process would be killed soon anyway).
         let (tx, rx) = tokio::sync::oneshot::channel();
-        if shared.completions.send(Msg::Flush(tx)).is_ok() {
-            let _ = rx.await;
+        if shared.completions.send(Msg::Flush(tx)).is_ok()
+            && tokio::time::timeout(OUTCOMES_WAIT, rx).await.is_err()
+        {
+            tracing::warn!(
+                "the last outcomes could not be written within {}s (is the database out of \
+                 reach?); stopping without them: their runs are taken back when their leases end",
+                OUTCOMES_WAIT.as_secs()
+            );
         }
         shared.drained.cancel();
-        let _ = watcher.await;
+        // A beat in progress against a database out of reach would hold it for the
+        // pool's whole wait.
+        let mut watcher = watcher;
+        if tokio::time::timeout(Duration::from_secs(1), &mut watcher)
+            .await
+            .is_err()
+        {
+            watcher.abort();
+        }
         completer.abort();
         reporter.abort();
         // After the last outcomes: their webhooks get a first attempt, within what is
@@ -525,9 +545,17 @@ impl Scheduler {
             w.stop(grace_ends.max(tokio::time::Instant::now() + WEBHOOKS_LAST_MOMENT))
                 .await;
         }
-        let _ = shared.store.stop_node(&shared.node.id).await;
+        // Both bounded: with the database out of reach, the node's record ends as a
+        // crashed node's does (declared dead), and its last events are not written.
+        let _ = tokio::time::timeout(OUTCOMES_WAIT, shared.store.stop_node(&shared.node.id)).await;
         shared.stopped.cancel();
-        let _ = event_log.await;
+        let mut event_log = event_log;
+        if tokio::time::timeout(OUTCOMES_WAIT, &mut event_log)
+            .await
+            .is_err()
+        {
+            event_log.abort();
+        }
         let failed = shared
             .failed
             .lock()
@@ -547,6 +575,11 @@ impl Scheduler {
             wait_for_signal().await;
             tracing::info!("signal received");
             handle.shutdown();
+            // A second signal while the node winds down (an operator's second Ctrl-C):
+            // stop now. Runs not finished are taken back when their leases end.
+            wait_for_signal().await;
+            tracing::warn!("second signal: exiting at once, without waiting for running runs");
+            std::process::exit(130);
         });
         self.run().await
     }
