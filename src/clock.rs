@@ -169,6 +169,12 @@ impl Clock for ManualClock {
     }
 }
 
+/// `t` in whole milliseconds, as the database stores times and every output shows
+/// them: a time computed from the clock reads the same before and after it is stored.
+pub(crate) fn whole_ms(t: DateTime<Utc>) -> DateTime<Utc> {
+    chrono::SubsecRound::trunc_subsecs(t, 3)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -472,12 +472,8 @@ fn resumed(job: &Job, now: DateTime<Utc>) -> String {
 /// refused as a usage error (exit 2) like any malformed flag.
 fn parse_interval(s: &str) -> Result<Duration, String> {
     let d = parse_duration_arg(s)?;
-    if d < crate::config::MIN_INTERVAL {
-        return Err(format!(
-            "{} is shorter than a second, the finest a job fires at (each firing is a \
-             stored run); use at least 1s",
-            crate::schedule::format_duration(d)
-        ));
+    match crate::config::short_interval(d) {
+        Some(problem) => Err(format!("{problem}; use at least 1s")),
+        None => Ok(d),
     }
-    Ok(d)
 }

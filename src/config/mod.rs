@@ -310,6 +310,17 @@ pub const MAX_WORKERS: usize = 100_000;
 /// (`max_catch_up`).
 pub const MAX_CATCH_UP: u32 = 100_000;
 
+/// What is wrong with a job interval shorter than [`MIN_INTERVAL`], if it is; each
+/// place that takes one adds how to write it there.
+pub(crate) fn short_interval(d: std::time::Duration) -> Option<String> {
+    (d < MIN_INTERVAL).then(|| {
+        format!(
+            "{} is shorter than a second, the finest a job fires at (each firing is a stored run)",
+            crate::schedule::format_duration(d)
+        )
+    })
+}
+
 /// Longest job name accepted, in characters.
 pub const MAX_JOB_NAME: usize = 200;
 

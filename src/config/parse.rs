@@ -334,14 +334,12 @@ impl TableCx<'_> {
     /// A job's `interval`: a duration of at least [`MIN_INTERVAL`](super::MIN_INTERVAL).
     fn interval(&self, e: &Entry<'_, '_>) -> Result<Duration, ConfigError> {
         let d = self.duration(e, false)?;
-        if d < super::MIN_INTERVAL {
+        if let Some(problem) = super::short_interval(d) {
             return Err(self.cx.err(
                 &e.span(),
                 format!(
-                    "{} of {} is shorter than a second, the finest a job fires at (each firing \
-                     is a stored run); write at least `interval = \"1s\"`",
-                    self.what(e),
-                    schedule::format_duration(d)
+                    "{} of {problem}; write at least `interval = \"1s\"`",
+                    self.what(e)
                 ),
             ));
         }

@@ -368,7 +368,7 @@ fn build(e: Enqueue, view: &TaskView, now: DateTime<Utc>) -> Result<NewRun, Erro
     };
     // Whole milliseconds, as stored: what the `queued` event says is what `runs show`
     // will say.
-    let run_at = chrono::SubsecRound::trunc_subsecs(run_at, 3);
+    let run_at = crate::clock::whole_ms(run_at);
     let timeout = match e.timeout {
         Some(d) if d.is_zero() => {
             return Err(Error::invalid("timeout", "must be longer than zero"));

@@ -176,7 +176,7 @@ impl Admin {
         let mean =
             (!durations.is_empty()).then(|| durations.iter().sum::<i64>() / durations.len() as i64);
         // Whole milliseconds, as every stored time is.
-        let earliest = chrono::SubsecRound::trunc_subsecs(run.run_at.max(now), 3);
+        let earliest = crate::clock::whole_ms(run.run_at.max(now));
         let start = match mean {
             Some(m) => {
                 let rounds = ahead.div_ceil(capacity) as i64;

@@ -266,14 +266,10 @@ fn check_schedule(s: &Schedule) -> Result<(), Error> {
         if d.is_zero() {
             return Err(Error::invalid("interval", "must be longer than zero"));
         }
-        if *d < crate::config::MIN_INTERVAL {
+        if let Some(problem) = crate::config::short_interval(*d) {
             return Err(Error::invalid(
                 "interval",
-                format!(
-                    "{} is shorter than a second, the finest a job fires at (each firing is a \
-                     stored run); use at least 1s, or enqueue runs for finer work",
-                    crate::schedule::format_duration(*d)
-                ),
+                format!("{problem}; use at least 1s, or enqueue runs for finer work"),
             ));
         }
         if *d > crate::schedule::MAX_DURATION {

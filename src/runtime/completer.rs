@@ -33,11 +33,11 @@ fn emit(shared: &Shared, done: &Done, statuses: &std::collections::HashMap<i64, 
         let (kind, data) = match (&done.completion, status) {
             (Completion::Retry { error, run_at, .. }, RunStatus::Queued) => (
                 EventKind::RunRetried,
-                serde_json::json!({ "attempt": attempt, "error": error, "retry_at": ms(*run_at) }),
+                serde_json::json!({ "attempt": attempt, "error": error, "retry_at": crate::clock::whole_ms(*run_at) }),
             ),
             (Completion::Snoozed { run_at, .. }, RunStatus::Queued) => (
                 EventKind::RunQueued,
-                serde_json::json!({ "attempt": attempt, "run_at": ms(*run_at), "snoozed": true }),
+                serde_json::json!({ "attempt": attempt, "run_at": crate::clock::whole_ms(*run_at), "snoozed": true }),
             ),
             (Completion::Released { .. }, _) => (
                 EventKind::RunQueued,
@@ -262,9 +262,4 @@ async fn write(shared: &Shared, batch: &mut Vec<Done>) {
     if requeued || !shared.claim_limits.is_empty() {
         shared.signals.wake_dispatcher.notify_one();
     }
-}
-
-/// A time in whole milliseconds, as the database stores it and every output shows it.
-fn ms(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
-    chrono::SubsecRound::trunc_subsecs(t, 3)
 }
