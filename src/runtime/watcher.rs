@@ -26,6 +26,12 @@ const BACKSTOP_FACTOR: u32 = 10;
 
 pub(super) async fn run(shared: Arc<Shared>) {
     let mut seen = shared.store.change_marker().await.unwrap_or((0, 0));
+    // The planner and the dispatcher made their first look concurrently with this read:
+    // a run enqueued or a job changed by another process between their look and this
+    // read is in `seen` already, and no later change of the marker would wake them for
+    // it. One look after the read closes that window.
+    shared.signals.wake_planner.notify_one();
+    shared.signals.wake_dispatcher.notify_one();
     let mut ticker = tokio::time::interval(shared.poll_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // A `[retention] every` shorter than the maintenance interval is kept too.
