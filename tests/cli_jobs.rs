@@ -713,6 +713,36 @@ async fn jobs_update_changes_the_schedule() {
             "the schedule stays"
         );
 
+        // A priority and a callback URL can be taken away again.
+        cli(
+            url,
+            &[
+                "jobs",
+                "update",
+                "j",
+                "--callback-url",
+                "http://127.0.0.1:9/h",
+            ],
+        )
+        .await
+        .ok();
+        let job = node.admin.job("j").await.unwrap();
+        assert_eq!(job.callback_url.as_deref(), Some("http://127.0.0.1:9/h"));
+        cli(
+            url,
+            &["jobs", "update", "j", "--no-priority", "--no-callback-url"],
+        )
+        .await
+        .ok();
+        let job = node.admin.job("j").await.unwrap();
+        assert_eq!((job.priority, job.callback_url), (None, None));
+        let out = cli(
+            url,
+            &["jobs", "update", "j", "--priority", "1", "--no-priority"],
+        )
+        .await;
+        assert_eq!(out.code, 2, "{out:#?}");
+
         let out = cli(url, &["jobs", "update", "j"]).await;
         assert_eq!(out.code, 2, "a usage error: {out:#?}");
         assert!(out.stderr.contains("nothing to change"), "{out:#?}");

@@ -67,6 +67,12 @@ pub(super) enum JobsCmd {
         name: String,
         #[command(flatten)]
         def: JobDef,
+        /// Its runs take the task's priority again.
+        #[arg(long, conflicts_with = "priority")]
+        no_priority: bool,
+        /// Its finished runs are no longer posted anywhere.
+        #[arg(long, conflicts_with = "callback_url")]
+        no_callback_url: bool,
     },
     /// Delete a job created at run time (or one no longer declared): its queued runs
     /// are cancelled, its running ones asked to stop.
@@ -328,11 +334,22 @@ pub(super) async fn run(
                 )
             })
         }
-        JobsCmd::Update { name, def } => {
-            let changes = def.changes()?;
+        JobsCmd::Update {
+            name,
+            def,
+            no_priority,
+            no_callback_url,
+        } => {
+            let mut changes = def.changes()?;
+            if no_priority {
+                changes = changes.priority(None);
+            }
+            if no_callback_url {
+                changes = changes.callback_url(None);
+            }
             if changes == JobChanges::new() {
                 return Err(CliError::usage(
-                    "nothing to change: give --schedule, --timezone, --dst, --interval, --at, --params, --priority, a policy flag or --callback-url",
+                    "nothing to change: give --schedule, --timezone, --dst, --interval, --at, --params, --priority (or --no-priority), a policy flag or --callback-url (or --no-callback-url)",
                 ));
             }
             let job = admin.update_job(&name, changes).await?;
