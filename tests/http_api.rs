@@ -831,6 +831,28 @@ async fn jobs_are_created_changed_paused_triggered_and_deleted() {
             .await
             .expect(200);
         assert_eq!(reset["priority"], Value::Null);
+        // `paused` pauses and resumes, alone or beside a change.
+        let paused = api
+            .patch(
+                "/api/v1/jobs/nightly",
+                &json!({"paused": true, "priority": 2}),
+            )
+            .await
+            .expect(200);
+        assert_eq!(
+            (paused["paused"].clone(), paused["priority"].clone()),
+            (json!(true), json!(2))
+        );
+        assert!(node.admin.job("nightly").await.unwrap().paused);
+        let resumed = api
+            .patch("/api/v1/jobs/nightly", &json!({"paused": false}))
+            .await
+            .expect(200);
+        assert_eq!(resumed["paused"], false);
+        assert!(!node.admin.job("nightly").await.unwrap().paused);
+        api.patch("/api/v1/jobs/ghost", &json!({"paused": true}))
+            .await
+            .error(404, "not_found");
         api.patch("/api/v1/jobs/nightly", &json!({}))
             .await
             .error(400, "invalid_input");

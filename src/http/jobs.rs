@@ -244,6 +244,9 @@ pub(crate) struct UpdateJob {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     callback_url: Option<Option<String>>,
+    /// `true` pauses the job, `false` resumes it, as `POST .../pause` and
+    /// `.../resume` do (alone, this applies to declared jobs too).
+    paused: Option<bool>,
 }
 
 /// Every job, by name.
@@ -379,14 +382,22 @@ pub(crate) async fn update(
     }
     c.priority = req.priority;
     c.callback_url = req.callback_url;
-    if c == JobChanges::new() {
-        return Err(ApiError::field(
-            "body",
-            "nothing to change: give schedule, timezone, dst, interval, at, params, priority, \
-             a policy or callback_url",
-        ));
-    }
-    Ok(Json(st.admin.update_job(&name, c).await?))
+    let job = match (c == JobChanges::new(), req.paused) {
+        (true, None) => {
+            return Err(ApiError::field(
+                "body",
+                "nothing to change: give schedule, timezone, dst, interval, at, params, \
+                 priority, a policy, callback_url or paused",
+            ));
+        }
+        (true, Some(_)) => None,
+        (false, _) => Some(st.admin.update_job(&name, c).await?),
+    };
+    Ok(Json(match req.paused {
+        Some(true) => st.admin.pause_job(&name).await?,
+        Some(false) => st.admin.resume_job(&name).await?,
+        None => job.expect("a change was made"),
+    }))
 }
 
 /// What a delete did.
