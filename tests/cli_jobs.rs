@@ -961,6 +961,46 @@ async fn jobs_delete_removes_finished_runs_unless_keep_history() {
         assert!(node.admin.job("kept").await.is_err(), "the job is gone");
         let run = node.admin.run(runs[1]).await.expect("its run is kept");
         assert_eq!(run.status, RunStatus::Succeeded);
+        // A kept run still names its job, and is found by it.
+        assert_eq!(run.job.as_deref(), Some("kept"), "{run:?}");
+        let listed = cli(url, &["runs", "list", "--job", "kept", "--json"])
+            .await
+            .ok()
+            .json();
+        let listed: Vec<i64> = listed["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_i64().unwrap())
+            .collect();
+        assert_eq!(listed, vec![runs[1]]);
+        // A job made anew under another name does not take the deleted one's id (which
+        // SQLite would hand out again): the kept run stays the deleted job's.
+        cli(
+            url,
+            &[
+                "jobs",
+                "create",
+                "fresh",
+                "--task",
+                "hello",
+                "--interval",
+                "1h",
+            ],
+        )
+        .await
+        .ok();
+        let fresh = node.admin.job("fresh").await.unwrap();
+        assert_ne!(Some(fresh.id), run.job_id, "{fresh:?}");
+        assert_eq!(
+            node.admin.run(runs[1]).await.unwrap().job.as_deref(),
+            Some("kept")
+        );
+        let none = cli(url, &["runs", "list", "--job", "fresh", "--json"])
+            .await
+            .ok()
+            .json();
+        assert_eq!(none["runs"], json!([]));
 
         let err = cli(url, &["jobs", "delete", "kept"]).await.fails();
         assert!(err.contains("no job named `kept`"), "{err}");
@@ -1033,7 +1073,11 @@ async fn jobs_delete_stops_the_jobs_running_run() {
             "the running run is asked to stop: {d}"
         );
         let run = common::wait_status(&node.admin, id, RunStatus::Cancelled).await;
-        assert_eq!(run.job, None, "its job is gone");
+        assert_eq!(
+            run.job.as_deref(),
+            Some("j"),
+            "a run that outlived its job still names it"
+        );
         node.stop().await;
     }
 }

@@ -42,14 +42,15 @@ impl Admin {
         if filter.page > u64::MAX / RunFilter::MAX_PAGE_SIZE {
             return Err(Error::invalid("page", "page number too large"));
         }
-        if let Some(job) = &filter.job
-            && self.store().job(job).await?.is_none()
-        {
-            return Err(self.job_not_found(job).await);
-        }
         let page = self.store().runs(filter).await?;
-        // A filter that matches nothing may name nothing: say so, as for a job.
+        // A filter that matches nothing may name nothing: say so. (A deleted job's
+        // kept runs are found by its name, so a job is looked up only here.)
         if page.total == 0 {
+            if let Some(job) = &filter.job
+                && self.store().job(job).await?.is_none()
+            {
+                return Err(self.job_not_found(job).await);
+            }
             if let Some(task) = &filter.task
                 && let Some(e) = self.unknown_task_filter(task).await?
             {

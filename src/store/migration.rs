@@ -22,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000005_announced_runs::Migration),
             Box::new(m20261130_000006_node_names::Migration),
             Box::new(m20261130_000007_node_heartbeat_timeouts::Migration),
+            Box::new(m20261130_000008_former_jobs::Migration),
         ]
     }
 
@@ -343,6 +344,7 @@ pub(crate) const TABLES: &[(&str, &[&str])] = &[
         ],
     ),
     ("kairos_meta", &["key", "value"]),
+    ("kairos_former_jobs", &["id", "name", "deleted_at"]),
 ];
 
 /// Indexes, created with `IF NOT EXISTS`.
@@ -986,6 +988,52 @@ mod m20261130_000007_node_heartbeat_timeouts {
                     .execute_unprepared("ALTER TABLE kairos_nodes DROP COLUMN heartbeat_timeout_ms")
                     .await?;
             }
+            Ok(())
+        }
+    }
+}
+
+/// Indexes of [`m20261130_000008_former_jobs`].
+pub(crate) const FORMER_JOB_INDEXES: &[(&str, &str)] = &[(
+    "kairos_former_jobs_name",
+    "CREATE INDEX IF NOT EXISTS kairos_former_jobs_name ON kairos_former_jobs (name)",
+)];
+
+/// Deleted jobs: their id and name. Runs kept past their job's deletion (`jobs delete
+/// --keep-history`, or running at the time) still name their job and are found by it.
+/// On SQLite, whose row ids are reused once the highest is deleted, this also keeps a
+/// new job from taking a deleted one's id (and with it the old runs and slots).
+mod m20261130_000008_former_jobs {
+    use super::*;
+
+    pub(super) struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261130_000008_former_jobs"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            let db = manager.get_connection();
+            db.execute_unprepared(
+                "CREATE TABLE IF NOT EXISTS kairos_former_jobs (id BIGINT NOT NULL PRIMARY KEY, \
+                 name TEXT NOT NULL, deleted_at BIGINT NOT NULL)",
+            )
+            .await?;
+            for (_, sql) in FORMER_JOB_INDEXES {
+                db.execute_unprepared(sql).await?;
+            }
+            Ok(())
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .get_connection()
+                .execute_unprepared("DROP TABLE IF EXISTS kairos_former_jobs")
+                .await?;
             Ok(())
         }
     }

@@ -99,8 +99,10 @@ impl Store {
         }
         if let Some(name) = &filter.job {
             let p = arg(&mut values, Value::from(name.clone()));
+            // Runs kept past their job's deletion are found by its name too.
             conds.push(format!(
-                "job_id IN (SELECT id FROM kairos_jobs WHERE name = {p})"
+                "job_id IN (SELECT id FROM kairos_jobs WHERE name = {p} \
+                 UNION ALL SELECT id FROM kairos_former_jobs WHERE name = {p})"
             ));
         }
         for (k, v) in &filter.tags {
@@ -180,9 +182,11 @@ impl Store {
         ids.dedup();
         let mut out = HashMap::new();
         for chunk in ids.chunks(500) {
+            // A deleted job's runs (kept, or running when it was deleted) still name it.
+            let list = placeholders(1, chunk.len());
             let sql = format!(
-                "SELECT id, name FROM kairos_jobs WHERE id IN ({})",
-                placeholders(1, chunk.len())
+                "SELECT id, name FROM kairos_jobs WHERE id IN ({list}) \
+                 UNION ALL SELECT id, name FROM kairos_former_jobs WHERE id IN ({list})"
             );
             for r in self
                 .db

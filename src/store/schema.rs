@@ -21,7 +21,7 @@ use sea_orm::{ConnectionTrait, TransactionTrait};
 use sea_orm_migration::{MigratorTrait, SchemaManager};
 
 use super::migration::{
-    INDEXES, INSIGHT_INDEXES, LEAN_INDEXES, Migrator, REPLACED_INDEXES, TABLES,
+    FORMER_JOB_INDEXES, INDEXES, INSIGHT_INDEXES, LEAN_INDEXES, Migrator, REPLACED_INDEXES, TABLES,
 };
 use super::{Lock, Store, StoreError, write_txn};
 
@@ -225,6 +225,7 @@ impl Store {
             .iter()
             .chain(INSIGHT_INDEXES)
             .chain(LEAN_INDEXES)
+            .chain(FORMER_JOB_INDEXES)
             .filter(|(name, _)| !REPLACED_INDEXES.contains(name));
         for (name, _) in expected {
             let table_missing = missing
