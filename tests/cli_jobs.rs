@@ -743,6 +743,35 @@ async fn jobs_update_changes_the_schedule() {
         .await;
         assert_eq!(out.code, 2, "{out:#?}");
 
+        // Policies that could never act are refused: `hello` has no max_instances, and
+        // the job's misfire policy is not catch_up.
+        let err = cli(url, &["jobs", "update", "j", "--overlap", "replace"])
+            .await
+            .fails();
+        assert!(
+            err.contains("overlap") && err.contains("no max_instances"),
+            "{err}"
+        );
+        let err = cli(url, &["jobs", "update", "j", "--max-catch-up", "3"])
+            .await
+            .fails();
+        assert!(err.contains("applies only with misfire catch_up"), "{err}");
+        cli(
+            url,
+            &[
+                "jobs",
+                "update",
+                "j",
+                "--misfire",
+                "catch_up",
+                "--max-catch-up",
+                "3",
+            ],
+        )
+        .await
+        .ok();
+        assert_eq!(node.admin.job("j").await.unwrap().policy.max_catch_up, 3);
+
         let out = cli(url, &["jobs", "update", "j"]).await;
         assert_eq!(out.code, 2, "a usage error: {out:#?}");
         assert!(out.stderr.contains("nothing to change"), "{out:#?}");

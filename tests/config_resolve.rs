@@ -603,6 +603,7 @@ fn policies_merge_config_over_macro_over_defaults() {
         schedule: Some("30 2 * * *"),
         misfire: Some(kairos::Misfire::Skip),
         overlap: Some(kairos::Overlap::Queue),
+        max_instances: Some(2),
         dst: Some(kairos::schedule::DstPolicy::Both),
         ..TaskDef::new("nightly", h, "src/n.rs:1")
     }])
@@ -634,4 +635,81 @@ fn policies_merge_config_over_macro_over_defaults() {
         kairos::Misfire::CatchUp,
         "the task's policy is the base"
     );
+}
+
+/// Policy keys that could never act are refused where they are written: a
+/// `max_catch_up` where nothing catches up, an `overlap` on a task without
+/// `max_instances` (its runs overlap freely, whatever `overlap` says).
+#[test]
+fn policy_keys_that_cannot_act_are_refused() {
+    let registry = Registry::from_tasks([
+        TaskDef::new("plain", h, "src/p.rs:1"),
+        TaskDef {
+            overlap: Some(kairos::Overlap::Skip),
+            ..TaskDef::new("says_skip", h, "src/s.rs:7")
+        },
+    ])
+    .unwrap();
+    let resolve = |text: &str| {
+        Config::parse(text, "jobs.toml")
+            .unwrap()
+            .resolve(&registry)
+            .map(|_| ())
+    };
+    let job = |extra: &str| {
+        format!(
+            "[tasks.says_skip]\nmax_instances = 1\n\n[[jobs]]\nname = \"j\"\ntask = \"plain\"\ninterval = \"1h\"\n{extra}"
+        )
+    };
+    for (text, at, words) in [
+        (
+            job("max_catch_up = 3\n"),
+            (8, 16),
+            "`max_catch_up` applies only with `misfire = \"catch_up\"`, and the misfire policy of [[jobs]] `j` is `run_once`",
+        ),
+        (
+            job("overlap = \"skip\"\n"),
+            (4, 1),
+            "`overlap = \"skip\"` of [[jobs]] `j` has no effect",
+        ),
+        (
+            "[tasks.says_skip]\nmax_instances = 1\n\n[tasks.plain]\nmax_catch_up = 4\n".to_string(),
+            (5, 16),
+            "the misfire policy of task `plain` is `run_once`",
+        ),
+        (
+            "[tasks.says_skip]\nmax_instances = 1\n\n[tasks.plain]\noverlap = \"replace\"\n"
+                .to_string(),
+            (4, 8),
+            "add `max_instances = 1` to [tasks.plain] or remove `overlap`",
+        ),
+    ] {
+        match resolve(&text) {
+            Err(ConfigError::Invalid {
+                line,
+                column,
+                message,
+                ..
+            }) => {
+                assert_eq!((line, column), at, "{message}");
+                assert!(message.contains(words), "{message}");
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+    // The macro's overlap without max_instances anywhere: named with its location.
+    match resolve("") {
+        Err(ConfigError::Other(m)) => assert!(
+            m.contains("task `says_skip` (at src/s.rs:7) sets `overlap = \"skip\"`"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // Fine: max_catch_up on a task whose [[jobs]] entry catches up, and an overlap
+    // with max_instances.
+    resolve(&format!(
+        "{}\n[tasks.plain]\nmax_catch_up = 4\nmax_instances = 2\noverlap = \"queue\"\n",
+        job("misfire = \"catch_up\"\n")
+    ))
+    .unwrap();
 }

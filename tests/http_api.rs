@@ -730,18 +730,42 @@ async fn jobs_are_created_changed_paused_triggered_and_deleted() {
     for db in common::databases("jobs_are_created_changed").await {
         let node = start_node(&db.url).await;
         let api = serve(&db.url, HttpOptions::new()).await;
+        // `hello` has no max_instances: its runs overlap freely, whatever `overlap` says.
+        let e = api
+            .post(
+                "/api/v1/jobs",
+                &json!({"name": "nightly", "task": "hello", "schedule": "0 3 * * *",
+                        "overlap": "skip"}),
+            )
+            .await
+            .error(400, "invalid_input");
+        assert_eq!(e["details"]["field"], "overlap", "{e}");
+        assert!(
+            e["message"].as_str().unwrap().contains("no max_instances"),
+            "{e}"
+        );
+        let e = api
+            .post(
+                "/api/v1/jobs",
+                &json!({"name": "nightly", "task": "hello", "schedule": "0 3 * * *",
+                        "max_catch_up": 3}),
+            )
+            .await
+            .error(400, "invalid_input");
+        assert_eq!(e["details"]["field"], "max_catch_up", "{e}");
         let job = api
             .post(
                 "/api/v1/jobs",
                 &json!({"name": "nightly", "task": "hello", "schedule": "0 3 * * *",
-                        "timezone": "Europe/Paris", "params": {"x": 1}, "overlap": "queue"}),
+                        "timezone": "Europe/Paris", "params": {"x": 1}, "misfire": "catch_up",
+                        "max_catch_up": 3}),
             )
             .await
             .expect(201);
         assert_eq!(job["name"], "nightly");
         assert_eq!(job["schedule"]["kind"], "cron");
         assert_eq!(job["schedule"]["timezone"], "Europe/Paris");
-        assert_eq!(job["overlap"], "queue");
+        assert_eq!(job["max_catch_up"], 3);
         assert_eq!(job["source"], "api");
         assert!(job["next_run_at"].is_string());
         api.post(

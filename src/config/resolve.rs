@@ -15,6 +15,7 @@ use super::{
 use crate::job::{DEFAULT_QUEUE, JobSpec, TaskPolicy};
 use crate::model::{JobPolicy, JobSource};
 use crate::schedule::{self, CronSchedule, DstPolicy, Schedule, Tz};
+use crate::task::{Misfire, Overlap};
 use crate::task::{Registry, TaskDef};
 
 /// See [`Config::resolve`].
@@ -73,6 +74,25 @@ pub(super) fn resolve(
             Trigger::Once(t) => Schedule::Once(*t),
         };
         check_job_params(config, registry, entry)?;
+        let job_policy = apply_keys(task_policy.job_policy, &entry.policy);
+        if let Some(n) = &entry.policy.max_catch_up
+            && job_policy.misfire != Misfire::CatchUp
+        {
+            return Err(config.invalid(
+                n.pos,
+                catch_up_alone(&format!("[[jobs]] `{name}`"), job_policy.misfire),
+            ));
+        }
+        if entry.policy.overlap.is_some() {
+            check_overlap(
+                config,
+                entry.pos,
+                &format!("[[jobs]] `{name}`"),
+                &entry.task.value,
+                job_policy.overlap,
+                task_policy.max_instances,
+            )?;
+        }
         jobs.push(JobSpec {
             name: name.clone(),
             task: entry.task.value.clone(),
@@ -80,14 +100,98 @@ pub(super) fn resolve(
             params: entry.params.clone(),
             enabled: entry.enabled,
             priority: entry.priority,
-            policy: apply_keys(task_policy.job_policy, &entry.policy),
+            policy: job_policy,
             source: JobSource::Config,
             callback_url: entry.callback_url.clone(),
         });
     }
 
+    check_task_policies(config, registry, &policies)?;
     jobs.sort_by(|a, b| a.name.cmp(&b.name));
     Ok((jobs, policies))
+}
+
+/// The message for a `max_catch_up` given where the misfire policy is not `catch_up`.
+fn catch_up_alone(whose: &str, misfire: Misfire) -> String {
+    format!(
+        "`max_catch_up` applies only with `misfire = \"catch_up\"`, and the misfire policy of \
+         {whose} is `{}`; add `misfire = \"catch_up\"` or remove `max_catch_up`",
+        misfire.as_str()
+    )
+}
+
+/// `overlap` says what a new run does while the task's `max_instances` runs are going;
+/// without that limit it would silently do nothing (runs overlap freely).
+fn check_overlap(
+    config: &Config,
+    pos: Pos,
+    whose: &str,
+    task: &str,
+    overlap: Overlap,
+    max_instances: Option<u32>,
+) -> Result<(), ConfigError> {
+    if max_instances.is_some() {
+        return Ok(());
+    }
+    Err(config.invalid(
+        pos,
+        format!(
+            "`overlap = \"{}\"` of {whose} has no effect: it says what a new run does while \
+             task `{task}` has its `max_instances` runs going, and it has no `max_instances` \
+             (its runs overlap freely); add `max_instances = 1` to [tasks.{task}] or remove \
+             `overlap`",
+            overlap.as_str()
+        ),
+    ))
+}
+
+/// `[tasks.<name>]` policy keys that could never act: `max_catch_up` where neither the
+/// task's own job nor any of its [[jobs]] entries catches up, and an `overlap` (from the
+/// file or the macro) on a task without `max_instances`.
+fn check_task_policies(
+    config: &Config,
+    registry: &Registry,
+    policies: &HashMap<String, TaskPolicy>,
+) -> Result<(), ConfigError> {
+    for task in registry.tasks() {
+        let p = &policies[task.name];
+        let o = config.tasks.get(task.name);
+        if let Some(n) = o.and_then(|o| o.policy.max_catch_up.as_ref())
+            && p.job_policy.misfire != Misfire::CatchUp
+            && !config.jobs.iter().any(|e| {
+                e.task.value == task.name
+                    && apply_keys(p.job_policy, &e.policy).misfire == Misfire::CatchUp
+            })
+        {
+            return Err(config.invalid(
+                n.pos,
+                catch_up_alone(&format!("task `{}`", task.name), p.job_policy.misfire),
+            ));
+        }
+        match o.filter(|o| o.policy.overlap.is_some()) {
+            Some(o) => check_overlap(
+                config,
+                o.pos,
+                &format!("[tasks.{}]", task.name),
+                task.name,
+                p.job_policy.overlap,
+                p.max_instances,
+            )?,
+            None if task.overlap.is_some() && p.max_instances.is_none() => {
+                return Err(ConfigError::Other(format!(
+                    "task `{}` (at {}) sets `overlap = \"{}\"`, which acts when its \
+                     `max_instances` runs are going, and it has no `max_instances`; add \
+                     `max_instances` to it or to [tasks.{}] in jobs.toml, or remove `overlap`",
+                    task.name,
+                    task.location,
+                    p.job_policy.overlap.as_str(),
+                    task.name
+                )));
+            }
+            None => {}
+        }
+    }
+    Ok(())
 }
 
 /// Every task named by `[tasks.<name>]` or `[[jobs]] task = ...` must be registered;

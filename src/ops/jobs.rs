@@ -209,7 +209,35 @@ impl JobChanges {
         if let Some(o) = self.overlap {
             p.overlap = o;
         }
+        if self.max_catch_up.is_some() && p.misfire != Misfire::CatchUp {
+            return Err(Error::invalid(
+                "max_catch_up",
+                format!(
+                    "applies only with misfire catch_up, and the job's misfire policy is {}; \
+                     give misfire catch_up too, or leave max_catch_up out",
+                    p.misfire.as_str()
+                ),
+            ));
+        }
         Ok(p)
+    }
+
+    /// `overlap` says what a new run does while the task's `max_instances` runs are
+    /// going; without that limit it would silently do nothing (runs overlap freely).
+    fn check_overlap(&self, task: &str, max_instances: Option<u32>) -> Result<(), Error> {
+        match self.overlap {
+            Some(o) if max_instances.is_none() => Err(Error::invalid(
+                "overlap",
+                format!(
+                    "{} has no effect: it says what a new run does while task `{task}` \
+                         has its max_instances runs going, and it has no max_instances (its \
+                         runs overlap freely; set one in #[kairos::task] or [tasks.{task}] of \
+                         jobs.toml); leave overlap out",
+                    o.as_str()
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The schedule of `job` after these changes; `default_tz` is the zone of a cron
@@ -379,6 +407,8 @@ impl Admin {
         }
         check_schedule(&new.schedule)?;
         let view = self.task_view(&new.task).await?;
+        new.changes
+            .check_overlap(&new.task, view.policy.max_instances)?;
         let params = check_params(&new.task, new.params, &view.check)?;
         let spec = JobSpec {
             name: new.name.clone(),
@@ -423,6 +453,10 @@ impl Admin {
         }
         let schedule = changes.schedule_of(&job, self.defaults().timezone)?;
         check_schedule(&schedule)?;
+        if changes.overlap.is_some() {
+            let view = self.task_view(&job.task).await?;
+            changes.check_overlap(&job.task, view.policy.max_instances)?;
+        }
         let params = match &changes.params {
             Some(p) => {
                 let view = self.task_view(&job.task).await?;
