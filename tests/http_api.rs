@@ -226,6 +226,19 @@ async fn runs_are_created_read_and_listed_with_filters() {
             .await
             .error(400, "invalid_input");
         assert_eq!(e["details"]["field"], "created_after");
+        // Swapped bounds could match nothing: said so, not an empty page.
+        let e = api
+            .get("/api/v1/runs?created_after=1h&created_before=2h")
+            .await
+            .error(400, "invalid_input");
+        assert_eq!(e["details"]["field"], "created_after");
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .contains("is not before created_before"),
+            "{e}"
+        );
         let e = api
             .get("/api/v1/runs?page=x")
             .await
@@ -681,6 +694,11 @@ async fn runs_are_cancelled_retried_deleted_cleaned_up_and_logged() {
         api.get(&format!("/api/v1/runs/{logged}/logs?tail=1"))
             .await
             .error(400, "unknown_parameter");
+        let e = api
+            .get(&format!("/api/v1/runs/{logged}/logs?limit=0"))
+            .await
+            .error(400, "invalid_input");
+        assert_eq!(e["details"]["field"], "limit");
 
         // Delete.
         let d = api

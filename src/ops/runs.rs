@@ -42,6 +42,20 @@ impl Admin {
         if filter.page > u64::MAX / RunFilter::MAX_PAGE_SIZE {
             return Err(Error::invalid("page", "page number too large"));
         }
+        // Most likely the two bounds swapped ("after 1h ago, before 2h ago"): no run
+        // could match, and an empty page would not say why.
+        if let (Some(after), Some(before)) = (filter.created_after, filter.created_before)
+            && after >= before
+        {
+            return Err(Error::invalid(
+                "created_after",
+                format!(
+                    "{} is not before created_before ({}): no run could match; swap the two",
+                    after.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    before.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                ),
+            ));
+        }
         let page = self.store().runs(filter).await?;
         // A filter that matches nothing may name nothing: say so. (A deleted job's
         // kept runs are found by its name, so a job is looked up only here.)
@@ -131,6 +145,9 @@ impl Admin {
     /// A run's log lines after line `after` (0: from the first), oldest first, at most
     /// `limit`.
     pub async fn run_logs(&self, id: i64, after: i64, limit: u64) -> Result<Vec<RunLog>, Error> {
+        if limit == 0 {
+            return Err(Error::invalid("limit", "must be at least 1"));
+        }
         let logs = self.store().run_logs(id, after, limit.min(10_000)).await?;
         if logs.is_empty() && after == 0 {
             // Tell "no such run" from "no lines yet".
