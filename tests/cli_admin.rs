@@ -43,7 +43,7 @@ fn cron_next_prints_rfc3339_times_strictly_after_from() {
             "cron",
             "next",
             "30 2 * * *",
-            "--tz",
+            "--timezone",
             "America/New_York",
             "--from",
             "2026-03-08T05:00:00Z",

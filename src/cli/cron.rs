@@ -14,8 +14,8 @@ pub(super) enum CronCmd {
     Next {
         /// Cron expression (5 fields, 6 with seconds, or @daily ...).
         expr: String,
-        /// IANA time zone the expression is read in.
-        #[arg(long, default_value = "UTC")]
+        /// IANA time zone the expression is read in (and the times are printed in).
+        #[arg(long, alias = "timezone", default_value = "UTC")]
         tz: String,
         /// Daylight-saving rule: debian (default), skip or both.
         #[arg(long, default_value = "debian")]
