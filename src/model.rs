@@ -832,7 +832,8 @@ pub struct Health {
     pub database: bool,
     /// Nodes whose heartbeat is fresh.
     pub live_workers: u64,
-    /// The newest heartbeat of a running node.
+    /// The newest heartbeat of a running node; when none is running, the last beat
+    /// of any (when the last node stopped or died). `None`: no node ever ran.
     pub last_heartbeat: Option<DateTime<Utc>>,
     /// What is wrong, in words.
     pub reasons: Vec<String>,

@@ -205,6 +205,17 @@ async fn stats_health_and_cleanup() {
     let out = cli(url, &["health"]).await;
     assert_eq!(out.code, 1, "{out:#?}");
     assert!(out.stdout.contains("unhealthy"), "{out:#?}");
+    // With every node stopped, the report still says when the last one beat.
+    assert!(
+        out.stdout
+            .contains("no node is running against this database (the last heartbeat was at 20"),
+        "{out:#?}"
+    );
+    let h = cli(url, &["health", "--json"]).await.json();
+    let last = h["last_heartbeat"].as_str().expect("the last heartbeat");
+    let last = chrono::DateTime::parse_from_rfc3339(last).unwrap();
+    let age = chrono::Utc::now() - last.with_timezone(&chrono::Utc);
+    assert!(age < chrono::Duration::minutes(1), "{h}");
 }
 
 /// A zero `--max-age` would call every node stale: it is refused as a usage error

@@ -210,7 +210,7 @@ impl Admin {
         match self.store().live_workers(max_age).await {
             Ok(live) => {
                 h.live_workers = live.workers;
-                h.last_heartbeat = live.newest;
+                h.last_heartbeat = live.newest.or(live.last_beat);
                 if live.workers > 0 && live.unpaused == 0 {
                     h.warnings.push(
                         "every live node is paused: no run starts until `kairos nodes resume`"
@@ -229,7 +229,14 @@ impl Admin {
                             "no node beat {within}: the newest heartbeat is {}s old",
                             age.as_secs()
                         ),
-                        None => "no node is running against this database".to_string(),
+                        None => match live.last_beat {
+                            Some(t) => format!(
+                                "no node is running against this database (the last heartbeat \
+                                 was at {})",
+                                t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                            ),
+                            None => "no node is running against this database".to_string(),
+                        },
                     });
                 }
             }

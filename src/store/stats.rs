@@ -60,6 +60,8 @@ pub(crate) struct LiveWorkers {
     pub(crate) newest: Option<DateTime<Utc>>,
     /// How old that heartbeat is.
     pub(crate) newest_age: Option<std::time::Duration>,
+    /// The newest heartbeat of any node, a stopped or dead one's last included.
+    pub(crate) last_beat: Option<DateTime<Utc>>,
 }
 
 impl Store {
@@ -187,6 +189,7 @@ impl Store {
                      AND heartbeat_at >= {now} - COALESCE($1, heartbeat_timeout_ms, $2) \
                      AND NOT paused) AS unpaused, \
                      (SELECT MAX(heartbeat_at) FROM kairos_nodes WHERE status = 'running') AS newest, \
+                     (SELECT MAX(heartbeat_at) FROM kairos_nodes) AS last_beat, \
                      {now} AS db_now",
                     now = self.db_now_ms()
                 ),
@@ -214,6 +217,7 @@ impl Store {
             newest: newest.map(from_ms),
             newest_age: newest
                 .map(|t| std::time::Duration::from_millis((db_now - t).max(0) as u64)),
+            last_beat: r.try_get::<Option<i64>>("", "last_beat")?.map(from_ms),
         })
     }
 
