@@ -254,6 +254,21 @@ async fn websocket_subscriptions_select_runs_jobs_and_tags() {
         let e = ws_next(&mut ws).await.unwrap();
         assert_eq!(e["type"], "error");
         assert_eq!(e["error"]["details"]["field"], "run");
+        // A subscription naming nothing known would wait forever: refused as the
+        // event stream's filters are.
+        for (bad, code) in [
+            (json!({"type": "subscribe", "job": "tock"}), "not_found"),
+            (json!({"type": "subscribe", "run": 987654}), "not_found"),
+            (json!({"type": "subscribe", "task": "helo"}), "unknown_task"),
+        ] {
+            ws_send(&mut ws, bad.clone()).await;
+            let e = ws_next(&mut ws).await.unwrap();
+            assert_eq!(
+                (e["type"].as_str(), e["error"]["code"].as_str()),
+                (Some("error"), Some(code)),
+                "{bad}: {e}"
+            );
+        }
         ws.send(Message::Text("not json".into())).await.unwrap();
         assert_eq!(
             ws_next(&mut ws).await.unwrap()["error"]["code"],

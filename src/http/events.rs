@@ -294,13 +294,19 @@ pub(crate) async fn ws(
     })?;
     let stream = st.hub.subscribe(EventFilter::all()).await?;
     let stop = st.stop.clone();
+    let admin = st.admin.clone();
     Ok(upgrade
         .max_message_size(64 * 1024)
-        .on_upgrade(move |socket| session(socket, stream, stop))
+        .on_upgrade(move |socket| session(socket, stream, stop, admin))
         .into_response())
 }
 
-async fn session(mut socket: WebSocket, mut events: EventStream, stop: CancellationToken) {
+async fn session(
+    mut socket: WebSocket,
+    mut events: EventStream,
+    stop: CancellationToken,
+    admin: Admin,
+) {
     let mut subs: Vec<(u64, EventFilter)> = Vec::new();
     let mut next_id = 1;
     loop {
@@ -329,7 +335,9 @@ async fn session(mut socket: WebSocket, mut events: EventStream, stop: Cancellat
                         .await;
                         return;
                     }
-                    Some(Ok(Message::Text(t))) => on_message(t.as_str(), &mut subs, &mut next_id),
+                    Some(Ok(Message::Text(t))) => {
+                        on_message(&admin, t.as_str(), &mut subs, &mut next_id).await
+                    }
                     Some(Ok(Message::Binary(_))) => error_reply(ApiError::field(
                         "message", "send JSON text messages",
                     )),
@@ -382,11 +390,29 @@ async fn send(socket: &mut WebSocket, v: serde_json::Value) -> bool {
     )
 }
 
+/// Checks that the run, job and task a filter names exist (a task: that some node
+/// registered it).
+async fn known(admin: &Admin, f: &EventFilter) -> Result<(), ApiError> {
+    if let Some(id) = f.run_id {
+        admin.run(id).await?;
+    }
+    if let Some(job) = &f.job {
+        admin.job(job).await?;
+    }
+    if let Some(task) = &f.task
+        && let Some(e) = admin.unknown_task_filter(task).await?
+    {
+        return Err(e.into());
+    }
+    Ok(())
+}
+
 fn error_reply(e: ApiError) -> serde_json::Value {
     json!({ "type": "error", "error": { "code": e.code, "message": e.message, "details": e.details } })
 }
 
-fn on_message(
+async fn on_message(
+    admin: &Admin,
     text: &str,
     subs: &mut Vec<(u64, EventFilter)>,
     next_id: &mut u64,
@@ -416,6 +442,11 @@ fn on_message(
                     Ok(k) => f.kinds.push(k),
                     Err(e) => return error_reply(ApiError::field("kinds", e)),
                 }
+            }
+            // A subscription naming nothing known would wait forever for nothing:
+            // refused as the event stream's filters are.
+            if let Err(e) = known(admin, &f).await {
+                return error_reply(e);
             }
             let id = *next_id;
             *next_id += 1;
