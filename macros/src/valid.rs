@@ -94,6 +94,16 @@ pub(crate) fn validate(attrs: Attrs, func: &ItemFn) -> syn::Result<Task> {
                     lit.span(),
                     "the task name must not be empty; remove `name` to use the function's name",
                 )));
+            } else if v.trim() != v {
+                // `kairos enqueue sync` would not find ` sync`, and a table would not
+                // show the difference.
+                check(Err(syn::Error::new(
+                    lit.span(),
+                    format!(
+                        "the task name {v:?} has leading or trailing spaces; write {:?}",
+                        v.trim()
+                    ),
+                )));
             }
             // The name is printed in tables and one-line messages (and names the task's
             // own job), where a control character would break the line or forge another.
@@ -695,6 +705,10 @@ mod tests {
             ["priority must fit in an i32 (lower runs first)"]
         );
         assert_eq!(err(quote!(name = ""), f.clone()).len(), 1);
+        assert_eq!(
+            err(quote!(name = " sync "), f.clone()),
+            ["the task name \" sync \" has leading or trailing spaces; write \"sync\""]
+        );
         assert_eq!(
             err(quote!(name = "evil\nJOB_FAKE"), f),
             [
