@@ -668,6 +668,23 @@ async fn a_batch_with_one_bad_line_enqueues_nothing_and_names_the_line() {
         let err = batch_error(url, &[good, good, "{not json"]).await;
         assert!(err.contains("runs.jsonl:3"), "{err}");
 
+        // One key for two different requests: the other is named by its line too (the
+        // blank line counts in the file, not in the batch).
+        let err = batch_error(
+            url,
+            &[
+                good,
+                "",
+                r#"{"task": "hello", "idempotency_key": "k", "params": {"n": 1}}"#,
+                r#"{"task": "hello", "idempotency_key": "k", "params": {"n": 2}}"#,
+            ],
+        )
+        .await;
+        assert!(
+            err.contains("runs.jsonl:4: ") && err.contains("also given to line 3 of this batch"),
+            "{err}"
+        );
+
         // Lines that are not JSON and runs that are invalid, named in one pass, in
         // the order of the file.
         let bad_task = r#"{"task": "helo"}"#;

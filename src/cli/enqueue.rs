@@ -180,7 +180,11 @@ async fn batch(path: &PathBuf, admin: &Admin, out: &mut Out<'_>) -> Result<(), C
         // line, not only those that are not JSON.
         let (lines, parsed): (Vec<usize>, Vec<Enqueue>) = items.into_iter().unzip();
         if let Err(crate::Error::Batch { errors, .. }) = admin.prepare_many(parsed).await {
-            problems.extend(errors.iter().map(|(i, e)| (lines[*i], e.to_string())));
+            problems.extend(
+                errors
+                    .iter()
+                    .map(|(i, e)| (lines[*i], by_line(&e.to_string(), &lines))),
+            );
         }
         problems.sort_by_key(|(n, _)| *n);
         let named: Vec<String> = problems
@@ -214,7 +218,10 @@ async fn batch(path: &PathBuf, admin: &Admin, out: &mut Out<'_>) -> Result<(), C
         Err(crate::Error::Batch { errors, .. }) => {
             let msgs: Vec<String> = errors
                 .iter()
-                .map(|(i, e)| format!("{}:{}: {e}", path.display(), lines[*i]))
+                .map(|(i, e)| {
+                    let e = by_line(&e.to_string(), &lines);
+                    format!("{}:{}: {e}", path.display(), lines[*i])
+                })
                 .collect();
             return Err(CliError::new(
                 "invalid_batch",
@@ -236,6 +243,33 @@ async fn batch(path: &PathBuf, admin: &Admin, out: &mut Out<'_>) -> Result<(), C
             id_ranges(&enqueued.iter().map(|e| e.id).collect::<Vec<_>>())
         )
     })
+}
+
+/// A batch error names other items as `runs[i]`, counting the runs given; in a file
+/// they are lines (blank ones skipped), so `runs[i]` becomes `line N`.
+fn by_line(message: &str, lines: &[usize]) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("runs[") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + "runs[".len()..];
+        let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        match (
+            after[..digits].parse::<usize>(),
+            after[digits..].starts_with(']'),
+        ) {
+            (Ok(i), true) if i < lines.len() => {
+                out.push_str(&format!("line {}", lines[i]));
+                rest = &after[digits + 1..];
+            }
+            _ => {
+                out.push_str("runs[");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn parse_line(line: &str) -> Result<Enqueue, String> {
@@ -300,4 +334,21 @@ fn id_ranges(ids: &[i64]) -> String {
         i += 1;
     }
     parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn other_items_are_named_by_their_line() {
+        let lines = [1, 3, 4];
+        assert_eq!(
+            super::by_line("the key `k` is also given to runs[1] of this batch", &lines),
+            "the key `k` is also given to line 3 of this batch"
+        );
+        // Not an item reference: left as written.
+        assert_eq!(
+            super::by_line("runs[x] and runs[9]", &lines),
+            "runs[x] and runs[9]"
+        );
+    }
 }
