@@ -1003,8 +1003,8 @@ async fn jobs_delete_removes_finished_runs_unless_keep_history() {
             .map(|r| r["id"].as_i64().unwrap())
             .collect();
         assert_eq!(listed, vec![runs[1]]);
-        // A job made anew under another name does not take the deleted one's id (which
-        // SQLite would hand out again): the kept run stays the deleted job's.
+        // A job made anew under another name does not take the deleted one's id: the
+        // kept run stays the deleted job's.
         cli(
             url,
             &[

@@ -282,25 +282,10 @@ impl Store {
                 first_slot(&spec.schedule, now),
                 reason,
             ));
-            // SQLite gives a new row the highest id plus one, so a job created after the
-            // newest was deleted would take its id, and with it the deleted job's kept
-            // runs and slots (a slot of the new job could then look fired already).
-            // PostgreSQL's sequence never hands out an id twice.
-            let (id_column, id_value) = if self.is_pg() {
-                ("", "")
-            } else {
-                (
-                    "id, ",
-                    "(SELECT MAX(m) + 1 FROM (SELECT COALESCE(MAX(id), 0) AS m FROM kairos_jobs \
-                     UNION ALL SELECT COALESCE(MAX(id), 0) FROM kairos_former_jobs \
-                     UNION ALL SELECT COALESCE(MAX(job_id), 0) FROM kairos_runs \
-                     WHERE job_id IS NOT NULL)), ",
-                )
-            };
             conn.execute_raw(self.stmt(
                 &format!(
-                    "INSERT INTO kairos_jobs ({id_column}name, created_at, updated_at, paused, \
-                     version, {}) VALUES ({id_value}$1, $2, $2, false, 0, {})",
+                    "INSERT INTO kairos_jobs (name, created_at, updated_at, paused, version, {}) \
+                     VALUES ($1, $2, $2, false, 0, {})",
                     SPEC_COLUMNS.join(", "),
                     placeholders(3, SPEC_COLUMNS.len())
                 ),
@@ -449,7 +434,7 @@ impl Store {
                 .rows_affected();
         }
         // Remembered: the runs kept (all with `keep_history`, the running ones anyway)
-        // still name their job, and on SQLite no new job may take this id.
+        // still name their job.
         txn.execute_raw(self.stmt(
             "INSERT INTO kairos_former_jobs (id, name, deleted_at) VALUES ($1, $2, $3) \
              ON CONFLICT (id) DO NOTHING",

@@ -1001,8 +1001,8 @@ pub(crate) const FORMER_JOB_INDEXES: &[(&str, &str)] = &[(
 
 /// Deleted jobs: their id and name. Runs kept past their job's deletion (`jobs delete
 /// --keep-history`, or running at the time) still name their job and are found by it.
-/// On SQLite, whose row ids are reused once the highest is deleted, this also keeps a
-/// new job from taking a deleted one's id (and with it the old runs and slots).
+/// (Job ids are never handed out twice: a sequence on PostgreSQL, `AUTOINCREMENT` on
+/// SQLite.)
 mod m20261130_000008_former_jobs {
     use super::*;
 
