@@ -42,6 +42,8 @@ fn resumable(ctx: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
     Box::pin(async move {
         let start: u32 = ctx.last_checkpoint().unwrap_or(0);
         if ctx.attempt() == 1 {
+            ctx.stage("paging");
+            ctx.progress(70, "page 7 of 10");
             ctx.checkpoint(&7u32)?;
             return Err(TaskError::Failed("upstream went away at page 7".into()));
         }
@@ -120,7 +122,16 @@ async fn a_retried_attempt_resumes_from_the_last_checkpoint() {
             r.status == RunStatus::Queued && r.attempt == 1
         })
         .await;
-        assert_eq!(h.run(id).await.unwrap().checkpoint, Some(json!(7)));
+        let queued = h.run(id).await.unwrap();
+        assert_eq!(queued.checkpoint, Some(json!(7)));
+        // The failed attempt's progress and stage are not the queued run's: they go,
+        // and the checkpoint stays for the next attempt.
+        assert_eq!(
+            (queued.progress, queued.progress_message, queued.stage),
+            (None, None, None),
+            "{}",
+            db.name
+        );
         clock.advance(Duration::from_secs(5));
         let r = common::wait_status(h.admin(), id, RunStatus::Succeeded).await;
         assert_eq!(r.result, Some(json!({"resumed_from": 7})), "{}", db.name);

@@ -450,7 +450,11 @@ impl Store {
                 format!(
                     "UPDATE kairos_runs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END, \
                      finished_at = CASE WHEN cancel_requested THEN $1 ELSE NULL END, run_at = $1, error = $2, \
-                     node_id = NULL, lease_until = NULL WHERE id = $3 AND attempt = $4 AND {RUNNING_BY_ID}"
+                     node_id = NULL, lease_until = NULL, \
+                     progress = CASE WHEN cancel_requested THEN progress END, \
+                     progress_message = CASE WHEN cancel_requested THEN progress_message END, \
+                     stage = CASE WHEN cancel_requested THEN stage END \
+                     WHERE id = $3 AND attempt = $4 AND {RUNNING_BY_ID}"
                 )
             };
             let res = txn
@@ -642,7 +646,10 @@ impl Completion {
             Completion::Retry { error, run_at, .. } => Update {
                 set: "status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END, \
                          finished_at = CASE WHEN cancel_requested THEN $1 ELSE NULL END, \
-                         run_at = $2, error = $3, node_id = NULL, lease_until = NULL",
+                         run_at = $2, error = $3, node_id = NULL, lease_until = NULL, \
+                         progress = CASE WHEN cancel_requested THEN progress END, \
+                         progress_message = CASE WHEN cancel_requested THEN progress_message END, \
+                         stage = CASE WHEN cancel_requested THEN stage END",
                 values: vec![
                     Value::from(ms(now)),
                     Value::from(ms(*run_at)),
@@ -653,13 +660,16 @@ impl Completion {
             Completion::Snoozed { run_at, note, .. } => Update {
                 set: "status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END, \
                          finished_at = CASE WHEN cancel_requested THEN $1 ELSE NULL END, \
-                         attempt = attempt - 1, run_at = $2, node_id = NULL, lease_until = NULL, started_at = NULL",
+                         attempt = attempt - 1, run_at = $2, node_id = NULL, lease_until = NULL, started_at = NULL, \
+                         progress = CASE WHEN cancel_requested THEN progress END, \
+                         progress_message = CASE WHEN cancel_requested THEN progress_message END, \
+                         stage = CASE WHEN cancel_requested THEN stage END",
                 values: vec![Value::from(ms(now)), Value::from(ms(*run_at))],
                 event: Some((RunEventKind::Snoozed, note.clone())),
             },
             Completion::Released { why, .. } => Update {
                 set: "status = 'queued', attempt = attempt - 1, node_id = NULL, lease_until = NULL, \
-                         started_at = NULL",
+                         started_at = NULL, progress = NULL, progress_message = NULL, stage = NULL",
                 values: vec![],
                 event: Some((RunEventKind::Released, why.note().to_string())),
             },

@@ -144,7 +144,8 @@ impl Store {
         let res = txn
             .execute_raw(self.stmt(
                 "UPDATE kairos_runs SET status = 'queued', run_at = $1, finished_at = NULL, \
-                 cancel_requested = false, node_id = NULL, lease_until = NULL, max_retries = $2 \
+                 cancel_requested = false, node_id = NULL, lease_until = NULL, max_retries = $2, \
+                 progress = NULL, progress_message = NULL, stage = NULL \
                  WHERE id = $3 AND status = $4",
                 [
                     Value::from(ms(now)),
