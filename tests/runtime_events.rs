@@ -125,6 +125,57 @@ async fn a_run_s_life_arrives_in_order_and_filters_select() {
     }
 }
 
+/// Runs enqueued through the node while its dispatcher claims (every worker busy, so
+/// enqueues take the normal path and the dispatcher claims as slots free): each run's
+/// `run_queued` still comes before its `run_started`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_s_queueing_is_heard_before_its_start_while_the_node_claims() {
+    for db in common::databases("queued_before_started").await {
+        let clock = ManualClock::new(t0());
+        let (h, node) = start(&db.url, &clock).await;
+        let mut all = h.events();
+        let n = 500;
+        // Read while the runs are enqueued, so that the subscriber keeps up.
+        let reader = tokio::spawn(async move {
+            let mut queued = std::collections::HashSet::new();
+            let mut early = Vec::new();
+            let mut started = 0;
+            while started < n {
+                let e = next(&mut all).await;
+                let Some(id) = e.run_id else { continue };
+                match e.kind {
+                    EventKind::RunQueued => {
+                        queued.insert(id);
+                    }
+                    EventKind::RunStarted => {
+                        if !queued.contains(&id) {
+                            early.push(id);
+                        }
+                        started += 1;
+                    }
+                    _ => {}
+                }
+            }
+            (queued, early)
+        });
+        let enqueues = (0..n).map(|_| {
+            let h = h.clone();
+            tokio::spawn(async move { h.enqueue(Enqueue::new("noop")).await.unwrap() })
+        });
+        let ids: Vec<i64> = futures::future::try_join_all(enqueues).await.unwrap();
+        let (queued, early) = reader.await.unwrap();
+        assert_eq!(
+            early,
+            Vec::<i64>::new(),
+            "{}: runs started before their queueing was heard",
+            db.name
+        );
+        assert!(ids.iter().all(|id| queued.contains(id)), "{}", db.name);
+        h.shutdown();
+        node.await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn a_subscriber_that_falls_behind_is_dropped_and_the_scheduler_goes_on() {
     let db = common::sqlite();

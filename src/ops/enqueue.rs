@@ -116,15 +116,17 @@ impl Admin {
     pub async fn enqueue(&self, e: Enqueue) -> Result<Enqueued, Error> {
         let run = self.prepare(e, self.now()).await?;
         let now = self.now();
+        let in_flight = self.enqueue_in_flight();
         let (id, existing) = self
             .store()
             .enqueue(std::slice::from_ref(&run), now)
             .await
             .map_err(|e| Error::of_enqueue(e, None))?[0];
-        self.runs_changed();
         if !existing {
             self.emit(|| vec![queued(id, &run, now)]).await;
         }
+        drop(in_flight);
+        self.runs_changed();
         Ok(Enqueued { id, existing })
     }
 
@@ -133,12 +135,12 @@ impl Admin {
     pub async fn enqueue_many(&self, items: Vec<Enqueue>) -> Result<Vec<Enqueued>, Error> {
         let runs = self.prepare_many(items).await?;
         let now = self.now();
+        let in_flight = self.enqueue_in_flight();
         let ids = self
             .store()
             .enqueue(&runs, now)
             .await
             .map_err(|e| Error::of_enqueue(e, Some(runs.len())))?;
-        self.runs_changed();
         self.emit(|| {
             ids.iter()
                 .zip(&runs)
@@ -147,6 +149,8 @@ impl Admin {
                 .collect()
         })
         .await;
+        drop(in_flight);
+        self.runs_changed();
         Ok(ids
             .into_iter()
             .map(|(id, existing)| Enqueued { id, existing })

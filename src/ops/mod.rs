@@ -177,6 +177,12 @@ impl Admin {
         }
     }
 
+    /// On a node: counts an enqueue until its `run_queued` events are published, so
+    /// that the node's claims do not publish a start first (see the runtime's `order`).
+    pub(crate) fn enqueue_in_flight(&self) -> Option<crate::runtime::InFlight<'_>> {
+        self.inner.signals.as_ref().map(|s| s.enqueues.enter())
+    }
+
     /// Runs were added or queued again: the local dispatcher looks again.
     pub(crate) fn runs_changed(&self) {
         if let Some(s) = &self.inner.signals {

@@ -114,9 +114,9 @@ impl Admin {
     /// Queues a failed, timed-out or cancelled run again as its next attempt (the
     /// earlier attempts stay in its history).
     pub async fn retry_run(&self, id: i64) -> Result<Run, Error> {
+        let in_flight = self.enqueue_in_flight();
         match self.store().retry_run(id, self.now()).await? {
             RetryOutcome::Queued(r) => {
-                self.runs_changed();
                 let now = self.now();
                 self.emit(|| {
                     vec![
@@ -128,6 +128,8 @@ impl Admin {
                     ]
                 })
                 .await;
+                drop(in_flight);
+                self.runs_changed();
                 Ok(*r)
             }
             RetryOutcome::NotRetryable(s) => Err(Error::conflict(match s {

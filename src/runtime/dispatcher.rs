@@ -101,6 +101,11 @@ pub(super) async fn run(shared: Arc<Shared>) {
             {
                 Ok(claim) => {
                     let n = claim.runs.len();
+                    if n > 0 {
+                        // A run enqueued through this node is started after its
+                        // queueing is published (see `order`).
+                        shared.signals.enqueues.settled().await;
+                    }
                     for run in claim.runs {
                         let permit = slots.split(1).expect("a slot was taken for each run");
                         executor::spawn(shared.clone(), run, permit);

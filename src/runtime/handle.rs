@@ -46,16 +46,20 @@ impl SchedulerHandle {
         if let Some(id) = self.start_now(&run, now).await? {
             return Ok(id);
         }
+        // Counted until published: a claim made meanwhile holds the run's start back
+        // (see `order`).
+        let in_flight = self.shared.signals.enqueues.enter();
         let (id, existing) = self
             .shared
             .store
             .enqueue(std::slice::from_ref(&run), now)
             .await
             .map_err(|e| Error::of_enqueue(e, None))?[0];
-        self.shared.signals.wake_dispatcher.notify_one();
         if !existing {
             self.shared.emit(|| crate::ops::queued_event(id, &run, now));
         }
+        drop(in_flight);
+        self.shared.signals.wake_dispatcher.notify_one();
         Ok(id)
     }
 

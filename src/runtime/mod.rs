@@ -16,6 +16,7 @@ mod handle;
 mod hooks;
 mod listener;
 mod on_time;
+mod order;
 mod planner;
 pub(crate) mod policy;
 mod reporter;
@@ -40,6 +41,7 @@ pub use builder::{BuildError, DATABASE_URL_ENV, NODE_NAME_ENV, SchedulerBuilder}
 pub(crate) use event_log::SUBSCRIBER_TTL;
 pub use handle::SchedulerHandle;
 pub use hooks::{HookResult, RunOutcome, SkippedSlots};
+pub(crate) use order::InFlight;
 
 use crate::clock::Clock;
 use crate::job::{Defaults, TaskPolicy};
@@ -207,6 +209,8 @@ pub(crate) struct Signals {
     pub(crate) finishing: Mutex<HashSet<(i64, u32)>>,
     /// The node's event stream.
     pub(crate) events: crate::events::EventBus,
+    /// Enqueues through this node not yet published (see `order`).
+    pub(crate) enqueues: order::EnqueueGate,
 }
 
 impl Signals {
@@ -220,6 +224,7 @@ impl Signals {
             running: Mutex::new(HashMap::new()),
             finishing: Mutex::new(HashSet::new()),
             events,
+            enqueues: order::EnqueueGate::default(),
         }
     }
 }
@@ -476,9 +481,15 @@ impl Scheduler {
             "completer",
             completer::run(shared.clone(), completions).boxed(),
         );
+        // Read before the planner and the dispatcher first look: whatever another
+        // process changes after this read moves the marker past it, and the watcher's
+        // next look wakes them; read after their first look, a run enqueued in between
+        // would be in the marker already and wait for the next change. (Unread, the
+        // first look finds it moved and wakes them.)
+        let marker = shared.store.change_marker().await.unwrap_or((0, 0));
         let planner = spawn("planner", planner::run(shared.clone()).boxed());
         let dispatcher = spawn("dispatcher", dispatcher::run(shared.clone()).boxed());
-        let watcher = spawn("watcher", watcher::run(shared.clone()).boxed());
+        let watcher = spawn("watcher", watcher::run(shared.clone(), marker).boxed());
         let listener = spawn("listener", listener::run(shared.clone()).boxed());
         shared.started.store(true, Ordering::SeqCst);
 

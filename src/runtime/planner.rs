@@ -92,6 +92,8 @@ async fn tick(shared: &Shared) -> Result<Option<DateTime<Utc>>, StoreError> {
             .iter()
             .map(|job| plan_for(shared, job, now.max(job.due_at.unwrap_or(now))))
             .collect();
+        // Its runs' `run_queued` go out before a claim's starts (see `order`).
+        let in_flight = shared.signals.enqueues.enter();
         let outcomes = shared.store.fire(&plans, now).await?;
         let mut fired = 0;
         for (plan, outcome) in plans.iter().zip(&outcomes) {
@@ -159,6 +161,7 @@ async fn tick(shared: &Shared) -> Result<Option<DateTime<Utc>>, StoreError> {
                 );
             }
         }
+        drop(in_flight);
         if fired > 0 {
             shared.signals.wake_dispatcher.notify_one();
         }

@@ -24,14 +24,9 @@ pub(super) const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 /// backstop, read this many times less often.
 const BACKSTOP_FACTOR: u32 = 10;
 
-pub(super) async fn run(shared: Arc<Shared>) {
-    let mut seen = shared.store.change_marker().await.unwrap_or((0, 0));
-    // The planner and the dispatcher made their first look concurrently with this read:
-    // a run enqueued or a job changed by another process between their look and this
-    // read is in `seen` already, and no later change of the marker would wake them for
-    // it. One look after the read closes that window.
-    shared.signals.wake_planner.notify_one();
-    shared.signals.wake_dispatcher.notify_one();
+/// `seen`: the change marker as read before the planner and the dispatcher first
+/// looked at the database.
+pub(super) async fn run(shared: Arc<Shared>, mut seen: (i64, i64)) {
     let mut ticker = tokio::time::interval(shared.poll_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // A `[retention] every` shorter than the maintenance interval is kept too.
