@@ -218,12 +218,7 @@ async fn jobs_create_refuses_bad_definitions() {
     let db = common::sqlite();
     let node = start_node(&db.url, DECLARES_OTHER).await;
     let url = db.url.as_str();
-    cli(
-        url,
-        &["jobs", "create", "j", "--task", "hello", "--interval", "1h"],
-    )
-    .await
-    .ok();
+    create_hourly(url, "j").await;
     let err = cli(
         url,
         &["jobs", "create", "j", "--task", "hello", "--interval", "2h"],
@@ -370,12 +365,7 @@ async fn jobs_create_refuses_bad_definitions() {
 async fn timezone_and_dst_without_a_cron_schedule_are_usage_errors() {
     let db = common::sqlite();
     let node = start_node(&db.url, "").await;
-    cli(
-        &db.url,
-        &["jobs", "create", "j", "--task", "hello", "--interval", "1h"],
-    )
-    .await
-    .ok();
+    create_hourly(&db.url, "j").await;
     for args in [
         &[
             "jobs",
@@ -425,6 +415,24 @@ async fn timezone_and_dst_without_a_cron_schedule_are_usage_errors() {
     }
     assert!(node.admin.job("k").await.is_err(), "no job was created");
     node.stop().await;
+}
+
+/// `kairos jobs create NAME --task hello --interval 1h`, which must succeed.
+async fn create_hourly(url: &str, name: &str) {
+    cli(
+        url,
+        &[
+            "jobs",
+            "create",
+            name,
+            "--task",
+            "hello",
+            "--interval",
+            "1h",
+        ],
+    )
+    .await
+    .ok();
 }
 
 /// `kairos jobs update c1 ARGS --json`.
@@ -607,20 +615,7 @@ async fn job_names_with_control_characters_are_refused_but_old_ones_still_work()
 async fn jobs_made_at_run_time_survive_a_restart_with_a_jobs_toml_that_omits_them() {
     for db in common::databases("jobs_made_at_run_time_survive_a_restart").await {
         let node = start_node(&db.url, DECLARES_OTHER).await;
-        cli(
-            &db.url,
-            &[
-                "jobs",
-                "create",
-                "made",
-                "--task",
-                "hello",
-                "--interval",
-                "1h",
-            ],
-        )
-        .await
-        .ok();
+        create_hourly(&db.url, "made").await;
         let before = node.admin.job("made").await.unwrap();
         node.stop().await;
 
@@ -648,12 +643,7 @@ async fn jobs_update_changes_the_schedule() {
     for db in common::databases("jobs_update_changes_the_schedule").await {
         let node = start_node(&db.url, "").await;
         let url = db.url.as_str();
-        cli(
-            url,
-            &["jobs", "create", "j", "--task", "hello", "--interval", "1h"],
-        )
-        .await
-        .ok();
+        create_hourly(url, "j").await;
         let updated = cli(url, &["jobs", "update", "j", "--interval", "2h", "--json"])
             .await
             .ok()
@@ -943,20 +933,7 @@ async fn jobs_delete_removes_finished_runs_unless_keep_history() {
         let url = db.url.as_str();
         let mut runs = Vec::new();
         for name in ["gone", "kept"] {
-            cli(
-                url,
-                &[
-                    "jobs",
-                    "create",
-                    name,
-                    "--task",
-                    "hello",
-                    "--interval",
-                    "1h",
-                ],
-            )
-            .await
-            .ok();
+            create_hourly(url, name).await;
             let run = cli(url, &["jobs", "trigger", name, "--json"])
                 .await
                 .ok()
@@ -1005,20 +982,7 @@ async fn jobs_delete_removes_finished_runs_unless_keep_history() {
         assert_eq!(listed, vec![runs[1]]);
         // A job made anew under another name does not take the deleted one's id: the
         // kept run stays the deleted job's.
-        cli(
-            url,
-            &[
-                "jobs",
-                "create",
-                "fresh",
-                "--task",
-                "hello",
-                "--interval",
-                "1h",
-            ],
-        )
-        .await
-        .ok();
+        create_hourly(url, "fresh").await;
         let fresh = node.admin.job("fresh").await.unwrap();
         assert_ne!(Some(fresh.id), run.job_id, "{fresh:?}");
         assert_eq!(
@@ -1043,12 +1007,7 @@ async fn jobs_delete_cancels_the_jobs_queued_runs() {
         let node = start_node(&db.url, "").await;
         let url = db.url.as_str();
         cli(url, &["nodes", "pause"]).await.ok();
-        cli(
-            url,
-            &["jobs", "create", "j", "--task", "hello", "--interval", "1h"],
-        )
-        .await
-        .ok();
+        create_hourly(url, "j").await;
         let run = cli(url, &["jobs", "trigger", "j", "--json"])
             .await
             .ok()
@@ -1221,20 +1180,7 @@ async fn a_job_disabled_in_jobs_toml_is_paused_and_resumed_pointing_at_enabled_f
 async fn a_misspelt_job_name_gets_a_suggestion_from_every_job_command() {
     for db in common::databases("a_misspelt_job_name_gets_a_suggestion").await {
         let node = start_node(&db.url, "").await;
-        cli(
-            &db.url,
-            &[
-                "jobs",
-                "create",
-                "hourly_hello",
-                "--task",
-                "hello",
-                "--interval",
-                "1h",
-            ],
-        )
-        .await
-        .ok();
+        create_hourly(&db.url, "hourly_hello").await;
         for args in [
             &["jobs", "pause", "hourly_helo"][..],
             &["jobs", "resume", "hourly_helo"],
@@ -1340,20 +1286,7 @@ async fn paused_and_disabled_jobs_show_no_next_run() {
         let toml = format!("{DECLARES_NIGHTLY}enabled = false\n");
         let node = start_node(&db.url, &toml).await;
         let url = db.url.as_str();
-        cli(
-            url,
-            &[
-                "jobs",
-                "create",
-                "active",
-                "--task",
-                "hello",
-                "--interval",
-                "1h",
-            ],
-        )
-        .await
-        .ok();
+        create_hourly(url, "active").await;
         cli(
             url,
             &[
