@@ -997,6 +997,19 @@ async fn jobs_delete_removes_finished_runs_unless_keep_history() {
 
         let err = cli(url, &["jobs", "delete", "kept"]).await.fails();
         assert!(err.contains("no job named `kept`"), "{err}");
+        // A new job that takes the name starts without the old one's history, in
+        // `runs list --job` and in `jobs show`.
+        create_hourly(url, "kept").await;
+        let listed = cli(url, &["runs", "list", "--job", "kept", "--json"])
+            .await
+            .ok()
+            .json();
+        assert_eq!(listed["runs"], json!([]), "{listed}");
+        let shown = cli(url, &["jobs", "show", "kept"]).await.ok().stdout;
+        assert!(
+            shown.trim_end().ends_with("(none)"),
+            "no recent runs: {shown}"
+        );
         node.stop().await;
     }
 }

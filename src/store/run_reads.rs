@@ -99,10 +99,13 @@ impl Store {
         }
         if let Some(name) = &filter.job {
             let p = arg(&mut values, Value::from(name.clone()));
-            // Runs kept past their job's deletion are found by its name too.
+            // The job of that name; none being left, the deleted ones of that name,
+            // whose runs were kept. A new job is not given the history of an old one
+            // whose name it took.
             conds.push(format!(
                 "job_id IN (SELECT id FROM kairos_jobs WHERE name = {p} \
-                 UNION ALL SELECT id FROM kairos_former_jobs WHERE name = {p})"
+                 UNION ALL SELECT id FROM kairos_former_jobs WHERE name = {p} \
+                 AND NOT EXISTS (SELECT 1 FROM kairos_jobs WHERE name = {p}))"
             ));
         }
         for (k, v) in &filter.tags {
