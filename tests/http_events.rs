@@ -124,6 +124,7 @@ async fn sse_delivers_this_processs_and_a_nodes_events_filtered() {
         api.post_empty("/api/v1/jobs/tick/pause").await.expect(200);
         let e = jobs.until("job_paused", |_| true).await;
         assert_eq!(e["job"], "tick");
+        assert_eq!(e["task"], "hello", "a job's event names its task: {e}");
         api.post_empty("/api/v1/jobs/tick/resume").await.expect(200);
         jobs.until("job_resumed", |e| e["job"] == "tick").await;
 
@@ -171,6 +172,9 @@ async fn sse_delivers_this_processs_and_a_nodes_events_filtered() {
             .error(400, "unknown_task");
         assert!(e["message"].as_str().unwrap().contains("hello"), "{e}");
         api.get("/api/v1/events?job=nope")
+            .await
+            .error(404, "not_found");
+        api.get("/api/v1/events?run=987654")
             .await
             .error(404, "not_found");
 

@@ -206,7 +206,7 @@ fn sse_filter(raw: Option<&str>) -> Result<EventFilter, ApiError> {
     responses(
         (status = 200, description = "An endless text/event-stream", content_type = "text/event-stream"),
         (status = 400, description = "Invalid filter, or a task no node registered", body = ErrorBody),
-        (status = 404, description = "No job of that name", body = ErrorBody),
+        (status = 404, description = "No run or job of that id or name", body = ErrorBody),
     )
 )]
 pub(crate) async fn sse(
@@ -216,14 +216,7 @@ pub(crate) async fn sse(
     let filter = sse_filter(raw.as_deref())?;
     // A filter naming nothing known would wait forever for nothing: refused, with a
     // did-you-mean, as `GET /api/v1/runs` does.
-    if let Some(task) = &filter.task
-        && let Some(e) = st.admin.unknown_task_filter(task).await?
-    {
-        return Err(e.into());
-    }
-    if let Some(job) = &filter.job {
-        st.admin.job(job).await?;
-    }
+    known(&st.admin, &filter).await?;
     let stream = st.hub.subscribe(filter).await?;
     let first = SseEvent::default()
         .event("subscribed")

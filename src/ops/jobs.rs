@@ -349,7 +349,7 @@ impl Admin {
         match self.store().set_job_paused(name, true, self.now()).await? {
             Some(j) => {
                 self.jobs_changed();
-                self.job_event(EventKind::JobPaused, &j.name, "paused")
+                self.job_event(EventKind::JobPaused, &j.name, &j.task, "paused")
                     .await;
                 Ok(j)
             }
@@ -364,7 +364,7 @@ impl Admin {
         match self.store().set_job_paused(name, false, self.now()).await? {
             Some(j) => {
                 self.jobs_changed();
-                self.job_event(EventKind::JobResumed, &j.name, "resumed")
+                self.job_event(EventKind::JobResumed, &j.name, &j.task, "resumed")
                     .await;
                 Ok(j)
             }
@@ -427,15 +427,20 @@ impl Admin {
             .await?
         {
             let existing = self.job(&new.name).await?;
+            let then = if existing.source == JobSource::Api {
+                format!("`kairos jobs update {}` it", new.name)
+            } else {
+                "change it where it is declared".to_string()
+            };
             return Err(Error::conflict(format!(
                 "a job named `{}` already exists (declared by {}); choose another name or \
-                 `kairos jobs update` it",
+                 {then}",
                 new.name,
                 source_text(existing.source)
             )));
         }
         self.jobs_changed();
-        self.job_event(EventKind::JobChanged, &new.name, "created")
+        self.job_event(EventKind::JobChanged, &new.name, &spec.task, "created")
             .await;
         self.job(&new.name).await
     }
@@ -482,7 +487,8 @@ impl Admin {
             return Err(self.job_not_found(name).await);
         }
         self.jobs_changed();
-        self.job_event(EventKind::JobChanged, name, "updated").await;
+        self.job_event(EventKind::JobChanged, name, &spec.task, "updated")
+            .await;
         self.job(name).await
     }
 
@@ -507,7 +513,8 @@ impl Admin {
         {
             Some(counts) => {
                 self.jobs_changed();
-                self.job_event(EventKind::JobChanged, name, "deleted").await;
+                self.job_event(EventKind::JobChanged, name, &job.task, "deleted")
+                    .await;
                 Ok(counts)
             }
             None => Err(self.job_not_found(name).await),
@@ -584,14 +591,14 @@ fn checked_url(url: Option<String>) -> Result<Option<String>, Error> {
 }
 
 impl Admin {
-    async fn job_event(&self, kind: EventKind, name: &str, change: &str) {
+    /// A job's event, naming the task it runs (so that a task's subscribers hear of
+    /// its jobs too).
+    async fn job_event(&self, kind: EventKind, name: &str, task: &str, change: &str) {
         let now = self.now();
         self.emit(|| {
-            vec![
-                Event::new(kind, now)
-                    .job(Some(name.to_string()))
-                    .data(serde_json::json!({ "change": change })),
-            ]
+            let mut e = Event::new(kind, now).job(Some(name.to_string()));
+            e.task = Some(task.to_string());
+            vec![e.data(serde_json::json!({ "change": change }))]
         })
         .await;
     }

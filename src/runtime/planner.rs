@@ -125,11 +125,12 @@ async fn tick(shared: &Shared) -> Result<Option<DateTime<Utc>>, StoreError> {
             for rec in plan.skipped.iter().chain(overlap_skipped) {
                 if let Some(reason) = rec.reason {
                     shared.emit(|| {
-                        Event::new(EventKind::SlotSkipped, now)
-                            .job(job.map(|j| j.name.clone()))
-                            .data(serde_json::json!({
-                                "first": rec.first, "last": rec.last, "reason": reason,
-                            }))
+                        let mut e = Event::new(EventKind::SlotSkipped, now)
+                            .job(job.map(|j| j.name.clone()));
+                        e.task = job.map(|j| j.task.clone());
+                        e.data(serde_json::json!({
+                            "first": rec.first, "last": rec.last, "reason": reason,
+                        }))
                     });
                     Hooks::call(
                         &shared.hooks.on_skip,
