@@ -1079,6 +1079,11 @@ async fn jobs_delete_stops_the_jobs_running_run() {
             Some("j"),
             "a run that outlived its job still names it"
         );
+        assert_eq!(
+            run.error.as_deref(),
+            Some("cancelled: its job was deleted"),
+            "{run:?}"
+        );
         node.stop().await;
     }
 }

@@ -574,12 +574,13 @@ impl Successes<'_> {
 const RESULT_CHUNK: usize = INSERT_CHUNK / 2;
 
 /// The error a success writes: none, or why the run was being cancelled (an operator,
-/// or `overlap = "replace"`, whose reason is already there).
+/// or `overlap = "replace"` or its job's deletion, whose reason is already there).
 fn cancelled_error() -> String {
     format!(
-        "CASE WHEN cancel_requested AND error = '{}' THEN error \
+        "CASE WHEN cancel_requested AND (error = '{}' OR error = '{}') THEN error \
          WHEN cancel_requested THEN 'cancelled by operator' ELSE NULL END",
-        super::REPLACED
+        super::REPLACED,
+        super::JOB_DELETED
     )
 }
 
@@ -624,15 +625,17 @@ impl Completion {
             // Successes are written in batches (see `complete`).
             Completion::Succeeded { .. } => return None,
             Completion::Finished { status, error, .. } => Update {
-                // A run that `overlap = "replace"` cancelled keeps saying so.
+                // A run that `overlap = "replace"` or its job's deletion cancelled
+                // keeps saying so.
                 set: "status = CASE WHEN cancel_requested THEN 'cancelled' ELSE $1 END, \
-                         error = CASE WHEN cancel_requested AND error = $4 THEN error ELSE $2 END, \
-                         finished_at = $3, lease_until = NULL",
+                         error = CASE WHEN cancel_requested AND (error = $4 OR error = $5) \
+                         THEN error ELSE $2 END, finished_at = $3, lease_until = NULL",
                 values: vec![
                     Value::from(status.as_str()),
                     Value::from(error.clone()),
                     Value::from(ms(now)),
                     Value::from(super::REPLACED),
+                    Value::from(super::JOB_DELETED),
                 ],
                 event: Some((
                     match status {

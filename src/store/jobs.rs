@@ -399,15 +399,20 @@ impl Store {
         let cancelled = txn
             .execute_raw(self.stmt(
                 "UPDATE kairos_runs SET status = 'cancelled', finished_at = $1, cancel_requested = true, \
-                 error = 'cancelled: its job was deleted' WHERE job_id = $2 AND status = 'queued'",
-                [Value::from(ms(now)), id.clone()],
+                 error = $3 WHERE job_id = $2 AND status = 'queued'",
+                [
+                    Value::from(ms(now)),
+                    id.clone(),
+                    Value::from(super::JOB_DELETED),
+                ],
             ))
             .await?
             .rows_affected();
         let requested = txn
             .execute_raw(self.stmt(
-                "UPDATE kairos_runs SET cancel_requested = true WHERE job_id = $1 AND status = 'running'",
-                [id.clone()],
+                "UPDATE kairos_runs SET cancel_requested = true, error = $2 \
+                 WHERE job_id = $1 AND status = 'running'",
+                [id.clone(), Value::from(super::JOB_DELETED)],
             ))
             .await?
             .rows_affected();

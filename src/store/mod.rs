@@ -61,6 +61,9 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://kairos.db";
 /// run being cancelled keeps it rather than saying an operator cancelled it.
 pub(crate) const REPLACED: &str = "replaced by a newer run of its job (overlap = replace)";
 
+/// The error of a run cancelled because its job was deleted; kept the same way.
+pub(crate) const JOB_DELETED: &str = "cancelled: its job was deleted";
+
 /// How long connecting may take by default before it fails.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
