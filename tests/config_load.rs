@@ -226,7 +226,16 @@ fn syntax_error() {
         "[tasks.a]\nenabled = true\n[tasks.a]\n",
         3,
         8,
-        &["duplicate key", "may appear only once"],
+        &[
+            "duplicate key",
+            "a table may appear only once: put all its keys under one header",
+        ],
+    );
+    assert_error(
+        "[tasks.a]\nenabled = true\nenabled = false\n",
+        3,
+        1,
+        &["duplicate key", "a key may appear only once in a table"],
     );
 }
 

@@ -280,7 +280,11 @@ fn parse_line(line: &str) -> Result<Enqueue, String> {
         e = e.params(p);
     }
     if let (Some(_), Some(_)) = (&l.at, &l.in_) {
-        return Err("give either \"at\" or \"in\", not both".into());
+        return Err(
+            "give either a start time (\"at\", or \"run_at\") or a delay (\"in\", or \"delay\"), \
+             not both"
+                .into(),
+        );
     }
     if let Some(at) = &l.at {
         e = e.at(parse_time(at, "at").map_err(|e| e.to_string())?);

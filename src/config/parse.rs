@@ -577,10 +577,25 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     let doc = DeTable::parse(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
         let message = e.message().trim_end();
-        let hint = if message.contains("duplicate key") {
-            "; a key or table may appear only once (write `[[jobs]]` for each job)"
-        } else {
+        // What the line at the error holds tells which hint fits: a second
+        // `[tasks.x]` is merged into the first, a second `[jobs]` is an array entry.
+        let line = text[..span.start.min(text.len())]
+            .rsplit('\n')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+            + text[span.start.min(text.len())..]
+                .split('\n')
+                .next()
+                .unwrap_or_default();
+        let hint = if !message.contains("duplicate key") {
             ""
+        } else if line.trim_start().starts_with("[jobs") {
+            "; a key or table may appear only once (write `[[jobs]]` for each job)"
+        } else if line.trim_start().starts_with('[') {
+            "; a table may appear only once: put all its keys under one header"
+        } else {
+            "; a key may appear only once in a table: keep one"
         };
         cx.err(&span, format!("invalid TOML: {message}{hint}"))
     })?;
