@@ -280,6 +280,11 @@ struct Lines {
     /// refresh, which may read the table ahead of the events not yet read, leaves
     /// them alone.
     heard: BTreeSet<i64>,
+    /// When the refresh last printed a run's state from the runs table: its progress
+    /// and stage events from before then, read late (a node writes its events in
+    /// batches, and they are held a moment to come in order), are older than what is
+    /// shown and would make the progress go backwards.
+    read_at: BTreeMap<i64, chrono::DateTime<chrono::Utc>>,
     /// Runs heard of through events that the runs table shows finished before their
     /// last events (final progress, log lines, the outcome) were read: the outcome
     /// waits for those, and is printed from the table only if they have not come by
@@ -328,8 +333,10 @@ impl Lines {
         admin: &Admin,
         out: &mut Out<'_>,
     ) -> Result<(), CliError> {
+        let now = chrono::Utc::now();
         for r in runs {
             if !self.heard.contains(&r.id) {
+                self.read_at.insert(r.id, now);
                 self.print_state(r.id, RunState::of(r), out)?;
             }
         }
@@ -369,6 +376,7 @@ impl Lines {
     /// Prints a run's outcome, once.
     fn print_outcome(&mut self, r: &Run, out: &mut Out<'_>) -> Result<(), CliError> {
         self.printed.remove(&r.id);
+        self.read_at.remove(&r.id);
         if !self.outcomes.insert(r.id) {
             return Ok(());
         }
@@ -423,6 +431,11 @@ impl Lines {
                 // Retried by hand after it finished: its next outcome is new.
                 self.outcomes.remove(&id);
                 out.print_line(&(), || line)
+            }
+            EventKind::RunProgress | EventKind::RunStage
+                if self.read_at.get(&id).is_some_and(|t| e.at < *t) =>
+            {
+                Ok(())
             }
             EventKind::RunProgress | EventKind::RunStage => {
                 // A run first heard of here starts from what the runs table has.
@@ -631,6 +644,44 @@ mod tests {
         e.task = Some("t".into());
         e.data = serde_json::json!({ "attempt": 1, "percent": percent });
         e
+    }
+
+    /// Progress a node wrote before the runs table was read, read later from the
+    /// event log, is older than what the table showed: it is not printed, so the
+    /// progress does not go backwards. What came after is.
+    #[tokio::test]
+    async fn progress_older_than_the_table_s_is_not_printed() {
+        let registry = Registry::from_tasks([TaskDef::new("t", noop, "watch.rs")]).unwrap();
+        let t = crate::testing::TestScheduler::builder()
+            .registry(registry)
+            .build()
+            .await
+            .unwrap();
+        let admin = t.admin();
+        let id = admin
+            .enqueue(Enqueue::new("t").delay(Duration::from_secs(3600)))
+            .await
+            .unwrap()
+            .id;
+        let run = admin.run(id).await.unwrap();
+        let mut buf = Vec::new();
+        let mut lines = Lines::default();
+        {
+            let mut out = Out::new(&mut buf, false);
+            let old = progress(id, 40);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            lines.refresh(&[run], admin, &mut out).await.unwrap();
+            lines.apply(&old, admin, &mut out).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            lines
+                .apply(&progress(id, 70), admin, &mut out)
+                .await
+                .unwrap();
+        }
+        let text = String::from_utf8(buf).unwrap();
+        assert!(!text.contains("40%"), "{text}");
+        assert!(text.contains(&format!("run {id} t: 70%")), "{text}");
+        t.shutdown().await;
     }
 
     /// A run whose end the runs table shows before its last events are read: its
