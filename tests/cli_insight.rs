@@ -197,6 +197,18 @@ async fn stats_health_and_cleanup() {
     assert!(text.contains("succeeded 3"), "{text}");
     let h = cli(url, &["health", "--json"]).await.ok().json();
     assert_eq!(h["healthy"], true);
+    // A max age shorter than a beat: the age is told to the millisecond (it used to
+    // say "0s old" for any age under a second).
+    let out = cli(url, &["health", "--max-age", "1ms"]).await;
+    assert_eq!(out.code, 1, "{out:#?}");
+    let age = out
+        .stdout
+        .split("the newest heartbeat is ")
+        .nth(1)
+        .and_then(|rest| rest.split(" old").next())
+        .unwrap_or_else(|| panic!("{out:#?}"));
+    let age = kairos::schedule::parse_duration(age).unwrap();
+    assert!(age < Duration::from_secs(10), "{out:#?}");
     let deleted = cli_json(url, &["runs", "cleanup", "--older-than", "1h"]).await;
     assert_eq!(deleted["deleted"], 0, "nothing finished an hour ago");
     let deleted = cli_json(url, &["runs", "cleanup", "--older-than", "0s"]).await;

@@ -226,8 +226,8 @@ impl Admin {
                     };
                     h.reasons.push(match live.newest_age {
                         Some(age) => format!(
-                            "no node beat {within}: the newest heartbeat is {}s old",
-                            age.as_secs()
+                            "no node beat {within}: the newest heartbeat is {} old",
+                            age_text(age)
                         ),
                         None => match live.last_beat {
                             Some(t) => format!(
@@ -247,6 +247,16 @@ impl Admin {
     }
 }
 
+/// A heartbeat's age: to the millisecond under a minute (a `--max-age` of a few
+/// hundred milliseconds is compared with it), in whole seconds above.
+fn age_text(age: Duration) -> String {
+    crate::schedule::format_duration(if age.as_secs() < 60 {
+        Duration::from_millis(age.as_millis() as u64)
+    } else {
+        Duration::from_secs(age.as_secs())
+    })
+}
+
 /// The `p` quantile of sorted values (nearest rank).
 fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
     if sorted.is_empty() {
@@ -258,6 +268,14 @@ fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn heartbeat_ages_to_the_millisecond_under_a_minute() {
+        use std::time::Duration;
+        assert_eq!(super::age_text(Duration::from_micros(412_700)), "412ms");
+        assert_eq!(super::age_text(Duration::from_millis(2_050)), "2s50ms");
+        assert_eq!(super::age_text(Duration::from_millis(61_500)), "1m1s");
+    }
+
     #[test]
     fn percentiles_by_nearest_rank() {
         let v: Vec<u64> = (1..=100).collect();
