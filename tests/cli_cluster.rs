@@ -114,6 +114,16 @@ async fn a_paused_queue_starts_nothing_until_resumed() {
         let other = enqueue(url, &["hello"]).await;
         common::wait_status(&node.admin, other, RunStatus::Succeeded).await;
         assert_stays_queued(&node.admin, held).await;
+        // `runs show` says it is held before giving times that hold only once released.
+        let shown = cli(url, &["runs", "show", &held.to_string()])
+            .await
+            .ok()
+            .stdout;
+        assert!(
+            shown.contains("estimate: 0 run(s) ahead; held: its queue `mail` is paused")
+                && shown.contains("released now, it would start "),
+            "{shown}"
+        );
 
         let out = cli(url, &["queues", "resume", "mail", "--json"])
             .await

@@ -195,15 +195,21 @@ pub(super) async fn run(
                     let mut s = run_detail(&run, node.as_ref().map(|n| n.name.as_str()));
                     s.push_str(&deliveries_text(&run, &deliveries));
                     if let Some(e) = estimate {
-                        s.push_str(&format!(
-                            "\n\nestimate: {} run(s) ahead; starts {}, ends {}",
-                            e.ahead,
-                            rfc3339(e.start),
-                            opt_time(e.completion)
-                        ));
-                        if let Some(held) = &e.held {
-                            s.push_str(&format!(" (held: {held})"));
-                        }
+                        // A held run's times hold only if released now: said so first,
+                        // rather than as a start that will not happen.
+                        let times = match &e.held {
+                            Some(held) => format!(
+                                "held: {held}; released now, it would start {} and end {}",
+                                rfc3339(e.start),
+                                opt_time(e.completion)
+                            ),
+                            None => format!(
+                                "starts {}, ends {}",
+                                rfc3339(e.start),
+                                opt_time(e.completion)
+                            ),
+                        };
+                        s.push_str(&format!("\n\nestimate: {} run(s) ahead; {times}", e.ahead));
                     }
                     s
                 },
