@@ -115,9 +115,11 @@ impl Admin {
     /// earlier attempts stay in its history).
     pub async fn retry_run(&self, id: i64) -> Result<Run, Error> {
         let in_flight = self.enqueue_in_flight();
-        match self.store().retry_run(id, self.now()).await? {
+        // Taken before the write: a node may start the run before this call returns,
+        // and its `run_started` must not come before this `run_queued` by time.
+        let now = self.now();
+        match self.store().retry_run(id, now).await? {
             RetryOutcome::Queued(r) => {
-                let now = self.now();
                 self.emit(|| {
                     vec![
                         Event::new(EventKind::RunQueued, now)
