@@ -135,9 +135,36 @@ async fn a_killed_node_s_run_is_taken_back_by_a_survivor_within_20_s() {
         let mut process = NodeProcess::spawn("node_process", &[(NODE_URL_ENV, db.url.clone())]);
         let (admin, id, dead) = running_on_the_process(&db.url).await;
         let survivor = Node::start(&db.url, registry(), None).await;
+        let mut events = survivor
+            .handle
+            .events_matching(kairos::events::EventFilter::all().run(id));
         process.kill();
         let killed = Instant::now();
         let took = taken_back_by(&admin, id, &survivor.id, killed).await;
+        // Watchers hear that the run went back to the queue, then started again.
+        let mut heard = Vec::new();
+        while heard.len() < 2 {
+            let e = tokio::time::timeout(Duration::from_secs(10), events.next())
+                .await
+                .expect("an event")
+                .expect("the stream is open");
+            heard.push((e.kind, e.data["recovered"].clone()));
+        }
+        assert_eq!(
+            heard,
+            [
+                (
+                    kairos::events::EventKind::RunQueued,
+                    serde_json::json!(true)
+                ),
+                (
+                    kairos::events::EventKind::RunStarted,
+                    serde_json::Value::Null
+                ),
+            ],
+            "{}",
+            db.name
+        );
         assert!(
             took <= Duration::from_secs(20),
             "{}: taken back after {took:?}",

@@ -122,6 +122,8 @@ async fn runs_fired_and_claimed_ahead_start_exactly_at_their_slot() {
     ts.advance_to(next).await;
     let run = ts.admin().run(waiting.id).await.unwrap();
     assert_eq!(run.status, RunStatus::Cancelled, "{run:?}");
+    // It never started: no attempt counted, no start time shown after its end.
+    assert_eq!((run.attempt, run.started_at), (0, None), "{run:?}");
     assert_eq!(
         EXECUTED.load(Ordering::SeqCst),
         3,

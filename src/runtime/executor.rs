@@ -192,6 +192,7 @@ async fn attempt(
                 attempt: run.attempt,
                 status,
                 error,
+                unstarted: false,
             },
             failed,
         )
@@ -220,8 +221,20 @@ async fn attempt(
             _ = shared.start_at(run.started_at) => {}
             _ = token.cancelled() => {
                 return match running.reason() {
+                    // It never started: no attempt to count, no start time to show.
                     CancelReason::Operator => {
-                        fail("cancelled by operator".into(), RunStatus::Cancelled, true)
+                        tracing::info!("cancelled by operator before its start");
+                        Done::of(
+                            run,
+                            Completion::Finished {
+                                id: run.id,
+                                attempt: run.attempt,
+                                status: RunStatus::Cancelled,
+                                error: "cancelled by operator".into(),
+                                unstarted: true,
+                            },
+                            None,
+                        )
                     }
                     reason => release(reason),
                 };

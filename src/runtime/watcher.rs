@@ -13,7 +13,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{CancelReason, Held, Running, Shared};
-use crate::store::{Beat, BeatLook};
+use crate::events::{Event, EventKind};
+use crate::model::RunStatus;
+use crate::store::{Beat, BeatLook, TakenBack};
 
 /// How often the change counter is read by default: the bound on how late a CLI pause
 /// or cancel takes effect on SQLite. One indexed single-row read per tick keeps an idle
@@ -276,16 +278,60 @@ async fn judge_others(shared: &Shared, found: &Beat, now: DateTime<Utc>) {
         return;
     }
     match shared.store.recover_expired(now).await {
-        Ok((0, 0)) => {}
-        Ok((requeued, failed)) => {
+        Ok(taken) if taken.is_empty() => {}
+        Ok(taken) => {
+            let requeued = taken
+                .iter()
+                .filter(|t| t.status == RunStatus::Queued)
+                .count();
             tracing::warn!(
                 requeued,
-                failed,
+                failed = taken.len() - requeued,
                 "took back runs whose node stopped renewing its lease"
             );
+            taken_back_events(shared, &taken, now).await;
             shared.signals.wake_dispatcher.notify_one();
         }
         Err(e) => tracing::warn!(error = %e, "lease expiry check failed"),
+    }
+}
+
+/// Tells subscribers what became of runs taken back: queued again for their next
+/// attempt, or finished (failed, or cancelled), as a shutdown's release or an outcome
+/// would. Without these, a watcher would show them running forever.
+async fn taken_back_events(shared: &Shared, taken: &[TakenBack], now: DateTime<Utc>) {
+    if !shared.signals.events.wanted() {
+        return;
+    }
+    let job_ids: Vec<i64> = taken.iter().filter_map(|t| t.job_id).collect();
+    let jobs = if job_ids.is_empty() {
+        Default::default()
+    } else {
+        shared.store.job_names(&job_ids).await.unwrap_or_default()
+    };
+    for t in taken {
+        shared.emit(|| {
+            let (kind, data) = if t.status == RunStatus::Queued {
+                (
+                    EventKind::RunQueued,
+                    serde_json::json!({ "attempt": t.attempt, "recovered": true, "error": t.why }),
+                )
+            } else {
+                (
+                    EventKind::RunFinished,
+                    serde_json::json!({
+                        "attempt": t.attempt,
+                        "status": t.status,
+                        "error": t.why,
+                        "recovered": true,
+                    }),
+                )
+            };
+            Event::new(kind, now)
+                .run(t.id, &t.task)
+                .job(t.job_id.and_then(|j| jobs.get(&j).cloned()))
+                .data(data)
+        });
     }
 }
 

@@ -39,6 +39,9 @@ pub(crate) enum Completion {
         attempt: u32,
         status: RunStatus,
         error: String,
+        /// Claimed ahead of its time and ended (cancelled) before it started: the
+        /// attempt is not counted and the run shows no start.
+        unstarted: bool,
     },
     /// Failed; try again at `run_at`.
     Retry {
@@ -397,24 +400,24 @@ impl Store {
     /// The lost attempt counts: it started, and may have had effects. A run with
     /// attempts left goes back to the queue (due now) for its next attempt; a run whose
     /// lost attempt was its last ends `failed`. So `attempt` never exceeds
-    /// `max_retries + 1`. Returns how many runs were re-queued and failed.
+    /// `max_retries + 1`. Returns the runs taken back and what became of each.
     pub(crate) async fn recover_expired(
         &self,
         now: DateTime<Utc>,
-    ) -> Result<(u64, u64), StoreError> {
+    ) -> Result<Vec<TakenBack>, StoreError> {
         let txn = self.db.begin_with_options(write_txn()).await?;
         let rows = txn
             .query_all_raw(self.stmt(
-                "SELECT id, attempt, max_retries, node_id, cancel_requested FROM kairos_runs \
-                 WHERE status = 'running' AND lease_until < $1",
+                "SELECT id, task, job_id, attempt, max_retries, node_id, cancel_requested \
+                 FROM kairos_runs WHERE status = 'running' AND lease_until < $1",
                 [Value::from(ms(now))],
             ))
             .await?;
         if rows.is_empty() {
             txn.commit().await?;
-            return Ok((0, 0));
+            return Ok(Vec::new());
         }
-        let (mut requeued, mut failed) = (0, 0);
+        let mut taken = Vec::new();
         for r in rows {
             let id: i64 = r.try_get("", "id")?;
             let attempt = count(r.try_get("", "attempt")?);
@@ -471,18 +474,25 @@ impl Store {
             if res.rows_affected() == 0 {
                 continue;
             }
-            if last {
-                failed += 1;
-            } else {
-                requeued += 1;
-            }
+            taken.push(TakenBack {
+                id,
+                task: r.try_get("", "task")?,
+                job_id: r.try_get("", "job_id")?,
+                attempt,
+                status: match (cancelling, last) {
+                    (true, _) => RunStatus::Cancelled,
+                    (false, true) => RunStatus::Failed,
+                    (false, false) => RunStatus::Queued,
+                },
+                why: message,
+            });
             self.add_history(&txn, id, attempt, now, kind, Some(message), node.as_deref())
                 .await?;
         }
         // Re-queued runs keep their ids: tell idle nodes through the counter.
         bump(&txn, self).await?;
         txn.commit().await?;
-        Ok((requeued, failed))
+        Ok(taken)
     }
 
     /// Extends the leases of `attempts`, the (id, attempt) pairs `node` is running;
@@ -601,6 +611,21 @@ pub(super) fn plain_success_sql(n: usize, with_successes: bool) -> String {
     )
 }
 
+/// A run taken back from a node that stopped renewing its lease.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TakenBack {
+    pub(crate) id: i64,
+    pub(crate) task: String,
+    pub(crate) job_id: Option<i64>,
+    /// The attempt that was lost.
+    pub(crate) attempt: u32,
+    /// `queued` for its next attempt, or how it ended: `failed` (that was its last),
+    /// `cancelled` (an operator was cancelling it).
+    pub(crate) status: RunStatus,
+    /// What its history says.
+    pub(crate) why: &'static str,
+}
+
 /// One completion's `SET` clause, its values, and the history entry it adds.
 struct Update {
     set: &'static str,
@@ -624,18 +649,25 @@ impl Completion {
         Some(match self {
             // Successes are written in batches (see `complete`).
             Completion::Succeeded { .. } => return None,
-            Completion::Finished { status, error, .. } => Update {
+            Completion::Finished {
+                status,
+                error,
+                unstarted,
+                ..
+            } => Update {
                 // A run that `overlap = "replace"` or its job's deletion cancelled
                 // keeps saying so.
                 set: "status = CASE WHEN cancel_requested THEN 'cancelled' ELSE $1 END, \
                          error = CASE WHEN cancel_requested AND (error = $4 OR error = $5) \
-                         THEN error ELSE $2 END, finished_at = $3, lease_until = NULL",
+                         THEN error ELSE $2 END, finished_at = $3, lease_until = NULL, \
+                         attempt = attempt - $6, started_at = CASE WHEN $6 = 1 THEN NULL ELSE started_at END",
                 values: vec![
                     Value::from(status.as_str()),
                     Value::from(error.clone()),
                     Value::from(ms(now)),
                     Value::from(super::REPLACED),
                     Value::from(super::JOB_DELETED),
+                    Value::from(i32::from(*unstarted)),
                 ],
                 event: Some((
                     match status {

@@ -249,11 +249,20 @@ async fn expired_leases_requeue_runs_with_attempts_left_and_fail_the_others() {
                 .unwrap()
                 .is_empty()
         );
-        assert_eq!(
-            store.recover_expired(later).await.unwrap(),
-            (1, 1),
-            "{}",
-            db.name
+        let taken: Vec<(i64, RunStatus)> = store
+            .recover_expired(later)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.id, t.status))
+            .collect();
+        assert_eq!(taken.len(), 2, "{}: {taken:?}", db.name);
+        assert!(taken.contains(&(ids[0], RunStatus::Queued)), "{taken:?}");
+        assert!(
+            taken
+                .iter()
+                .any(|(id, s)| *id != ids[0] && *s == RunStatus::Failed),
+            "{taken:?}"
         );
         let again = store.run(ids[0]).await.unwrap().unwrap();
         assert_eq!(
@@ -428,6 +437,7 @@ async fn retry_and_delete_keep_attempts_within_their_maximum() {
             attempt: 1,
             status: RunStatus::Failed,
             error: "boom".into(),
+            unstarted: false,
         };
         store.complete("n", &[fail], t0(), true).await.unwrap();
         assert!(matches!(
@@ -573,6 +583,7 @@ async fn results_are_stored_as_serialised_in_every_kind_of_batch() {
             attempt: 1,
             status: RunStatus::Failed,
             error: "boom".into(),
+            unstarted: false,
         };
         let plain = Completion::Succeeded {
             id: ids[5],

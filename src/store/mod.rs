@@ -46,7 +46,7 @@ use sea_orm::{
 
 pub(crate) use catalog::CatalogQueue;
 pub(crate) use claim::{Announced, ClaimLimits, ClaimedRun, QueueLimit};
-pub(crate) use complete::{Completion, Release};
+pub(crate) use complete::{Completion, Release, TakenBack};
 pub(crate) use control::{CancelOutcome, DeleteOutcome, RetryOutcome};
 pub(crate) use jobs::{FireOutcome, FirePlan, PlannedRun, SlotRecord};
 pub(crate) use nodes::{Beat, BeatLook, NodeRow, default_name as default_node_name};
