@@ -487,6 +487,15 @@ impl SchedulerBuilder {
             Some(node.id.clone()),
             Some(events_tx),
         )));
+        // Whether anybody watches, known before the application's first enqueue: runs
+        // enqueued as the node starts (before its event log first looks) are heard by
+        // watchers elsewhere too. Unread, the event log's first look tells.
+        if let Ok(w) = store
+            .watched(chrono::Utc::now() - super::SUBSCRIBER_TTL, &node.id)
+            .await
+        {
+            signals.events.saw_watchers(w);
+        }
         let job_names = patiently(timeout, || store.jobs())
             .await?
             .into_iter()

@@ -20,6 +20,8 @@ const BEAT: Duration = Duration::from_secs(2);
 pub(crate) const SUBSCRIBER_TTL: chrono::Duration = chrono::Duration::seconds(10);
 /// Events older than this are deleted.
 const KEEP: chrono::Duration = chrono::Duration::minutes(10);
+/// Events kept for watchers while the database is out of reach, at most.
+const MAX_UNWRITTEN: usize = 20_000;
 
 pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
     let bus = &shared.signals.events;
@@ -33,6 +35,9 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Eve
     let mut announced = false;
     // Other processes' events in the order they happened (see `Reorder`).
     let mut order = crate::events::Reorder::default();
+    // This node's events a write failed for, with the database out of reach.
+    let mut unwritten: Vec<Event> = Vec::new();
+    let mut warned_unwritten = false;
     loop {
         // Until the node has stopped, not merely begun to: the runs that end during
         // the shutdown are written for watchers too, and `node_left` comes last.
@@ -76,14 +81,47 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Eve
                 order = crate::events::Reorder::default();
             }
         }
-        let mut batch = Vec::new();
+        // Events a failed write left behind go first, in order.
+        let mut batch = std::mem::take(&mut unwritten);
         while let Ok(e) = rx.try_recv() {
             batch.push(e);
         }
-        if !batch.is_empty()
-            && let Err(e) = shared.store.insert_events(&batch).await
-        {
-            tracing::warn!(error = %e, events = batch.len(), "cannot write events for watchers");
+        // Chunk by chunk, so that what was written is not written again.
+        let mut written = 0;
+        let mut failed = None;
+        for chunk in batch.chunks(300) {
+            match shared.store.insert_events(chunk).await {
+                Ok(()) => written += chunk.len(),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        batch.drain(..written);
+        if let Some(e) = failed {
+            // Kept for the next tick while the database is out of reach (watchers
+            // elsewhere would otherwise miss runs' starts and ends for good); a
+            // database that answers and refuses them would refuse them again.
+            if e.is_connection() {
+                let over = batch.len().saturating_sub(MAX_UNWRITTEN);
+                if over > 0 {
+                    tracing::warn!(
+                        events = over,
+                        "cannot write events for watchers; dropping the oldest"
+                    );
+                    batch.drain(..over);
+                }
+                if !warned_unwritten {
+                    warned_unwritten = true;
+                    tracing::warn!(error = %e, events = batch.len(), "cannot write events for watchers; keeping them until the database answers");
+                }
+                unwritten = batch;
+            } else {
+                tracing::warn!(error = %e, events = batch.len(), "cannot write events for watchers");
+            }
+        } else {
+            warned_unwritten = false;
         }
         if subscribed {
             match shared.store.events_after(after, Some(&me), 1000).await {
@@ -108,7 +146,10 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Eve
         )
     });
     // What is still pending (this node's last events) goes out before it stops.
-    let rest: Vec<Event> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+    let rest: Vec<Event> = unwritten
+        .into_iter()
+        .chain(std::iter::from_fn(|| rx.try_recv().ok()))
+        .collect();
     if !rest.is_empty()
         && let Err(e) = shared.store.insert_events(&rest).await
     {
