@@ -9,6 +9,12 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbB
 
 use super::{OpenMode, Store, StoreError, describe, migration};
 
+/// How long a kairos transaction on PostgreSQL may sit idle before the server ends its
+/// session (see `open`): far above any pause between its statements, and below the
+/// heartbeat timeout, so a frozen node's locks are gone by the time others take its
+/// runs back.
+const IDLE_IN_TRANSACTION: &str = "10s";
+
 /// A pooled connection idle for this long is pinged before it is used again: it may
 /// have been dropped by the server (a restart) or the network. Busier ones are used as
 /// they are; should one have died anyway, its statement fails like any statement
@@ -147,6 +153,15 @@ impl Store {
                 let name = origin.clone();
                 opts.map_sqlx_postgres_opts(move |o| o.application_name(&name));
             }
+            // kairos's transactions send their statements back to back. One left open
+            // for seconds belongs to a process that froze (SIGSTOP, a stalled VM) with
+            // rows locked, and the other nodes' take-back of its runs would wait for
+            // it to wake: the server ends such a session instead, releasing its locks.
+            // (An application's own transaction, as `enqueue_in` uses, is not on
+            // these connections.)
+            opts.map_sqlx_postgres_opts(|o| {
+                o.options([("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION)])
+            });
             // The pool retries a refused connection until its timeout; one plain TCP
             // connect tells "nothing listens there" at once.
             if let Some((host, port)) = pg_address(url) {

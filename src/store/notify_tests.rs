@@ -246,3 +246,25 @@ async fn autovacuum_visits_the_runs_table_after_few_changes() {
         );
     }
 }
+
+/// kairos's sessions on PostgreSQL have the server end a transaction left idle for
+/// seconds (a frozen process's), so its row locks do not hold up other nodes' take-back.
+#[tokio::test]
+async fn a_transaction_left_idle_is_ended_by_the_server() {
+    for db in databases("idle_in_transaction").await {
+        let store = open(&db).await;
+        if !store.is_pg() {
+            continue;
+        }
+        let row = store
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT current_setting('idle_in_transaction_session_timeout') AS t",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.try_get::<String>("", "t").unwrap(), "10s");
+    }
+}
