@@ -235,6 +235,7 @@ pub struct EventStream {
     rx: broadcast::Receiver<Event>,
     filter: EventFilter,
     done: bool,
+    closed: tokio_util::sync::CancellationToken,
     _guard: Option<Arc<SubscriberGuard>>,
 }
 
@@ -246,7 +247,19 @@ impl EventStream {
             return None;
         }
         loop {
-            match self.rx.recv().await {
+            let next = tokio::select! {
+                // What was published before the node stopped comes first.
+                biased;
+                r = self.rx.recv() => r,
+                _ = self.closed.cancelled() => match self.rx.try_recv() {
+                    Ok(e) => Ok(e),
+                    Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                        Err(broadcast::error::RecvError::Lagged(n))
+                    }
+                    Err(_) => Err(broadcast::error::RecvError::Closed),
+                },
+            };
+            match next {
                 Ok(e) if self.filter.matches(&e) => return Some(e),
                 Ok(_) => continue,
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -297,6 +310,9 @@ pub(crate) struct EventBus {
     pub(crate) local: Arc<std::sync::atomic::AtomicUsize>,
     /// Stamped on events this process makes.
     pub(crate) node_id: Option<String>,
+    /// Cancelled once the node stopped and published its last event: subscribers'
+    /// streams end then, although the bus lives on in handles still held.
+    closed: tokio_util::sync::CancellationToken,
 }
 
 impl EventBus {
@@ -311,7 +327,13 @@ impl EventBus {
             watchers_read: std::sync::Mutex::new(None),
             local: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             node_id,
+            closed: tokio_util::sync::CancellationToken::new(),
         }
+    }
+
+    /// Ends every stream (after what they have not read yet): the node has stopped.
+    pub(crate) fn close(&self) {
+        self.closed.cancel();
     }
 
     /// Records a reading of whether another process subscribes through the database.
@@ -358,6 +380,7 @@ impl EventBus {
             rx: self.tx.subscribe(),
             filter,
             done: false,
+            closed: self.closed.clone(),
             _guard: Some(Arc::new(SubscriberGuard {
                 count: self.local.clone(),
             })),

@@ -279,4 +279,11 @@ async fn a_node_announces_that_it_joined_and_left() {
         json!({ "node_id": id, "name": name, "reason": "stopped" })
     );
     run.await.unwrap();
+    // The node stopped: the stream ends, although the handle (and so the bus) lives on.
+    let end = tokio::time::timeout(Duration::from_secs(5), s.next()).await;
+    assert!(matches!(end, Ok(None)), "{end:?}");
+    let mut late = h.events();
+    let end = tokio::time::timeout(Duration::from_secs(5), late.next()).await;
+    assert!(matches!(end, Ok(None)), "{end:?}");
+    drop(h);
 }

@@ -158,4 +158,6 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Eve
     if subscribed {
         let _ = shared.store.subscriber_leave(&me).await;
     }
+    // `node_left` and the last events are out: the node's streams end after them.
+    bus.close();
 }
