@@ -526,6 +526,21 @@ fn context_type(ty: &Type) -> Option<bool> {
 
 fn check_param_type(ty: &Type) -> syn::Result<()> {
     match ty {
+        // The context, lent mutably: it is not read from the params at all.
+        Type::Reference(r)
+            if r.mutability.is_some()
+                && context_type(&Type::Reference(syn::TypeReference {
+                    mutability: None,
+                    ..r.clone()
+                }))
+                .is_some() =>
+        {
+            Err(syn::Error::new_spanned(
+                ty,
+                "take the context as `TaskContext` or `&TaskContext`: its methods need no \
+                 `&mut`",
+            ))
+        }
         Type::Reference(_) => Err(syn::Error::new_spanned(
             ty,
             "a task parameter must be an owned type (e.g. `String`, not `&str`): \
@@ -886,6 +901,15 @@ mod tests {
                 )
             )[0]
             .starts_with("a task parameter must be an owned type")
+        );
+        assert_eq!(
+            err(
+                quote!(),
+                quote!(
+                    async fn f(ctx: &mut kairos::TaskContext) {}
+                )
+            ),
+            ["take the context as `TaskContext` or `&TaskContext`: its methods need no `&mut`"]
         );
         assert!(
             err(
