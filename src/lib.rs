@@ -45,7 +45,7 @@
 //! }
 //! ```
 //!
-//! The pieces: [`task`] (the registry and the context a run sees), [`schedule`]
+//! The pieces: [`task`](mod@task) (the registry and the context a run sees), [`schedule`]
 //! (cron, intervals, durations), [`config`] (`jobs.toml`), [`Scheduler`] and its
 //! [`SchedulerHandle`] (the embedded node), [`Admin`] (every operation on jobs, runs,
 //! queues and nodes, shared by the handle, the CLI and the HTTP API), the records they

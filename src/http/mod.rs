@@ -19,10 +19,10 @@
 //!
 //! This module owns the route table (one table feeds both the router and the OpenAPI
 //! document, so they cannot disagree), the shared state and the layers every request
-//! goes through: the body size limit, the token check ([`auth`]) and the rewriting of
-//! every error into `{"error": {"code", "message", "details"}}` ([`error`]). The
-//! endpoints live by area: [`runs`], [`jobs`], [`cluster`] (queues, nodes, tasks),
-//! [`insight`] (stats, health, metrics) and [`events`].
+//! goes through: the body size limit, the token check (`auth`) and the rewriting of
+//! every error into `{"error": {"code", "message", "details"}}` (`error`). The
+//! endpoints live by area in private modules: `runs`, `jobs`, `cluster` (queues, nodes,
+//! tasks), `insight` (stats, health, metrics) and `events`.
 
 mod auth;
 mod cluster;
