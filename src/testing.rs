@@ -50,9 +50,12 @@ use crate::ops::{Admin, Enqueue};
 use crate::runtime::{BuildError, SchedulerBuilder, SchedulerHandle};
 use crate::task::Registry;
 
-/// How long the node may stay busy with what is due at one instant before the harness
-/// moves on anyway (a task that waits on something the test controls).
+/// How long the node may stay busy with what is due at one instant, no task executing
+/// and nothing changing, before the harness moves on anyway.
 const STUCK_AFTER: Duration = Duration::from_millis(60);
+/// By default, how long (in real time) the harness waits for executing tasks before it
+/// moves its clock on anyway (see [`TestSchedulerBuilder::task_wait`]).
+const TASK_WAIT: Duration = Duration::from_secs(1);
 /// How often the harness looks at the database while it waits.
 const POLL: Duration = Duration::from_millis(2);
 /// The most time steps one `advance` takes (guards against a schedule that never ends).
@@ -70,10 +73,23 @@ pub struct TestSchedulerBuilder {
     registry: Option<Registry>,
     config: Option<Config>,
     max_workers: usize,
+    task_wait: Duration,
     inner: Option<SchedulerBuilder>,
 }
 
 impl TestSchedulerBuilder {
+    /// How long, in real time, the harness waits for tasks that are executing before
+    /// it moves its clock on anyway (default 1 s). A task that does real work (an HTTP
+    /// call, a query) finishes at the virtual instant it started, as long as it takes
+    /// less than this; one that waits for something the test does later, or for its
+    /// cancellation, holds each step up this long, then lets the clock move (its
+    /// timeout then ends it on the virtual clock). Lower it for tests full of such
+    /// tasks; raise it for slow ones.
+    pub fn task_wait(mut self, d: Duration) -> Self {
+        self.task_wait = d;
+        self
+    }
+
     /// Where the virtual clock starts (default 2026-01-01T00:00:00Z).
     pub fn start_at(mut self, t: DateTime<Utc>) -> Self {
         self.start = t;
@@ -153,6 +169,7 @@ impl TestSchedulerBuilder {
         let node = tokio::spawn(sched.run());
         Ok(TestScheduler {
             handle,
+            task_wait: self.task_wait,
             clock,
             node: Some(node),
             recorder,
@@ -168,6 +185,7 @@ impl TestSchedulerBuilder {
 #[derive(Debug)]
 pub struct TestScheduler {
     handle: SchedulerHandle,
+    task_wait: Duration,
     clock: ManualClock,
     node: Option<JoinHandle<Result<(), Error>>>,
     recorder: JoinHandle<()>,
@@ -185,6 +203,7 @@ impl TestScheduler {
             registry: None,
             config: None,
             max_workers: 8,
+            task_wait: TASK_WAIT,
             inner: None,
         }
     }
@@ -241,7 +260,9 @@ impl TestScheduler {
     }
 
     /// Moves the clock forward by `d`, through every instant at which something is
-    /// due, in order; returns the runs that finished, in the order they finished.
+    /// due, in order; returns the runs that finished, by the virtual time they
+    /// finished (runs that finished at one instant by id: to see the order they ran
+    /// in, read [`TestScheduler::events`]).
     pub async fn advance(&self, d: Duration) -> Vec<Run> {
         let target = self.now() + chrono::Duration::from_std(d).expect("a duration in range");
         self.advance_to(target).await
@@ -322,10 +343,17 @@ impl TestScheduler {
                 }
             }
             let fp = store.runs_fingerprint().await.ok();
+            // A task doing real work changes nothing until it ends: waited for, up to
+            // `task_wait`, so that its outcome does not depend on how long it takes.
+            let patience = if self.handle.executing() > 0 {
+                self.task_wait.max(STUCK_AFTER)
+            } else {
+                STUCK_AFTER
+            };
             if fp != last {
                 last = fp;
                 since = tokio::time::Instant::now();
-            } else if since.elapsed() >= STUCK_AFTER {
+            } else if since.elapsed() >= patience {
                 return;
             }
             tokio::time::sleep(POLL).await;

@@ -51,6 +51,13 @@ async fn ship_order(order: u32) -> u32 {
     order
 }
 
+#[kairos::task(timeout = "30m")]
+async fn fetch(ms: u64) -> String {
+    // Real work: a call that takes real time.
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    "fetched".into()
+}
+
 /// Runs of one task among what `advance` returned.
 fn of<'a>(runs: &'a [kairos::Run], task: &str) -> Vec<&'a kairos::Run> {
     runs.iter().filter(|r| r.task == task).collect()
@@ -241,5 +248,28 @@ async fn a_run_enqueued_in_the_application_s_transaction_runs_only_if_it_commits
         t.database_url()
     );
     app.close().await.unwrap();
+    t.shutdown().await;
+}
+
+/// A task that takes real time (a call, a query) is waited for: it finishes at the
+/// virtual instant it started, whatever the machine's speed, instead of the clock
+/// running on past its timeout meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_doing_real_work_finishes_at_the_instant_it_started() {
+    let t = TestScheduler::builder()
+        .start_at(at("2026-06-01T00:00:00Z"))
+        .build()
+        .await
+        .unwrap();
+    let id = t
+        .enqueue(Enqueue::new("fetch").params(serde_json::json!({"ms": 300})))
+        .await
+        .unwrap();
+    let ran = t.advance(Duration::from_secs(3 * 3600)).await;
+    let done = of(&ran, "fetch");
+    assert_eq!(done.len(), 1, "{ran:?}");
+    assert_eq!(done[0].id, id);
+    assert_eq!(done[0].status, RunStatus::Succeeded, "{:?}", done[0]);
+    assert_eq!(done[0].finished_at, Some(at("2026-06-01T00:00:00Z")));
     t.shutdown().await;
 }

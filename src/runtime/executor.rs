@@ -272,6 +272,7 @@ async fn attempt(
             .tags(&run.tags)
             .data(serde_json::json!({ "attempt": run.attempt, "node_id": shared.node.id }))
     });
+    let _executing = Executing::count(&shared.signals.executing);
     let mut fut = AssertUnwindSafe((def.handler)(ctx, run.params.clone())).catch_unwind();
     let deadline =
         started + chrono::Duration::from_std(run.timeout).unwrap_or(chrono::Duration::MAX);
@@ -366,5 +367,21 @@ async fn attempt(
             RunStatus::Failed,
             false,
         ),
+    }
+}
+
+/// Counts a task as executing for as long as it is held (see `Signals::executing`).
+struct Executing<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Executing<'a> {
+    fn count(n: &'a std::sync::atomic::AtomicUsize) -> Self {
+        n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Executing(n)
+    }
+}
+
+impl Drop for Executing<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }

@@ -194,6 +194,14 @@ impl SchedulerHandle {
         self.shared.signals.events.subscribe(filter)
     }
 
+    /// Tasks executing on this node right now (for the test harness).
+    pub(crate) fn executing(&self) -> usize {
+        self.shared
+            .signals
+            .executing
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Asks the node to shut down gracefully; `run()` returns when it has.
     pub fn shutdown(&self) {
         self.shared.shutdown.cancel();

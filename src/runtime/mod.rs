@@ -211,6 +211,9 @@ pub(crate) struct Signals {
     pub(crate) events: crate::events::EventBus,
     /// Enqueues through this node not yet published (see `order`).
     pub(crate) enqueues: order::EnqueueGate,
+    /// Tasks executing right now (past a claimed-ahead run's wait for its time): the
+    /// test harness waits for them before it moves its clock on.
+    pub(crate) executing: std::sync::atomic::AtomicUsize,
 }
 
 impl Signals {
@@ -225,6 +228,7 @@ impl Signals {
             finishing: Mutex::new(HashSet::new()),
             events,
             enqueues: order::EnqueueGate::default(),
+            executing: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 }
