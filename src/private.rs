@@ -241,8 +241,19 @@ pub fn take_param<T: DeserializeOwned>(
     type_name: &str,
 ) -> Result<T, TaskError> {
     match map.remove(name) {
-        Some(v) => serde_json::from_value(v)
-            .map_err(|e| TaskError::InvalidParams(format!("parameter `{name}`: {e}"))),
+        // With the path inside the value, for a struct or a list: `parameter
+        // `p.items[2].id``, not only `parameter `p``.
+        Some(v) => serde_path_to_error::deserialize::<_, T>(v).map_err(|e| {
+            let path = e.path().to_string();
+            let at = if path == "." {
+                name.to_string()
+            } else if path.starts_with('[') {
+                format!("{name}{path}")
+            } else {
+                format!("{name}.{path}")
+            };
+            TaskError::InvalidParams(format!("parameter `{at}`: {}", e.inner()))
+        }),
         None => T::deserialize(Missing).map_err(|_| {
             TaskError::InvalidParams(format!("missing parameter `{name}` ({type_name})"))
         }),
@@ -610,6 +621,37 @@ mod tests {
             Ok(("d1".to_string(), Some(3)))
         );
         assert_eq!(read2(json!({"doc_id": "d1"})), Ok(("d1".to_string(), None)));
+    }
+
+    #[test]
+    fn a_problem_inside_a_value_is_named_by_its_path() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Item {
+            id: u32,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Payload {
+            items: Vec<Item>,
+            label: String,
+        }
+        let mut map = Map::new();
+        map.insert(
+            "p".into(),
+            json!({"items": [{"id": 1}, {"id": "2"}], "label": "x"}),
+        );
+        let e = take_param::<Payload>(&mut map, "p", "Payload").unwrap_err();
+        assert_eq!(
+            e,
+            invalid("parameter `p.items[1].id`: invalid type: string \"2\", expected u32")
+        );
+        map.insert("v".into(), json!([1, "x"]));
+        let e = take_param::<Vec<u8>>(&mut map, "v", "Vec<u8>").unwrap_err();
+        assert_eq!(
+            e,
+            invalid("parameter `v[1]`: invalid type: string \"x\", expected u8")
+        );
     }
 
     #[test]
