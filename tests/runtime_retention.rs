@@ -93,9 +93,21 @@ async fn a_queued_run_past_its_time_to_live_expires_without_running() {
             .unwrap();
         let r = h.run(id).await.unwrap();
         assert_eq!(r.expires_at, Some(t0() + chrono::Duration::seconds(300)));
+        let mut events = h.events_matching(kairos::events::EventFilter::all().run(id));
         clock.advance(Duration::from_secs(301));
         let r = common::wait_status(h.admin(), id, RunStatus::Expired).await;
         assert_eq!(r.attempt, 0, "{}: it never started", db.name);
+        // Watchers hear that it ended.
+        let e = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("an event")
+            .expect("the stream is open");
+        assert_eq!(
+            (e.kind, e.data["status"].as_str()),
+            (kairos::events::EventKind::RunFinished, Some("expired")),
+            "{}: {e:?}",
+            db.name
+        );
         assert!(r.error.unwrap().contains("time to live"));
         assert!(r.finished_at.is_some());
         h.shutdown();

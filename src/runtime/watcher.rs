@@ -400,8 +400,34 @@ fn stop_attempts(attempts: impl Iterator<Item = Held>, stop: impl Fn(&Running), 
 async fn maintain(shared: &Shared) {
     let now = shared.clock.now();
     match shared.store.expire_runs(now).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(runs = n, "queued runs expired: their time to live ran out"),
+        Ok(expired) if expired.is_empty() => {}
+        Ok(expired) => {
+            tracing::info!(
+                runs = expired.len(),
+                "queued runs expired: their time to live ran out"
+            );
+            // Watchers would otherwise show them queued forever.
+            if shared.signals.events.wanted() {
+                let job_ids: Vec<i64> = expired.iter().filter_map(|(_, _, j, _)| *j).collect();
+                let jobs = if job_ids.is_empty() {
+                    Default::default()
+                } else {
+                    shared.store.job_names(&job_ids).await.unwrap_or_default()
+                };
+                for (id, task, job_id, attempt) in &expired {
+                    shared.emit(|| {
+                        Event::new(EventKind::RunFinished, now)
+                            .run(*id, task)
+                            .job(job_id.and_then(|j| jobs.get(&j).cloned()))
+                            .data(serde_json::json!({
+                                "attempt": attempt,
+                                "status": RunStatus::Expired,
+                                "error": crate::store::EXPIRED,
+                            }))
+                    });
+                }
+            }
+        }
         Err(e) => tracing::warn!(error = %e, "expiry check failed"),
     }
 }

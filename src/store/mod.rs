@@ -28,6 +28,7 @@ mod notify_tests;
 mod queues;
 mod reports;
 mod retention;
+pub(crate) use retention::EXPIRED;
 mod run_reads;
 mod runs;
 pub(crate) mod schema;

@@ -14,6 +14,9 @@ use crate::model::RunStatus;
 const PRUNE_BATCH: i64 = 1000;
 
 /// Tables holding rows that belong to a run.
+/// The error of a run whose time to live ran out while it was queued.
+pub(crate) const EXPIRED: &str = "expired: still queued when its time to live ran out";
+
 pub(super) const RUN_CHILDREN: [&str; 4] = [
     "kairos_run_tags",
     "kairos_run_history",
@@ -104,20 +107,38 @@ impl Store {
     }
 
     /// Marks queued runs whose time to live ran out as `expired`. Returns how many.
-    pub(crate) async fn expire_runs(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    ///
+    /// Returns each run expired: its id, task, job and attempts made.
+    pub(crate) async fn expire_runs(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(i64, String, Option<i64>, i32)>, StoreError> {
         let _turn = self.periodic_write_turn().await;
-        let res = self
+        let rows = self
             .db
-            .execute_raw(self.stmt(
-                "UPDATE kairos_runs SET status = 'expired', finished_at = $1, \
-                 error = 'expired: still queued when its time to live ran out' \
-                 WHERE status = 'queued' AND expires_at IS NOT NULL AND expires_at <= $1",
+            .query_all_raw(self.stmt(
+                &format!(
+                    "UPDATE kairos_runs SET status = 'expired', finished_at = $1, error = '{EXPIRED}' \
+                     WHERE status = 'queued' AND expires_at IS NOT NULL AND expires_at <= $1 \
+                     RETURNING id, task, job_id, attempt"
+                ),
                 [Value::from(ms(now))],
             ))
             .await?;
-        if res.rows_affected() > 0 {
+        let expired = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("", "id")?,
+                    r.try_get("", "task")?,
+                    r.try_get("", "job_id")?,
+                    r.try_get("", "attempt")?,
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        if !expired.is_empty() {
             bump(&self.db, self).await?;
         }
-        Ok(res.rows_affected())
+        Ok(expired)
     }
 }
