@@ -800,7 +800,7 @@ pub struct TaskStats {
     pub finished: u64,
     /// Of which succeeded.
     pub succeeded: u64,
-    /// Of which failed or timed out.
+    /// Of which failed or timed out (the rest were cancelled or expired).
     pub failed: u64,
     /// Mean duration of their last attempts.
     pub mean_duration_ms: Option<u64>,

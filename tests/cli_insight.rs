@@ -195,6 +195,13 @@ async fn stats_health_and_cleanup() {
     assert!(s["tasks"][0]["p95_duration_ms"].is_u64(), "{s}");
     let text = cli(url, &["stats", "--task", "noop"]).await.ok().stdout;
     assert!(text.contains("succeeded 3"), "{text}");
+    // The task's columns add up: 3 finished, 3 succeeded, none failed, none other.
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("noop "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cells[1..5], ["3", "3", "0", "0"], "{text}");
     let h = cli(url, &["health", "--json"]).await.ok().json();
     assert_eq!(h["healthy"], true);
     // A max age shorter than a beat: the age is told to the millisecond (it used to

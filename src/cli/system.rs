@@ -236,6 +236,10 @@ last minute: {} finished; last hour: {} finished ({:.1}/min), {} succeeded, {} f
                 t.finished.to_string(),
                 t.succeeded.to_string(),
                 t.failed.to_string(),
+                // Cancelled and expired: so that the columns add up to FINISHED.
+                t.finished
+                    .saturating_sub(t.succeeded + t.failed)
+                    .to_string(),
                 t.mean_duration_ms.map_or("-".into(), |d| format!("{d} ms")),
                 t.p95_duration_ms.map_or("-".into(), |d| format!("{d} ms")),
             ]
@@ -252,6 +256,7 @@ last minute: {} finished; last hour: {} finished ({:.1}/min), {} succeeded, {} f
             "FINISHED",
             "SUCCEEDED",
             "FAILED",
+            "CANCELLED/EXPIRED",
             "MEAN",
             "P95",
         ],
