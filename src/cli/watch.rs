@@ -638,6 +638,16 @@ mod tests {
         Box::pin(async { Ok(None) })
     }
 
+    /// A test scheduler running the one task `t`.
+    async fn harness() -> crate::testing::TestScheduler {
+        let registry = Registry::from_tasks([TaskDef::new("t", noop, "watch.rs")]).unwrap();
+        crate::testing::TestScheduler::builder()
+            .registry(registry)
+            .build()
+            .await
+            .unwrap()
+    }
+
     fn progress(id: i64, percent: u64) -> Event {
         let mut e = Event::new(EventKind::RunProgress, chrono::Utc::now());
         e.run_id = Some(id);
@@ -651,12 +661,7 @@ mod tests {
     /// progress does not go backwards. What came after is.
     #[tokio::test]
     async fn progress_older_than_the_table_s_is_not_printed() {
-        let registry = Registry::from_tasks([TaskDef::new("t", noop, "watch.rs")]).unwrap();
-        let t = crate::testing::TestScheduler::builder()
-            .registry(registry)
-            .build()
-            .await
-            .unwrap();
+        let t = harness().await;
         let admin = t.admin();
         let id = admin
             .enqueue(Enqueue::new("t").delay(Duration::from_secs(3600)))
@@ -689,12 +694,7 @@ mod tests {
     /// from the table at the next refresh.
     #[tokio::test]
     async fn an_outcome_read_early_from_the_table_waits_for_the_run_s_last_events() {
-        let registry = Registry::from_tasks([TaskDef::new("t", noop, "watch.rs")]).unwrap();
-        let t = crate::testing::TestScheduler::builder()
-            .registry(registry)
-            .build()
-            .await
-            .unwrap();
+        let t = harness().await;
         let admin = t.admin();
         let mut ended = Vec::new();
         for _ in 0..2 {
