@@ -28,6 +28,43 @@ impl TestDb {
     pub fn dir(&self) -> Option<&std::path::Path> {
         self.dir.as_deref()
     }
+
+    /// On PostgreSQL, ends every session on the database, as a server restart or a
+    /// failover does; new connections are let in. Panics on SQLite.
+    pub async fn end_sessions(&self) {
+        self.on_server(|name| {
+            format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            )
+        })
+        .await;
+    }
+
+    /// On PostgreSQL, an outage until [`TestDb::reopen`]: new connections are refused
+    /// and every open one is ended. Panics on SQLite.
+    pub async fn cut_off(&self) {
+        self.on_server(|name| format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+            .await;
+        self.end_sessions().await;
+    }
+
+    /// Ends the outage [`TestDb::cut_off`] began.
+    pub async fn reopen(&self) {
+        self.on_server(|name| format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+            .await;
+    }
+
+    /// Runs the statement `sql(name)` through the server URL the database was created
+    /// through (a connection to the database itself could not refuse or end itself).
+    async fn on_server(&self, sql: impl FnOnce(&str) -> String) {
+        let (server, name) = self
+            .created_on
+            .as_ref()
+            .expect("a PostgreSQL test database");
+        execute(server, &sql(name))
+            .await
+            .unwrap_or_else(|e| panic!("on the test server: {e}"));
+    }
 }
 
 impl Drop for TestDb {

@@ -320,26 +320,15 @@ async fn watch_rides_out_a_database_outage() {
         return;
     };
     let url = db.url.as_str();
-    let server = std::env::var("KAIROS_TEST_POSTGRES_URL").unwrap();
-    let name = url.rsplit('/').next().unwrap().split('?').next().unwrap();
     let node = start(url).await;
     let mut watch = spawn_watch(url, "noop");
     let mut lines = tokio::io::BufReader::new(watch.stdout.take().unwrap()).lines();
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // Every connection cut, and none taken for three seconds.
-    let cut = format!(
-        "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
-         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-    );
-    kairos::test_support::execute(&server, &cut).await.unwrap();
+    db.cut_off().await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    kairos::test_support::execute(
-        &server,
-        &format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"),
-    )
-    .await
-    .unwrap();
+    db.reopen().await;
     assert!(
         watch.try_wait().unwrap().is_none(),
         "the watch ended with the outage"

@@ -427,15 +427,6 @@ async fn nodes_ride_out_a_database_outage() {
         return;
     };
     let url = &db.url;
-    let server = std::env::var("KAIROS_TEST_POSTGRES_URL").unwrap();
-    let name = url
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_string();
     // Each try to reach the database gives up soon, as it would on a network that
     // answers at once, so that the outage spans many of the nodes' tries.
     let quick = Some("[scheduler]\nconnect_timeout = \"500ms\"\n");
@@ -448,11 +439,7 @@ async fn nodes_ride_out_a_database_outage() {
     tokio::time::sleep(Duration::from_millis(800)).await;
 
     // Outage: no new connections, and every open one cut.
-    let cut = format!(
-        "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
-         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-    );
-    kairos::test_support::execute(&server, &cut).await.unwrap();
+    db.cut_off().await;
     let health = kairos(url, &["health"]);
     let (code, out, err) = health.into_parts();
     assert_ne!(code, 0, "healthy during the outage: {out}");
@@ -461,12 +448,7 @@ async fn nodes_ride_out_a_database_outage() {
         "health during the outage: {out}{err}"
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
-    kairos::test_support::execute(
-        &server,
-        &format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"),
-    )
-    .await
-    .unwrap();
+    db.reopen().await;
 
     let runs = wait_all_finished(&admin, task_runs("once"), Duration::from_secs(60)).await;
     let bad: Vec<_> = runs

@@ -1420,24 +1420,7 @@ async fn a_database_outage_is_503_database_unavailable() {
     let api = serve(&db.url, HttpOptions::new()).await;
     api.get("/api/v1/runs").await.expect(200);
 
-    let server = std::env::var("KAIROS_TEST_POSTGRES_URL").unwrap();
-    let name = db
-        .url
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap();
-    kairos::test_support::execute(
-        &server,
-        &format!(
-            "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
-             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-        ),
-    )
-    .await
-    .unwrap();
+    db.cut_off().await;
     // The first request may meet a pooled connection that was cut, later ones a server
     // that refuses new ones; both are the database being unavailable.
     for path in ["/api/v1/runs", "/api/v1/jobs", "/api/v1/queues"] {
@@ -1449,12 +1432,7 @@ async fn a_database_outage_is_503_database_unavailable() {
         .await
         .error(503, "database_unavailable");
 
-    kairos::test_support::execute(
-        &server,
-        &format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"),
-    )
-    .await
-    .unwrap();
+    db.reopen().await;
     api.get("/api/v1/runs").await.expect(200);
 }
 

@@ -887,13 +887,7 @@ async fn a_pooled_connection_the_server_dropped_is_replaced_quietly() {
             continue;
         }
         store.db_time_ms().await.unwrap();
-        crate::test_support::execute(
-            &db.url,
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid()",
-        )
-        .await
-        .unwrap();
+        db.end_sessions().await;
         tokio::time::sleep(super::connect::PING_IF_IDLE_FOR + Duration::from_millis(100)).await;
         let log = Captured::default();
         let writer = log.clone();
@@ -923,13 +917,7 @@ async fn an_enqueue_on_a_connection_the_server_just_ended_goes_through() {
         for r in futures::future::join_all(reads).await {
             r.unwrap();
         }
-        crate::test_support::execute(
-            &db.url,
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid()",
-        )
-        .await
-        .unwrap();
+        db.end_sessions().await;
         let ids = store
             .enqueue(&[run("a", 0, 0)], t0())
             .await
