@@ -5,7 +5,8 @@
 //! show a running run as queued. Enqueues made through the node (and the planner's
 //! firings) count themselves in here while they insert and publish; the dispatcher
 //! lets the runs of a claim wait until the enqueues that began before it returned have
-//! published, for a few milliseconds at most.
+//! published: as long as those enqueues take (a commit each, queued behind one another
+//! in a burst), a second at most.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -15,9 +16,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 /// The longest a claim's runs wait for enqueues in flight to publish. An enqueue's
-/// insert takes a round trip (and a disk flush on PostgreSQL); past this, on a machine
-/// too loaded to finish one, runs start anyway.
-const SETTLE_AT_MOST: Duration = Duration::from_millis(20);
+/// insert takes a round trip (and a disk flush on PostgreSQL), and hundreds enqueued at
+/// once queue for the pool's connections: tens of milliseconds in all. Past this (a
+/// database that stopped answering mid-enqueue), runs start anyway.
+const SETTLE_AT_MOST: Duration = Duration::from_secs(1);
 
 /// Enqueues through this node that have not published their `run_queued` yet, by
 /// ticket (tickets are handed out in order).
