@@ -89,7 +89,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Eve
         // Chunk by chunk, so that what was written is not written again.
         let mut written = 0;
         let mut failed = None;
-        for chunk in batch.chunks(300) {
+        for chunk in batch.chunks(crate::store::EVENT_CHUNK) {
             match shared.store.insert_events(chunk).await {
                 Ok(()) => written += chunk.len(),
                 Err(e) => {

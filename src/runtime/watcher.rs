@@ -296,6 +296,19 @@ async fn judge_others(shared: &Shared, found: &Beat, now: DateTime<Utc>) {
     }
 }
 
+/// The names of these jobs, for events about runs this node did not run (a deleted
+/// job's included); no query when there are none.
+async fn job_names(
+    shared: &Shared,
+    ids: impl Iterator<Item = i64>,
+) -> std::collections::HashMap<i64, String> {
+    let ids: Vec<i64> = ids.collect();
+    if ids.is_empty() {
+        return Default::default();
+    }
+    shared.store.job_names(&ids).await.unwrap_or_default()
+}
+
 /// Tells subscribers what became of runs taken back: queued again for their next
 /// attempt, or finished (failed, or cancelled), as a shutdown's release or an outcome
 /// would. Without these, a watcher would show them running forever.
@@ -303,12 +316,7 @@ async fn taken_back_events(shared: &Shared, taken: &[TakenBack], now: DateTime<U
     if !shared.signals.events.wanted() {
         return;
     }
-    let job_ids: Vec<i64> = taken.iter().filter_map(|t| t.job_id).collect();
-    let jobs = if job_ids.is_empty() {
-        Default::default()
-    } else {
-        shared.store.job_names(&job_ids).await.unwrap_or_default()
-    };
+    let jobs = job_names(shared, taken.iter().filter_map(|t| t.job_id)).await;
     for t in taken {
         shared.emit(|| {
             let (kind, data) = if t.status == RunStatus::Queued {
@@ -408,12 +416,7 @@ async fn maintain(shared: &Shared) {
             );
             // Watchers would otherwise show them queued forever.
             if shared.signals.events.wanted() {
-                let job_ids: Vec<i64> = expired.iter().filter_map(|(_, _, j, _)| *j).collect();
-                let jobs = if job_ids.is_empty() {
-                    Default::default()
-                } else {
-                    shared.store.job_names(&job_ids).await.unwrap_or_default()
-                };
+                let jobs = job_names(shared, expired.iter().filter_map(|(_, _, j, _)| *j)).await;
                 for (id, task, job_id, attempt) in &expired {
                     shared.emit(|| {
                         Event::new(EventKind::RunFinished, now)

@@ -25,11 +25,14 @@ pub(crate) struct WatchersSeen {
     read: Mutex<Option<(Instant, bool)>>,
 }
 
+/// Events one insert statement writes at most.
+pub(crate) const EVENT_CHUNK: usize = 300;
+
 impl Store {
-    /// Appends events to the log.
+    /// Appends events to the log, [`EVENT_CHUNK`] per statement.
     pub(crate) async fn insert_events(&self, events: &[Event]) -> Result<(), StoreError> {
         let _turn = self.periodic_write_turn().await;
-        for chunk in events.chunks(300) {
+        for chunk in events.chunks(EVENT_CHUNK) {
             let mut values = Vec::with_capacity(chunk.len() * 7);
             let rows: Vec<String> = chunk
                 .iter()

@@ -28,7 +28,6 @@ mod notify_tests;
 mod queues;
 mod reports;
 mod retention;
-pub(crate) use retention::EXPIRED;
 mod run_reads;
 mod runs;
 pub(crate) mod schema;
@@ -49,6 +48,7 @@ pub(crate) use catalog::CatalogQueue;
 pub(crate) use claim::{Announced, ClaimLimits, ClaimedRun, QueueLimit};
 pub(crate) use complete::{Completion, Release, TakenBack};
 pub(crate) use control::{CancelOutcome, DeleteOutcome, RetryOutcome};
+pub(crate) use events::EVENT_CHUNK;
 pub(crate) use jobs::{FireOutcome, FirePlan, PlannedRun, SlotRecord};
 pub(crate) use nodes::{Beat, BeatLook, NodeRow, default_name as default_node_name};
 pub(crate) use reports::AttemptReport;
@@ -64,6 +64,9 @@ pub(crate) const REPLACED: &str = "replaced by a newer run of its job (overlap =
 
 /// The error of a run cancelled because its job was deleted; kept the same way.
 pub(crate) const JOB_DELETED: &str = "cancelled: its job was deleted";
+
+/// The error of a run whose time to live ran out while it was queued.
+pub(crate) const EXPIRED: &str = "expired: still queued when its time to live ran out";
 
 /// How long connecting may take by default before it fails.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -14,9 +14,6 @@ use crate::model::RunStatus;
 const PRUNE_BATCH: i64 = 1000;
 
 /// Tables holding rows that belong to a run.
-/// The error of a run whose time to live ran out while it was queued.
-pub(crate) const EXPIRED: &str = "expired: still queued when its time to live ran out";
-
 pub(super) const RUN_CHILDREN: [&str; 4] = [
     "kairos_run_tags",
     "kairos_run_history",
@@ -117,12 +114,10 @@ impl Store {
         let rows = self
             .db
             .query_all_raw(self.stmt(
-                &format!(
-                    "UPDATE kairos_runs SET status = 'expired', finished_at = $1, error = '{EXPIRED}' \
-                     WHERE status = 'queued' AND expires_at IS NOT NULL AND expires_at <= $1 \
-                     RETURNING id, task, job_id, attempt"
-                ),
-                [Value::from(ms(now))],
+                "UPDATE kairos_runs SET status = 'expired', finished_at = $1, error = $2 \
+                 WHERE status = 'queued' AND expires_at IS NOT NULL AND expires_at <= $1 \
+                 RETURNING id, task, job_id, attempt",
+                [Value::from(ms(now)), Value::from(super::EXPIRED)],
             ))
             .await?;
         let expired = rows
