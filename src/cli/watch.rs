@@ -673,15 +673,14 @@ mod tests {
         let mut lines = Lines::default();
         {
             let mut out = Out::new(&mut buf, false);
-            let old = progress(id, 40);
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            // Made a second before the table is read, and a second after.
+            let mut old = progress(id, 40);
+            old.at -= chrono::Duration::seconds(1);
+            let mut new = progress(id, 70);
+            new.at += chrono::Duration::seconds(1);
             lines.refresh(&[run], admin, &mut out).await.unwrap();
             lines.apply(&old, admin, &mut out).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            lines
-                .apply(&progress(id, 70), admin, &mut out)
-                .await
-                .unwrap();
+            lines.apply(&new, admin, &mut out).await.unwrap();
         }
         let text = String::from_utf8(buf).unwrap();
         assert!(!text.contains("40%"), "{text}");
