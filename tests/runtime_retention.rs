@@ -115,6 +115,39 @@ async fn a_queued_run_past_its_time_to_live_expires_without_running() {
     }
 }
 
+/// With maintenance rounds an hour apart, only the deadline's own timer can expire a
+/// run: through this node, and from another process (which the node hears of through
+/// the database).
+#[tokio::test]
+async fn a_queued_run_expires_when_its_time_to_live_ends_not_at_the_next_round() {
+    for db in common::databases("ttl_on_time").await {
+        // The other process keeps the wall clock: the node's starts at it too.
+        let clock = ManualClock::new(Utc::now());
+        let hour = Some(Duration::from_secs(3600));
+        let (h, node) = start_with(&db.url, &clock, "", hour).await;
+        h.admin().set_nodes_paused(None, true).await.unwrap();
+        let here = h
+            .enqueue(Enqueue::new("ok").ttl(Duration::from_secs(300)))
+            .await
+            .unwrap();
+        let other = Admin::connect(&db.url).await.unwrap();
+        let there = other
+            .enqueue(Enqueue::new("ok").ttl(Duration::from_secs(600)))
+            .await
+            .unwrap()
+            .id;
+        clock.advance(Duration::from_secs(301));
+        let r = common::wait_status(h.admin(), here, RunStatus::Expired).await;
+        assert_eq!(r.attempt, 0, "{}", db.name);
+        assert_eq!(h.run(there).await.unwrap().status, RunStatus::Queued);
+        clock.advance(Duration::from_secs(300));
+        let r = common::wait_status(h.admin(), there, RunStatus::Expired).await;
+        assert_eq!(r.attempt, 0, "{}", db.name);
+        h.shutdown();
+        node.await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn retention_prunes_finished_runs_per_status() {
     for db in common::databases("retention_prunes").await {

@@ -126,6 +126,7 @@ impl Admin {
             self.emit(|| vec![queued(id, &run, now)]).await;
         }
         drop(in_flight);
+        self.runs_expire(std::slice::from_ref(&run));
         self.runs_changed();
         Ok(Enqueued { id, existing })
     }
@@ -150,6 +151,7 @@ impl Admin {
         })
         .await;
         drop(in_flight);
+        self.runs_expire(&runs);
         self.runs_changed();
         Ok(ids
             .into_iter()
@@ -189,6 +191,7 @@ impl Admin {
             .enqueue_on(txn, std::slice::from_ref(&run), self.now())
             .await
             .map_err(|e| Error::of_enqueue(e, None))?[0];
+        self.runs_expire(std::slice::from_ref(&run));
         self.runs_changed();
         Ok(Enqueued { id, existing })
     }
@@ -207,6 +210,7 @@ impl Admin {
             .enqueue_on(txn, &runs, self.now())
             .await
             .map_err(|e| Error::of_enqueue(e, Some(runs.len())))?;
+        self.runs_expire(&runs);
         self.runs_changed();
         Ok(ids
             .into_iter()

@@ -190,6 +190,13 @@ impl Admin {
         }
     }
 
+    /// Runs were enqueued: this node expires those with a time to live when it ends.
+    pub(crate) fn runs_expire(&self, runs: &[crate::store::NewRun]) {
+        if let Some(s) = &self.inner.signals {
+            s.expiry.note_all(runs.iter().map(|r| r.expires_at));
+        }
+    }
+
     /// A run was cancelled: stop it at once if this node runs it.
     pub(crate) fn run_cancelled(&self, id: i64) {
         if let Some(s) = &self.inner.signals {

@@ -59,6 +59,7 @@ impl SchedulerHandle {
             self.shared.emit(|| crate::ops::queued_event(id, &run, now));
         }
         drop(in_flight);
+        self.shared.signals.expiry.note_all([run.expires_at]);
         self.shared.signals.wake_dispatcher.notify_one();
         Ok(id)
     }

@@ -67,6 +67,9 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 Ok(Some(n)) if shared.store.is_own_notification(n.payload()) => {}
                 Ok(Some(n)) => match Notice::read(n.payload()) {
                     Notice::Runs(among) => {
+                        if let Some(at) = Notice::expiry(n.payload()) {
+                            shared.signals.expiry.note(at);
+                        }
                         let claimed = claim_announced(&shared, &mut listener, among).await;
                         // Every id announced was claimed here: nothing is left for the
                         // dispatcher to claim or to wait for.

@@ -12,6 +12,7 @@ mod completer;
 mod dispatcher;
 mod event_log;
 mod executor;
+mod expiry;
 mod handle;
 mod hooks;
 mod listener;
@@ -214,6 +215,8 @@ pub(crate) struct Signals {
     /// Tasks executing right now (past a claimed-ahead run's wait for its time): the
     /// test harness waits for them before it moves its clock on.
     pub(crate) executing: std::sync::atomic::AtomicUsize,
+    /// The earliest time to live among queued runs, as far as this node knows.
+    pub(crate) expiry: expiry::Deadline,
 }
 
 impl Signals {
@@ -229,6 +232,7 @@ impl Signals {
             events,
             enqueues: order::EnqueueGate::default(),
             executing: std::sync::atomic::AtomicUsize::new(0),
+            expiry: expiry::Deadline::default(),
         }
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{CancelReason, Held, Running, Shared};
+use super::{CancelReason, Held, Running, Shared, expiry};
 use crate::events::{Event, EventKind};
 use crate::model::RunStatus;
 use crate::store::{Beat, BeatLook, TakenBack};
@@ -49,6 +49,8 @@ pub(super) async fn run(shared: Arc<Shared>, mut seen: (i64, i64)) {
     let mut heart = Heartbeat::new(shared.clock.now());
     let mut last_prune: Option<chrono::DateTime<chrono::Utc>> = None;
     let mut last_look = tokio::time::Instant::now();
+    // Runs enqueued with a time to live before this node started, overdue ones too.
+    expiry::learn(&shared, None).await;
     loop {
         tokio::select! {
             _ = shared.drained.cancelled() => return,
@@ -65,10 +67,15 @@ pub(super) async fn run(shared: Arc<Shared>, mut seen: (i64, i64)) {
                 continue;
             }
             _ = chores.tick() => {
-                maintain(&shared).await;
+                expiry::expire(&shared).await;
                 prune(&shared, &mut last_prune).await;
                 continue;
             }
+            _ = expiry::due(&shared) => {
+                expiry::expire(&shared).await;
+                continue;
+            }
+            _ = expiry::moved(&shared) => continue,
         }
         last_look = tokio::time::Instant::now();
         match shared.store.change_marker().await {
@@ -77,6 +84,8 @@ pub(super) async fn run(shared: Arc<Shared>, mut seen: (i64, i64)) {
                 shared.signals.wake_planner.notify_one();
                 shared.signals.wake_dispatcher.notify_one();
                 apply_cancel_requests(&shared).await;
+                // Runs another process enqueued may expire before the next round.
+                expiry::learn(&shared, None).await;
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "watcher: cannot read change counter"),
@@ -298,7 +307,7 @@ async fn judge_others(shared: &Shared, found: &Beat, now: DateTime<Utc>) {
 
 /// The names of these jobs, for events about runs this node did not run (a deleted
 /// job's included); no query when there are none.
-async fn job_names(
+pub(super) async fn job_names(
     shared: &Shared,
     ids: impl Iterator<Item = i64>,
 ) -> std::collections::HashMap<i64, String> {
@@ -402,36 +411,6 @@ fn stop_attempts(attempts: impl Iterator<Item = Held>, stop: impl Fn(&Running), 
             stop(&running);
             tracing::warn!(run_id = held.id, attempt = held.attempt, "{why}");
         }
-    }
-}
-
-async fn maintain(shared: &Shared) {
-    let now = shared.clock.now();
-    match shared.store.expire_runs(now).await {
-        Ok(expired) if expired.is_empty() => {}
-        Ok(expired) => {
-            tracing::info!(
-                runs = expired.len(),
-                "queued runs expired: their time to live ran out"
-            );
-            // Watchers would otherwise show them queued forever.
-            if shared.signals.events.wanted() {
-                let jobs = job_names(shared, expired.iter().filter_map(|(_, _, j, _)| *j)).await;
-                for (id, task, job_id, attempt) in &expired {
-                    shared.emit(|| {
-                        Event::new(EventKind::RunFinished, now)
-                            .run(*id, task)
-                            .job(job_id.and_then(|j| jobs.get(&j).cloned()))
-                            .data(serde_json::json!({
-                                "attempt": attempt,
-                                "status": RunStatus::Expired,
-                                "error": crate::store::EXPIRED,
-                            }))
-                    });
-                }
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "expiry check failed"),
     }
 }
 

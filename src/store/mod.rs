@@ -328,7 +328,9 @@ impl Drop for WriteTurn<'_> {
 }
 
 /// The first word of the notification with which an insert of runs announces their
-/// ids: `kairos_runs#<first>-<last> <application_name>` (see `runs::announce`).
+/// ids: `kairos_runs#<first>-<last> <application_name>`, or
+/// `kairos_runs#<first>-<last>@<ms> ..` when some of them have a time to live, the
+/// earliest of which ends at `<ms>` (see `runs::announce`).
 pub(crate) const ANNOUNCED_RUNS: &str = "kairos_runs#";
 
 /// What a notification on kairos's channel tells a node.
@@ -351,12 +353,21 @@ impl Notice {
             return Notice::Changed;
         };
         // A range it cannot read still says that runs were inserted.
+        let range = range.split('@').next().unwrap_or_default();
         let announced = range
             .split_once('-')
             .and_then(|(first, last)| Some((first.parse().ok()?, last.parse().ok()?)))
             .filter(|(first, last)| first <= last)
             .map(|(first, last)| Announced { first, last });
         Notice::Runs(announced)
+    }
+
+    /// When the earliest time to live of the runs an insert announced ends, if it gave
+    /// one.
+    pub(crate) fn expiry(payload: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        let word = payload.split(' ').next()?.strip_prefix(ANNOUNCED_RUNS)?;
+        let at = word.split_once('@')?.1.parse().ok()?;
+        Some(codec::from_ms(at))
     }
 }
 
@@ -662,6 +673,17 @@ mod tests {
             Notice::Runs(Some(Announced { first: 7, last: 9 }))
         );
         assert_eq!(Announced { first: 7, last: 9 }.len(), 3);
+        assert_eq!(Notice::expiry("kairos_runs#7-9 kairos 12ab"), None);
+        // Runs with a time to live: the earliest end rides along.
+        assert_eq!(
+            Notice::read("kairos_runs#7-9@1700000000123 kairos 12ab"),
+            Notice::Runs(Some(Announced { first: 7, last: 9 }))
+        );
+        assert_eq!(
+            Notice::expiry("kairos_runs#7-9@1700000000123 kairos 12ab"),
+            Some(codec::from_ms(1_700_000_000_123))
+        );
+        assert_eq!(Notice::expiry("kairos_runs#7-9@x kairos"), None);
         assert_eq!(Notice::read("kairos_meta kairos 12ab"), Notice::Changed);
         // A range it cannot read still announces runs: the node claims as for a
         // plain insert.

@@ -56,6 +56,47 @@ const PLAIN_INSERT: &str = "INSERT INTO kairos_runs (task, queue, origin, params
      attempt, cancel_requested) VALUES ('a', 'default', 'enqueue', '{}', 0, 0, 0, 0, 0, \
      1000, 0, 'queued', 0, false)";
 
+/// Runs with a time to live: the announcement says when the earliest one ends, so
+/// that listening nodes expire it on time; the ids are read as before.
+#[tokio::test]
+async fn an_insert_of_runs_with_a_time_to_live_announces_the_earliest_end() {
+    for db in databases("announced_expiry").await {
+        let Some((store, mut listener)) = listening(&db).await else {
+            continue;
+        };
+        let end = |s: i64| t0() + chrono::Duration::seconds(s);
+        let mut later = run("a", 0, 0);
+        later.expires_at = Some(end(90));
+        let mut sooner = run("a", 0, 0);
+        sooner.expires_at = Some(end(30));
+        let ids = store
+            .enqueue(&[later, run("a", 0, 0), sooner], t0())
+            .await
+            .unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+            .await
+            .expect("a notification within 10 s")
+            .unwrap();
+        assert_eq!(
+            Notice::read(n.payload()),
+            Notice::Runs(Some(Announced {
+                first: ids[0].0,
+                last: ids[2].0
+            }))
+        );
+        assert_eq!(
+            Notice::expiry(n.payload()),
+            Some(end(30)),
+            "{}",
+            n.payload()
+        );
+        // Without one, nothing is said of it.
+        store.enqueue(&[run("a", 0, 0)], t0()).await.unwrap();
+        let n = listener.recv().await.unwrap();
+        assert_eq!(Notice::expiry(n.payload()), None, "{}", n.payload());
+    }
+}
+
 #[tokio::test]
 async fn inserts_announce_their_ids_and_a_claim_among_them_takes_only_those() {
     for db in databases("announced_runs").await {

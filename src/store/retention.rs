@@ -136,4 +136,26 @@ impl Store {
         }
         Ok(expired)
     }
+
+    /// The earliest time to live among queued runs (an index holds them), of those
+    /// ending after `after` when given.
+    pub(crate) async fn next_expiry(
+        &self,
+        after: Option<DateTime<Utc>>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row = self
+            .db
+            .query_one_raw(self.stmt(
+                "SELECT MIN(expires_at) AS at FROM kairos_runs \
+                 WHERE expires_at IS NOT NULL AND status = 'queued' AND expires_at > $1",
+                [Value::from(after.map_or(i64::MIN, ms))],
+            ))
+            .await?;
+        Ok(match row {
+            Some(r) => r
+                .try_get::<Option<i64>>("", "at")?
+                .map(super::codec::from_ms),
+            None => None,
+        })
+    }
 }

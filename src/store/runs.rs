@@ -128,11 +128,20 @@ pub(crate) const ANNOUNCED_AT_MOST: usize = 64;
 /// something is paused) has nothing to announce. The setting is made on the side of
 /// the final join that is always read, since PostgreSQL skips the other side of a join
 /// whose first side is empty; the statement then returns one row with a null id.
-fn announce(insert: &str, notify: bool) -> String {
+///
+/// With `expiring`, the insert returns `expires_at` too, and the notification tells
+/// when the earliest of the runs' times to live ends, so that nodes expire them on
+/// time (see `runtime::expiry`).
+fn announce(insert: &str, notify: bool, expiring: bool) -> String {
+    let expiry = if expiring {
+        " || coalesce('@' || min(expires_at), '')"
+    } else {
+        ""
+    };
     let (announced, joined) = if notify {
         (
             format!(
-                ", announced AS (SELECT pg_notify('{}', '{}' || min(id) || '-' || max(id) \
+                ", announced AS (SELECT pg_notify('{}', '{}' || min(id) || '-' || max(id){expiry} \
                  || ' ' || current_setting('application_name')) FROM ins HAVING count(*) > 0)",
                 super::migration::NOTIFY_CHANNEL,
                 super::ANNOUNCED_RUNS
@@ -424,13 +433,18 @@ impl Store {
                 &row[1..row.len() - 1]
             )
         } else {
+            let returning = if extra && self.is_pg() {
+                "id, expires_at"
+            } else {
+                "id"
+            };
             format!(
-                "INSERT INTO kairos_runs ({cols}) VALUES {}{on_conflict} RETURNING id",
+                "INSERT INTO kairos_runs ({cols}) VALUES {}{on_conflict} RETURNING {returning}",
                 rows.join(", ")
             )
         };
         let sql = if self.is_pg() && (guard || runs.len() <= ANNOUNCED_AT_MOST) {
-            announce(&sql, !guard)
+            announce(&sql, !guard, extra && !guard)
         } else {
             sql
         };
