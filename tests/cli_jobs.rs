@@ -761,6 +761,15 @@ async fn jobs_update_changes_the_schedule() {
         .await
         .ok();
         assert_eq!(node.admin.job("j").await.unwrap().policy.max_catch_up, 3);
+        // Away from catch_up, the bound goes back to the default with it.
+        cli(url, &["jobs", "update", "j", "--misfire", "run_once"])
+            .await
+            .ok();
+        let policy = node.admin.job("j").await.unwrap().policy;
+        assert_eq!(
+            (policy.misfire, policy.max_catch_up),
+            (kairos::Misfire::RunOnce, kairos::JobPolicy::default().max_catch_up)
+        );
 
         let out = cli(url, &["jobs", "update", "j"]).await;
         assert_eq!(out.code, 2, "a usage error: {out:#?}");

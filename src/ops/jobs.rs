@@ -180,6 +180,11 @@ impl JobChanges {
     fn apply(&self, mut p: JobPolicy) -> Result<JobPolicy, Error> {
         if let Some(m) = self.misfire {
             p.misfire = m;
+            // A bound only catch_up reads goes back to the default with it, as a job
+            // created with this policy has.
+            if m != Misfire::CatchUp {
+                p.max_catch_up = JobPolicy::default().max_catch_up;
+            }
         }
         if let Some(n) = self.max_catch_up {
             if n == 0 {
