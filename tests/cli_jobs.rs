@@ -768,8 +768,33 @@ async fn jobs_update_changes_the_schedule() {
         let policy = node.admin.job("j").await.unwrap().policy;
         assert_eq!(
             (policy.misfire, policy.max_catch_up),
-            (kairos::Misfire::RunOnce, kairos::JobPolicy::default().max_catch_up)
+            (
+                kairos::Misfire::RunOnce,
+                kairos::JobPolicy::default().max_catch_up
+            )
         );
+
+        // Paused and resumed with other changes, or alone.
+        let out = cli(
+            url,
+            &[
+                "--json",
+                "jobs",
+                "update",
+                "j",
+                "--paused",
+                "--priority",
+                "4",
+            ],
+        )
+        .await
+        .ok()
+        .json();
+        let job = node.admin.job("j").await.unwrap();
+        assert_eq!((job.paused, job.priority), (true, Some(4)));
+        assert_eq!(out["paused"], true, "{out}");
+        cli(url, &["jobs", "update", "j", "--no-paused"]).await.ok();
+        assert!(!node.admin.job("j").await.unwrap().paused);
 
         let out = cli(url, &["jobs", "update", "j"]).await;
         assert_eq!(out.code, 2, "a usage error: {out:#?}");

@@ -73,6 +73,12 @@ pub(super) enum JobsCmd {
         /// Its finished runs are no longer posted anywhere.
         #[arg(long, conflicts_with = "callback_url")]
         no_callback_url: bool,
+        /// Pause it too (as `jobs pause`).
+        #[arg(long)]
+        paused: bool,
+        /// Resume it too (as `jobs resume`).
+        #[arg(long, conflicts_with = "paused")]
+        no_paused: bool,
     },
     /// Delete a job created at run time (or one no longer declared): its queued runs
     /// are cancelled, its running ones asked to stop.
@@ -339,6 +345,8 @@ pub(super) async fn run(
             def,
             no_priority,
             no_callback_url,
+            paused,
+            no_paused,
         } => {
             let mut changes = def.changes()?;
             if no_priority {
@@ -347,12 +355,22 @@ pub(super) async fn run(
             if no_callback_url {
                 changes = changes.callback_url(None);
             }
-            if changes == JobChanges::new() {
+            let pause = (paused || no_paused).then_some(paused);
+            if changes == JobChanges::new() && pause.is_none() {
                 return Err(CliError::usage(
-                    "nothing to change: give --schedule, --timezone, --dst, --interval, --at, --params, --priority (or --no-priority), a policy flag or --callback-url (or --no-callback-url)",
+                    "nothing to change: give --schedule, --timezone, --dst, --interval, --at, --params, --priority (or --no-priority), a policy flag, --callback-url (or --no-callback-url) or --paused (or --no-paused)",
                 ));
             }
-            let job = admin.update_job(&name, changes).await?;
+            // The changes first: should they be refused, the pause is not made either.
+            let updated = match changes != JobChanges::new() {
+                true => Some(admin.update_job(&name, changes).await?),
+                false => None,
+            };
+            let job = match (pause, updated) {
+                (Some(true), _) => admin.pause_job(&name).await?,
+                (Some(false), _) => admin.resume_job(&name).await?,
+                (None, job) => job.expect("a change was made"),
+            };
             out.print(&job, || {
                 format!(
                     "updated job `{name}` ({}); next run {}",
