@@ -42,6 +42,26 @@ fn hangs(ctx: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
     })
 }
 
+/// Stops when asked, and says all went well: whether its work was done, it cannot say.
+fn stops_quietly(ctx: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
+    Box::pin(async move {
+        ctx.cancelled().await;
+        Ok(Some(serde_json::json!("stopped")))
+    })
+}
+
+/// The clock of the test of `overruns`.
+static OVERRUN_CLOCK: std::sync::Mutex<Option<ManualClock>> = std::sync::Mutex::new(None);
+
+/// Holds its thread past its 60 s timeout, as blocking code in an async fn does (the
+/// time passes on the test's clock), then returns Ok.
+fn overruns(_: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
+    if let Some(clock) = OVERRUN_CLOCK.lock().unwrap().as_ref() {
+        clock.advance(Duration::from_secs(61));
+    }
+    Box::pin(async { Ok(None) })
+}
+
 static HOOK_CALLS: std::sync::Mutex<Vec<(i64, u32, String)>> = std::sync::Mutex::new(Vec::new());
 
 fn record_failure(run: kairos::FailedRun) -> BoxFuture<'static, ()> {
@@ -102,6 +122,11 @@ fn registry() -> Registry {
         TaskDef {
             timeout: Some(Duration::from_secs(60)),
             ..TaskDef::new("hangs", hangs, "tests/runtime_runs.rs")
+        },
+        TaskDef::new("stops_quietly", stops_quietly, "tests/runtime_runs.rs"),
+        TaskDef {
+            timeout: Some(Duration::from_secs(60)),
+            ..TaskDef::new("overruns", overruns, "tests/runtime_runs.rs")
         },
         TaskDef {
             max_retries: Some(1),
@@ -362,25 +387,45 @@ async fn on_failure_runs_once_after_the_final_attempt() {
 }
 
 #[tokio::test]
+async fn a_task_that_blocks_past_its_timeout_has_timed_out_whatever_it_returns() {
+    let db = common::sqlite();
+    let clock = ManualClock::new(t0());
+    *OVERRUN_CLOCK.lock().unwrap() = Some(clock.clone());
+    let (h, task) = start(&db.url, clock.clone()).await;
+    let id = h.enqueue(Enqueue::new("overruns")).await.unwrap();
+    let r = common::wait_status(h.admin(), id, RunStatus::TimedOut).await;
+    assert_eq!(r.error.as_deref(), Some("timed out after 1m"));
+    assert_eq!(r.result, None);
+    h.shutdown();
+    task.await.unwrap();
+}
+
+#[tokio::test]
 async fn shutdown_releases_unfinished_runs_to_the_queue() {
     for db in common::databases("shutdown_releases_unfinished_runs").await {
         let clock = ManualClock::new(t0());
         let (h, task) = start(&db.url, clock.clone()).await;
         let id = h.enqueue(Enqueue::new("hangs")).await.unwrap();
         common::wait_status(h.admin(), id, RunStatus::Running).await;
+        // One that stops when asked and returns Ok is released too: its Ok says
+        // nothing of whether its work was done.
+        let quiet = h.enqueue(Enqueue::new("stops_quietly")).await.unwrap();
+        common::wait_status(h.admin(), quiet, RunStatus::Running).await;
         let finished = h.enqueue(Enqueue::new("echo")).await.unwrap();
         common::wait_status(h.admin(), finished, RunStatus::Succeeded).await;
         h.shutdown();
         task.await.unwrap();
         let store = kairos::Admin::connect(&db.url).await.unwrap();
-        let r = store.run(id).await.unwrap();
-        assert_eq!(r.status, RunStatus::Queued, "{}", db.name);
-        assert_eq!(
-            r.attempt, 0,
-            "{}: a released attempt does not count",
-            db.name
-        );
-        assert_eq!(r.node_id, None);
+        for id in [id, quiet] {
+            let r = store.run(id).await.unwrap();
+            assert_eq!(r.status, RunStatus::Queued, "{}: {r:?}", db.name);
+            assert_eq!(
+                r.attempt, 0,
+                "{}: a released attempt does not count",
+                db.name
+            );
+            assert_eq!(r.node_id, None);
+        }
         assert_eq!(
             store.run(finished).await.unwrap().status,
             RunStatus::Succeeded

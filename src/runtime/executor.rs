@@ -276,20 +276,38 @@ async fn attempt(
     let mut fut = AssertUnwindSafe((def.handler)(ctx, run.params.clone())).catch_unwind();
     let deadline =
         started + chrono::Duration::from_std(run.timeout).unwrap_or(chrono::Duration::MAX);
+    let timed_out = || {
+        fail(
+            format!(
+                "timed out after {}",
+                crate::schedule::format_duration(run.timeout)
+            ),
+            RunStatus::TimedOut,
+            false,
+        )
+    };
     let result = tokio::select! {
         // The task first: one that is done at its first poll then never sets a timer.
         biased;
         r = &mut fut => Some(r),
         _ = shared.clock.sleep_until(deadline) => {
             token.cancel();
-            return fail(
-                format!("timed out after {}", crate::schedule::format_duration(run.timeout)),
-                RunStatus::TimedOut,
-                false,
-            );
+            return timed_out();
         }
         _ = token.cancelled() => None,
     };
+    // Whether the task returned after it was asked to stop: what it returned then says
+    // nothing of whether its work was done.
+    let asked_to_stop = token.is_cancelled();
+    if result.is_some() && !asked_to_stop && shared.clock.now() > deadline {
+        // The task held its thread (blocking code in an async fn) past its deadline,
+        // so the timer could not stop it: the attempt overran all the same.
+        tracing::warn!(
+            "the task blocked its thread past its timeout; run blocking code in \
+             tokio::task::spawn_blocking so that it can be timed out"
+        );
+        return timed_out();
+    }
     let result = match result {
         Some(r) => Some(r),
         // Cancelled: give the task a moment to stop on its own, then drop it; at
@@ -310,7 +328,7 @@ async fn attempt(
         // normally discarded (another node owns the run now); it takes effect only
         // if nobody took the run back while the database was out of reach.
         reason @ (CancelReason::Shutdown | CancelReason::LeaseLost)
-            if !matches!(result, Some(Ok(Ok(_)))) =>
+            if asked_to_stop || !matches!(result, Some(Ok(Ok(_)))) =>
         {
             if reason == CancelReason::Shutdown {
                 tracing::info!("released at shutdown");
