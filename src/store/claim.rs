@@ -216,7 +216,8 @@ impl Store {
             });
         }
         let txn = self.claims_db().begin_with_options(write_txn()).await?;
-        let mut starts: HashMap<String, u32> = HashMap::new();
+        // The starts (ms) of the runs claimed in rate-limited queues.
+        let mut starts: HashMap<String, Vec<i64>> = HashMap::new();
         self.lock(&txn, Lock::Limits).await?;
         // The lock may have been waited for while other nodes' runs ended: the
         // claim's time (the runs' start) is taken once it is held.
@@ -245,7 +246,7 @@ impl Store {
             ));
             values.extend(full_queues.into_iter().map(Value::from));
         }
-        let sql = pick_sql(pg, "id, task, queue", &exclude);
+        let sql = pick_sql(pg, "id, task, queue, run_at", &exclude);
         let mut ids = Vec::new();
         for r in txn.query_all_raw(self.stmt(&sql, values)).await? {
             if ids.len() == limit {
@@ -257,11 +258,14 @@ impl Store {
             if room.take(&task, &queue) {
                 ids.push(id);
                 if limits.queues.get(&queue).is_some_and(|q| q.rate.is_some()) {
-                    *starts.entry(queue).or_default() += 1;
+                    // A run claimed ahead of its time starts then, not now: counted
+                    // from now, its window would end early by as much.
+                    let run_at: i64 = r.try_get("", "run_at")?;
+                    starts.entry(queue).or_default().push(run_at.max(ms(now)));
                 }
             }
         }
-        let retry_at = room.budget_returns(limits, &starts, now);
+        let retry_at = room.budget_returns(limits, &starts);
         if ids.is_empty() {
             txn.commit().await?;
             return Ok(Claim {
@@ -282,8 +286,8 @@ impl Store {
             placeholders(4, ids.len())
         );
         let rows = txn.query_all_raw(self.stmt(&sql, values)).await?;
-        for (queue, n) in &starts {
-            self.record_starts(&txn, queue, *n, now, limits).await?;
+        for (queue, at) in &starts {
+            self.record_starts(&txn, queue, at, now, limits).await?;
         }
         txn.commit().await?;
         let mut claimed = decode_claimed(&rows)?;
@@ -434,13 +438,13 @@ impl Store {
         Ok(())
     }
 
-    /// Records `n` starts of a rate-limited queue and forgets starts older than its
-    /// window.
+    /// Records the starts (ms) of runs of a rate-limited queue and forgets starts older
+    /// than its window.
     async fn record_starts<C: ConnectionTrait>(
         &self,
         txn: &C,
         queue: &str,
-        n: u32,
+        starts: &[i64],
         now: DateTime<Utc>,
         limits: &ClaimLimits,
     ) -> Result<(), StoreError> {
@@ -453,13 +457,13 @@ impl Store {
             [Value::from(queue.to_string()), Value::from(ms(since))],
         ))
         .await?;
-        for chunk in (0..n as usize).collect::<Vec<_>>().chunks(INSERT_CHUNK) {
+        for chunk in starts.chunks(INSERT_CHUNK) {
             let mut values = Vec::new();
             let rows: Vec<String> = chunk
                 .iter()
-                .map(|_| {
+                .map(|at| {
                     let k = values.len();
-                    values.extend([Value::from(queue.to_string()), Value::from(ms(now))]);
+                    values.extend([Value::from(queue.to_string()), Value::from(*at)]);
                     format!("({})", placeholders(k + 1, 2))
                 })
                 .collect();
@@ -486,23 +490,20 @@ struct Room {
 }
 
 impl Room {
-    /// When a rate-limited queue has budget again after this claim (`taken` starts
-    /// now): when enough of the starts in its window leave it. `None` if every queue
-    /// still has budget.
+    /// When a rate-limited queue has budget again after this claim (`taken`: the
+    /// starts it adds): when enough of the starts in its window leave it. `None` if
+    /// every queue still has budget.
     fn budget_returns(
         &self,
         limits: &ClaimLimits,
-        taken: &HashMap<String, u32>,
-        now: DateTime<Utc>,
+        taken: &HashMap<String, Vec<i64>>,
     ) -> Option<DateTime<Utc>> {
         let mut earliest: Option<DateTime<Utc>> = None;
         for (q, l) in &limits.queues {
             let Some((n, window)) = l.rate else { continue };
             let mut starts = self.starts.get(q).cloned().unwrap_or_default();
-            starts.extend(std::iter::repeat_n(
-                ms(now),
-                taken.get(q).copied().unwrap_or(0) as usize,
-            ));
+            starts.extend(taken.get(q).into_iter().flatten());
+            starts.sort_unstable();
             let n = n as usize;
             if starts.len() < n {
                 continue;

@@ -418,6 +418,58 @@ async fn queue_limits_hold_in_the_claim() {
     }
 }
 
+/// Runs claimed ahead of their time count against the rate limit from when they start,
+/// not from the claim: else the next window would open early by as much.
+#[tokio::test]
+async fn a_rate_limit_counts_runs_claimed_ahead_from_their_start() {
+    for db in databases("store_rate_ahead").await {
+        let store = open(&db).await;
+        let at = |ms: i64| t0() + chrono::Duration::milliseconds(ms);
+        let ahead = |due_ms: i64| NewRun {
+            queue: "rate".into(),
+            run_at: at(due_ms),
+            scheduled_for: at(due_ms),
+            ..run("a", 0, 0)
+        };
+        store
+            .enqueue(
+                &[ahead(200), ahead(200), ahead(10_200), ahead(10_200)],
+                t0(),
+            )
+            .await
+            .unwrap();
+        let mut limits = ClaimLimits::default();
+        limits.queues.insert(
+            "rate".into(),
+            QueueLimit {
+                concurrency: None,
+                rate: Some((2, Duration::from_secs(10))),
+            },
+        );
+        // 200 ms ahead: the first two start at 0.2 s.
+        let c = store
+            .claim("n", at(200), &t0, 10, LEASE, &limits)
+            .await
+            .unwrap();
+        let starts: Vec<_> = c.runs.iter().map(|r| r.started_at).collect();
+        assert_eq!(starts, vec![at(200), at(200)], "{}", db.name);
+        assert_eq!(c.retry_at, Some(at(10_200)), "{}", db.name);
+        // At 10.0 s, claiming 200 ms ahead again: the window of the first two ends at
+        // 10.2 s, so none fits before then.
+        let c = store
+            .claim("n", at(10_200), &|| at(10_000), 10, LEASE, &limits)
+            .await
+            .unwrap();
+        assert!(c.runs.is_empty(), "{}: {:?}", db.name, c.runs);
+        assert_eq!(c.retry_at, Some(at(10_200)), "{}", db.name);
+        let c = store
+            .claim("n", at(10_400), &|| at(10_200), 10, LEASE, &limits)
+            .await
+            .unwrap();
+        assert_eq!(c.runs.len(), 2, "{}", db.name);
+    }
+}
+
 #[tokio::test]
 async fn retry_and_delete_keep_attempts_within_their_maximum() {
     for db in databases("store_retry_delete").await {
