@@ -35,10 +35,18 @@ fn stamp(ctx: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
     Box::pin(async { Ok(None) })
 }
 
+static LATE_EXECUTED: AtomicUsize = AtomicUsize::new(0);
+
+fn count_late(_: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
+    LATE_EXECUTED.fetch_add(1, Ordering::SeqCst);
+    Box::pin(async { Ok(None) })
+}
+
 fn registry() -> Registry {
     let here = "tests/runtime_lead.rs";
     Registry::from_tasks([
         TaskDef::new("count", count, here),
+        TaskDef::new("count_late", count_late, here),
         TaskDef {
             max_instances: Some(1),
             ..TaskDef::new("single", count, here)
@@ -144,6 +152,55 @@ async fn runs_fired_and_claimed_ahead_start_exactly_at_their_slot() {
     assert_eq!(run.status, RunStatus::Queued, "{run:?}");
     assert_eq!(run.attempt, 0);
     assert_eq!(EXECUTED.load(Ordering::SeqCst), 3);
+}
+
+/// A node held up (stopped, starved) past a claimed-ahead run's time may have lost the
+/// run meanwhile: it starts it only if the run is still its own.
+#[tokio::test]
+async fn a_run_that_starts_late_starts_only_if_it_is_still_the_node_s() {
+    // No jobs: those of `harness` count in `EXECUTED`, which another test reads.
+    let ts = TestScheduler::builder()
+        .start_at(t0() + ms(1))
+        .registry(registry())
+        .with(|b| b.lead(Duration::from_millis(200)))
+        .build()
+        .await
+        .unwrap();
+    let slot = t0() + chrono::Duration::seconds(10);
+    let taken = ts
+        .enqueue(Enqueue::new("count_late").at(slot))
+        .await
+        .unwrap();
+    let kept = ts
+        .enqueue(Enqueue::new("count_late").at(slot))
+        .await
+        .unwrap();
+    ts.advance_to(slot - ms(150)).await;
+    for id in [taken, kept] {
+        assert_eq!(ts.admin().run(id).await.unwrap().status, RunStatus::Running);
+    }
+    // Meanwhile another node took one back and runs it.
+    kairos::test_support::execute(
+        ts.database_url(),
+        &format!("UPDATE kairos_runs SET node_id = 'other', attempt = 2 WHERE id = {taken}"),
+    )
+    .await
+    .unwrap();
+    // The node wakes 10 s after the runs' time.
+    ts.clock().set(slot + chrono::Duration::seconds(10));
+    common::wait_status(ts.admin(), kept, RunStatus::Succeeded).await;
+    ts.run_until_idle().await;
+    assert_eq!(
+        LATE_EXECUTED.load(Ordering::SeqCst),
+        1,
+        "only the run it kept"
+    );
+    let run = ts.admin().run(taken).await.unwrap();
+    assert_eq!(
+        (run.status, run.node_id.as_deref(), run.attempt),
+        (RunStatus::Running, Some("other"), 2),
+        "{run:?}"
+    );
 }
 
 #[tokio::test]

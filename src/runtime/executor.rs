@@ -20,6 +20,12 @@ use crate::model::RunStatus;
 use crate::store::{ClaimedRun, Completion, Release};
 use crate::task::{FailedRun, TaskContext, TaskError};
 
+/// An attempt starting this long after the start its claim gave it first makes sure
+/// that the run is still this node's. Well under the shortest lease (3 s), so no run
+/// can have been taken back from a node that starts it sooner; a running node starts
+/// its runs within milliseconds, so this costs nothing but after a stall.
+const LATE_START: chrono::Duration = chrono::Duration::seconds(1);
+
 /// Runs a claimed attempt on its own task, holding a worker slot until its outcome is
 /// handed to the completer (or dropped, for a disowned execution), then tells the
 /// dispatcher the slot is free.
@@ -242,6 +248,29 @@ async fn attempt(
         }
     }
 
+    // A start this late means the node was held up since the claim (stopped,
+    // starved): by now another node may have taken the run back, and run it. Renewing
+    // the lease tells whether it is still this node's (see `LATE_START`).
+    if shared.clock.now() - run.started_at > LATE_START {
+        let until =
+            shared.clock.now() + chrono::Duration::from_std(shared.lease).unwrap_or_default();
+        let mine = (run.id, run.attempt);
+        match shared
+            .store
+            .renew_leases(&shared.node.id, &[mine], until)
+            .await
+        {
+            Ok(owned) if owned.contains(&mine) => {}
+            Ok(_) => {
+                tracing::warn!("not started: the run was taken back while this node was held up");
+                return release(CancelReason::LeaseLost);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "not started: cannot tell whether the run is still this node's");
+                return release(CancelReason::LeaseLost);
+            }
+        }
+    }
     let Some(def) = shared.registry.get(&run.task) else {
         return fail(
             format!(
