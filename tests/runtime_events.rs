@@ -250,6 +250,44 @@ async fn changes_made_by_another_process_reach_the_node_s_subscribers() {
     }
 }
 
+/// A job created and triggered by another process, which the node never fired: the
+/// events of its run still name the job, so that its subscribers hear them.
+#[tokio::test]
+async fn the_run_of_a_job_made_elsewhere_is_heard_by_the_job_s_subscribers() {
+    for db in common::databases("events_job_made_elsewhere").await {
+        // The other process keeps the wall clock: its run is due at once.
+        let clock = ManualClock::new(Utc::now());
+        let (h, node) = start(&db.url, &clock).await;
+        let mut job = h.events_matching(EventFilter::all().job("made_elsewhere"));
+        let cli = Admin::connect(&db.url).await.unwrap();
+        cli.create_job(kairos::NewJob::new(
+            "made_elsewhere",
+            "reports",
+            Schedule::Every(Duration::from_secs(3600)),
+        ))
+        .await
+        .unwrap();
+        let id = cli.trigger_job("made_elsewhere").await.unwrap();
+        clock.set(Utc::now() + chrono::Duration::seconds(1));
+        common::wait_status(h.admin(), id, RunStatus::Succeeded).await;
+        let mut kinds = Vec::new();
+        while kinds.last() != Some(&EventKind::RunFinished) {
+            let e = next(&mut job).await;
+            if e.run_id == Some(id) {
+                assert_eq!(e.job.as_deref(), Some("made_elsewhere"), "{e:?}");
+                kinds.push(e.kind);
+            }
+        }
+        assert!(
+            kinds.contains(&EventKind::RunStarted) && kinds.contains(&EventKind::RunProgress),
+            "{}: {kinds:?}",
+            db.name
+        );
+        h.shutdown();
+        node.await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn a_node_announces_that_it_joined_and_left() {
     let db = common::sqlite();

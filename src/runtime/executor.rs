@@ -294,6 +294,7 @@ async fn attempt(
         running.disowned.clone(),
     );
     tracing::info!("started");
+    shared.learn_job_name(run.job_id).await;
     shared.emit(|| {
         Event::new(EventKind::RunStarted, run.started_at)
             .run(run.id, &run.task)

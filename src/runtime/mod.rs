@@ -414,6 +414,25 @@ impl Shared {
         self.job_names.lock().ok()?.get(&id).cloned()
     }
 
+    /// Learns the name of job `id` from the database if this node does not know it
+    /// (a job created elsewhere, which this node never fired: a manual trigger), so
+    /// that the events of its runs name it, and subscribers to the job hear them. Only
+    /// while anybody listens.
+    pub(crate) async fn learn_job_name(&self, id: Option<i64>) {
+        let Some(id) = id else { return };
+        if !self.signals.events.wanted() || self.job_name(Some(id)).is_some() {
+            return;
+        }
+        match self.store.job_names(&[id]).await {
+            Ok(found) => {
+                if let Ok(mut names) = self.job_names.lock() {
+                    names.extend(found);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, job_id = id, "cannot read the job's name"),
+        }
+    }
+
     /// Publishes the event `make` builds, if anybody listens.
     pub(crate) fn emit(&self, make: impl FnOnce() -> crate::events::Event) {
         if self.signals.events.wanted() {
