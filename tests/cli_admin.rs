@@ -31,9 +31,9 @@ fn cron_next_prints_rfc3339_times_strictly_after_from() {
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
         [
-            "2026-12-07T00:00:00+00:00",
-            "2026-12-14T00:00:00+00:00",
-            "2026-12-21T00:00:00+00:00"
+            "2026-12-07T00:00:00Z",
+            "2026-12-14T00:00:00Z",
+            "2026-12-21T00:00:00Z"
         ],
         "Monday, and not the --from instant itself"
     );

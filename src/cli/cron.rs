@@ -49,7 +49,10 @@ pub(super) fn run(cmd: &CronCmd, now: DateTime<Utc>, out: &mut Out<'_>) -> Resul
     for _ in 0..*count {
         match cron.next_after(t) {
             Some(n) => {
-                times.push(n.with_timezone(&tz).to_rfc3339());
+                times.push(
+                    n.with_timezone(&tz)
+                        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                );
                 t = n;
             }
             None => break,

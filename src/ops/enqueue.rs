@@ -309,7 +309,7 @@ pub(crate) fn queued(id: i64, r: &NewRun, at: DateTime<Utc>) -> crate::events::E
         .run(id, &r.task)
         .tags(&r.tags)
         .data(serde_json::json!({
-            "run_at": r.run_at,
+            "run_at": crate::clock::whole_ms(r.run_at),
             "origin": r.origin,
             "queue": r.queue,
             "priority": r.priority,

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use super::Admin;
 use crate::error::Error;
 use crate::model::{Health, Run, RunEstimate, RunStatus, Stats, TaskStats};
@@ -110,7 +112,8 @@ impl Admin {
             queues.retain(|q| used.contains(&q.name));
         }
         Ok(Stats {
-            at: now,
+            // Whole milliseconds, as every other time kairos gives.
+            at: crate::clock::whole_ms(now),
             running: counts[&RunStatus::Running],
             queued: counts[&RunStatus::Queued],
             counts,
@@ -177,13 +180,17 @@ impl Admin {
             (!durations.is_empty()).then(|| durations.iter().sum::<i64>() / durations.len() as i64);
         // Whole milliseconds, as every stored time is.
         let earliest = crate::clock::whole_ms(run.run_at.max(now));
-        let start = match mean {
-            Some(m) => {
-                let rounds = ahead.div_ceil(capacity) as i64;
-                earliest + chrono::Duration::milliseconds(m.saturating_mul(rounds))
-            }
-            None => earliest,
-        };
+        // The runs of the queue that are running hold slots too.
+        let running = queue.as_ref().map_or(0, |q| q.running);
+        let mut start = by_rounds(earliest, ahead + running, capacity, mean);
+        if let Some((n, window)) = queue.as_ref().and_then(|q| q.rate_limit.zip(q.rate_window)) {
+            let window = chrono::Duration::from_std(window).unwrap_or_default();
+            let recent = self
+                .store()
+                .queue_starts_since(&run.queue, now - window)
+                .await?;
+            start = start.max(by_rate(earliest, ahead, n, window, recent));
+        }
         Ok(Some(RunEstimate {
             ahead,
             start,
@@ -282,5 +289,77 @@ mod tests {
         assert_eq!(super::percentile(&v, 0.95), Some(95));
         assert_eq!(super::percentile(&[7], 0.95), Some(7));
         assert_eq!(super::percentile(&[], 0.95), None);
+    }
+}
+
+/// When a run can start with `before` runs ahead of it or holding slots (running), and
+/// `capacity` slots each freed after `mean` ms: after `before / capacity` whole rounds.
+fn by_rounds(
+    earliest: DateTime<Utc>,
+    before: u64,
+    capacity: u64,
+    mean: Option<i64>,
+) -> DateTime<Utc> {
+    match mean {
+        Some(m) => {
+            let rounds = i64::try_from(before / capacity.max(1)).unwrap_or(i64::MAX);
+            earliest + chrono::Duration::milliseconds(m.saturating_mul(rounds))
+        }
+        None => earliest,
+    }
+}
+
+/// When a run with `ahead` runs before it can start in a queue allowing `n` starts per
+/// `window`, given the starts already in the window (`recent`, oldest first): each
+/// start waits for the one `n` starts before it to leave the window.
+fn by_rate(
+    earliest: DateTime<Utc>,
+    ahead: u64,
+    n: u32,
+    window: chrono::Duration,
+    mut recent: Vec<DateTime<Utc>>,
+) -> DateTime<Utc> {
+    let n = n.max(1) as usize;
+    // A queue far behind is estimated only so far: the figure is rough by then anyway.
+    let ahead = usize::try_from(ahead).unwrap_or(usize::MAX).min(100_000);
+    let mut at = earliest;
+    for _ in 0..=ahead {
+        at = match recent.len().checked_sub(n) {
+            Some(i) => earliest.max(recent[i] + window),
+            None => earliest,
+        };
+        recent.push(at);
+    }
+    at
+}
+
+#[cfg(test)]
+mod estimate_tests {
+    use super::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::<Utc>::from_timestamp(1_800_000_000 + s, 0).unwrap()
+    }
+
+    #[test]
+    fn rounds_count_the_runs_holding_slots() {
+        // One slot, one running, none queued ahead: after the running one.
+        assert_eq!(by_rounds(t(0), 1, 1, Some(10_000)), t(10));
+        // Four slots, one ahead: at once.
+        assert_eq!(by_rounds(t(0), 1, 4, Some(10_000)), t(0));
+        assert_eq!(by_rounds(t(0), 8, 4, Some(10_000)), t(20));
+        assert_eq!(by_rounds(t(0), 8, 4, None), t(0));
+    }
+
+    #[test]
+    fn a_rate_limit_spaces_the_starts_by_its_window() {
+        let minute = chrono::Duration::seconds(60);
+        // 5 a minute, 5 started 10 s ago: the next waits for the window.
+        let recent = vec![t(-10); 5];
+        assert_eq!(by_rate(t(0), 0, 5, minute, recent.clone()), t(50));
+        // Six ahead of it: the five after the window, then a second window.
+        assert_eq!(by_rate(t(0), 6, 5, minute, recent), t(110));
+        // Budget left: at once.
+        assert_eq!(by_rate(t(0), 3, 5, minute, vec![t(-10)]), t(0));
     }
 }

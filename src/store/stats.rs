@@ -144,6 +144,25 @@ impl Store {
 
     /// Queued runs of `queue` due by `now` that a claim takes before the run `(id,
     /// priority, run_at)`.
+    /// The starts of rate-limited queue `queue` recorded after `since` (some may be
+    /// ahead of now: runs claimed ahead of their time), oldest first.
+    pub(crate) async fn queue_starts_since(
+        &self,
+        queue: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<DateTime<Utc>>, StoreError> {
+        let rows = self
+            .db
+            .query_all_raw(self.stmt(
+                "SELECT at FROM kairos_queue_starts WHERE queue = $1 AND at > $2 ORDER BY at",
+                [Value::from(queue.to_string()), Value::from(ms(since))],
+            ))
+            .await?;
+        rows.iter()
+            .map(|r| Ok(from_ms(r.try_get::<i64>("", "at")?)))
+            .collect()
+    }
+
     pub(crate) async fn queued_ahead(
         &self,
         queue: &str,
