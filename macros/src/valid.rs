@@ -397,7 +397,10 @@ fn duration(lit: &Option<LitStr>, key: &str, nonzero: bool) -> syn::Result<Optio
     if nonzero && d.is_zero() {
         return Err(syn::Error::new(
             lit.span(),
-            format!("{key} must be longer than zero; remove `{key}` for no limit"),
+            format!(
+                "{key} must be longer than zero; leave `{key}` out for the default \
+                 (`default_timeout` in jobs.toml's [scheduler], 30m unless set)"
+            ),
         ));
     }
     Ok(Some(d))
@@ -713,7 +716,10 @@ mod tests {
         );
         assert_eq!(
             err(quote!(timeout = "0s"), f.clone()),
-            ["timeout must be longer than zero; remove `timeout` for no limit"]
+            [
+                "timeout must be longer than zero; leave `timeout` out for the default \
+              (`default_timeout` in jobs.toml's [scheduler], 30m unless set)"
+            ]
         );
         assert_eq!(
             err(quote!(priority = 3000000000), f.clone()),

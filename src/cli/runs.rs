@@ -221,8 +221,9 @@ pub(super) async fn run(
             out.print(&Cancelled { run: &run, outcome }, || match outcome {
                 CancelResult::Cancelled => format!("cancelled run {id}"),
                 CancelResult::Requested => format!(
-                    "cancel requested for run {id}: its node stops it within a second \
-                     (cooperatively, then by dropping it)"
+                    "cancel requested for run {id}: its node asks the task to stop within a \
+                     second, and drops it if it has not stopped 5 s later (the node's \
+                     cancel_grace)"
                 ),
             })
         }

@@ -180,7 +180,12 @@ async fn attempt(
                 None,
             );
         }
-        tracing::error!(%error, status = %status, "run failed");
+        if status == RunStatus::Cancelled {
+            // Asked for (an operator, or a newer run of its job replacing it): no error.
+            tracing::info!(%error, "run cancelled");
+        } else {
+            tracing::error!(%error, status = %status, "run failed");
+        }
         let failed = (status != RunStatus::Cancelled).then(|| {
             FailedRun::new(
                 run.id,
@@ -351,7 +356,7 @@ async fn attempt(
     match running.reason() {
         // Whatever the task returned once it was cancelled, the canceller decides.
         CancelReason::Operator => {
-            tracing::info!("cancelled by operator");
+            tracing::info!("stopped on request");
             return fail("cancelled by operator".into(), RunStatus::Cancelled, true);
         }
         // Released without counting the attempt. After a lost lease the release is

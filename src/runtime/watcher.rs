@@ -98,7 +98,9 @@ async fn apply_cancel_requests(shared: &Shared) {
         return;
     };
     for (id, attempt) in requests {
-        tracing::info!(run_id = id, "cancel requested by operator");
+        // An operator's cancel, or a newer run of its job replacing it (overlap =
+        // replace): the run's error says which.
+        tracing::info!(run_id = id, "cancel requested");
         shared
             .signals
             .cancel_local(id, Some(attempt), CancelReason::Operator);

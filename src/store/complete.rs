@@ -75,10 +75,11 @@ impl Release {
     /// What the run's history says.
     fn note(self) -> &'static str {
         match self {
-            Release::Shutdown => "released at shutdown",
+            // After the event's name: "released: its node shut down ...".
+            Release::Shutdown => "its node shut down before the attempt ended",
             Release::LeaseLost => {
-                "released: its node could not renew the lease for a whole lease (the \
-                 database was out of reach), and stopped the attempt"
+                "its node could not renew the lease for a whole lease (the database was \
+                 out of reach), and stopped the attempt"
             }
         }
     }

@@ -172,7 +172,7 @@ async fn a_release_is_uncounted_and_says_why() {
         let id = ids(&store.enqueue(&[run("a", 0, 3)], t0()).await.unwrap())[0];
         for (why, note) in [
             (super::Release::LeaseLost, "could not renew the lease"),
-            (super::Release::Shutdown, "released at shutdown"),
+            (super::Release::Shutdown, "its node shut down"),
         ] {
             assert_eq!(claim(&store, "n1", t0(), 1).await, [(id, 1)], "{}", db.name);
             let release = Completion::Released {

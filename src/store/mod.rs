@@ -263,6 +263,14 @@ fn describe(e: &DbErr) -> String {
         Some("the database file is corrupt")
     } else if lower.contains("unable to open database file") {
         Some("the file cannot be opened (missing folder or no permission)")
+    } else if lower.contains("(code: 517)") {
+        // SQLITE_BUSY_SNAPSHOT: no wait ends it, only a new transaction does.
+        Some(
+            "this transaction read the database before another connection wrote to it, so \
+             SQLite will not let it write: roll it back and run it again, or begin it as an \
+             immediate transaction (SqliteTransactionMode::Immediate) so that it takes the \
+             write lock first",
+        )
     } else if lower.contains("database is locked") {
         Some("another process keeps the database locked (a long write transaction?); try again")
     } else if lower.contains("disk i/o error") || lower.contains("no space left") {
@@ -663,6 +671,20 @@ mod tests {
         .unwrap_err();
         assert!(started.elapsed() < Duration::from_millis(300));
         assert!(tries.load(Ordering::SeqCst) >= 2);
+    }
+
+    #[test]
+    fn a_stale_snapshot_is_told_apart_from_a_lock_held_elsewhere() {
+        let stale =
+            DbErr::Custom("error returned from database: (code: 517) database is locked".into());
+        assert!(
+            describe(&stale).contains("roll it back"),
+            "{}",
+            describe(&stale)
+        );
+        let held =
+            DbErr::Custom("error returned from database: (code: 5) database is locked".into());
+        assert!(describe(&held).contains("try again"), "{}", describe(&held));
     }
 
     #[test]
