@@ -1190,6 +1190,15 @@ async fn a_job_that_left_jobs_toml_is_paused_resumed_and_triggered_saying_it_sta
         assert_eq!(page.total, 1);
         assert_eq!(page.runs[0].origin, RunOrigin::Manual);
 
+        // It cannot be changed: its error says it is no longer declared.
+        let err = cli(url, &["jobs", "update", "nightly", "--priority", "3"])
+            .await
+            .fails();
+        assert!(
+            err.contains("no longer is") && err.contains("kairos jobs delete nightly"),
+            "{err}"
+        );
+
         // A job no longer declared may be deleted.
         cli(url, &["jobs", "delete", "nightly"]).await.ok();
         assert!(node.admin.job("nightly").await.is_err());

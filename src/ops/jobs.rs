@@ -454,6 +454,14 @@ impl Admin {
     /// zone or DST policy combine with the job's).
     pub async fn update_job(&self, name: &str, changes: JobChanges) -> Result<Job, Error> {
         let job = self.job(name).await?;
+        if job.disabled_reason == Some(DisabledReason::Undeclared) {
+            return Err(Error::conflict(format!(
+                "job `{name}` was declared by {} and no longer is, so it is disabled; \
+                 declare it again to change it, or `kairos jobs delete {name}` and create \
+                 it anew",
+                source_text(job.source)
+            )));
+        }
         if job.source != JobSource::Api {
             return Err(Error::conflict(format!(
                 "job `{name}` is declared by {}; change it there (a declared job is restored \
