@@ -1192,6 +1192,47 @@ async fn queue_with_concurrency_one_runs_one_at_a_time_by_priority_then_due_time
     }
 }
 
+/// A node whose jobs.toml lacks a queue's limits, which another node declared, keeps
+/// them in the database and holds them too; a node that declares them replaces them.
+#[tokio::test]
+async fn a_queue_s_limits_declared_by_another_node_hold_on_a_node_that_lacks_them() {
+    for db in common::databases("queue_limit_from_elsewhere").await {
+        let name = gate_name("queue_limit_elsewhere", &db);
+        let g = gate(&name);
+        let clock = ManualClock::new(t0());
+        Node::start(&db.url, &clock, "[queues.q]\nconcurrency = 1\n")
+            .await
+            .stop()
+            .await;
+        // Its tasks use queue `q`, its file says nothing of it.
+        let node = Node::start(&db.url, &clock, "").await;
+        let h = &node.handle;
+        let q = queue_info(&h.admin().queues().await.unwrap(), "q");
+        assert_eq!(q.concurrency, Some(1), "{}: kept: {q:?}", db.name);
+        let mail = || Enqueue::new("mailer").params(json!({ "gate": name }));
+        let a = h.enqueue(mail()).await.unwrap();
+        common::wait_status(h.admin(), a, RunStatus::Running).await;
+        let b = h.enqueue(mail()).await.unwrap();
+        clock.advance(MINUTE);
+        settle().await;
+        assert_eq!(
+            h.run(b).await.unwrap().status,
+            RunStatus::Queued,
+            "{}",
+            db.name
+        );
+        g.open(2);
+        common::wait_status(h.admin(), b, RunStatus::Succeeded).await;
+        assert_eq!(g.peak(), 1, "{}: queue q ran two at once", db.name);
+        node.stop().await;
+        // Declared otherwise, the declaration wins.
+        let node = Node::start(&db.url, &clock, "[queues.q]\nconcurrency = 3\n").await;
+        let q = queue_info(&node.handle.admin().queues().await.unwrap(), "q");
+        assert_eq!(q.concurrency, Some(3), "{}", db.name);
+        node.stop().await;
+    }
+}
+
 /// Runs waiting on a queue at its limit must not hold back a run due later in another
 /// queue: the node sleeps until that run's time, not until the limit frees a slot.
 #[tokio::test]

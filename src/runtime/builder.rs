@@ -439,6 +439,7 @@ impl SchedulerBuilder {
                 name: name.clone(),
                 concurrency: q.concurrency,
                 rate: q.rate_limit.map(|r| (r.count, r.window)),
+                declared: true,
             })
             .collect();
         for p in policies.values() {
@@ -447,29 +448,18 @@ impl SchedulerBuilder {
                     name: p.queue.clone(),
                     concurrency: None,
                     rate: None,
+                    declared: false,
                 });
             }
         }
+        let stored = patiently(timeout, || store.queues()).await?;
         patiently(timeout, || store.sync_catalog(&catalogue, &queues, now)).await?;
         let claim_limits = ClaimLimits {
             max_instances: policies
                 .iter()
                 .filter_map(|(k, p)| p.max_instances.map(|m| (k.clone(), m)))
                 .collect::<HashMap<_, _>>(),
-            queues: config
-                .queues
-                .iter()
-                .filter(|(_, q)| q.concurrency.is_some() || q.rate_limit.is_some())
-                .map(|(name, q)| {
-                    (
-                        name.clone(),
-                        QueueLimit {
-                            concurrency: q.concurrency,
-                            rate: q.rate_limit.map(|r| (r.count, r.window)),
-                        },
-                    )
-                })
-                .collect(),
+            queues: queue_limits(&queues, &stored),
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let (report_tx, report_rx) = mpsc::unbounded_channel();
@@ -609,6 +599,56 @@ fn hostname() -> String {
         .filter(|s| !s.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// The queue limits a node enforces: those its `[queues]` declares (which replace the
+/// stored ones), and those stored for every other queue (declared by another node's
+/// jobs.toml), so that a node whose own file lacks them still holds them. A
+/// difference is logged, as for jobs: nodes sharing a database should agree.
+fn queue_limits(
+    own: &[CatalogQueue],
+    stored: &[crate::model::QueueInfo],
+) -> HashMap<String, QueueLimit> {
+    let mut limits = HashMap::new();
+    for q in own.iter().filter(|q| q.declared) {
+        if let Some(s) = stored.iter().find(|s| s.name == q.name) {
+            let theirs = (s.concurrency, s.rate_limit.zip(s.rate_window));
+            if theirs != (q.concurrency, q.rate) {
+                tracing::warn!(
+                    queue = %q.name,
+                    "this node's [queues] limits differ from the stored ones (another \
+                     version of jobs.toml, or another node's): it replaces them; nodes \
+                     sharing a database should declare the same [queues]"
+                );
+            }
+        }
+        if q.concurrency.is_some() || q.rate.is_some() {
+            let limit = QueueLimit {
+                concurrency: q.concurrency,
+                rate: q.rate,
+            };
+            limits.insert(q.name.clone(), limit);
+        }
+    }
+    for s in stored {
+        let declared = own.iter().any(|q| q.declared && q.name == s.name);
+        let rate = s.rate_limit.zip(s.rate_window);
+        if declared || (s.concurrency.is_none() && rate.is_none()) {
+            continue;
+        }
+        tracing::info!(
+            queue = %s.name,
+            concurrency = ?s.concurrency,
+            rate = ?rate,
+            "this node holds the limits stored for a queue its jobs.toml does not declare"
+        );
+        let limit = QueueLimit {
+            concurrency: s.concurrency,
+            rate,
+        };
+        limits.insert(s.name.clone(), limit);
+    }
+    limits
 }
 
 #[cfg(test)]

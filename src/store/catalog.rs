@@ -22,6 +22,9 @@ pub(crate) struct CatalogQueue {
     pub(crate) name: String,
     pub(crate) concurrency: Option<u32>,
     pub(crate) rate: Option<(u32, Duration)>,
+    /// Declared in the node's `[queues]` (its limits replace the stored ones), or
+    /// only used by its tasks (recorded if new; limits another node declared stay).
+    pub(crate) declared: bool,
 }
 
 impl Store {
@@ -66,11 +69,19 @@ impl Store {
             .await?;
         }
         for q in queues {
+            let on_conflict = if q.declared {
+                "DO UPDATE SET concurrency = excluded.concurrency, rate_limit = \
+                 excluded.rate_limit, rate_window_ms = excluded.rate_window_ms, \
+                 updated_at = excluded.updated_at"
+            } else {
+                "DO NOTHING"
+            };
             txn.execute_raw(self.stmt(
-                "INSERT INTO kairos_queues (name, concurrency, rate_limit, rate_window_ms, paused, updated_at) \
-                 VALUES ($1, $2, $3, $4, false, $5) ON CONFLICT (name) DO UPDATE SET \
-                 concurrency = excluded.concurrency, rate_limit = excluded.rate_limit, \
-                 rate_window_ms = excluded.rate_window_ms, updated_at = excluded.updated_at",
+                &format!(
+                    "INSERT INTO kairos_queues (name, concurrency, rate_limit, rate_window_ms, \
+                     paused, updated_at) VALUES ($1, $2, $3, $4, false, $5) \
+                     ON CONFLICT (name) {on_conflict}"
+                ),
                 [
                     Value::from(q.name.clone()),
                     Value::from(q.concurrency.map(int)),
