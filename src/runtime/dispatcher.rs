@@ -51,6 +51,8 @@ pub(super) fn take_free_slots(
 pub(super) async fn run(shared: Arc<Shared>) {
     let workers = shared.node.max_workers;
     let mut gather_until: Option<Instant> = None;
+    let mut backoff = super::backoff::Backoff::default();
+    let later = |wait: Duration| chrono::Duration::from_std(wait).unwrap_or_default();
     loop {
         let woken = shared.signals.wake_dispatcher.notified();
         tokio::pin!(woken);
@@ -100,6 +102,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 .await
             {
                 Ok(claim) => {
+                    backoff.succeeded("dispatcher");
                     let n = claim.runs.len();
                     if n > 0 {
                         // A run enqueued through this node is started after its
@@ -129,14 +132,12 @@ pub(super) async fn run(shared: Arc<Shared>) {
                             }
                         }
                         Err(e) => {
-                            tracing::error!(error = %e, "dispatcher: database error");
-                            sleep_until = Some(now + chrono::Duration::seconds(1));
+                            sleep_until = Some(now + later(backoff.failed("dispatcher", &e)));
                         }
                     }
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "dispatcher: claim failed; retrying in 1s");
-                    sleep_until = Some(now + chrono::Duration::seconds(1));
+                    sleep_until = Some(now + later(backoff.failed("dispatcher: claim", &e)));
                 }
             }
         }

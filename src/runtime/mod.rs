@@ -7,6 +7,7 @@
 //! the store's jobs module); claiming gives each run to one node; leases hand the runs
 //! of a node that died to the others.
 
+mod backoff;
 mod builder;
 mod completer;
 mod dispatcher;

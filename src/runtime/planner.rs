@@ -24,15 +24,19 @@ use crate::store::{FireOutcome, FirePlan, NewRun, PlannedRun, StoreError};
 const FIRE_BATCH: u64 = 1000;
 
 pub(super) async fn run(shared: Arc<Shared>) {
+    let mut backoff = super::backoff::Backoff::default();
     loop {
         let woken = shared.signals.wake_planner.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
         let next = match tick(&shared).await {
-            Ok(next) => next,
+            Ok(next) => {
+                backoff.succeeded("planner");
+                next
+            }
             Err(e) => {
-                tracing::error!(error = %e, "planner: database error; retrying in 1s");
-                Some(shared.clock.now() + chrono::Duration::seconds(1))
+                let wait = backoff.failed("planner", &e);
+                Some(shared.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default())
             }
         };
         if !shared.idle(next, woken).await {
