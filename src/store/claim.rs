@@ -110,6 +110,10 @@ pub(super) fn pick_sql(pg: bool, columns: &str, exclude: &str) -> String {
     )
 }
 
+/// How long a claim waits for the limits lock before it claims only the runs no limit
+/// applies to (see `Store::claim`).
+const LIMITS_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The ids of the runs one insert statement added, as it announced them to listening
 /// nodes (PostgreSQL; see `Store::insert_runs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,7 +222,29 @@ impl Store {
         let txn = self.claims_db().begin_with_options(write_txn()).await?;
         // The starts (ms) of the runs claimed in rate-limited queues.
         let mut starts: HashMap<String, Vec<i64>> = HashMap::new();
-        self.lock(&txn, Lock::Limits).await?;
+        if !self.lock_limits(&txn).await? {
+            // Another node has held the lock for long: it is stopped or cut off, and
+            // the server ends its transaction in time. Runs no limit applies to need
+            // no lock: they are claimed meanwhile, the others at the next look.
+            txn.rollback().await?;
+            tracing::warn!("claims of limited runs wait: another node holds their lock for long");
+            let runs = self
+                .claim_free(
+                    self.claims_db(),
+                    node,
+                    due_by,
+                    now,
+                    limit,
+                    lease,
+                    None,
+                    Some(limits),
+                )
+                .await?;
+            return Ok(Claim {
+                runs,
+                retry_at: Some(now + chrono::Duration::from_std(LIMITS_WAIT).unwrap_or_default()),
+            });
+        }
         // The lock may have been waited for while other nodes' runs ended: the
         // claim's time (the runs' start) is taken once it is held.
         now = clock().max(now);
@@ -317,17 +343,26 @@ impl Store {
         lease: Duration,
         among: Option<Announced>,
     ) -> Result<Vec<ClaimedRun>, StoreError> {
+        self.claim_free(conn, node, due_by, now, limit, lease, among, None)
+            .await
+    }
+
+    /// [`Store::claim_plain`], leaving out the runs of the tasks and queues `except`
+    /// limits when given.
+    #[allow(clippy::too_many_arguments)]
+    async fn claim_free<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        node: &str,
+        due_by: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+        among: Option<Announced>,
+        except: Option<&ClaimLimits>,
+    ) -> Result<Vec<ClaimedRun>, StoreError> {
         // Only PostgreSQL announces ids (SQLite has no notifications).
         let among = among.filter(|_| self.is_pg());
-        let pick = match among {
-            Some(_) => pick_announced_sql(),
-            None => pick_sql(self.is_pg(), "id", ""),
-        };
-        let sql = format!(
-            "UPDATE kairos_runs SET status = 'running', attempt = attempt + 1, node_id = $1, \
-             started_at = CASE WHEN run_at > $4 THEN run_at ELSE $4 END, lease_until = $5 \
-             WHERE id IN ({pick}) RETURNING {CLAIM_COLUMNS}, priority, run_at"
-        );
         let mut values = vec![
             Value::from(node.to_string()),
             Value::from(ms(due_by)),
@@ -338,6 +373,29 @@ impl Store {
         if let Some(a) = among {
             values.extend([Value::from(a.first), Value::from(a.last)]);
         }
+        let mut exclude = String::new();
+        if let Some(limits) = except {
+            let tasks: Vec<&String> = limits.max_instances.keys().collect();
+            let queues: Vec<&String> = limits.queues.keys().collect();
+            for (column, names) in [("task", tasks), ("queue", queues)] {
+                if !names.is_empty() {
+                    exclude.push_str(&format!(
+                        " AND {column} NOT IN ({})",
+                        placeholders(values.len() + 1, names.len())
+                    ));
+                    values.extend(names.into_iter().map(|n| Value::from(n.clone())));
+                }
+            }
+        }
+        let pick = match among {
+            Some(_) => pick_announced_sql(),
+            None => pick_sql(self.is_pg(), "id", &exclude),
+        };
+        let sql = format!(
+            "UPDATE kairos_runs SET status = 'running', attempt = attempt + 1, node_id = $1, \
+             started_at = CASE WHEN run_at > $4 THEN run_at ELSE $4 END, lease_until = $5 \
+             WHERE id IN ({pick}) RETURNING {CLAIM_COLUMNS}, priority, run_at"
+        );
         let rows = conn.query_all_raw(self.stmt(&sql, values)).await?;
         let mut order = Vec::with_capacity(rows.len());
         for r in &rows {
@@ -353,6 +411,37 @@ impl Store {
         let mut runs = decode_claimed(&rows)?;
         runs.sort_by_key(|c| pos.get(&c.id).copied().unwrap_or(usize::MAX));
         Ok(runs)
+    }
+
+    /// Takes the limits lock in `txn`, waiting for it at most [`LIMITS_WAIT`]: false
+    /// when it did not get it (the transaction is then aborted). SQLite's write lock,
+    /// which the transaction holds already, serialises claims there.
+    async fn lock_limits<C: ConnectionTrait>(&self, txn: &C) -> Result<bool, StoreError> {
+        if !self.is_pg() {
+            return Ok(true);
+        }
+        let key = Value::from(Lock::Limits as i64);
+        let row = txn
+            .query_one_raw(self.stmt("SELECT pg_try_advisory_xact_lock($1) AS got", [key.clone()]))
+            .await?;
+        if row.map(|r| r.try_get::<bool>("", "got")).transpose()? == Some(true) {
+            return Ok(true);
+        }
+        // Held: another node claims right now, which takes a millisecond or two.
+        txn.execute_unprepared(&format!(
+            "SET LOCAL lock_timeout = '{}ms'",
+            LIMITS_WAIT.as_millis()
+        ))
+        .await?;
+        match txn
+            .execute_raw(self.stmt("SELECT pg_advisory_xact_lock($1)", [key]))
+            .await
+        {
+            Ok(_) => Ok(true),
+            // lock_not_available: the wait timed out.
+            Err(e) if super::sql_state(&e).as_deref() == Some("55P03") => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Counts what the limited tasks and queues already use.

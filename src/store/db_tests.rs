@@ -418,6 +418,56 @@ async fn queue_limits_hold_in_the_claim() {
     }
 }
 
+/// A node stopped in the middle of a limited claim holds the limits lock until the
+/// server ends its transaction: meanwhile the others still claim the runs no limit
+/// applies to, and look again for the rest soon.
+#[tokio::test]
+async fn a_claim_does_not_wait_long_for_a_limits_lock_held_elsewhere() {
+    for db in databases("store_limits_lock_held").await {
+        let store = open(&db).await;
+        if !store.is_pg() {
+            continue;
+        }
+        let limited = NewRun {
+            queue: "q".into(),
+            ..run("a", 0, 0)
+        };
+        let ids = ids(&store
+            .enqueue(&[limited, run("b", 0, 0)], t0())
+            .await
+            .unwrap());
+        let mut limits = ClaimLimits::default();
+        limits.queues.insert(
+            "q".into(),
+            QueueLimit {
+                concurrency: Some(1),
+                rate: None,
+            },
+        );
+        // Another node's claim, stopped while it holds the lock.
+        use sea_orm::TransactionTrait;
+        let other = store.connection().begin().await.unwrap();
+        store.lock(&other, super::Lock::Limits).await.unwrap();
+        let c = tokio::time::timeout(
+            Duration::from_secs(5),
+            store.claim("n", t0(), &t0, 10, LEASE, &limits),
+        )
+        .await
+        .expect("the claim does not wait for the lock")
+        .unwrap();
+        let got: Vec<i64> = c.runs.iter().map(|r| r.id).collect();
+        assert_eq!(got, vec![ids[1]], "only the run no limit applies to");
+        assert!(c.retry_at.is_some());
+        other.rollback().await.unwrap();
+        let c = store
+            .claim("n", t0(), &t0, 10, LEASE, &limits)
+            .await
+            .unwrap();
+        let got: Vec<i64> = c.runs.iter().map(|r| r.id).collect();
+        assert_eq!(got, vec![ids[0]], "once the lock is free");
+    }
+}
+
 /// Runs claimed ahead of their time count against the rate limit from when they start,
 /// not from the claim: else the next window would open early by as much.
 #[tokio::test]

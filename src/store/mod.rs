@@ -180,6 +180,19 @@ pub(crate) fn cut_before_it_ran(e: &DbErr) -> bool {
     }
 }
 
+/// The SQLSTATE of a statement's failure, if the database gave one.
+pub(crate) fn sql_state(e: &DbErr) -> Option<String> {
+    let (DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
+    | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))) = e
+    else {
+        return None;
+    };
+    match &**e {
+        sea_orm::sqlx::Error::Database(d) => d.code().map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
 impl StoreError {
     /// True when the failure is about reaching or opening the database (as opposed to a
     /// query on a working one): at start, or later when the database goes away (no
