@@ -319,8 +319,8 @@ impl TestScheduler {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 
-    /// Waits until nothing is due or running, or until the runs table stops changing
-    /// for a moment (a task waiting on something else).
+    /// Waits until nothing is due or running, or until neither the runs table nor the
+    /// tasks executing change for a moment (a task waiting on something else).
     async fn settle(&self) {
         let store = self.admin().store();
         let mut last = None;
@@ -342,16 +342,20 @@ impl TestScheduler {
                     return;
                 }
             }
-            let fp = store.runs_fingerprint().await.ok();
+            // A task that starts or ends is a change too: the one that just ended must
+            // not have used up, while it executed, the moment its outcome takes to be
+            // written and the run its limit held back to be claimed.
+            let executing = self.handle.executing();
+            let fp = (store.runs_fingerprint().await.ok(), executing);
             // A task doing real work changes nothing until it ends: waited for, up to
             // `task_wait`, so that its outcome does not depend on how long it takes.
-            let patience = if self.handle.executing() > 0 {
+            let patience = if executing > 0 {
                 self.task_wait.max(STUCK_AFTER)
             } else {
                 STUCK_AFTER
             };
-            if fp != last {
-                last = fp;
+            if last != Some(fp) {
+                last = Some(fp);
                 since = tokio::time::Instant::now();
             } else if since.elapsed() >= patience {
                 return;

@@ -58,6 +58,13 @@ async fn fetch(ms: u64) -> String {
     "fetched".into()
 }
 
+#[kairos::task(max_instances = 1)]
+async fn one_at_a_time(ctx: TaskContext) -> anyhow::Result<i64> {
+    // Real work again, on a task that runs one instance at a time.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    Ok(ctx.run_id())
+}
+
 /// Runs of one task among what `advance` returned.
 fn of<'a>(runs: &'a [kairos::Run], task: &str) -> Vec<&'a kairos::Run> {
     runs.iter().filter(|r| r.task == task).collect()
@@ -271,5 +278,60 @@ async fn a_task_doing_real_work_finishes_at_the_instant_it_started() {
     assert_eq!(done[0].id, id);
     assert_eq!(done[0].status, RunStatus::Succeeded, "{:?}", done[0]);
     assert_eq!(done[0].finished_at, Some(at("2026-06-01T00:00:00Z")));
+    t.shutdown().await;
+}
+
+/// Runs held back by `max_instances` are due too: each starts once the one before it
+/// has ended, at the same virtual instant, however short the window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_held_by_max_instances_run_one_after_another_at_their_instant() {
+    let t = TestScheduler::builder()
+        .start_at(at("2026-06-01T00:00:00Z"))
+        .build()
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(t.enqueue(Enqueue::new("one_at_a_time")).await.unwrap());
+    }
+    let ran = t.advance(Duration::from_secs(10)).await;
+    let done: Vec<_> = of(&ran, "one_at_a_time")
+        .iter()
+        .map(|r| (r.id, r.status, r.finished_at))
+        .collect();
+    let t0 = Some(at("2026-06-01T00:00:00Z"));
+    assert_eq!(
+        done,
+        ids.iter()
+            .map(|id| (*id, RunStatus::Succeeded, t0))
+            .collect::<Vec<_>>()
+    );
+    t.shutdown().await;
+}
+
+/// `run_until_idle` waits for held runs as well: each starts once a slot is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_until_idle_runs_what_max_instances_held_back() {
+    let t = TestScheduler::builder()
+        .start_at(at("2026-06-01T00:00:00Z"))
+        .build()
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(t.enqueue(Enqueue::new("one_at_a_time")).await.unwrap());
+    }
+    let ran = t.run_until_idle().await;
+    let done: Vec<_> = ran
+        .iter()
+        .map(|r| (r.id, r.status, r.finished_at))
+        .collect();
+    let t0 = Some(at("2026-06-01T00:00:00Z"));
+    assert_eq!(
+        done,
+        ids.iter()
+            .map(|id| (*id, RunStatus::Succeeded, t0))
+            .collect::<Vec<_>>()
+    );
     t.shutdown().await;
 }
