@@ -17,6 +17,8 @@
 //! it on in the order the events happened (see `Reorder`).
 
 mod reorder;
+#[cfg(test)]
+pub(crate) use reorder::HOLD;
 pub(crate) use reorder::Reorder;
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -24,12 +24,28 @@ fn slow_report(ctx: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
     })
 }
 
+/// Reports every quarter second for two seconds, then its last stage and progress,
+/// and returns at once.
+fn ends_reporting(ctx: TaskContext, _: Value) -> BoxFuture<'static, TaskOutcome> {
+    Box::pin(async move {
+        ctx.stage("working");
+        for i in 1..=8u8 {
+            ctx.progress(i * 10, format!("step {i} of 8"));
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        ctx.stage("finishing");
+        ctx.progress(100, "done");
+        Ok(None)
+    })
+}
+
 async fn start(url: &str) -> Node {
     Node::start(
         url,
         Registry::from_tasks([
             TaskDef::new("slow_report", slow_report, "tests/cli_insight.rs"),
             TaskDef::new("noop", noop, "tests/cli_insight.rs"),
+            TaskDef::new("ends_reporting", ends_reporting, "tests/cli_insight.rs"),
         ])
         .unwrap(),
         None,
@@ -177,6 +193,38 @@ async fn watch_prints_plain_lines_when_stdout_is_not_a_terminal() {
     assert!(last.starts_with(&outcome), "{one:#?}");
     assert_eq!(one.stdout.matches(&outcome).count(), 1, "{one:#?}");
     node.stop().await;
+}
+
+/// Watching one run into a pipe prints the stage and progress it reported just before
+/// it returned, then its outcome: the runs table shows the end before the events that
+/// tell them are read, and the watch waits for those.
+#[tokio::test]
+async fn watching_a_run_prints_its_last_progress_before_its_outcome() {
+    for db in common::databases("cli_watch_last_progress").await {
+        let node = start(&db.url).await;
+        let url = db.url.as_str();
+        // Nodes look for watchers every 2 s before they log their events: one watches
+        // already, so the run's events are logged from its start.
+        let _watch = spawn_watch(url, "ends_reporting");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let id = enqueue(url, &["ends_reporting"]).await;
+        let one = cli(url, &["runs", "watch", &id.to_string()]).await.ok();
+        let lines: Vec<&str> = one.stdout.lines().collect();
+        let n = lines.len();
+        assert!(n >= 2, "{}: {one:#?}", db.name);
+        assert_eq!(
+            lines[n - 2],
+            format!("run {id} ends_reporting: 100% attempt 1 · finishing · done"),
+            "{}: {one:#?}",
+            db.name
+        );
+        assert!(
+            lines[n - 1].starts_with(&format!("run {id} of `ends_reporting` succeeded")),
+            "{}: {one:#?}",
+            db.name
+        );
+        node.stop().await;
+    }
 }
 
 #[tokio::test]

@@ -61,6 +61,8 @@ async fn watch_inner(
         },
         last_refresh: None,
         order: crate::events::Reorder::default(),
+        heard: false,
+        ended_early: false,
     };
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
@@ -112,6 +114,12 @@ struct State {
     last_refresh: Option<tokio::time::Instant>,
     /// Events in the order they happened, not the order nodes wrote them.
     order: crate::events::Reorder,
+    /// Whether an event of the watched run was shown: its node writes them for this
+    /// watch, so its `run_finished` event comes too, after its last reports.
+    heard: bool,
+    /// Whether a refresh found the watched run finished before its `run_finished`
+    /// event was read.
+    ended_early: bool,
 }
 
 impl State {
@@ -134,7 +142,13 @@ impl State {
             self.view.refresh(&runs, admin, out).await?;
             if let Some(id) = w.run {
                 let run = admin.run(id).await?;
-                if run.status.is_finished() {
+                // The table can show the end before the run's last progress, stage and
+                // log events are read (a node writes them in batches, and they are held
+                // a moment to come in order): a run heard of through events ends with
+                // its `run_finished` event, or at the next refresh should that not come.
+                if run.status.is_finished()
+                    && (!self.heard || std::mem::replace(&mut self.ended_early, true))
+                {
                     self.view.finish(&run);
                     if !self.view.printed_outcome(id) {
                         out.print_line(&run, || finished_line(&run))?;
@@ -155,6 +169,7 @@ impl State {
             if !w.filter.matches(&e) {
                 continue;
             }
+            self.heard |= w.run.is_some() && e.run_id == w.run;
             self.view.apply(&e, admin, out).await?;
             if e.kind == EventKind::RunFinished && w.run.is_some() && e.run_id == w.run {
                 let run = admin.run(e.run_id.unwrap_or_default()).await?;
@@ -746,6 +761,122 @@ mod tests {
         assert_eq!(
             text.matches(&format!("run {b} of `t` cancelled")).count(),
             1
+        );
+        t.shutdown().await;
+    }
+
+    /// A watch of run `id` in plain lines, and the run heard of through a progress
+    /// event read from the log.
+    async fn watching_heard_run(admin: &Admin, id: i64, out: &mut Out<'_>) -> (Watch, State) {
+        let store = admin.store();
+        let w = Watch {
+            run: Some(id),
+            filter: EventFilter::all().run(id),
+        };
+        let mut state = State {
+            after: store.last_event_id().await.unwrap(),
+            view: View::Lines(Lines::default()),
+            last_refresh: None,
+            order: crate::events::Reorder::default(),
+            heard: false,
+            ended_early: false,
+        };
+        store.insert_events(&[progress(id, 50)]).await.unwrap();
+        // Read, then held a moment before it is shown.
+        for _ in 0..2 {
+            let step = state.step(&w, admin, "cli-watch-test", out).await.unwrap();
+            assert!(matches!(step, Step::Watching));
+            tokio::time::sleep(crate::events::HOLD).await;
+        }
+        (w, state)
+    }
+
+    /// The runs table shows the watched run finished before its last events are read
+    /// (its node writes them a moment later, and the watch holds them a moment): the
+    /// watch goes on until they come, and prints its last progress before its outcome.
+    #[tokio::test]
+    async fn a_watched_run_s_last_progress_is_printed_before_its_outcome() {
+        let t = harness().await;
+        let admin = t.admin();
+        let store = admin.store();
+        let id = admin
+            .enqueue(Enqueue::new("t").delay(Duration::from_secs(3600)))
+            .await
+            .unwrap()
+            .id;
+        let mut buf = Vec::new();
+        {
+            let mut out = Out::new(&mut buf, false);
+            let (w, mut state) = watching_heard_run(admin, id, &mut out).await;
+            // It ends in the table; its last progress and its end follow in the log.
+            store.cancel_run(id, chrono::Utc::now()).await.unwrap();
+            let mut finished = Event::new(EventKind::RunFinished, chrono::Utc::now());
+            finished.run_id = Some(id);
+            finished.task = Some("t".into());
+            store
+                .insert_events(&[progress(id, 100), finished])
+                .await
+                .unwrap();
+            state.last_refresh = None;
+            let step = state.step(&w, admin, "cli-watch-test", &mut out).await;
+            assert!(matches!(step.unwrap(), Step::Watching));
+            tokio::time::sleep(crate::events::HOLD).await;
+            let step = state.step(&w, admin, "cli-watch-test", &mut out).await;
+            assert!(matches!(step.unwrap(), Step::Done));
+        }
+        let text = String::from_utf8(buf).unwrap();
+        let at = |needle: String| {
+            text.find(&needle)
+                .unwrap_or_else(|| panic!("no `{needle}` in:\n{text}"))
+        };
+        assert!(
+            at(format!("run {id} t: 50%")) < at(format!("run {id} t: 100%")),
+            "{text}"
+        );
+        assert!(
+            at(format!("run {id} t: 100%")) < at(format!("run {id} of `t` cancelled")),
+            "the outcome after the last progress:\n{text}"
+        );
+        assert_eq!(
+            text.matches(&format!("run {id} of `t` cancelled")).count(),
+            1,
+            "{text}"
+        );
+        t.shutdown().await;
+    }
+
+    /// A watched run heard of through events whose `run_finished` event never comes
+    /// ends at the next refresh, with its outcome from the table, printed once.
+    #[tokio::test]
+    async fn a_watched_run_without_its_finish_event_ends_at_the_next_refresh() {
+        let t = harness().await;
+        let admin = t.admin();
+        let id = admin
+            .enqueue(Enqueue::new("t").delay(Duration::from_secs(3600)))
+            .await
+            .unwrap()
+            .id;
+        let mut buf = Vec::new();
+        {
+            let mut out = Out::new(&mut buf, false);
+            let (w, mut state) = watching_heard_run(admin, id, &mut out).await;
+            admin
+                .store()
+                .cancel_run(id, chrono::Utc::now())
+                .await
+                .unwrap();
+            state.last_refresh = None;
+            let step = state.step(&w, admin, "cli-watch-test", &mut out).await;
+            assert!(matches!(step.unwrap(), Step::Watching));
+            state.last_refresh = None;
+            let step = state.step(&w, admin, "cli-watch-test", &mut out).await;
+            assert!(matches!(step.unwrap(), Step::Done));
+        }
+        let text = String::from_utf8(buf).unwrap();
+        assert_eq!(
+            text.matches(&format!("run {id} of `t` cancelled")).count(),
+            1,
+            "{text}"
         );
         t.shutdown().await;
     }
