@@ -579,7 +579,15 @@ dst = "skip"
     assert_eq!(p.misfire, Some(kairos::Misfire::CatchUp));
     assert_eq!(p.max_catch_up.as_ref().map(|n| n.value), Some(4));
     assert_eq!(p.misfire_grace, Some(Duration::from_secs(10)));
-    assert_eq!(p.overlap, Some(kairos::Overlap::Queue));
+    assert_eq!(
+        p.overlap.as_ref().map(|o| o.value),
+        Some(kairos::Overlap::Queue)
+    );
+    // Where each is written, for resolution's errors.
+    assert_eq!(
+        p.overlap.as_ref().map(|o| o.pos.to_string()).as_deref(),
+        Some("16:11")
+    );
     assert_eq!(
         p.dst.as_ref().map(|d| d.value),
         Some(kairos::schedule::DstPolicy::Both)

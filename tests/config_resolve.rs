@@ -438,8 +438,8 @@ fn task_timezone_needs_a_cron_schedule() {
 fn a_task_s_callback_url_needs_a_schedule_of_its_own() {
     assert_resolve_error(
         "[tasks.cleanup]\ncallback_url = \"https://example.com/hook\"\n",
-        1,
-        8,
+        2,
+        16,
         &[
             "`callback_url` in [tasks.cleanup] has no effect",
             "--callback-url",
@@ -507,7 +507,8 @@ fn job_params_are_checked_against_the_task_at_their_place_in_the_file() {
         .resolve(&registry)
         .unwrap_err()
         .to_string();
-    assert!(err.starts_with("jobs.toml:1:1:"), "{err}");
+    // No `params` at all: the error points at the `task` that asks for them.
+    assert!(err.starts_with("jobs.toml:3:8:"), "{err}");
     assert!(err.contains("missing parameter `region` (String)"), "{err}");
     let ok = "[[jobs]]\nname = \"r\"\ntask = \"typed_report\"\ninterval = \"1h\"\nparams = { region = \"eu\" }\n";
     assert!(
@@ -669,7 +670,7 @@ fn policy_keys_that_cannot_act_are_refused() {
         ),
         (
             job("overlap = \"skip\"\n"),
-            (4, 1),
+            (8, 11),
             "`overlap = \"skip\"` of [[jobs]] `j` has no effect",
         ),
         (
@@ -680,7 +681,7 @@ fn policy_keys_that_cannot_act_are_refused() {
         (
             "[tasks.says_skip]\nmax_instances = 1\n\n[tasks.plain]\noverlap = \"replace\"\n"
                 .to_string(),
-            (4, 8),
+            (5, 11),
             "add `max_instances = 1` to [tasks.plain] or remove `overlap`",
         ),
     ] {
@@ -712,4 +713,65 @@ fn policy_keys_that_cannot_act_are_refused() {
         job("misfire = \"catch_up\"\n")
     ))
     .unwrap();
+}
+
+/// An error about a key of a `[[jobs]]` entry written first in the file points at the
+/// key, not at the entry's header on line 1, and one about `params` the entry lacks
+/// points at its `task`.
+#[test]
+fn errors_of_the_first_jobs_entry_point_at_the_key_not_at_1_1() {
+    let registry = Registry::from_tasks([TaskDef::new("t", h, "src/t.rs:1")]).unwrap();
+    let err = Config::parse(
+        "[[jobs]]\nname = \"x\"\ntask = \"t\"\ninterval = \"1h\"\noverlap = \"queue\"\n",
+        "jobs.toml",
+    )
+    .unwrap()
+    .resolve(&registry)
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("jobs.toml:5:11: `overlap = \"queue\"` of [[jobs]] `x` has no effect"),
+        "{err}"
+    );
+
+    // The same in a [tasks.*] table: at `overlap`, not at the table's name.
+    let err = Config::parse(
+        "[tasks.t]\nretry_delay = \"1m\"\noverlap = \"queue\"\n",
+        "jobs.toml",
+    )
+    .unwrap()
+    .resolve(&registry)
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("jobs.toml:3:11: `overlap = \"queue\"` of [tasks.t] has no effect"),
+        "{err}"
+    );
+
+    let registry = macro_tasks(&["typed_report"]);
+    let err = Config::parse(
+        "[[jobs]]\nname = \"x\"\ntask = \"typed_report\"\ninterval = \"1h\"\n",
+        "jobs.toml",
+    )
+    .unwrap()
+    .resolve(&registry)
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("jobs.toml:3:8: params of [[jobs]] `x` do not fit task `typed_report`"),
+        "{err}"
+    );
+    // Inline, the entry's keys are found the same way.
+    let err = Config::parse(
+        "jobs = [{ name = \"x\", task = \"typed_report\", interval = \"1h\" }]\n",
+        "jobs.toml",
+    )
+    .unwrap()
+    .resolve(&registry)
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("jobs.toml:1:30: params of [[jobs]] `x`"),
+        "{err}"
+    );
 }

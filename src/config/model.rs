@@ -62,7 +62,7 @@ pub struct TaskOverride {
     /// of its `[[jobs]]`).
     pub policy: PolicyKeys,
     /// `callback_url`: where the runs of the task's own job are POSTed when finished.
-    pub callback_url: Option<String>,
+    pub callback_url: Option<Located<String>>,
 }
 
 /// The job-policy keys shared by `[tasks.<name>]` and `[[jobs]]`; `None` keeps the
@@ -77,7 +77,7 @@ pub struct PolicyKeys {
     /// `misfire_grace = "30s"`.
     pub misfire_grace: Option<Duration>,
     /// `overlap = "skip" | "queue" | "replace"`.
-    pub overlap: Option<Overlap>,
+    pub overlap: Option<Located<Overlap>>,
     /// `dst = "debian" | "skip" | "both"` (cron schedules only).
     pub dst: Option<Located<DstPolicy>>,
 }
@@ -215,8 +215,8 @@ pub struct JobEntry {
     pub timezone: Option<Located<Tz>>,
     /// `params`, a JSON object (empty when not set).
     pub params: Value,
-    /// Where `params` is written (the entry's header when it is not).
-    pub params_pos: Pos,
+    /// Where `params` is written; `None` when the entry has none.
+    pub params_pos: Option<Pos>,
     /// `enabled` (default true).
     pub enabled: bool,
     /// `priority` of the runs it fires; `None` uses the task's.

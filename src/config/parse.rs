@@ -503,7 +503,10 @@ impl TableCx<'_> {
                 keys.max_catch_up = Some(self.located(e, n));
             }
             "misfire_grace" => keys.misfire_grace = Some(self.duration(e, true)?),
-            "overlap" => keys.overlap = Some(self.named(e, &["skip", "queue", "replace"])?),
+            "overlap" => {
+                let o = self.named(e, &["skip", "queue", "replace"])?;
+                keys.overlap = Some(self.located(e, o));
+            }
             "dst" => {
                 let d = self.named(e, &["debian", "skip", "both"])?;
                 keys.dst = Some(self.located(e, d));
@@ -774,7 +777,7 @@ fn parse_tasks(cx: &Cx<'_>, e: &Entry<'_, '_>, config: &mut Config) -> Result<()
                     }
                     o.queue = Some(name);
                 }
-                "callback_url" => o.callback_url = Some(t.url(&e)?),
+                "callback_url" => o.callback_url = Some(t.located(&e, t.url(&e)?)),
                 _ if t.policy_key(&e, &mut o.policy)? => {}
                 _ => unreachable!("entries() refuses other keys"),
             }
@@ -1095,7 +1098,7 @@ fn parse_job(
         trigger,
         timezone,
         params,
-        params_pos: params_pos.unwrap_or_else(|| cx.pos(span)),
+        params_pos,
         enabled,
         priority,
         policy,

@@ -83,10 +83,10 @@ pub(super) fn resolve(
                 catch_up_alone(&format!("[[jobs]] `{name}`"), job_policy.misfire),
             ));
         }
-        if entry.policy.overlap.is_some() {
+        if let Some(overlap) = &entry.policy.overlap {
             check_overlap(
                 config,
-                entry.pos,
+                overlap.pos,
                 &format!("[[jobs]] `{name}`"),
                 &entry.task.value,
                 job_policy.overlap,
@@ -168,10 +168,10 @@ fn check_task_policies(
                 catch_up_alone(&format!("task `{}`", task.name), p.job_policy.misfire),
             ));
         }
-        match o.filter(|o| o.policy.overlap.is_some()) {
-            Some(o) => check_overlap(
+        match o.and_then(|o| o.policy.overlap.as_ref()) {
+            Some(overlap) => check_overlap(
                 config,
-                o.pos,
+                overlap.pos,
                 &format!("[tasks.{}]", task.name),
                 task.name,
                 p.job_policy.overlap,
@@ -284,7 +284,7 @@ fn apply_keys(base: JobPolicy, keys: &PolicyKeys) -> JobPolicy {
             .as_ref()
             .map_or(base.max_catch_up, |n| n.value),
         misfire_grace: keys.misfire_grace.unwrap_or(base.misfire_grace),
-        overlap: keys.overlap.unwrap_or(base.overlap),
+        overlap: keys.overlap.as_ref().map_or(base.overlap, |o| o.value),
     }
 }
 
@@ -296,7 +296,8 @@ fn with_dst(s: Schedule, dst: DstPolicy) -> Schedule {
 }
 
 /// A `[[jobs]]` entry's params must fit its task's parameters, checked as the task
-/// will read them; the error points at `params`.
+/// will read them; the error points at `params`, or at `task` when the entry has none
+/// (the task is what asks for them).
 fn check_job_params(
     config: &Config,
     registry: &Registry,
@@ -309,7 +310,7 @@ fn check_job_params(
         let msg = e.to_string();
         let msg = msg.trim_start_matches("invalid params: ");
         return Err(config.invalid(
-            entry.params_pos,
+            entry.params_pos.unwrap_or(entry.task.pos),
             format!(
                 "params of [[jobs]] `{}` do not fit task `{}`: {msg}",
                 entry.name.value, entry.task.value
@@ -371,9 +372,9 @@ fn own_job(
                         ),
                     ));
                 }
-                if let Some(o) = o.filter(|o| o.callback_url.is_some()) {
+                if let Some(url) = o.and_then(|o| o.callback_url.as_ref()) {
                     return Err(config.invalid(
-                        o.pos,
+                        url.pos,
                         format!(
                             "`callback_url` in [tasks.{0}] has no effect: it is for the runs of \
                              the task's own job, and task `{0}` has no schedule; give the URL \
@@ -423,7 +424,7 @@ fn own_job(
         priority: None,
         policy: policy.job_policy,
         source: JobSource::Code,
-        callback_url: o.and_then(|o| o.callback_url.clone()),
+        callback_url: o.and_then(|o| o.callback_url.as_ref().map(|u| u.value.clone())),
     }))
 }
 
