@@ -2,8 +2,10 @@
 //! strict Content-Security-Policy, nothing loaded from another origin, the token never
 //! in the page), and driven in a real headless Chromium through chromedriver's
 //! WebDriver protocol: it asks for the token, pauses a job with a click (seen on the
-//! page and in the database), shows a running run's progress bar moving, shows API
-//! errors, fits a phone-width screen, and leaves screenshots in `target/tmp/`.
+//! page and in the database), shows a running run's progress bar moving, a job's cron
+//! schedule with its zone once, a run's page with and without history, the health
+//! check's warnings on the overview, shows API errors, fits a phone-width screen, and
+//! leaves screenshots in `target/tmp/`.
 //!
 //! The browser test is skipped (with a notice) when `chromium` or `chromedriver` is not
 //! on `PATH`; `.ci/run` installs both.
@@ -17,9 +19,9 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use futures::future::BoxFuture;
 use kairos::http::HttpOptions;
-use kairos::schedule::Schedule;
+use kairos::schedule::{CronSchedule, Schedule, parse_timezone};
 use kairos::task::TaskOutcome;
-use kairos::{Admin, Enqueue, NewJob, Registry, TaskContext, TaskDef};
+use kairos::{Admin, Enqueue, NewJob, Registry, RunStatus, TaskContext, TaskDef};
 use serde_json::{Value, json};
 
 use common::cli::{Node, hello, node_builder};
@@ -613,6 +615,9 @@ async fn drive(driver: &Driver, chromium: &Path, api: &Api, admin: &Admin) {
     )
     .await;
 
+    job_and_run_pages(&s, api, admin, later).await;
+    overview_warnings(&s, api, admin).await;
+
     // The other views load without an error.
     for (view, ready) in [
         (
@@ -675,4 +680,125 @@ async fn drive(driver: &Driver, chromium: &Path, api: &Api, admin: &Admin) {
         .await;
     assert!(!page.as_str().unwrap().contains(TOKEN));
     s.quit().await;
+}
+
+/// The text nodes directly inside the element `css` selects: data placed beside the
+/// page's elements instead of in one (`null` from an absent section, say).
+fn stray_text(css: &str) -> String {
+    format!(
+        r#"const e = document.querySelector('{css}');
+           return e && [...e.parentElement.childNodes]
+             .filter(n => n.nodeType === Node.TEXT_NODE).map(n => n.textContent)"#
+    )
+}
+
+/// A job's page names its cron schedule's zone once; a run's page shows its history
+/// when it has one and nothing in its place when it has none.
+async fn job_and_run_pages(s: &Session, api: &Api, admin: &Admin, cancelled: i64) {
+    let berlin = parse_timezone("Europe/Berlin").unwrap();
+    let cron = Schedule::Cron(CronSchedule::parse("0 3 * * *", berlin).unwrap());
+    let text = cron.to_string();
+    assert_eq!(text, r#"cron "0 3 * * *" (Europe/Berlin)"#);
+    admin
+        .create_job(NewJob::new("berlin", "hello", cron))
+        .await
+        .unwrap();
+    let schedule_of = r#"const dt = [...document.querySelectorAll('dt')].find(d => d.textContent === 'Schedule');
+           return dt && dt.nextElementSibling.textContent"#;
+    s.goto(&format!("{}/#/jobs/berlin", api.base)).await;
+    let shown = s.wait_for("the job's schedule", schedule_of).await;
+    assert_eq!(shown, text.as_str(), "the job page's schedule");
+    s.goto(&format!("{}/#/jobs", api.base)).await;
+    let shown = s
+        .wait_for(
+            "the schedule in the jobs list",
+            r#"const c = document.querySelector('tr[data-job="berlin"] td[data-label="Schedule"]');
+               return c && c.textContent"#,
+        )
+        .await;
+    assert_eq!(shown, text.as_str(), "the jobs list's schedule");
+
+    // A run that succeeded at its first attempt has no history.
+    let once = admin.enqueue(Enqueue::new("hello")).await.unwrap().id;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while admin.run(once).await.unwrap().status != RunStatus::Succeeded {
+        assert!(Instant::now() < deadline, "run {once} did not succeed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(admin.run(once).await.unwrap().history.is_empty());
+    s.goto(&format!("{}/#/runs/{once}", api.base)).await;
+    let panel = format!(r#".panel[data-run-id="{once}"]"#);
+    s.wait_for(
+        "the succeeded run's page",
+        &format!(r#"return document.querySelector('{panel}')"#),
+    )
+    .await;
+    assert_eq!(s.js(&stray_text(&panel)).await, json!([]), "run {once}");
+    let history =
+        "return [...document.querySelectorAll('h2')].some(h => h.textContent === 'History')";
+    assert_eq!(s.js(history).await, false);
+
+    // A run cancelled while queued has it.
+    assert!(!admin.run(cancelled).await.unwrap().history.is_empty());
+    s.goto(&format!("{}/#/runs/{cancelled}", api.base)).await;
+    let panel = format!(r#".panel[data-run-id="{cancelled}"]"#);
+    s.wait_for(
+        "the cancelled run's page",
+        &format!(r#"return document.querySelector('{panel}')"#),
+    )
+    .await;
+    assert_eq!(
+        s.js(&stray_text(&panel)).await,
+        json!([]),
+        "run {cancelled}"
+    );
+    assert_eq!(s.js(history).await, true);
+    let events = s
+        .js(r#"return [...document.querySelectorAll('td[data-label="Event"]')].map(t => t.textContent)"#)
+        .await;
+    assert_eq!(events, json!(["cancelled"]));
+}
+
+/// The overview shows the health check's warnings: every live node paused.
+async fn overview_warnings(s: &Session, api: &Api, admin: &Admin) {
+    let warnings =
+        "return [...document.querySelectorAll('#view .warning')].map(w => w.textContent)";
+    s.goto(&format!("{}/#/overview", api.base)).await;
+    s.wait_for(
+        "the overview's health",
+        r#"return document.querySelector('#view .b-alive')"#,
+    )
+    .await;
+    assert_eq!(s.js(warnings).await, json!([]));
+
+    admin.set_nodes_paused(None, true).await.unwrap();
+    let health = api.get("/health").await.expect(200);
+    let said = health["warnings"][0].as_str().unwrap().to_string();
+    assert!(said.contains("every live node is paused"), "{health}");
+    s.goto(&format!("{}/#/overview", api.base)).await;
+    let shown = s
+        .wait_for(
+            "the health warning",
+            "const w = document.querySelectorAll('#view .warning'); return w.length ? [...w].map(w => w.textContent) : null",
+        )
+        .await;
+    assert_eq!(shown, json!([format!("warning {said}")]));
+    // Still healthy (a warning is no failure), and shown apart from it, as text.
+    let badges = s
+        .js("return [...document.querySelectorAll('#view > h1 + div .badge')].map(b => b.textContent)")
+        .await;
+    assert_eq!(badges, json!(["healthy", "warning"]));
+    let text = s
+        .js("return document.querySelector('#view .warning span:not(.badge)').textContent")
+        .await;
+    assert_eq!(text, said.as_str());
+    s.screenshot("dashboard-warning.png").await;
+
+    // Gone with the next refresh once a node runs again.
+    admin.set_nodes_paused(None, false).await.unwrap();
+    s.wait_for(
+        "the warning to go",
+        "return document.querySelectorAll('#view .warning').length === 0",
+    )
+    .await;
 }

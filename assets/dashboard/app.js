@@ -564,10 +564,12 @@
         samples.push({ t: Date.now(), c: stats.completed_last_minute });
         sessionStorage.setItem(SAMPLES_KEY, JSON.stringify(samples.slice(-720)));
 
-        clear(health).append(el("p", null,
+        add(clear(health), [el("p", null,
           h && h.healthy ? badge("healthy", "alive") : badge("unhealthy", "unhealthy"), " ",
           el("span", { class: "muted", text: h ? `${h.live_workers} live worker(s); last heartbeat ${h.last_heartbeat ? rel(h.last_heartbeat) : "never"}` : "" }),
-          h && h.reasons && h.reasons.length ? el("span", { class: "muted", text: ` — ${h.reasons.join("; ")}` }) : null));
+          h && h.reasons && h.reasons.length ? el("span", { class: "muted", text: ` — ${h.reasons.join("; ")}` }) : null),
+        // Worth knowing though not wrong (every live node paused, say): still healthy.
+        ((h && h.warnings) || []).map((w) => el("p", { class: "warning" }, badge("warning"), " ", el("span", { text: w })))]);
 
         const card = (n, label, cls) => el("div", { class: `card ${cls || ""}`, data: { stat: label } }, el("div", { class: "n", text: n }), el("div", { class: "l", text: label }));
         const pct = (r) => (r == null ? "—" : `${(r * 100).toFixed(1)}%`);
@@ -728,7 +730,6 @@
       name: `job ${name}`,
       async refresh() {
         const [job, slots] = await Promise.all([get(path), get(`${path}/slots?since=7d&limit=200`)]);
-        const s = job.schedule;
         clear(body).append(
           el("div", { class: "head-row", data: { job: job.name, paused: job.paused } },
             el("h1", null, "Job ", el("span", { class: "mono", text: job.name }), " ", jobState(job)),
@@ -740,7 +741,7 @@
               el("button", { type: "button", data: { action: "trigger" }, text: "Trigger", onclick: () => act("Trigger", async () => showDone(`Run #${(await post(`${path}/trigger`)).id} queued.`)) }))),
           el("div", { class: "panel" }, el("dl", { class: "kv" },
             kv("Task", job.task),
-            kv("Schedule", `${s.text}${s.timezone ? ` (${s.timezone})` : ""}`),
+            kv("Schedule", el("span", { class: "mono", data: { field: "schedule" }, text: job.schedule.text })),
             kv("Next fire", when(job.next_run_at)),
             kv("Last fired", when(job.last_fired_at)),
             kv("Misfire", `${job.misfire}${job.misfire === "catch_up" ? ` (at most ${job.max_catch_up})` : ""}, grace ${dur(job.misfire_grace_ms)}`),
@@ -941,7 +942,7 @@
             },
           })
           : null;
-        clear(body).append(
+        add(clear(body), [
           el("div", { class: "head-row", data: { runId: r.id, status: r.status } },
             el("h1", null, `Run #${r.id} `, badge(r.status)),
             el("div", null, runActions(r), " ", del)),
@@ -970,7 +971,7 @@
             kv("Webhook", r.callback_url ? `${r.callback_url} (${(r.deliveries || []).length} deliveries)` : null))),
           r.history && r.history.length ? [el("h2", { text: "History" }), table(["At", "Attempt", "Event", "Message", "Node"], r.history.map((h) => el("tr", null,
             td(el("span", { title: h.at, text: fmtTime(h.at) })), td(String(h.attempt), "num"), td(badge(h.event, "queued")), td(h.message || ""), td(h.node_id || "")))
-          )] : null);
+          )] : null]);
       },
       onEvent(kind, ev) {
         if (Number(ev.run_id) !== Number(id)) return;
