@@ -288,6 +288,10 @@ async fn judge_others(shared: &Shared, found: &Beat, now: DateTime<Utc>) {
     if !found.ended_leases && !declared {
         return;
     }
+    // Runs queued again here may be claimed at once (the take-back moves the change
+    // counter, which wakes dispatchers): held until their `run_queued` is published,
+    // as an enqueue's are (see `order`).
+    let in_flight = shared.signals.enqueues.enter();
     match shared.store.recover_expired(now).await {
         Ok(taken) if taken.is_empty() => {}
         Ok(taken) => {
@@ -301,6 +305,7 @@ async fn judge_others(shared: &Shared, found: &Beat, now: DateTime<Utc>) {
                 "took back runs whose node stopped renewing its lease"
             );
             taken_back_events(shared, &taken, now).await;
+            drop(in_flight);
             shared.signals.wake_dispatcher.notify_one();
         }
         Err(e) => tracing::warn!(error = %e, "lease expiry check failed"),
