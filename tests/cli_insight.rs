@@ -126,6 +126,48 @@ fn spawn_watch(url: &str, task: &str) -> tokio::process::Child {
         .expect("start kairos runs watch")
 }
 
+/// A job deleted while it is watched ends the watch, saying so, rather than failing on
+/// a job it no longer finds.
+#[tokio::test]
+async fn watching_a_job_that_is_deleted_ends_the_watch() {
+    let db = common::sqlite();
+    let node = start(&db.url).await;
+    let url = db.url.as_str();
+    cli(
+        url,
+        &[
+            "jobs",
+            "create",
+            "wj",
+            "--task",
+            "slow_report",
+            "--interval",
+            "1h",
+        ],
+    )
+    .await
+    .ok();
+    let watch = tokio::spawn(
+        common::cli::Kairos::new(&["runs", "watch", "--job", "wj"])
+            .url(url)
+            .spawn(),
+    );
+    // The watch reads the runs table every 2 s: let it find the job first.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cli(url, &["jobs", "delete", "wj"]).await.ok();
+    let out = tokio::time::timeout(Duration::from_secs(15), watch)
+        .await
+        .expect("the watch ends")
+        .unwrap()
+        .ok();
+    assert_eq!(
+        out.stdout.lines().last(),
+        Some("job `wj` was deleted; the watch ends"),
+        "{out:#?}"
+    );
+    node.stop().await;
+}
+
 /// Into a file or a pipe, `runs watch` prints plain lines as things happen (bars would
 /// show nothing there): the start, progress and stage, log lines and the outcome, each
 /// flushed at once, until Ctrl-C.

@@ -138,7 +138,18 @@ impl State {
                 .subscriber_beat(me, chrono::Utc::now())
                 .await
                 .map_err(crate::Error::from)?;
-            let runs = running(admin, w).await?;
+            let runs = match running(admin, w).await {
+                Ok(runs) => runs,
+                // The watched job was deleted meanwhile: nothing more will happen.
+                Err(e) if e.code() == "not_found" && w.filter.job.is_some() => {
+                    let job = w.filter.job.as_deref().unwrap_or_default();
+                    if !matches!(self.view, View::Json) {
+                        out.print_line(&(), || format!("job `{job}` was deleted; the watch ends"))?;
+                    }
+                    return Ok(Step::Done);
+                }
+                Err(e) => return Err(e),
+            };
             self.view.refresh(&runs, admin, out).await?;
             if let Some(id) = w.run {
                 let run = admin.run(id).await?;
