@@ -180,8 +180,10 @@ async fn watch_prints_plain_lines_when_stdout_is_not_a_terminal() {
     let url = db.url.as_str();
     let mut watch = spawn_watch(url, "slow_report");
     let mut lines = tokio::io::BufReader::new(watch.stdout.take().unwrap()).lines();
-    // Nodes look for watchers every 2 s before they log their events.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The watch registers once it has started and connected (a second or so for a
+    // debug build), and nodes look for watchers every 2 s before they log their
+    // events: 3 s was not always enough.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let id = enqueue(url, &["slow_report"]).await;
     // Watching the one run ends with its outcome, printed once.
     let one = tokio::spawn(
@@ -204,12 +206,35 @@ async fn watch_prints_plain_lines_when_stdout_is_not_a_terminal() {
         .position(|l| l.starts_with(&format!("run {id} slow_report: ")))
         .unwrap();
     assert!(seen[started].contains("attempt 1"), "{seen:#?}");
-    let step = at(&format!(
-        "run {id} slow_report: 40% attempt 1 · counting · step 2 of 5"
-    ));
+    // Progress as it changes, never going back. Which steps show depends on timing:
+    // a refresh of the runs table may show a later step before the events of the
+    // earlier ones are read, and those are then left out.
+    let progress: Vec<usize> = seen
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.contains("% attempt 1 · counting · step "))
+        .map(|(i, _)| i)
+        .collect();
+    let percents: Vec<u32> = progress
+        .iter()
+        .map(|&i| {
+            seen[i]
+                .split('%')
+                .next()
+                .unwrap()
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert!(percents.windows(2).all(|w| w[0] < w[1]), "{seen:#?}");
+    assert_eq!(percents.last(), Some(&100), "{seen:#?}");
+    let step = progress[0];
     let log = at(&format!("run {id}: [info] step 5"));
     let done = seen.len() - 1;
-    assert!(started < step && step < log && log < done, "{seen:#?}");
+    assert!(started <= step && step < log && log < done, "{seen:#?}");
     // No bar, no control characters: plain text.
     assert!(
         seen.iter()
