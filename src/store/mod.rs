@@ -166,18 +166,7 @@ pub(crate) fn cut_lately() -> bool {
 /// another connection is safe. (A broken connection is not counted: a statement may
 /// have committed before the break.)
 pub(crate) fn cut_before_it_ran(e: &DbErr) -> bool {
-    use sea_orm::sqlx::Error as Sqlx;
-    let (DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
-    | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))) = e
-    else {
-        return false;
-    };
-    match &**e {
-        Sqlx::Database(d) => d
-            .code()
-            .is_some_and(|c| matches!(&*c, "57P01" | "57P02" | "57P03")),
-        _ => false,
-    }
+    sql_state(e).is_some_and(|c| matches!(&*c, "57P01" | "57P02" | "57P03"))
 }
 
 /// The SQLSTATE of a statement's failure, if the database gave one.
