@@ -281,10 +281,9 @@ async fn a_task_doing_real_work_finishes_at_the_instant_it_started() {
     t.shutdown().await;
 }
 
-/// Runs held back by `max_instances` are due too: each starts once the one before it
-/// has ended, at the same virtual instant, however short the window.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runs_held_by_max_instances_run_one_after_another_at_their_instant() {
+/// A harness at 2026-06-01T00:00:00Z with three runs of `one_at_a_time` (one instance
+/// at a time, 100 ms of real work each) enqueued: their ids.
+async fn three_held_runs() -> (TestScheduler, Vec<i64>) {
     let t = TestScheduler::builder()
         .start_at(at("2026-06-01T00:00:00Z"))
         .build()
@@ -294,8 +293,12 @@ async fn runs_held_by_max_instances_run_one_after_another_at_their_instant() {
     for _ in 0..3 {
         ids.push(t.enqueue(Enqueue::new("one_at_a_time")).await.unwrap());
     }
-    let ran = t.advance(Duration::from_secs(10)).await;
-    let done: Vec<_> = of(&ran, "one_at_a_time")
+    (t, ids)
+}
+
+/// Every one of `ids` succeeded, in order, at the harness's start.
+fn all_succeeded_at_the_start(ran: &[kairos::Run], ids: &[i64]) {
+    let done: Vec<_> = of(ran, "one_at_a_time")
         .iter()
         .map(|r| (r.id, r.status, r.finished_at))
         .collect();
@@ -306,32 +309,23 @@ async fn runs_held_by_max_instances_run_one_after_another_at_their_instant() {
             .map(|id| (*id, RunStatus::Succeeded, t0))
             .collect::<Vec<_>>()
     );
+}
+
+/// Runs held back by `max_instances` are due too: each starts once the one before it
+/// has ended, at the same virtual instant, however short the window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_held_by_max_instances_run_one_after_another_at_their_instant() {
+    let (t, ids) = three_held_runs().await;
+    let ran = t.advance(Duration::from_secs(10)).await;
+    all_succeeded_at_the_start(&ran, &ids);
     t.shutdown().await;
 }
 
 /// `run_until_idle` waits for held runs as well: each starts once a slot is free.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_until_idle_runs_what_max_instances_held_back() {
-    let t = TestScheduler::builder()
-        .start_at(at("2026-06-01T00:00:00Z"))
-        .build()
-        .await
-        .unwrap();
-    let mut ids = Vec::new();
-    for _ in 0..3 {
-        ids.push(t.enqueue(Enqueue::new("one_at_a_time")).await.unwrap());
-    }
+    let (t, ids) = three_held_runs().await;
     let ran = t.run_until_idle().await;
-    let done: Vec<_> = ran
-        .iter()
-        .map(|r| (r.id, r.status, r.finished_at))
-        .collect();
-    let t0 = Some(at("2026-06-01T00:00:00Z"));
-    assert_eq!(
-        done,
-        ids.iter()
-            .map(|id| (*id, RunStatus::Succeeded, t0))
-            .collect::<Vec<_>>()
-    );
+    all_succeeded_at_the_start(&ran, &ids);
     t.shutdown().await;
 }
