@@ -125,7 +125,9 @@ async fn a_queued_run_expires_when_its_time_to_live_ends_not_at_the_next_round()
         let clock = ManualClock::new(Utc::now());
         let hour = Some(Duration::from_secs(3600));
         let (h, node) = start_with(&db.url, &clock, "", hour).await;
-        h.admin().set_nodes_paused(None, true).await.unwrap();
+        // The queue, not the nodes: a node may not have registered yet, and a pause
+        // of every node would then miss it. The queue is stored when the node is built.
+        h.admin().set_queue_paused("default", true).await.unwrap();
         let here = h
             .enqueue(Enqueue::new("ok").ttl(Duration::from_secs(300)))
             .await
