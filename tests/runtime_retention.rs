@@ -81,8 +81,9 @@ async fn a_queued_run_past_its_time_to_live_expires_without_running() {
             refused.to_string().contains("ends before the run is due"),
             "{refused}"
         );
-        // Due in 1 minute, worth running within 5; the node is paused past that.
-        h.admin().set_nodes_paused(None, true).await.unwrap();
+        // Due in 1 minute, worth running within 5; its queue is paused past that (not
+        // the nodes: this one may not have registered yet, and would miss the pause).
+        h.admin().set_queue_paused("default", true).await.unwrap();
         let id = h
             .enqueue(
                 Enqueue::new("ok")
