@@ -1233,6 +1233,41 @@ async fn a_queue_s_limits_declared_by_another_node_hold_on_a_node_that_lacks_the
     }
 }
 
+/// A node already running takes up the limits another node declares after it started,
+/// without a restart.
+#[tokio::test]
+async fn a_queue_s_limits_declared_while_a_node_runs_hold_on_it() {
+    for db in common::databases("queue_limit_later").await {
+        let name = gate_name("queue_limit_later", &db);
+        let g = gate(&name);
+        let clock = ManualClock::new(t0());
+        let node = Node::start(&db.url, &clock, "").await;
+        let h = &node.handle;
+        // Another node declares a limit on queue `q`, which this node's tasks use.
+        let other = build(&db.url, &clock, "[queues.q]\nconcurrency = 1\n").await;
+        // The change reaches the node by notification, or at its next look at the
+        // change marker (every half second).
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mail = || Enqueue::new("mailer").params(json!({ "gate": name }));
+        let a = h.enqueue(mail()).await.unwrap();
+        common::wait_status(h.admin(), a, RunStatus::Running).await;
+        let b = h.enqueue(mail()).await.unwrap();
+        clock.advance(MINUTE);
+        settle().await;
+        assert_eq!(
+            h.run(b).await.unwrap().status,
+            RunStatus::Queued,
+            "{}: the limit declared elsewhere did not hold",
+            db.name
+        );
+        g.open(2);
+        common::wait_status(h.admin(), b, RunStatus::Succeeded).await;
+        assert_eq!(g.peak(), 1, "{}: queue q ran two at once", db.name);
+        drop(other);
+        node.stop().await;
+    }
+}
+
 /// Runs waiting on a queue at its limit must not hold back a run due later in another
 /// queue: the node sleeps until that run's time, not until the limit frees a slot.
 #[tokio::test]

@@ -509,7 +509,7 @@ impl SchedulerBuilder {
             registry,
             policies,
             defaults: config.defaults.clone(),
-            claim_limits,
+            claim_limits: std::sync::RwLock::new(Arc::new(claim_limits)),
             node,
             lease,
             // Renewed at least three times per lease, so one slow beat never loses it.

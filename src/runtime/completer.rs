@@ -259,7 +259,7 @@ async fn write(shared: &Shared, batch: &mut Vec<Done>) {
     // ended may free a slot; and a run queued again may be due before the time the
     // dispatcher sleeps until. Otherwise the slot the attempt freed already woke it
     // (see the executor): another look would claim nothing.
-    if requeued || !shared.claim_limits.is_empty() {
+    if requeued || !shared.claim_limits().is_empty() {
         shared.signals.wake_dispatcher.notify_one();
     }
 }

@@ -97,7 +97,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
                     &|| shared.clock.now(),
                     free,
                     shared.lease,
-                    &shared.claim_limits,
+                    &shared.claim_limits(),
                 )
                 .await
             {

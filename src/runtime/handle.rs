@@ -113,9 +113,11 @@ impl SchedulerHandle {
             || run.idempotency_key.is_some()
             || !s.started.load(Ordering::SeqCst)
             || s.shutdown.is_cancelled()
-            || s.claim_limits.max_instances.contains_key(&run.task)
-            || s.claim_limits.queues.contains_key(&run.queue)
         {
+            return Ok(None);
+        }
+        let limits = s.claim_limits();
+        if limits.max_instances.contains_key(&run.task) || limits.queues.contains_key(&run.queue) {
             return Ok(None);
         }
         let Ok(permit) = s.workers.clone().try_acquire_owned() else {

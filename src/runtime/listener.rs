@@ -104,7 +104,7 @@ async fn claim_announced(
     listener: &mut PgListener,
     among: Option<Announced>,
 ) -> usize {
-    if !shared.claim_limits.is_empty() || shared.shutdown.is_cancelled() {
+    if !shared.claim_limits().is_empty() || shared.shutdown.is_cancelled() {
         return 0;
     }
     let gather_below = dispatcher::gather_below(shared.node.max_workers);

@@ -305,7 +305,10 @@ pub(crate) struct Shared {
     registry: Registry,
     policies: HashMap<String, TaskPolicy>,
     defaults: Defaults,
-    claim_limits: ClaimLimits,
+    /// The limits claims respect: the node's tasks' `max_instances`, and the queues'
+    /// limits as stored, which the watcher reads again when another node may have
+    /// declared new ones (see `watcher::refresh_queue_limits`).
+    claim_limits: std::sync::RwLock<Arc<ClaimLimits>>,
     node: NodeRow,
     lease: Duration,
     /// How often the node beats its heartbeat and renews its leases.
@@ -364,6 +367,14 @@ async fn supervised(shared: Arc<Shared>, part: &'static str, work: BoxFuture<'st
 }
 
 impl Shared {
+    /// The limits claims respect now.
+    fn claim_limits(&self) -> Arc<ClaimLimits> {
+        self.claim_limits
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Records that `part` of the node panicked with `panic`, and shuts the node down
     /// (see `supervised`); `run` then returns the first such failure.
     fn fail(&self, part: &'static str, panic: &(dyn std::any::Any + Send)) {

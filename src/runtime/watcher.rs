@@ -80,6 +80,11 @@ pub(super) async fn run(shared: Arc<Shared>, mut seen: (i64, i64)) {
         last_look = tokio::time::Instant::now();
         match shared.store.change_marker().await {
             Ok(m) if m != seen => {
+                // The sequence moves on changes other than new runs, a node's start
+                // among them, which may have declared a queue's limits anew.
+                if m.0 != seen.0 {
+                    refresh_queue_limits(&shared).await;
+                }
                 seen = m;
                 shared.signals.wake_planner.notify_one();
                 shared.signals.wake_dispatcher.notify_one();
@@ -91,6 +96,48 @@ pub(super) async fn run(shared: Arc<Shared>, mut seen: (i64, i64)) {
             Err(e) => tracing::warn!(error = %e, "watcher: cannot read change counter"),
         }
     }
+}
+
+/// Holds the queue limits stored now. A node that starts with other `[queues]` limits
+/// than the stored ones replaces them (see `builder::queue_limits`); the nodes already
+/// running take them up here, so that a queue's limits hold on every node without a
+/// restart.
+async fn refresh_queue_limits(shared: &Shared) {
+    let stored = match shared.store.queue_limits().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(error = %e, "watcher: cannot read the queues' limits; keeping them");
+            return;
+        }
+    };
+    let current = shared.claim_limits();
+    if current.queues == stored {
+        return;
+    }
+    let mut names: Vec<&String> = current.queues.keys().chain(stored.keys()).collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        let (was, now) = (current.queues.get(name), stored.get(name));
+        if was != now {
+            tracing::info!(
+                queue = %name,
+                was = ?was,
+                now = ?now,
+                "a queue's limits changed in the database (another node declared them): holding the new ones"
+            );
+        }
+    }
+    let next = crate::store::ClaimLimits {
+        max_instances: current.max_instances.clone(),
+        queues: stored,
+    };
+    *shared
+        .claim_limits
+        .write()
+        .unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+    // Runs held back by a limit now lifted may start.
+    shared.signals.wake_dispatcher.notify_one();
 }
 
 async fn apply_cancel_requests(shared: &Shared) {

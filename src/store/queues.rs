@@ -1,6 +1,6 @@
 //! Queues as operators see them: limits, pause state, and how many runs wait and run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, FromQueryResult, TransactionTrait, Value};
@@ -8,7 +8,7 @@ use sea_orm::{ConnectionTrait, FromQueryResult, TransactionTrait, Value};
 use super::codec::{ms, queue_info};
 use super::entity::queue;
 use super::sql::columns;
-use super::{Store, StoreError, bump, write_txn};
+use super::{QueueLimit, Store, StoreError, bump, write_txn};
 use crate::model::QueueInfo;
 
 impl Store {
@@ -70,6 +70,32 @@ impl Store {
                 queue_info(m, q, r)
             })
             .collect())
+    }
+
+    /// The limits stored for each queue that has any, which every node holds (the
+    /// last `[queues]` declaration written by a node's start). Reads the queues' own
+    /// table only.
+    pub(crate) async fn queue_limits(&self) -> Result<HashMap<String, QueueLimit>, StoreError> {
+        let mut out = HashMap::new();
+        for r in self
+            .db
+            .query_all_raw(self.stmt(
+                &format!("SELECT {} FROM kairos_queues", columns::<queue::Entity>()),
+                [],
+            ))
+            .await?
+        {
+            let q = queue_info(queue::Model::from_query_result(&r, "")?, 0, 0);
+            let rate = q.rate_limit.zip(q.rate_window);
+            if q.concurrency.is_some() || rate.is_some() {
+                let limit = QueueLimit {
+                    concurrency: q.concurrency,
+                    rate,
+                };
+                out.insert(q.name, limit);
+            }
+        }
+        Ok(out)
     }
 
     /// Pauses or resumes a queue (creating its row if only runs or tasks named it).
