@@ -1192,6 +1192,31 @@ async fn queue_with_concurrency_one_runs_one_at_a_time_by_priority_then_due_time
     }
 }
 
+/// Two runs of `mailer` (queue `q`, limited to one at a time) through `h`, gated by
+/// `gate`: the second waits while the first runs, then runs once it is done.
+async fn one_mailer_at_a_time(
+    h: &SchedulerHandle,
+    clock: &ManualClock,
+    name: &str,
+    gate: &Gate,
+    db: &str,
+) {
+    let mail = || Enqueue::new("mailer").params(json!({ "gate": name }));
+    let a = h.enqueue(mail()).await.unwrap();
+    common::wait_status(h.admin(), a, RunStatus::Running).await;
+    let b = h.enqueue(mail()).await.unwrap();
+    clock.advance(MINUTE);
+    settle().await;
+    assert_eq!(
+        h.run(b).await.unwrap().status,
+        RunStatus::Queued,
+        "{db}: queue q's limit did not hold"
+    );
+    gate.open(2);
+    common::wait_status(h.admin(), b, RunStatus::Succeeded).await;
+    assert_eq!(gate.peak(), 1, "{db}: queue q ran two at once");
+}
+
 /// A node whose jobs.toml lacks a queue's limits, which another node declared, keeps
 /// them in the database and holds them too; a node that declares them replaces them.
 #[tokio::test]
@@ -1209,21 +1234,7 @@ async fn a_queue_s_limits_declared_by_another_node_hold_on_a_node_that_lacks_the
         let h = &node.handle;
         let q = queue_info(&h.admin().queues().await.unwrap(), "q");
         assert_eq!(q.concurrency, Some(1), "{}: kept: {q:?}", db.name);
-        let mail = || Enqueue::new("mailer").params(json!({ "gate": name }));
-        let a = h.enqueue(mail()).await.unwrap();
-        common::wait_status(h.admin(), a, RunStatus::Running).await;
-        let b = h.enqueue(mail()).await.unwrap();
-        clock.advance(MINUTE);
-        settle().await;
-        assert_eq!(
-            h.run(b).await.unwrap().status,
-            RunStatus::Queued,
-            "{}",
-            db.name
-        );
-        g.open(2);
-        common::wait_status(h.admin(), b, RunStatus::Succeeded).await;
-        assert_eq!(g.peak(), 1, "{}: queue q ran two at once", db.name);
+        one_mailer_at_a_time(h, &clock, &name, &g, db.name).await;
         node.stop().await;
         // Declared otherwise, the declaration wins.
         let node = Node::start(&db.url, &clock, "[queues.q]\nconcurrency = 3\n").await;
@@ -1248,21 +1259,7 @@ async fn a_queue_s_limits_declared_while_a_node_runs_hold_on_it() {
         // The change reaches the node by notification, or at its next look at the
         // change marker (every half second).
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let mail = || Enqueue::new("mailer").params(json!({ "gate": name }));
-        let a = h.enqueue(mail()).await.unwrap();
-        common::wait_status(h.admin(), a, RunStatus::Running).await;
-        let b = h.enqueue(mail()).await.unwrap();
-        clock.advance(MINUTE);
-        settle().await;
-        assert_eq!(
-            h.run(b).await.unwrap().status,
-            RunStatus::Queued,
-            "{}: the limit declared elsewhere did not hold",
-            db.name
-        );
-        g.open(2);
-        common::wait_status(h.admin(), b, RunStatus::Succeeded).await;
-        assert_eq!(g.peak(), 1, "{}: queue q ran two at once", db.name);
+        one_mailer_at_a_time(h, &clock, &name, &g, db.name).await;
         drop(other);
         node.stop().await;
     }
