@@ -1187,3 +1187,50 @@ async fn a_locked_sqlite_database_is_unavailable_not_broken() {
     assert_eq!(crate::Error::Store(err).code(), "database_unavailable");
     txn.rollback().await.unwrap();
 }
+
+/// A node that registers while every node is being paused is paused too: its
+/// registration waits for the pause to commit and sees it (PostgreSQL; SQLite runs one
+/// writer at a time).
+#[tokio::test]
+async fn a_node_that_registers_while_every_node_is_paused_starts_paused() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    for db in databases("pause_while_registering").await {
+        let store = open(&db).await;
+        if !store.is_pg() {
+            continue;
+        }
+        // The pause of every node, as `set_nodes_paused(None, true)` makes it, held
+        // open while the node registers.
+        let pause = store.db.begin().await.unwrap();
+        for sql in [
+            "UPDATE kairos_meta SET value = 1 WHERE key = 'nodes_paused'",
+            "UPDATE kairos_nodes SET paused = true",
+        ] {
+            pause.execute_unprepared(sql).await.unwrap();
+        }
+        let node = super::NodeRow {
+            id: "late".into(),
+            name: "late".into(),
+            hostname: "h".into(),
+            pid: 1,
+            max_workers: 1,
+            heartbeat_timeout: Duration::from_secs(30),
+        };
+        let other = open(&db).await;
+        let registering = tokio::spawn(async move { other.register_node(&node, false).await });
+        // Long enough for the registration to reach the flag (it then waits on it).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        pause.commit().await.unwrap();
+        registering.await.unwrap().unwrap();
+        let row = store
+            .db
+            .query_one_raw(store.stmt("SELECT paused FROM kairos_nodes WHERE id = 'late'", []))
+            .await
+            .unwrap()
+            .expect("the node is registered");
+        assert!(
+            row.try_get::<bool>("", "paused").unwrap(),
+            "the node missed the pause of every node"
+        );
+    }
+}

@@ -70,12 +70,18 @@ impl Store {
         node: &NodeRow,
         paused: bool,
     ) -> Result<(), StoreError> {
+        // On PostgreSQL the flag is read under a share lock: a pause of every node
+        // committing meanwhile (it updates the flag, then every node's row) is then
+        // either waited for and seen, or waits for this row and pauses it too. Read
+        // without it, a node registering at that moment missed the pause. SQLite runs
+        // one writer at a time.
+        let lock = if self.is_pg() { " FOR SHARE" } else { "" };
         self.db
             .execute_raw(self.stmt(
                 &format!(
                     "INSERT INTO kairos_nodes (id, name, hostname, pid, version, max_workers, status, paused, started_at, heartbeat_at, heartbeat_timeout_ms) \
                      VALUES ($1, $6, $2, $3, $4, $5, 'running', \
-                     ($7 OR COALESCE((SELECT value FROM kairos_meta WHERE key = 'nodes_paused'), 0) <> 0), {now}, {now}, $8) \
+                     ($7 OR COALESCE((SELECT value FROM kairos_meta WHERE key = 'nodes_paused'{lock}), 0) <> 0), {now}, {now}, $8) \
                      ON CONFLICT (id) DO NOTHING",
                     now = self.db_now_ms()
                 ),
