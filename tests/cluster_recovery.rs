@@ -70,10 +70,32 @@ fn naps(_: TaskContext, params: Value) -> BoxFuture<'static, TaskOutcome> {
     })
 }
 
+/// Executions of `deaf` that were dropped: the `token` param of each.
+static DEAF_DROPPED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Sleeps an hour, deaf to cancels; records its `token` param when it is dropped.
+fn deaf(_: TaskContext, params: Value) -> BoxFuture<'static, TaskOutcome> {
+    struct Dropped(String);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            DEAF_DROPPED
+                .lock()
+                .unwrap()
+                .push(std::mem::take(&mut self.0));
+        }
+    }
+    Box::pin(async move {
+        let _dropped = Dropped(params["token"].as_str().unwrap_or_default().to_string());
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok(None)
+    })
+}
+
 fn registry() -> Registry {
     let here = "tests/cluster_recovery.rs";
     Registry::from_tasks([
         TaskDef::new("naps", naps, here),
+        TaskDef::new("deaf", deaf, here),
         TaskDef {
             max_retries: Some(1),
             ..TaskDef::new("sleepy", sleepy, here)
@@ -261,6 +283,50 @@ async fn a_node_that_lost_a_run_s_lease_stops_that_attempt() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let run = node.admin.run(id).await.unwrap();
         assert_eq!((run.status, run.attempt), (RunStatus::Queued, 1), "{run:?}");
+        node.stop().await;
+    }
+}
+
+/// A run the node lost is another node's by now: its execution is dropped at once, even
+/// one whose task ignores the cancel, rather than run on for the cancel grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_run_whose_task_ignores_the_cancel_is_dropped_at_once() {
+    for db in common::databases("lost_run_dropped").await {
+        let builder = node_builder(&db.url, registry(), None)
+            .lease(Duration::from_secs(3))
+            .heartbeat_interval(Duration::from_millis(100))
+            .heartbeat_timeout(Duration::from_secs(1))
+            .cancel_grace(Duration::from_secs(120));
+        let node = Node::start_with(&db.url, builder).await;
+        let token = uuid::Uuid::new_v4().to_string();
+        let id = node
+            .handle
+            .enqueue(Enqueue::new("deaf").params(serde_json::json!({ "token": token })))
+            .await
+            .unwrap();
+        common::wait_status(&node.admin, id, RunStatus::Running).await;
+        node.admin
+            .set_nodes_paused(Some(&node.id), true)
+            .await
+            .unwrap();
+        kairos::test_support::execute(
+            &db.url,
+            &format!(
+                "UPDATE kairos_runs SET status = 'queued', node_id = NULL, lease_until = NULL \
+                 WHERE id = {id}"
+            ),
+        )
+        .await
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !DEAF_DROPPED.lock().unwrap().contains(&token) {
+            assert!(
+                Instant::now() < deadline,
+                "{}: the lost execution runs on beside the queued run",
+                db.name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         node.stop().await;
     }
 }

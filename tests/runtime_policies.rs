@@ -1265,6 +1265,39 @@ async fn a_queue_s_limits_declared_while_a_node_runs_hold_on_it() {
     }
 }
 
+/// A run queued again by an update that announces nothing (a retry written by a node
+/// that then stopped, say) is found by an idle node's backstop look, a few seconds on.
+#[tokio::test]
+async fn an_idle_node_finds_a_due_run_that_nothing_announced() {
+    for db in common::databases("unannounced_due").await {
+        let clock = ManualClock::new(t0());
+        let node = Node::start(&db.url, &clock, "").await;
+        let h = &node.handle;
+        let id = h.enqueue(Enqueue::new("tick")).await.unwrap();
+        common::wait_status(h.admin(), id, RunStatus::Succeeded).await;
+        settle().await;
+        kairos::test_support::execute(
+            &db.url,
+            &format!(
+                "UPDATE kairos_runs SET status = 'queued', finished_at = NULL WHERE id = {id}"
+            ),
+        )
+        .await
+        .unwrap();
+        settle().await;
+        assert_eq!(
+            h.run(id).await.unwrap().status,
+            RunStatus::Queued,
+            "{}: nothing told the node",
+            db.name
+        );
+        clock.advance(secs(6));
+        let run = common::wait_status(h.admin(), id, RunStatus::Succeeded).await;
+        assert_eq!(run.attempt, 2, "{}", db.name);
+        node.stop().await;
+    }
+}
+
 /// Runs waiting on a queue at its limit must not hold back a run due later in another
 /// queue: the node sleeps until that run's time, not until the limit frees a slot.
 #[tokio::test]

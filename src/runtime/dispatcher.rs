@@ -20,6 +20,12 @@ const CLAIM_BATCH: usize = 512;
 /// Bounds the extra wait of a queued run on a loaded node; an idle node claims at once.
 const GATHER: Duration = Duration::from_millis(1);
 
+/// The longest an idle dispatcher sleeps without looking for due runs. Inserts and
+/// the change counter wake it for what other processes add; this is the backstop for
+/// runs queued again by an update that announces nothing, such as a retry written by a
+/// node that stopped or died before its time, which no other node knows is due.
+const LOOK_AT_LEAST_EVERY: Duration = Duration::from_secs(5);
+
 /// Below this many free slots (of `workers`) a claim waits up to [`GATHER`] for more.
 pub(super) fn gather_below(workers: usize) -> usize {
     (workers / 4).max(1)
@@ -126,10 +132,11 @@ pub(super) async fn run(shared: Arc<Shared>) {
                     match shared.store.next_queued_after(due_by).await {
                         Ok(next) => {
                             let next = next.map(|t| t - shared.lead);
-                            sleep_until = match (next, claim.retry_at) {
-                                (Some(a), Some(b)) => Some(a.min(b)),
-                                (a, b) => a.or(b),
-                            }
+                            let backstop = now + later(LOOK_AT_LEAST_EVERY);
+                            sleep_until = [next, claim.retry_at, Some(backstop)]
+                                .into_iter()
+                                .flatten()
+                                .min();
                         }
                         Err(e) => {
                             sleep_until = Some(now + later(backoff.failed("dispatcher", &e)));

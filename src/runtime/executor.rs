@@ -346,12 +346,21 @@ async fn attempt(
     let result = match result {
         Some(r) => Some(r),
         // Cancelled: give the task a moment to stop on its own, then drop it; at
-        // shutdown, only until the node stops waiting (see `SHUTDOWN_STOP`).
-        None => tokio::select! {
-            biased;
-            r = tokio::time::timeout(shared.cancel_grace, &mut fut) => r.ok(),
-            _ = shared.abandon.cancelled() => None,
-        },
+        // shutdown, only until the node stops waiting (see `SHUTDOWN_STOP`). A run the
+        // node lost is another node's by now: it gets one last poll and is dropped,
+        // rather than run on beside the new owner's attempt for the grace period.
+        None => {
+            let grace = if running.reason() == CancelReason::LeaseLost {
+                std::time::Duration::ZERO
+            } else {
+                shared.cancel_grace
+            };
+            tokio::select! {
+                biased;
+                r = tokio::time::timeout(grace, &mut fut) => r.ok(),
+                _ = shared.abandon.cancelled() => None,
+            }
+        }
     };
     match running.reason() {
         // Whatever the task returned once it was cancelled, the canceller decides.

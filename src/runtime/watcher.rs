@@ -49,6 +49,10 @@ pub(super) async fn run(shared: Arc<Shared>, mut seen: (i64, i64)) {
     let mut heart = Heartbeat::new(shared.clock.now());
     let mut last_prune: Option<chrono::DateTime<chrono::Utc>> = None;
     let mut last_look = tokio::time::Instant::now();
+    // While the database is out of reach the counter is read less often, and the
+    // failures are logged once (see `Backoff`), not on every tick.
+    let mut backoff = super::backoff::Backoff::default();
+    let mut look_again_at: Option<tokio::time::Instant> = None;
     // Runs enqueued with a time to live before this node started, overdue ones too.
     expiry::learn(&shared, None).await;
     loop {
@@ -77,24 +81,35 @@ pub(super) async fn run(shared: Arc<Shared>, mut seen: (i64, i64)) {
             }
             _ = expiry::moved(&shared) => continue,
         }
-        last_look = tokio::time::Instant::now();
-        match shared.store.change_marker().await {
-            Ok(m) if m != seen => {
-                // The sequence moves on changes other than new runs, a node's start
-                // among them, which may have declared a queue's limits anew.
-                if m.0 != seen.0 {
-                    refresh_queue_limits(&shared).await;
-                }
-                seen = m;
-                shared.signals.wake_planner.notify_one();
-                shared.signals.wake_dispatcher.notify_one();
-                apply_cancel_requests(&shared).await;
-                // Runs another process enqueued may expire before the next round.
-                expiry::learn(&shared, None).await;
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "watcher: cannot read change counter"),
+        if look_again_at.is_some_and(|t| tokio::time::Instant::now() < t) {
+            continue;
         }
+        last_look = tokio::time::Instant::now();
+        let m = match shared.store.change_marker().await {
+            Ok(m) => {
+                backoff.succeeded("watcher");
+                look_again_at = None;
+                m
+            }
+            Err(e) => {
+                look_again_at = Some(tokio::time::Instant::now() + backoff.failed("watcher", &e));
+                continue;
+            }
+        };
+        if m == seen {
+            continue;
+        }
+        // The sequence moves on changes other than new runs, a node's start among
+        // them, which may have declared a queue's limits anew.
+        if m.0 != seen.0 {
+            refresh_queue_limits(&shared).await;
+        }
+        seen = m;
+        shared.signals.wake_planner.notify_one();
+        shared.signals.wake_dispatcher.notify_one();
+        apply_cancel_requests(&shared).await;
+        // Runs another process enqueued may expire before the next round.
+        expiry::learn(&shared, None).await;
     }
 }
 

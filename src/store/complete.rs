@@ -192,6 +192,7 @@ impl Store {
                     .await?;
             }
         }
+        let mut released = false;
         for c in done {
             let fence = |id: i64, attempt: u32, first: usize| {
                 (
@@ -225,6 +226,7 @@ impl Store {
                 continue;
             };
             matched += 1;
+            released |= matches!(c, Completion::Released { .. });
             let status: String = row.try_get("", "status")?;
             let status: RunStatus = status.parse().unwrap_or(RunStatus::Failed);
             out.insert(id, status);
@@ -232,6 +234,12 @@ impl Store {
                 self.add_history(&txn, id, attempt, now, kind, Some(&message), Some(node))
                     .await?;
             }
+        }
+        // Runs released by a node that is stopping are due at once, and only the other
+        // nodes can run them: the counter wakes them (as for runs taken back from a
+        // dead node), where an update of a queued run's row would tell nobody.
+        if released {
+            bump(&txn, self).await?;
         }
         txn.commit().await?;
         warn_stale(done, matched);

@@ -1234,3 +1234,30 @@ async fn a_node_that_registers_while_every_node_is_paused_starts_paused() {
         );
     }
 }
+
+/// A run released by a stopping node moves the change counter: only the other nodes
+/// can run it now, and an update of its row alone would tell none of them.
+#[tokio::test]
+async fn a_release_moves_the_change_counter() {
+    for db in databases("release_moves_counter").await {
+        let store = open(&db).await;
+        let ids = ids(&store.enqueue(&[run("a", 0, 0)], t0()).await.unwrap());
+        assert_eq!(claim(&store, "n", t0(), 1).await.len(), 1);
+        let before = store.change_marker().await.unwrap();
+        let released = Completion::Released {
+            id: ids[0],
+            attempt: 1,
+            why: super::Release::Shutdown,
+        };
+        store.complete("n", &[released], t0(), false).await.unwrap();
+        let after = store.change_marker().await.unwrap();
+        assert_eq!(after.0, before.0 + 1, "{}", db.name);
+        let run = store.run(ids[0]).await.unwrap().unwrap();
+        assert_eq!(
+            (run.status, run.attempt),
+            (RunStatus::Queued, 0),
+            "{}",
+            db.name
+        );
+    }
+}
