@@ -160,6 +160,18 @@ pub(super) async fn nodes(
             named(key, n)
         );
     }
+    if let (true, Some(key), [n]) = (paused, &id, nodes.as_slice())
+        && n.status == "dead"
+    {
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: node {} is dead (silent past its heartbeat timeout); the pause holds \
+             should it come back (after a stall, say), and a node started anew gets a new \
+             id: `kairos nodes pause` with no name pauses every node, including those \
+             that start later",
+            named(key, n)
+        );
+    }
     Ok(())
 }
 
