@@ -175,6 +175,10 @@ struct Heartbeat {
     last_renewed: DateTime<Utc>,
     /// When this node last failed to reach the database.
     last_failure: Option<tokio::time::Instant>,
+    /// Whether the last heartbeat, and the last renewal, failed: an outage is logged
+    /// at its start and its end, not at every beat.
+    beat_failing: bool,
+    renewal_failing: bool,
     /// This node's paused flag as the last heartbeat found it: kept should the node
     /// have to register again.
     paused: bool,
@@ -185,6 +189,8 @@ impl Heartbeat {
         Heartbeat {
             last_renewed: now,
             last_failure: None,
+            beat_failing: false,
+            renewal_failing: false,
             paused: false,
         }
     }
@@ -239,6 +245,9 @@ impl Heartbeat {
                 None
             }
             Ok(beat) => {
+                if std::mem::take(&mut self.beat_failing) {
+                    tracing::info!("heartbeat: the database answers again");
+                }
                 if !beat.alive {
                     tracing::warn!(
                         node = %shared.node.id,
@@ -259,7 +268,11 @@ impl Heartbeat {
                 Some(beat)
             }
             Err(e) => {
-                tracing::warn!(error = %e, "heartbeat failed: cannot reach the database");
+                if std::mem::replace(&mut self.beat_failing, true) {
+                    tracing::debug!(error = %e, "heartbeat failed again");
+                } else {
+                    tracing::warn!(error = %e, "heartbeat failed: cannot reach the database; trying at every beat, logged again when it answers");
+                }
                 self.last_failure = Some(tokio::time::Instant::now());
                 None
             }
@@ -286,6 +299,7 @@ impl Heartbeat {
         match renewed {
             Ok(owned) => {
                 self.last_renewed = now;
+                self.renewal_failing = false;
                 let owned: HashSet<(i64, u32)> = owned.into_iter().collect();
                 // Not written: the run is another's or queued, and a new claim of the same
                 // attempt by this node (made since the renewal read) could not be told from
@@ -301,7 +315,11 @@ impl Heartbeat {
                 );
             }
             Err(e) => {
-                tracing::warn!(error = %e, "lease renewal failed");
+                if std::mem::replace(&mut self.renewal_failing, true) {
+                    tracing::debug!(error = %e, "lease renewal failed again");
+                } else {
+                    tracing::warn!(error = %e, "lease renewal failed");
+                }
                 self.last_failure = Some(tokio::time::Instant::now());
                 if now - self.last_renewed >= lease {
                     // Another node may own these runs by now: stop rather than run beside
@@ -477,8 +495,15 @@ fn observe_clock(
 fn stop_attempts(attempts: impl Iterator<Item = Held>, stop: impl Fn(&Running), why: &str) {
     for held in attempts {
         if let Some(running) = held.running {
+            // An attempt already stopping (at an earlier beat of an outage) is logged
+            // once.
+            let first = running.reason() == CancelReason::None;
             stop(&running);
-            tracing::warn!(run_id = held.id, attempt = held.attempt, "{why}");
+            if first {
+                tracing::warn!(run_id = held.id, attempt = held.attempt, "{why}");
+            } else {
+                tracing::debug!(run_id = held.id, attempt = held.attempt, "{why}");
+            }
         }
     }
 }
