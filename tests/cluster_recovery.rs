@@ -248,27 +248,32 @@ async fn quick_lease_node(url: &str) -> Node {
     .await
 }
 
+/// Pauses `node`, so that it claims nothing new, and takes its run `id` back as another
+/// node's recovery would (after a network partition, say): the run is queued again and
+/// no longer the node's, which it notices at its next renewal.
+async fn take_back_from(node: &Node, url: &str, id: i64) {
+    node.admin
+        .set_nodes_paused(Some(&node.id), true)
+        .await
+        .unwrap();
+    kairos::test_support::execute(
+        url,
+        &format!(
+            "UPDATE kairos_runs SET status = 'queued', node_id = NULL, lease_until = NULL \
+             WHERE id = {id}"
+        ),
+    )
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_lost_a_run_s_lease_stops_that_attempt() {
     for db in common::databases("lost_lease_stops").await {
         let node = quick_lease_node(&db.url).await;
         let id = node.handle.enqueue(Enqueue::new("sleepy")).await.unwrap();
         common::wait_status(&node.admin, id, RunStatus::Running).await;
-        // The node claims nothing new, and another node's recovery takes the run back
-        // (as after a network partition): it is queued again and no longer this node's.
-        node.admin
-            .set_nodes_paused(Some(&node.id), true)
-            .await
-            .unwrap();
-        kairos::test_support::execute(
-            &db.url,
-            &format!(
-                "UPDATE kairos_runs SET status = 'queued', node_id = NULL, lease_until = NULL \
-                 WHERE id = {id}"
-            ),
-        )
-        .await
-        .unwrap();
+        take_back_from(&node, &db.url, id).await;
         // The node notices at its next renewal and stops its attempt.
         let deadline = Instant::now() + Duration::from_secs(10);
         while !STOPPED.lock().unwrap().contains(&(id, 1)) {
@@ -305,19 +310,7 @@ async fn a_lost_run_whose_task_ignores_the_cancel_is_dropped_at_once() {
             .await
             .unwrap();
         common::wait_status(&node.admin, id, RunStatus::Running).await;
-        node.admin
-            .set_nodes_paused(Some(&node.id), true)
-            .await
-            .unwrap();
-        kairos::test_support::execute(
-            &db.url,
-            &format!(
-                "UPDATE kairos_runs SET status = 'queued', node_id = NULL, lease_until = NULL \
-                 WHERE id = {id}"
-            ),
-        )
-        .await
-        .unwrap();
+        take_back_from(&node, &db.url, id).await;
         let deadline = Instant::now() + Duration::from_secs(10);
         while !DEAF_DROPPED.lock().unwrap().contains(&token) {
             assert!(
