@@ -127,7 +127,7 @@ fn spawn_watch(url: &str, task: &str) -> tokio::process::Child {
 }
 
 /// A job deleted while it is watched ends the watch, saying so, rather than failing on
-/// a job it no longer finds.
+/// a job it no longer finds; a job that never existed is an error.
 #[tokio::test]
 async fn watching_a_job_that_is_deleted_ends_the_watch() {
     let db = common::sqlite();
@@ -165,6 +165,9 @@ async fn watching_a_job_that_is_deleted_ends_the_watch() {
         Some("job `wj` was deleted; the watch ends"),
         "{out:#?}"
     );
+    // A job that does not exist is an error, not a watch that ended.
+    let err = cli(url, &["runs", "watch", "--job", "wj"]).await.fails();
+    assert!(err.starts_with("error: no job named `wj`"), "{err}");
     node.stop().await;
 }
 

@@ -1118,6 +1118,19 @@ async fn jobs_delete_stops_the_jobs_running_run() {
             Some("cancelled: its job was deleted"),
             "{run:?}"
         );
+        // Its history says so too, once: not an operator's cancel.
+        let shown = cli(url, &["runs", "show", &id.to_string()])
+            .await
+            .ok()
+            .stdout;
+        assert!(
+            shown.contains("  cancelled: its job was deleted"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("operator") && !shown.contains("cancelled: cancelled"),
+            "{shown}"
+        );
         node.stop().await;
     }
 }

@@ -921,10 +921,23 @@ async fn overlap_replace_cancels_the_running_run_and_starts_the_new_one() {
         let first = g.wait_started(1).await[0];
         to_slot(&clock, admin, 2).await;
         let replaced = common::wait_status(admin, first, RunStatus::Cancelled).await;
-        // It says why: not an operator's cancel.
+        // It says why: not an operator's cancel, in its history too.
         assert_eq!(
             replaced.error.as_deref(),
             Some("replaced by a newer run of its job (overlap = replace)"),
+            "{}",
+            db.name
+        );
+        let last = replaced
+            .history
+            .last()
+            .expect("the cancel is in the history");
+        assert_eq!(
+            (last.event.to_string(), last.message.as_deref()),
+            (
+                "cancelled".to_string(),
+                Some("replaced by a newer run of its job (overlap = replace)")
+            ),
             "{}",
             db.name
         );

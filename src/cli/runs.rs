@@ -457,14 +457,19 @@ fn run_detail(r: &Run, node_name: Option<&str>) -> String {
                 }
                 _ => String::new(),
             };
+            // A message that names its event already ("cancelled: its job was
+            // deleted") is not prefixed with it a second time.
+            let event = h.event.to_string();
+            let message = h.message.as_deref().map(|m| {
+                m.strip_prefix(event.as_str())
+                    .and_then(|rest| rest.strip_prefix(": "))
+                    .unwrap_or(m)
+            });
             s.push_str(&format!(
-                "\n  {}  attempt {}  {}{from}{}",
+                "\n  {}  attempt {}  {event}{from}{}",
                 rfc3339(h.at),
                 h.attempt,
-                h.event,
-                h.message
-                    .as_deref()
-                    .map_or(String::new(), |m| format!(": {}", truncate(m, 200)))
+                message.map_or(String::new(), |m| format!(": {}", truncate(m, 200)))
             ));
         }
     }

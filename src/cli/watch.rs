@@ -50,6 +50,11 @@ async fn watch_inner(
             return out.print_line(&run, || finished_line(&run));
         }
     }
+    // A job that does not exist is an error, as an unknown task is (a typo would
+    // otherwise look like a watch that ended); one deleted while watched ends the watch.
+    if let Some(job) = &w.filter.job {
+        admin.job(job).await?;
+    }
     let mut state = State {
         after: store.last_event_id().await.map_err(crate::Error::from)?,
         view: if out.is_json() {

@@ -198,7 +198,7 @@ impl Store {
                 (
                     format!(
                         "WHERE id = ${} AND attempt = ${} AND node_id = ${} AND {RUNNING_BY_ID} \
-                         RETURNING status, cancel_requested",
+                         RETURNING status, cancel_requested, error",
                         first,
                         first + 1,
                         first + 2
@@ -231,6 +231,16 @@ impl Store {
             let status: RunStatus = status.parse().unwrap_or(RunStatus::Failed);
             out.insert(id, status);
             if let Some((kind, message)) = event {
+                // A cancel that won says why the row does: an operator, a newer run that
+                // replaced it, its job's deletion; not how the stopped attempt ended.
+                let (kind, message) = match status {
+                    RunStatus::Cancelled => (
+                        RunEventKind::Cancelled,
+                        row.try_get::<Option<String>>("", "error")?
+                            .unwrap_or(message),
+                    ),
+                    _ => (kind, message),
+                };
                 self.add_history(&txn, id, attempt, now, kind, Some(&message), Some(node))
                     .await?;
             }
