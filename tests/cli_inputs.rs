@@ -372,3 +372,17 @@ async fn a_step_larger_than_its_field_is_rejected() {
             .is_empty()
     );
 }
+
+/// A tag key given twice is refused, rather than its first value silently replaced.
+#[tokio::test]
+async fn a_tag_key_given_twice_is_refused() {
+    let db = database_with_task_t().await;
+    let out = cli(&db.url, &["enqueue", "t", "--tag", "a=b", "--tag", "a=c"]).await;
+    assert_eq!(out.code, 2, "{out:#?}");
+    assert_eq!(
+        out.stderr.trim_end(),
+        "error: --tag: key `a` is given twice; a run has one value per tag key"
+    );
+    let admin = Admin::connect(&db.url).await.unwrap();
+    assert_eq!(admin.runs(&RunFilter::new()).await.unwrap().total, 0);
+}

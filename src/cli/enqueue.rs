@@ -120,7 +120,14 @@ pub(super) async fn run(
     if let Some(n) = args.max_retries {
         e = e.max_retries(n);
     }
+    let mut seen = std::collections::BTreeSet::new();
     for (k, v) in args.tag {
+        // A second value would silently replace the first.
+        if !seen.insert(k.clone()) {
+            return Err(CliError::usage(format!(
+                "--tag: key `{k}` is given twice; a run has one value per tag key"
+            )));
+        }
         e = e.tag(k, v);
     }
     if let Some(k) = args.idempotency_key {

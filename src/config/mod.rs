@@ -344,6 +344,13 @@ pub(crate) fn job_name_problem(name: &str) -> Option<String> {
              trailing spaces"
         ));
     }
+    // In an address (`/api/v1/jobs/{name}`), clients resolve these as path steps.
+    if name == "." || name == ".." {
+        return Some(format!(
+            "`{name}` cannot be a job name: in the HTTP API's addresses it would be read as \
+             a step up the path; use letters, digits or other characters too"
+        ));
+    }
     None
 }
 
@@ -430,6 +437,20 @@ pub(crate) use crate::suggest::{did_you_mean, list_names};
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_job_name_that_is_a_path_step_is_refused() {
+        for name in [".", ".."] {
+            let problem = job_name_problem(name).expect("refused");
+            assert!(
+                problem.starts_with(&format!("`{name}` cannot be a job name")),
+                "{problem}"
+            );
+        }
+        for name in ["...", "a.b", ".hidden", "nightly report"] {
+            assert_eq!(job_name_problem(name), None, "{name}");
+        }
+    }
 
     #[test]
     fn pos_counts_lines_and_characters() {

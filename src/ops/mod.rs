@@ -386,6 +386,14 @@ pub(crate) fn check_url(url: &str) -> Result<(), String> {
     if url.len() > 2048 {
         return Err("is longer than 2048 characters".into());
     }
+    // What the above does not catch (a bracket left open, a bad port) would fail every
+    // delivery instead.
+    if let Err(e) = reqwest::Url::parse(url) {
+        return Err(format!(
+            "`{}` is not a valid URL: {e}",
+            crate::error::clip(url)
+        ));
+    }
     Ok(())
 }
 
@@ -406,4 +414,27 @@ pub(crate) fn after(now: DateTime<Utc>, d: Duration, field: &str) -> Result<Date
         .ok()
         .and_then(|d| now.checked_add_signed(d))
         .ok_or_else(|| Error::invalid(field, "too far in the future"))
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::check_url;
+
+    #[test]
+    fn a_webhook_url_is_absolute_http_with_a_host_and_parses() {
+        assert_eq!(check_url("https://example.com/hooks?x=1"), Ok(()));
+        assert_eq!(check_url("http://[::1]:8080/h"), Ok(()));
+        for (url, why) in [
+            ("ftp://example.com", "is not an http:// or https:// URL"),
+            ("http:///path", "has no host or contains spaces"),
+            ("http://[::1", "is not a valid URL: invalid IPv6 address"),
+            (
+                "http://example.com:99999/",
+                "is not a valid URL: invalid port number",
+            ),
+        ] {
+            let err = check_url(url).unwrap_err();
+            assert!(err.ends_with(why), "{url}: {err}");
+        }
+    }
 }
