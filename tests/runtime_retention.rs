@@ -315,6 +315,16 @@ async fn stats_estimates_and_health_describe_the_database() {
             health.reasons[0].contains("no node is running"),
             "{health:?}"
         );
+        // A run whose time to live has run out can only expire: no start is promised.
+        let brief = after
+            .enqueue(Enqueue::new("ok").ttl(Duration::from_millis(50)))
+            .await
+            .unwrap()
+            .id;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let run = after.run(brief).await.unwrap();
+        assert_eq!(run.status, RunStatus::Queued, "no node runs to expire it");
+        assert!(after.estimate(&run).await.unwrap().is_none(), "{}", db.name);
     }
 }
 

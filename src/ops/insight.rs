@@ -128,12 +128,13 @@ impl Admin {
         })
     }
 
-    /// When a queued run should start and end; `None` for a run that is not queued.
+    /// When a queued run should start and end; `None` for a run that is not queued,
+    /// or whose time to live has run out (it can only expire, at a node's next look).
     pub async fn estimate(&self, run: &Run) -> Result<Option<RunEstimate>, Error> {
-        if run.status != RunStatus::Queued {
+        let now = self.now();
+        if run.status != RunStatus::Queued || run.expires_at.is_some_and(|t| t <= now) {
             return Ok(None);
         }
-        let now = self.now();
         let ahead = self
             .store()
             .queued_ahead(&run.queue, run.id, run.priority, run.run_at, now)
