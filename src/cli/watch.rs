@@ -505,6 +505,25 @@ impl Lines {
                 let line = retried_line(id, e);
                 out.print_line(&(), || line)
             }
+            // An attempt that ended without an outcome: taken back from a node that died
+            // or was cut off, or released by a node that stopped.
+            EventKind::RunQueued if e.data["recovered"] == true || e.data["released"] == true => {
+                self.printed.remove(&id);
+                let attempt = e.data["attempt"].as_u64().unwrap_or(0);
+                let line = if e.data["recovered"] == true {
+                    format!(
+                        "run {id}: attempt {attempt} lost with its node, queued again: {}",
+                        e.data["error"]
+                            .as_str()
+                            .unwrap_or("its node stopped renewing the lease")
+                    )
+                } else {
+                    format!(
+                        "run {id}: attempt {attempt} released by its node, which stopped; queued again"
+                    )
+                };
+                out.print_line(&(), || line)
+            }
             EventKind::RunFinished => match admin.run(id).await {
                 Ok(r) => self.print_outcome(&r, out),
                 // Deleted already: what the event says.
@@ -690,6 +709,46 @@ mod tests {
     /// Progress a node wrote before the runs table was read, read later from the
     /// event log, is older than what the table showed: it is not printed, so the
     /// progress does not go backwards. What came after is.
+    /// An attempt that ended without an outcome (taken back from a dead node, or
+    /// released by a node that stopped) gets a line of its own before the next start.
+    #[tokio::test]
+    async fn an_attempt_lost_or_released_is_printed() {
+        let t = harness().await;
+        let admin = t.admin();
+        let id = admin.enqueue(Enqueue::new("t")).await.unwrap().id;
+        let queued = |data: serde_json::Value| {
+            let mut e = Event::new(EventKind::RunQueued, chrono::Utc::now());
+            e.run_id = Some(id);
+            e.task = Some("t".into());
+            e.data = data;
+            e
+        };
+        let mut buf = Vec::new();
+        let mut lines = Lines::default();
+        {
+            let mut out = Out::new(&mut buf, false);
+            for data in [
+                serde_json::json!({ "attempt": 1, "recovered": true, "error": "its node stopped renewing the lease; the attempt was taken back" }),
+                serde_json::json!({ "attempt": 2, "released": true }),
+                serde_json::json!({ "run_at": 0 }),
+            ] {
+                lines.apply(&queued(data), admin, &mut out).await.unwrap();
+            }
+        }
+        let text = String::from_utf8(buf).unwrap();
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            [
+                format!(
+                    "run {id}: attempt 1 lost with its node, queued again: its node stopped renewing the lease; the attempt was taken back"
+                ),
+                format!("run {id}: attempt 2 released by its node, which stopped; queued again"),
+            ],
+            "{text}"
+        );
+        t.shutdown().await;
+    }
+
     #[tokio::test]
     async fn progress_older_than_the_table_s_is_not_printed() {
         let t = harness().await;
