@@ -171,7 +171,9 @@ pub(super) async fn run(args: ServeArgs, admin: Admin, out: &mut Out<'_>) -> Res
             match (info.token, info.protect_reads) {
                 (false, _) => "no token: loopback only",
                 (true, false) => "token required for changes",
-                (true, true) => "token required for every endpoint but /health",
+                (true, true) => {
+                    "token required for reads too (not for /health, the OpenAPI document or the dashboard's page, whose data calls need it)"
+                }
             }
         )
     })?;
