@@ -72,7 +72,8 @@
 //!   claimed one then stays "in progress"). Attempts already made stay recorded, so
 //!   `runs show` tells what was tried. At a graceful stop the node lets attempts in
 //!   flight finish within `timeout` and what is left of the shutdown grace period (at
-//!   least half a second), and logs each redelivery it gives up.
+//!   least half a second), and logs each redelivery it gives up, and the attempts it
+//!   abandons under way (which are not recorded), by run and attempt.
 //! - Delivery is at least once: a receiver that took too long to answer 2xx may get the
 //!   same run again. `X-Kairos-Run-Id` with the body's `finished_at` identifies a
 //!   finish (a run retried by an operator and finished again is delivered again).
@@ -327,6 +328,7 @@ impl Webhooks {
     ) -> Option<Worker> {
         let rx = self.rx.lock().ok()?.take()?;
         let stop = CancellationToken::new();
+        let in_flight = InFlightMap::default();
         let ctx = Arc::new(Ctx {
             store,
             node,
@@ -335,6 +337,7 @@ impl Webhooks {
             client: OnceLock::new(),
             requests: Semaphore::new(CONCURRENT_REQUESTS),
             stop: stop.clone(),
+            in_flight: in_flight.clone(),
         });
         // An attempt in flight ends within the request timeout; the node's grace
         // period bounds the wait all the same.
@@ -343,6 +346,7 @@ impl Webhooks {
             task: tokio::spawn(work(ctx, rx, sweep_every, grace)),
             stop,
             grace,
+            in_flight,
         })
     }
 }
@@ -353,6 +357,20 @@ pub(crate) struct Worker {
     task: tokio::task::JoinHandle<()>,
     stop: CancellationToken,
     grace: Duration,
+    in_flight: InFlightMap,
+}
+
+/// The attempts whose POST is under way, run id → attempt: named when a stopping node
+/// abandons them, since they are never recorded.
+type InFlightMap = Arc<std::sync::Mutex<std::collections::BTreeMap<i64, u32>>>;
+
+/// The attempts under way, as `run 42 attempt 3` items, for a log line.
+fn under_way(map: &InFlightMap) -> Vec<String> {
+    map.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(run, attempt)| format!("run {run} attempt {attempt}"))
+        .collect()
 }
 
 impl Worker {
@@ -371,10 +389,12 @@ impl Worker {
             .is_err()
         {
             // Dropping the worker's task drops its deliveries with it.
-            task.abort();
             tracing::warn!(
-                "node stopping: webhook deliveries still in flight at the end of the grace period were abandoned"
+                in_flight = ?under_way(&self.in_flight),
+                "node stopping: webhook deliveries still in flight at the end of the grace \
+                 period were abandoned (their attempts under way are not recorded)"
             );
+            task.abort();
         }
     }
 }
@@ -390,6 +410,29 @@ struct Ctx {
     client: OnceLock<Result<reqwest::Client, String>>,
     requests: Semaphore,
     stop: CancellationToken,
+    /// The attempts whose POST is under way (see `InFlightMap`).
+    in_flight: InFlightMap,
+}
+
+/// Marks an attempt's POST as under way for as long as it lives (see `InFlightMap`).
+struct InFlight<'a>(&'a InFlightMap, i64);
+
+impl<'a> InFlight<'a> {
+    fn new(map: &'a InFlightMap, run_id: i64, attempt: u32) -> Self {
+        map.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(run_id, attempt);
+        InFlight(map, run_id)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.1);
+    }
 }
 
 impl Ctx {
@@ -446,7 +489,9 @@ async fn work(
     if tokio::time::timeout(grace, finish).await.is_err() {
         tracing::warn!(
             deliveries = pending.len(),
-            "node stopping: webhook deliveries still in flight were abandoned"
+            in_flight = ?under_way(&ctx.in_flight),
+            "node stopping: webhook deliveries still in flight were abandoned (their \
+             attempts under way are not recorded)"
         );
         pending.abort_all();
     }
@@ -569,6 +614,7 @@ async fn deliver(ctx: Arc<Ctx>, run_id: i64, claimed: Option<i64>) {
     for attempt in 1..=max {
         let (at, outcome) = {
             let _turn = ctx.requests.acquire().await;
+            let _in_flight = InFlight::new(&ctx.in_flight, run_id, attempt);
             let at = ctx.clock.now();
             (at, post(&ctx, &url, run_id, attempt, at, &body).await)
         };
@@ -753,6 +799,19 @@ async fn record(ctx: &Ctx, d: RunDelivery, row: Option<i64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attempts_under_way_are_named_while_their_post_lasts() {
+        let map = InFlightMap::default();
+        let first = InFlight::new(&map, 42, 3);
+        {
+            let _second = InFlight::new(&map, 7, 1);
+            assert_eq!(under_way(&map), ["run 7 attempt 1", "run 42 attempt 3"]);
+        }
+        assert_eq!(under_way(&map), ["run 42 attempt 3"]);
+        drop(first);
+        assert!(under_way(&map).is_empty());
+    }
 
     fn hex(bytes: &[u8]) -> String {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
