@@ -465,6 +465,22 @@ async fn enqueue_input_is_checked_field_by_field() {
         api.post_empty("/api/v1/runs")
             .await
             .error(415, "unsupported_media_type");
+        // Also where the endpoint reads no body: text sent there is refused, nothing
+        // sent is fine.
+        api.send(
+            Method::POST,
+            "/api/v1/nodes/pause",
+            Some((b"please".to_vec(), "text/plain")),
+            None,
+        )
+        .await
+        .error(415, "unsupported_media_type");
+        assert!(
+            node.admin.nodes().await.unwrap().iter().all(|n| !n.paused),
+            "the refused pause paused a node"
+        );
+        let resumed = api.post_empty("/api/v1/nodes/resume").await;
+        assert_eq!(resumed.status, 200, "{}", resumed.text);
         let huge = json!({"task": "hello", "params": {"blob": "x".repeat(10_000)}});
         api.post("/api/v1/runs", &huge)
             .await

@@ -206,6 +206,7 @@ pub(crate) fn router_and_hub(admin: Admin, opts: HttpOptions) -> (axum::Router, 
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn(input::no_query_on_changes))
+        .layer(axum::middleware::from_fn(input::json_bodies_only))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::guard,
