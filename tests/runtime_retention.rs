@@ -279,6 +279,9 @@ async fn stats_estimates_and_health_describe_the_database() {
         let scoped = h.admin().stats(Some("fails"), &[]).await.unwrap();
         assert_eq!(scoped.counts[&RunStatus::Succeeded], 0);
         assert_eq!(scoped.counts[&RunStatus::Failed], 1);
+        // The task's own queue, though none of its runs waits there now.
+        let names: Vec<&str> = scoped.queues.iter().map(|q| q.name.as_str()).collect();
+        assert_eq!(names, ["default"], "{}", db.name);
         // A run due in a minute, nothing ahead of it: it starts when due.
         let run = h.run(waiting).await.unwrap();
         let e = h.admin().estimate(&run).await.unwrap().unwrap();

@@ -95,8 +95,9 @@ impl Admin {
             .collect();
         let mut queues = self.store().queues().await?;
         if task.is_some() || !tags.is_empty() {
-            // Queue depths are about the whole queue; keep the queues the scope uses.
-            let used: Vec<String> = self
+            // Queue depths are about the whole queue; keep the queues the scope uses:
+            // the task's own, and those of its unfinished runs.
+            let mut used: Vec<String> = self
                 .runs(&crate::RunFilter {
                     task: scope.task.clone(),
                     tags: scope.tags.clone(),
@@ -109,6 +110,11 @@ impl Admin {
                 .into_iter()
                 .map(|r| r.queue)
                 .collect();
+            if let Some(t) = task
+                && let Ok(view) = self.task_view(t).await
+            {
+                used.push(view.policy.queue);
+            }
             queues.retain(|q| used.contains(&q.name));
         }
         Ok(Stats {
