@@ -632,20 +632,15 @@ fn queue_limits(
     }
     for s in stored {
         let declared = own.iter().any(|q| q.declared && q.name == s.name);
-        let rate = s.rate_limit.zip(s.rate_window);
-        if declared || (s.concurrency.is_none() && rate.is_none()) {
+        let Some(limit) = crate::store::stored_limit(s).filter(|_| !declared) else {
             continue;
-        }
+        };
         tracing::info!(
             queue = %s.name,
-            concurrency = ?s.concurrency,
-            rate = ?rate,
+            concurrency = ?limit.concurrency,
+            rate = ?limit.rate,
             "this node holds the limits stored for a queue its jobs.toml does not declare"
         );
-        let limit = QueueLimit {
-            concurrency: s.concurrency,
-            rate,
-        };
         limits.insert(s.name.clone(), limit);
     }
     limits

@@ -51,6 +51,7 @@ pub(crate) use control::{CancelOutcome, DeleteOutcome, RetryOutcome};
 pub(crate) use events::EVENT_CHUNK;
 pub(crate) use jobs::{FireOutcome, FirePlan, PlannedRun, SlotRecord};
 pub(crate) use nodes::{Beat, BeatLook, NodeRow, default_name as default_node_name};
+pub(crate) use queues::stored_limit;
 pub(crate) use reports::AttemptReport;
 pub(crate) use runs::{EnqueueError, NewRun};
 pub(crate) use stats::{Finished, StatsScope};

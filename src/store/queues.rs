@@ -11,6 +11,15 @@ use super::sql::columns;
 use super::{QueueLimit, Store, StoreError, bump, write_txn};
 use crate::model::QueueInfo;
 
+/// The limit a stored queue puts on claims; `None` for a queue without any.
+pub(crate) fn stored_limit(q: &QueueInfo) -> Option<QueueLimit> {
+    let rate = q.rate_limit.zip(q.rate_window);
+    (q.concurrency.is_some() || rate.is_some()).then_some(QueueLimit {
+        concurrency: q.concurrency,
+        rate,
+    })
+}
+
 impl Store {
     /// Every queue that is declared, used by a published task, or holds unfinished
     /// runs, by name.
@@ -86,12 +95,7 @@ impl Store {
             .await?
         {
             let q = queue_info(queue::Model::from_query_result(&r, "")?, 0, 0);
-            let rate = q.rate_limit.zip(q.rate_window);
-            if q.concurrency.is_some() || rate.is_some() {
-                let limit = QueueLimit {
-                    concurrency: q.concurrency,
-                    rate,
-                };
+            if let Some(limit) = stored_limit(&q) {
                 out.insert(q.name, limit);
             }
         }
