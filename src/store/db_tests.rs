@@ -1218,8 +1218,22 @@ async fn a_node_that_registers_while_every_node_is_paused_starts_paused() {
         };
         let other = open(&db).await;
         let registering = tokio::spawn(async move { other.register_node(&node, false).await });
-        // Long enough for the registration to reach the flag (it then waits on it).
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Until the registration waits on the flag's lock (or, were it not to wait,
+        // for a bound: it then registers at once, and misses the pause).
+        let waiting = "SELECT COUNT(*) AS n FROM pg_stat_activity \
+                       WHERE datname = current_database() AND wait_event_type = 'Lock'";
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            let row = store
+                .db
+                .query_one_raw(store.stmt(waiting, []))
+                .await
+                .unwrap();
+            if row.is_some_and(|r| r.try_get::<i64>("", "n").unwrap_or(0) > 0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         pause.commit().await.unwrap();
         registering.await.unwrap().unwrap();
         let row = store
